@@ -1,0 +1,258 @@
+package cluster
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+
+	"github.com/hashicorp/raft"
+)
+
+// FSM is the raft state machine. Apply only decodes a command and changes
+// state: no I/O, no clock, no driver.
+type FSM struct {
+	mu    sync.RWMutex
+	state *State
+	log   *slog.Logger
+	// watchers are told the index of every applied entry.
+	watchMu  sync.Mutex
+	watchers []chan<- uint64
+}
+
+// NewFSM returns an FSM over an empty state.
+func NewFSM(log *slog.Logger) *FSM {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &FSM{state: NewState(), log: log}
+}
+
+// Read calls fn with the live state under a read lock. fn must not keep
+// references past its return unless they are immutable values.
+func (f *FSM) Read(fn func(s *State)) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	fn(f.state)
+}
+
+// State returns a consistent copy of the state to read without locks.
+func (f *FSM) State() *State {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.state.Snapshot()
+}
+
+// Watch registers ch to receive the index of each applied entry (dropped
+// when ch is full).
+func (f *FSM) Watch(ch chan<- uint64) {
+	f.watchMu.Lock()
+	f.watchers = append(f.watchers, ch)
+	f.watchMu.Unlock()
+}
+
+// Apply implements raft.FSM.
+func (f *FSM) Apply(l *raft.Log) any {
+	if l.Type != raft.LogCommand {
+		return nil
+	}
+	cmd, err := Decode(l.Data)
+	if err != nil {
+		if len(l.Data) > 0 && CommandType(l.Data[0])&IgnoreUnknownFlag != 0 {
+			f.log.Warn("skipping unknown command", "index", l.Index, "type", l.Data[0])
+			return nil
+		}
+		// An entry we cannot read would make this server diverge: stop.
+		panic(fmt.Sprintf("raft log entry %d: %v", l.Index, err))
+	}
+	f.mu.Lock()
+	res := f.state.apply(cmd, l.Index)
+	f.state.Index = l.Index
+	f.mu.Unlock()
+	f.notify(l.Index)
+	return res
+}
+
+func (f *FSM) notify(index uint64) {
+	f.watchMu.Lock()
+	defer f.watchMu.Unlock()
+	for _, ch := range f.watchers {
+		select {
+		case ch <- index:
+		default:
+		}
+	}
+}
+
+// apply changes s by cmd. It returns nil or an *ApplyError; on an error
+// nothing changed.
+func (s *State) apply(cmd Command, index uint64) any {
+	switch c := cmd.(type) {
+	case *InventoryDiff:
+		s.applyInventory(c)
+	case *AppendEvents:
+		s.appendEvents(c.Events...)
+	case *SetHostStatus:
+		h, ok := s.Hosts[c.Host]
+		if !ok {
+			return notFound("host", "host %q not found", c.Host)
+		}
+		if !c.Status.Valid() {
+			return &ApplyError{Code: 400, Field: "status", Msg: fmt.Sprintf("unknown status %q", c.Status)}
+		}
+		nh := *h
+		nh.Admin, nh.AdminReason = c.Status, c.Reason
+		s.Hosts[c.Host] = &nh
+		s.appendEvents(c.Event)
+	case *SetHostHealth:
+		h, ok := s.Hosts[c.Host]
+		if !ok {
+			return notFound("host", "host %q not found", c.Host)
+		}
+		nh := *h
+		nh.Health = c.Health
+		s.Hosts[c.Host] = &nh
+		s.appendEvents(c.Event)
+	case *RegisterServer:
+		sv := c.Server
+		s.Servers[sv.ID] = &sv
+	case *SetEventRetention:
+		if c.Max > 0 {
+			s.EventRetention = c.Max
+			s.trimEvents()
+		}
+	}
+	return nil
+}
+
+func (s *State) applyInventory(d *InventoryDiff) {
+	for _, h := range d.UpsertHosts {
+		nh := h
+		nh.Driver = d.Driver
+		if old, ok := s.Hosts[h.Name]; ok {
+			// Herd's own fields stay as they are.
+			nh.Admin, nh.AdminReason = old.Admin, old.AdminReason
+			nh.Maintenance, nh.Operation = old.Maintenance, old.Operation
+			nh.Health = old.Health
+			if nh.Labels == nil {
+				nh.Labels = old.Labels
+			}
+		} else {
+			if nh.Admin == "" {
+				nh.Admin = Available
+			}
+			if nh.Maintenance == "" {
+				nh.Maintenance = MaintenanceOff
+			}
+			if nh.Health == "" {
+				nh.Health = HealthUnknown
+			}
+		}
+		s.Hosts[h.Name] = &nh
+	}
+	for _, name := range d.RemoveHosts {
+		delete(s.Hosts, name)
+	}
+	for _, vm := range d.UpsertVMs {
+		nv := vm
+		nv.Driver = d.Driver
+		if old, ok := s.VMs[vm.ID]; ok {
+			nv.Priority = old.Priority
+			if nv.Definition == nil {
+				nv.Definition = old.Definition
+			}
+		}
+		s.VMs[vm.ID] = &nv
+	}
+	for _, id := range d.RemoveVMs {
+		delete(s.VMs, id)
+	}
+	s.appendEvents(d.Events...)
+}
+
+func (s *State) appendEvents(events ...Event) {
+	for _, e := range events {
+		if e.Type == "" && e.Message == "" {
+			continue
+		}
+		// Keep the log in time order even when leaders' clocks differ.
+		if n := len(s.Events); n > 0 && e.Time.Before(s.Events[n-1].Time) {
+			e.Time = s.Events[n-1].Time
+		}
+		e.Seq = s.NextEventSeq
+		s.NextEventSeq++
+		s.Events = append(s.Events, e)
+	}
+	s.trimEvents()
+}
+
+func (s *State) trimEvents() {
+	max := s.EventRetention
+	if max <= 0 {
+		max = DefaultEventRetention
+	}
+	// Trim in chunks so appends stay amortised O(1).
+	if len(s.Events) > max+max/8 {
+		kept := make([]Event, max, max+max/4+1)
+		copy(kept, s.Events[len(s.Events)-max:])
+		s.Events = kept
+	}
+}
+
+// Snapshot implements raft.FSM: the state is copied under the lock and
+// written out by Persist without it.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return &fsmSnapshot{state: f.state.Snapshot()}, nil
+}
+
+// Restore implements raft.FSM.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	s, err := ReadState(rc)
+	if err != nil {
+		return fmt.Errorf("restore snapshot: %w", err)
+	}
+	f.mu.Lock()
+	f.state = s
+	f.mu.Unlock()
+	f.notify(s.Index)
+	return nil
+}
+
+// ReadState decodes a state written by WriteState.
+func ReadState(r io.Reader) (*State, error) {
+	s := NewState()
+	if err := json.NewDecoder(r).Decode(s); err != nil {
+		return nil, err
+	}
+	if s.Hosts == nil {
+		s.Hosts = map[string]*Host{}
+	}
+	if s.VMs == nil {
+		s.VMs = map[string]*VM{}
+	}
+	if s.Servers == nil {
+		s.Servers = map[string]*Server{}
+	}
+	return s, nil
+}
+
+// WriteState encodes the whole state.
+func WriteState(w io.Writer, s *State) error {
+	return json.NewEncoder(w).Encode(s)
+}
+
+type fsmSnapshot struct{ state *State }
+
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if err := WriteState(sink, s.state); err != nil {
+		sink.Cancel()
+		return fmt.Errorf("persist snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+func (s *fsmSnapshot) Release() {}

@@ -1,0 +1,289 @@
+// Package cluster holds Herd's replicated state: the types every node agrees
+// on, the typed commands that change them, the raft FSM that applies those
+// commands, and the raft node that replicates them.
+//
+// Values stored in State are immutable once stored: Apply replaces a *Host or
+// *VM with a new value and never changes one in place, so a shallow copy of the
+// maps (Snapshot) is a consistent, race-free view for planners and readers.
+package cluster
+
+import (
+	"sort"
+	"time"
+)
+
+// AdminStatus is set by people or policy and says whether a host takes VMs.
+type AdminStatus string
+
+const (
+	// Available hosts are valid placement targets.
+	Available AdminStatus = "AVAILABLE"
+	// NotAccepting hosts take no new or automatic placements; an operator
+	// may still migrate a VM there explicitly.
+	NotAccepting AdminStatus = "NOT_ACCEPTING"
+	// InMaintenance hosts are being emptied or kept empty.
+	InMaintenance AdminStatus = "MAINTENANCE"
+	// Offline hosts are declared dead: their VMs are recreated elsewhere once
+	// the host is fenced.
+	Offline AdminStatus = "OFFLINE"
+)
+
+// Valid reports whether s is one of the four admin statuses.
+func (s AdminStatus) Valid() bool {
+	switch s {
+	case Available, NotAccepting, InMaintenance, Offline:
+		return true
+	}
+	return false
+}
+
+// MaintenanceState is where a host is in the maintenance life cycle.
+type MaintenanceState string
+
+const (
+	MaintenanceOff      MaintenanceState = "off"
+	MaintenanceEntering MaintenanceState = "entering"
+	MaintenanceOn       MaintenanceState = "on"
+	MaintenanceError    MaintenanceState = "error"
+	MaintenanceExiting  MaintenanceState = "exiting"
+)
+
+// Health is the fused view of whether a host's hypervisor is alive.
+type Health string
+
+const (
+	HealthUnknown Health = "unknown"
+	HealthAlive   Health = "alive"
+	HealthSuspect Health = "suspect"
+	HealthDead    Health = "dead"
+	HealthFenced  Health = "fenced"
+)
+
+// Connection is the driver's own view of a host's management connection.
+type Connection string
+
+const (
+	Connected     Connection = "connected"
+	Disconnected  Connection = "disconnected"
+	NotResponding Connection = "notResponding"
+)
+
+// PowerState of a VM.
+type PowerState string
+
+const (
+	PoweredOn  PowerState = "running"
+	PoweredOff PowerState = "stopped"
+	Suspended  PowerState = "suspended"
+)
+
+// Host is one hypervisor host.
+type Host struct {
+	Name string `json:"name"`
+	// Driver is the name of the driver instance (from herd.yaml) that
+	// manages the host.
+	Driver string `json:"driver"`
+	// Group is the driver's own grouping (a vSphere cluster): VMs move only
+	// between hosts of one group.
+	Group       string            `json:"group,omitempty"`
+	Admin       AdminStatus       `json:"admin_status"`
+	AdminReason string            `json:"admin_reason,omitempty"`
+	Maintenance MaintenanceState  `json:"maintenance_state"`
+	Operation   string            `json:"operation,omitempty"`
+	Health      Health            `json:"health"`
+	Connection  Connection        `json:"connection"`
+	MemoryBytes int64             `json:"memory_bytes"`
+	CPUs        int               `json:"cpus"`
+	CPUMHz      int64             `json:"cpu_mhz"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	// Seen is when inventory sync last changed the host's hardware facts.
+	Seen time.Time `json:"seen"`
+}
+
+// VM is one virtual machine as Herd knows it.
+type VM struct {
+	// ID is the driver's stable identifier (a vSphere instance UUID, a
+	// libvirt domain UUID).
+	ID          string     `json:"id"`
+	Name        string     `json:"name"`
+	Host        string     `json:"host"`
+	Driver      string     `json:"driver"`
+	MemoryBytes int64      `json:"memory_bytes"`
+	VCPUs       int        `json:"vcpus"`
+	Power       PowerState `json:"power_state"`
+	// Priority is the availability priority: higher moves and restarts first.
+	Priority int `json:"priority"`
+	// Unmovable says why the VM cannot be migrated (pinned, local devices);
+	// empty when it can.
+	Unmovable string `json:"unmovable,omitempty"`
+	// Definition is what the driver needs to recreate the VM elsewhere;
+	// opaque to Herd.
+	Definition []byte `json:"definition,omitempty"`
+}
+
+// Server is a raft voter: its raft and API addresses, so that followers can
+// forward writes to the leader's API.
+type Server struct {
+	ID       string `json:"id"`
+	RaftAddr string `json:"raft_addr"`
+	APIAddr  string `json:"api_addr"`
+}
+
+// Event is one entry in the action log.
+type Event struct {
+	Seq       uint64    `json:"seq"`
+	Time      time.Time `json:"time"`
+	Type      string    `json:"type"`
+	Actor     string    `json:"actor"`
+	Host      string    `json:"host,omitempty"`
+	VM        string    `json:"vm,omitempty"`
+	Operation string    `json:"operation,omitempty"`
+	Message   string    `json:"message"`
+}
+
+// DefaultEventRetention is how many events the log keeps when not told.
+const DefaultEventRetention = 20000
+
+// State is the whole replicated state.
+type State struct {
+	Hosts   map[string]*Host   `json:"hosts"`
+	VMs     map[string]*VM     `json:"vms"`
+	Servers map[string]*Server `json:"servers"`
+	// Events is the action log, oldest first, at most EventRetention long.
+	Events         []Event `json:"events"`
+	EventRetention int     `json:"event_retention"`
+	NextEventSeq   uint64  `json:"next_event_seq"`
+	// Index is the raft index of the last command applied.
+	Index uint64 `json:"index"`
+}
+
+// NewState returns an empty state.
+func NewState() *State {
+	return &State{
+		Hosts:          map[string]*Host{},
+		VMs:            map[string]*VM{},
+		Servers:        map[string]*Server{},
+		EventRetention: DefaultEventRetention,
+		NextEventSeq:   1,
+	}
+}
+
+// Snapshot returns a copy of s that shares its immutable values. It is safe
+// to read without locks while s keeps changing.
+func (s *State) Snapshot() *State {
+	c := &State{
+		Hosts:          make(map[string]*Host, len(s.Hosts)),
+		VMs:            make(map[string]*VM, len(s.VMs)),
+		Servers:        make(map[string]*Server, len(s.Servers)),
+		Events:         s.Events[:len(s.Events):len(s.Events)],
+		EventRetention: s.EventRetention,
+		NextEventSeq:   s.NextEventSeq,
+		Index:          s.Index,
+	}
+	for k, v := range s.Hosts {
+		c.Hosts[k] = v
+	}
+	for k, v := range s.VMs {
+		c.VMs[k] = v
+	}
+	for k, v := range s.Servers {
+		c.Servers[k] = v
+	}
+	return c
+}
+
+// HostNames returns the host names in order.
+func (s *State) HostNames() []string {
+	names := make([]string, 0, len(s.Hosts))
+	for n := range s.Hosts {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// HostUsage is what a host's VMs take.
+type HostUsage struct {
+	VMs         int   `json:"vms"`
+	RunningVMs  int   `json:"running_vms"`
+	MemoryBytes int64 `json:"memory_used_bytes"` // of running VMs
+	VCPUs       int   `json:"vcpus_used"`        // of running VMs
+}
+
+// Usage sums the VMs of every host in one pass.
+func (s *State) Usage() map[string]HostUsage {
+	u := make(map[string]HostUsage, len(s.Hosts))
+	for _, vm := range s.VMs {
+		h := u[vm.Host]
+		h.VMs++
+		if vm.Power == PoweredOn {
+			h.RunningVMs++
+			h.MemoryBytes += vm.MemoryBytes
+			h.VCPUs += vm.VCPUs
+		}
+		u[vm.Host] = h
+	}
+	return u
+}
+
+// VMsOn returns the VMs on host, ordered by name then id.
+func (s *State) VMsOn(host string) []*VM {
+	var out []*VM
+	for _, vm := range s.VMs {
+		if vm.Host == host {
+			out = append(out, vm)
+		}
+	}
+	sortVMs(out)
+	return out
+}
+
+// SortedVMs returns every VM ordered by name then id.
+func (s *State) SortedVMs() []*VM {
+	out := make([]*VM, 0, len(s.VMs))
+	for _, vm := range s.VMs {
+		out = append(out, vm)
+	}
+	sortVMs(out)
+	return out
+}
+
+func sortVMs(vms []*VM) {
+	sort.Slice(vms, func(i, j int) bool {
+		if vms[i].Name != vms[j].Name {
+			return vms[i].Name < vms[j].Name
+		}
+		return vms[i].ID < vms[j].ID
+	})
+}
+
+// EventFilter selects events from the log.
+type EventFilter struct {
+	Host, VM, Operation string
+	Since               time.Time
+	Limit               int
+}
+
+// QueryEvents returns the events that match f, oldest first. With a Limit,
+// the newest Limit matches are returned.
+func (s *State) QueryEvents(f EventFilter) []Event {
+	// Events are in time order: find the first at or after Since.
+	start := sort.Search(len(s.Events), func(i int) bool { return !s.Events[i].Time.Before(f.Since) })
+	var out []Event
+	for _, e := range s.Events[start:] {
+		if f.Host != "" && e.Host != f.Host {
+			continue
+		}
+		if f.VM != "" && e.VM != f.VM {
+			continue
+		}
+		if f.Operation != "" && e.Operation != f.Operation {
+			continue
+		}
+		out = append(out, e)
+	}
+	if f.Limit > 0 && len(out) > f.Limit {
+		out = out[len(out)-f.Limit:]
+	}
+	return out
+}

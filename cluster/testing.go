@@ -1,0 +1,99 @@
+package cluster
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+)
+
+// FreePort returns a loopback address with a port that was free a moment ago.
+func FreePort(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// TestNodeConfig is a node config with short timeouts for in-process clusters.
+func TestNodeConfig(t testing.TB, id, dir string) NodeConfig {
+	return NodeConfig{
+		ID:                 id,
+		DataDir:            dir,
+		Bind:               FreePort(t),
+		HeartbeatTimeout:   200 * time.Millisecond,
+		ElectionTimeout:    200 * time.Millisecond,
+		LeaderLeaseTimeout: 100 * time.Millisecond,
+		Logger:             TestLogger(t),
+	}
+}
+
+// TestLogger writes slog output to t.Log at warning level and above.
+func TestLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(string(p))
+	return len(p), nil
+}
+
+// WaitFor polls cond until it holds or timeout passes.
+func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("timed out after %s waiting for %s", timeout, what)
+}
+
+// WaitLeader waits until exactly one of nodes leads and returns it.
+func WaitLeader(t testing.TB, timeout time.Duration, nodes ...*Node) *Node {
+	t.Helper()
+	var leader *Node
+	WaitFor(t, timeout, "a leader", func() bool {
+		leader = nil
+		for _, n := range nodes {
+			if n != nil && n.IsLeader() {
+				if leader != nil {
+					return false
+				}
+				leader = n
+			}
+		}
+		return leader != nil
+	})
+	return leader
+}
+
+// StartTestCluster forms an n-node cluster in dirs (one per node) on loopback.
+func StartTestCluster(t testing.TB, dirs []string) []*Node {
+	t.Helper()
+	nodes := make([]*Node, len(dirs))
+	servers := map[string]string{}
+	for i, dir := range dirs {
+		n, err := Open(TestNodeConfig(t, fmt.Sprintf("s%d", i+1), dir))
+		if err != nil {
+			t.Fatalf("open node %d: %v", i+1, err)
+		}
+		nodes[i] = n
+		servers[n.ID()] = n.Addr()
+	}
+	for _, n := range nodes {
+		if err := n.Bootstrap(servers); err != nil {
+			t.Fatalf("bootstrap: %v", err)
+		}
+	}
+	return nodes
+}

@@ -1,0 +1,104 @@
+// Package drivers defines what Herd needs from a hypervisor manager. Drivers
+// know nothing of Herd's state: they report inventory and carry out actions.
+package drivers
+
+import (
+	"context"
+	"errors"
+)
+
+// Error kinds every driver maps its failures to, so that controllers can
+// decide what to do (retry elsewhere, fail, wait). Match with errors.Is.
+var (
+	ErrNotFound     = errors.New("not found")
+	ErrNotSupported = errors.New("not supported")
+	ErrTimeout      = errors.New("timed out")
+	ErrUnreachable  = errors.New("unreachable")
+)
+
+// PowerState of a VM as drivers report it.
+type PowerState string
+
+const (
+	PoweredOn  PowerState = "running"
+	PoweredOff PowerState = "stopped"
+	Suspended  PowerState = "suspended"
+)
+
+// Connection state of a host as the hypervisor manager sees it.
+type Connection string
+
+const (
+	Connected     Connection = "connected"
+	Disconnected  Connection = "disconnected"
+	NotResponding Connection = "notResponding"
+)
+
+// MigrationKind says how a VM moves.
+type MigrationKind string
+
+const (
+	// Live moves a running VM without stopping it.
+	Live MigrationKind = "live"
+	// Offline moves a VM that is shut off.
+	Offline MigrationKind = "offline"
+)
+
+// Host is one hypervisor host.
+type Host struct {
+	Name string
+	// Group is the manager's grouping (a vSphere cluster); VMs move only
+	// inside one group.
+	Group         string
+	MemoryBytes   int64
+	CPUs          int
+	CPUMHz        int64
+	Connection    Connection
+	InMaintenance bool
+}
+
+// VM is one virtual machine.
+type VM struct {
+	// ID is stable across renames and migrations.
+	ID          string
+	Name        string
+	Host        string
+	MemoryBytes int64
+	VCPUs       int
+	Power       PowerState
+	// Unmovable says why the VM cannot migrate; empty when it can.
+	Unmovable string
+	// Definition is what Recreate needs to bring the VM back elsewhere.
+	Definition []byte
+}
+
+// Inventory is everything a driver manages.
+type Inventory struct {
+	Hosts []Host
+	VMs   []VM
+}
+
+// Driver is one hypervisor manager (a vCenter, a set of libvirt hosts).
+// Every call honours ctx's deadline.
+type Driver interface {
+	// Inventory lists hosts and VMs.
+	Inventory(ctx context.Context) (*Inventory, error)
+	// Migrate moves VM id to host target, live or offline.
+	Migrate(ctx context.Context, id, target string, kind MigrationKind) error
+	// PowerOn starts a VM.
+	PowerOn(ctx context.Context, id string) error
+	// PowerOff stops a VM at once.
+	PowerOff(ctx context.Context, id string) error
+	// Shutdown asks the guest to stop, and powers it off when ctx's
+	// deadline is near.
+	Shutdown(ctx context.Context, id string) error
+	// Recreate defines a VM on host from a stored Definition, powered off,
+	// and returns its ID.
+	Recreate(ctx context.Context, definition []byte, host string) (string, error)
+	// Destroy powers off and removes a VM (a stale copy on a host that came back).
+	Destroy(ctx context.Context, id string) error
+	// ProbeHost asks the manager how a host is.
+	ProbeHost(ctx context.Context, host string) (Connection, error)
+	// Close releases the driver's connections.
+	Close() error
+}
