@@ -63,6 +63,18 @@ func Decode(b []byte) (Command, error) {
 		c = &SetHostHealth{}
 	case CmdEventsConfig:
 		c = &SetEventRetention{}
+	case CmdStartOperation:
+		c = &StartOperation{}
+	case CmdStartItem:
+		c = &StartItem{}
+	case CmdFinishItem:
+		c = &FinishItem{}
+	case CmdCancelOperation:
+		c = &CancelOperation{}
+	case CmdRetryOperation:
+		c = &RetryOperation{}
+	case CmdFailOperation:
+		c = &FailOperation{}
 	default:
 		return nil, fmt.Errorf("decode command type %d: %w", t, ErrUnknownCommand)
 	}
@@ -104,7 +116,10 @@ type SetHostStatus struct {
 	Host   string      `json:"host"`
 	Status AdminStatus `json:"status"`
 	Reason string      `json:"reason,omitempty"`
-	Event  Event       `json:"event"`
+	// ConfirmFenced records an operator's word that the host is powered
+	// off or isolated: its health becomes fenced.
+	ConfirmFenced bool  `json:"confirm_fenced,omitempty"`
+	Event         Event `json:"event"`
 }
 
 func (*SetHostStatus) Type() CommandType { return CmdHostStatus }

@@ -85,6 +85,16 @@ func (f *FSM) notify(index uint64) {
 	}
 }
 
+// Apply changes s by cmd as the FSM would at raft index. It returns nil or
+// an *ApplyError; on an error nothing changed. Outside the FSM it serves
+// tests, benchmarks and tools that build states from commands.
+func (s *State) Apply(cmd Command, index uint64) error {
+	if err, ok := s.apply(cmd, index).(error); ok && err != nil {
+		return err
+	}
+	return nil
+}
+
 // apply changes s by cmd. It returns nil or an *ApplyError; on an error
 // nothing changed.
 func (s *State) apply(cmd Command, index uint64) any {
@@ -103,6 +113,9 @@ func (s *State) apply(cmd Command, index uint64) any {
 		}
 		nh := *h
 		nh.Admin, nh.AdminReason = c.Status, c.Reason
+		if c.ConfirmFenced {
+			nh.Health = HealthFenced
+		}
 		s.Hosts[c.Host] = &nh
 		s.appendEvents(c.Event)
 	case *SetHostHealth:
@@ -117,6 +130,10 @@ func (s *State) apply(cmd Command, index uint64) any {
 	case *RegisterServer:
 		sv := c.Server
 		s.Servers[sv.ID] = &sv
+	case *StartOperation, *StartItem, *FinishItem, *CancelOperation, *RetryOperation, *FailOperation:
+		if err := s.applyOperation(cmd); err != nil {
+			return err
+		}
 	case *SetEventRetention:
 		if c.Max > 0 {
 			s.EventRetention = c.Max
@@ -236,6 +253,9 @@ func ReadState(r io.Reader) (*State, error) {
 	}
 	if s.Servers == nil {
 		s.Servers = map[string]*Server{}
+	}
+	if s.Operations == nil {
+		s.Operations = map[string]*Operation{}
 	}
 	return s, nil
 }

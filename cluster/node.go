@@ -96,12 +96,17 @@ func Open(cfg NodeConfig) (*Node, error) {
 		store.Close()
 		return nil, fmt.Errorf("open snapshot store %s: %w", rdir, err)
 	}
-	addr, err := net.ResolveTCPAddr("tcp", cfg.Advertise)
-	if err != nil {
-		store.Close()
-		return nil, fmt.Errorf("raft advertise address %q: %w", cfg.Advertise, err)
+	// A port of 0 (tests) advertises whatever port the listener got.
+	var advertise net.Addr
+	if _, port, _ := net.SplitHostPort(cfg.Advertise); port != "0" {
+		addr, err := net.ResolveTCPAddr("tcp", cfg.Advertise)
+		if err != nil {
+			store.Close()
+			return nil, fmt.Errorf("raft advertise address %q: %w", cfg.Advertise, err)
+		}
+		advertise = addr
 	}
-	transport, err := raft.NewTCPTransportWithLogger(cfg.Bind, addr, 3, 10*time.Second, HCLogger(log, "raft-net"))
+	transport, err := raft.NewTCPTransportWithLogger(cfg.Bind, advertise, 3, 10*time.Second, HCLogger(log, "raft-net"))
 	if err != nil {
 		store.Close()
 		return nil, fmt.Errorf("raft listen on %s: %w", cfg.Bind, err)

@@ -149,6 +149,8 @@ type State struct {
 	Hosts   map[string]*Host   `json:"hosts"`
 	VMs     map[string]*VM     `json:"vms"`
 	Servers map[string]*Server `json:"servers"`
+	// Operations by id: running ones and the most recent ended ones.
+	Operations map[string]*Operation `json:"operations"`
 	// Events is the action log, oldest first, at most EventRetention long.
 	Events         []Event `json:"events"`
 	EventRetention int     `json:"event_retention"`
@@ -163,6 +165,7 @@ func NewState() *State {
 		Hosts:          map[string]*Host{},
 		VMs:            map[string]*VM{},
 		Servers:        map[string]*Server{},
+		Operations:     map[string]*Operation{},
 		EventRetention: DefaultEventRetention,
 		NextEventSeq:   1,
 	}
@@ -175,6 +178,7 @@ func (s *State) Snapshot() *State {
 		Hosts:          make(map[string]*Host, len(s.Hosts)),
 		VMs:            make(map[string]*VM, len(s.VMs)),
 		Servers:        make(map[string]*Server, len(s.Servers)),
+		Operations:     make(map[string]*Operation, len(s.Operations)),
 		Events:         s.Events[:len(s.Events):len(s.Events)],
 		EventRetention: s.EventRetention,
 		NextEventSeq:   s.NextEventSeq,
@@ -188,6 +192,9 @@ func (s *State) Snapshot() *State {
 	}
 	for k, v := range s.Servers {
 		c.Servers[k] = v
+	}
+	for k, v := range s.Operations {
+		c.Operations[k] = v
 	}
 	return c
 }
@@ -206,8 +213,8 @@ func (s *State) HostNames() []string {
 type HostUsage struct {
 	VMs         int   `json:"vms"`
 	RunningVMs  int   `json:"running_vms"`
-	MemoryBytes int64 `json:"memory_used_bytes"` // of running VMs
-	VCPUs       int   `json:"vcpus_used"`        // of running VMs
+	MemoryUsedBytes int64 `json:"memory_used_bytes"` // of running VMs
+	VCPUsUsed       int   `json:"vcpus_used"`        // of running VMs
 }
 
 // Usage sums the VMs of every host in one pass.
@@ -218,8 +225,8 @@ func (s *State) Usage() map[string]HostUsage {
 		h.VMs++
 		if vm.Power == PoweredOn {
 			h.RunningVMs++
-			h.MemoryBytes += vm.MemoryBytes
-			h.VCPUs += vm.VCPUs
+			h.MemoryUsedBytes += vm.MemoryBytes
+			h.VCPUsUsed += vm.VCPUs
 		}
 		u[vm.Host] = h
 	}

@@ -1,0 +1,216 @@
+package cluster
+
+import (
+	"fmt"
+	"sort"
+	"time"
+)
+
+// OpKind is what an operation does.
+type OpKind string
+
+const (
+	// OpEvacuate empties a host entering maintenance.
+	OpEvacuate OpKind = "evacuate"
+	// OpExit brings a host out of maintenance (powering on and migrating
+	// back the VMs asked for).
+	OpExit OpKind = "exit"
+	// OpMigrate is one operator-requested migration.
+	OpMigrate OpKind = "migrate"
+)
+
+// OpState is where an operation is.
+type OpState string
+
+const (
+	OpRunning   OpState = "running"
+	OpSucceeded OpState = "succeeded"
+	OpFailed    OpState = "failed"
+	OpCancelled OpState = "cancelled"
+)
+
+// Terminal reports whether the operation has ended.
+func (s OpState) Terminal() bool { return s == OpSucceeded || s == OpFailed || s == OpCancelled }
+
+// Item actions.
+const (
+	ActionLiveMigrate    = "live-migrate"
+	ActionOfflineMigrate = "offline-migrate"
+	ActionShutdown       = "shutdown"
+	ActionPowerOn        = "power-on"
+)
+
+// ItemState is where one VM of an operation is.
+type ItemState string
+
+const (
+	ItemPending   ItemState = "pending"
+	ItemRunning   ItemState = "running"
+	ItemDone      ItemState = "done"
+	ItemFailed    ItemState = "failed"
+	ItemCancelled ItemState = "cancelled"
+)
+
+// Terminal reports whether the item has ended.
+func (s ItemState) Terminal() bool { return s == ItemDone || s == ItemFailed || s == ItemCancelled }
+
+// MaxAttempts is how often one VM is tried before its operation fails.
+const MaxAttempts = 3
+
+// OpItem is one VM's step in an operation.
+type OpItem struct {
+	VM          string    `json:"vm"`
+	Name        string    `json:"name"`
+	Action      string    `json:"action"`
+	From        string    `json:"from"`
+	MemoryBytes int64     `json:"memory_bytes"`
+	Priority    int       `json:"priority"`
+	Target      string    `json:"target,omitempty"`
+	State       ItemState `json:"state"`
+	Attempts    int       `json:"attempts"`
+	Tried       []string  `json:"tried,omitempty"`
+	Error       string    `json:"error,omitempty"`
+	Started     time.Time `json:"started,omitempty"`
+	Finished    time.Time `json:"finished,omitempty"`
+}
+
+// Operation is an evacuation, an exit from maintenance or a migration,
+// with every VM's step. It lives in raft: a new leader resumes it.
+type Operation struct {
+	ID   string `json:"id"`
+	Kind OpKind `json:"kind"`
+	Host string `json:"host,omitempty"`
+	// Parent is, for an exit, the evacuation it undoes.
+	Parent     string    `json:"parent,omitempty"`
+	State      OpState   `json:"state"`
+	Migrate    string    `json:"migrate,omitempty"`
+	TargetHost string    `json:"target_host,omitempty"`
+	Actor      string    `json:"actor"`
+	Created    time.Time `json:"created"`
+	Updated    time.Time `json:"updated"`
+	// Progress is when an item last finished (or the start): the
+	// no-progress deadline counts from it.
+	Progress  time.Time `json:"progress"`
+	Error     string    `json:"error,omitempty"`
+	Cancelled bool      `json:"cancelled,omitempty"`
+	Items     []OpItem  `json:"items"`
+}
+
+// Item returns the index of vm's item, or -1.
+func (o *Operation) Item(vm string) int {
+	for i := range o.Items {
+		if o.Items[i].VM == vm {
+			return i
+		}
+	}
+	return -1
+}
+
+// Counts sums items by state.
+func (o *Operation) Counts() map[ItemState]int {
+	c := map[ItemState]int{}
+	for _, it := range o.Items {
+		c[it.State]++
+	}
+	return c
+}
+
+func (o *Operation) clone() *Operation {
+	c := *o
+	c.Items = make([]OpItem, len(o.Items))
+	copy(c.Items, o.Items)
+	for i := range c.Items {
+		c.Items[i].Tried = append([]string(nil), o.Items[i].Tried...)
+	}
+	return &c
+}
+
+// SortedOperations lists operations, newest first.
+func (s *State) SortedOperations() []*Operation {
+	out := make([]*Operation, 0, len(s.Operations))
+	for _, o := range s.Operations {
+		out = append(out, o)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Created.Equal(out[j].Created) {
+			return out[i].Created.After(out[j].Created)
+		}
+		return out[i].ID > out[j].ID
+	})
+	return out
+}
+
+// ActiveOperationOn returns the running operation that holds host, if any.
+func (s *State) ActiveOperationOn(host string) *Operation {
+	h := s.Hosts[host]
+	if h == nil || h.Operation == "" {
+		return nil
+	}
+	if o := s.Operations[h.Operation]; o != nil && !o.State.Terminal() {
+		return o
+	}
+	return nil
+}
+
+// transitions lists the legal maintenance state changes.
+var transitions = map[MaintenanceState][]MaintenanceState{
+	MaintenanceOff:      {MaintenanceEntering},
+	MaintenanceEntering: {MaintenanceOn, MaintenanceError},
+	MaintenanceError:    {MaintenanceEntering, MaintenanceExiting},
+	MaintenanceOn:       {MaintenanceExiting},
+	MaintenanceExiting:  {MaintenanceOff},
+}
+
+// CanTransition reports whether a host may go from one maintenance state to another.
+func CanTransition(from, to MaintenanceState) bool {
+	for _, t := range transitions[from] {
+		if t == to {
+			return true
+		}
+	}
+	return false
+}
+
+// opsRetention is how many ended operations the state keeps.
+const opsRetention = 500
+
+func (s *State) trimOperations() {
+	var ended []*Operation
+	for _, o := range s.Operations {
+		if o.State.Terminal() {
+			ended = append(ended, o)
+		}
+	}
+	if len(ended) <= opsRetention {
+		return
+	}
+	sort.Slice(ended, func(i, j int) bool { return ended[i].Updated.Before(ended[j].Updated) })
+	for _, o := range ended[:len(ended)-opsRetention] {
+		delete(s.Operations, o.ID)
+	}
+}
+
+func (s *State) setMaintenance(host string, to MaintenanceState, op string) *ApplyError {
+	h := s.Hosts[host]
+	if h == nil {
+		return notFound("host", "host %q not found", host)
+	}
+	if !CanTransition(h.Maintenance, to) {
+		return conflict("status", "host %s: maintenance cannot go from %s to %s", host, h.Maintenance, to)
+	}
+	nh := *h
+	nh.Maintenance, nh.Operation = to, op
+	switch to {
+	case MaintenanceEntering, MaintenanceOn, MaintenanceError:
+		nh.Admin = InMaintenance
+	case MaintenanceOff:
+		nh.Admin = Available
+		nh.AdminReason = ""
+	}
+	s.Hosts[host] = &nh
+	return nil
+}
+
+func opError(format string, args ...any) *ApplyError {
+	return &ApplyError{Code: 409, Field: "operation", Msg: fmt.Sprintf(format, args...)}
+}

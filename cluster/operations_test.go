@@ -1,0 +1,143 @@
+package cluster
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)
+
+func opState(t *testing.T) *State {
+	t.Helper()
+	s := NewState()
+	must(t, s.Apply(&InventoryDiff{Driver: "dc",
+		UpsertHosts: []Host{{Name: "a", MemoryBytes: 64 << 30}, {Name: "b", MemoryBytes: 64 << 30}, {Name: "c", MemoryBytes: 64 << 30}},
+		UpsertVMs: []VM{
+			{ID: "v1", Name: "big", Host: "a", MemoryBytes: 8 << 30, Power: PoweredOn},
+			{ID: "v2", Name: "small", Host: "a", MemoryBytes: 1 << 30, Power: PoweredOn},
+		}}, 1))
+	return s
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func wantCode(t *testing.T, err error, code int) {
+	t.Helper()
+	var ae *ApplyError
+	if !errors.As(err, &ae) || ae.Code != code {
+		t.Fatalf("got %v, want ApplyError %d", err, code)
+	}
+}
+
+func evacuation(id string, vms ...string) *StartOperation {
+	op := Operation{ID: id, Kind: OpEvacuate, Host: "a", Migrate: "active-only", Created: t0}
+	for _, v := range vms {
+		op.Items = append(op.Items, OpItem{VM: v, Name: v, Action: ActionLiveMigrate, From: "a"})
+	}
+	return &StartOperation{Op: op}
+}
+
+func TestEvacuationLifecycle(t *testing.T) {
+	s := opState(t)
+	must(t, s.Apply(evacuation("op1", "v1", "v2"), 2))
+	if h := s.Hosts["a"]; h.Maintenance != MaintenanceEntering || h.Admin != InMaintenance || h.Operation != "op1" {
+		t.Fatalf("host after start: %+v", h)
+	}
+	// A second evacuation of the same host is an illegal transition.
+	wantCode(t, s.Apply(&StartOperation{Op: Operation{ID: "op2", Kind: OpEvacuate, Host: "a", Created: t0}}, 3), 409)
+
+	must(t, s.Apply(&StartItem{Op: "op1", VM: "v1", Target: "b", Time: t0}, 4))
+	// Starting a running step again is refused: no VM moves twice.
+	wantCode(t, s.Apply(&StartItem{Op: "op1", VM: "v1", Target: "c", Time: t0}, 5), 409)
+	must(t, s.Apply(&FinishItem{Op: "op1", VM: "v1", OK: true, Time: t0.Add(time.Second)}, 6))
+	if s.VMs["v1"].Host != "b" {
+		t.Fatalf("VM after its move: %+v", s.VMs["v1"])
+	}
+	must(t, s.Apply(&StartItem{Op: "op1", VM: "v2", Target: "c", Time: t0}, 7))
+	must(t, s.Apply(&FinishItem{Op: "op1", VM: "v2", OK: true, Time: t0.Add(2 * time.Second)}, 8))
+	if op := s.Operations["op1"]; op.State != OpSucceeded {
+		t.Fatalf("op: %+v", op)
+	}
+	if h := s.Hosts["a"]; h.Maintenance != MaintenanceOn || h.Admin != InMaintenance {
+		t.Fatalf("host after evacuation: %+v", h)
+	}
+	// Exit: on → exiting → off, AVAILABLE.
+	must(t, s.Apply(&StartOperation{Op: Operation{ID: "op3", Kind: OpExit, Host: "a", Parent: "op1", Created: t0}}, 9))
+	if h := s.Hosts["a"]; h.Maintenance != MaintenanceOff || h.Admin != Available || s.Operations["op3"].State != OpSucceeded {
+		t.Fatalf("host after exit: %+v", h)
+	}
+}
+
+func TestRetriesThenErrorThenRetryOperation(t *testing.T) {
+	s := opState(t)
+	must(t, s.Apply(evacuation("op1", "v1"), 2))
+	for i := 0; i < MaxAttempts; i++ {
+		must(t, s.Apply(&StartItem{Op: "op1", VM: "v1", Target: []string{"b", "c", "b"}[i], Time: t0}, 3))
+		must(t, s.Apply(&FinishItem{Op: "op1", VM: "v1", Error: "boom", Time: t0}, 4))
+	}
+	op := s.Operations["op1"]
+	if op.State != OpFailed || op.Items[0].State != ItemFailed || op.Items[0].Attempts != MaxAttempts || len(op.Items[0].Tried) != 3 {
+		t.Fatalf("op after %d failures: %+v", MaxAttempts, op)
+	}
+	if op.Error == "" || s.Hosts["a"].Maintenance != MaintenanceError || s.Hosts["a"].Admin != InMaintenance {
+		t.Fatalf("host after failure: %+v, op error %q", s.Hosts["a"], op.Error)
+	}
+	must(t, s.Apply(&RetryOperation{Op: "op1", Time: t0}, 5))
+	op = s.Operations["op1"]
+	if op.State != OpRunning || op.Items[0].State != ItemPending || op.Items[0].Attempts != 0 || s.Hosts["a"].Maintenance != MaintenanceEntering {
+		t.Fatalf("after retry: %+v", op)
+	}
+}
+
+func TestCancelLetsInFlightFinish(t *testing.T) {
+	s := opState(t)
+	must(t, s.Apply(evacuation("op1", "v1", "v2"), 2))
+	must(t, s.Apply(&StartItem{Op: "op1", VM: "v1", Target: "b", Time: t0}, 3))
+	must(t, s.Apply(&CancelOperation{Op: "op1", Time: t0}, 4))
+	op := s.Operations["op1"]
+	if op.State != OpRunning || op.Items[1].State != ItemCancelled {
+		t.Fatalf("after cancel: %+v", op)
+	}
+	wantCode(t, s.Apply(&StartItem{Op: "op1", VM: "v2", Target: "b", Time: t0}, 5), 409)
+	must(t, s.Apply(&FinishItem{Op: "op1", VM: "v1", OK: true, Time: t0}, 6))
+	if op := s.Operations["op1"]; op.State != OpCancelled || s.Hosts["a"].Maintenance != MaintenanceError || s.Hosts["a"].Admin != InMaintenance {
+		t.Fatalf("after in-flight finished: %+v host %+v", op, s.Hosts["a"])
+	}
+}
+
+func TestRequeueDoesNotCountAttempt(t *testing.T) {
+	s := opState(t)
+	must(t, s.Apply(evacuation("op1", "v1"), 2))
+	must(t, s.Apply(&StartItem{Op: "op1", VM: "v1", Target: "b", Time: t0}, 3))
+	must(t, s.Apply(&FinishItem{Op: "op1", VM: "v1", Requeue: true, Time: t0}, 4))
+	it := s.Operations["op1"].Items[0]
+	if it.State != ItemPending || it.Attempts != 0 || len(it.Tried) != 0 {
+		t.Fatalf("requeued item: %+v", it)
+	}
+}
+
+func TestEmptyEvacuationIsOnAtOnce(t *testing.T) {
+	s := opState(t)
+	must(t, s.Apply(evacuation("op1"), 2))
+	if s.Hosts["a"].Maintenance != MaintenanceOn || s.Operations["op1"].State != OpSucceeded {
+		t.Fatalf("host %+v", s.Hosts["a"])
+	}
+}
+
+func TestIllegalTransitionsChangeNothing(t *testing.T) {
+	s := opState(t)
+	before := s.Hosts["a"]
+	wantCode(t, s.Apply(&StartOperation{Op: Operation{ID: "x", Kind: OpExit, Host: "a", Created: t0}}, 2), 409)
+	wantCode(t, s.Apply(&StartOperation{Op: Operation{ID: "y", Kind: OpEvacuate, Host: "nope", Created: t0}}, 3), 404)
+	wantCode(t, s.Apply(&CancelOperation{Op: "nope"}, 4), 404)
+	wantCode(t, s.Apply(&RetryOperation{Op: "nope"}, 5), 404)
+	if s.Hosts["a"] != before || len(s.Operations) != 0 {
+		t.Fatalf("refused commands changed state: %+v", s.Hosts["a"])
+	}
+}
