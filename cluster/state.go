@@ -211,8 +211,8 @@ func (s *State) HostNames() []string {
 
 // HostUsage is what a host's VMs take.
 type HostUsage struct {
-	VMs         int   `json:"vms"`
-	RunningVMs  int   `json:"running_vms"`
+	VMs             int   `json:"vms"`
+	RunningVMs      int   `json:"running_vms"`
 	MemoryUsedBytes int64 `json:"memory_used_bytes"` // of running VMs
 	VCPUsUsed       int   `json:"vcpus_used"`        // of running VMs
 }
