@@ -1,0 +1,310 @@
+package vsphere
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/property"
+	"github.com/vmware/govmomi/vim25/mo"
+	"github.com/vmware/govmomi/vim25/types"
+
+	"github.com/herd-project/herd/drivers"
+)
+
+const (
+	// hardOffMargin is how long before ctx's deadline Shutdown gives up on
+	// the guest and powers the VM off.
+	hardOffMargin = 2 * time.Second
+	// defaultShutdownWait bounds a guest shutdown when ctx has no deadline.
+	defaultShutdownWait = 5 * time.Minute
+	// shutdownPoll is how often Shutdown checks the power state.
+	shutdownPoll = 250 * time.Millisecond
+	// recreateNames is how many names Recreate tries (name, name-r1, …)
+	// when the stale VM still holds the original name or files.
+	recreateNames = 4
+)
+
+// Migrate moves VM id to host target: a vMotion of a running VM (Live) or a
+// cold migration of a powered-off one (Offline), through RelocateVM_Task
+// with the target host and its cluster's root resource pool.
+func (d *Driver) Migrate(ctx context.Context, id, target string, kind drivers.MigrationKind) error {
+	fail := func(err error) error { return fmt.Errorf("migrate %s to %s: %w", id, target, err) }
+	var want types.VirtualMachinePowerState
+	switch kind {
+	case drivers.Live:
+		want = types.VirtualMachinePowerStatePoweredOn
+	case drivers.Offline:
+		want = types.VirtualMachinePowerStatePoweredOff
+	default:
+		return fail(fmt.Errorf("migration kind %q: %w", kind, drivers.ErrNotSupported))
+	}
+	ref, err := d.vmRef(ctx, id)
+	if err != nil {
+		return fail(err)
+	}
+	h, err := d.host(ctx, target)
+	if err != nil {
+		return fail(err)
+	}
+	var vm mo.VirtualMachine
+	pc := property.DefaultCollector(d.client.Client)
+	if err := pc.RetrieveOne(ctx, ref, []string{"runtime.powerState", "runtime.host"}, &vm); err != nil {
+		return fail(d.failVM(id, err))
+	}
+	if state := vm.Runtime.PowerState; state != want {
+		return fail(fmt.Errorf("%s migration needs a %s VM, it is %s", kind, want, state))
+	}
+	if vm.Runtime.Host != nil && *vm.Runtime.Host == h.ref {
+		d.log.Info("VM already on target host", "vm", id, "host", target)
+		return nil
+	}
+	spec := types.VirtualMachineRelocateSpec{Host: &h.ref, Pool: &h.pool}
+	task, err := object.NewVirtualMachine(d.client.Client, ref).Relocate(ctx, spec, types.VirtualMachineMovePriorityDefaultPriority)
+	if err == nil {
+		err = task.Wait(ctx)
+	}
+	if err != nil {
+		return fail(d.failVM(id, err))
+	}
+	d.log.Info("migrated VM", "vm", id, "host", target, "kind", kind)
+	return nil
+}
+
+// PowerOn starts a VM; a running VM is left as it is.
+func (d *Driver) PowerOn(ctx context.Context, id string) error {
+	if err := d.setPower(ctx, id, types.VirtualMachinePowerStatePoweredOn); err != nil {
+		return fmt.Errorf("power on %s: %w", id, err)
+	}
+	return nil
+}
+
+// PowerOff stops a VM at once; a stopped VM is left as it is.
+func (d *Driver) PowerOff(ctx context.Context, id string) error {
+	if err := d.setPower(ctx, id, types.VirtualMachinePowerStatePoweredOff); err != nil {
+		return fmt.Errorf("power off %s: %w", id, err)
+	}
+	return nil
+}
+
+func (d *Driver) setPower(ctx context.Context, id string, state types.VirtualMachinePowerState) error {
+	ref, err := d.vmRef(ctx, id)
+	if err != nil {
+		return err
+	}
+	vm := object.NewVirtualMachine(d.client.Client, ref)
+	var task *object.Task
+	if state == types.VirtualMachinePowerStatePoweredOn {
+		task, err = vm.PowerOn(ctx)
+	} else {
+		task, err = vm.PowerOff(ctx)
+	}
+	if err == nil {
+		err = task.Wait(ctx)
+	}
+	if err != nil && !isInvalidPowerState(err, state) {
+		return d.failVM(id, err)
+	}
+	d.log.Debug("VM power set", "vm", id, "state", state)
+	return nil
+}
+
+// Shutdown asks the guest to shut down and waits for the VM to stop. It
+// powers the VM off when ctx's deadline (or defaultShutdownWait) is within
+// hardOffMargin, or when the guest cannot be asked (no VMware Tools).
+func (d *Driver) Shutdown(ctx context.Context, id string) error {
+	fail := func(err error) error { return fmt.Errorf("shut down %s: %w", id, err) }
+	ref, err := d.vmRef(ctx, id)
+	if err != nil {
+		return fail(err)
+	}
+	vm := object.NewVirtualMachine(d.client.Client, ref)
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(defaultShutdownWait)
+	}
+	if time.Until(deadline) > hardOffMargin {
+		err := vm.ShutdownGuest(ctx)
+		switch {
+		case err == nil:
+			done, err := d.waitPoweredOff(ctx, vm, deadline)
+			if err != nil {
+				return fail(d.failVM(id, err))
+			}
+			if done {
+				d.log.Info("guest shut down", "vm", id)
+				return nil
+			}
+			d.log.Warn("guest did not shut down in time, powering off", "vm", id)
+		case isInvalidPowerState(err, types.VirtualMachinePowerStatePoweredOff):
+			return nil
+		case ctx.Err() != nil || errors.Is(classify(err), drivers.ErrNotFound):
+			return fail(d.failVM(id, err))
+		default:
+			d.log.Warn("guest shutdown unavailable, powering off", "vm", id, "err", err)
+		}
+	}
+	if err := d.setPower(ctx, id, types.VirtualMachinePowerStatePoweredOff); err != nil {
+		return fail(err)
+	}
+	return nil
+}
+
+// waitPoweredOff polls vm until it is off (done) or until deadline is
+// within hardOffMargin (not done, no error).
+func (d *Driver) waitPoweredOff(ctx context.Context, vm *object.VirtualMachine, deadline time.Time) (bool, error) {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-timer.C:
+		}
+		state, err := vm.PowerState(ctx)
+		if err != nil {
+			return false, err
+		}
+		if state == types.VirtualMachinePowerStatePoweredOff {
+			return true, nil
+		}
+		left := time.Until(deadline) - hardOffMargin
+		if left <= 0 {
+			return false, nil
+		}
+		timer.Reset(min(shutdownPoll, left))
+	}
+}
+
+// Recreate creates a powered-off VM on host from a Definition that
+// Inventory produced, and returns its ID. When the name or its files are
+// taken (the stale original still exists), it tries name-r1, name-r2….
+func (d *Driver) Recreate(ctx context.Context, definitionJSON []byte, host string) (string, error) {
+	fail := func(err error) error { return fmt.Errorf("recreate VM on %s: %w", host, err) }
+	var def definition
+	if err := json.Unmarshal(definitionJSON, &def); err != nil {
+		return "", fail(fmt.Errorf("decode definition: %w", err))
+	}
+	if def.Name == "" || def.MemoryMB <= 0 || def.NumCPU <= 0 {
+		return "", fail(fmt.Errorf("definition needs a name, memory and CPUs, got %+v", def))
+	}
+	h, err := d.host(ctx, host)
+	if err != nil {
+		return "", fail(err)
+	}
+	if def.Datastore == "" {
+		if def.Datastore, err = d.hostDatastore(ctx, h.ref); err != nil {
+			return "", fail(err)
+		}
+	}
+	c := d.client.Client
+	pool, hs := object.NewResourcePool(c, h.pool), object.NewHostSystem(c, h.ref)
+	for i := range recreateNames {
+		name := def.Name
+		if i > 0 {
+			name = fmt.Sprintf("%s-r%d", def.Name, i)
+		}
+		spec := types.VirtualMachineConfigSpec{
+			Name:     name,
+			GuestId:  def.GuestID,
+			MemoryMB: def.MemoryMB,
+			NumCPUs:  def.NumCPU,
+			Files:    &types.VirtualMachineFileInfo{VmPathName: "[" + def.Datastore + "]"},
+		}
+		task, err := d.vmFolder.CreateVM(ctx, spec, pool, hs)
+		var info *types.TaskInfo
+		if err == nil {
+			info, err = task.WaitForResult(ctx)
+		}
+		if isNameTaken(err) {
+			d.log.Info("VM name taken, trying another", "name", name, "err", err)
+			continue
+		}
+		if err != nil {
+			return "", fail(fmt.Errorf("create %s: %w", name, classify(err)))
+		}
+		ref, ok := info.Result.(types.ManagedObjectReference)
+		if !ok {
+			return "", fail(fmt.Errorf("create %s: task result is %T, not a VM", name, info.Result))
+		}
+		id, err := d.vmID(ctx, ref)
+		if err != nil {
+			return "", fail(fmt.Errorf("created %s (%s): %w", name, ref.Value, err))
+		}
+		d.rememberVM(id, ref)
+		d.log.Info("recreated VM", "vm", id, "name", name, "host", host)
+		return id, nil
+	}
+	return "", fail(fmt.Errorf("names %s to %s-r%d are all taken", def.Name, def.Name, recreateNames-1))
+}
+
+// vmID reads the ID Inventory uses for the VM at ref.
+func (d *Driver) vmID(ctx context.Context, ref types.ManagedObjectReference) (string, error) {
+	var vm mo.VirtualMachine
+	pc := property.DefaultCollector(d.client.Client)
+	if err := pc.RetrieveOne(ctx, ref, []string{"config.instanceUuid", "config.uuid"}, &vm); err != nil {
+		return "", classify(err)
+	}
+	if vm.Config == nil || (vm.Config.InstanceUuid == "" && vm.Config.Uuid == "") {
+		return "", errors.New("VM has no UUID")
+	}
+	if vm.Config.InstanceUuid != "" {
+		return vm.Config.InstanceUuid, nil
+	}
+	return vm.Config.Uuid, nil
+}
+
+// hostDatastore names the first datastore host mounts.
+func (d *Driver) hostDatastore(ctx context.Context, ref types.ManagedObjectReference) (string, error) {
+	c := d.client.Client
+	var h mo.HostSystem
+	if err := property.DefaultCollector(c).RetrieveOne(ctx, ref, []string{"datastore"}, &h); err != nil {
+		return "", fmt.Errorf("datastores of host: %w", classify(err))
+	}
+	if len(h.Datastore) == 0 {
+		return "", errors.New("host has no datastore")
+	}
+	name, err := object.NewDatastore(c, h.Datastore[0]).ObjectName(ctx)
+	if err != nil {
+		return "", fmt.Errorf("name of datastore %s: %w", h.Datastore[0].Value, classify(err))
+	}
+	return name, nil
+}
+
+// Destroy powers a VM off if needed and deletes it with its files.
+func (d *Driver) Destroy(ctx context.Context, id string) error {
+	if err := d.setPower(ctx, id, types.VirtualMachinePowerStatePoweredOff); err != nil {
+		return fmt.Errorf("destroy %s: %w", id, err)
+	}
+	ref, err := d.vmRef(ctx, id)
+	if err != nil {
+		return fmt.Errorf("destroy %s: %w", id, err)
+	}
+	task, err := object.NewVirtualMachine(d.client.Client, ref).Destroy(ctx)
+	if err == nil {
+		err = task.Wait(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("destroy %s: %w", id, d.failVM(id, err))
+	}
+	d.forgetVM(id)
+	d.log.Info("destroyed VM", "vm", id)
+	return nil
+}
+
+// ProbeHost reports the host's runtime.connectionState.
+func (d *Driver) ProbeHost(ctx context.Context, host string) (drivers.Connection, error) {
+	h, err := d.host(ctx, host)
+	if err != nil {
+		return "", fmt.Errorf("probe host %s: %w", host, err)
+	}
+	var hs mo.HostSystem
+	pc := property.DefaultCollector(d.client.Client)
+	if err := pc.RetrieveOne(ctx, h.ref, []string{"runtime.connectionState"}, &hs); err != nil {
+		return "", fmt.Errorf("probe host %s: %w", host, classify(err))
+	}
+	return connection(hs.Runtime.ConnectionState), nil
+}
