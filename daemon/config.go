@@ -1,0 +1,341 @@
+package daemon
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/herd-project/herd/daemon/yamlfile"
+)
+
+// Default ports: API and metrics, raft, gossip.
+const (
+	DefaultAPIPort    = 7420
+	DefaultRaftPort   = 7421
+	DefaultGossipPort = 7422
+	DefaultConfigFile = "/etc/herd/herd.yaml"
+	DefaultDataDir    = "/var/lib/herd"
+)
+
+// Config is a server's node configuration (herd.yaml).
+type Config struct {
+	// NodeName is this server's unique name; the host name by default.
+	NodeName string `yaml:"node_name"`
+	DataDir  string `yaml:"data_dir"`
+	API      struct {
+		// Listen is where the API and /metrics are served.
+		Listen string `yaml:"listen"`
+		// Advertise is the URL other servers and clients reach the API at.
+		Advertise string `yaml:"advertise"`
+	} `yaml:"api"`
+	Raft struct {
+		Listen    string `yaml:"listen"`
+		Advertise string `yaml:"advertise"`
+		// BootstrapExpect is how many servers form a new cluster; 0 means
+		// join an existing one.
+		BootstrapExpect int `yaml:"bootstrap_expect"`
+		// Join lists other servers' API addresses (host:port or URL).
+		Join []string `yaml:"join"`
+		// SnapshotThreshold is how many log entries trigger a snapshot.
+		SnapshotThreshold uint64 `yaml:"snapshot_threshold"`
+	} `yaml:"raft"`
+	Drivers   []DriverConfig `yaml:"drivers"`
+	Inventory struct {
+		SyncInterval time.Duration `yaml:"sync_interval"`
+		Timeout      time.Duration `yaml:"timeout"`
+	} `yaml:"inventory"`
+	Events struct {
+		Retention int `yaml:"retention"`
+	} `yaml:"events"`
+	Maintenance MaintenanceConfig `yaml:"maintenance"`
+	Log         struct {
+		Level  string `yaml:"level"`
+		Format string `yaml:"format"`
+	} `yaml:"log"`
+
+	// Dev is set by -dev, never by a file.
+	Dev bool `yaml:"-"`
+}
+
+// MaintenanceConfig tunes evacuations.
+type MaintenanceConfig struct {
+	// Concurrent migrations leaving one host, entering one host, and in
+	// the whole cluster.
+	PerSource int `yaml:"per_source"`
+	PerTarget int `yaml:"per_target"`
+	Cluster   int `yaml:"cluster"`
+	// MemoryReserve is the share of every host's memory placement keeps free.
+	MemoryReserve float64 `yaml:"memory_reserve"`
+	// MigrationTimeout bounds one migration; ShutdownTimeout one guest
+	// shutdown before the VM is powered off.
+	MigrationTimeout time.Duration `yaml:"migration_timeout"`
+	ShutdownTimeout  time.Duration `yaml:"shutdown_timeout"`
+	// NoProgressTimeout fails an operation in which no VM finished for
+	// that long, instead of letting it hang.
+	NoProgressTimeout time.Duration `yaml:"no_progress_timeout"`
+	// RetryBackoff is the pause before a failed VM is tried again.
+	RetryBackoff time.Duration `yaml:"retry_backoff"`
+	// MigrateBackOnExit moves every VM that left back when the host
+	// leaves maintenance (live-migrated ones live, offline ones offline).
+	MigrateBackOnExit bool `yaml:"migrate_back_on_exit"`
+}
+
+// DriverConfig names one hypervisor manager.
+type DriverConfig struct {
+	Name string `yaml:"name"`
+	Type string `yaml:"type"` // vsphere
+	URL  string `yaml:"url"`
+	// Username and the file holding the password: secrets never sit in herd.yaml.
+	Username     string `yaml:"username"`
+	PasswordFile string `yaml:"password_file"`
+	Insecure     bool   `yaml:"insecure"`
+	Datacenter   string `yaml:"datacenter"`
+
+	// password is read from PasswordFile (or set by dev mode).
+	password string
+}
+
+// DefaultConfig returns a config with every default set.
+func DefaultConfig() *Config {
+	c := &Config{}
+	c.applyDefaults()
+	return c
+}
+
+func (c *Config) applyDefaults() {
+	if c.NodeName == "" {
+		c.NodeName, _ = os.Hostname()
+	}
+	if c.DataDir == "" {
+		c.DataDir = DefaultDataDir
+	}
+	if c.API.Listen == "" {
+		c.API.Listen = fmt.Sprintf("0.0.0.0:%d", DefaultAPIPort)
+	}
+	if c.Raft.Listen == "" {
+		c.Raft.Listen = fmt.Sprintf("0.0.0.0:%d", DefaultRaftPort)
+	}
+	if c.Inventory.SyncInterval == 0 {
+		c.Inventory.SyncInterval = 15 * time.Second
+	}
+	if c.Inventory.Timeout == 0 {
+		c.Inventory.Timeout = 30 * time.Second
+	}
+	if c.Events.Retention == 0 {
+		c.Events.Retention = 20000
+	}
+	m := &c.Maintenance
+	if m.PerSource == 0 {
+		m.PerSource = 2
+	}
+	if m.PerTarget == 0 {
+		m.PerTarget = 2
+	}
+	if m.Cluster == 0 {
+		m.Cluster = 8
+	}
+	if m.MigrationTimeout == 0 {
+		m.MigrationTimeout = 30 * time.Minute
+	}
+	if m.ShutdownTimeout == 0 {
+		m.ShutdownTimeout = 5 * time.Minute
+	}
+	if m.NoProgressTimeout == 0 {
+		m.NoProgressTimeout = time.Hour
+	}
+	if m.RetryBackoff == 0 {
+		m.RetryBackoff = 5 * time.Second
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "text"
+	}
+}
+
+var nodeNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
+// Validate checks every field and returns all problems, each naming its
+// field (and, when doc is known, the file position).
+func (c *Config) Validate(doc *yamlfile.Doc) error {
+	var errs yamlfile.Errors
+	bad := func(path, format string, args ...any) {
+		if doc != nil {
+			errs = append(errs, doc.At(path, format, args...))
+		} else {
+			errs = append(errs, &yamlfile.Error{File: "config", Path: path, Msg: fmt.Sprintf(format, args...)})
+		}
+	}
+	if !nodeNameRE.MatchString(c.NodeName) {
+		bad("node_name", "%q is not a valid node name (letters, digits, '.', '_', '-'; at most 63)", c.NodeName)
+	}
+	if !filepath.IsAbs(c.DataDir) {
+		bad("data_dir", "%q must be an absolute path", c.DataDir)
+	}
+	if _, _, err := net.SplitHostPort(c.API.Listen); err != nil {
+		bad("api.listen", "%q is not host:port", c.API.Listen)
+	}
+	if c.API.Advertise != "" {
+		if u, err := url.Parse(c.API.Advertise); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("api.advertise", "%q is not an http(s) URL", c.API.Advertise)
+		}
+	}
+	if _, _, err := net.SplitHostPort(c.Raft.Listen); err != nil {
+		bad("raft.listen", "%q is not host:port", c.Raft.Listen)
+	}
+	if c.Raft.Advertise != "" {
+		if h, p, err := net.SplitHostPort(c.Raft.Advertise); err != nil || h == "" || p == "" || net.ParseIP(h) != nil && net.ParseIP(h).IsUnspecified() {
+			bad("raft.advertise", "%q is not a reachable host:port", c.Raft.Advertise)
+		}
+	} else if h, _, err := net.SplitHostPort(c.Raft.Listen); err == nil && (h == "" || net.ParseIP(h) != nil && net.ParseIP(h).IsUnspecified()) && !c.Dev {
+		bad("raft.advertise", "must be set when raft.listen (%q) is a wildcard address", c.Raft.Listen)
+	}
+	if c.Raft.BootstrapExpect < 0 || c.Raft.BootstrapExpect > 7 {
+		bad("raft.bootstrap_expect", "%d is out of range (0 to 7)", c.Raft.BootstrapExpect)
+	}
+	if c.Raft.BootstrapExpect == 0 && len(c.Raft.Join) == 0 && !c.Dev {
+		bad("raft.bootstrap_expect", "set bootstrap_expect (1 for a single server, 3 or 5 for a new cluster) or list servers to join in raft.join")
+	}
+	if c.Raft.BootstrapExpect > 1 && len(c.Raft.Join) == 0 {
+		bad("raft.join", "must list the other servers when bootstrap_expect is %d", c.Raft.BootstrapExpect)
+	}
+	for i, j := range c.Raft.Join {
+		if _, err := normalizeAPIAddr(j); err != nil {
+			bad(fmt.Sprintf("raft.join[%d]", i), "%v", err)
+		}
+	}
+	seen := map[string]bool{}
+	for i, d := range c.Drivers {
+		p := fmt.Sprintf("drivers[%d]", i)
+		if d.Name == "" {
+			bad(p+".name", "must be set")
+		} else if seen[d.Name] {
+			bad(p+".name", "%q is used twice", d.Name)
+		}
+		seen[d.Name] = true
+		switch d.Type {
+		case "vsphere":
+			if u, err := url.Parse(d.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				bad(p+".url", "%q is not an http(s) URL", d.URL)
+			}
+			if d.Username == "" && !c.Dev {
+				bad(p+".username", "must be set")
+			}
+			if d.PasswordFile == "" && !c.Dev {
+				bad(p+".password_file", "must be set")
+			} else if d.PasswordFile != "" {
+				if _, err := os.Stat(d.PasswordFile); err != nil {
+					bad(p+".password_file", "cannot read: %v", err)
+				}
+			}
+		case "":
+			bad(p+".type", "must be set (vsphere)")
+		default:
+			bad(p+".type", "unknown driver type %q (known: vsphere)", d.Type)
+		}
+	}
+	if c.Inventory.SyncInterval < time.Second {
+		bad("inventory.sync_interval", "%s is too short (at least 1s)", c.Inventory.SyncInterval)
+	}
+	if c.Inventory.Timeout < time.Second {
+		bad("inventory.timeout", "%s is too short (at least 1s)", c.Inventory.Timeout)
+	}
+	if c.Events.Retention < 100 || c.Events.Retention > 1000000 {
+		bad("events.retention", "%d is out of range (100 to 1000000)", c.Events.Retention)
+	}
+	m := c.Maintenance
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"per_source", m.PerSource}, {"per_target", m.PerTarget}, {"cluster", m.Cluster}} {
+		if f.v < 1 || f.v > 64 {
+			bad("maintenance."+f.name, "%d is out of range (1 to 64)", f.v)
+		}
+	}
+	if !(m.MemoryReserve >= 0 && m.MemoryReserve < 1) {
+		bad("maintenance.memory_reserve", "%v must be at least 0 and below 1", m.MemoryReserve)
+	}
+	for _, f := range []struct {
+		name string
+		v    time.Duration
+	}{{"migration_timeout", m.MigrationTimeout}, {"shutdown_timeout", m.ShutdownTimeout}, {"no_progress_timeout", m.NoProgressTimeout}} {
+		if f.v < time.Second {
+			bad("maintenance."+f.name, "%s is too short (at least 1s)", f.v)
+		}
+	}
+	if m.RetryBackoff < 0 {
+		bad("maintenance.retry_backoff", "%s must not be negative", m.RetryBackoff)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format", "%q is not one of text, json", c.Log.Format)
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	return nil
+}
+
+// LoadConfig reads and validates a herd.yaml. Errors name file:line:column
+// and the field.
+// Overrides (command-line flags) are applied before defaults and validation.
+func LoadConfig(path string, overrides ...func(*Config)) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return ParseConfig(path, data, overrides...)
+}
+
+// ParseConfig parses and validates config text.
+func ParseConfig(file string, data []byte, overrides ...func(*Config)) (*Config, error) {
+	c := &Config{}
+	doc, err := yamlfile.Decode(file, data, c)
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range overrides {
+		o(c)
+	}
+	c.applyDefaults()
+	if err := c.Validate(doc); err != nil {
+		return nil, err
+	}
+	for i := range c.Drivers {
+		if f := c.Drivers[i].PasswordFile; f != "" {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				return nil, doc.At(fmt.Sprintf("drivers[%d].password_file", i), "cannot read: %v", err)
+			}
+			c.Drivers[i].password = strings.TrimRight(string(b), "\r\n")
+		}
+	}
+	return c, nil
+}
+
+// normalizeAPIAddr turns "host:port" or a URL into a base URL.
+func normalizeAPIAddr(s string) (string, error) {
+	if !strings.Contains(s, "://") {
+		if _, _, err := net.SplitHostPort(s); err != nil {
+			s = net.JoinHostPort(s, fmt.Sprint(DefaultAPIPort))
+		}
+		s = "http://" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("%q is not host:port or an http(s) URL", s)
+	}
+	return strings.TrimRight(u.String(), "/"), nil
+}

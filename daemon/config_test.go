@@ -1,0 +1,132 @@
+package daemon
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const goodConfig = `node_name: mgmt-1
+data_dir: /var/lib/herd
+api:
+  listen: 0.0.0.0:7420
+  advertise: http://10.0.0.1:7420
+raft:
+  listen: 0.0.0.0:7421
+  advertise: 10.0.0.1:7421
+  bootstrap_expect: 3
+  join: [10.0.0.2:7420, "http://10.0.0.3:7420"]
+drivers:
+  - name: vc1
+    type: vsphere
+    url: https://vcenter.example/sdk
+    username: herd@vsphere.local
+    password_file: PASSFILE
+inventory:
+  sync_interval: 30s
+log:
+  level: debug
+`
+
+func writePass(t *testing.T) string {
+	p := filepath.Join(t.TempDir(), "vc.pass")
+	if err := os.WriteFile(p, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestParseConfigGood(t *testing.T) {
+	pass := writePass(t)
+	c, err := ParseConfig("herd.yaml", []byte(strings.ReplaceAll(goodConfig, "PASSFILE", pass)))
+	if err != nil {
+		t.Fatalf("good config refused: %v", err)
+	}
+	if c.NodeName != "mgmt-1" || c.Raft.BootstrapExpect != 3 || len(c.Raft.Join) != 2 || c.Inventory.SyncInterval != 30*time.Second {
+		t.Fatalf("parsed: %+v", c)
+	}
+	if c.Drivers[0].password != "s3cret" {
+		t.Fatalf("password from file: %q", c.Drivers[0].password)
+	}
+	if c.Events.Retention != 20000 || c.Inventory.Timeout != 30*time.Second || c.Log.Format != "text" {
+		t.Fatalf("defaults not applied: %+v", c)
+	}
+}
+
+func TestParseConfigErrors(t *testing.T) {
+	pass := writePass(t)
+	base := strings.ReplaceAll(goodConfig, "PASSFILE", pass)
+	tests := []struct {
+		name string
+		edit func(string) string
+		want []string
+	}{
+		{"unknown top-level key", func(s string) string { return s + "colour: blue\n" },
+			[]string{`herd.yaml:21:1: colour: unknown field "colour"`}},
+		{"unknown nested key with suggestion", func(s string) string { return strings.Replace(s, "  bootstrap_expect: 3", "  bootstrapexpect: 3", 1) },
+			[]string{`herd.yaml:9:3: raft.bootstrapexpect: unknown field "bootstrapexpect" (did you mean "bootstrap_expect"?)`}},
+		{"bad duration", func(s string) string { return strings.Replace(s, "30s", "thirty", 1) },
+			[]string{"herd.yaml:18:18: inventory.sync_interval: cannot unmarshal !!str `thirty` into time.Duration"}},
+		{"bad type", func(s string) string { return strings.Replace(s, "bootstrap_expect: 3", "bootstrap_expect: three", 1) },
+			[]string{"herd.yaml:9:21: raft.bootstrap_expect: cannot unmarshal !!str `three` into int"}},
+		{"bad value names field and line", func(s string) string { return strings.Replace(s, "level: debug", "level: loud", 1) },
+			[]string{`herd.yaml:20:10: log.level: "loud" is not one of debug, info, warn, error`}},
+		{"driver type", func(s string) string { return strings.Replace(s, "type: vsphere", "type: hyperv", 1) },
+			[]string{`herd.yaml:13:11: drivers[0].type: unknown driver type "hyperv" (known: vsphere)`}},
+		{"missing password file", func(s string) string { return strings.Replace(s, pass, "/nonexistent/pass", 1) },
+			[]string{`herd.yaml:16:20: drivers[0].password_file: cannot read:`}},
+		{"all errors at once", func(s string) string {
+			s = strings.Replace(s, "level: debug", "level: loud", 1)
+			return strings.Replace(s, "data_dir: /var/lib/herd", "data_dir: relative/dir", 1)
+		}, []string{`herd.yaml:2:11: data_dir: "relative/dir" must be an absolute path`, `herd.yaml:20:10: log.level`}},
+		{"no way to form a cluster", func(s string) string {
+			s = strings.Replace(s, "  bootstrap_expect: 3\n", "", 1)
+			return strings.Replace(s, "  join: [10.0.0.2:7420, \"http://10.0.0.3:7420\"]\n", "", 1)
+		}, []string{"raft.bootstrap_expect: set bootstrap_expect"}},
+		{"syntax error", func(s string) string { return s + "  - : [\n" }, []string{"herd.yaml:"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseConfig("herd.yaml", []byte(tt.edit(base)))
+			if err == nil {
+				t.Fatal("bad config accepted")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error\n%v\ndoes not contain\n%s", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestNormalizeAPIAddr(t *testing.T) {
+	for in, want := range map[string]string{
+		"10.0.0.1":               "http://10.0.0.1:7420",
+		"10.0.0.1:9000":          "http://10.0.0.1:9000",
+		"https://mgmt.example/":  "https://mgmt.example",
+		"http://127.0.0.1:7420/": "http://127.0.0.1:7420",
+	} {
+		got, err := normalizeAPIAddr(in)
+		if err != nil || got != want {
+			t.Errorf("normalizeAPIAddr(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	if _, err := normalizeAPIAddr("ftp://x"); err == nil {
+		t.Error("ftp URL accepted")
+	}
+}
+
+func TestExampleConfigIsValid(t *testing.T) {
+	data, err := os.ReadFile("../configs/herd.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pass := writePass(t)
+	text := strings.ReplaceAll(string(data), "/etc/herd/vcenter.password", pass)
+	if _, err := ParseConfig("configs/herd.yaml", []byte(text)); err != nil {
+		t.Fatalf("the shipped example does not validate:\n%v", err)
+	}
+}

@@ -1,0 +1,81 @@
+// Package metrics defines every Prometheus metric Herd exposes, in one
+// place. It imports nothing of Herd's: the daemon feeds it plain samples.
+// Names are herd_<subsystem>_<name>_<unit>; counters end in _total; labels
+// are bounded (host, driver, kind, result, state) — never an error string or
+// a VM id.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics holds the collectors that code updates as things happen.
+type Metrics struct {
+	APIRequests        *prometheus.CounterVec
+	APIRequestDuration *prometheus.HistogramVec
+	InventorySyncs     *prometheus.CounterVec
+	InventorySyncTime  *prometheus.HistogramVec
+	InventoryChanges   *prometheus.CounterVec
+	ForwardedRequests  *prometheus.CounterVec
+	Migrations         *prometheus.CounterVec
+	MigrationDuration  *prometheus.HistogramVec
+}
+
+// New creates and registers Herd's metrics on reg, with the process and Go
+// runtime collectors, and the state collector fed by state and raft.
+// inFlight reports the migrations running now.
+func New(reg prometheus.Registerer, state func() StateSample, raft func() RaftSample, inFlight func() int) *Metrics {
+	m := &Metrics{
+		APIRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herd_api_requests_total",
+			Help: "API requests answered, by route pattern, method and status code.",
+		}, []string{"route", "method", "code"}),
+		APIRequestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "herd_api_request_duration_seconds",
+			Help:    "Time to answer an API request, by route pattern.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"route"}),
+		InventorySyncs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herd_inventory_syncs_total",
+			Help: "Inventory sync rounds, by driver and result (ok, error).",
+		}, []string{"driver", "result"}),
+		InventorySyncTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "herd_inventory_sync_duration_seconds",
+			Help:    "Time of one inventory sync round (driver read, diff and raft write), by driver.",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"driver"}),
+		InventoryChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herd_inventory_changes_total",
+			Help: "Changes inventory sync wrote to the state, by driver and kind (host_upsert, host_remove, vm_upsert, vm_remove).",
+		}, []string{"driver", "kind"}),
+		ForwardedRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herd_api_forwarded_requests_total",
+			Help: "Write requests a follower forwarded to the leader, by result (ok, no_leader, error).",
+		}, []string{"result"}),
+		Migrations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herd_migrations_total",
+			Help: "Migrations Herd ran, by kind (live, offline) and result (ok, error).",
+		}, []string{"kind", "result"}),
+		MigrationDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "herd_migration_duration_seconds",
+			Help:    "Time of one successful migration, by kind.",
+			Buckets: []float64{.1, .25, .5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1800},
+		}, []string{"kind"}),
+	}
+	inFlightGauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "herd_migrations_in_flight",
+		Help: "Migrations, shutdowns and power-ons running now on this server (the leader).",
+	}, func() float64 {
+		if inFlight == nil {
+			return 0
+		}
+		return float64(inFlight())
+	})
+	reg.MustRegister(m.APIRequests, m.Migrations, m.MigrationDuration, inFlightGauge, m.APIRequestDuration, m.InventorySyncs, m.InventorySyncTime,
+		m.InventoryChanges, m.ForwardedRequests,
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		collectors.NewGoCollector(),
+		&stateCollector{state: state, raft: raft})
+	return m
+}

@@ -1,0 +1,156 @@
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Host admin statuses, maintenance states and health states, so that every
+// state series exists (as 0) and dashboards can sum them.
+var (
+	AdminStatuses     = []string{"AVAILABLE", "NOT_ACCEPTING", "MAINTENANCE", "OFFLINE"}
+	MaintenanceStates = []string{"off", "entering", "on", "error", "exiting"}
+	HealthStates      = []string{"unknown", "alive", "suspect", "dead", "fenced"}
+	PowerStates       = []string{"running", "stopped", "suspended"}
+)
+
+// HostSample is one host at scrape time.
+type HostSample struct {
+	Name, Driver, Admin, Maintenance, Health string
+	Connected                                bool
+	MemoryBytes, MemoryUsedBytes             int64
+	CPUs, VCPUsUsed                          int
+	VMs, RunningVMs                          int
+}
+
+// StateSample is the replicated state at scrape time.
+type StateSample struct {
+	Hosts []HostSample
+	// VMsByPower counts VMs by power state.
+	VMsByPower map[string]int
+	Events     int
+	// EvacuationRemaining counts, per host being evacuated, the VMs whose
+	// step has not ended.
+	EvacuationRemaining map[string]int
+	// Operations counts operations by kind and state.
+	Operations map[[2]string]int
+}
+
+// OperationKinds and OperationStates bound the labels of herd_operations.
+var (
+	OperationKinds  = []string{"evacuate", "exit", "migrate"}
+	OperationStates = []string{"running", "succeeded", "failed", "cancelled"}
+)
+
+// RaftSample is this server's raft view at scrape time.
+type RaftSample struct {
+	IsLeader        bool
+	HasLeader       bool
+	State           string // Follower, Candidate, Leader, Shutdown
+	Servers         int
+	CommitIndex     uint64
+	AppliedIndex    uint64
+	LastContactSecs float64
+}
+
+var (
+	descAdmin       = prometheus.NewDesc("herd_host_admin_status", "1 for the host's admin status, 0 for the others.", []string{"host", "status"}, nil)
+	descMaint       = prometheus.NewDesc("herd_host_maintenance_state", "1 for the host's maintenance state, 0 for the others.", []string{"host", "state"}, nil)
+	descHealth      = prometheus.NewDesc("herd_host_health", "1 for the host's fused health, 0 for the others.", []string{"host", "state"}, nil)
+	descConnected   = prometheus.NewDesc("herd_host_connected", "1 when the host's hypervisor manager reports it connected.", []string{"host", "driver"}, nil)
+	descMemory      = prometheus.NewDesc("herd_host_memory_bytes", "Host physical memory.", []string{"host"}, nil)
+	descMemoryUsed  = prometheus.NewDesc("herd_host_memory_used_bytes", "Memory configured for the host's running VMs.", []string{"host"}, nil)
+	descCPUs        = prometheus.NewDesc("herd_host_cpus", "Host logical CPUs.", []string{"host"}, nil)
+	descVCPUsUsed   = prometheus.NewDesc("herd_host_vcpus_used", "vCPUs of the host's running VMs.", []string{"host"}, nil)
+	descHostVMs     = prometheus.NewDesc("herd_host_vms", "VMs registered on the host.", []string{"host"}, nil)
+	descHostRunning = prometheus.NewDesc("herd_host_running_vms", "Running VMs on the host.", []string{"host"}, nil)
+	descHosts       = prometheus.NewDesc("herd_hosts", "Hosts in the inventory.", nil, nil)
+	descVMs         = prometheus.NewDesc("herd_vms", "VMs in the inventory, by power state.", []string{"power_state"}, nil)
+	descEvents      = prometheus.NewDesc("herd_events_retained", "Events held in the action log.", nil, nil)
+	descRemaining   = prometheus.NewDesc("herd_evacuation_vms_remaining", "VMs of a host being evacuated whose step has not ended.", []string{"host"}, nil)
+	descOperations  = prometheus.NewDesc("herd_operations", "Operations held in the state, by kind and state.", []string{"kind", "state"}, nil)
+
+	descLeader      = prometheus.NewDesc("herd_raft_leader", "1 when this server is the raft leader.", nil, nil)
+	descHasLeader   = prometheus.NewDesc("herd_raft_has_leader", "1 when this server knows a raft leader.", nil, nil)
+	descRaftState   = prometheus.NewDesc("herd_raft_state", "1 for this server's raft state, 0 for the others.", []string{"state"}, nil)
+	descServers     = prometheus.NewDesc("herd_raft_servers", "Servers in the raft configuration.", nil, nil)
+	descCommit      = prometheus.NewDesc("herd_raft_commit_index", "Raft commit index seen by this server.", nil, nil)
+	descApplied     = prometheus.NewDesc("herd_raft_applied_index", "Raft index applied to this server's state.", nil, nil)
+	descLastContact = prometheus.NewDesc("herd_raft_last_contact_seconds", "Seconds since this follower last heard from the leader (0 on the leader).", nil, nil)
+)
+
+// stateCollector reads the state once per scrape: cardinality grows with
+// hosts, never with VMs.
+type stateCollector struct {
+	state func() StateSample
+	raft  func() RaftSample
+}
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descAdmin, descMaint, descHealth, descConnected, descMemory, descMemoryUsed,
+		descCPUs, descVCPUsUsed, descHostVMs, descHostRunning, descHosts, descVMs, descEvents, descRemaining, descOperations,
+		descLeader, descHasLeader, descRaftState, descServers, descCommit, descApplied, descLastContact} {
+		ch <- d
+	}
+}
+
+func gauge(d *prometheus.Desc, v float64, labels ...string) prometheus.Metric {
+	return prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func oneOf(ch chan<- prometheus.Metric, d *prometheus.Desc, host, value string, all []string) {
+	for _, s := range all {
+		if host == "" {
+			ch <- gauge(d, b2f(s == value), s)
+		} else {
+			ch <- gauge(d, b2f(s == value), host, s)
+		}
+	}
+}
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.state != nil {
+		s := c.state()
+		for _, h := range s.Hosts {
+			oneOf(ch, descAdmin, h.Name, h.Admin, AdminStatuses)
+			oneOf(ch, descMaint, h.Name, h.Maintenance, MaintenanceStates)
+			oneOf(ch, descHealth, h.Name, h.Health, HealthStates)
+			ch <- gauge(descConnected, b2f(h.Connected), h.Name, h.Driver)
+			ch <- gauge(descMemory, float64(h.MemoryBytes), h.Name)
+			ch <- gauge(descMemoryUsed, float64(h.MemoryUsedBytes), h.Name)
+			ch <- gauge(descCPUs, float64(h.CPUs), h.Name)
+			ch <- gauge(descVCPUsUsed, float64(h.VCPUsUsed), h.Name)
+			ch <- gauge(descHostVMs, float64(h.VMs), h.Name)
+			ch <- gauge(descHostRunning, float64(h.RunningVMs), h.Name)
+		}
+		ch <- gauge(descHosts, float64(len(s.Hosts)))
+		for _, p := range PowerStates {
+			ch <- gauge(descVMs, float64(s.VMsByPower[p]), p)
+		}
+		ch <- gauge(descEvents, float64(s.Events))
+		for host, n := range s.EvacuationRemaining {
+			ch <- gauge(descRemaining, float64(n), host)
+		}
+		for _, k := range OperationKinds {
+			for _, st := range OperationStates {
+				ch <- gauge(descOperations, float64(s.Operations[[2]string{k, st}]), k, st)
+			}
+		}
+	}
+	if c.raft != nil {
+		r := c.raft()
+		ch <- gauge(descLeader, b2f(r.IsLeader))
+		ch <- gauge(descHasLeader, b2f(r.HasLeader))
+		oneOf(ch, descRaftState, "", r.State, []string{"Follower", "Candidate", "Leader", "Shutdown"})
+		ch <- gauge(descServers, float64(r.Servers))
+		ch <- gauge(descCommit, float64(r.CommitIndex))
+		ch <- gauge(descApplied, float64(r.AppliedIndex))
+		ch <- gauge(descLastContact, r.LastContactSecs)
+	}
+}
