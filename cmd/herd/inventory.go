@@ -1,0 +1,218 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/herd-project/herd/daemon/api"
+)
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// table writes aligned columns.
+func table(w io.Writer, header string, rows [][]string) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	return tw.Flush()
+}
+
+func gib(b int64) string {
+	return fmt.Sprintf("%.1f", float64(b)/(1<<30))
+}
+
+func ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 60*time.Second)
+}
+
+func newHostCmd(g *globals) *cobra.Command {
+	host := &cobra.Command{Use: "host", Short: "Hypervisor hosts"}
+	ls := &cobra.Command{
+		Use:   "ls",
+		Short: "List hosts with status, health, VMs and memory",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return read(g, func(cx context.Context, c *api.Client) (api.Hosts, error) {
+				hosts, err := c.Hosts(cx)
+				return api.Hosts{Hosts: hosts}, err
+			}, func(out api.Hosts) error {
+				return printHosts(g, out.Hosts)
+			})
+		},
+	}
+	addOutput(ls, g)
+	show := &cobra.Command{
+		Use:   "show HOST",
+		Short: "Show one host",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return read(g, func(cx context.Context, c *api.Client) (*api.Host, error) {
+				return c.Host(cx, args[0])
+			}, func(h *api.Host) error {
+				return printHost(g, h)
+			})
+		},
+	}
+	addOutput(show, g)
+	host.AddCommand(ls, show)
+	addMaintenanceCmd(host, g)
+	return host
+}
+
+func printHosts(g *globals, hosts []api.Host) error {
+	var rows [][]string
+	for _, h := range hosts {
+		rows = append(rows, []string{h.Name, string(h.Admin), string(h.Maintenance), string(h.Health), string(h.Connection),
+			fmt.Sprint(h.VMs), fmt.Sprint(h.RunningVMs), gib(h.MemoryUsedBytes) + "/" + gib(h.MemoryBytes),
+			fmt.Sprintf("%d/%d", h.VCPUsUsed, h.CPUs), h.Driver, h.Group})
+	}
+	return table(g.stdout, "NAME\tADMIN\tMAINTENANCE\tHEALTH\tCONNECTION\tVMS\tRUNNING\tMEM GiB (USED/TOTAL)\tVCPU/CPU\tDRIVER\tGROUP", rows)
+}
+
+func printHost(g *globals, h *api.Host) error {
+	rows := [][]string{
+		{"Name", h.Name}, {"Driver", h.Driver}, {"Group", h.Group},
+		{"Admin status", string(h.Admin) + reason(h.AdminReason)}, {"Maintenance", string(h.Maintenance)},
+		{"Operation", h.Operation}, {"Health", string(h.Health)}, {"Connection", string(h.Connection)},
+		{"Memory", gib(h.MemoryUsedBytes) + " of " + gib(h.MemoryBytes) + " GiB used by running VMs"},
+		{"CPUs", fmt.Sprintf("%d logical, %d vCPUs of running VMs", h.CPUs, h.VCPUsUsed)},
+		{"VMs", fmt.Sprintf("%d (%d running)", h.VMs, h.RunningVMs)},
+	}
+	return table(g.stdout, "FIELD\tVALUE", rows)
+}
+
+func reason(r string) string {
+	if r == "" {
+		return ""
+	}
+	return " (" + r + ")"
+}
+
+func newVMCmd(g *globals) *cobra.Command {
+	vm := &cobra.Command{Use: "vm", Short: "Virtual machines"}
+	var host string
+	ls := &cobra.Command{
+		Use:   "ls",
+		Short: "List VMs, optionally on one host",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return read(g, func(cx context.Context, c *api.Client) (api.VMs, error) {
+				vms, err := c.VMs(cx, host)
+				return api.VMs{VMs: vms}, err
+			}, func(out api.VMs) error {
+				var rows [][]string
+				for _, v := range out.VMs {
+					rows = append(rows, []string{v.Name, v.Host, string(v.Power), fmt.Sprint(v.MemoryBytes >> 20), fmt.Sprint(v.VCPUs), fmt.Sprint(v.Priority), v.ID})
+				}
+				return table(g.stdout, "NAME\tHOST\tPOWER\tMEM MiB\tVCPUS\tPRIORITY\tID", rows)
+			})
+		},
+	}
+	ls.Flags().StringVar(&host, "host", "", "only VMs on this host")
+	addOutput(ls, g)
+	vm.AddCommand(ls)
+	addMigrateCmd(vm, g)
+	return vm
+}
+
+func newClusterCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "cluster",
+		Short: "Show the raft cluster: leader, servers, state size",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return read(g, func(cx context.Context, c *api.Client) (*api.Cluster, error) { return c.Cluster(cx) }, func(cl *api.Cluster) error {
+				leader := cl.Leader
+				if leader == "" {
+					leader = "(none)"
+				}
+				fmt.Fprintf(g.stdout, "Leader: %s   Answered by: %s   Applied index: %d   Hosts: %d   VMs: %d\n\n", leader, cl.Self.ID, cl.Index, cl.Hosts, cl.VMs)
+				var rows [][]string
+				for _, s := range cl.Servers {
+					role := "follower"
+					if s.Leader {
+						role = "leader"
+					}
+					if !s.Voter {
+						role += " (non-voter)"
+					}
+					rows = append(rows, []string{s.ID, role, s.RaftAddr, s.APIAddr})
+				}
+				return table(g.stdout, "SERVER\tROLE\tRAFT\tAPI", rows)
+			})
+		},
+	}
+	addOutput(cmd, g)
+	return cmd
+}
+
+// parseSince takes a duration back from now (90s, 1h, 2d) or an RFC 3339 time.
+func parseSince(v string, now time.Time) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	if strings.HasSuffix(v, "d") {
+		var days int
+		if _, err := fmt.Sscanf(v, "%dd", &days); err == nil && days >= 0 && fmt.Sprintf("%dd", days) == v {
+			return now.Add(-time.Duration(days) * 24 * time.Hour), nil
+		}
+	}
+	if d, err := time.ParseDuration(v); err == nil {
+		if d < 0 {
+			return time.Time{}, fmt.Errorf("--since %q: a duration back from now must be positive", v)
+		}
+		return now.Add(-d), nil
+	}
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("--since %q: want a duration (90s, 1h, 2d) or an RFC 3339 time", v)
+}
+
+func newEventsCmd(g *globals) *cobra.Command {
+	var host, vm, op, since string
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "events",
+		Short: "Read the action log, oldest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			t, err := parseSince(since, time.Now())
+			if err != nil {
+				return usageError{err}
+			}
+			if limit < 0 {
+				return usagef("--limit: %d must not be negative", limit)
+			}
+			return read(g, func(cx context.Context, c *api.Client) (*api.Events, error) {
+				return c.Events(cx, api.EventQuery{Host: host, VM: vm, Operation: op, Since: t, Limit: limit})
+			}, func(ev *api.Events) error {
+				var rows [][]string
+				for _, e := range ev.Events {
+					rows = append(rows, []string{e.Time.Local().Format("2006-01-02 15:04:05"), e.Type, e.Actor, e.Host, e.Message})
+				}
+				return table(g.stdout, "TIME\tTYPE\tACTOR\tHOST\tMESSAGE", rows)
+			})
+		},
+	}
+	cmd.Flags().StringVar(&host, "host", "", "only events about this host")
+	cmd.Flags().StringVar(&vm, "vm", "", "only events about this VM (id)")
+	cmd.Flags().StringVar(&op, "operation", "", "only events of this operation")
+	cmd.Flags().StringVar(&since, "since", "", "only events since a duration ago (1h, 2d) or an RFC 3339 time")
+	cmd.Flags().IntVar(&limit, "limit", 0, "only the newest N matching events")
+	addOutput(cmd, g)
+	return cmd
+}

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/herd-project/herd/daemon/api"
+)
+
+func addMigrateCmd(vm *cobra.Command, g *globals) {
+	var to string
+	var wait bool
+	cmd := &cobra.Command{
+		Use:   "migrate VM",
+		Short: "Migrate one VM (name or id): live when running, offline when stopped",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return startOperation(g, wait, "Migrating "+args[0], func(cx context.Context, c *api.Client) (*api.OperationRef, error) {
+				return c.MigrateVM(cx, args[0], api.MigrateRequest{TargetHost: to})
+			})
+		},
+	}
+	cmd.Flags().StringVar(&to, "to", "", "target host (Herd chooses when empty)")
+	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the migration ends")
+	vm.AddCommand(cmd)
+}
+
+func newOpCmd(g *globals) *cobra.Command {
+	op := &cobra.Command{Use: "op", Short: "Operations: evacuations, exits from maintenance, migrations"}
+	var host string
+	ls := &cobra.Command{
+		Use:   "ls",
+		Short: "List operations, newest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return read(g, func(cx context.Context, c *api.Client) (api.Operations, error) {
+				ops, err := c.Operations(cx, host)
+				return api.Operations{Operations: ops}, err
+			}, func(out api.Operations) error {
+				var rows [][]string
+				for _, o := range out.Operations {
+					rows = append(rows, []string{o.ID, string(o.Kind), o.Host, string(o.State), fmt.Sprintf("%d/%d", o.Done, o.Total),
+						fmt.Sprint(o.Running), fmt.Sprint(o.Failed), o.Created.Local().Format("2006-01-02 15:04:05"), o.Actor})
+				}
+				return table(g.stdout, "ID\tKIND\tHOST\tSTATE\tDONE\tRUNNING\tFAILED\tCREATED\tACTOR", rows)
+			})
+		},
+	}
+	ls.Flags().StringVar(&host, "host", "", "only operations on this host")
+	addOutput(ls, g)
+
+	show := &cobra.Command{
+		Use:   "show ID",
+		Short: "Show an operation and every VM's step",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return read(g, func(cx context.Context, c *api.Client) (*api.Operation, error) { return c.Operation(cx, args[0]) },
+				func(o *api.Operation) error { return printOperation(g, o) })
+		},
+	}
+	addOutput(show, g)
+
+	control := func(use, short string, call func(c *api.Client, cx context.Context, id string) (*api.Operation, error)) *cobra.Command {
+		return &cobra.Command{
+			Use:   use + " ID",
+			Short: short,
+			Args:  cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				return write(g, func(cx context.Context, c *api.Client) error {
+					o, err := call(c, cx, args[0])
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(g.stdout, "Operation %s: %s\n", o.ID, o.State)
+					return nil
+				})
+			},
+		}
+	}
+	cancelCmd := control("cancel", "Stop an operation: migrations in flight finish, nothing new starts, the host stays closed", (*api.Client).CancelOperation)
+	retryCmd := control("retry", "Run a failed or cancelled evacuation again", (*api.Client).RetryOperation)
+	op.AddCommand(ls, show, cancelCmd, retryCmd)
+	return op
+}
+
+func printOperation(g *globals, o *api.Operation) error {
+	fmt.Fprintf(g.stdout, "Operation %s: %s of %s, %s (by %s)\n", o.ID, o.Kind, o.Host, o.State, o.Actor)
+	if o.Migrate != "" || o.TargetHost != "" {
+		fmt.Fprintf(g.stdout, "Migrate: %s  Target host: %s\n", o.Migrate, o.TargetHost)
+	}
+	fmt.Fprintf(g.stdout, "Steps: %d total, %d done, %d running, %d pending, %d failed, %d cancelled\n",
+		o.Total, o.Done, o.Running, o.Pending, o.Failed, o.Cancelled)
+	if o.Error != "" {
+		fmt.Fprintf(g.stdout, "Error: %s\n", o.Error)
+	}
+	fmt.Fprintln(g.stdout)
+	var rows [][]string
+	for _, it := range o.Items {
+		rows = append(rows, []string{it.Name, it.Action, fmt.Sprint(it.MemoryBytes >> 20), it.From, it.Target, string(it.State), fmt.Sprint(it.Attempts), it.Error})
+	}
+	return table(g.stdout, "VM\tACTION\tMEM MiB\tFROM\tTARGET\tSTATE\tATTEMPTS\tERROR", rows)
+}

@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/herd-project/herd/daemon"
+)
+
+// stringList is a repeatable flag.
+type stringList []string
+
+func (l *stringList) String() string { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error {
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*l = append(*l, p)
+		}
+	}
+	return nil
+}
+
+// serverFlags are parsed by the standard flag package, so the daemon takes
+// the single-dash flags operators of Consul and Nomad type (-dev,
+// -bootstrap-expect 3); double dashes work too.
+type serverFlags struct {
+	config          string
+	dev             bool
+	devHosts        int
+	devVMs          int
+	devAPI          string
+	devRaft         string
+	nodeName        string
+	dataDir         string
+	bootstrapExpect int
+	join            stringList
+}
+
+func newServerCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:                "server [flags]",
+		Short:              "Run a Herd server (raft voter, API, controllers); -dev for a laptop",
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runServer(args, g.stdout, g.stderr)
+		},
+	}
+}
+
+func parseServerFlags(args []string, stderr io.Writer) (*serverFlags, error) {
+	f := &serverFlags{}
+	fs := flag.NewFlagSet("herd server", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.config, "config", daemon.DefaultConfigFile, "node config file")
+	fs.BoolVar(&f.dev, "dev", false, "single node with an embedded vSphere simulator, state in a temp dir, no auth, loopback only")
+	fs.IntVar(&f.devHosts, "dev-hosts", 4, "simulator hosts in -dev mode")
+	fs.IntVar(&f.devVMs, "dev-vms", 32, "simulator VMs in -dev mode")
+	fs.StringVar(&f.devAPI, "dev-api", "127.0.0.1:7420", "API listen address in -dev mode (loopback)")
+	fs.StringVar(&f.devRaft, "dev-raft", "127.0.0.1:7421", "raft listen address in -dev mode (loopback)")
+	fs.StringVar(&f.nodeName, "node-name", "", "override node_name")
+	fs.StringVar(&f.dataDir, "data-dir", "", "override data_dir")
+	fs.IntVar(&f.bootstrapExpect, "bootstrap-expect", -1, "override raft.bootstrap_expect")
+	fs.Var(&f.join, "join", "API address of a server to join (repeatable, or comma-separated)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, exitErr(exitOK)
+		}
+		return nil, exitErr(exitUsage) // flag already printed the error and usage
+	}
+	if fs.NArg() > 0 {
+		return nil, usagef("server: unexpected argument %q", fs.Arg(0))
+	}
+	if f.dev {
+		for _, a := range []string{f.devAPI, f.devRaft} {
+			if !isLoopback(a) {
+				return nil, usagef("server: -dev listens on loopback only, not %q", a)
+			}
+		}
+	}
+	return f, nil
+}
+
+func runServer(args []string, stdout, stderr io.Writer) error {
+	f, err := parseServerFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	var srv *daemon.Server
+	if f.dev {
+		dev, err := daemon.NewDevServer(daemon.DevOptions{Hosts: f.devHosts, VMs: f.devVMs, APIListen: f.devAPI, RaftListen: f.devRaft, DataDir: f.dataDir}, daemon.Options{Logger: log})
+		if err != nil {
+			return usageError{err}
+		}
+		srv = dev.Server
+		fmt.Fprint(stdout, dev.Banner())
+	} else {
+		cfg, err := daemon.LoadConfig(f.config, func(c *daemon.Config) {
+			if f.nodeName != "" {
+				c.NodeName = f.nodeName
+			}
+			if f.dataDir != "" {
+				c.DataDir = f.dataDir
+			}
+			if f.bootstrapExpect >= 0 {
+				c.Raft.BootstrapExpect = f.bootstrapExpect
+			}
+			if len(f.join) > 0 {
+				c.Raft.Join = f.join
+			}
+		})
+		if err != nil {
+			return usageError{err}
+		}
+		log = newLogger(stderr, cfg.Log.Level, cfg.Log.Format)
+		srv, err = daemon.NewServer(cfg, daemon.Options{Logger: log})
+		if err != nil {
+			return err
+		}
+	}
+	if err := srv.Start(); err != nil {
+		return err
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	sig := <-sigs
+	log.Info("shutting down", "signal", sig.String())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return srv.Shutdown(ctx)
+}
+
+func newLogger(w io.Writer, level, format string) *slog.Logger {
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(level))
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func isLoopback(addr string) bool {
+	h := addr
+	if i := strings.LastIndex(addr, ":"); i >= 0 {
+		h = strings.Trim(addr[:i], "[]")
+	}
+	return h == "localhost" || strings.HasPrefix(h, "127.") || h == "::1"
+}

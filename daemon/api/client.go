@@ -1,0 +1,259 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Client talks to a Herd server's API.
+type Client struct {
+	Base  string // http://host:port
+	Token string
+	HTTP  *http.Client
+}
+
+// NewClient returns a client for the API at addr (host:port or URL).
+func NewClient(addr, token string) (*Client, error) {
+	if addr == "" {
+		addr = "http://127.0.0.1:7420"
+	}
+	if !strings.Contains(addr, "://") {
+		addr = "http://" + addr
+	}
+	u, err := url.Parse(addr)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("address %q is not an http(s) URL or host:port", addr)
+	}
+	return &Client{Base: strings.TrimRight(u.String(), "/"), Token: token, HTTP: &http.Client{Timeout: 30 * time.Second}}, nil
+}
+
+// StatusError is an error answer from the server.
+type StatusError struct {
+	Code int
+	Body Error
+}
+
+func (e *StatusError) Error() string {
+	msg := e.Body.Error
+	if e.Body.Field != "" {
+		msg = e.Body.Field + ": " + msg
+	}
+	for _, b := range e.Body.Blockers {
+		if b.VM != "" {
+			msg += fmt.Sprintf("\n  blocker: %s: %s", b.VM, b.Reason)
+		} else {
+			msg += "\n  blocker: " + b.Reason
+		}
+	}
+	return fmt.Sprintf("%s (HTTP %d)", msg, e.Code)
+}
+
+// Do sends a request with an optional JSON body and decodes the JSON answer
+// into out (when not nil).
+func (c *Client) Do(ctx context.Context, method, path string, q url.Values, body, out any) error {
+	u := c.Base + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return fmt.Errorf("encode request: %w", err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("%s %s: read answer: %w", method, path, err)
+	}
+	if resp.StatusCode >= 300 {
+		se := &StatusError{Code: resp.StatusCode}
+		if json.Unmarshal(data, &se.Body) != nil || se.Body.Error == "" {
+			se.Body.Error = strings.TrimSpace(string(data))
+		}
+		return se
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
+		}
+	}
+	return nil
+}
+
+// Get is Do with GET.
+func (c *Client) Get(ctx context.Context, path string, q url.Values, out any) error {
+	return c.Do(ctx, http.MethodGet, path, q, nil, out)
+}
+
+// Hosts lists the hosts.
+func (c *Client) Hosts(ctx context.Context) ([]Host, error) {
+	var out Hosts
+	err := c.Get(ctx, "/v1/hosts", nil, &out)
+	return out.Hosts, err
+}
+
+// Host returns one host.
+func (c *Client) Host(ctx context.Context, name string) (*Host, error) {
+	var out Host
+	if err := c.Get(ctx, "/v1/hosts/"+url.PathEscape(name), nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// VMs lists VMs, on one host when host is not empty.
+func (c *Client) VMs(ctx context.Context, host string) ([]VMView, error) {
+	q := url.Values{}
+	if host != "" {
+		q.Set("host", host)
+	}
+	var out VMs
+	err := c.Get(ctx, "/v1/vms", q, &out)
+	return out.VMs, err
+}
+
+// EventQuery selects events.
+type EventQuery struct {
+	Host, VM, Operation string
+	Since               time.Time
+	Limit               int
+}
+
+// Events reads the action log.
+func (c *Client) Events(ctx context.Context, eq EventQuery) (*Events, error) {
+	q := url.Values{}
+	if eq.Host != "" {
+		q.Set("host", eq.Host)
+	}
+	if eq.VM != "" {
+		q.Set("vm", eq.VM)
+	}
+	if eq.Operation != "" {
+		q.Set("operation", eq.Operation)
+	}
+	if !eq.Since.IsZero() {
+		q.Set("since", eq.Since.UTC().Format(time.RFC3339))
+	}
+	if eq.Limit > 0 {
+		q.Set("limit", fmt.Sprint(eq.Limit))
+	}
+	var out Events
+	err := c.Get(ctx, "/v1/events", q, &out)
+	return &out, err
+}
+
+// Cluster describes the raft cluster.
+func (c *Client) Cluster(ctx context.Context) (*Cluster, error) {
+	var out Cluster
+	if err := c.Get(ctx, "/v1/cluster", nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// SetHostStatus changes a host's admin status.
+func (c *Client) SetHostStatus(ctx context.Context, host string, req StatusRequest) (*Host, error) {
+	var out Host
+	if err := c.Do(ctx, http.MethodPut, "/v1/hosts/"+url.PathEscape(host)+"/status", nil, req, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Maintenance sends PUT /v1/hosts/{host}/maintenance.
+func (c *Client) Maintenance(ctx context.Context, host string, req MaintenanceRequest) (*OperationRef, error) {
+	var out OperationRef
+	if err := c.Do(ctx, http.MethodPut, "/v1/hosts/"+url.PathEscape(host)+"/maintenance", nil, req, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Precheck asks what entering maintenance would do.
+func (c *Client) Precheck(ctx context.Context, host string, req MaintenanceRequest) (*Precheck, error) {
+	var out Precheck
+	if err := c.Do(ctx, http.MethodPost, "/v1/hosts/"+url.PathEscape(host)+"/maintenance/precheck", nil, req, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// ExitPrecheck lists what left a host in maintenance and where it is now.
+func (c *Client) ExitPrecheck(ctx context.Context, host string) (*ExitPrecheck, error) {
+	var out ExitPrecheck
+	if err := c.Get(ctx, "/v1/hosts/"+url.PathEscape(host)+"/maintenance/exit-precheck", nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// MigrateVM asks for one VM to move.
+func (c *Client) MigrateVM(ctx context.Context, vm string, req MigrateRequest) (*OperationRef, error) {
+	var out OperationRef
+	if err := c.Do(ctx, http.MethodPost, "/v1/vms/"+url.PathEscape(vm)+"/migrate", nil, req, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Operations lists operations, newest first, optionally of one host.
+func (c *Client) Operations(ctx context.Context, host string) ([]Operation, error) {
+	q := url.Values{}
+	if host != "" {
+		q.Set("host", host)
+	}
+	var out Operations
+	err := c.Get(ctx, "/v1/operations", q, &out)
+	return out.Operations, err
+}
+
+// Operation returns one operation.
+func (c *Client) Operation(ctx context.Context, id string) (*Operation, error) {
+	var out Operation
+	if err := c.Get(ctx, "/v1/operations/"+url.PathEscape(id), nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// CancelOperation stops an operation: in-flight steps finish, nothing new starts.
+func (c *Client) CancelOperation(ctx context.Context, id string) (*Operation, error) {
+	var out Operation
+	if err := c.Do(ctx, http.MethodPost, "/v1/operations/"+url.PathEscape(id)+"/cancel", nil, struct{}{}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// RetryOperation runs a failed or cancelled evacuation again.
+func (c *Client) RetryOperation(ctx context.Context, id string) (*Operation, error) {
+	var out Operation
+	if err := c.Do(ctx, http.MethodPost, "/v1/operations/"+url.PathEscape(id)+"/retry", nil, struct{}{}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}

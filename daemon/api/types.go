@@ -1,0 +1,210 @@
+// Package api holds the JSON shapes of Herd's HTTP API v1 and a client for
+// it. The server in package daemon answers with these types; the CLI reads
+// them.
+package api
+
+import (
+	"time"
+
+	"github.com/herd-project/herd/cluster"
+)
+
+// Error is the body of every error answer.
+type Error struct {
+	Error string `json:"error"`
+	Field string `json:"field,omitempty"`
+	// Blockers explain a 409 refusal of a maintenance request.
+	Blockers []Blocker `json:"blockers,omitempty"`
+}
+
+// Blocker is one reason an operation cannot start.
+type Blocker struct {
+	VM     string `json:"vm,omitempty"`
+	Reason string `json:"reason"`
+}
+
+// Host is a host with what its VMs take.
+type Host struct {
+	cluster.Host
+	cluster.HostUsage
+}
+
+// Hosts is the answer of GET /v1/hosts.
+type Hosts struct {
+	Hosts []Host `json:"hosts"`
+}
+
+// VMs is the answer of GET /v1/vms.
+type VMs struct {
+	VMs []VMView `json:"vms"`
+}
+
+// VMView is a VM without its (possibly large) definition.
+type VMView struct {
+	ID          string             `json:"id"`
+	Name        string             `json:"name"`
+	Host        string             `json:"host"`
+	Driver      string             `json:"driver"`
+	MemoryBytes int64              `json:"memory_bytes"`
+	VCPUs       int                `json:"vcpus"`
+	Power       cluster.PowerState `json:"power_state"`
+	Priority    int                `json:"priority"`
+	Unmovable   string             `json:"unmovable,omitempty"`
+}
+
+// NewVMView drops the definition.
+func NewVMView(vm *cluster.VM) VMView {
+	return VMView{ID: vm.ID, Name: vm.Name, Host: vm.Host, Driver: vm.Driver, MemoryBytes: vm.MemoryBytes,
+		VCPUs: vm.VCPUs, Power: vm.Power, Priority: vm.Priority, Unmovable: vm.Unmovable}
+}
+
+// Events is the answer of GET /v1/events.
+type Events struct {
+	Events []cluster.Event `json:"events"`
+}
+
+// Cluster is the answer of GET /v1/cluster.
+type Cluster struct {
+	// Self is the server that answered.
+	Self      Self     `json:"self"`
+	Leader    string   `json:"leader"`
+	LeaderAPI string   `json:"leader_api,omitempty"`
+	Servers   []Server `json:"servers"`
+	Index     uint64   `json:"applied_index"`
+	Hosts     int      `json:"hosts"`
+	VMs       int      `json:"vms"`
+	// Discovered lists servers this one learned of while forming a cluster.
+	Discovered []Self `json:"discovered,omitempty"`
+}
+
+// Self describes one server.
+type Self struct {
+	ID       string `json:"id"`
+	RaftAddr string `json:"raft_addr"`
+	APIAddr  string `json:"api_addr"`
+	// Clustered is true once the server is part of a raft configuration.
+	Clustered bool `json:"clustered"`
+}
+
+// Server is one raft voter as the cluster sees it.
+type Server struct {
+	ID       string `json:"id"`
+	RaftAddr string `json:"raft_addr"`
+	APIAddr  string `json:"api_addr,omitempty"`
+	Voter    bool   `json:"voter"`
+	Leader   bool   `json:"leader"`
+}
+
+// JoinRequest is the body of POST /v1/cluster/join.
+type JoinRequest struct {
+	ID       string `json:"id"`
+	RaftAddr string `json:"raft_addr"`
+	APIAddr  string `json:"api_addr"`
+}
+
+// Health is the answer of /healthz and /readyz.
+type Health struct {
+	Status string    `json:"status"`
+	Reason string    `json:"reason,omitempty"`
+	Time   time.Time `json:"time"`
+}
+
+// StatusRequest is the body of PUT /v1/hosts/{host}/status.
+type StatusRequest struct {
+	Status string `json:"status"`
+	Reason string `json:"reason,omitempty"`
+	// ConfirmFenced is an operator's word that an OFFLINE host is powered
+	// off or isolated, so its VMs may be recreated elsewhere.
+	ConfirmFenced bool `json:"confirm_fenced,omitempty"`
+}
+
+// MaintenanceRequest is the body of PUT /v1/hosts/{host}/maintenance (and,
+// with status enable, of POST …/maintenance/precheck).
+type MaintenanceRequest struct {
+	// Status is enable or disable.
+	Status string `json:"status"`
+	// Enable: none (default), active-only or all.
+	Migrate     string   `json:"migrate,omitempty"`
+	TargetHost  string   `json:"target_host,omitempty"`
+	ShutdownVMs []string `json:"shutdown_vms,omitempty"`
+	// Disable: VMs (ids or names) to power on or bring back.
+	PowerOnVMs            []string `json:"poweron_vms,omitempty"`
+	LiveMigrateBackVMs    []string `json:"live_migrate_back_vms,omitempty"`
+	OfflineMigrateBackVMs []string `json:"offline_migrate_back_vms,omitempty"`
+}
+
+// OperationRef is the answer to a request that started an operation.
+type OperationRef struct {
+	Operation string `json:"operation"`
+}
+
+// PrecheckItem is one VM in a precheck.
+type PrecheckItem struct {
+	VM          string `json:"vm"`
+	Name        string `json:"name"`
+	Action      string `json:"action"`
+	Target      string `json:"target,omitempty"`
+	MemoryBytes int64  `json:"memory_bytes"`
+	Reason      string `json:"reason,omitempty"`
+}
+
+// Precheck is the answer of POST /v1/hosts/{host}/maintenance/precheck.
+type Precheck struct {
+	Host              string         `json:"host"`
+	LiveMigrateVMs    []PrecheckItem `json:"live_migrate_vms"`
+	OfflineMigrateVMs []PrecheckItem `json:"offline_migrate_vms"`
+	ShutdownVMs       []PrecheckItem `json:"shutdown_vms"`
+	StayVMs           []PrecheckItem `json:"stay_vms"`
+	Blockers          []Blocker      `json:"blockers"`
+}
+
+// LeftVM is a VM that left a host for its maintenance, and where it is now.
+type LeftVM struct {
+	VM          string `json:"vm"`
+	Name        string `json:"name"`
+	Action      string `json:"action"`
+	MovedTo     string `json:"moved_to,omitempty"`
+	NowOn       string `json:"now_on"`
+	PowerState  string `json:"power_state"`
+	MemoryBytes int64  `json:"memory_bytes"`
+}
+
+// ExitPrecheck is the answer of GET /v1/hosts/{host}/maintenance/exit-precheck.
+type ExitPrecheck struct {
+	Host               string   `json:"host"`
+	Operation          string   `json:"operation,omitempty"`
+	ShutdownVMs        []LeftVM `json:"shutdown_vms"`
+	LiveMigratedVMs    []LeftVM `json:"live_migrated_vms"`
+	OfflineMigratedVMs []LeftVM `json:"offline_migrated_vms"`
+	// MigrateBackOnExit says the policy brings every moved VM back.
+	MigrateBackOnExit bool `json:"migrate_back_on_exit"`
+}
+
+// MigrateRequest is the body of POST /v1/vms/{vm}/migrate.
+type MigrateRequest struct {
+	// TargetHost; Herd chooses when empty.
+	TargetHost string `json:"target_host,omitempty"`
+}
+
+// Operation is an operation with totals.
+type Operation struct {
+	cluster.Operation
+	Total     int `json:"total"`
+	Done      int `json:"done"`
+	Running   int `json:"running"`
+	Pending   int `json:"pending"`
+	Failed    int `json:"failed"`
+	Cancelled int `json:"cancelled"`
+}
+
+// NewOperation adds the totals.
+func NewOperation(op *cluster.Operation) Operation {
+	c := op.Counts()
+	return Operation{Operation: *op, Total: len(op.Items), Done: c[cluster.ItemDone], Running: c[cluster.ItemRunning],
+		Pending: c[cluster.ItemPending], Failed: c[cluster.ItemFailed], Cancelled: c[cluster.ItemCancelled]}
+}
+
+// Operations is the answer of GET /v1/operations.
+type Operations struct {
+	Operations []Operation `json:"operations"`
+}

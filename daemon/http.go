@@ -1,0 +1,377 @@
+package daemon
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/daemon/api"
+)
+
+// maxBody bounds every request body.
+const maxBody = 1 << 20
+
+const forwardedHeader = "X-Herd-Forwarded-By"
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	handle := func(pattern string, h http.HandlerFunc) {
+		route := pattern
+		if _, p, ok := strings.Cut(pattern, " "); ok {
+			route = p
+		}
+		mux.Handle(pattern, s.instrument(route, h))
+	}
+	write := func(pattern string, h http.HandlerFunc) { handle(pattern, s.onLeader(h)) }
+
+	handle("GET /v1/hosts", s.handleHosts)
+	handle("GET /v1/hosts/{host}", s.handleHost)
+	write("PUT /v1/hosts/{host}/status", s.handleHostStatus)
+	write("PUT /v1/hosts/{host}/maintenance", s.handleMaintenance)
+	write("POST /v1/hosts/{host}/maintenance/precheck", s.handlePrecheck)
+	handle("GET /v1/hosts/{host}/maintenance/exit-precheck", s.handleExitPrecheck)
+	write("POST /v1/vms/{vm}/migrate", s.handleMigrateVM)
+	handle("GET /v1/operations", s.handleOperations)
+	handle("GET /v1/operations/{id}", s.handleOperation)
+	write("POST /v1/operations/{id}/cancel", s.handleCancelOperation)
+	write("POST /v1/operations/{id}/retry", s.handleRetryOperation)
+	handle("GET /v1/vms", s.handleVMs)
+	handle("GET /v1/events", s.handleEvents)
+	handle("GET /v1/cluster", s.handleCluster)
+	write("POST /v1/cluster/join", s.handleJoin)
+	handle("GET /healthz", s.handleHealthz)
+	handle("GET /readyz", s.handleReadyz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "", "no such endpoint: %s %s", r.Method, r.URL.Path)
+	})
+	return mux
+}
+
+// statusRecorder remembers the status code for metrics.
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.code = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (s *Server) instrument(route string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		h.ServeHTTP(rec, r)
+		s.metrics.APIRequests.WithLabelValues(route, r.Method, strconv.Itoa(rec.code)).Inc()
+		s.metrics.APIRequestDuration.WithLabelValues(route).Observe(time.Since(start).Seconds())
+	})
+}
+
+// onLeader runs a write on the leader: a follower forwards the request to
+// the leader's API, so a 2xx from any server means committed.
+func (s *Server) onLeader(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.node.IsLeader() {
+			h(w, r)
+			return
+		}
+		if r.Header.Get(forwardedHeader) != "" {
+			// Forwarded to us, but we lost leadership meanwhile: no loops.
+			s.metrics.ForwardedRequests.WithLabelValues("no_leader").Inc()
+			writeError(w, http.StatusServiceUnavailable, "", "leadership changed; try again")
+			return
+		}
+		addr := s.leaderAPI()
+		if addr == "" {
+			s.metrics.ForwardedRequests.WithLabelValues("no_leader").Inc()
+			writeError(w, http.StatusServiceUnavailable, "", "no raft leader: nothing can be written now")
+			return
+		}
+		target, err := url.Parse(addr)
+		if err != nil {
+			writeError(w, http.StatusServiceUnavailable, "", "leader address %q: %v", addr, err)
+			return
+		}
+		proxy := httputil.NewSingleHostReverseProxy(target)
+		proxy.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
+			s.metrics.ForwardedRequests.WithLabelValues("error").Inc()
+			writeError(w, http.StatusServiceUnavailable, "", "forward to leader %s: %v", addr, err)
+		}
+		r.Header.Set(forwardedHeader, s.cfg.NodeName)
+		s.metrics.ForwardedRequests.WithLabelValues("ok").Inc()
+		proxy.ServeHTTP(w, r)
+	}
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, field, format string, args ...any) {
+	writeJSON(w, code, api.Error{Error: fmt.Sprintf(format, args...), Field: field})
+}
+
+// writeApplyError answers for a failed raft write.
+func writeApplyError(w http.ResponseWriter, err error) {
+	var ae *cluster.ApplyError
+	switch {
+	case errors.As(err, &ae):
+		writeJSON(w, ae.Code, api.Error{Error: ae.Msg, Field: ae.Field})
+	case errors.Is(err, cluster.ErrNotLeader):
+		writeError(w, http.StatusServiceUnavailable, "", "%v", err)
+	default:
+		writeError(w, http.StatusServiceUnavailable, "", "not committed: %v", err)
+	}
+}
+
+// decodeBody reads a strict JSON body: unknown fields and trailing data are
+// errors that name the field.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		writeError(w, http.StatusUnsupportedMediaType, "", "content type %q: want application/json", ct)
+		return false
+	}
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		field := ""
+		var te *json.UnmarshalTypeError
+		var mbe *http.MaxBytesError
+		switch {
+		case errors.As(err, &te):
+			field = te.Field
+			err = fmt.Errorf("%s must be %s", te.Field, te.Type)
+		case errors.As(err, &mbe):
+			writeError(w, http.StatusRequestEntityTooLarge, "", "body larger than %d bytes", mbe.Limit)
+			return false
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			field = strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+			err = fmt.Errorf("unknown field %q", field)
+		case errors.Is(err, io.EOF):
+			err = errors.New("empty body: a JSON object is required")
+		}
+		writeError(w, http.StatusBadRequest, field, "bad request body: %v", err)
+		return false
+	}
+	if dec.More() {
+		writeError(w, http.StatusBadRequest, "", "bad request body: data after the JSON object")
+		return false
+	}
+	return true
+}
+
+func (s *Server) handleHosts(w http.ResponseWriter, r *http.Request) {
+	st := s.node.FSM().State()
+	usage := st.Usage()
+	out := api.Hosts{Hosts: []api.Host{}}
+	for _, name := range st.HostNames() {
+		out.Hosts = append(out.Hosts, api.Host{Host: *st.Hosts[name], HostUsage: usage[name]})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) handleHost(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("host")
+	st := s.node.FSM().State()
+	h, ok := st.Hosts[name]
+	if !ok {
+		writeError(w, http.StatusNotFound, "host", "host %q not found", name)
+		return
+	}
+	writeJSON(w, http.StatusOK, api.Host{Host: *h, HostUsage: st.Usage()[name]})
+}
+
+func (s *Server) handleVMs(w http.ResponseWriter, r *http.Request) {
+	host := r.URL.Query().Get("host")
+	st := s.node.FSM().State()
+	if host != "" {
+		if _, ok := st.Hosts[host]; !ok {
+			writeError(w, http.StatusNotFound, "host", "host %q not found", host)
+			return
+		}
+	}
+	out := api.VMs{VMs: []api.VMView{}}
+	vms := st.SortedVMs()
+	if host != "" {
+		vms = st.VMsOn(host)
+	}
+	for _, vm := range vms {
+		out.VMs = append(out.VMs, api.NewVMView(vm))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := cluster.EventFilter{Host: q.Get("host"), VM: q.Get("vm"), Operation: q.Get("operation")}
+	if v := q.Get("since"); v != "" {
+		t, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "since", "since %q is not an RFC 3339 time (e.g. 2026-01-02T15:04:05Z)", v)
+			return
+		}
+		f.Since = t
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			writeError(w, http.StatusBadRequest, "limit", "limit %q is not a positive number", v)
+			return
+		}
+		f.Limit = n
+	}
+	var events []cluster.Event
+	s.node.FSM().Read(func(st *cluster.State) { events = st.QueryEvents(f) })
+	if events == nil {
+		events = []cluster.Event{}
+	}
+	writeJSON(w, http.StatusOK, api.Events{Events: events})
+}
+
+func (s *Server) handleCluster(w http.ResponseWriter, r *http.Request) {
+	st := s.node.FSM().State()
+	leader, _ := s.node.Leader()
+	out := api.Cluster{Self: s.selfInfo(), Leader: leader, LeaderAPI: s.leaderAPI(), Index: st.Index,
+		Hosts: len(st.Hosts), VMs: len(st.VMs), Discovered: s.discoveredList(), Servers: []api.Server{}}
+	members, _ := s.node.Members()
+	for _, m := range members {
+		sv := api.Server{ID: m.ID, RaftAddr: m.Address, Voter: m.Voter, Leader: m.ID == leader}
+		if reg := st.Servers[m.ID]; reg != nil {
+			sv.APIAddr = reg.APIAddr
+		}
+		out.Servers = append(out.Servers, sv)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
+	var req api.JoinRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	if !nodeNameRE.MatchString(req.ID) {
+		writeError(w, http.StatusBadRequest, "id", "%q is not a valid node name", req.ID)
+		return
+	}
+	if _, _, err := net.SplitHostPort(req.RaftAddr); err != nil {
+		writeError(w, http.StatusBadRequest, "raft_addr", "%q is not host:port", req.RaftAddr)
+		return
+	}
+	if _, err := normalizeAPIAddr(req.APIAddr); err != nil {
+		writeError(w, http.StatusBadRequest, "api_addr", "%v", err)
+		return
+	}
+	if err := s.node.AddVoter(req.ID, req.RaftAddr); err != nil {
+		writeApplyError(w, fmt.Errorf("add voter %s: %w", req.ID, err))
+		return
+	}
+	if _, err := s.node.Apply(r.Context(), &cluster.RegisterServer{Server: cluster.Server{ID: req.ID, RaftAddr: req.RaftAddr, APIAddr: req.APIAddr}}); err != nil {
+		writeApplyError(w, err)
+		return
+	}
+	s.log.Info("server joined", "id", req.ID, "raft", req.RaftAddr, "api", req.APIAddr)
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, api.Health{Status: "ok", Time: time.Now().UTC()})
+}
+
+// handleReadyz: ready when a leader is known and this server has applied
+// what it knows to be committed.
+func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
+	leader, _ := s.node.Leader()
+	raft := s.node.Raft()
+	switch {
+	case leader == "":
+		writeJSON(w, http.StatusServiceUnavailable, api.Health{Status: "not ready", Reason: "no raft leader", Time: time.Now().UTC()})
+	case raft.AppliedIndex() < raft.CommitIndex():
+		writeJSON(w, http.StatusServiceUnavailable, api.Health{Status: "not ready",
+			Reason: fmt.Sprintf("catching up: applied %d of %d", raft.AppliedIndex(), raft.CommitIndex()), Time: time.Now().UTC()})
+	default:
+		writeJSON(w, http.StatusOK, api.Health{Status: "ready", Time: time.Now().UTC()})
+	}
+}
+
+// actor names who asked for a change. Until tokens exist it is the remote
+// address; dev mode has no auth.
+func actor(r *http.Request) string {
+	if by := r.Header.Get(forwardedHeader); by != "" {
+		return "api:" + r.Header.Get("X-Forwarded-For") + " via " + by
+	}
+	host, _, _ := net.SplitHostPort(r.RemoteAddr)
+	return "api:" + host
+}
+
+func (s *Server) handleHostStatus(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("host")
+	var req api.StatusRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	status := cluster.AdminStatus(req.Status)
+	if !status.Valid() {
+		writeError(w, http.StatusBadRequest, "status", "status %q is not one of AVAILABLE, NOT_ACCEPTING, MAINTENANCE, OFFLINE", req.Status)
+		return
+	}
+	if req.ConfirmFenced && status != cluster.Offline {
+		writeError(w, http.StatusBadRequest, "confirm_fenced", "confirm_fenced goes with status OFFLINE only")
+		return
+	}
+	if len(req.Reason) > 1024 {
+		writeError(w, http.StatusBadRequest, "reason", "reason is longer than 1024 bytes")
+		return
+	}
+	st := s.node.FSM().State()
+	h, ok := st.Hosts[name]
+	if !ok {
+		writeError(w, http.StatusNotFound, "host", "host %q not found", name)
+		return
+	}
+	if status == cluster.InMaintenance && !req.ConfirmFenced {
+		// The same as enabling maintenance without moving anything.
+		s.enableMaintenance(w, r, name, api.MaintenanceRequest{Status: "enable", Migrate: "none"})
+		return
+	}
+	if h.Maintenance != cluster.MaintenanceOff {
+		writeError(w, http.StatusConflict, "status", "host %s maintenance is %s: use PUT /v1/hosts/%s/maintenance to enter or leave maintenance", name, h.Maintenance, name)
+		return
+	}
+	who := actor(r)
+	msg := fmt.Sprintf("admin status %s → %s%s", h.Admin, status, reasonSuffix(req.Reason))
+	if req.ConfirmFenced {
+		msg += "; operator confirmed the host is fenced"
+	}
+	if _, err := s.node.Apply(r.Context(), &cluster.SetHostStatus{Host: name, Status: status, Reason: req.Reason,
+		ConfirmFenced: req.ConfirmFenced, Event: cluster.NewEvent("host.status", who, name, "", msg)}); err != nil {
+		writeApplyError(w, err)
+		return
+	}
+	st = s.node.FSM().State()
+	writeJSON(w, http.StatusOK, api.Host{Host: *st.Hosts[name], HostUsage: st.Usage()[name]})
+}
+
+func reasonSuffix(r string) string {
+	if r == "" {
+		return ""
+	}
+	return ": " + r
+}

@@ -1,0 +1,609 @@
+package daemon
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/daemon/api"
+	"github.com/herd-project/herd/policy"
+)
+
+func newOpID() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return "op-" + hex.EncodeToString(b)
+}
+
+// fieldErr is a request problem that names its field.
+type fieldErr struct {
+	code  int
+	field string
+	msg   string
+}
+
+func (e *fieldErr) write(w http.ResponseWriter) {
+	writeJSON(w, e.code, api.Error{Error: e.msg, Field: e.field})
+}
+
+func badField(field, format string, args ...any) *fieldErr {
+	return &fieldErr{code: http.StatusBadRequest, field: field, msg: fmt.Sprintf(format, args...)}
+}
+
+func conflictErr(field, format string, args ...any) *fieldErr {
+	return &fieldErr{code: http.StatusConflict, field: field, msg: fmt.Sprintf(format, args...)}
+}
+
+// evacuationRequest checks an enable body and turns it into the planner's
+// request.
+func evacuationRequest(st *cluster.State, host string, req api.MaintenanceRequest) (policy.EvacuationRequest, *fieldErr) {
+	for field, v := range map[string][]string{"poweron_vms": req.PowerOnVMs, "live_migrate_back_vms": req.LiveMigrateBackVMs,
+		"offline_migrate_back_vms": req.OfflineMigrateBackVMs} {
+		if len(v) > 0 {
+			return policy.EvacuationRequest{}, badField(field, "%s goes with status disable, not enable", field)
+		}
+	}
+	mode := policy.MigrateMode(req.Migrate)
+	if mode == "" {
+		mode = policy.MigrateNone
+	}
+	if !mode.Valid() {
+		return policy.EvacuationRequest{}, badField("migrate", "migrate %q is not one of none, active-only, all", req.Migrate)
+	}
+	er := policy.EvacuationRequest{Host: host, Migrate: mode, TargetHost: req.TargetHost, ShutdownVMs: req.ShutdownVMs}
+	if err := er.Validate(); err != nil {
+		if fe, ok := err.(*policy.FieldError); ok {
+			return er, badField(fe.Field, "%s", fe.Msg)
+		}
+		return er, badField("", "%v", err)
+	}
+	if req.TargetHost != "" && st.Hosts[req.TargetHost] == nil {
+		return er, &fieldErr{code: http.StatusNotFound, field: "target_host", msg: fmt.Sprintf("target host %q not found", req.TargetHost)}
+	}
+	if req.TargetHost != "" && mode == policy.MigrateNone {
+		return er, badField("target_host", "target_host needs migrate active-only or all")
+	}
+	return er, nil
+}
+
+// plannedLedger is the leader's in-flight reservations plus room for the
+// steps other evacuations still have to run: several hosts entering
+// maintenance at once share one capacity ledger.
+func (s *Server) plannedLedger(st *cluster.State) *policy.Ledger {
+	l := s.ops.LedgerCopy()
+	usage := st.Usage()
+	o := s.ops.options()
+	o.MaxInFlightTo = 0
+	for _, op := range runningOps(st) {
+		for _, it := range op.Items {
+			if it.State != cluster.ItemPending || (it.Action != cluster.ActionLiveMigrate && it.Action != cluster.ActionOfflineMigrate) {
+				continue
+			}
+			vm := st.VMs[it.VM]
+			if vm == nil {
+				continue
+			}
+			if _, moving := l.Move(vm.ID); moving {
+				continue
+			}
+			req := policy.EvacuationRequest{Host: vm.Host, TargetHost: op.TargetHost}
+			if pl := policy.NextTarget(st, usage, l, vm, req, nil, o); pl.Host != "" {
+				need := vm.MemoryBytes
+				if it.Action == cluster.ActionOfflineMigrate {
+					need = 0
+				}
+				l.Reserve(vm.ID, vm.Host, pl.Host, need)
+			}
+		}
+	}
+	return l
+}
+
+func toAPIItems(items []policy.Item) []api.PrecheckItem {
+	out := make([]api.PrecheckItem, 0, len(items))
+	for _, it := range items {
+		out = append(out, api.PrecheckItem{VM: it.VM, Name: it.Name, Action: it.Action, Target: it.Target, MemoryBytes: it.MemoryBytes, Reason: it.Reason})
+	}
+	return out
+}
+
+func toAPIBlockers(bs []policy.Blocker) []api.Blocker {
+	out := make([]api.Blocker, 0, len(bs))
+	for _, b := range bs {
+		vm := b.Name
+		if vm == "" {
+			vm = b.VM
+		}
+		out = append(out, api.Blocker{VM: vm, Reason: b.Reason})
+	}
+	return out
+}
+
+func (s *Server) precheck(st *cluster.State, er policy.EvacuationRequest) policy.Precheck {
+	o := s.ops.options()
+	return policy.PrecheckEvacuation(st, s.plannedLedger(st), er, o)
+}
+
+func (s *Server) handlePrecheck(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("host")
+	var req api.MaintenanceRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	if req.Status != "" && req.Status != "enable" {
+		writeError(w, http.StatusBadRequest, "status", "a precheck is for status enable, not %q", req.Status)
+		return
+	}
+	st := s.node.FSM().State()
+	h := st.Hosts[name]
+	if h == nil {
+		writeError(w, http.StatusNotFound, "host", "host %q not found", name)
+		return
+	}
+	er, ferr := evacuationRequest(st, name, req)
+	if ferr != nil {
+		ferr.write(w)
+		return
+	}
+	pc := s.precheck(st, er)
+	out := api.Precheck{Host: name, LiveMigrateVMs: toAPIItems(pc.LiveMigrate), OfflineMigrateVMs: toAPIItems(pc.OfflineMigrate),
+		ShutdownVMs: toAPIItems(pc.Shutdown), StayVMs: toAPIItems(pc.Stay), Blockers: toAPIBlockers(pc.Blockers)}
+	if h.Maintenance != cluster.MaintenanceOff {
+		out.Blockers = append(out.Blockers, api.Blocker{Reason: fmt.Sprintf("host is already in maintenance (%s)", h.Maintenance)})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) handleMaintenance(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("host")
+	var req api.MaintenanceRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	switch req.Status {
+	case "enable":
+		s.enableMaintenance(w, r, name, req)
+	case "disable":
+		s.disableMaintenance(w, r, name, req)
+	default:
+		writeError(w, http.StatusBadRequest, "status", "status %q is not one of enable, disable", req.Status)
+	}
+}
+
+func (s *Server) enableMaintenance(w http.ResponseWriter, r *http.Request, name string, req api.MaintenanceRequest) {
+	st := s.node.FSM().State()
+	h := st.Hosts[name]
+	if h == nil {
+		writeError(w, http.StatusNotFound, "host", "host %q not found", name)
+		return
+	}
+	er, ferr := evacuationRequest(st, name, req)
+	if ferr != nil {
+		ferr.write(w)
+		return
+	}
+	switch h.Maintenance {
+	case cluster.MaintenanceOff:
+	case cluster.MaintenanceEntering, cluster.MaintenanceOn:
+		// Repeating an enable gives the same operation and stops nothing again.
+		if op := st.Operations[h.Operation]; op != nil && sameEvacuation(st, op, er) {
+			writeJSON(w, http.StatusAccepted, api.OperationRef{Operation: op.ID})
+			return
+		}
+		writeError(w, http.StatusConflict, "status", "host %s is already in maintenance (%s, operation %s) with other settings", name, h.Maintenance, h.Operation)
+		return
+	case cluster.MaintenanceError:
+		writeError(w, http.StatusConflict, "status", "host %s is in maintenance error: retry operation %s (herd op retry %s) or disable maintenance", name, h.Operation, h.Operation)
+		return
+	default:
+		writeError(w, http.StatusConflict, "status", "host %s is %s maintenance; wait for operation %s", name, h.Maintenance, h.Operation)
+		return
+	}
+	if h.Admin == cluster.Offline {
+		writeError(w, http.StatusConflict, "status", "host %s is OFFLINE (declared dead): it needs recovery, not maintenance", name)
+		return
+	}
+	pc := s.precheck(st, er)
+	if !pc.OK() {
+		writeJSON(w, http.StatusConflict, api.Error{Error: fmt.Sprintf("host %s cannot enter maintenance", name), Field: "status", Blockers: toAPIBlockers(pc.Blockers)})
+		return
+	}
+	op := cluster.Operation{ID: newOpID(), Kind: cluster.OpEvacuate, Host: name, Migrate: string(er.Migrate), TargetHost: er.TargetHost,
+		Actor: actor(r), Created: time.Now().UTC()}
+	op.Items = evacuationItems(st, name, pc)
+	msg := fmt.Sprintf("host %s entering maintenance (migrate %s): %d to live-migrate, %d to offline-migrate, %d to shut down",
+		name, er.Migrate, len(pc.LiveMigrate), len(pc.OfflineMigrate), len(pc.Shutdown))
+	if er.TargetHost != "" {
+		msg += ", all to " + er.TargetHost
+	}
+	ev := cluster.NewEvent("maintenance.entering", op.Actor, name, "", msg)
+	ev.Operation = op.ID
+	if _, err := s.node.Apply(r.Context(), &cluster.StartOperation{Op: op, Event: ev}); err != nil {
+		writeApplyError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, api.OperationRef{Operation: op.ID})
+}
+
+// evacuationItems turns a precheck into operation steps, in evacuation order.
+func evacuationItems(st *cluster.State, host string, pc policy.Precheck) []cluster.OpItem {
+	var vms []*cluster.VM
+	action := map[string]string{}
+	for _, list := range [][]policy.Item{pc.LiveMigrate, pc.OfflineMigrate, pc.Shutdown} {
+		for _, it := range list {
+			if vm := st.VMs[it.VM]; vm != nil {
+				vms = append(vms, vm)
+				action[vm.ID] = it.Action
+			}
+		}
+	}
+	policy.Order(vms)
+	items := make([]cluster.OpItem, 0, len(vms))
+	for _, vm := range vms {
+		items = append(items, cluster.OpItem{VM: vm.ID, Name: vm.Name, Action: action[vm.ID], From: host, MemoryBytes: vm.MemoryBytes, Priority: vm.Priority})
+	}
+	return items
+}
+
+// sameEvacuation reports whether a repeated enable asks for what op does.
+func sameEvacuation(st *cluster.State, op *cluster.Operation, er policy.EvacuationRequest) bool {
+	if op.Kind != cluster.OpEvacuate || op.Migrate != string(er.Migrate) || op.TargetHost != er.TargetHost {
+		return false
+	}
+	var had []string
+	for _, it := range op.Items {
+		if it.Action == cluster.ActionShutdown {
+			had = append(had, it.VM)
+		}
+	}
+	var want []string
+	for _, n := range er.ShutdownVMs {
+		for _, it := range op.Items {
+			if it.VM == n || it.Name == n {
+				want = append(want, it.VM)
+			}
+		}
+	}
+	sort.Strings(had)
+	sort.Strings(want)
+	return slices.Equal(had, slices.Compact(want))
+}
+
+// leftVMs lists what left host for its maintenance (operation op), and
+// where each VM is now.
+func leftVMs(st *cluster.State, host string) api.ExitPrecheck {
+	out := api.ExitPrecheck{Host: host, ShutdownVMs: []api.LeftVM{}, LiveMigratedVMs: []api.LeftVM{}, OfflineMigratedVMs: []api.LeftVM{}}
+	h := st.Hosts[host]
+	if h == nil {
+		return out
+	}
+	op := st.Operations[h.Operation]
+	if op != nil && op.Kind == cluster.OpExit {
+		op = st.Operations[op.Parent]
+	}
+	if op == nil || op.Kind != cluster.OpEvacuate {
+		return out
+	}
+	out.Operation = op.ID
+	for _, it := range op.Items {
+		if it.State != cluster.ItemDone {
+			continue
+		}
+		l := api.LeftVM{VM: it.VM, Name: it.Name, Action: it.Action, MemoryBytes: it.MemoryBytes}
+		if it.Action != cluster.ActionShutdown {
+			l.MovedTo = it.Target
+		}
+		if vm := st.VMs[it.VM]; vm != nil {
+			l.NowOn, l.PowerState = vm.Host, string(vm.Power)
+		} else {
+			l.NowOn, l.PowerState = "", "gone"
+		}
+		switch it.Action {
+		case cluster.ActionShutdown:
+			out.ShutdownVMs = append(out.ShutdownVMs, l)
+		case cluster.ActionLiveMigrate:
+			out.LiveMigratedVMs = append(out.LiveMigratedVMs, l)
+		case cluster.ActionOfflineMigrate:
+			out.OfflineMigratedVMs = append(out.OfflineMigratedVMs, l)
+		}
+	}
+	return out
+}
+
+func (s *Server) handleExitPrecheck(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("host")
+	st := s.node.FSM().State()
+	if st.Hosts[name] == nil {
+		writeError(w, http.StatusNotFound, "host", "host %q not found", name)
+		return
+	}
+	out := leftVMs(st, name)
+	out.MigrateBackOnExit = s.cfg.Maintenance.MigrateBackOnExit
+	writeJSON(w, http.StatusOK, out)
+}
+
+// pick resolves names or ids against the VMs that left, for one field.
+func pick(field string, names []string, left []api.LeftVM, what string) ([]api.LeftVM, *fieldErr) {
+	var out []api.LeftVM
+	seen := map[string]bool{}
+	for _, n := range names {
+		var found *api.LeftVM
+		for i := range left {
+			if left[i].VM == n || left[i].Name == n {
+				found = &left[i]
+				break
+			}
+		}
+		if found == nil {
+			return nil, badField(field, "VM %q did not %s for this maintenance", n, what)
+		}
+		if !seen[found.VM] {
+			seen[found.VM] = true
+			out = append(out, *found)
+		}
+	}
+	return out, nil
+}
+
+func (s *Server) disableMaintenance(w http.ResponseWriter, r *http.Request, name string, req api.MaintenanceRequest) {
+	if req.Migrate != "" || req.TargetHost != "" || len(req.ShutdownVMs) > 0 {
+		field := "migrate"
+		if req.TargetHost != "" {
+			field = "target_host"
+		} else if len(req.ShutdownVMs) > 0 {
+			field = "shutdown_vms"
+		}
+		writeError(w, http.StatusBadRequest, field, "%s goes with status enable, not disable", field)
+		return
+	}
+	st := s.node.FSM().State()
+	h := st.Hosts[name]
+	if h == nil {
+		writeError(w, http.StatusNotFound, "host", "host %q not found", name)
+		return
+	}
+	switch h.Maintenance {
+	case cluster.MaintenanceOn, cluster.MaintenanceError:
+	case cluster.MaintenanceExiting:
+		writeJSON(w, http.StatusAccepted, api.OperationRef{Operation: h.Operation})
+		return
+	case cluster.MaintenanceEntering:
+		writeError(w, http.StatusConflict, "status", "host %s is entering maintenance: cancel operation %s first (herd op cancel %s)", name, h.Operation, h.Operation)
+		return
+	default:
+		writeError(w, http.StatusConflict, "status", "host %s is not in maintenance", name)
+		return
+	}
+	left := leftVMs(st, name)
+	powerOn, ferr := pick("poweron_vms", req.PowerOnVMs, left.ShutdownVMs, "shut down")
+	if ferr != nil {
+		ferr.write(w)
+		return
+	}
+	liveBack, ferr := pick("live_migrate_back_vms", req.LiveMigrateBackVMs, left.LiveMigratedVMs, "live-migrate away")
+	if ferr != nil {
+		ferr.write(w)
+		return
+	}
+	offBack, ferr := pick("offline_migrate_back_vms", req.OfflineMigrateBackVMs, left.OfflineMigratedVMs, "offline-migrate away")
+	if ferr != nil {
+		ferr.write(w)
+		return
+	}
+	if s.cfg.Maintenance.MigrateBackOnExit {
+		liveBack, offBack = nil, nil
+		for _, l := range append(append([]api.LeftVM{}, left.LiveMigratedVMs...), left.OfflineMigratedVMs...) {
+			if l.PowerState == string(cluster.PoweredOn) {
+				liveBack = append(liveBack, l)
+			} else if l.PowerState != "gone" {
+				offBack = append(offBack, l)
+			}
+		}
+	}
+	op := cluster.Operation{ID: newOpID(), Kind: cluster.OpExit, Host: name, Parent: left.Operation, TargetHost: name, Actor: actor(r), Created: time.Now().UTC()}
+	add := func(l api.LeftVM, action string, power cluster.PowerState, field string) *fieldErr {
+		vm := st.VMs[l.VM]
+		if vm == nil {
+			return conflictErr(field, "VM %s no longer exists", l.Name)
+		}
+		if vm.Power != power {
+			return conflictErr(field, "VM %s is %s; %s needs it %s", vm.Name, vm.Power, action, power)
+		}
+		if action != cluster.ActionPowerOn && vm.Host == name {
+			return nil // already back
+		}
+		op.Items = append(op.Items, cluster.OpItem{VM: vm.ID, Name: vm.Name, Action: action, From: vm.Host, MemoryBytes: vm.MemoryBytes, Priority: vm.Priority})
+		return nil
+	}
+	for _, l := range powerOn {
+		if ferr := add(l, cluster.ActionPowerOn, cluster.PoweredOff, "poweron_vms"); ferr != nil {
+			ferr.write(w)
+			return
+		}
+	}
+	for _, l := range liveBack {
+		if ferr := add(l, cluster.ActionLiveMigrate, cluster.PoweredOn, "live_migrate_back_vms"); ferr != nil {
+			ferr.write(w)
+			return
+		}
+	}
+	for _, l := range offBack {
+		if ferr := add(l, cluster.ActionOfflineMigrate, cluster.PoweredOff, "offline_migrate_back_vms"); ferr != nil {
+			ferr.write(w)
+			return
+		}
+	}
+	ev := cluster.NewEvent("maintenance.exiting", op.Actor, name, "", fmt.Sprintf("host %s leaving maintenance: %d to power on, %d to live-migrate back, %d to offline-migrate back",
+		name, len(powerOn), len(liveBack), len(offBack)))
+	ev.Operation = op.ID
+	if _, err := s.node.Apply(r.Context(), &cluster.StartOperation{Op: op, Event: ev}); err != nil {
+		writeApplyError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, api.OperationRef{Operation: op.ID})
+}
+
+// findVM resolves a VM by id, then by name (a name must be unique).
+func findVMByRef(st *cluster.State, ref string) (*cluster.VM, *fieldErr) {
+	if vm := st.VMs[ref]; vm != nil {
+		return vm, nil
+	}
+	var found []*cluster.VM
+	for _, vm := range st.VMs {
+		if vm.Name == ref {
+			found = append(found, vm)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return nil, &fieldErr{code: http.StatusNotFound, field: "vm", msg: fmt.Sprintf("VM %q not found", ref)}
+	case 1:
+		return found[0], nil
+	}
+	ids := make([]string, len(found))
+	for i, vm := range found {
+		ids[i] = vm.ID
+	}
+	sort.Strings(ids)
+	return nil, badField("vm", "VM name %q is ambiguous: use one of the ids %s", ref, strings.Join(ids, ", "))
+}
+
+// vmBusy names the running operation a VM is a step of.
+func vmBusy(st *cluster.State, id string) string {
+	for _, op := range st.Operations {
+		if op.State != cluster.OpRunning {
+			continue
+		}
+		if i := op.Item(id); i >= 0 && !op.Items[i].State.Terminal() {
+			return op.ID
+		}
+	}
+	return ""
+}
+
+func (s *Server) handleMigrateVM(w http.ResponseWriter, r *http.Request) {
+	var req api.MigrateRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	st := s.node.FSM().State()
+	vm, ferr := findVMByRef(st, r.PathValue("vm"))
+	if ferr != nil {
+		ferr.write(w)
+		return
+	}
+	if req.TargetHost != "" && st.Hosts[req.TargetHost] == nil {
+		writeError(w, http.StatusNotFound, "target_host", "target host %q not found", req.TargetHost)
+		return
+	}
+	if req.TargetHost == vm.Host {
+		writeError(w, http.StatusConflict, "target_host", "VM %s is already on %s", vm.Name, vm.Host)
+		return
+	}
+	if op := vmBusy(st, vm.ID); op != "" {
+		writeError(w, http.StatusConflict, "vm", "VM %s is a step of running operation %s", vm.Name, op)
+		return
+	}
+	if src := st.Hosts[vm.Host]; src != nil && (src.Maintenance == cluster.MaintenanceEntering || src.Maintenance == cluster.MaintenanceOn) && vm.Power != cluster.PoweredOn {
+		writeError(w, http.StatusConflict, "vm", "VM %s is %s on host %s in maintenance: VMs there accept only stop, delete and live-migrate", vm.Name, vm.Power, vm.Host)
+		return
+	}
+	if vm.Unmovable != "" {
+		writeError(w, http.StatusConflict, "vm", "VM %s cannot migrate: %s", vm.Name, vm.Unmovable)
+		return
+	}
+	o := s.ops.options()
+	o.AllowNotAccepting, o.MaxInFlightTo = true, 0
+	l := s.plannedLedger(st)
+	usage := st.Usage()
+	var pl policy.Placement
+	if req.TargetHost != "" {
+		pl = policy.PlaceOn(st, usage, l, vm, req.TargetHost, o)
+	} else {
+		o.AllowNotAccepting = false
+		pl = policy.Place(st, usage, l, vm, o)
+	}
+	if pl.Host == "" {
+		writeError(w, http.StatusConflict, "target_host", "VM %s cannot go there: %s", vm.Name, pl.Explain())
+		return
+	}
+	action := cluster.ActionLiveMigrate
+	if vm.Power != cluster.PoweredOn {
+		action = cluster.ActionOfflineMigrate
+	}
+	op := cluster.Operation{ID: newOpID(), Kind: cluster.OpMigrate, Host: vm.Host, TargetHost: pl.Host, Actor: actor(r), Created: time.Now().UTC(),
+		Items: []cluster.OpItem{{VM: vm.ID, Name: vm.Name, Action: action, From: vm.Host, MemoryBytes: vm.MemoryBytes, Priority: vm.Priority}}}
+	ev := cluster.NewEvent("vm.migrate_requested", op.Actor, vm.Host, vm.ID, fmt.Sprintf("%s VM %s from %s to %s requested", action, vm.Name, vm.Host, pl.Host))
+	ev.Operation = op.ID
+	if _, err := s.node.Apply(r.Context(), &cluster.StartOperation{Op: op, Event: ev}); err != nil {
+		writeApplyError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, api.OperationRef{Operation: op.ID})
+}
+
+func (s *Server) handleOperations(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	host, state := q.Get("host"), q.Get("state")
+	if state != "" && !slices.Contains([]string{"running", "succeeded", "failed", "cancelled"}, state) {
+		writeError(w, http.StatusBadRequest, "state", "state %q is not one of running, succeeded, failed, cancelled", state)
+		return
+	}
+	st := s.node.FSM().State()
+	out := api.Operations{Operations: []api.Operation{}}
+	for _, op := range st.SortedOperations() {
+		if (host == "" || op.Host == host || op.TargetHost == host) && (state == "" || string(op.State) == state) {
+			out.Operations = append(out.Operations, api.NewOperation(op))
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) handleOperation(w http.ResponseWriter, r *http.Request) {
+	op := s.node.FSM().State().Operations[r.PathValue("id")]
+	if op == nil {
+		writeError(w, http.StatusNotFound, "operation", "operation %q not found", r.PathValue("id"))
+		return
+	}
+	writeJSON(w, http.StatusOK, api.NewOperation(op))
+}
+
+func (s *Server) handleCancelOperation(w http.ResponseWriter, r *http.Request) {
+	s.operationCommand(w, r, func(id string, ev cluster.Event) cluster.Command {
+		ev.Type, ev.Message = "operation.cancelled", "operation "+id+" cancelled: steps in flight finish, nothing new starts"
+		return &cluster.CancelOperation{Op: id, Time: ev.Time, Event: ev}
+	})
+}
+
+func (s *Server) handleRetryOperation(w http.ResponseWriter, r *http.Request) {
+	s.operationCommand(w, r, func(id string, ev cluster.Event) cluster.Command {
+		ev.Type, ev.Message = "operation.retried", "operation "+id+" retried: failed and cancelled steps start over"
+		return &cluster.RetryOperation{Op: id, Time: ev.Time, Event: ev}
+	})
+}
+
+func (s *Server) operationCommand(w http.ResponseWriter, r *http.Request, build func(id string, ev cluster.Event) cluster.Command) {
+	var empty struct{}
+	if r.ContentLength != 0 && !decodeBody(w, r, &empty) {
+		return
+	}
+	id := r.PathValue("id")
+	op := s.node.FSM().State().Operations[id]
+	if op == nil {
+		writeError(w, http.StatusNotFound, "operation", "operation %q not found", id)
+		return
+	}
+	ev := cluster.NewEvent("", actor(r), op.Host, "", "")
+	ev.Operation = id
+	if _, err := s.node.Apply(r.Context(), build(id, ev)); err != nil {
+		writeApplyError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, api.NewOperation(s.node.FSM().State().Operations[id]))
+}

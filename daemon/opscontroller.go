@@ -1,0 +1,444 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/drivers"
+	"github.com/herd-project/herd/policy"
+)
+
+const controllerActor = "herd"
+
+// opsController runs operations (evacuations, exits, migrations) on the
+// leader. It is the one migration gate: every move goes through its ledger
+// and limits. Each step is written to raft before it acts and after.
+type opsController struct {
+	s      *Server
+	limits policy.Limits
+	wake   chan uint64
+
+	mu       sync.Mutex
+	ledger   *policy.Ledger
+	inflight map[string]bool // op/vm
+	wg       sync.WaitGroup
+}
+
+func newOpsController(s *Server) *opsController {
+	m := s.cfg.Maintenance
+	c := &opsController{
+		s:        s,
+		limits:   policy.Limits{PerSource: m.PerSource, PerTarget: m.PerTarget, Cluster: m.Cluster},
+		wake:     make(chan uint64, 1),
+		ledger:   policy.NewLedger(),
+		inflight: map[string]bool{},
+	}
+	s.node.FSM().Watch(c.wake)
+	return c
+}
+
+func (c *opsController) Name() string { return "operations" }
+
+// options are the placement options for automatic moves.
+func (c *opsController) options() policy.Options {
+	return policy.Options{MemoryReserve: c.s.cfg.Maintenance.MemoryReserve, MaxInFlightTo: c.limits.PerTarget}
+}
+
+// LedgerCopy returns a copy of the in-flight reservations, for prechecks.
+func (c *opsController) LedgerCopy() *policy.Ledger {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ledger.Clone()
+}
+
+// InFlight is how many steps are running now.
+func (c *opsController) InFlight() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.inflight)
+}
+
+func (c *opsController) Run(ctx context.Context) {
+	c.mu.Lock()
+	c.ledger, c.inflight = policy.NewLedger(), map[string]bool{}
+	c.mu.Unlock()
+	c.resume(ctx)
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		c.step(ctx)
+		select {
+		case <-ctx.Done():
+			c.wg.Wait()
+			return
+		case <-tick.C:
+		case <-c.wake:
+		}
+	}
+}
+
+func key(op, vm string) string { return op + "/" + vm }
+
+// resume takes over the steps a previous leader had in flight: each is
+// checked against the hypervisor. A step that finished is recorded as done;
+// one that did not is driven again toward the same target, so no VM goes
+// to two places.
+func (c *opsController) resume(ctx context.Context) {
+	st := c.s.node.FSM().State()
+	invs := map[string]*drivers.Inventory{}
+	for _, op := range st.SortedOperations() {
+		if op.State != cluster.OpRunning {
+			continue
+		}
+		for _, it := range op.Items {
+			if it.State != cluster.ItemRunning {
+				continue
+			}
+			vm := st.VMs[it.VM]
+			if vm == nil {
+				c.finish(ctx, op, it, errors.New("VM no longer exists"), "")
+				continue
+			}
+			inv, ok := invs[vm.Driver]
+			if !ok {
+				inv = c.inventory(ctx, vm.Driver)
+				invs[vm.Driver] = inv
+			}
+			if inv == nil {
+				// Driver unreachable: drive it again; the driver call fails
+				// or succeeds on its own.
+				c.launch(ctx, op, it, vm)
+				continue
+			}
+			actual := findVM(inv, vm.ID)
+			switch {
+			case actual == nil:
+				c.finish(ctx, op, it, errors.New("VM no longer exists"), "")
+			case stepDone(it, actual):
+				c.s.log.Info("resumed step had finished", "op", op.ID, "vm", vm.Name, "action", it.Action)
+				c.finish(ctx, op, it, nil, "found finished after a leader change")
+			default:
+				c.s.log.Info("resuming step", "op", op.ID, "vm", vm.Name, "action", it.Action, "target", it.Target)
+				c.launch(ctx, op, it, vm)
+			}
+		}
+	}
+}
+
+func (c *opsController) inventory(ctx context.Context, driver string) *drivers.Inventory {
+	d, err := c.s.drivers.Get(ctx, driver)
+	if err != nil {
+		return nil
+	}
+	tctx, cancel := context.WithTimeout(ctx, c.s.cfg.Inventory.Timeout)
+	defer cancel()
+	inv, err := d.Inventory(tctx)
+	if err != nil {
+		return nil
+	}
+	return inv
+}
+
+func findVM(inv *drivers.Inventory, id string) *drivers.VM {
+	for i := range inv.VMs {
+		if inv.VMs[i].ID == id {
+			return &inv.VMs[i]
+		}
+	}
+	return nil
+}
+
+// stepDone reports whether the hypervisor already shows the step's result.
+func stepDone(it cluster.OpItem, vm *drivers.VM) bool {
+	switch it.Action {
+	case cluster.ActionLiveMigrate, cluster.ActionOfflineMigrate:
+		return it.Target != "" && vm.Host == it.Target
+	case cluster.ActionShutdown:
+		return vm.Power == drivers.PoweredOff
+	case cluster.ActionPowerOn:
+		return vm.Power == drivers.PoweredOn
+	}
+	return false
+}
+
+// step starts whatever the limits allow now.
+func (c *opsController) step(ctx context.Context) {
+	if ctx.Err() != nil {
+		return
+	}
+	st := c.s.node.FSM().State()
+	ops := runningOps(st)
+	if len(ops) == 0 {
+		return
+	}
+	usage := st.Usage()
+	now := time.Now().UTC()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, op := range ops {
+		if op.Cancelled {
+			continue
+		}
+		if d := c.s.cfg.Maintenance.NoProgressTimeout; now.Sub(op.Progress) > d {
+			msg := fmt.Sprintf("no VM finished for %s (no_progress_timeout)", d)
+			c.apply(ctx, &cluster.FailOperation{Op: op.ID, Error: msg, Time: now,
+				Event: opEvent(op, "operation.stalled", "", "operation %s failed: %s", op.ID, msg)})
+			continue
+		}
+		view := st
+		if op.Kind == cluster.OpExit {
+			view = openedForExit(st, op.Host)
+		}
+		for _, it := range op.Items {
+			if it.State != cluster.ItemPending || c.inflight[key(op.ID, it.VM)] {
+				continue
+			}
+			if it.Attempts > 0 && now.Before(it.Finished.Add(c.s.cfg.Maintenance.RetryBackoff)) {
+				continue
+			}
+			if c.ledger.Total() >= c.limits.Cluster {
+				return
+			}
+			if !c.dispatch(ctx, view, usage, op, it, now) {
+				return
+			}
+		}
+	}
+}
+
+// dispatch starts one pending step. It returns false when writing to raft
+// failed (leadership is probably gone).
+func (c *opsController) dispatch(ctx context.Context, st *cluster.State, usage map[string]cluster.HostUsage, op *cluster.Operation, it cluster.OpItem, now time.Time) bool {
+	vm := st.VMs[it.VM]
+	if vm == nil {
+		return c.startAndFinish(ctx, op, it, "", nil, "VM no longer exists; nothing to do")
+	}
+	target := ""
+	switch it.Action {
+	case cluster.ActionLiveMigrate, cluster.ActionOfflineMigrate:
+		if op.Kind == cluster.OpEvacuate && vm.Host != op.Host {
+			return c.startAndFinish(ctx, op, it, vm.Host, nil, "VM already left the host (now on "+vm.Host+")")
+		}
+		if op.TargetHost != "" && vm.Host == op.TargetHost {
+			return c.startAndFinish(ctx, op, it, vm.Host, nil, "VM already on "+vm.Host)
+		}
+		if vm.Power == cluster.PoweredOn && it.Action == cluster.ActionOfflineMigrate ||
+			vm.Power != cluster.PoweredOn && it.Action == cluster.ActionLiveMigrate {
+			return c.startAndFinish(ctx, op, it, "", fmt.Errorf("VM is %s now; cannot %s", vm.Power, it.Action), "")
+		}
+		o := c.options()
+		if op.Kind != cluster.OpEvacuate {
+			o.AllowNotAccepting = true
+		}
+		req := policy.EvacuationRequest{Host: vm.Host, TargetHost: op.TargetHost, Migrate: policy.MigrateMode(op.Migrate)}
+		pl := policy.NextTarget(st, usage, c.ledger, vm, req, it.Tried, o)
+		if pl.Host == "" {
+			if pl.Transient() {
+				return true // wait for a slot
+			}
+			return c.startAndFinish(ctx, op, it, "", errors.New(pl.Explain()), "")
+		}
+		if !c.limits.Allow(c.ledger, vm.Host, pl.Host) {
+			return true
+		}
+		target = pl.Host
+	}
+	attempt := it.Attempts + 1
+	msg := fmt.Sprintf("%s VM %s (%d MiB) on %s, attempt %d of %d", it.Action, vm.Name, vm.MemoryBytes>>20, vm.Host, attempt, cluster.MaxAttempts)
+	if target != "" {
+		msg = fmt.Sprintf("%s VM %s (%d MiB) from %s to %s, attempt %d of %d", it.Action, vm.Name, vm.MemoryBytes>>20, vm.Host, target, attempt, cluster.MaxAttempts)
+	}
+	if !c.apply(ctx, &cluster.StartItem{Op: op.ID, VM: it.VM, Target: target, Time: now, Event: opEvent(op, "step.started", vm.ID, "%s", msg)}) {
+		return false
+	}
+	it.Target, it.Attempts = target, attempt
+	c.launchLocked(ctx, op, it, vm)
+	return true
+}
+
+// startAndFinish records a step that needs no driver call: it is done (err
+// nil) or failed at once (counted as an attempt).
+func (c *opsController) startAndFinish(ctx context.Context, op *cluster.Operation, it cluster.OpItem, target string, err error, note string) bool {
+	now := time.Now().UTC()
+	if !c.apply(ctx, &cluster.StartItem{Op: op.ID, VM: it.VM, Target: target, Time: now}) {
+		return false
+	}
+	it.Target, it.Attempts = target, it.Attempts+1
+	return c.finishLocked(ctx, op, it, err, note)
+}
+
+func (c *opsController) launch(ctx context.Context, op *cluster.Operation, it cluster.OpItem, vm *cluster.VM) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.launchLocked(ctx, op, it, vm)
+}
+
+// launchLocked runs one step's driver call in the background, holding its
+// reservation in the ledger until the result is committed.
+func (c *opsController) launchLocked(ctx context.Context, op *cluster.Operation, it cluster.OpItem, vm *cluster.VM) {
+	k := key(op.ID, it.VM)
+	c.inflight[k] = true
+	kind := drivers.Live
+	if it.Action == cluster.ActionOfflineMigrate {
+		kind = drivers.Offline
+	}
+	if it.Target != "" {
+		need := vm.MemoryBytes
+		if kind == drivers.Offline {
+			need = 0
+		}
+		c.ledger.Reserve(vm.ID, vm.Host, it.Target, need)
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		start := time.Now()
+		err := c.drive(ctx, it, vm, kind)
+		if it.Target != "" {
+			result := "ok"
+			if err != nil {
+				result = "error"
+			}
+			c.s.metrics.Migrations.WithLabelValues(string(kind), result).Inc()
+			if err == nil {
+				c.s.metrics.MigrationDuration.WithLabelValues(string(kind)).Observe(time.Since(start).Seconds())
+			}
+		}
+		if ctx.Err() != nil {
+			// Leadership lost: the next leader checks this step and resumes it.
+			c.mu.Lock()
+			delete(c.inflight, k)
+			c.ledger.Release(vm.ID)
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Lock()
+		c.finishLocked(ctx, op, it, err, fmt.Sprintf("in %.1fs", time.Since(start).Seconds()))
+		delete(c.inflight, k)
+		c.ledger.Release(vm.ID)
+		c.mu.Unlock()
+		select {
+		case c.wake <- 0:
+		default:
+		}
+	}()
+}
+
+// drive makes the driver call for one step.
+func (c *opsController) drive(ctx context.Context, it cluster.OpItem, vm *cluster.VM, kind drivers.MigrationKind) error {
+	d, err := c.s.drivers.Get(ctx, vm.Driver)
+	if err != nil {
+		return err
+	}
+	m := c.s.cfg.Maintenance
+	switch it.Action {
+	case cluster.ActionLiveMigrate, cluster.ActionOfflineMigrate:
+		tctx, cancel := context.WithTimeout(ctx, m.MigrationTimeout)
+		defer cancel()
+		err = d.Migrate(tctx, vm.ID, it.Target, kind)
+		if err != nil && ctx.Err() == nil {
+			// A failed call may still have moved the VM (a task that
+			// finished after a time-out): believe the hypervisor.
+			if inv := c.inventory(ctx, vm.Driver); inv != nil {
+				if actual := findVM(inv, vm.ID); actual != nil && actual.Host == it.Target {
+					return nil
+				}
+			}
+		}
+		return err
+	case cluster.ActionShutdown:
+		tctx, cancel := context.WithTimeout(ctx, m.ShutdownTimeout)
+		defer cancel()
+		return d.Shutdown(tctx, vm.ID)
+	case cluster.ActionPowerOn:
+		tctx, cancel := context.WithTimeout(ctx, m.MigrationTimeout)
+		defer cancel()
+		return d.PowerOn(tctx, vm.ID)
+	}
+	return fmt.Errorf("unknown action %q", it.Action)
+}
+
+func (c *opsController) finish(ctx context.Context, op *cluster.Operation, it cluster.OpItem, err error, note string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.finishLocked(ctx, op, it, err, note)
+}
+
+// finishLocked records how a step ended.
+func (c *opsController) finishLocked(ctx context.Context, op *cluster.Operation, it cluster.OpItem, err error, note string) bool {
+	now := time.Now().UTC()
+	fi := &cluster.FinishItem{Op: op.ID, VM: it.VM, OK: err == nil, Time: now}
+	if err == nil {
+		msg := fmt.Sprintf("%s VM %s done", it.Action, it.Name)
+		if it.Target != "" && it.Action != cluster.ActionPowerOn && it.Action != cluster.ActionShutdown {
+			msg = fmt.Sprintf("%s VM %s to %s done", it.Action, it.Name, it.Target)
+		}
+		if note != "" {
+			msg += " (" + note + ")"
+		}
+		fi.Event = opEvent(op, "step.done", it.VM, "%s", msg)
+	} else {
+		fi.Error = err.Error()
+		next := "will try again"
+		if it.Attempts >= cluster.MaxAttempts {
+			next = "giving up"
+		}
+		fi.Event = opEvent(op, "step.failed", it.VM, "%s VM %s failed (attempt %d of %d, %s): %v", it.Action, it.Name, it.Attempts, cluster.MaxAttempts, next, err)
+	}
+	return c.apply(ctx, fi)
+}
+
+// apply writes a command; on failure it logs and reports false.
+func (c *opsController) apply(ctx context.Context, cmd cluster.Command) bool {
+	if _, err := c.s.node.Apply(ctx, cmd); err != nil {
+		var ae *cluster.ApplyError
+		if errors.As(err, &ae) {
+			c.s.log.Warn("operation step refused", "err", err)
+			return true
+		}
+		c.s.log.Warn("operation step not recorded", "err", err)
+		return false
+	}
+	return true
+}
+
+func opEvent(op *cluster.Operation, typ, vm, format string, args ...any) cluster.Event {
+	e := cluster.NewEvent(typ, controllerActor, op.Host, vm, fmt.Sprintf(format, args...))
+	e.Operation = op.ID
+	return e
+}
+
+func runningOps(st *cluster.State) []*cluster.Operation {
+	var out []*cluster.Operation
+	for _, op := range st.Operations {
+		if op.State == cluster.OpRunning {
+			out = append(out, op)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Created.Equal(out[j].Created) {
+			return out[i].Created.Before(out[j].Created)
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out
+}
+
+// openedForExit shows a host leaving maintenance as open, so that VMs can be
+// placed back on it.
+func openedForExit(st *cluster.State, host string) *cluster.State {
+	h := st.Hosts[host]
+	if h == nil {
+		return st
+	}
+	v := st.Snapshot()
+	nh := *h
+	nh.Admin, nh.Maintenance = cluster.Available, cluster.MaintenanceOff
+	v.Hosts[host] = &nh
+	return v
+}

@@ -1,0 +1,326 @@
+// Package daemon assembles a Herd server: configuration, raft node, HTTP API,
+// drivers and the controllers that run on the leader.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/drivers"
+	"github.com/herd-project/herd/metrics"
+)
+
+// DriverFactory opens a driver from its config. Tests and dev mode may
+// replace the default.
+type DriverFactory func(ctx context.Context, dc DriverConfig, log *slog.Logger) (drivers.Driver, error)
+
+// Server is one running herd server.
+type Server struct {
+	cfg     *Config
+	log     *slog.Logger
+	node    *cluster.Node
+	reg     *prometheus.Registry
+	metrics *metrics.Metrics
+	drivers *driverSet
+
+	listener net.Listener
+	http     *http.Server
+	apiAddr  string // advertised base URL
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	discoveredMu sync.Mutex
+	discovered   map[string]selfInfo
+
+	leaderMu   sync.Mutex
+	controlCtx context.CancelFunc
+	// controllers are started on the leader, in order.
+	controllers []Controller
+	ops         *opsController
+
+	// onClose runs at Shutdown (dev mode's simulator).
+	onClose []func()
+}
+
+// Controller is work the leader does while it leads. Run returns when ctx is
+// cancelled (leadership lost or shutdown).
+type Controller interface {
+	Name() string
+	Run(ctx context.Context)
+}
+
+// Options adjusts a server beyond its config (tests, dev mode).
+type Options struct {
+	Logger        *slog.Logger
+	DriverFactory DriverFactory
+	// Raft timing for tests; zero keeps the defaults.
+	RaftHeartbeat time.Duration
+	RaftElection  time.Duration
+	RaftLease     time.Duration
+}
+
+// NewServer opens the raft node and the API listener. Nothing runs until Start.
+func NewServer(cfg *Config, opts Options) (*Server, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if opts.DriverFactory == nil {
+		opts.DriverFactory = openDriver
+	}
+	ln, err := net.Listen("tcp", cfg.API.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("api listen on %s: %w", cfg.API.Listen, err)
+	}
+	apiAddr := cfg.API.Advertise
+	if apiAddr == "" {
+		apiAddr = "http://" + advertiseHostPort(ln.Addr().String())
+	}
+	node, err := cluster.Open(cluster.NodeConfig{
+		ID:                 cfg.NodeName,
+		DataDir:            cfg.DataDir,
+		Bind:               cfg.Raft.Listen,
+		Advertise:          cfg.Raft.Advertise,
+		SnapshotThreshold:  cfg.Raft.SnapshotThreshold,
+		HeartbeatTimeout:   opts.RaftHeartbeat,
+		ElectionTimeout:    opts.RaftElection,
+		LeaderLeaseTimeout: opts.RaftLease,
+		Logger:             log,
+	})
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	s := &Server{
+		cfg:        cfg,
+		log:        log,
+		node:       node,
+		reg:        prometheus.NewRegistry(),
+		listener:   ln,
+		apiAddr:    strings.TrimRight(apiAddr, "/"),
+		discovered: map[string]selfInfo{},
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.ops = newOpsController(s)
+	s.metrics = metrics.New(s.reg, s.stateSample, s.raftSample, s.ops.InFlight)
+	s.drivers = newDriverSet(cfg.Drivers, opts.DriverFactory, log)
+	for _, dc := range cfg.Drivers {
+		s.controllers = append(s.controllers, &inventorySync{s: s, driver: dc.Name})
+	}
+	s.controllers = append(s.controllers, s.ops)
+	s.http = &http.Server{
+		Handler:           s.routes(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	return s, nil
+}
+
+// advertiseHostPort replaces a wildcard listen host by loopback.
+func advertiseHostPort(addr string) string {
+	h, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(h); h == "" || ip != nil && ip.IsUnspecified() {
+		h = "127.0.0.1"
+	}
+	return net.JoinHostPort(h, p)
+}
+
+// Start serves the API, forms or joins the cluster, and follows leadership.
+func (s *Server) Start() error {
+	s.wg.Add(3)
+	go func() {
+		defer s.wg.Done()
+		if err := s.http.Serve(s.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("api server stopped", "err", err)
+		}
+	}()
+	go func() { defer s.wg.Done(); s.followLeadership() }()
+	go func() { defer s.wg.Done(); s.form() }()
+	s.log.Info("herd server started", "node", s.cfg.NodeName, "api", s.apiAddr, "raft", s.node.Addr())
+	return nil
+}
+
+// APIAddr is the advertised API base URL.
+func (s *Server) APIAddr() string { return s.apiAddr }
+
+// Node is the server's raft node.
+func (s *Server) Node() *cluster.Node { return s.node }
+
+// Registry is the server's metrics registry.
+func (s *Server) Registry() *prometheus.Registry { return s.reg }
+
+// Shutdown stops controllers, the API and raft. State stays in the data dir.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.cancel()
+	s.stopControllers()
+	herr := s.http.Shutdown(ctx)
+	rerr := s.node.Shutdown()
+	s.wg.Wait()
+	s.drivers.Close()
+	for _, f := range s.onClose {
+		f()
+	}
+	return errors.Join(herr, rerr)
+}
+
+// followLeadership starts the controllers when this server becomes leader
+// and stops them the moment it is not: a leader that loses its quorum stops
+// acting at once.
+func (s *Server) followLeadership() {
+	ch := s.node.LeaderCh()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case isLeader := <-ch:
+			if isLeader {
+				s.startControllers()
+			} else {
+				s.stopControllers()
+			}
+		}
+	}
+}
+
+func (s *Server) startControllers() {
+	s.leaderMu.Lock()
+	defer s.leaderMu.Unlock()
+	if s.controlCtx != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(s.ctx)
+	s.controlCtx = cancel
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		// Act only on state that includes everything committed before.
+		if err := s.node.Barrier(30 * time.Second); err != nil {
+			s.log.Warn("leader barrier failed; giving up leadership duties", "err", err)
+			return
+		}
+		if err := s.registerSelf(ctx); err != nil {
+			s.log.Warn("register server", "err", err)
+		}
+		if _, err := s.node.Apply(ctx, &cluster.SetEventRetention{Max: s.cfg.Events.Retention}); err != nil {
+			s.log.Warn("set event retention", "err", err)
+		}
+		s.log.Info("leadership gained: starting controllers", "controllers", len(s.controllers))
+		for _, c := range s.controllers {
+			c := c
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				c.Run(ctx)
+			}()
+		}
+	}()
+}
+
+func (s *Server) stopControllers() {
+	s.leaderMu.Lock()
+	defer s.leaderMu.Unlock()
+	if s.controlCtx != nil {
+		s.log.Info("leadership lost: stopping controllers")
+		s.controlCtx()
+		s.controlCtx = nil
+	}
+}
+
+func (s *Server) self() cluster.Server {
+	return cluster.Server{ID: s.cfg.NodeName, RaftAddr: s.node.Addr(), APIAddr: s.apiAddr}
+}
+
+// registerSelf writes this server's addresses into the state (leader only).
+func (s *Server) registerSelf(ctx context.Context) error {
+	self := s.self()
+	var cur *cluster.Server
+	s.node.FSM().Read(func(st *cluster.State) { cur = st.Servers[self.ID] })
+	if cur != nil && *cur == self {
+		return nil
+	}
+	_, err := s.node.Apply(ctx, &cluster.RegisterServer{Server: self})
+	return err
+}
+
+// leaderAPI returns the leader's API base URL, empty when unknown.
+func (s *Server) leaderAPI() string {
+	id, _ := s.node.Leader()
+	if id == "" {
+		return ""
+	}
+	if id == s.cfg.NodeName {
+		return s.apiAddr
+	}
+	var addr string
+	s.node.FSM().Read(func(st *cluster.State) {
+		if sv := st.Servers[id]; sv != nil {
+			addr = sv.APIAddr
+		}
+	})
+	return addr
+}
+
+func (s *Server) stateSample() metrics.StateSample {
+	st := s.node.FSM().State()
+	usage := st.Usage()
+	out := metrics.StateSample{VMsByPower: map[string]int{}, Events: len(st.Events)}
+	for _, name := range st.HostNames() {
+		h, u := st.Hosts[name], usage[name]
+		out.Hosts = append(out.Hosts, metrics.HostSample{
+			Name: h.Name, Driver: h.Driver, Admin: string(h.Admin), Maintenance: string(h.Maintenance), Health: string(h.Health),
+			Connected: h.Connection == cluster.Connected, MemoryBytes: h.MemoryBytes, MemoryUsedBytes: u.MemoryUsedBytes,
+			CPUs: h.CPUs, VCPUsUsed: u.VCPUsUsed, VMs: u.VMs, RunningVMs: u.RunningVMs,
+		})
+	}
+	for _, vm := range st.VMs {
+		out.VMsByPower[string(vm.Power)]++
+	}
+	out.EvacuationRemaining = map[string]int{}
+	out.Operations = map[[2]string]int{}
+	for _, op := range st.Operations {
+		out.Operations[[2]string{string(op.Kind), string(op.State)}]++
+		if op.Kind == cluster.OpEvacuate && op.State == cluster.OpRunning {
+			n := 0
+			for _, it := range op.Items {
+				if !it.State.Terminal() {
+					n++
+				}
+			}
+			out.EvacuationRemaining[op.Host] = n
+		}
+	}
+	return out
+}
+
+func (s *Server) raftSample() metrics.RaftSample {
+	r := s.node.Raft()
+	id, _ := s.node.Leader()
+	members, _ := s.node.Members()
+	rs := metrics.RaftSample{
+		IsLeader: s.node.IsLeader(), HasLeader: id != "", State: r.State().String(), Servers: len(members),
+		CommitIndex: r.CommitIndex(), AppliedIndex: r.AppliedIndex(),
+	}
+	if !rs.IsLeader {
+		if lc := r.LastContact(); !lc.IsZero() {
+			rs.LastContactSecs = time.Since(lc).Seconds()
+		}
+	}
+	return rs
+}

@@ -1,0 +1,170 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/drivers"
+)
+
+// inventorySync copies one driver's inventory into the state, as diffs:
+// unchanged hosts and VMs are not written again.
+type inventorySync struct {
+	s      *Server
+	driver string
+}
+
+func (c *inventorySync) Name() string { return "inventory-sync/" + c.driver }
+
+func (c *inventorySync) Run(ctx context.Context) {
+	interval := c.s.cfg.Inventory.SyncInterval
+	backoff := time.Second
+	for ctx.Err() == nil {
+		if _, err := c.s.SyncInventory(ctx, c.driver); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			c.s.log.Warn("inventory sync failed", "driver", c.driver, "err", err, "retry_in", backoff)
+			sleepCtx(ctx, backoff)
+			backoff = min(backoff*2, interval)
+			continue
+		}
+		backoff = time.Second
+		sleepCtx(ctx, interval)
+	}
+}
+
+// SyncResult says what one sync round changed.
+type SyncResult struct {
+	Diff     *cluster.InventoryDiff
+	Duration time.Duration
+}
+
+// SyncInventory reads one driver's inventory and writes what changed. Leader only.
+func (s *Server) SyncInventory(ctx context.Context, driver string) (*SyncResult, error) {
+	start := time.Now()
+	res, err := s.syncInventory(ctx, driver)
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	s.metrics.InventorySyncs.WithLabelValues(driver, result).Inc()
+	s.metrics.InventorySyncTime.WithLabelValues(driver).Observe(time.Since(start).Seconds())
+	if res != nil {
+		res.Duration = time.Since(start)
+	}
+	return res, err
+}
+
+func (s *Server) syncInventory(ctx context.Context, driver string) (*SyncResult, error) {
+	d, err := s.drivers.Get(ctx, driver)
+	if err != nil {
+		return nil, err
+	}
+	tctx, cancel := context.WithTimeout(ctx, s.cfg.Inventory.Timeout)
+	defer cancel()
+	inv, err := d.Inventory(tctx)
+	if err != nil {
+		if errors.Is(err, drivers.ErrUnreachable) || errors.Is(err, drivers.ErrTimeout) {
+			s.drivers.Reset(driver)
+		}
+		return nil, fmt.Errorf("inventory of %s: %w", driver, err)
+	}
+	diff := InventoryDiff(driver, s.node.FSM().State(), inv, time.Now().UTC())
+	if diff.Empty() {
+		return &SyncResult{Diff: diff}, nil
+	}
+	if _, err := s.node.Apply(ctx, diff); err != nil {
+		return nil, fmt.Errorf("write inventory of %s: %w", driver, err)
+	}
+	for kind, n := range map[string]int{"host_upsert": len(diff.UpsertHosts), "host_remove": len(diff.RemoveHosts),
+		"vm_upsert": len(diff.UpsertVMs), "vm_remove": len(diff.RemoveVMs)} {
+		if n > 0 {
+			s.metrics.InventoryChanges.WithLabelValues(driver, kind).Add(float64(n))
+		}
+	}
+	return &SyncResult{Diff: diff}, nil
+}
+
+const syncActor = "inventory-sync"
+
+// InventoryDiff compares a driver's inventory with the state and returns
+// what changed, with an event for each change people care about. Pure.
+func InventoryDiff(driver string, st *cluster.State, inv *drivers.Inventory, now time.Time) *cluster.InventoryDiff {
+	d := &cluster.InventoryDiff{Driver: driver}
+	ev := func(typ, host, vm, format string, args ...any) {
+		e := cluster.Event{Time: now, Type: typ, Actor: syncActor, Host: host, VM: vm, Message: fmt.Sprintf(format, args...)}
+		d.Events = append(d.Events, e)
+	}
+	seenHosts := map[string]bool{}
+	for _, h := range inv.Hosts {
+		seenHosts[h.Name] = true
+		nh := cluster.Host{Name: h.Name, Driver: driver, Group: h.Group, MemoryBytes: h.MemoryBytes, CPUs: h.CPUs,
+			CPUMHz: h.CPUMHz, Connection: cluster.Connection(h.Connection), Seen: now}
+		old, ok := st.Hosts[h.Name]
+		switch {
+		case !ok:
+			ev("inventory.host_added", h.Name, "", "host %s added (%d GiB, %d CPUs, %s)", h.Name, h.MemoryBytes>>30, h.CPUs, h.Connection)
+		case old.Driver != driver:
+			// A host name claimed by two drivers: keep the first.
+			continue
+		case old.Group == nh.Group && old.MemoryBytes == nh.MemoryBytes && old.CPUs == nh.CPUs &&
+			old.CPUMHz == nh.CPUMHz && old.Connection == nh.Connection:
+			continue
+		case old.Connection != nh.Connection:
+			ev("inventory.host_connection", h.Name, "", "host %s connection %s → %s", h.Name, old.Connection, nh.Connection)
+		}
+		d.UpsertHosts = append(d.UpsertHosts, nh)
+	}
+	for _, name := range st.HostNames() {
+		if h := st.Hosts[name]; h.Driver == driver && !seenHosts[name] {
+			d.RemoveHosts = append(d.RemoveHosts, name)
+			ev("inventory.host_removed", name, "", "host %s is no longer in the inventory", name)
+		}
+	}
+	seenVMs := map[string]bool{}
+	for _, v := range inv.VMs {
+		seenVMs[v.ID] = true
+		nv := cluster.VM{ID: v.ID, Name: v.Name, Host: v.Host, Driver: driver, MemoryBytes: v.MemoryBytes,
+			VCPUs: v.VCPUs, Power: cluster.PowerState(v.Power), Unmovable: v.Unmovable, Definition: v.Definition}
+		old, ok := st.VMs[v.ID]
+		if ok {
+			if old.Name == nv.Name && old.Host == nv.Host && old.MemoryBytes == nv.MemoryBytes && old.VCPUs == nv.VCPUs &&
+				old.Power == nv.Power && old.Unmovable == nv.Unmovable && bytes.Equal(old.Definition, nv.Definition) {
+				continue
+			}
+			if old.Host != nv.Host {
+				ev("inventory.vm_moved", nv.Host, nv.ID, "VM %s is now on %s (was %s)", nv.Name, nv.Host, old.Host)
+			}
+			if old.Power != nv.Power {
+				ev("inventory.vm_power", nv.Host, nv.ID, "VM %s is %s (was %s)", nv.Name, nv.Power, old.Power)
+			}
+		} else {
+			ev("inventory.vm_added", nv.Host, nv.ID, "VM %s added on %s (%d MiB, %d vCPUs, %s)", nv.Name, nv.Host, nv.MemoryBytes>>20, nv.VCPUs, nv.Power)
+		}
+		d.UpsertVMs = append(d.UpsertVMs, nv)
+	}
+	var gone []*cluster.VM
+	for id, vm := range st.VMs {
+		if vm.Driver == driver && !seenVMs[id] {
+			gone = append(gone, vm)
+		}
+	}
+	sort.Slice(gone, func(i, j int) bool { return gone[i].ID < gone[j].ID })
+	for _, vm := range gone {
+		d.RemoveVMs = append(d.RemoveVMs, vm.ID)
+		ev("inventory.vm_removed", vm.Host, vm.ID, "VM %s is no longer in the inventory", vm.Name)
+	}
+	// A first sync of a large inventory would flood the log: summarise.
+	if len(d.Events) > 200 {
+		d.Events = []cluster.Event{{Time: now, Type: "inventory.synced", Actor: syncActor,
+			Message: fmt.Sprintf("driver %s: %d hosts and %d VMs changed, %d hosts and %d VMs removed",
+				driver, len(d.UpsertHosts), len(d.UpsertVMs), len(d.RemoveHosts), len(d.RemoveVMs))}}
+	}
+	return d
+}

@@ -1,0 +1,76 @@
+package daemon
+
+import (
+	"testing"
+	"time"
+
+	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/drivers"
+)
+
+func TestInventoryDiff(t *testing.T) {
+	now := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	inv := &drivers.Inventory{
+		Hosts: []drivers.Host{
+			{Name: "h1", Group: "c1", MemoryBytes: 64 << 30, CPUs: 16, Connection: drivers.Connected},
+			{Name: "h2", Group: "c1", MemoryBytes: 64 << 30, CPUs: 16, Connection: drivers.Connected},
+		},
+		VMs: []drivers.VM{
+			{ID: "a", Name: "web", Host: "h1", MemoryBytes: 2 << 30, VCPUs: 2, Power: drivers.PoweredOn},
+			{ID: "b", Name: "db", Host: "h2", MemoryBytes: 8 << 30, VCPUs: 4, Power: drivers.PoweredOff},
+		},
+	}
+	st := cluster.NewState()
+	first := InventoryDiff("dc", st, inv, now)
+	if len(first.UpsertHosts) != 2 || len(first.UpsertVMs) != 2 || len(first.RemoveHosts)+len(first.RemoveVMs) != 0 {
+		t.Fatalf("first diff: %+v", first)
+	}
+	if len(first.Events) != 4 {
+		t.Fatalf("first diff events: %d", len(first.Events))
+	}
+
+	// Apply it, then the same inventory again: nothing to write.
+	st = applyDiff(t, st, first)
+	if again := InventoryDiff("dc", st, inv, now.Add(time.Minute)); !again.Empty() || len(again.Events) != 0 {
+		t.Fatalf("no-change sync wrote %+v", again)
+	}
+
+	// A move, a power change, a removed VM, a removed host, a host that stops responding.
+	inv.VMs[0].Host = "h2"
+	inv.VMs[1].Power = drivers.PoweredOn
+	inv.VMs = inv.VMs[:2]
+	inv.Hosts[0].Connection = drivers.NotResponding
+	inv.Hosts = append(inv.Hosts, drivers.Host{Name: "h3", Group: "c1", MemoryBytes: 32 << 30, Connection: drivers.Connected})
+	st = applyDiff(t, st, &cluster.InventoryDiff{Driver: "dc", UpsertVMs: []cluster.VM{{ID: "gone", Name: "old", Host: "h1", Driver: "dc"}}})
+	d := InventoryDiff("dc", st, inv, now.Add(2*time.Minute))
+	if len(d.UpsertVMs) != 2 || len(d.RemoveVMs) != 1 || d.RemoveVMs[0] != "gone" || len(d.UpsertHosts) != 2 {
+		t.Fatalf("change diff: %+v", d)
+	}
+	types := map[string]int{}
+	for _, e := range d.Events {
+		types[e.Type]++
+		if e.Actor != syncActor {
+			t.Errorf("event actor %q", e.Actor)
+		}
+	}
+	for _, typ := range []string{"inventory.vm_moved", "inventory.vm_power", "inventory.vm_removed", "inventory.host_connection", "inventory.host_added"} {
+		if types[typ] != 1 {
+			t.Errorf("want one %s event, got %v", typ, types)
+		}
+	}
+
+	// Another driver's hosts and VMs are not touched.
+	other := InventoryDiff("other", st, &drivers.Inventory{}, now)
+	if !other.Empty() {
+		t.Fatalf("diff for another driver removes foreign objects: %+v", other)
+	}
+}
+
+func applyDiff(t *testing.T, st *cluster.State, d *cluster.InventoryDiff) *cluster.State {
+	t.Helper()
+	next := st.Snapshot()
+	if err := next.Apply(d, 0); err != nil {
+		t.Fatal(err)
+	}
+	return next
+}
