@@ -3,6 +3,9 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"net/http"
 	"sort"
 	"strings"
 	"testing"
@@ -156,6 +159,27 @@ func TestEvacuationOrderSpreadAndLimits(t *testing.T) {
 	}
 	if peak != 2 {
 		t.Errorf("peak concurrent migrations from one host: %d, want 2 (per_source)", peak)
+	}
+
+	// The metrics say the same.
+	resp, err := http.Get(dev.APIAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		fmt.Sprintf("herd_migrations_total{kind=\"live\",result=\"ok\"} %d", len(before)-offline),
+		fmt.Sprintf("herd_migrations_total{kind=\"offline\",result=\"ok\"} %d", offline),
+		fmt.Sprintf("herd_migration_duration_seconds_count{kind=\"live\"} %d", len(before)-offline),
+		"herd_migrations_in_flight 0",
+		fmt.Sprintf("herd_host_maintenance_state{host=%q,state=\"on\"} 1", src.Name),
+		fmt.Sprintf("herd_host_admin_status{host=%q,status=\"MAINTENANCE\"} 1", src.Name),
+		"herd_operations{kind=\"evacuate\",state=\"succeeded\"} 1",
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 }
 
@@ -593,4 +617,59 @@ func TestMaintenanceBadRequestsChangeNothing(t *testing.T) {
 	if ev.Events[0].Type != "maintenance.entering" || !strings.HasPrefix(ev.Events[0].Actor, "api:") {
 		t.Fatalf("first event since the mark: %+v", ev.Events[0])
 	}
+}
+
+func TestConcurrentEvacuationsShareOneLedger(t *testing.T) {
+	// Three hosts; usable memory per host is set to exactly what the two
+	// fuller hosts hold together (plus 1 GiB). Evacuating the emptiest host
+	// fits on the other two. Evacuating the fullest one as well, alone,
+	// would fit on the middle host, but not once the first evacuation's
+	// VMs are counted there: the second request must be refused.
+	dev, c := startDevWith(t, 3, 15, map[string]int{"RelocateVM_Task": 500}, func(cfg *Config) {
+		cfg.Maintenance.PerSource, cfg.Maintenance.PerTarget = 1, 1
+	})
+	ctx := context.Background()
+	hosts, _ := c.Hosts(ctx)
+	loads := map[string]int64{}
+	var order []string
+	for _, h := range hosts {
+		loads[h.Name] = h.MemoryUsedBytes
+		order = append(order, h.Name)
+	}
+	sort.Slice(order, func(i, j int) bool { return loads[order[i]] < loads[order[j]] })
+	a, mid, full := order[0], order[1], order[2]
+	usable := loads[mid] + loads[full] + 1<<30
+	// No operation runs yet: the controller does not read the config now.
+	dev.cfg.Maintenance.MemoryReserve = 1 - float64(usable)/float64(hosts[0].MemoryBytes)
+	t.Logf("loads %s=%dG %s=%dG %s=%dG, usable %dG", a, loads[a]>>30, mid, loads[mid]>>30, full, loads[full]>>30, usable>>30)
+	if loads[a] > usable-loads[mid]+usable-loads[full] {
+		t.Skip("inventory too uneven for this scenario")
+	}
+	pc, err := c.Precheck(ctx, full, api.MaintenanceRequest{Status: "enable", Migrate: "active-only"})
+	if err != nil || len(pc.Blockers) > 0 {
+		t.Fatalf("alone, the fullest host's VMs fit: %+v %v", pc.Blockers, err)
+	}
+	if _, err := c.Maintenance(ctx, a, api.MaintenanceRequest{Status: "enable", Migrate: "active-only"}); err != nil {
+		t.Fatalf("first evacuation: %v", err)
+	}
+	var se *api.StatusError
+	_, err = c.Maintenance(ctx, full, api.MaintenanceRequest{Status: "enable", Migrate: "active-only"})
+	if !errors.As(err, &se) || se.Code != 409 || !strings.Contains(fmt.Sprint(se.Body.Blockers), "capacity") {
+		t.Fatalf("second evacuation overcommitting %s: %v", mid, err)
+	}
+	// Never overcommitted while the first runs.
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		hs, _ := c.Hosts(ctx)
+		for _, h := range hs {
+			if h.MemoryUsedBytes > usable {
+				t.Fatalf("host %s holds %d GiB > usable %d GiB", h.Name, h.MemoryUsedBytes>>30, usable>>30)
+			}
+		}
+		if h, _ := c.Host(ctx, a); h.Maintenance == cluster.MaintenanceOn {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("first evacuation did not finish")
 }

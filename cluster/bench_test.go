@@ -1,0 +1,206 @@
+package cluster
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// BenchmarkApply3Nodes measures committing state commands on a three-node
+// loopback cluster: one writer (latency) and 32 concurrent writers
+// (throughput, raft batches them).
+func BenchmarkApply3Nodes(b *testing.B) {
+	nodes := StartTestCluster(b, []string{b.TempDir(), b.TempDir(), b.TempDir()})
+	defer func() {
+		for _, n := range nodes {
+			n.Shutdown()
+		}
+	}()
+	leader := WaitLeader(b, 5*time.Second, nodes...)
+	ctx := context.Background()
+	if _, err := leader.Apply(ctx, hostDiff("dc", "h")); err != nil {
+		b.Fatal(err)
+	}
+	cmd := func(i int) Command {
+		return &SetHostStatus{Host: "h", Status: NotAccepting, Reason: strconv.Itoa(i), Event: NewEvent("host.status", "bench", "h", "", "x")}
+	}
+
+	b.Run("sequential", func(b *testing.B) {
+		lat := make([]time.Duration, 0, b.N)
+		for i := 0; i < b.N; i++ {
+			start := time.Now()
+			if _, err := leader.Apply(ctx, cmd(i)); err != nil {
+				b.Fatal(err)
+			}
+			lat = append(lat, time.Since(start))
+		}
+		reportLatency(b, lat)
+	})
+	b.Run("concurrent32", func(b *testing.B) {
+		var wg sync.WaitGroup
+		per := b.N/32 + 1
+		start := time.Now()
+		for w := 0; w < 32; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < per; i++ {
+					if _, err := leader.Apply(ctx, cmd(i)); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		b.ReportMetric(float64(per*32)/time.Since(start).Seconds(), "commits/s")
+	})
+}
+
+func reportLatency(b *testing.B, lat []time.Duration) {
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	if len(lat) == 0 {
+		return
+	}
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+}
+
+// LargeState builds a synthetic inventory: hosts with vms VMs in all, each
+// with a small definition.
+func LargeState(hosts, vms int) *State {
+	s := NewState()
+	d := &InventoryDiff{Driver: "dc"}
+	for i := 0; i < hosts; i++ {
+		d.UpsertHosts = append(d.UpsertHosts, Host{Name: fmt.Sprintf("host-%05d", i), Group: fmt.Sprintf("cl-%02d", i/32),
+			MemoryBytes: 1 << 40, CPUs: 128, CPUMHz: 128 * 2600, Connection: Connected, Labels: map[string]string{"rack": strconv.Itoa(i / 40)}})
+	}
+	def := []byte(`{"name":"vm","memoryMB":4096,"numCPU":4,"guestId":"otherGuest64","datastore":"[LocalDS_0] vm/vm.vmx"}`)
+	for i := 0; i < vms; i++ {
+		d.UpsertVMs = append(d.UpsertVMs, VM{ID: fmt.Sprintf("4210%04x-0000-0000-0000-%012x", i%65536, i), Name: fmt.Sprintf("vm-%06d", i),
+			Host: fmt.Sprintf("host-%05d", i%hosts), MemoryBytes: int64(1+i%16) << 30, VCPUs: 1 + i%8, Power: PoweredOn, Definition: def})
+	}
+	s.Apply(d, 1)
+	for i := 0; i < DefaultEventRetention; i++ {
+		s.appendEvents(Event{Time: time.Unix(int64(i), 0).UTC(), Type: "inventory.vm_added", Actor: "inventory-sync", Host: "host-00001", VM: "x", Message: "VM vm-000001 added on host-00001 (4096 MiB, 4 vCPUs, running)"})
+	}
+	return s
+}
+
+// BenchmarkLargeStateRestart writes a raft snapshot of 2,000 hosts and
+// 40,000 VMs, then starts a server process from that data dir and reports
+// the snapshot size, the time until the restarted server leads with the
+// whole state, and its resident memory.
+func BenchmarkLargeStateRestart(b *testing.B) {
+	dir := b.TempDir()
+	n, err := Open(TestNodeConfig(b, "s1", dir))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := n.Bootstrap(map[string]string{"s1": n.Addr()}); err != nil {
+		b.Fatal(err)
+	}
+	WaitLeader(b, 5*time.Second, n)
+	st := LargeState(2000, 40000)
+	// Load it through raft as the inventory sync would, then snapshot.
+	diff := &InventoryDiff{Driver: "dc"}
+	for _, name := range st.HostNames() {
+		diff.UpsertHosts = append(diff.UpsertHosts, *st.Hosts[name])
+	}
+	for _, vm := range st.VMs {
+		diff.UpsertVMs = append(diff.UpsertVMs, *vm)
+	}
+	diff.Events = st.Events
+	if _, err := n.Apply(context.Background(), diff); err != nil {
+		b.Fatal(err)
+	}
+	if err := n.Snapshot(); err != nil {
+		b.Fatal(err)
+	}
+	addr := n.Addr()
+	n.Shutdown()
+	snaps, _ := filepath.Glob(filepath.Join(dir, "raft", "snapshots", "*", "state.bin"))
+	var size int64
+	for _, f := range snaps {
+		if fi, err := os.Stat(f); err == nil {
+			size = fi.Size()
+		}
+	}
+	b.ResetTimer()
+	var rss, ready float64
+	for i := 0; i < b.N; i++ {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestRestartHelper$", "-test.v")
+		cmd.Env = append(os.Environ(), "HERD_RESTART_DIR="+dir, "HERD_RESTART_ADDR="+addr)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			b.Fatalf("restart helper: %v\n%s", err, out)
+		}
+		sc := bufio.NewScanner(bytes.NewReader(out))
+		for sc.Scan() {
+			if f := strings.Fields(sc.Text()); len(f) == 4 && f[0] == "RESTARTED" {
+				rss, _ = strconv.ParseFloat(f[1], 64)
+				ready, _ = strconv.ParseFloat(f[2], 64)
+				if f[3] != "40000" {
+					b.Fatalf("restarted with %s VMs", f[3])
+				}
+			}
+		}
+	}
+	b.ReportMetric(float64(size)/(1<<20), "snapshot-MiB")
+	b.ReportMetric(rss, "rss-MiB")
+	b.ReportMetric(ready, "restart-s")
+}
+
+// TestRestartHelper is the process BenchmarkLargeStateRestart starts: it
+// opens the data dir, waits to lead with the state restored, and prints
+// its RSS and how long that took.
+func TestRestartHelper(t *testing.T) {
+	dir := os.Getenv("HERD_RESTART_DIR")
+	if dir == "" {
+		t.Skip("run by BenchmarkLargeStateRestart")
+	}
+	start := time.Now()
+	cfg := TestNodeConfig(t, "s1", dir)
+	cfg.Bind = os.Getenv("HERD_RESTART_ADDR")
+	cfg.Logger = TestLogger(t)
+	n, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Shutdown()
+	WaitLeader(t, 30*time.Second, n)
+	if err := n.Barrier(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	ready := time.Since(start)
+	var vms int
+	n.FSM().Read(func(s *State) { vms = len(s.VMs) })
+	fmt.Printf("RESTARTED %.1f %.3f %d\n", rssMiB(), ready.Seconds(), vms)
+}
+
+func rssMiB() float64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	data, _ := io.ReadAll(f)
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			kb, _ := strconv.ParseFloat(strings.Fields(line)[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
