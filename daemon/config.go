@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/herd-project/herd/daemon/yamlfile"
+	"github.com/herd-project/herd/policy/yamlfile"
 )
 
 // Default ports: API and metrics, raft, gossip.
