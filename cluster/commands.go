@@ -75,6 +75,8 @@ func Decode(b []byte) (Command, error) {
 		c = &RetryOperation{}
 	case CmdFailOperation:
 		c = &FailOperation{}
+	case CmdSetPolicy:
+		c = &SetPolicy{}
 	default:
 		return nil, fmt.Errorf("decode command type %d: %w", t, ErrUnknownCommand)
 	}

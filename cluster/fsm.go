@@ -134,6 +134,10 @@ func (s *State) apply(cmd Command, index uint64) any {
 		if err := s.applyOperation(cmd); err != nil {
 			return err
 		}
+	case *SetPolicy:
+		if err := s.setPolicy(c); err != nil {
+			return err
+		}
 	case *SetEventRetention:
 		if c.Max > 0 {
 			s.EventRetention = c.Max

@@ -141,3 +141,17 @@ func TestIllegalTransitionsChangeNothing(t *testing.T) {
 		t.Fatalf("refused commands changed state: %+v", s.Hosts["a"])
 	}
 }
+
+func TestSetPolicyVersions(t *testing.T) {
+	s := NewState()
+	must(t, s.Apply(&SetPolicy{YAML: []byte("a"), Hash: "ha", Time: t0}, 1))
+	must(t, s.Apply(&SetPolicy{YAML: []byte("a"), Hash: "ha", Time: t0}, 2)) // same again: no new version
+	if s.Policy.Version != 1 {
+		t.Fatalf("version after the same policy twice: %d", s.Policy.Version)
+	}
+	wantCode(t, s.Apply(&SetPolicy{YAML: []byte("b"), Hash: "hb", IfVersion: 7}, 3), 409)
+	must(t, s.Apply(&SetPolicy{YAML: []byte("b"), Hash: "hb", IfVersion: 1, Time: t0}, 4))
+	if s.Policy.Version != 2 || string(s.Policy.YAML) != "b" {
+		t.Fatalf("policy: %+v", s.Policy)
+	}
+}

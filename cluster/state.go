@@ -149,6 +149,8 @@ type State struct {
 	Hosts   map[string]*Host   `json:"hosts"`
 	VMs     map[string]*VM     `json:"vms"`
 	Servers map[string]*Server `json:"servers"`
+	// Policy is the policy in force; nil until one is applied.
+	Policy *Policy `json:"policy,omitempty"`
 	// Operations by id: running ones and the most recent ended ones.
 	Operations map[string]*Operation `json:"operations"`
 	// Events is the action log, oldest first, at most EventRetention long.
@@ -183,6 +185,7 @@ func (s *State) Snapshot() *State {
 		EventRetention: s.EventRetention,
 		NextEventSeq:   s.NextEventSeq,
 		Index:          s.Index,
+		Policy:         s.Policy,
 	}
 	for k, v := range s.Hosts {
 		c.Hosts[k] = v
