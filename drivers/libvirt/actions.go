@@ -1,0 +1,236 @@
+package libvirt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	golibvirt "github.com/digitalocean/go-libvirt"
+
+	"github.com/herd-project/herd/drivers"
+)
+
+const (
+	// hardOffMargin is how long before ctx's deadline Shutdown gives up on
+	// the guest and destroys the domain.
+	hardOffMargin = 2 * time.Second
+	// defaultShutdownWait bounds a guest shutdown when ctx has no deadline.
+	defaultShutdownWait = 5 * time.Minute
+	// shutdownPoll is how often Shutdown checks the domain's state.
+	shutdownPoll = 250 * time.Millisecond
+	// recreateNames is how many names Recreate tries (name, name-r1, …)
+	// when the name is taken on the host.
+	recreateNames = 4
+	// undefineFlags remove what libvirt keeps beside a definition.
+	undefineFlags = golibvirt.DomainUndefineManagedSave | golibvirt.DomainUndefineSnapshotsMetadata |
+		golibvirt.DomainUndefineCheckpointsMetadata | golibvirt.DomainUndefineNvram
+)
+
+// PowerOn starts a shut-off domain or resumes a paused one; a running one
+// is left as it is.
+func (d *Driver) PowerOn(ctx context.Context, id string) error {
+	p, err := d.locateOne(ctx, id)
+	if err != nil {
+		return fmt.Errorf("power on %s: %w", id, err)
+	}
+	err = p.host.call(ctx, "power on "+id, func(l *golibvirt.Libvirt) error {
+		switch p.state {
+		case golibvirt.DomainShutoff, golibvirt.DomainCrashed:
+			return l.DomainCreate(p.dom)
+		case golibvirt.DomainPaused:
+			return l.DomainResume(p.dom)
+		}
+		return nil
+	})
+	if err != nil && !hasCode(err, golibvirt.ErrOperationInvalid) {
+		return fmt.Errorf("power on %s on %s: %w", id, p.host.cfg.Name, err)
+	}
+	d.log.Info("VM powered on", "vm", id, "host", p.host.cfg.Name)
+	return nil
+}
+
+// PowerOff destroys (stops at once) a running domain; a shut-off one is
+// left as it is.
+func (d *Driver) PowerOff(ctx context.Context, id string) error {
+	p, err := d.locateOne(ctx, id)
+	if err != nil {
+		return fmt.Errorf("power off %s: %w", id, err)
+	}
+	if err := d.powerOff(ctx, p); err != nil {
+		return fmt.Errorf("power off %s on %s: %w", id, p.host.cfg.Name, err)
+	}
+	return nil
+}
+
+func (d *Driver) powerOff(ctx context.Context, p placement) error {
+	if !p.active() {
+		return nil
+	}
+	err := p.host.call(ctx, "destroy", func(l *golibvirt.Libvirt) error { return l.DomainDestroy(p.dom) })
+	if err != nil && !hasCode(err, golibvirt.ErrOperationInvalid) {
+		return err
+	}
+	d.log.Info("VM powered off", "vm", formatUUID(p.dom.UUID), "host", p.host.cfg.Name)
+	return nil
+}
+
+// Shutdown asks the guest to shut down (ACPI) and waits until the domain is
+// off. It destroys the domain when ctx's deadline (or
+// defaultShutdownWait) is within hardOffMargin, or when the guest cannot be
+// asked.
+func (d *Driver) Shutdown(ctx context.Context, id string) error {
+	fail := func(err error) error { return fmt.Errorf("shut down %s: %w", id, err) }
+	p, err := d.locateOne(ctx, id)
+	if err != nil {
+		return fail(err)
+	}
+	if !p.active() {
+		return nil
+	}
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(defaultShutdownWait)
+	}
+	if time.Until(deadline) > hardOffMargin {
+		err := p.host.call(ctx, "shutdown", func(l *golibvirt.Libvirt) error { return l.DomainShutdown(p.dom) })
+		switch {
+		case err == nil:
+			done, err := waitShutOff(ctx, p, deadline)
+			if err != nil {
+				return fail(err)
+			}
+			if done {
+				d.log.Info("guest shut down", "vm", id, "host", p.host.cfg.Name)
+				return nil
+			}
+			d.log.Warn("guest did not shut down in time, destroying", "vm", id, "host", p.host.cfg.Name)
+		case hasCode(err, golibvirt.ErrOperationInvalid):
+			return nil // no longer running
+		case ctx.Err() != nil || errors.Is(err, drivers.ErrNotFound) || errors.Is(err, drivers.ErrUnreachable):
+			return fail(err)
+		default:
+			d.log.Warn("guest shutdown refused, destroying", "vm", id, "err", err)
+		}
+	}
+	if err := d.powerOff(ctx, p); err != nil {
+		return fail(err)
+	}
+	return nil
+}
+
+// waitShutOff polls p until it is off (done) or until deadline is within
+// hardOffMargin (not done, no error).
+func waitShutOff(ctx context.Context, p placement, deadline time.Time) (bool, error) {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false, timeoutError(ctx, "wait for shutdown")
+		case <-timer.C:
+		}
+		state, err := query(ctx, p.host, "state", func(l *golibvirt.Libvirt) (int32, error) {
+			state, _, err := l.DomainGetState(p.dom, 0)
+			return state, err
+		})
+		if err != nil {
+			return false, err
+		}
+		if !(placement{state: golibvirt.DomainState(state)}).active() {
+			return true, nil
+		}
+		left := time.Until(deadline) - hardOffMargin
+		if left <= 0 {
+			return false, nil
+		}
+		timer.Reset(min(shutdownPoll, left))
+	}
+}
+
+// Recreate defines a shut-off domain on host from a Definition that
+// Inventory produced and returns its ID. The domain gets a new UUID, so
+// that the stale original (on a host that comes back) keeps a distinct ID
+// and can be destroyed; when its name is taken on host, it is named
+// name-r1, name-r2….
+func (d *Driver) Recreate(ctx context.Context, definition []byte, host string) (string, error) {
+	fail := func(err error) error { return fmt.Errorf("recreate VM on %s: %w", host, err) }
+	h, err := d.host(host)
+	if err != nil {
+		return "", fail(err)
+	}
+	ident, err := readIdentity(definition)
+	if err != nil {
+		return "", fail(err)
+	}
+	doc, err := withoutUUID(definition)
+	if err != nil {
+		return "", fail(err)
+	}
+	for i := range recreateNames {
+		name := ident.Name
+		if i > 0 {
+			name = fmt.Sprintf("%s-r%d", ident.Name, i)
+			if doc, err = withName(doc, name); err != nil {
+				return "", fail(err)
+			}
+		}
+		dom, err := query(ctx, h, "define "+name, func(l *golibvirt.Libvirt) (golibvirt.Domain, error) {
+			return l.DomainDefineXML(string(doc))
+		})
+		if nameTaken(err) {
+			d.log.Info("domain name taken, trying another", "host", host, "name", name, "err", err)
+			continue
+		}
+		if err != nil {
+			return "", fail(fmt.Errorf("define %s: %w", name, err))
+		}
+		id := formatUUID(dom.UUID)
+		d.log.Info("recreated VM", "vm", id, "name", name, "host", host, "was", ident.UUID)
+		return id, nil
+	}
+	return "", fail(fmt.Errorf("names %s to %s-r%d are all taken", ident.Name, ident.Name, recreateNames-1))
+}
+
+// nameTaken reports whether a definition failed because another domain
+// has its name.
+func nameTaken(err error) bool {
+	var lerr golibvirt.Error
+	if !errors.As(err, &lerr) {
+		return false
+	}
+	code := golibvirt.ErrorNumber(lerr.Code)
+	return code == golibvirt.ErrDomExist || (code == golibvirt.ErrOperationFailed && strings.Contains(lerr.Message, "already exists"))
+}
+
+// Destroy stops a domain if it runs and undefines it with its managed save,
+// snapshot and checkpoint metadata and NVRAM. It refuses when the ID is on
+// several hosts: which copy is stale is the caller's call.
+func (d *Driver) Destroy(ctx context.Context, id string) error {
+	fail := func(err error) error { return fmt.Errorf("destroy %s: %w", id, err) }
+	ps, err := d.locate(ctx, id)
+	if err != nil {
+		return fail(err)
+	}
+	if len(ps) > 1 {
+		return fail(fmt.Errorf("defined on %d hosts (%s, %s…): ambiguous", len(ps), ps[0].host.cfg.Name, ps[1].host.cfg.Name))
+	}
+	p := ps[0]
+	if err := d.powerOff(ctx, p); err != nil {
+		return fail(err)
+	}
+	err = p.host.call(ctx, "undefine", func(l *golibvirt.Libvirt) error {
+		err := l.DomainUndefineFlags(p.dom, undefineFlags)
+		if hasCode(err, golibvirt.ErrInvalidArg) || hasCode(err, golibvirt.ErrNoSupport) || hasCode(err, golibvirt.ErrArgumentUnsupported) {
+			err = l.DomainUndefineFlags(p.dom, 0)
+		}
+		return err
+	})
+	// A transient domain is gone once destroyed.
+	if err != nil && !errors.Is(err, drivers.ErrNotFound) && !hasCode(err, golibvirt.ErrOperationInvalid) {
+		return fail(fmt.Errorf("undefine on %s: %w", p.host.cfg.Name, err))
+	}
+	d.log.Info("destroyed VM", "vm", id, "host", p.host.cfg.Name)
+	return nil
+}

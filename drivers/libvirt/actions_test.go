@@ -1,0 +1,103 @@
+package libvirt
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/herd-project/herd/drivers"
+)
+
+// TestPower turns a VM off and on, twice each (the second time does
+// nothing), then shuts it down: the guest (firmware only) ignores the ACPI
+// request, so the domain is destroyed before ctx's deadline.
+func TestPower(t *testing.T) {
+	f := StartFixture(t, 1)
+	id := f.DefineVM(t, "lv1", "pow1", 64, true)
+	d := newTestDriver(t, f, nil)
+
+	steps := []struct {
+		name string
+		do   func() error
+		want drivers.PowerState
+	}{
+		{"power off", func() error { return d.PowerOff(testContext(t, 10*time.Second), id) }, drivers.PoweredOff},
+		{"power off again", func() error { return d.PowerOff(testContext(t, 10*time.Second), id) }, drivers.PoweredOff},
+		{"power on", func() error { return d.PowerOn(testContext(t, 10*time.Second), id) }, drivers.PoweredOn},
+		{"power on again", func() error { return d.PowerOn(testContext(t, 10*time.Second), id) }, drivers.PoweredOn},
+	}
+	for _, s := range steps {
+		if err := s.do(); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		wantState(t, f, "lv1", id, s.want)
+	}
+
+	const wait = 4 * time.Second
+	start := time.Now()
+	if err := d.Shutdown(testContext(t, wait), id); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	took := time.Since(start)
+	if took > wait || took < wait-hardOffMargin-time.Second {
+		t.Errorf("Shutdown took %v, want it to wait until about %v before its %v deadline", took, hardOffMargin, wait)
+	}
+	wantState(t, f, "lv1", id, drivers.PoweredOff)
+	if err := d.Shutdown(testContext(t, wait), id); err != nil {
+		t.Errorf("Shutdown of a shut-off VM: %v, want nil", err)
+	}
+}
+
+// TestRecreate defines, from the Definition Inventory stored, a VM on
+// another host (shut off, with a new UUID) and on its own host, where its
+// name is taken (it gets name-r1).
+func TestRecreate(t *testing.T) {
+	f := StartFixture(t, 2)
+	id := f.DefineVM(t, "lv1", "phoenix", 80, true)
+	d := newTestDriver(t, f, nil)
+	vms := vmsWithID(inventory(t, d), id)
+	if len(vms) != 1 || len(vms[0].Definition) == 0 {
+		t.Fatalf("inventory lists %+v, want one VM with a definition", vms)
+	}
+	def := vms[0].Definition
+
+	tests := []struct {
+		host, name string
+	}{
+		{"lv2", "phoenix"},
+		{"lv1", "phoenix-r1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.host, func(t *testing.T) {
+			newID, err := d.Recreate(testContext(t, 20*time.Second), def, tt.host)
+			if err != nil {
+				t.Fatalf("Recreate on %s: %v", tt.host, err)
+			}
+			if newID == id || newID == "" {
+				t.Errorf("Recreate returned ID %q, want a new UUID (was %s)", newID, id)
+			}
+			wantState(t, f, tt.host, newID, drivers.PoweredOff)
+			doc := f.DomainXMLOf(t, tt.host, newID)
+			if !strings.Contains(doc, "<name>"+tt.name+"</name>") || !strings.Contains(doc, "<memory unit='KiB'>81920</memory>") {
+				t.Errorf("recreated domain is not %s with 80 MiB:\n%s", tt.name, doc)
+			}
+		})
+	}
+	wantState(t, f, "lv1", id, drivers.PoweredOn)
+}
+
+// TestDestroy removes a running VM: it is gone from its host, and a second
+// Destroy finds nothing.
+func TestDestroy(t *testing.T) {
+	f := StartFixture(t, 1)
+	id := f.DefineVM(t, "lv1", "doomed", 64, true)
+	keep := f.DefineVM(t, "lv1", "bystander", 64, false)
+	d := newTestDriver(t, f, nil)
+
+	if err := d.Destroy(testContext(t, 10*time.Second), id); err != nil {
+		t.Fatalf("Destroy: %v", err)
+	}
+	wantState(t, f, "lv1", id, "")
+	wantState(t, f, "lv1", keep, drivers.PoweredOff)
+	wantKind(t, "second Destroy", d.Destroy(testContext(t, 10*time.Second), id), drivers.ErrNotFound)
+}

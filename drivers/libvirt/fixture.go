@@ -1,0 +1,291 @@
+package libvirt
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Fixture is a set of libvirtd daemons on this machine, each standing for
+// one host: its own /run/libvirt, /var/lib/libvirt, /var/cache/libvirt,
+// /var/log/libvirt and /etc/libvirt (bind mounts in a private mount
+// namespace), its own TCP port on 127.0.0.1, host UUID and range of QEMU
+// migration ports. Live migrations between them work. It needs root (for
+// the namespaces) and the Debian packages libvirt-daemon, libvirt-clients
+// and qemu-system-x86; QEMU uses KVM when /dev/kvm works, TCG otherwise.
+// Everything it starts is killed in t.Cleanup.
+type Fixture struct {
+	base     string
+	virtType string // "kvm" or "qemu"
+	emulator string
+	hosts    []*fixtureHost
+	byName   map[string]*fixtureHost
+	fills    int
+}
+
+// Fixture daemons are tuned for tests: short timeouts, quick keepalive.
+const (
+	fixtureCallTimeout = 10 * time.Second
+	fixtureKeepalive   = 2 * time.Second
+	fixtureGroup       = "fixture"
+	fixtureStart       = 30 * time.Second
+	// fixturePackages are what apt-get installs for the fixture.
+	fixturePackages = "libvirt-daemon libvirt-clients qemu-system-x86"
+)
+
+// fixturePrograms must be on PATH.
+var fixturePrograms = []string{"libvirtd", "virsh", "qemu-system-x86_64", "unshare", "mount"}
+
+var (
+	installOnce sync.Once
+	installErr  error
+	usersOnce   sync.Once
+	usersErr    error
+	kvmOnce     sync.Once
+	kvmOK       bool
+)
+
+// StartFixture starts hosts libvirtd daemons and waits until each answers
+// on its port. Missing programs are installed with apt-get when running as
+// root; otherwise the test is skipped, except under CI=true, where it
+// fails.
+func StartFixture(t testing.TB, hosts int) *Fixture {
+	t.Helper()
+	if hosts < 1 {
+		t.Fatalf("StartFixture: need at least one host, got %d", hosts)
+	}
+	requireFixturePrograms(t)
+	usersOnce.Do(func() { usersErr = ensureQEMUUsers() })
+	if usersErr != nil {
+		t.Fatalf("StartFixture: %v", usersErr)
+	}
+	kvmOnce.Do(func() { kvmOK = kvmUsable() })
+	emulator, _ := exec.LookPath("qemu-system-x86_64")
+	cleanupStaleFixtures(t)
+	base, err := os.MkdirTemp("", "herd-libvirt-")
+	if err != nil {
+		t.Fatalf("StartFixture: %v", err)
+	}
+	f := &Fixture{base: base, virtType: "qemu", emulator: emulator, byName: make(map[string]*fixtureHost)}
+	if kvmOK {
+		f.virtType = "kvm"
+	}
+	t.Cleanup(f.close)
+	if err := os.Chmod(base, 0o755); err != nil {
+		t.Fatalf("StartFixture: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(base, "owner"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		t.Fatalf("StartFixture: %v", err)
+	}
+	for i := range hosts {
+		h, err := newFixtureHost(base, fmt.Sprintf("lv%d", i+1))
+		if err != nil {
+			t.Fatalf("StartFixture: %v", err)
+		}
+		f.hosts = append(f.hosts, h)
+		f.byName[h.name] = h
+	}
+	start := time.Now()
+	errs := make([]error, hosts)
+	first := 0
+	if cached, _ := filepath.Glob(filepath.Join(capabilitiesCache(), "*.xml")); len(cached) == 0 {
+		// One libvirtd probes QEMU and fills the cache for the others.
+		errs[0], first = f.hosts[0].start(), 1
+	}
+	var wg sync.WaitGroup
+	for i, h := range f.hosts[first:] {
+		wg.Go(func() { errs[first+i] = h.start() })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatalf("StartFixture: %v", err)
+		}
+	}
+	t.Logf("libvirt fixture: %d libvirtd (%s) started in %v under %s", hosts, f.virtType, time.Since(start).Round(time.Millisecond), base)
+	return f
+}
+
+// requireFixturePrograms installs or skips for missing programs, and skips
+// (or fails, under CI) when not root.
+func requireFixturePrograms(t testing.TB) {
+	t.Helper()
+	ci := os.Getenv("CI") == "true"
+	missing := missingPrograms()
+	if len(missing) > 0 && os.Getuid() == 0 {
+		installOnce.Do(func() { installErr = aptInstall() })
+		missing = missingPrograms()
+	}
+	switch {
+	case len(missing) > 0 && ci:
+		t.Fatalf("libvirt fixture: %v missing (install error: %v); needs Debian packages %s", missing, installErr, fixturePackages)
+	case len(missing) > 0:
+		t.Skipf("libvirt fixture: %v missing; needs Debian packages %s", missing, fixturePackages)
+	case os.Getuid() != 0 && ci:
+		t.Fatal("libvirt fixture needs root (mount namespaces, libvirtd)")
+	case os.Getuid() != 0:
+		t.Skip("libvirt fixture needs root (mount namespaces, libvirtd)")
+	}
+}
+
+func missingPrograms() []string {
+	var missing []string
+	for _, p := range fixturePrograms {
+		if _, err := exec.LookPath(p); err != nil {
+			missing = append(missing, p)
+		}
+	}
+	return missing
+}
+
+func aptInstall() error {
+	if out, err := exec.Command("apt-get", "update").CombinedOutput(); err != nil {
+		return fmt.Errorf("apt-get update: %w: %s", err, tail(out, 500))
+	}
+	cmd := exec.Command("apt-get", "install", "-y", "--no-install-recommends", "libvirt-daemon", "libvirt-clients", "qemu-system-x86")
+	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("apt-get install %s: %w: %s", fixturePackages, err, tail(out, 500))
+	}
+	return nil
+}
+
+// ensureQEMUUsers creates the groups and user Debian's libvirtd expects.
+func ensureQEMUUsers() error {
+	for _, g := range []string{"kvm", "libvirt-qemu"} {
+		if _, err := user.LookupGroup(g); err != nil {
+			if out, err := exec.Command("groupadd", "-r", g).CombinedOutput(); err != nil {
+				return fmt.Errorf("groupadd %s: %w: %s", g, err, out)
+			}
+		}
+	}
+	if _, err := user.Lookup("libvirt-qemu"); err != nil {
+		if out, err := exec.Command("useradd", "-r", "-g", "kvm", "-G", "libvirt-qemu", "libvirt-qemu").CombinedOutput(); err != nil {
+			return fmt.Errorf("useradd libvirt-qemu: %w: %s", err, out)
+		}
+	}
+	return nil
+}
+
+// kvmUsable reports whether this process can create a KVM virtual machine.
+func kvmUsable() bool {
+	const kvmGetAPIVersion, kvmCreateVM = 0xAE00, 0xAE01
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if v, _, errno := syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), kvmGetAPIVersion, 0); errno != 0 || v != 12 {
+		return false
+	}
+	vm, _, errno := syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), kvmCreateVM, 0)
+	if errno != 0 {
+		return false
+	}
+	syscall.Close(int(vm))
+	return true
+}
+
+// Config is a driver configuration for every host, with QEMU migration
+// streams on 127.0.0.1 and test-sized timeouts.
+func (f *Fixture) Config() Config {
+	cfg := Config{CallTimeout: fixtureCallTimeout, KeepaliveInterval: fixtureKeepalive}
+	for _, h := range f.hosts {
+		cfg.Hosts = append(cfg.Hosts, HostConfig{Name: h.name, URI: h.uri(), Group: fixtureGroup, MigrationAddress: "127.0.0.1"})
+	}
+	return cfg
+}
+
+// HostNames lists the hosts: lv1, lv2….
+func (f *Fixture) HostNames() []string {
+	names := make([]string, len(f.hosts))
+	for i, h := range f.hosts {
+		names[i] = h.name
+	}
+	return names
+}
+
+// URI is host's libvirt URI, qemu+tcp://127.0.0.1:PORT/system.
+func (f *Fixture) URI(host string) string {
+	return f.mustHost(host).uri()
+}
+
+// TestDriverURI is the URI of libvirt's test driver loaded from file (an
+// absolute path to a <node> XML), served by host's libvirtd.
+func (f *Fixture) TestDriverURI(host, file string) string {
+	return fmt.Sprintf("test+tcp://127.0.0.1:%d%s", f.mustHost(host).port, file)
+}
+
+// VirtType is the domain type fixture VMs use: "kvm" or "qemu".
+func (f *Fixture) VirtType() string { return f.virtType }
+
+// Kill kills host's libvirtd and its QEMU processes, as a host crash would.
+func (f *Fixture) Kill(t testing.TB, host string) {
+	t.Helper()
+	if err := f.mustHost(host).kill(); err != nil {
+		t.Fatalf("kill %s: %v", host, err)
+	}
+}
+
+// Restart starts host's libvirtd again after Kill (or kills it first); its
+// domains are kept, shut off.
+func (f *Fixture) Restart(t testing.TB, host string) {
+	t.Helper()
+	h := f.mustHost(host)
+	if err := h.kill(); err != nil {
+		t.Fatalf("restart %s: %v", host, err)
+	}
+	if err := h.start(); err != nil {
+		t.Fatalf("restart %s: %v", host, err)
+	}
+}
+
+// Freeze stops host's libvirtd (SIGSTOP): its socket accepts connections
+// but nothing answers, as with a hung daemon or a cut link. Its VMs run on.
+func (f *Fixture) Freeze(t testing.TB, host string) {
+	t.Helper()
+	if err := f.mustHost(host).signal(syscall.SIGSTOP); err != nil {
+		t.Fatalf("freeze %s: %v", host, err)
+	}
+}
+
+// Thaw resumes a frozen libvirtd (SIGCONT).
+func (f *Fixture) Thaw(t testing.TB, host string) {
+	t.Helper()
+	if err := f.mustHost(host).signal(syscall.SIGCONT); err != nil {
+		t.Fatalf("thaw %s: %v", host, err)
+	}
+}
+
+func (f *Fixture) mustHost(name string) *fixtureHost {
+	h, ok := f.byName[name]
+	if !ok {
+		panic(fmt.Sprintf("libvirt fixture: no host %q", name))
+	}
+	return h
+}
+
+// close kills every process of every host and removes the directories.
+func (f *Fixture) close() {
+	var wg sync.WaitGroup
+	for _, h := range f.hosts {
+		wg.Go(func() { h.kill() })
+	}
+	wg.Wait()
+	os.RemoveAll(f.base)
+}
+
+// tail is the end of out, for error messages.
+func tail(out []byte, n int) string {
+	if len(out) > n {
+		out = out[len(out)-n:]
+	}
+	return string(out)
+}

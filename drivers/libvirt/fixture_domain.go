@@ -1,0 +1,189 @@
+package libvirt
+
+import (
+	"crypto/rand"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	golibvirt "github.com/digitalocean/go-libvirt"
+
+	"github.com/herd-project/herd/drivers"
+)
+
+// VMSpec describes a fixture domain: diskless, no network, firmware only
+// (SeaBIOS finds nothing to boot and waits), so it runs for ever on a few
+// MiB of host memory.
+type VMSpec struct {
+	Name string
+	// MemoryMiB is the guest's memory; 0 means 64.
+	MemoryMiB int
+	// Running starts the domain once defined.
+	Running bool
+	// UUID to define the domain with; empty lets libvirt choose.
+	UUID string
+	// FillMiB loads that much random data into guest memory at 16 MiB
+	// (QEMU's generic loader), so that a live migration has real pages to
+	// copy and a bandwidth cap slows it down; 0 means none. It must leave
+	// 16 MiB of MemoryMiB free above it.
+	FillMiB int
+	// Devices is extra XML put inside <devices>, e.g. a <hostdev>.
+	Devices string
+}
+
+const fixtureDomainXML = `<domain type='%s'%s>
+  <name>%s</name>%s
+  <memory unit='MiB'>%d</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <features><acpi/></features>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <emulator>%s</emulator>
+    <controller type='usb' model='none'/>
+    <memballoon model='none'/>%s
+  </devices>%s
+</domain>
+`
+
+// DomainXML is the XML DefineDomain defines for spec.
+func (f *Fixture) DomainXML(t testing.TB, spec VMSpec) string {
+	t.Helper()
+	if spec.MemoryMiB == 0 {
+		spec.MemoryMiB = 64
+	}
+	var ns, uuid, extra string
+	if spec.UUID != "" {
+		uuid = "\n  <uuid>" + spec.UUID + "</uuid>"
+	}
+	if spec.FillMiB > 0 {
+		if spec.FillMiB+32 > spec.MemoryMiB {
+			t.Fatalf("fixture VM %s: FillMiB %d needs MemoryMiB of at least %d", spec.Name, spec.FillMiB, spec.FillMiB+32)
+		}
+		ns = ` xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'`
+		extra = fmt.Sprintf("\n  <qemu:commandline>\n    <qemu:arg value='-device'/>\n    <qemu:arg value='loader,file=%s,addr=0x1000000,force-raw=on'/>\n  </qemu:commandline>", f.fillFile(t, spec.FillMiB))
+	}
+	devices := ""
+	if spec.Devices != "" {
+		devices = "\n    " + strings.TrimSpace(spec.Devices)
+	}
+	return fmt.Sprintf(fixtureDomainXML, f.virtType, ns, spec.Name, uuid, spec.MemoryMiB, f.emulator, devices, extra)
+}
+
+// fillFile writes a file of mib MiB of random data for the generic loader.
+func (f *Fixture) fillFile(t testing.TB, mib int) string {
+	f.fills++
+	path := filepath.Join(f.base, fmt.Sprintf("fill-%d.bin", f.fills))
+	data := make([]byte, mib<<20)
+	rand.Read(data)
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatalf("fixture: write %s: %v", path, err)
+	}
+	return path
+}
+
+// DefineVM defines a tiny domain on host, started when running, and
+// returns its UUID.
+func (f *Fixture) DefineVM(t testing.TB, host, name string, memMiB int, running bool) string {
+	t.Helper()
+	return f.DefineDomain(t, host, VMSpec{Name: name, MemoryMiB: memMiB, Running: running})
+}
+
+// DefineDomain defines the domain spec describes on host, starts it when
+// spec.Running, and returns its UUID.
+func (f *Fixture) DefineDomain(t testing.TB, host string, spec VMSpec) string {
+	t.Helper()
+	return f.DefineXML(t, host, f.DomainXML(t, spec), spec.Running)
+}
+
+// DefineXML defines a domain from doc on host, starts it when running,
+// and returns its UUID.
+func (f *Fixture) DefineXML(t testing.TB, host, doc string, running bool) string {
+	t.Helper()
+	var id string
+	f.withConn(t, host, func(l *golibvirt.Libvirt) error {
+		dom, err := l.DomainDefineXML(doc)
+		if err != nil {
+			return fmt.Errorf("define: %w", err)
+		}
+		id = formatUUID(dom.UUID)
+		if running {
+			if err := l.DomainCreate(dom); err != nil {
+				return fmt.Errorf("start %s: %w", dom.Name, err)
+			}
+		}
+		return nil
+	})
+	return id
+}
+
+// DomainStates reads host's domains, by UUID, straight from its libvirtd.
+func (f *Fixture) DomainStates(t testing.TB, host string) map[string]drivers.PowerState {
+	t.Helper()
+	states := map[string]drivers.PowerState{}
+	f.withConn(t, host, func(l *golibvirt.Libvirt) error {
+		doms, _, err := l.ConnectListAllDomains(1, golibvirt.ConnectListDomainsActive|golibvirt.ConnectListDomainsInactive)
+		if err != nil {
+			return err
+		}
+		for _, dom := range doms {
+			state, _, err := l.DomainGetState(dom, 0)
+			if err != nil {
+				return fmt.Errorf("state of %s: %w", dom.Name, err)
+			}
+			states[formatUUID(dom.UUID)] = powerState(golibvirt.DomainState(state))
+		}
+		return nil
+	})
+	return states
+}
+
+// DomainXMLOf reads the live XML of domain id on host.
+func (f *Fixture) DomainXMLOf(t testing.TB, host, id string) string {
+	t.Helper()
+	uuid, err := parseUUID(id)
+	if err != nil {
+		t.Fatalf("fixture: %v", err)
+	}
+	var doc string
+	f.withConn(t, host, func(l *golibvirt.Libvirt) error {
+		dom, err := l.DomainLookupByUUID(uuid)
+		if err != nil {
+			return err
+		}
+		doc, err = l.DomainGetXMLDesc(dom, 0)
+		return err
+	})
+	return doc
+}
+
+// withConn runs fn on a fresh connection to host, failing t on an error
+// or after fixtureCallTimeout.
+func (f *Fixture) withConn(t testing.TB, host string, fn func(*golibvirt.Libvirt) error) {
+	t.Helper()
+	u, err := url.Parse(f.URI(host))
+	if err != nil {
+		t.Fatalf("fixture: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		l, err := golibvirt.ConnectToURI(u)
+		if err == nil {
+			err = fn(l)
+			l.Disconnect()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("fixture host %s: %v", host, err)
+		}
+	case <-time.After(fixtureCallTimeout):
+		t.Fatalf("fixture host %s: no answer in %v", host, fixtureCallTimeout)
+	}
+}

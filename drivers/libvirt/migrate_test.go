@@ -1,0 +1,135 @@
+package libvirt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/herd-project/herd/drivers"
+)
+
+// TestLiveMigration moves a running VM between two libvirtd through the
+// driver: afterwards it runs on the target under the same UUID and is
+// undefined on the source; moving it to where it is does nothing.
+func TestLiveMigration(t *testing.T) {
+	f := StartFixture(t, 2)
+	id := f.DefineVM(t, "lv1", "mig1", 64, true)
+	d := newTestDriver(t, f, nil)
+
+	start := time.Now()
+	if err := d.Migrate(testContext(t, time.Minute), id, "lv2", drivers.Live); err != nil {
+		t.Fatalf("Migrate to lv2: %v", err)
+	}
+	t.Logf("live migration took %v", time.Since(start))
+	wantState(t, f, "lv2", id, drivers.PoweredOn)
+	wantState(t, f, "lv1", id, "")
+	vms := vmsWithID(inventory(t, d), id)
+	if len(vms) != 1 || vms[0].Host != "lv2" || vms[0].Power != drivers.PoweredOn {
+		t.Errorf("inventory after migration lists %+v, want it running on lv2 only", vms)
+	}
+
+	if err := d.Migrate(testContext(t, 10*time.Second), id, "lv2", drivers.Live); err != nil {
+		t.Errorf("Migrate to the host it is on: %v, want nil", err)
+	}
+	wantState(t, f, "lv2", id, drivers.PoweredOn)
+}
+
+// TestLiveMigrationAbort cuts short live migrations that cannot finish in
+// time (random guest memory, a 1 MiB/s cap): each ends with an error of
+// the right kind, soon after ctx, and the VM runs on the source still.
+func TestLiveMigrationAbort(t *testing.T) {
+	f := StartFixture(t, 2)
+	d := newTestDriver(t, f, func(c *Config) { c.Bandwidth = 1 })
+	tests := []struct {
+		name   string
+		ctx    func() (context.Context, context.CancelFunc)
+		freeze bool // freeze the target's libvirtd mid-migration
+		want   error
+	}{
+		{"deadline", func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(context.Background(), 3*time.Second)
+		}, false, drivers.ErrTimeout},
+		{"cancel", func() (context.Context, context.CancelFunc) {
+			ctx, cancel := context.WithCancel(context.Background())
+			time.AfterFunc(2*time.Second, cancel)
+			return ctx, cancel
+		}, false, context.Canceled},
+		{"target frozen", func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(context.Background(), 4*time.Second)
+		}, true, drivers.ErrTimeout},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id := f.DefineDomain(t, "lv1", VMSpec{Name: fmt.Sprintf("slow%d", i), MemoryMiB: 96, FillMiB: 48, Running: true})
+			if tt.freeze {
+				time.AfterFunc(time.Second, func() { f.Freeze(t, "lv2") })
+			}
+			ctx, cancel := tt.ctx()
+			defer cancel()
+			start := time.Now()
+			err := d.Migrate(ctx, id, "lv2", drivers.Live)
+			took := time.Since(start)
+			if tt.freeze {
+				f.Thaw(t, "lv2")
+			}
+			t.Logf("Migrate returned after %v: %v", took, err)
+			if err == nil {
+				t.Fatal("Migrate succeeded, want it aborted")
+			}
+			wantKind(t, "Migrate", err, tt.want)
+			if limit := 4*time.Second + abortTimeout + abortGrace; took > limit {
+				t.Errorf("Migrate took %v, want at most %v", took, limit)
+			}
+			wantState(t, f, "lv1", id, drivers.PoweredOn)
+			eventually(t, 15*time.Second, "no copy on the target", func() error {
+				if s, ok := f.DomainStates(t, "lv2")[id]; ok {
+					return fmt.Errorf("lv2 has VM %s (%s)", id, s)
+				}
+				return nil
+			})
+		})
+	}
+}
+
+// TestOfflineMigration moves a shut-off VM: it is defined on the target,
+// shut off, under the same UUID, and undefined on the source. A running VM
+// cannot move offline, nor a shut-off one live.
+func TestOfflineMigration(t *testing.T) {
+	f := StartFixture(t, 2)
+	off := f.DefineVM(t, "lv1", "cold1", 64, false)
+	run := f.DefineVM(t, "lv1", "hot1", 64, true)
+	d := newTestDriver(t, f, nil)
+
+	if err := d.Migrate(testContext(t, 20*time.Second), off, "lv2", drivers.Offline); err != nil {
+		t.Fatalf("Migrate offline: %v", err)
+	}
+	wantState(t, f, "lv2", off, drivers.PoweredOff)
+	wantState(t, f, "lv1", off, "")
+	if err := d.Migrate(testContext(t, 20*time.Second), off, "lv2", drivers.Offline); err != nil {
+		t.Errorf("Migrate offline to the host it is on: %v, want nil", err)
+	}
+
+	wrong := []struct {
+		name string
+		id   string
+		kind drivers.MigrationKind
+	}{
+		{"running VM offline", run, drivers.Offline},
+		{"shut-off VM live", off, drivers.Live},
+	}
+	for _, tt := range wrong {
+		t.Run(tt.name, func(t *testing.T) {
+			err := d.Migrate(testContext(t, 20*time.Second), tt.id, "lv1", tt.kind)
+			if err == nil {
+				t.Fatal("Migrate succeeded, want an error")
+			}
+			if errors.Is(err, drivers.ErrNotFound) {
+				t.Errorf("Migrate: %v, want a state error, not ErrNotFound", err)
+			}
+		})
+	}
+	wantState(t, f, "lv1", run, drivers.PoweredOn)
+	wantState(t, f, "lv2", off, drivers.PoweredOff)
+}
