@@ -233,14 +233,16 @@ func PrecheckEvacuation(s *cluster.State, l *Ledger, req EvacuationRequest, o Op
 		} else if !targetOK {
 			p.block(vm, "target_host %q cannot take VMs", req.TargetHost)
 			continue
+		} else if why := affinityInFlight(o.Policy, s, l, vm, req.Host); why != "" {
+			p.block(vm, "%s", why)
+			continue
 		} else {
-			need := memoryNeed(vm)
-			i, pl := f.pick(need)
+			i, pl := f.pick(vm)
 			if i < 0 {
-				p.block(vm, "%s", placeFailure(f, req, need, pl))
+				p.block(vm, "%s", placeFailure(f, req, memoryNeed(vm), pl))
 				continue
 			}
-			f.take(i, need)
+			f.take(i, vm)
 			it.Target = pl.Host
 		}
 		if action == ActionLiveMigrate {
@@ -254,7 +256,7 @@ func PrecheckEvacuation(s *cluster.State, l *Ledger, req EvacuationRequest, o Op
 
 // placeFailure says why a VM needing need bytes found no target.
 func placeFailure(f *fleet, req EvacuationRequest, need int64, pl Placement) string {
-	if req.TargetHost != "" && len(f.cands) == 1 {
+	if req.TargetHost != "" && len(f.cands) == 1 && pl.Rejections[ReasonInsufficientMemory] > 0 {
 		free := f.cands[0].free
 		return fmt.Sprintf("does not fit on target host %s: needs %s, %s free (short by %s)",
 			req.TargetHost, formatBytes(need), formatBytes(max(free, 0)), formatBytes(need-max(free, 0)))

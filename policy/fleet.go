@@ -9,11 +9,19 @@ import (
 
 // fleet is the set of hosts that may take VMs from one source host, for
 // placing many VMs in a row. It applies the static filters once and then
-// keeps its own copy of each candidate's free memory and incoming moves,
-// updated by take: a planning copy of usage and ledger, so that successive
-// placements see the capacity earlier ones used.
+// keeps its own copy of each candidate's free memory, vCPUs and incoming
+// moves, updated by take: a planning copy of usage and ledger, so that
+// successive placements see the capacity earlier ones used. With a policy
+// it also records the planned moves in a copy of the ledger, so that the
+// rules of later VMs see where earlier ones go. Disruption budgets and the
+// per-target limit are about timing, not capacity: plans leave them out
+// unless Options.MaxInFlightTo is set.
 type fleet struct {
+	s      *cluster.State
+	plan   *Ledger // the ledger and the moves planned so far; nil without a policy
+	src    *cluster.Host
 	o      Options
+	pack   bool
 	cands  []candidate
 	static [numReasons]int
 }
@@ -21,13 +29,18 @@ type fleet struct {
 // newFleet gathers the targets for VMs leaving src. With only set, the named
 // host is the sole candidate.
 func newFleet(s *cluster.State, usage map[string]cluster.HostUsage, l *Ledger, src *cluster.Host, only string, o Options) *fleet {
-	f := &fleet{o: o}
+	o = o.resolved()
+	f := &fleet{s: s, src: src, o: o, pack: o.Strategy == StrategyPack}
+	if o.Policy != nil {
+		f.plan = l.Clone()
+	}
+	cpuIn := inFlightCPUs(s, l, &f.o)
 	add := func(h *cluster.Host) {
 		if r := staticReason(h, src, &f.o); r != fits {
 			f.static[r]++
 			return
 		}
-		f.cands = append(f.cands, newCandidate(h, usage, l.load(h.Name), &f.o))
+		f.cands = append(f.cands, newCandidate(h, usage, l.load(h.Name), cpuIn[h.Name], &f.o))
 	}
 	if only != "" {
 		if h := s.Hosts[only]; h != nil {
@@ -44,33 +57,53 @@ func newFleet(s *cluster.State, usage map[string]cluster.HostUsage, l *Ledger, s
 	return f
 }
 
-// pick returns the index of the best candidate for a VM needing need bytes,
-// or -1 and the placement that explains why none fits.
-func (f *fleet) pick(need int64) (int, Placement) {
-	best, bestFrac := -1, 0.0
+// pick returns the index of the best candidate for vm, or -1 and the
+// placement that explains why none fits.
+func (f *fleet) pick(vm *cluster.VM) (int, Placement) {
+	need, cpus := memoryNeed(vm), cpuNeed(vm)
+	rules := newRuleView(f.o.Policy, f.s, f.plan, vm, f.src.Name)
+	best, bestRank := -1, rank{}
 	for i := range f.cands {
 		c := &f.cands[i]
-		if c.check(need, &f.o) != fits {
+		if c.check(need, cpus, &f.o) != fits {
 			continue
 		}
-		if fr := c.fraction(need); best < 0 || better(c, fr, &f.cands[best], bestFrac) {
-			best, bestFrac = i, fr
+		k := c.rank
+		if rules != nil {
+			if r, _ := rules.must(c.host); r != fits {
+				continue
+			}
+			k.score = rules.score(c.host)
+		}
+		k.frac = c.fraction(need)
+		if best < 0 || better(&k, &bestRank, f.pack) {
+			best, bestRank = i, k
 		}
 	}
 	if best >= 0 {
 		return best, Placement{Host: f.cands[best].name}
 	}
-	counts := f.static
+	t := tally{counts: f.static}
 	for i := range f.cands {
-		counts[f.cands[i].check(need, &f.o)]++
+		c := &f.cands[i]
+		r, rule := rules.must(c.host)
+		if r == fits {
+			r = c.check(need, cpus, &f.o)
+		}
+		t.add(r, rule)
 	}
-	return -1, Placement{Rejections: rejectionMap(&counts)}
+	return -1, t.placement("")
 }
 
-// take records a placement of need bytes on candidate i.
-func (f *fleet) take(i int, need int64) {
-	f.cands[i].free -= need
-	f.cands[i].inFlight++
+// take records the placement of vm on candidate i.
+func (f *fleet) take(i int, vm *cluster.VM) {
+	c := &f.cands[i]
+	c.free -= memoryNeed(vm)
+	c.cpuUsed += cpuNeed(vm)
+	c.inFlight++
+	if f.plan != nil {
+		f.plan.Reserve(vm.ID, vm.Host, c.name, memoryNeed(vm))
+	}
 }
 
 // staticDetail says why h fails the static filter r, with the value at fault.

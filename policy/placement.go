@@ -2,8 +2,6 @@ package policy
 
 import (
 	"fmt"
-	"sort"
-	"strings"
 
 	"github.com/herd-project/herd/cluster"
 )
@@ -18,8 +16,14 @@ const (
 	ReasonMaintenance        = "maintenance"           // maintenance state is not off
 	ReasonHealth             = "health"                // suspect, dead or fenced
 	ReasonDisconnected       = "disconnected"          // the driver has no connection to it
+	ReasonVMHostAffinity     = "vm-host-affinity"      // a must rule keeps the VM in a host group it is not in
+	ReasonVMHostAntiAffinity = "vm-host-anti-affinity" // a must rule keeps the VM out of a host group it is in
+	ReasonVMAffinity         = "vm-affinity"           // a must rule keeps the VM with its group, which runs elsewhere
+	ReasonVMAntiAffinity     = "vm-anti-affinity"      // a must rule keeps the VM apart from its group, which runs there
 	ReasonInsufficientMemory = "insufficient-memory"   // not enough free memory left
-	ReasonTargetBusy         = "target-busy"           // Options.MaxInFlightTo moves already enter it
+	ReasonCPUOvercommit      = "cpu-overcommit"        // its vCPUs would exceed CPUs × cpu_overcommit
+	ReasonDisruptionBudget   = "disruption-budget"     // the VM's group has max_migrating moves in flight: wait
+	ReasonTargetBusy         = "target-busy"           // Options.MaxInFlightTo moves already enter it: wait
 	ReasonUnknownHost        = "unknown-host"          // the named or source host is not in the state
 )
 
@@ -35,7 +39,13 @@ const (
 	rMaintenance
 	rHealth
 	rDisconnected
+	rVMHostAffinity
+	rVMHostAntiAffinity
+	rVMAffinity
+	rVMAntiAffinity
 	rInsufficientMemory
+	rCPUOvercommit
+	rDisruptionBudget
 	rTargetBusy
 	rUnknownHost
 	numReasons
@@ -43,14 +53,26 @@ const (
 
 var reasonNames = [numReasons]string{
 	"", ReasonSameHost, ReasonExcluded, ReasonOtherGroup, ReasonAdminStatus, ReasonMaintenance,
-	ReasonHealth, ReasonDisconnected, ReasonInsufficientMemory, ReasonTargetBusy, ReasonUnknownHost,
+	ReasonHealth, ReasonDisconnected, ReasonVMHostAffinity, ReasonVMHostAntiAffinity, ReasonVMAffinity,
+	ReasonVMAntiAffinity, ReasonInsufficientMemory, ReasonCPUOvercommit, ReasonDisruptionBudget,
+	ReasonTargetBusy, ReasonUnknownHost,
 }
 
 // Options tune one placement.
 type Options struct {
 	// MemoryReserve is the share of each host's memory kept free, 0 to <1
-	// (default 0).
+	// (default 0, or the policy's).
 	MemoryReserve float64
+	// CPUOvercommit, above zero, caps the vCPUs of running VMs on a host at
+	// its CPUs times this ratio (0: no limit, or the policy's).
+	CPUOvercommit float64
+	// Strategy is StrategySpread or StrategyPack ("": the policy's, else
+	// spread).
+	Strategy string
+	// Policy, when set, adds the compiled policy's rules (must rules as
+	// filters, should rules as scores) and disruption budgets, and supplies
+	// the three fields above when they are zero.
+	Policy *Compiled
 	// AllowNotAccepting admits NOT_ACCEPTING hosts: set for an operator's
 	// explicit migration, never for automatic placement.
 	AllowNotAccepting bool
@@ -69,246 +91,227 @@ func (o Options) Validate() error {
 	if !(o.MemoryReserve >= 0 && o.MemoryReserve < 1) {
 		return &FieldError{Field: "memory_reserve", Msg: fmt.Sprintf("must be at least 0 and below 1, got %v", o.MemoryReserve)}
 	}
+	if !(o.CPUOvercommit >= 0) {
+		return &FieldError{Field: "cpu_overcommit", Msg: fmt.Sprintf("must be 0 (no limit) or more, got %v", o.CPUOvercommit)}
+	}
+	if o.Strategy != "" && o.Strategy != StrategySpread && o.Strategy != StrategyPack {
+		return &FieldError{Field: "strategy", Msg: fmt.Sprintf("must be spread or pack, got %q", o.Strategy)}
+	}
 	if o.MaxInFlightTo < 0 {
 		return &FieldError{Field: "max_in_flight_to", Msg: fmt.Sprintf("must not be negative, got %d", o.MaxInFlightTo)}
 	}
 	return nil
 }
 
-// Placement is the outcome of placing one VM.
-type Placement struct {
-	// Host is the chosen target, "" when no host fits.
-	Host string `json:"host"`
-	// Rejections counts the hosts rejected, by reason.
-	Rejections map[string]int `json:"rejections,omitempty"`
-}
-
-// Transient reports whether nothing fits only because feasible targets are
-// at their concurrency limit: the VM should wait rather than fail.
-func (p Placement) Transient() bool {
-	return p.Host == "" && p.Rejections[ReasonTargetBusy] > 0
-}
-
-// Explain says where the VM goes or why it cannot go anywhere, such as
-// "no target: 3 hosts insufficient-memory, 1 host maintenance" (most common
-// reason first).
-func (p Placement) Explain() string {
-	if p.Host != "" {
-		return "target " + p.Host
-	}
-	if len(p.Rejections) == 0 {
-		return "no target: no hosts"
-	}
-	reasons := make([]string, 0, len(p.Rejections))
-	for r := range p.Rejections {
-		reasons = append(reasons, r)
-	}
-	sort.Slice(reasons, func(i, j int) bool {
-		ci, cj := p.Rejections[reasons[i]], p.Rejections[reasons[j]]
-		if ci != cj {
-			return ci > cj
+// resolved fills the zero placement settings from the policy.
+func (o Options) resolved() Options {
+	if p := o.Policy; p != nil {
+		pp := p.doc.Placement
+		if o.MemoryReserve == 0 {
+			o.MemoryReserve = pp.MemoryReserve
 		}
-		return reasons[i] < reasons[j]
-	})
-	var b strings.Builder
-	b.WriteString("no target: ")
-	for i, r := range reasons {
-		if i > 0 {
-			b.WriteString(", ")
+		if o.CPUOvercommit == 0 {
+			o.CPUOvercommit = pp.CPUOvercommit
 		}
-		n := p.Rejections[r]
-		unit := "hosts"
-		if n == 1 {
-			unit = "host"
-		}
-		fmt.Fprintf(&b, "%d %s %s", n, unit, r)
-	}
-	return b.String()
-}
-
-// memoryNeed is the memory a VM takes on its target: only a VM that will
-// run there needs free memory.
-func memoryNeed(vm *cluster.VM) int64 {
-	if vm.Power == cluster.PoweredOn {
-		return vm.MemoryBytes
-	}
-	return 0
-}
-
-// staticReason applies the filters that do not depend on memory or moves:
-// whether h may take VMs from src at all.
-func staticReason(h, src *cluster.Host, o *Options) reason {
-	switch {
-	case h.Name == src.Name:
-		return rSameHost
-	case o.Exclude[h.Name]:
-		return rExcluded
-	case h.Driver != src.Driver || h.Group != src.Group:
-		return rOtherGroup
-	case h.Admin != cluster.Available && !(o.AllowNotAccepting && h.Admin == cluster.NotAccepting):
-		return rAdminStatus
-	case h.Maintenance != cluster.MaintenanceOff:
-		return rMaintenance
-	case h.Health != cluster.HealthAlive && h.Health != cluster.HealthUnknown:
-		return rHealth
-	case h.Connection != cluster.Connected:
-		return rDisconnected
-	}
-	return fits
-}
-
-// candidate is a host that passed the static filters, with what the dynamic
-// filters and the scorer need.
-type candidate struct {
-	name      string
-	free      int64 // usable memory minus running VMs minus reservations
-	memory    float64
-	inFlight  int
-	preferred bool
-}
-
-// newCandidate sizes h for placement, counting the in-flight moves given.
-func newCandidate(h *cluster.Host, usage map[string]cluster.HostUsage, moves hostLoad, o *Options) candidate {
-	return candidate{
-		name:      h.Name,
-		free:      usable(h, o.MemoryReserve) - usage[h.Name].MemoryUsedBytes - moves.reserved,
-		memory:    float64(h.MemoryBytes),
-		inFlight:  moves.to,
-		preferred: o.Prefer[h.Name],
-	}
-}
-
-// usable is the memory of h that VMs may use.
-func usable(h *cluster.Host, reserve float64) int64 {
-	if reserve == 0 {
-		return h.MemoryBytes
-	}
-	return int64(float64(h.MemoryBytes) * (1 - reserve))
-}
-
-// check applies the dynamic filters for a VM that needs need bytes.
-func (c *candidate) check(need int64, o *Options) reason {
-	if c.free < need {
-		return rInsufficientMemory
-	}
-	if o.MaxInFlightTo > 0 && c.inFlight >= o.MaxInFlightTo {
-		return rTargetBusy
-	}
-	return fits
-}
-
-// fraction is the share of the host's memory left free after placing need.
-func (c *candidate) fraction(need int64) float64 {
-	if c.memory <= 0 {
-		return 0
-	}
-	return float64(c.free-need) / c.memory
-}
-
-// better reports whether a, leaving the share fa of its memory free after
-// placing, beats b, leaving fb: preferred hosts first, then the most free
-// memory as a share (spread), then the fewest moves already entering, then
-// the name, so that the choice never depends on map order.
-func better(a *candidate, fa float64, b *candidate, fb float64) bool {
-	if a.preferred != b.preferred {
-		return a.preferred
-	}
-	if fa != fb {
-		return fa > fb
-	}
-	if a.inFlight != b.inFlight {
-		return a.inFlight < b.inFlight
-	}
-	return a.name < b.name
-}
-
-// rejectionMap turns reason counts into a Placement's map.
-func rejectionMap(counts *[numReasons]int) map[string]int {
-	var m map[string]int
-	for r := rSameHost; r < numReasons; r++ {
-		if counts[r] > 0 {
-			if m == nil {
-				m = make(map[string]int, 4)
-			}
-			m[reasonNames[r]] = counts[r]
+		if o.Strategy == "" {
+			o.Strategy = pp.Strategy
 		}
 	}
-	return m
+	return o
+}
+
+// placer places one VM: the filters and scores that do not change from
+// host to host, computed once.
+type placer struct {
+	tally
+	s     *cluster.State
+	usage map[string]cluster.HostUsage
+	l     *Ledger
+	src   *cluster.Host
+	o     Options
+	need  int64
+	cpus  int
+	cpuIn map[string]int // vCPUs moving in, per host; nil without a CPU limit
+	rules *ruleView
+	pack  bool
+}
+
+// newPlacer prepares the placement of vm from src: options resolved, the
+// vCPUs moving in, the rules and the budget.
+func newPlacer(s *cluster.State, usage map[string]cluster.HostUsage, l *Ledger, vm *cluster.VM, src *cluster.Host, o Options) *placer {
+	o = o.resolved()
+	p := &placer{s: s, usage: usage, l: l, src: src, o: o, need: memoryNeed(vm), cpus: cpuNeed(vm),
+		pack: o.Strategy == StrategyPack}
+	p.cpuIn = inFlightCPUs(s, l, &p.o)
+	p.rules = newRuleView(o.Policy, s, l, vm, "")
+	p.budget = p.rules.budgetSpent()
+	return p
+}
+
+// filter applies the static filters and the must rules to h, counting a
+// rejection.
+func (p *placer) filter(h *cluster.Host) reason {
+	if r := staticReason(h, p.src, &p.o); r != fits {
+		p.add(r, "")
+		return r
+	}
+	r, rule := p.rules.must(h)
+	if r != fits {
+		p.add(r, rule)
+	}
+	return r
+}
+
+// size sets c to h with moves in flight to it.
+func (p *placer) size(c *candidate, h *cluster.Host, u cluster.HostUsage, moves hostLoad) {
+	c.size(h, u, moves, p.cpuIn[h.Name], &p.o)
+	c.frac = c.fraction(p.need)
+}
+
+// fit applies the dynamic filters: room, the disruption budget, the
+// per-target limit.
+func (p *placer) fit(c *candidate) reason {
+	if r := c.capacity(p.need, p.cpus); r != fits {
+		return r
+	}
+	if p.budget != "" {
+		return rDisruptionBudget
+	}
+	return c.busy(&p.o)
 }
 
 // Place chooses a target host for vm: a different host of the same driver
-// and group as vm's host that passes every filter, scored for spread. usage
-// is s.Usage(), computed once by the caller and kept up to date as it plans;
-// l holds the in-flight moves (nil for none). Place reads its arguments and
-// changes nothing: the caller reserves the move in l.
+// and group as vm's host that passes every filter — the static ones, the
+// policy's must rules, memory, CPU overcommit, the disruption budget, the
+// per-target limit — scored by the should rules, then by the strategy
+// (spread or pack). usage is s.Usage(), computed once by the caller and
+// kept up to date as it plans; l holds the in-flight moves (nil for none).
+// Place reads its arguments and changes nothing: the caller reserves the
+// move in l.
 func Place(s *cluster.State, usage map[string]cluster.HostUsage, l *Ledger, vm *cluster.VM, o Options) Placement {
 	src := s.Hosts[vm.Host]
 	if src == nil {
 		return Placement{Rejections: map[string]int{ReasonUnknownHost: 1}}
 	}
-	need := memoryNeed(vm)
-	var counts [numReasons]int
-	var best candidate
-	var bestFrac float64
+	p := newPlacer(s, usage, l, vm, src, o)
+	// When spreading, in-flight moves only make a host worse (less free
+	// memory, fewer vCPUs, more moves in), so the ledger is consulted only
+	// for hosts that would beat the best so far without it; hosts that fit
+	// without their moves but not with them are counted by countMoves.
+	lazy := !p.pack && p.budget == "" && l.Total() > 0
+	var best, c candidate
 	found := false
-	// In-flight moves only make a host worse (less free memory, more moves
-	// in), so the ledger is consulted only for hosts that would beat the
-	// best so far without it. Hosts that fit without their moves but not
-	// with them are counted in the second loop.
 	for _, h := range s.Hosts {
-		if r := staticReason(h, src, &o); r != fits {
-			counts[r]++
+		if p.filter(h) != fits {
 			continue
 		}
-		c := newCandidate(h, usage, hostLoad{}, &o)
-		if c.free < need {
-			counts[rInsufficientMemory]++
+		u := usage[h.Name]
+		var k rank // how h ranks: without its moves when lazy, a bound
+		if lazy {
+			free := usable(h, p.o.MemoryReserve) - u.MemoryUsedBytes
+			if free < p.need {
+				p.add(rInsufficientMemory, "")
+				continue
+			}
+			if p.o.CPUOvercommit > 0 && h.CPUs > 0 &&
+				float64(u.VCPUsUsed+p.cpus) > float64(h.CPUs)*p.o.CPUOvercommit {
+				// Memory is checked first: with the moves, it may not fit.
+				if free-l.load(h.Name).reserved < p.need {
+					p.add(rInsufficientMemory, "")
+				} else {
+					p.add(rCPUOvercommit, "")
+				}
+				continue
+			}
+			k = rank{name: h.Name, preferred: p.o.Prefer[h.Name]}
+			if h.MemoryBytes > 0 {
+				k.frac = float64(free-p.need) / float64(h.MemoryBytes)
+			}
+		} else {
+			p.size(&c, h, u, l.load(h.Name))
+			if r := p.fit(&c); r != fits {
+				p.add(r, "")
+				continue
+			}
+			k = c.rank
+		}
+		// The should rules, host groups last and only for a host that
+		// could win with every one of them kept.
+		k.score = p.rules.vmScore(h)
+		if room := p.rules.hostRoom(); room > 0 {
+			if found {
+				k.score += room
+				if !better(&k, &best.rank, p.pack) {
+					continue
+				}
+				k.score -= room
+			}
+			k.score += p.rules.hostScore(h)
+		}
+		if found && !better(&k, &best.rank, p.pack) {
 			continue
 		}
-		if found && !better(&c, c.fraction(need), &best, bestFrac) {
-			continue
+		if lazy {
+			if p.size(&c, h, u, l.load(h.Name)); p.fit(&c) != fits {
+				continue
+			}
 		}
-		c = newCandidate(h, usage, l.load(h.Name), &o)
-		if c.check(need, &o) != fits {
-			continue
-		}
-		if f := c.fraction(need); !found || better(&c, f, &best, bestFrac) {
-			best, bestFrac, found = c, f, true
+		c.score = k.score
+		if !found || better(&c.rank, &best.rank, p.pack) {
+			best, found = c, true
 		}
 	}
-	if l != nil {
-		for name, moves := range l.hosts {
-			h := s.Hosts[name]
-			if h == nil || staticReason(h, src, &o) != fits || newCandidate(h, usage, hostLoad{}, &o).free < need {
-				continue // counted above
-			}
-			c := newCandidate(h, usage, moves, &o)
-			if r := c.check(need, &o); r != fits {
-				counts[r]++
-			}
-		}
+	if lazy {
+		p.countMoves()
 	}
-	p := Placement{Rejections: rejectionMap(&counts)}
 	if found {
-		p.Host = best.name
+		return p.placement(best.name)
 	}
-	return p
+	return p.placement("")
+}
+
+// countMoves counts the hosts that pass every filter without their
+// in-flight moves but not with them.
+func (p *placer) countMoves() {
+	var c candidate
+	for name, moves := range p.l.hosts {
+		h := p.s.Hosts[name]
+		if h == nil || staticReason(h, p.src, &p.o) != fits {
+			continue
+		}
+		if r, _ := p.rules.must(h); r != fits {
+			continue
+		}
+		u := p.usage[name]
+		p.size(&c, h, u, hostLoad{})
+		c.cpuUsed -= p.cpuIn[name]
+		if c.capacity(p.need, p.cpus) != fits {
+			continue
+		}
+		p.size(&c, h, u, moves)
+		if r := p.fit(&c); r != fits {
+			p.add(r, "")
+		}
+	}
 }
 
 // PlaceOn checks whether vm may go to the one named host, with the same
-// filters as Place. Host is set when it may.
+// filters as Place, must rules included: an operator's explicit target
+// breaks no must rule either. Host is set when it may.
 func PlaceOn(s *cluster.State, usage map[string]cluster.HostUsage, l *Ledger, vm *cluster.VM, host string, o Options) Placement {
 	src, h := s.Hosts[vm.Host], s.Hosts[host]
 	if src == nil || h == nil {
 		return Placement{Rejections: map[string]int{ReasonUnknownHost: 1}}
 	}
-	r := staticReason(h, src, &o)
-	if r == fits {
-		c := newCandidate(h, usage, l.load(host), &o)
-		r = c.check(memoryNeed(vm), &o)
+	p := newPlacer(s, usage, l, vm, src, o)
+	if p.filter(h) != fits {
+		return p.placement("")
 	}
-	if r != fits {
-		return Placement{Rejections: map[string]int{reasonNames[r]: 1}}
+	var c candidate
+	p.size(&c, h, usage[host], l.load(host))
+	if r := p.fit(&c); r != fits {
+		p.add(r, "")
+		return p.placement("")
 	}
 	return Placement{Host: host}
 }
@@ -317,5 +320,6 @@ func PlaceOn(s *cluster.State, usage map[string]cluster.HostUsage, l *Ledger, vm
 // usable memory minus running VMs minus in-flight reservations. It can be
 // negative on an overcommitted host.
 func FreeMemory(h *cluster.Host, usage map[string]cluster.HostUsage, l *Ledger, o Options) int64 {
-	return newCandidate(h, usage, l.load(h.Name), &o).free
+	o = o.resolved()
+	return newCandidate(h, usage, l.load(h.Name), 0, &o).free
 }

@@ -276,11 +276,11 @@ func TestPlaceMatchesFullScan(t *testing.T) {
 		for _, vm := range s.VMsOn(names[0]) {
 			got := Place(s, usage, l, vm, o)
 			f := newFleet(s, usage, l, s.Hosts[vm.Host], "", o)
-			_, want := f.pick(memoryNeed(vm))
+			_, want := f.pick(vm)
 			if want.Host != "" { // pick counts rejections only when nothing fits
 				counts := f.static
 				for i := range f.cands {
-					counts[f.cands[i].check(memoryNeed(vm), &o)]++
+					counts[f.cands[i].check(memoryNeed(vm), cpuNeed(vm), &o)]++
 				}
 				want.Rejections = rejectionMap(&counts)
 			}

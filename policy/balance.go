@@ -1,0 +1,208 @@
+package policy
+
+import (
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/herd-project/herd/cluster"
+)
+
+// BalanceInput is what PlanBalance plans from: a snapshot of the state, the
+// moves in flight, the balancing policy and, for the cpu metric, each host's
+// measured CPU utilisation.
+type BalanceInput struct {
+	State *cluster.State
+	// Ledger holds the moves in flight (nil for none). PlanBalance plans on
+	// a copy and leaves it unchanged.
+	Ledger *Ledger
+	Policy BalancingPolicy
+	// Options are the placement options. AllowNotAccepting and MaxInFlightTo
+	// are ignored: balancing is automatic placement, and a plan is a list of
+	// moves run over time, whose concurrency the migration gate limits.
+	Options Options
+	// CPU is each host's CPU utilisation, 0 to 1, from Prometheus, read
+	// when the policy's metric is cpu. A host without a value makes the
+	// whole plan fall back to memory.
+	CPU map[string]float64
+	// FailoverMin is the failover capacity (see FailoverCapacity) that
+	// power-saving must leave; 0 for no minimum.
+	FailoverMin int
+}
+
+// BalanceMove is one live migration of a plan.
+type BalanceMove struct {
+	VM          string `json:"vm"` // id
+	Name        string `json:"name"`
+	From        string `json:"from"`
+	To          string `json:"to"`
+	MemoryBytes int64  `json:"memory_bytes"`
+	// Gain is, for evenly-distributed, how much the move lowers the higher
+	// utilisation of its two hosts: the drop of the imbalance when the
+	// source is the only most loaded host, and its share of the drop when
+	// several hosts are equally loaded. For power-saving it is the share of
+	// the source's capacity the move frees.
+	Gain float64 `json:"gain"`
+}
+
+// BalancePlan is what PlanBalance proposes. The controller decides whether
+// to recommend or apply it.
+type BalancePlan struct {
+	Strategy string `json:"strategy"`
+	// Metric is the one the plan balanced: memory, or cpu when every host
+	// had CPU data.
+	Metric string `json:"metric"`
+	// Before and After are the imbalance without and with the plan: the
+	// highest host utilisation minus the mean utilisation (used over
+	// capacity) of its driver and group, over the hosts that can take VMs;
+	// the worst group counts. Hosts the plan empties are left out of After.
+	Before float64 `json:"imbalance_before"`
+	After  float64 `json:"imbalance_after"`
+	// Moves are in the order to run them.
+	Moves []BalanceMove `json:"moves"`
+	// EmptyHosts are the hosts a power-saving plan empties, to power off.
+	EmptyHosts []string `json:"empty_hosts,omitempty"`
+	// Reason says why the plan has no moves, or why it stops short of its
+	// goal, and notes a fallback from cpu to memory.
+	Reason string `json:"reason,omitempty"`
+}
+
+// balanceEps absorbs rounding when utilisations are compared.
+const balanceEps = 1e-9
+
+// PlanBalance plans the live migrations that balance the cluster under
+// in.Policy. It reads its input and changes nothing.
+//
+// evenly-distributed works in rounds while the imbalance is above the
+// threshold and fewer than max_moves moves are planned. In a round, every
+// host above the line (its group's mean plus the threshold) picks the VMs to
+// shed: the fewest that bring it to the line, and among as few the least
+// load, so that the VM best matching the gap goes rather than the biggest
+// (a VM too big for any host's room under the line counts as two moves: a
+// host must shed one of its own to make room). All those VMs, largest
+// first, are packed best-fit into the room other hosts have under the line,
+// hosts that shed included; the moves are emitted most utilised source
+// first, a source that takes VMs shedding its own before. When a round
+// finds nothing, one move off the most utilised host that most lowers the
+// higher utilisation of its two hosts is planned instead. Every move must
+// lower that by at least min_gain; a VM moves at most once.
+//
+// power-saving, lightest hosts first, empties each host whose running VMs
+// all fit on the other hosts of its group (largest VM first, onto the most
+// utilised host that takes it), within max_moves, keeping at least one host
+// per group and, when in.FailoverMin is set, the failover capacity at or
+// above it. Stopped VMs stay on an emptied host.
+//
+// Only running VMs that are not Unmovable and not already moving are
+// planned, and every target passes the placement filters (PlaceOn, with
+// the in-flight moves of in.Ledger and those planned before it reserved in
+// a copy). A host that moves leave is not credited with the memory they
+// free, so the plan stays within memory whatever order its moves run in.
+// Hosts that cannot take VMs (not AVAILABLE, in maintenance, unhealthy,
+// disconnected, excluded) are neither sources nor targets, and their load
+// is not measured. max_moves of 0 or less sets no limit.
+func PlanBalance(in BalanceInput) BalancePlan {
+	plan := BalancePlan{Strategy: in.Policy.Strategy, Metric: in.Policy.Metric, Moves: []BalanceMove{}}
+	if plan.Strategy == "" {
+		plan.Strategy = BalanceEven
+	}
+	if plan.Metric == "" {
+		plan.Metric = BalanceByMemory
+	}
+	switch {
+	case in.State == nil:
+		plan.Reason = "no state to plan from"
+		return plan
+	case plan.Strategy != BalanceEven && plan.Strategy != BalancePowerSave:
+		plan.Reason = fmt.Sprintf("strategy: must be %s or %s, got %q", BalanceEven, BalancePowerSave, plan.Strategy)
+		return plan
+	case plan.Metric != BalanceByMemory && plan.Metric != BalanceByCPU:
+		plan.Reason = fmt.Sprintf("metric: must be %s or %s, got %q", BalanceByMemory, BalanceByCPU, plan.Metric)
+		return plan
+	}
+	b := newBalancer(in, plan.Metric)
+	plan.Metric = b.metric
+	plan.Before = b.imbalance()
+	switch {
+	case len(b.hosts) == 0:
+		plan.Reason = "no hosts can take VMs"
+	case plan.Strategy == BalanceEven:
+		b.planEven(&plan)
+	default:
+		b.planPower(&plan, in.FailoverMin)
+	}
+	plan.After = b.imbalance()
+	if b.note != "" {
+		plan.Reason = joinReasons(b.note, plan.Reason)
+	}
+	return plan
+}
+
+// joinReasons joins the non-empty reasons with "; ".
+func joinReasons(rs ...string) string {
+	out := rs[:0:0]
+	for _, r := range rs {
+		if r != "" {
+			out = append(out, r)
+		}
+	}
+	return strings.Join(out, "; ")
+}
+
+// imbalance is the worst group's highest utilisation minus its mean, over
+// the hosts not emptied.
+func (b *balancer) imbalance() float64 {
+	worst := 0.0
+	for _, g := range b.groups {
+		worst = math.Max(worst, g.imbalance())
+	}
+	return worst
+}
+
+// imbalance is the group's highest utilisation minus its mean (used over
+// capacity), over the hosts not emptied.
+func (g *bGroup) imbalance() float64 {
+	var load, capacity float64
+	peak := math.Inf(-1)
+	for _, h := range g.hosts {
+		if h.role&roleEmptied != 0 {
+			continue
+		}
+		load += h.load
+		capacity += h.cap
+		peak = math.Max(peak, h.util())
+	}
+	if capacity <= 0 {
+		return 0
+	}
+	return math.Max(0, peak-load/capacity)
+}
+
+// mean is the group's utilisation: used over capacity of the hosts not
+// emptied.
+func (g *bGroup) mean() float64 {
+	var load, capacity float64
+	for _, h := range g.hosts {
+		if h.role&roleEmptied == 0 {
+			load += h.load
+			capacity += h.cap
+		}
+	}
+	if capacity <= 0 {
+		return 0
+	}
+	return load / capacity
+}
+
+// moveLimit is max_moves, or no limit when it is not positive.
+func (b *balancer) moveLimit() int {
+	if b.pol.MaxMoves <= 0 {
+		return math.MaxInt
+	}
+	return b.pol.MaxMoves
+}
+
+// percent formats a utilisation as people read it.
+func percent(u float64) string {
+	return fmt.Sprintf("%.1f%%", 100*u)
+}

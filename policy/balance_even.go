@@ -1,0 +1,167 @@
+package policy
+
+import (
+	"fmt"
+	"math"
+	"slices"
+)
+
+// evenChoice is a single move the evenly-distributed planner falls back on.
+type evenChoice struct {
+	idx  int // in the source's vms
+	dst  *bHost
+	y    float64 // the target's utilisation after the move
+	gain float64
+}
+
+// planEven fills p with evenly-distributed moves. See PlanBalance.
+func (b *balancer) planEven(p *BalancePlan) {
+	t := b.pol.Threshold
+	if p.Before <= t+balanceEps {
+		p.Reason = fmt.Sprintf("balanced: imbalance %.3f within threshold %.3f", p.Before, t)
+		return
+	}
+	limit := b.moveLimit()
+	for len(p.Moves) < limit {
+		g := b.worstGroup(t)
+		if g == nil {
+			break
+		}
+		if b.round(p, g, limit) > 0 {
+			continue
+		}
+		// No host above the line can be brought to it by moves that keep
+		// their targets under it: one move that lowers the peak, even if
+		// it lifts its target above the line, for the next round to fix.
+		src := g.hosts[len(g.hosts)-1]
+		c, why := b.evenMove(g, src)
+		if c == nil {
+			g.stuck = why
+			continue
+		}
+		b.emit(p, src, c.idx, c.dst, c.gain)
+	}
+	after := b.imbalance()
+	switch {
+	case after <= t+balanceEps:
+	case len(p.Moves) >= limit:
+		p.Reason = fmt.Sprintf("max_moves %d reached with imbalance %.3f above threshold %.3f", limit, after, t)
+	default:
+		p.Reason = b.stuckReason()
+	}
+}
+
+// worstGroup returns the group with the highest imbalance above t that the
+// planner has not given up on, or nil.
+func (b *balancer) worstGroup(t float64) *bGroup {
+	var worst *bGroup
+	worstImb := t + balanceEps
+	for _, g := range b.groups {
+		if g.stuck != "" || len(g.hosts) < 2 {
+			continue
+		}
+		if imb := g.imbalance(); imb > worstImb {
+			worst, worstImb = g, imb
+		}
+	}
+	return worst
+}
+
+// stuckReason explains the worst group the planner gave up on.
+func (b *balancer) stuckReason() string {
+	var worst *bGroup
+	for _, g := range b.groups {
+		if g.stuck != "" && (worst == nil || g.imbalance() > worst.imbalance()) {
+			worst = g
+		}
+	}
+	if worst == nil {
+		return ""
+	}
+	return "no gain: " + worst.stuck
+}
+
+// evenMove chooses the single move off src, the most utilised host of g,
+// that most lowers the higher utilisation of its two hosts (ties: the one
+// leaving its target least utilised), or says why there is none.
+func (b *balancer) evenMove(g *bGroup, src *bHost) (*evenChoice, string) {
+	if len(src.vms) == 0 {
+		return nil, fmt.Sprintf("host %s at %s has no running VM that may move (%d unmovable or already moving)",
+			src.name, percent(src.util()), src.pinned)
+	}
+	xa := src.util()
+	minGain := math.Max(b.pol.MinGain, balanceEps)
+	var best *evenChoice
+	var refused *bHost
+	var refusedVM bVM
+	targets := false
+	for i, v := range src.vms {
+		if i > 0 && v.load == src.vms[i-1].load && v.vm.MemoryBytes == src.vms[i-1].vm.MemoryBytes {
+			continue // same sizes as the previous VM: same answer
+		}
+		dst, y, r := b.evenTarget(g, src, v)
+		if dst == nil {
+			if r != nil {
+				refused, refusedVM = r, v
+			}
+			continue
+		}
+		targets = true
+		gain := xa - math.Max(xa-v.load/src.cap, y)
+		if gain < minGain || (best != nil && (gain < best.gain || (gain == best.gain && y >= best.y))) {
+			continue
+		}
+		best = &evenChoice{idx: i, dst: dst, y: y, gain: gain}
+	}
+	switch {
+	case best != nil:
+		return best, ""
+	case refused != nil && !targets:
+		p := PlaceOn(b.s, b.usage, b.ledger, refusedVM.vm, refused.name, b.o)
+		return nil, fmt.Sprintf("no less utilised host can take a VM of host %s at %s (%s: %s)",
+			src.name, percent(xa), refused.name, p.Explain())
+	}
+	return nil, fmt.Sprintf("no move off host %s at %s lowers the imbalance by min_gain %.3f",
+		src.name, percent(xa), b.pol.MinGain)
+}
+
+// evenTarget returns the host of g, less utilised than src, where v leaves
+// the lowest utilisation, with that utilisation; or nil and the last host
+// that refused v.
+func (b *balancer) evenTarget(g *bGroup, src *bHost, v bVM) (*bHost, float64, *bHost) {
+	xa := src.util()
+	var best, refused *bHost
+	bestY := math.Inf(1)
+	for _, h := range g.hosts {
+		x := h.util()
+		if x >= bestY || x >= xa {
+			break // hosts are in utilisation order: none after does better
+		}
+		if h == src {
+			continue
+		}
+		y := x + v.load/h.cap
+		if y >= bestY {
+			continue
+		}
+		if !b.fitsOn(v, h) {
+			refused = h
+			continue
+		}
+		best, bestY = h, y
+	}
+	return best, bestY, refused
+}
+
+// emit records the move of src.vms[i] to dst.
+func (b *balancer) emit(p *BalancePlan, src *bHost, i int, dst *bHost, gain float64) {
+	v := src.vms[i]
+	b.reserve(v, src, dst)
+	src.vms = slices.Delete(src.vms, i, i+1)
+	src.role |= roleSource
+	dst.role |= roleTarget
+	p.Moves = append(p.Moves, BalanceMove{
+		VM: v.vm.ID, Name: v.vm.Name, From: src.name, To: dst.name,
+		MemoryBytes: v.vm.MemoryBytes, Gain: gain,
+	})
+}

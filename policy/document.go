@@ -1,0 +1,165 @@
+package policy
+
+import "time"
+
+// APIVersion and Kind head every policy file.
+const (
+	APIVersion = "herd/v1"
+	Kind       = "Policy"
+)
+
+// Document is the policy in force cluster-wide (/etc/herd/policy.yaml).
+// Keys are snake_case like herd.yaml; every section has defaults, so an
+// empty document (apiVersion and kind only) is a valid policy.
+type Document struct {
+	APIVersion string `yaml:"apiVersion" json:"apiVersion"`
+	Kind       string `yaml:"kind" json:"kind"`
+
+	HostGroups        []HostGroup        `yaml:"host_groups" json:"host_groups,omitempty"`
+	VMGroups          []VMGroup          `yaml:"vm_groups" json:"vm_groups,omitempty"`
+	Placement         PlacementPolicy    `yaml:"placement" json:"placement"`
+	Rules             []Rule             `yaml:"rules" json:"rules,omitempty"`
+	DisruptionBudgets []DisruptionBudget `yaml:"disruption_budgets" json:"disruption_budgets,omitempty"`
+	Maintenance       MaintenancePolicy  `yaml:"maintenance" json:"maintenance"`
+	Balancing         BalancingPolicy    `yaml:"balancing" json:"balancing"`
+	Failover          FailoverPolicy     `yaml:"failover" json:"failover"`
+	MetricSources     MetricSources      `yaml:"metric_sources" json:"metric_sources"`
+}
+
+// HostGroup names a set of hosts: listed by name, or selected by labels
+// (all must match), or both (either admits a host).
+type HostGroup struct {
+	Name     string            `yaml:"name" json:"name"`
+	Hosts    []string          `yaml:"hosts,omitempty" json:"hosts,omitempty"`
+	Selector map[string]string `yaml:"selector,omitempty" json:"selector,omitempty"`
+}
+
+// VMGroup names a set of VMs: listed by name or id, or matched by a
+// shell-style name pattern (path.Match), or both.
+type VMGroup struct {
+	Name    string   `yaml:"name" json:"name"`
+	VMs     []string `yaml:"vms,omitempty" json:"vms,omitempty"`
+	Pattern string   `yaml:"pattern,omitempty" json:"pattern,omitempty"`
+	// Priority is the availability priority of the group's VMs: higher
+	// moves first when memory is equal and restarts first after a crash.
+	Priority int `yaml:"priority,omitempty" json:"priority,omitempty"`
+}
+
+// Strategies for choosing among feasible hosts.
+const (
+	StrategySpread = "spread"
+	StrategyPack   = "pack"
+)
+
+// PlacementPolicy sets the hard limits and the scorer.
+type PlacementPolicy struct {
+	// MemoryReserve is the share of each host's memory kept free (0 to <1).
+	MemoryReserve float64 `yaml:"memory_reserve" json:"memory_reserve"`
+	// CPUOvercommit is how many vCPUs of running VMs a logical CPU may
+	// carry (0 means no limit).
+	CPUOvercommit float64 `yaml:"cpu_overcommit" json:"cpu_overcommit"`
+	// Strategy is spread (most free memory first) or pack (least free
+	// memory that still fits first).
+	Strategy string `yaml:"strategy" json:"strategy"`
+}
+
+// Rule types.
+const (
+	RuleVMAffinity         = "vm-affinity"           // the group's VMs run on one host
+	RuleVMAntiAffinity     = "vm-anti-affinity"      // the group's VMs run on different hosts
+	RuleVMHostAffinity     = "vm-host-affinity"      // the group's VMs run in the host group
+	RuleVMHostAntiAffinity = "vm-host-anti-affinity" // the group's VMs stay out of the host group
+)
+
+// Enforcement of a rule.
+const (
+	Must   = "must"
+	Should = "should"
+)
+
+// Rule constrains where a VM group runs.
+type Rule struct {
+	Name        string `yaml:"name" json:"name"`
+	Type        string `yaml:"type" json:"type"`
+	VMGroup     string `yaml:"vm_group" json:"vm_group"`
+	HostGroup   string `yaml:"host_group,omitempty" json:"host_group,omitempty"`
+	Enforcement string `yaml:"enforcement" json:"enforcement"`
+	// Weight orders should-rules (1 to 100; default 10).
+	Weight int `yaml:"weight,omitempty" json:"weight,omitempty"`
+}
+
+// DisruptionBudget caps how many VMs of a group move at once.
+type DisruptionBudget struct {
+	VMGroup      string `yaml:"vm_group" json:"vm_group"`
+	MaxMigrating int    `yaml:"max_migrating" json:"max_migrating"`
+}
+
+// MaintenancePolicy tunes evacuations.
+type MaintenancePolicy struct {
+	// Concurrent migrations leaving one host, entering one host, and in
+	// the whole cluster.
+	PerSource int `yaml:"per_source" json:"per_source"`
+	PerTarget int `yaml:"per_target" json:"per_target"`
+	Cluster   int `yaml:"cluster" json:"cluster"`
+	// MigrationTimeout bounds one migration; ShutdownTimeout a guest
+	// shutdown before the VM is powered off.
+	MigrationTimeout time.Duration `yaml:"migration_timeout" json:"migration_timeout"`
+	ShutdownTimeout  time.Duration `yaml:"shutdown_timeout" json:"shutdown_timeout"`
+	// NoProgressTimeout fails an operation in which no VM finished for
+	// that long.
+	NoProgressTimeout time.Duration `yaml:"no_progress_timeout" json:"no_progress_timeout"`
+	// RetryBackoff is the pause before a failed VM is tried again.
+	RetryBackoff time.Duration `yaml:"retry_backoff" json:"retry_backoff"`
+	// MigrateBackOnExit moves every VM that left back when the host leaves
+	// maintenance.
+	MigrateBackOnExit bool `yaml:"migrate_back_on_exit" json:"migrate_back_on_exit"`
+}
+
+// Balancing modes and strategies.
+const (
+	BalanceOff       = "off"
+	BalanceRecommend = "recommend"
+	BalanceAutomatic = "automatic"
+	BalanceEven      = "evenly-distributed"
+	BalancePowerSave = "power-saving"
+	BalanceByMemory  = "memory"
+	BalanceByCPU     = "cpu"
+)
+
+// BalancingPolicy drives the balancer.
+type BalancingPolicy struct {
+	Mode     string `yaml:"mode" json:"mode"`
+	Strategy string `yaml:"strategy" json:"strategy"`
+	// Metric is memory, or cpu (from Prometheus, metric_sources.prometheus.cpu_query).
+	Metric string `yaml:"metric" json:"metric"`
+	// Threshold: balance when the most loaded host's utilisation exceeds
+	// the mean by more than this share (0 to 1).
+	Threshold float64 `yaml:"threshold" json:"threshold"`
+	// MinGain: a move must lower the imbalance by at least this share.
+	MinGain  float64       `yaml:"min_gain" json:"min_gain"`
+	MaxMoves int           `yaml:"max_moves" json:"max_moves"`
+	Interval time.Duration `yaml:"interval" json:"interval"`
+}
+
+// FailoverPolicy is admission control for host failures.
+type FailoverPolicy struct {
+	// MinHostFailures is how many of the largest hosts the cluster must be
+	// able to lose and still place every VM; entering maintenance that
+	// would drop below it is refused unless forced.
+	MinHostFailures int `yaml:"min_host_failures" json:"min_host_failures"`
+}
+
+// MetricSources are where Herd reads metrics from.
+type MetricSources struct {
+	Prometheus *PrometheusSource `yaml:"prometheus,omitempty" json:"prometheus,omitempty"`
+}
+
+// PrometheusSource is a Prometheus server queried with PromQL.
+type PrometheusSource struct {
+	URL     string        `yaml:"url" json:"url"`
+	Timeout time.Duration `yaml:"timeout" json:"timeout"`
+	// CPUQuery returns one sample per host with a label naming it
+	// (HostLabel), valued 0 to 1: the host's CPU utilisation.
+	CPUQuery  string `yaml:"cpu_query,omitempty" json:"cpu_query,omitempty"`
+	HostLabel string `yaml:"host_label" json:"host_label,omitempty"`
+}

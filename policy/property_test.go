@@ -1,0 +1,265 @@
+package policy
+
+import (
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"path"
+	"slices"
+	"testing"
+
+	"github.com/herd-project/herd/cluster"
+)
+
+// randomCase is a small random cluster with moves in flight and a random
+// valid policy.
+type randomCase struct {
+	s *cluster.State
+	l *Ledger
+	d *Document
+}
+
+func newRandomCase(r *rand.Rand) (randomCase, bool) {
+	s := newCluster(3+r.IntN(5), 32)
+	names := s.HostNames()
+	for _, n := range names {
+		setHost(s, n, func(h *cluster.Host) {
+			h.Labels = map[string]string{"rack": fmt.Sprint("r", r.IntN(2))}
+			h.MemoryBytes = (16 + 16*r.Int64N(3)) * gib
+			h.CPUs = 4 + r.IntN(12)
+			if r.IntN(8) == 0 {
+				h.Maintenance = cluster.MaintenanceEntering
+			}
+		})
+	}
+	for i := 0; i < 4+r.IntN(12); i++ {
+		power := cluster.PoweredOn
+		if r.IntN(5) == 0 {
+			power = cluster.PoweredOff
+		}
+		vm := addVM(s, fmt.Sprintf("%c%d", "vw"[r.IntN(2)], i), names[r.IntN(len(names))], 1+r.Int64N(6), power)
+		vm.VCPUs = 1 + r.IntN(4)
+	}
+	l := NewLedger()
+	vms := s.SortedVMs()
+	for i := 0; i < r.IntN(4); i++ {
+		vm := vms[r.IntN(len(vms))]
+		l.Reserve(vm.ID, vm.Host, names[r.IntN(len(names))], memoryNeed(vm))
+	}
+	d := Default()
+	d.Placement.Strategy = []string{StrategySpread, StrategyPack}[r.IntN(2)]
+	d.Placement.CPUOvercommit = float64(r.IntN(3))
+	d.HostGroups = []HostGroup{{Name: "h0", Selector: map[string]string{"rack": "r0"}}, {Name: "h1", Hosts: pick(r, names)}}
+	d.VMGroups = []VMGroup{{Name: "g0", Pattern: "v*"}, {Name: "g1", VMs: pick(r, vmIDs(vms))}, {Name: "g2", Pattern: "w*"}}
+	types := []string{RuleVMAffinity, RuleVMAntiAffinity, RuleVMHostAffinity, RuleVMHostAntiAffinity}
+	for i := 0; i < 1+r.IntN(4); i++ {
+		rule := Rule{Name: fmt.Sprint("r", i), Type: types[r.IntN(4)], VMGroup: fmt.Sprint("g", r.IntN(3)), Enforcement: Must}
+		if ruleTypes[rule.Type] {
+			rule.HostGroup = fmt.Sprint("h", r.IntN(2))
+		}
+		if r.IntN(3) == 0 {
+			rule.Enforcement, rule.Weight = Should, 1+r.IntN(100)
+		}
+		d.Rules = append(d.Rules, rule)
+	}
+	if r.IntN(3) == 0 {
+		d.DisruptionBudgets = []DisruptionBudget{{VMGroup: "g0", MaxMigrating: 1 + r.IntN(2)}}
+	}
+	y, err := d.YAML()
+	if err != nil {
+		panic(err)
+	}
+	if d, err = Parse("random.yaml", y); err != nil {
+		return randomCase{}, false // contradictory rules, say
+	}
+	return randomCase{s: s, l: l, d: d}, true
+}
+
+// pick returns a random non-empty subset of names, in order.
+func pick(r *rand.Rand, names []string) []string {
+	var out []string
+	for _, n := range names {
+		if r.IntN(2) == 0 {
+			out = append(out, n)
+		}
+	}
+	if len(out) == 0 {
+		out = names[:1]
+	}
+	return out
+}
+
+// vmIDs lists the ids of vms.
+func vmIDs(vms []*cluster.VM) []string {
+	out := make([]string, len(vms))
+	for i, vm := range vms {
+		out[i] = vm.ID
+	}
+	return out
+}
+
+// broken says which must rule placing vm on target breaks, or "", judged
+// from the document alone (not from Compile).
+func (rc randomCase) broken(vm *cluster.VM, target string) string {
+	in := func(g string, vm *cluster.VM) bool {
+		for _, vg := range rc.d.VMGroups {
+			if vg.Name == g {
+				m, _ := path.Match(vg.Pattern, vm.Name)
+				return slices.Contains(vg.VMs, vm.ID) || vg.Pattern != "" && m
+			}
+		}
+		return false
+	}
+	hostIn := func(g string, h *cluster.Host) bool {
+		for _, hg := range rc.d.HostGroups {
+			if hg.Name == g {
+				sel := len(hg.Selector) > 0
+				for k, v := range hg.Selector {
+					sel = sel && h.Labels[k] == v
+				}
+				return slices.Contains(hg.Hosts, h.Name) || sel
+			}
+		}
+		return false
+	}
+	h := rc.s.Hosts[target]
+	for _, r := range rc.d.Rules {
+		if r.Enforcement != Must || !in(r.VMGroup, vm) {
+			continue
+		}
+		counts := map[string]int{}
+		for _, m := range rc.s.SortedVMs() {
+			if m.ID == vm.ID || !in(r.VMGroup, m) {
+				continue
+			}
+			mv, moving := rc.l.Move(m.ID)
+			running := m.Power == cluster.PoweredOn
+			switch r.Type {
+			case RuleVMAntiAffinity:
+				if moving && (mv.To == target || running && mv.From == target) || !moving && running && m.Host == target {
+					return fmt.Sprintf("%s: %s is there", r.Name, m.ID)
+				}
+			case RuleVMAffinity:
+				if moving {
+					counts[mv.To]++
+				} else if running && !closing(rc.s.Hosts[m.Host]) {
+					counts[m.Host]++
+				}
+			}
+		}
+		switch r.Type {
+		case RuleVMHostAffinity, RuleVMHostAntiAffinity:
+			if hostIn(r.HostGroup, h) != (r.Type == RuleVMHostAffinity) {
+				return r.Name
+			}
+		case RuleVMAffinity:
+			anchor, most := "", 0
+			for _, n := range slices.Sorted(maps.Keys(counts)) {
+				if counts[n] > most {
+					anchor, most = n, counts[n]
+				}
+			}
+			if anchor != "" && anchor != target {
+				return fmt.Sprintf("%s: the group is on %s", r.Name, anchor)
+			}
+		}
+	}
+	return ""
+}
+
+// overfull says whether target lacks the memory or vCPUs for vm.
+func (rc randomCase) overfull(vm *cluster.VM, target string) bool {
+	h, u := rc.s.Hosts[target], rc.s.Usage()[target]
+	if h.MemoryBytes-u.MemoryUsedBytes-rc.l.Reserved(target) < memoryNeed(vm) {
+		return true
+	}
+	limit := rc.d.Placement.CPUOvercommit
+	vcpus := u.VCPUsUsed + cpuNeed(vm)
+	for _, m := range rc.s.SortedVMs() {
+		if mv, ok := rc.l.Move(m.ID); ok && mv.To == target {
+			vcpus += cpuNeed(m)
+		}
+	}
+	return limit > 0 && float64(vcpus) > float64(h.CPUs)*limit
+}
+
+// TestMustRulesNeverBroken places every VM of random clusters under random
+// policies, reserving each move as it goes: no placement, by Place or by
+// PlaceOn to any host, breaks a must rule or overfills a host, and Place
+// finds a host exactly when PlaceOn accepts one.
+func TestMustRulesNeverBroken(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 7))
+	rounds, placed := 0, 0
+	for rounds < 400 {
+		rc, ok := newRandomCase(r)
+		if !ok {
+			continue
+		}
+		rounds++
+		c := Compile(rc.d, rc.s)
+		o := Options{Policy: c, MaxInFlightTo: r.IntN(3)}
+		for _, vm := range rc.s.SortedVMs() {
+			usage := rc.s.Usage()
+			p := Place(rc.s, usage, rc.l, vm, o)
+			var accepted []string
+			for _, n := range rc.s.HostNames() {
+				on := PlaceOn(rc.s, usage, rc.l, vm, n, o)
+				if on.Host == "" {
+					continue
+				}
+				accepted = append(accepted, n)
+				if why := rc.broken(vm, n); why != "" {
+					t.Fatalf("round %d: PlaceOn(%s, %s) breaks %s", rounds, vm.ID, n, why)
+				}
+				if rc.overfull(vm, n) {
+					t.Fatalf("round %d: PlaceOn(%s, %s) overfills it", rounds, vm.ID, n)
+				}
+			}
+			if p.Host == "" {
+				if len(accepted) > 0 {
+					t.Fatalf("round %d: Place(%s) = %s, but PlaceOn accepts %v", rounds, vm.ID, p.Explain(), accepted)
+				}
+				continue
+			}
+			if !slices.Contains(accepted, p.Host) {
+				t.Fatalf("round %d: Place(%s) = %s, which PlaceOn refuses", rounds, vm.ID, p.Host)
+			}
+			placed++
+			rc.l.Reserve(vm.ID, vm.Host, p.Host, memoryNeed(vm))
+		}
+	}
+	if placed < 500 {
+		t.Errorf("only %d placements in %d rounds: the cases are too constrained to test much", placed, rounds)
+	}
+}
+
+// TestPlaceMatchesFleetWithRules checks Place, which sizes only the hosts
+// that could win with their moves, against the fleet the precheck uses,
+// which sizes every host, under random policies.
+func TestPlaceMatchesFleetWithRules(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 3))
+	for rounds := 0; rounds < 300; {
+		rc, ok := newRandomCase(r)
+		if !ok {
+			continue
+		}
+		rounds++
+		rc.d.DisruptionBudgets = nil // the fleet plans capacity, not timing
+		o := Options{Policy: Compile(rc.d, rc.s), MaxInFlightTo: r.IntN(3)}
+		for _, vm := range rc.s.SortedVMs() {
+			// The fleet treats its source as leaving; so does Place for a
+			// host entering maintenance.
+			setHost(rc.s, vm.Host, func(h *cluster.Host) { h.Maintenance = cluster.MaintenanceEntering })
+			usage := rc.s.Usage()
+			got := Place(rc.s, usage, rc.l, vm, o)
+			f := newFleet(rc.s, usage, rc.l, rc.s.Hosts[vm.Host], "", o)
+			_, want := f.pick(vm)
+			if got.Host != want.Host {
+				t.Fatalf("round %d, %s: Place = %+v, fleet = %+v", rounds, vm.ID, got, want)
+			}
+			if want.Host == "" && !maps.Equal(got.Rejections, want.Rejections) {
+				t.Fatalf("round %d, %s: Place rejections %v, fleet %v", rounds, vm.ID, got.Rejections, want.Rejections)
+			}
+		}
+	}
+}
