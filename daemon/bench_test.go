@@ -11,6 +11,7 @@ import (
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/drivers"
+	"github.com/herd-project/herd/policy"
 )
 
 // BenchmarkInventorySync measures inventory sync against a simulator with
@@ -139,7 +140,12 @@ func evacuateInstant(b *testing.B, vms, perSource, clusterLimit int) time.Durati
 	cfg.API.Listen, cfg.Raft.Listen, cfg.Raft.BootstrapExpect = "127.0.0.1:0", "127.0.0.1:0", 1
 	cfg.Dev = true
 	cfg.Inventory.SyncInterval = time.Hour
-	cfg.Maintenance.PerSource, cfg.Maintenance.PerTarget, cfg.Maintenance.Cluster = perSource, perSource, clusterLimit
+	cfg.PolicyFile = cfg.DataDir + "/policy.yaml"
+	if err := writeDevPolicy(cfg.PolicyFile, func(p *policy.Document) {
+		p.Maintenance.PerSource, p.Maintenance.PerTarget, p.Maintenance.Cluster = perSource, perSource, clusterLimit
+	}); err != nil {
+		b.Fatal(err)
+	}
 	cfg.Drivers = []DriverConfig{{Name: "mem", Type: "vsphere", URL: "http://127.0.0.1:1/sdk"}}
 	opts := Options{Logger: slog.New(slog.DiscardHandler), RaftHeartbeat: 200 * time.Millisecond, RaftElection: 200 * time.Millisecond, RaftLease: 100 * time.Millisecond,
 		DriverFactory: func(context.Context, DriverConfig, *slog.Logger) (drivers.Driver, error) { return drv, nil }}

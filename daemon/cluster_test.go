@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/drivers"
 	"github.com/herd-project/herd/drivers/vsphere"
+	"github.com/herd-project/herd/policy"
 )
 
 func jsonDecode(r io.Reader, v any) error { return json.NewDecoder(r).Decode(v) }
@@ -32,7 +34,9 @@ func newTestCluster(t *testing.T, n int, sim *vsphere.Simulator) *testCluster {
 	return newTestClusterWith(t, n, sim, nil, nil)
 }
 
-func newTestClusterWith(t *testing.T, n int, sim *vsphere.Simulator, factory DriverFactory, tweak func(*Config)) *testCluster {
+// newTestClusterWith gives every server the default policy changed by pol
+// in its own policy file.
+func newTestClusterWith(t *testing.T, n int, sim *vsphere.Simulator, factory DriverFactory, pol func(*policy.Document)) *testCluster {
 	tc := &testCluster{t: t, sim: sim, factory: factory}
 	apis := make([]string, n)
 	for i := range apis {
@@ -53,8 +57,9 @@ func newTestClusterWith(t *testing.T, n int, sim *vsphere.Simulator, factory Dri
 		}
 		cfg.Inventory.SyncInterval = time.Second
 		cfg.Drivers = []DriverConfig{{Name: "vc", Type: "vsphere", URL: vc.URL, Username: vc.Username, Insecure: true, password: vc.Password}}
-		if tweak != nil {
-			tweak(cfg)
+		cfg.PolicyFile = filepath.Join(cfg.DataDir, "policy.yaml")
+		if err := writeDevPolicy(cfg.PolicyFile, pol); err != nil {
+			t.Fatal(err)
 		}
 		tc.cfgs = append(tc.cfgs, cfg)
 		tc.servers = append(tc.servers, tc.start(i))
@@ -241,7 +246,7 @@ func TestLeaderKilledMidEvacuation(t *testing.T) {
 		}
 		return countingDriver{Driver: d, mu: &mu, targets: targets}, nil
 	}
-	tc := newTestClusterWith(t, 3, sim, factory, func(c *Config) { c.Maintenance.PerSource = 1 })
+	tc := newTestClusterWith(t, 3, sim, factory, func(p *policy.Document) { p.Maintenance.PerSource = 1 })
 	leader := tc.leader()
 	c := tc.client((leader + 1) % 3) // a follower: the write is forwarded
 	waitInventory(t, c, 3, 15)

@@ -19,6 +19,7 @@ const (
 	DefaultRaftPort   = 7421
 	DefaultGossipPort = 7422
 	DefaultConfigFile = "/etc/herd/herd.yaml"
+	DefaultPolicyFile = "/etc/herd/policy.yaml"
 	DefaultDataDir    = "/var/lib/herd"
 )
 
@@ -52,37 +53,16 @@ type Config struct {
 	Events struct {
 		Retention int `yaml:"retention"`
 	} `yaml:"events"`
-	Maintenance MaintenanceConfig `yaml:"maintenance"`
-	Log         struct {
+	// PolicyFile is this server's policy file: reloaded on SIGHUP and when
+	// it changes, and put in force cluster-wide when valid.
+	PolicyFile string `yaml:"policy_file"`
+	Log        struct {
 		Level  string `yaml:"level"`
 		Format string `yaml:"format"`
 	} `yaml:"log"`
 
 	// Dev is set by -dev, never by a file.
 	Dev bool `yaml:"-"`
-}
-
-// MaintenanceConfig tunes evacuations.
-type MaintenanceConfig struct {
-	// Concurrent migrations leaving one host, entering one host, and in
-	// the whole cluster.
-	PerSource int `yaml:"per_source"`
-	PerTarget int `yaml:"per_target"`
-	Cluster   int `yaml:"cluster"`
-	// MemoryReserve is the share of every host's memory placement keeps free.
-	MemoryReserve float64 `yaml:"memory_reserve"`
-	// MigrationTimeout bounds one migration; ShutdownTimeout one guest
-	// shutdown before the VM is powered off.
-	MigrationTimeout time.Duration `yaml:"migration_timeout"`
-	ShutdownTimeout  time.Duration `yaml:"shutdown_timeout"`
-	// NoProgressTimeout fails an operation in which no VM finished for
-	// that long, instead of letting it hang.
-	NoProgressTimeout time.Duration `yaml:"no_progress_timeout"`
-	// RetryBackoff is the pause before a failed VM is tried again.
-	RetryBackoff time.Duration `yaml:"retry_backoff"`
-	// MigrateBackOnExit moves every VM that left back when the host
-	// leaves maintenance (live-migrated ones live, offline ones offline).
-	MigrateBackOnExit bool `yaml:"migrate_back_on_exit"`
 }
 
 // DriverConfig names one hypervisor manager.
@@ -96,8 +76,27 @@ type DriverConfig struct {
 	Insecure     bool   `yaml:"insecure"`
 	Datacenter   string `yaml:"datacenter"`
 
+	// libvirt: one entry per host, and the driver's tuning.
+	Hosts []LibvirtHost `yaml:"hosts"`
+	// CallTimeout bounds every libvirt call (default 30s).
+	CallTimeout time.Duration `yaml:"call_timeout"`
+	// BandwidthMiBs caps live migrations (0: unlimited).
+	BandwidthMiBs uint64 `yaml:"bandwidth_mibs"`
+
 	// password is read from PasswordFile (or set by dev mode).
 	password string
+}
+
+// LibvirtHost is one libvirt host.
+type LibvirtHost struct {
+	Name string `yaml:"name"`
+	// URI: qemu+tcp://host:16509/system, qemu+unix:///system?socket=…, or qemu:///system.
+	URI   string `yaml:"uri"`
+	Group string `yaml:"group"`
+	// PeerURI is how other hosts' libvirtd reach this one (default: uri).
+	PeerURI string `yaml:"peer_uri"`
+	// MigrationAddress is where QEMU migration streams to this host go.
+	MigrationAddress string `yaml:"migration_address"`
 }
 
 // DefaultConfig returns a config with every default set.
@@ -129,27 +128,8 @@ func (c *Config) applyDefaults() {
 	if c.Events.Retention == 0 {
 		c.Events.Retention = 20000
 	}
-	m := &c.Maintenance
-	if m.PerSource == 0 {
-		m.PerSource = 2
-	}
-	if m.PerTarget == 0 {
-		m.PerTarget = 2
-	}
-	if m.Cluster == 0 {
-		m.Cluster = 8
-	}
-	if m.MigrationTimeout == 0 {
-		m.MigrationTimeout = 30 * time.Minute
-	}
-	if m.ShutdownTimeout == 0 {
-		m.ShutdownTimeout = 5 * time.Minute
-	}
-	if m.NoProgressTimeout == 0 {
-		m.NoProgressTimeout = time.Hour
-	}
-	if m.RetryBackoff == 0 {
-		m.RetryBackoff = 5 * time.Second
+	if c.PolicyFile == "" {
+		c.PolicyFile = DefaultPolicyFile
 	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
@@ -234,10 +214,30 @@ func (c *Config) Validate(doc *yamlfile.Doc) error {
 					bad(p+".password_file", "cannot read: %v", err)
 				}
 			}
+		case "libvirt":
+			if len(d.Hosts) == 0 {
+				bad(p+".hosts", "must list the libvirt hosts")
+			}
+			names := map[string]bool{}
+			for j, h := range d.Hosts {
+				hp := fmt.Sprintf("%s.hosts[%d]", p, j)
+				if !nodeNameRE.MatchString(h.Name) {
+					bad(hp+".name", "%q is not a valid host name", h.Name)
+				} else if names[h.Name] {
+					bad(hp+".name", "%q is listed twice", h.Name)
+				}
+				names[h.Name] = true
+				if !strings.HasPrefix(h.URI, "qemu") {
+					bad(hp+".uri", "%q is not a qemu libvirt URI (qemu+tcp://…, qemu+unix://…, qemu:///system)", h.URI)
+				}
+			}
+			if d.CallTimeout < 0 {
+				bad(p+".call_timeout", "%s must not be negative", d.CallTimeout)
+			}
 		case "":
-			bad(p+".type", "must be set (vsphere)")
+			bad(p+".type", "must be set (vsphere or libvirt)")
 		default:
-			bad(p+".type", "unknown driver type %q (known: vsphere)", d.Type)
+			bad(p+".type", "unknown driver type %q (known: vsphere, libvirt)", d.Type)
 		}
 	}
 	if c.Inventory.SyncInterval < time.Second {
@@ -249,28 +249,8 @@ func (c *Config) Validate(doc *yamlfile.Doc) error {
 	if c.Events.Retention < 100 || c.Events.Retention > 1000000 {
 		bad("events.retention", "%d is out of range (100 to 1000000)", c.Events.Retention)
 	}
-	m := c.Maintenance
-	for _, f := range []struct {
-		name string
-		v    int
-	}{{"per_source", m.PerSource}, {"per_target", m.PerTarget}, {"cluster", m.Cluster}} {
-		if f.v < 1 || f.v > 64 {
-			bad("maintenance."+f.name, "%d is out of range (1 to 64)", f.v)
-		}
-	}
-	if !(m.MemoryReserve >= 0 && m.MemoryReserve < 1) {
-		bad("maintenance.memory_reserve", "%v must be at least 0 and below 1", m.MemoryReserve)
-	}
-	for _, f := range []struct {
-		name string
-		v    time.Duration
-	}{{"migration_timeout", m.MigrationTimeout}, {"shutdown_timeout", m.ShutdownTimeout}, {"no_progress_timeout", m.NoProgressTimeout}} {
-		if f.v < time.Second {
-			bad("maintenance."+f.name, "%s is too short (at least 1s)", f.v)
-		}
-	}
-	if m.RetryBackoff < 0 {
-		bad("maintenance.retry_backoff", "%s must not be negative", m.RetryBackoff)
+	if !filepath.IsAbs(c.PolicyFile) {
+		bad("policy_file", "%q must be an absolute path", c.PolicyFile)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -74,7 +74,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"bad value names field and line", func(s string) string { return strings.Replace(s, "level: debug", "level: loud", 1) },
 			[]string{`herd.yaml:20:10: log.level: "loud" is not one of debug, info, warn, error`}},
 		{"driver type", func(s string) string { return strings.Replace(s, "type: vsphere", "type: hyperv", 1) },
-			[]string{`herd.yaml:13:11: drivers[0].type: unknown driver type "hyperv" (known: vsphere)`}},
+			[]string{`herd.yaml:13:11: drivers[0].type: unknown driver type "hyperv" (known: vsphere, libvirt)`}},
 		{"missing password file", func(s string) string { return strings.Replace(s, pass, "/nonexistent/pass", 1) },
 			[]string{`herd.yaml:16:20: drivers[0].password_file: cannot read:`}},
 		{"all errors at once", func(s string) string {

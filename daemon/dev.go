@@ -3,9 +3,11 @@ package daemon
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/herd-project/herd/drivers/vsphere"
+	"github.com/herd-project/herd/policy"
 )
 
 // DevOptions configures `herd server -dev`.
@@ -22,6 +24,8 @@ type DevOptions struct {
 	MethodDelay map[string]int
 	// Configure changes the generated config before it is validated.
 	Configure func(*Config)
+	// Policy changes the default policy dev mode writes to its policy file.
+	Policy func(*policy.Document)
 }
 
 // Validate names the bad flag.
@@ -64,6 +68,15 @@ func NewDevServer(o DevOptions, opts Options) (*DevServer, error) {
 		temp, o.DataDir = d, d
 	}
 	cfg.DataDir = o.DataDir
+	cfg.PolicyFile = filepath.Join(o.DataDir, "policy.yaml")
+	if err := os.MkdirAll(o.DataDir, 0o750); err != nil {
+		os.RemoveAll(temp)
+		return nil, fmt.Errorf("dev data dir: %w", err)
+	}
+	if err := writeDevPolicy(cfg.PolicyFile, o.Policy); err != nil {
+		os.RemoveAll(temp)
+		return nil, err
+	}
 
 	sim, err := vsphere.StartSimulator(vsphere.SimConfig{Hosts: o.Hosts, VMs: o.VMs, MethodDelay: o.MethodDelay})
 	if err != nil {
@@ -106,7 +119,29 @@ Try it from another terminal:
   herd vm ls
   herd cluster
   herd events --since 10m
+  herd host maintenance enable %s --migrate all --wait
+  herd policy show   (edit %s: it reloads when it changes)
 
 Stop with Ctrl-C.
-`, d.cfg.DataDir, d.apiAddr, d.apiAddr, d.Sim.Config().URL, len(d.Sim.HostNames()), d.apiAddr)
+`, d.cfg.DataDir, d.apiAddr, d.apiAddr, d.Sim.Config().URL, len(d.Sim.HostNames()), d.apiAddr, d.Sim.HostNames()[0], d.cfg.PolicyFile)
+}
+
+// writeDevPolicy writes the default policy, changed by edit, where dev mode
+// reads its policy file.
+func writeDevPolicy(path string, edit func(*policy.Document)) error {
+	doc := defaultPolicy()
+	if edit != nil {
+		edit(doc)
+	}
+	y, err := doc.YAML()
+	if err != nil {
+		return fmt.Errorf("dev policy: %w", err)
+	}
+	if _, err := policy.Parse(path, y); err != nil {
+		return fmt.Errorf("dev policy: %w", err)
+	}
+	if err := os.WriteFile(path, y, 0o644); err != nil {
+		return fmt.Errorf("dev policy: %w", err)
+	}
+	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/herd-project/herd/drivers"
+	"github.com/herd-project/herd/drivers/libvirt"
 	"github.com/herd-project/herd/drivers/vsphere"
 )
 
@@ -16,6 +17,12 @@ func openDriver(ctx context.Context, dc DriverConfig, log *slog.Logger) (drivers
 	case "vsphere":
 		return vsphere.New(ctx, vsphere.Config{URL: dc.URL, Username: dc.Username, Password: dc.password,
 			Insecure: dc.Insecure, Datacenter: dc.Datacenter}, log.With("driver", dc.Name))
+	case "libvirt":
+		cfg := libvirt.Config{CallTimeout: dc.CallTimeout, Bandwidth: dc.BandwidthMiBs}
+		for _, h := range dc.Hosts {
+			cfg.Hosts = append(cfg.Hosts, libvirt.HostConfig{Name: h.Name, URI: h.URI, Group: h.Group, PeerURI: h.PeerURI, MigrationAddress: h.MigrationAddress})
+		}
+		return libvirt.New(ctx, cfg, log.With("driver", dc.Name))
 	default:
 		return nil, fmt.Errorf("driver %s: unknown type %q", dc.Name, dc.Type)
 	}

@@ -48,6 +48,10 @@ func (s *Server) routes() http.Handler {
 	write("POST /v1/operations/{id}/retry", s.handleRetryOperation)
 	handle("GET /v1/vms", s.handleVMs)
 	handle("GET /v1/events", s.handleEvents)
+	write("POST /v1/events", s.handleAppendEvent)
+	handle("GET /v1/policy", s.handleGetPolicy)
+	write("PUT /v1/policy", s.handlePutPolicy)
+	handle("POST /v1/policy/validate", s.handleValidatePolicy)
 	handle("GET /v1/cluster", s.handleCluster)
 	write("POST /v1/cluster/join", s.handleJoin)
 	handle("GET /healthz", s.handleHealthz)
@@ -250,7 +254,7 @@ func (s *Server) handleCluster(w http.ResponseWriter, r *http.Request) {
 	st := s.node.FSM().State()
 	leader, _ := s.node.Leader()
 	out := api.Cluster{Self: s.selfInfo(), Leader: leader, LeaderAPI: s.leaderAPI(), Index: st.Index,
-		Hosts: len(st.Hosts), VMs: len(st.VMs), Discovered: s.discoveredList(), Servers: []api.Server{}}
+		Hosts: len(st.Hosts), VMs: len(st.VMs), Discovered: s.discoveredList(), Servers: []api.Server{}, Policy: s.policyStatus()}
 	members, _ := s.node.Members()
 	for _, m := range members {
 		sv := api.Server{ID: m.ID, RaftAddr: m.Address, Voter: m.Voter, Leader: m.ID == leader}

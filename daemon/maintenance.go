@@ -78,7 +78,7 @@ func evacuationRequest(st *cluster.State, host string, req api.MaintenanceReques
 func (s *Server) plannedLedger(st *cluster.State) *policy.Ledger {
 	l := s.ops.LedgerCopy()
 	usage := st.Usage()
-	o := s.ops.options()
+	o := s.ops.options(st)
 	o.MaxInFlightTo = 0
 	for _, op := range runningOps(st) {
 		for _, it := range op.Items {
@@ -126,8 +126,7 @@ func toAPIBlockers(bs []policy.Blocker) []api.Blocker {
 }
 
 func (s *Server) precheck(st *cluster.State, er policy.EvacuationRequest) policy.Precheck {
-	o := s.ops.options()
-	return policy.PrecheckEvacuation(st, s.plannedLedger(st), er, o)
+	return policy.PrecheckEvacuation(st, s.plannedLedger(st), er, s.ops.options(st))
 }
 
 func (s *Server) handlePrecheck(w http.ResponseWriter, r *http.Request) {
@@ -324,7 +323,7 @@ func (s *Server) handleExitPrecheck(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := leftVMs(st, name)
-	out.MigrateBackOnExit = s.cfg.Maintenance.MigrateBackOnExit
+	out.MigrateBackOnExit = s.Policy().Maintenance.MigrateBackOnExit
 	writeJSON(w, http.StatusOK, out)
 }
 
@@ -396,7 +395,7 @@ func (s *Server) disableMaintenance(w http.ResponseWriter, r *http.Request, name
 		ferr.write(w)
 		return
 	}
-	if s.cfg.Maintenance.MigrateBackOnExit {
+	if s.Policy().Maintenance.MigrateBackOnExit {
 		liveBack, offBack = nil, nil
 		for _, l := range append(append([]api.LeftVM{}, left.LiveMigratedVMs...), left.OfflineMigratedVMs...) {
 			if l.PowerState == string(cluster.PoweredOn) {
@@ -518,7 +517,7 @@ func (s *Server) handleMigrateVM(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusConflict, "vm", "VM %s cannot migrate: %s", vm.Name, vm.Unmovable)
 		return
 	}
-	o := s.ops.options()
+	o := s.ops.options(st)
 	o.AllowNotAccepting, o.MaxInFlightTo = true, 0
 	l := s.plannedLedger(st)
 	usage := st.Usage()

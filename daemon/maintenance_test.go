@@ -15,13 +15,14 @@ import (
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/drivers"
 	"github.com/herd-project/herd/drivers/vsphere"
+	"github.com/herd-project/herd/policy"
 )
 
 // startDevWith starts a dev server whose simulator delays some SOAP
 // methods (milliseconds), with config changes.
-func startDevWith(t *testing.T, hosts, vms int, delay map[string]int, configure func(*Config)) (*DevServer, *api.Client) {
+func startDevWith(t *testing.T, hosts, vms int, delay map[string]int, pol func(*policy.Document)) (*DevServer, *api.Client) {
 	t.Helper()
-	dev := StartTestDev(t, DevOptions{Hosts: hosts, VMs: vms, MethodDelay: delay, Configure: configure})
+	dev := StartTestDev(t, DevOptions{Hosts: hosts, VMs: vms, MethodDelay: delay, Policy: pol})
 	c, err := api.NewClient(dev.APIAddr(), "")
 	if err != nil {
 		t.Fatal(err)
@@ -284,7 +285,7 @@ func TestMigrateModesAndShutdownList(t *testing.T) {
 }
 
 func TestMigrateBackOnExitPolicy(t *testing.T) {
-	dev, c := startDevWith(t, 3, 9, nil, func(cfg *Config) { cfg.Maintenance.MigrateBackOnExit = true })
+	dev, c := startDevWith(t, 3, 9, nil, func(p *policy.Document) { p.Maintenance.MigrateBackOnExit = true })
 	ctx := context.Background()
 	src := busiestHost(t, c)
 	vms, _ := c.VMs(ctx, src.Name)
@@ -357,7 +358,7 @@ func TestTargetHostAndBlockers(t *testing.T) {
 
 func TestCapacityBlocker(t *testing.T) {
 	// Keep 80 % of every host free: one host's VMs no longer fit elsewhere.
-	_, c := startDevWith(t, 2, 12, nil, func(cfg *Config) { cfg.Maintenance.MemoryReserve = 0.8 })
+	_, c := startDevWith(t, 2, 12, nil, func(p *policy.Document) { p.Placement.MemoryReserve = 0.8 })
 	ctx := context.Background()
 	src := busiestHost(t, c)
 	pc, err := c.Precheck(ctx, src.Name, api.MaintenanceRequest{Status: "enable", Migrate: "active-only"})
@@ -386,7 +387,7 @@ func TestCapacityBlocker(t *testing.T) {
 }
 
 func TestRetriesElsewhereThenErrorThenRetry(t *testing.T) {
-	dev, c := startDevWith(t, 4, 8, nil, func(cfg *Config) { cfg.Maintenance.RetryBackoff = 10 * time.Millisecond })
+	dev, c := startDevWith(t, 4, 8, nil, func(p *policy.Document) { p.Maintenance.RetryBackoff = time.Second })
 	ctx := context.Background()
 	src := busiestHost(t, c)
 	vms, _ := c.VMs(ctx, src.Name)
@@ -445,8 +446,8 @@ func distinct(s []string) int {
 }
 
 func TestCancelAndNoProgressDeadline(t *testing.T) {
-	_, c := startDevWith(t, 3, 12, map[string]int{"RelocateVM_Task": 400}, func(cfg *Config) {
-		cfg.Maintenance.PerSource, cfg.Maintenance.NoProgressTimeout = 1, 30*time.Second
+	_, c := startDevWith(t, 3, 12, map[string]int{"RelocateVM_Task": 400}, func(p *policy.Document) {
+		p.Maintenance.PerSource, p.Maintenance.NoProgressTimeout = 1, 30*time.Second
 	})
 	ctx := context.Background()
 	hosts, _ := c.Hosts(ctx)
@@ -476,8 +477,8 @@ func TestCancelAndNoProgressDeadline(t *testing.T) {
 }
 
 func TestNoProgressFailsLoudly(t *testing.T) {
-	_, c := startDevWith(t, 2, 4, map[string]int{"RelocateVM_Task": 3000}, func(cfg *Config) {
-		cfg.Maintenance.NoProgressTimeout = time.Second
+	_, c := startDevWith(t, 2, 4, map[string]int{"RelocateVM_Task": 3000}, func(p *policy.Document) {
+		p.Maintenance.NoProgressTimeout = time.Second
 	})
 	ctx := context.Background()
 	src := busiestHost(t, c)
@@ -625,8 +626,8 @@ func TestConcurrentEvacuationsShareOneLedger(t *testing.T) {
 	// fits on the other two. Evacuating the fullest one as well, alone,
 	// would fit on the middle host, but not once the first evacuation's
 	// VMs are counted there: the second request must be refused.
-	dev, c := startDevWith(t, 3, 15, map[string]int{"RelocateVM_Task": 500}, func(cfg *Config) {
-		cfg.Maintenance.PerSource, cfg.Maintenance.PerTarget = 1, 1
+	dev, c := startDevWith(t, 3, 15, map[string]int{"RelocateVM_Task": 500}, func(p *policy.Document) {
+		p.Maintenance.PerSource, p.Maintenance.PerTarget = 1, 1
 	})
 	ctx := context.Background()
 	hosts, _ := c.Hosts(ctx)
@@ -639,8 +640,16 @@ func TestConcurrentEvacuationsShareOneLedger(t *testing.T) {
 	sort.Slice(order, func(i, j int) bool { return loads[order[i]] < loads[order[j]] })
 	a, mid, full := order[0], order[1], order[2]
 	usable := loads[mid] + loads[full] + 1<<30
-	// No operation runs yet: the controller does not read the config now.
-	dev.cfg.Maintenance.MemoryReserve = 1 - float64(usable)/float64(hosts[0].MemoryBytes)
+	doc := dev.Policy()
+	tight := *doc
+	tight.Placement.MemoryReserve = 1 - float64(usable)/float64(hosts[0].MemoryBytes)
+	y, err := tight.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ApplyPolicy(ctx, y, "test"); err != nil {
+		t.Fatal(err)
+	}
 	t.Logf("loads %s=%dG %s=%dG %s=%dG, usable %dG", a, loads[a]>>30, mid, loads[mid]>>30, full, loads[full]>>30, usable>>30)
 	if loads[a] > usable-loads[mid]+usable-loads[full] {
 		t.Skip("inventory too uneven for this scenario")

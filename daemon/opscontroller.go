@@ -19,9 +19,8 @@ const controllerActor = "herd"
 // leader. It is the one migration gate: every move goes through its ledger
 // and limits. Each step is written to raft before it acts and after.
 type opsController struct {
-	s      *Server
-	limits policy.Limits
-	wake   chan uint64
+	s    *Server
+	wake chan uint64
 
 	mu       sync.Mutex
 	ledger   *policy.Ledger
@@ -30,10 +29,8 @@ type opsController struct {
 }
 
 func newOpsController(s *Server) *opsController {
-	m := s.cfg.Maintenance
 	c := &opsController{
 		s:        s,
-		limits:   policy.Limits{PerSource: m.PerSource, PerTarget: m.PerTarget, Cluster: m.Cluster},
 		wake:     make(chan uint64, 1),
 		ledger:   policy.NewLedger(),
 		inflight: map[string]bool{},
@@ -44,9 +41,19 @@ func newOpsController(s *Server) *opsController {
 
 func (c *opsController) Name() string { return "operations" }
 
+// settings are the policy's maintenance section and the placement options
+// for automatic moves, as in force now.
+func (c *opsController) settings(st *cluster.State) (policy.MaintenancePolicy, policy.Limits, policy.Options) {
+	doc := c.s.Policy()
+	m := doc.Maintenance
+	limits := policy.Limits{PerSource: m.PerSource, PerTarget: m.PerTarget, Cluster: m.Cluster}
+	return m, limits, c.s.placementOptions(doc, st, limits.PerTarget)
+}
+
 // options are the placement options for automatic moves.
-func (c *opsController) options() policy.Options {
-	return policy.Options{MemoryReserve: c.s.cfg.Maintenance.MemoryReserve, MaxInFlightTo: c.limits.PerTarget}
+func (c *opsController) options(st *cluster.State) policy.Options {
+	_, _, o := c.settings(st)
+	return o
 }
 
 // LedgerCopy returns a copy of the in-flight reservations, for prechecks.
@@ -178,13 +185,14 @@ func (c *opsController) step(ctx context.Context) {
 	}
 	usage := st.Usage()
 	now := time.Now().UTC()
+	m, limits, opts := c.settings(st)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, op := range ops {
 		if op.Cancelled {
 			continue
 		}
-		if d := c.s.cfg.Maintenance.NoProgressTimeout; now.Sub(op.Progress) > d {
+		if d := m.NoProgressTimeout; now.Sub(op.Progress) > d {
 			msg := fmt.Sprintf("no VM finished for %s (no_progress_timeout)", d)
 			c.apply(ctx, &cluster.FailOperation{Op: op.ID, Error: msg, Time: now,
 				Event: opEvent(op, "operation.stalled", "", "operation %s failed: %s", op.ID, msg)})
@@ -198,13 +206,13 @@ func (c *opsController) step(ctx context.Context) {
 			if it.State != cluster.ItemPending || c.inflight[key(op.ID, it.VM)] {
 				continue
 			}
-			if it.Attempts > 0 && now.Before(it.Finished.Add(c.s.cfg.Maintenance.RetryBackoff)) {
+			if it.Attempts > 0 && now.Before(it.Finished.Add(m.RetryBackoff)) {
 				continue
 			}
-			if c.ledger.Total() >= c.limits.Cluster {
+			if c.ledger.Total() >= limits.Cluster {
 				return
 			}
-			if !c.dispatch(ctx, view, usage, op, it, now) {
+			if !c.dispatch(ctx, view, usage, op, it, now, limits, opts) {
 				return
 			}
 		}
@@ -213,7 +221,7 @@ func (c *opsController) step(ctx context.Context) {
 
 // dispatch starts one pending step. It returns false when writing to raft
 // failed (leadership is probably gone).
-func (c *opsController) dispatch(ctx context.Context, st *cluster.State, usage map[string]cluster.HostUsage, op *cluster.Operation, it cluster.OpItem, now time.Time) bool {
+func (c *opsController) dispatch(ctx context.Context, st *cluster.State, usage map[string]cluster.HostUsage, op *cluster.Operation, it cluster.OpItem, now time.Time, limits policy.Limits, o policy.Options) bool {
 	vm := st.VMs[it.VM]
 	if vm == nil {
 		return c.startAndFinish(ctx, op, it, "", nil, "VM no longer exists; nothing to do")
@@ -231,19 +239,29 @@ func (c *opsController) dispatch(ctx context.Context, st *cluster.State, usage m
 			vm.Power != cluster.PoweredOn && it.Action == cluster.ActionLiveMigrate {
 			return c.startAndFinish(ctx, op, it, "", fmt.Errorf("VM is %s now; cannot %s", vm.Power, it.Action), "")
 		}
-		o := c.options()
-		if op.Kind != cluster.OpEvacuate {
+		// An operator's explicit move (or a move back on exit) may go to a
+		// NOT_ACCEPTING host; automatic ones (evacuation, balancing) never.
+		if op.Kind == cluster.OpMigrate || op.Kind == cluster.OpExit {
 			o.AllowNotAccepting = true
 		}
 		req := policy.EvacuationRequest{Host: vm.Host, TargetHost: op.TargetHost, Migrate: policy.MigrateMode(op.Migrate)}
-		pl := policy.NextTarget(st, usage, c.ledger, vm, req, it.Tried, o)
+		var pl policy.Placement
+		if it.Planned != "" && len(it.Tried) == 0 {
+			// A planned move goes where it was planned while that still fits.
+			pl = policy.PlaceOn(st, usage, c.ledger, vm, it.Planned, o)
+			if pl.Host == "" && !pl.Transient() {
+				pl = policy.NextTarget(st, usage, c.ledger, vm, req, it.Tried, o)
+			}
+		} else {
+			pl = policy.NextTarget(st, usage, c.ledger, vm, req, it.Tried, o)
+		}
 		if pl.Host == "" {
 			if pl.Transient() {
 				return true // wait for a slot
 			}
 			return c.startAndFinish(ctx, op, it, "", errors.New(pl.Explain()), "")
 		}
-		if !c.limits.Allow(c.ledger, vm.Host, pl.Host) {
+		if !limits.Allow(c.ledger, vm.Host, pl.Host) {
 			return true
 		}
 		target = pl.Host
@@ -335,7 +353,7 @@ func (c *opsController) drive(ctx context.Context, it cluster.OpItem, vm *cluste
 	if err != nil {
 		return err
 	}
-	m := c.s.cfg.Maintenance
+	m := c.s.Policy().Maintenance
 	switch it.Action {
 	case cluster.ActionLiveMigrate, cluster.ActionOfflineMigrate:
 		tctx, cancel := context.WithTimeout(ctx, m.MigrationTimeout)

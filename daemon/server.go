@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/drivers"
 	"github.com/herd-project/herd/metrics"
 )
@@ -49,6 +50,7 @@ type Server struct {
 	// controllers are started on the leader, in order.
 	controllers []Controller
 	ops         *opsController
+	policy      policyHolder
 
 	// onClose runs at Shutdown (dev mode's simulator).
 	onClose []func()
@@ -114,7 +116,7 @@ func NewServer(cfg *Config, opts Options) (*Server, error) {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.ops = newOpsController(s)
-	s.metrics = metrics.New(s.reg, s.stateSample, s.raftSample, s.ops.InFlight)
+	s.metrics = metrics.New(s.reg, metrics.Sources{State: s.stateSample, Raft: s.raftSample, InFlight: s.ops.InFlight, Policy: s.policySample})
 	s.drivers = newDriverSet(cfg.Drivers, opts.DriverFactory, log)
 	for _, dc := range cfg.Drivers {
 		s.controllers = append(s.controllers, &inventorySync{s: s, driver: dc.Name})
@@ -144,7 +146,7 @@ func advertiseHostPort(addr string) string {
 
 // Start serves the API, forms or joins the cluster, and follows leadership.
 func (s *Server) Start() error {
-	s.wg.Add(3)
+	s.wg.Add(4)
 	go func() {
 		defer s.wg.Done()
 		if err := s.http.Serve(s.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -153,6 +155,7 @@ func (s *Server) Start() error {
 	}()
 	go func() { defer s.wg.Done(); s.followLeadership() }()
 	go func() { defer s.wg.Done(); s.form() }()
+	go func() { defer s.wg.Done(); s.policyLoop() }()
 	s.log.Info("herd server started", "node", s.cfg.NodeName, "api", s.apiAddr, "raft", s.node.Addr())
 	return nil
 }
@@ -220,6 +223,10 @@ func (s *Server) startControllers() {
 		}
 		if _, err := s.node.Apply(ctx, &cluster.SetEventRetention{Max: s.cfg.Events.Retention}); err != nil {
 			s.log.Warn("set event retention", "err", err)
+		}
+		// A new cluster takes the leader's policy file before anything runs.
+		if s.node.FSM().State().Policy == nil {
+			_ = s.ReloadPolicy(ctx)
 		}
 		s.log.Info("leadership gained: starting controllers", "controllers", len(s.controllers))
 		for _, c := range s.controllers {
@@ -323,4 +330,27 @@ func (s *Server) raftSample() metrics.RaftSample {
 		}
 	}
 	return rs
+}
+
+func (s *Server) policySample() metrics.PolicySample {
+	ps := s.policyStatus()
+	out := metrics.PolicySample{Version: ps.Version, Drift: ps.Drift, LastReloadOK: ps.ReloadOK}
+	if !ps.LastReload.IsZero() {
+		out.LastReloadTime = float64(ps.LastReload.UnixNano()) / 1e9
+	}
+	return out
+}
+
+// leaderClient is an API client for the leader, nil when there is none.
+func (s *Server) leaderClient() *api.Client {
+	addr := s.leaderAPI()
+	if addr == "" {
+		return nil
+	}
+	c, err := api.NewClient(addr, "")
+	if err != nil {
+		return nil
+	}
+	c.HTTP.Timeout = 10 * time.Second
+	return c
 }

@@ -20,12 +20,29 @@ type Metrics struct {
 	ForwardedRequests  *prometheus.CounterVec
 	Migrations         *prometheus.CounterVec
 	MigrationDuration  *prometheus.HistogramVec
+	PolicyReloads      *prometheus.CounterVec
+}
+
+// Sources feed the collectors that read state at scrape time.
+type Sources struct {
+	State func() StateSample
+	Raft  func() RaftSample
+	// InFlight reports the migrations running now.
+	InFlight func() int
+	Policy   func() PolicySample
+}
+
+// PolicySample is the policy in force and this server's own file.
+type PolicySample struct {
+	Version        int
+	Drift          bool
+	LastReloadOK   bool
+	LastReloadTime float64 // Unix seconds; 0 before any reload
 }
 
 // New creates and registers Herd's metrics on reg, with the process and Go
-// runtime collectors, and the state collector fed by state and raft.
-// inFlight reports the migrations running now.
-func New(reg prometheus.Registerer, state func() StateSample, raft func() RaftSample, inFlight func() int) *Metrics {
+// runtime collectors, and the collectors that read src at scrape time.
+func New(reg prometheus.Registerer, src Sources) *Metrics {
 	m := &Metrics{
 		APIRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herd_api_requests_total",
@@ -57,6 +74,10 @@ func New(reg prometheus.Registerer, state func() StateSample, raft func() RaftSa
 			Name: "herd_migrations_total",
 			Help: "Migrations Herd ran, by kind (live, offline) and result (ok, error).",
 		}, []string{"kind", "result"}),
+		PolicyReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herd_policy_reloads_total",
+			Help: "Reloads of this server's policy file, by result (ok, error).",
+		}, []string{"result"}),
 		MigrationDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "herd_migration_duration_seconds",
 			Help:    "Time of one successful migration, by kind.",
@@ -67,15 +88,15 @@ func New(reg prometheus.Registerer, state func() StateSample, raft func() RaftSa
 		Name: "herd_migrations_in_flight",
 		Help: "Migrations, shutdowns and power-ons running now on this server (the leader).",
 	}, func() float64 {
-		if inFlight == nil {
+		if src.InFlight == nil {
 			return 0
 		}
-		return float64(inFlight())
+		return float64(src.InFlight())
 	})
-	reg.MustRegister(m.APIRequests, m.Migrations, m.MigrationDuration, inFlightGauge, m.APIRequestDuration, m.InventorySyncs, m.InventorySyncTime,
+	reg.MustRegister(m.APIRequests, m.Migrations, m.MigrationDuration, inFlightGauge, m.PolicyReloads, m.APIRequestDuration, m.InventorySyncs, m.InventorySyncTime,
 		m.InventoryChanges, m.ForwardedRequests,
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewGoCollector(),
-		&stateCollector{state: state, raft: raft})
+		&stateCollector{state: src.State, raft: src.Raft, policy: src.Policy})
 	return m
 }

@@ -37,7 +37,7 @@ type StateSample struct {
 
 // OperationKinds and OperationStates bound the labels of herd_operations.
 var (
-	OperationKinds  = []string{"evacuate", "exit", "migrate"}
+	OperationKinds  = []string{"evacuate", "exit", "migrate", "balance"}
 	OperationStates = []string{"running", "succeeded", "failed", "cancelled"}
 )
 
@@ -81,14 +81,23 @@ var (
 // stateCollector reads the state once per scrape: cardinality grows with
 // hosts, never with VMs.
 type stateCollector struct {
-	state func() StateSample
-	raft  func() RaftSample
+	state  func() StateSample
+	raft   func() RaftSample
+	policy func() PolicySample
 }
+
+var (
+	descPolicyVersion = prometheus.NewDesc("herd_policy_version", "Version of the policy in force (0: defaults, none applied).", nil, nil)
+	descPolicyDrift   = prometheus.NewDesc("herd_policy_drift", "1 when this server's policy file differs from the policy in force.", nil, nil)
+	descReloadOK      = prometheus.NewDesc("herd_policy_last_reload_success", "1 when the last reload of this server's policy file succeeded.", nil, nil)
+	descReloadTime    = prometheus.NewDesc("herd_policy_last_reload_timestamp_seconds", "When this server last reloaded its policy file.", nil, nil)
+)
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descAdmin, descMaint, descHealth, descConnected, descMemory, descMemoryUsed,
 		descCPUs, descVCPUsUsed, descHostVMs, descHostRunning, descHosts, descVMs, descEvents, descRemaining, descOperations,
-		descLeader, descHasLeader, descRaftState, descServers, descCommit, descApplied, descLastContact} {
+		descLeader, descHasLeader, descRaftState, descServers, descCommit, descApplied, descLastContact,
+		descPolicyVersion, descPolicyDrift, descReloadOK, descReloadTime} {
 		ch <- d
 	}
 }
@@ -152,5 +161,12 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- gauge(descCommit, float64(r.CommitIndex))
 		ch <- gauge(descApplied, float64(r.AppliedIndex))
 		ch <- gauge(descLastContact, r.LastContactSecs)
+	}
+	if c.policy != nil {
+		p := c.policy()
+		ch <- gauge(descPolicyVersion, float64(p.Version))
+		ch <- gauge(descPolicyDrift, b2f(p.Drift))
+		ch <- gauge(descReloadOK, b2f(p.LastReloadOK))
+		ch <- gauge(descReloadTime, p.LastReloadTime)
 	}
 }

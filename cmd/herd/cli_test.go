@@ -12,6 +12,7 @@ import (
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon"
 	"github.com/herd-project/herd/daemon/api"
+	"github.com/herd-project/herd/policy"
 )
 
 func runCLI(args ...string) (code int, stdout, stderr string) {
@@ -93,7 +94,7 @@ func TestParseSince(t *testing.T) {
 
 func startDev(t *testing.T, hosts, vms int) *daemon.DevServer {
 	return daemon.StartTestDev(t, daemon.DevOptions{Hosts: hosts, VMs: vms,
-		Configure: func(c *daemon.Config) { c.Maintenance.RetryBackoff = 10 * time.Millisecond }})
+		Policy: func(p *policy.Document) { p.Maintenance.RetryBackoff = time.Second }})
 }
 
 func TestCLIListsDevInventory(t *testing.T) {

@@ -133,9 +133,20 @@ func runServer(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	sig := <-sigs
-	log.Info("shutting down", "signal", sig.String())
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	for sig := range sigs {
+		if sig == syscall.SIGHUP {
+			log.Info("SIGHUP: reloading the policy file")
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			if err := srv.ReloadPolicy(ctx); err != nil {
+				log.Error("policy reload refused", "err", err)
+			}
+			cancel()
+			continue
+		}
+		log.Info("shutting down", "signal", sig.String())
+		break
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return srv.Shutdown(ctx)

@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/herd-project/herd/cluster"
 )
 
 // Client talks to a Herd server's API.
@@ -45,6 +47,9 @@ func (e *StatusError) Error() string {
 	if e.Body.Field != "" {
 		msg = e.Body.Field + ": " + msg
 	}
+	for _, d := range e.Body.Errors {
+		msg += "\n  " + d.Message
+	}
 	for _, b := range e.Body.Blockers {
 		if b.VM != "" {
 			msg += fmt.Sprintf("\n  blocker: %s: %s", b.VM, b.Reason)
@@ -53,6 +58,41 @@ func (e *StatusError) Error() string {
 		}
 	}
 	return fmt.Sprintf("%s (HTTP %d)", msg, e.Code)
+}
+
+// doRaw sends a body as is and returns the answer's body.
+func (c *Client) doRaw(ctx context.Context, method, path string, q url.Values, contentType string, body []byte) ([]byte, http.Header, error) {
+	u := c.Base + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
+	if err != nil {
+		return nil, nil, err
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s %s: read answer: %w", method, path, err)
+	}
+	if resp.StatusCode >= 300 {
+		se := &StatusError{Code: resp.StatusCode}
+		if json.Unmarshal(data, &se.Body) != nil || se.Body.Error == "" {
+			se.Body.Error = strings.TrimSpace(string(data))
+		}
+		return nil, nil, se
+	}
+	return data, resp.Header, nil
 }
 
 // Do sends a request with an optional JSON body and decodes the JSON answer
@@ -256,4 +296,44 @@ func (c *Client) RetryOperation(ctx context.Context, id string) (*Operation, err
 		return nil, err
 	}
 	return &out, nil
+}
+
+// Policy returns the policy in force as YAML, with its version and hash.
+func (c *Client) Policy(ctx context.Context) ([]byte, PolicyInfo, error) {
+	data, h, err := c.doRaw(ctx, http.MethodGet, "/v1/policy", nil, "", nil)
+	if err != nil {
+		return nil, PolicyInfo{}, err
+	}
+	var info PolicyInfo
+	fmt.Sscan(h.Get("X-Herd-Policy-Version"), &info.Version)
+	info.Hash = h.Get("X-Herd-Policy-Hash")
+	return data, info, nil
+}
+
+// ApplyPolicy puts a policy (YAML) in force cluster-wide.
+func (c *Client) ApplyPolicy(ctx context.Context, yaml []byte, source string) (*cluster.Policy, error) {
+	q := url.Values{}
+	if source != "" {
+		q.Set("source", source)
+	}
+	data, _, err := c.doRaw(ctx, http.MethodPut, "/v1/policy", q, "application/yaml", yaml)
+	if err != nil {
+		return nil, err
+	}
+	var info PolicyInfo
+	if err := json.Unmarshal(data, &info); err != nil {
+		return nil, fmt.Errorf("PUT /v1/policy: decode answer: %w", err)
+	}
+	return &cluster.Policy{Version: info.Version, Hash: info.Hash, Source: info.Source, Updated: info.Updated}, nil
+}
+
+// ValidatePolicy asks the server whether a policy is valid.
+func (c *Client) ValidatePolicy(ctx context.Context, yaml []byte) error {
+	_, _, err := c.doRaw(ctx, http.MethodPost, "/v1/policy/validate", nil, "application/yaml", yaml)
+	return err
+}
+
+// AppendEvent writes a note into the action log.
+func (c *Client) AppendEvent(ctx context.Context, e cluster.Event) error {
+	return c.Do(ctx, http.MethodPost, "/v1/events", nil, EventRequest{Type: e.Type, Host: e.Host, VM: e.VM, Message: e.Message, Actor: e.Actor}, nil)
 }

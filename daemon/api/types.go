@@ -15,6 +15,34 @@ type Error struct {
 	Field string `json:"field,omitempty"`
 	// Blockers explain a 409 refusal of a maintenance request.
 	Blockers []Blocker `json:"blockers,omitempty"`
+	// Errors lists every problem of a refused policy, with its position.
+	Errors []ErrorDetail `json:"errors,omitempty"`
+}
+
+// ErrorDetail is one problem in a document.
+type ErrorDetail struct {
+	Line    int    `json:"line,omitempty"`
+	Column  int    `json:"column,omitempty"`
+	Path    string `json:"path,omitempty"`
+	Message string `json:"message"`
+}
+
+// PolicyInfo is the answer to applying a policy.
+type PolicyInfo struct {
+	Version int       `json:"version"`
+	Hash    string    `json:"hash"`
+	Source  string    `json:"source,omitempty"`
+	Updated time.Time `json:"updated,omitempty"`
+}
+
+// EventRequest is the body of POST /v1/events: a note in the action log.
+type EventRequest struct {
+	Type    string `json:"type"`
+	Host    string `json:"host,omitempty"`
+	VM      string `json:"vm,omitempty"`
+	Message string `json:"message"`
+	// Actor, for a server recording its own event through the leader.
+	Actor string `json:"actor,omitempty"`
 }
 
 // Blocker is one reason an operation cannot start.
@@ -75,6 +103,20 @@ type Cluster struct {
 	VMs       int      `json:"vms"`
 	// Discovered lists servers this one learned of while forming a cluster.
 	Discovered []Self `json:"discovered,omitempty"`
+	// Policy is the policy in force, and this server's own file.
+	Policy PolicyStatus `json:"policy"`
+}
+
+// PolicyStatus is the policy in force as one server sees it.
+type PolicyStatus struct {
+	Version    int       `json:"version"`
+	Hash       string    `json:"hash"`
+	File       string    `json:"file"`
+	FileHash   string    `json:"file_hash,omitempty"`
+	Drift      bool      `json:"drift"`
+	LastReload time.Time `json:"last_reload,omitempty"`
+	ReloadOK   bool      `json:"last_reload_ok"`
+	ReloadErr  string    `json:"last_reload_error,omitempty"`
 }
 
 // Self describes one server.

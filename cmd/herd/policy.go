@@ -1,0 +1,187 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/herd-project/herd/daemon/api"
+	"github.com/herd-project/herd/policy"
+)
+
+func newPolicyCmd(g *globals) *cobra.Command {
+	p := &cobra.Command{Use: "policy", Short: "The cluster-wide policy: validate, apply, show, diff"}
+	validate := &cobra.Command{
+		Use:   "validate FILE",
+		Short: "Check a policy file here, without a server: exit 0 when valid, 1 with every error (file:line:column)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			doc, err := policy.LoadFile(args[0])
+			if err != nil {
+				fmt.Fprintln(g.stderr, err)
+				return exitErr(exitError)
+			}
+			fmt.Fprintf(g.stdout, "%s: valid (hash %s)\n", args[0], shortHash(doc.Hash()))
+			return nil
+		},
+	}
+	apply := &cobra.Command{
+		Use:   "apply FILE",
+		Short: "Put a policy file in force cluster-wide",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			data, err := os.ReadFile(args[0])
+			if err != nil {
+				return usageError{err}
+			}
+			return write(g, func(cx context.Context, c *api.Client) error {
+				info, err := c.ApplyPolicy(cx, data, "herd policy apply "+args[0])
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(g.stdout, "Policy version %d in force (hash %s)\n", info.Version, shortHash(info.Hash))
+				return nil
+			})
+		},
+	}
+	show := &cobra.Command{
+		Use:   "show",
+		Short: "Print the policy in force (YAML, defaults filled in)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return write(g, func(cx context.Context, c *api.Client) error {
+				y, info, err := c.Policy(cx)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(g.stdout, "# version %d, hash %s\n", info.Version, info.Hash)
+				_, err = g.stdout.Write(y)
+				return err
+			})
+		},
+	}
+	diff := &cobra.Command{
+		Use:   "diff FILE",
+		Short: "Show how a policy file differs from the policy in force: exit 0 when the same, 1 when different",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			doc, err := policy.LoadFile(args[0])
+			if err != nil {
+				fmt.Fprintln(g.stderr, err)
+				return exitErr(exitError)
+			}
+			mine, err := doc.YAML()
+			if err != nil {
+				return err
+			}
+			return write(g, func(cx context.Context, c *api.Client) error {
+				inForce, info, err := c.Policy(cx)
+				if err != nil {
+					return err
+				}
+				if info.Hash == doc.Hash() {
+					fmt.Fprintf(g.stdout, "%s is the policy in force (version %d)\n", args[0], info.Version)
+					return nil
+				}
+				unifiedDiff(g.stdout, fmt.Sprintf("in force (version %d)", info.Version), args[0], inForce, mine)
+				return exitErr(exitError)
+			})
+		},
+	}
+	p.AddCommand(validate, apply, show, diff)
+	return p
+}
+
+func shortHash(h string) string {
+	if len(h) > 12 {
+		return h[:12]
+	}
+	return h
+}
+
+// unifiedDiff writes the line differences between a and b, with three
+// lines of context, in the unified format.
+func unifiedDiff(w io.Writer, nameA, nameB string, a, b []byte) {
+	x := strings.Split(strings.TrimRight(string(a), "\n"), "\n")
+	y := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	// Longest common subsequence table, from the ends.
+	lcs := make([][]int, len(x)+1)
+	for i := range lcs {
+		lcs[i] = make([]int, len(y)+1)
+	}
+	for i := len(x) - 1; i >= 0; i-- {
+		for j := len(y) - 1; j >= 0; j-- {
+			if x[i] == y[j] {
+				lcs[i][j] = lcs[i+1][j+1] + 1
+			} else {
+				lcs[i][j] = max(lcs[i+1][j], lcs[i][j+1])
+			}
+		}
+	}
+	type line struct {
+		op   byte
+		text string
+		i, j int
+	}
+	var lines []line
+	i, j := 0, 0
+	for i < len(x) || j < len(y) {
+		switch {
+		case i < len(x) && j < len(y) && x[i] == y[j]:
+			lines = append(lines, line{' ', x[i], i, j})
+			i, j = i+1, j+1
+		case j < len(y) && (i == len(x) || lcs[i][j+1] >= lcs[i+1][j]):
+			lines = append(lines, line{'+', y[j], i, j})
+			j++
+		default:
+			lines = append(lines, line{'-', x[i], i, j})
+			i++
+		}
+	}
+	fmt.Fprintf(w, "--- %s\n+++ %s\n", nameA, nameB)
+	const ctxLines = 3
+	for k := 0; k < len(lines); {
+		if lines[k].op == ' ' {
+			k++
+			continue
+		}
+		start := max(k-ctxLines, 0)
+		end := k
+		for end < len(lines) {
+			if lines[end].op != ' ' {
+				end++
+				continue
+			}
+			run := end
+			for run < len(lines) && lines[run].op == ' ' {
+				run++
+			}
+			if run-end > 2*ctxLines || run == len(lines) {
+				end = min(end+ctxLines, len(lines))
+				break
+			}
+			end = run
+		}
+		var buf bytes.Buffer
+		na, nb := 0, 0
+		for _, l := range lines[start:end] {
+			buf.WriteByte(l.op)
+			buf.WriteString(l.text)
+			buf.WriteByte('\n')
+			if l.op != '+' {
+				na++
+			}
+			if l.op != '-' {
+				nb++
+			}
+		}
+		fmt.Fprintf(w, "@@ -%d,%d +%d,%d @@\n", lines[start].i+1, na, lines[start].j+1, nb)
+		w.Write(buf.Bytes())
+		k = end
+	}
+}
