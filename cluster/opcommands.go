@@ -182,7 +182,7 @@ func (s *State) startOperation(c *StartOperation) *ApplyError {
 		if err := s.setMaintenance(op.Host, MaintenanceExiting, op.ID); err != nil {
 			return err
 		}
-	case OpMigrate:
+	case OpMigrate, OpBalance:
 	default:
 		return &ApplyError{Code: 400, Field: "kind", Msg: fmt.Sprintf("unknown operation kind %q", op.Kind)}
 	}

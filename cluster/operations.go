@@ -17,6 +17,8 @@ const (
 	OpExit OpKind = "exit"
 	// OpMigrate is one operator-requested migration.
 	OpMigrate OpKind = "migrate"
+	// OpBalance runs the balancer's moves.
+	OpBalance OpKind = "balance"
 )
 
 // OpState is where an operation is.
@@ -59,19 +61,22 @@ const MaxAttempts = 3
 
 // OpItem is one VM's step in an operation.
 type OpItem struct {
-	VM          string    `json:"vm"`
-	Name        string    `json:"name"`
-	Action      string    `json:"action"`
-	From        string    `json:"from"`
-	MemoryBytes int64     `json:"memory_bytes"`
-	Priority    int       `json:"priority"`
-	Target      string    `json:"target,omitempty"`
-	State       ItemState `json:"state"`
-	Attempts    int       `json:"attempts"`
-	Tried       []string  `json:"tried,omitempty"`
-	Error       string    `json:"error,omitempty"`
-	Started     time.Time `json:"started,omitempty"`
-	Finished    time.Time `json:"finished,omitempty"`
+	VM          string `json:"vm"`
+	Name        string `json:"name"`
+	Action      string `json:"action"`
+	From        string `json:"from"`
+	MemoryBytes int64  `json:"memory_bytes"`
+	Priority    int    `json:"priority"`
+	// Planned is the target a planner chose ahead (balancing); the step
+	// goes there when it still can, elsewhere on a retry.
+	Planned  string    `json:"planned,omitempty"`
+	Target   string    `json:"target,omitempty"`
+	State    ItemState `json:"state"`
+	Attempts int       `json:"attempts"`
+	Tried    []string  `json:"tried,omitempty"`
+	Error    string    `json:"error,omitempty"`
+	Started  time.Time `json:"started,omitempty"`
+	Finished time.Time `json:"finished,omitempty"`
 }
 
 // Operation is an evacuation, an exit from maintenance or a migration,

@@ -49,6 +49,8 @@ func (s *Server) routes() http.Handler {
 	handle("GET /v1/vms", s.handleVMs)
 	handle("GET /v1/events", s.handleEvents)
 	write("POST /v1/events", s.handleAppendEvent)
+	write("GET /v1/balance/plan", s.handleBalancePlan)
+	write("POST /v1/balance/apply", s.handleBalanceApply)
 	handle("GET /v1/policy", s.handleGetPolicy)
 	write("PUT /v1/policy", s.handlePutPolicy)
 	handle("POST /v1/policy/validate", s.handleValidatePolicy)

@@ -151,6 +151,9 @@ func (s *Server) handlePrecheck(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	pc := s.precheck(st, er)
+	if b := s.failoverBlocker(st, name); b != "" {
+		pc.Blockers = append(pc.Blockers, policy.Blocker{Reason: b + "; set force to enter anyway"})
+	}
 	out := api.Precheck{Host: name, LiveMigrateVMs: toAPIItems(pc.LiveMigrate), OfflineMigrateVMs: toAPIItems(pc.OfflineMigrate),
 		ShutdownVMs: toAPIItems(pc.Shutdown), StayVMs: toAPIItems(pc.Stay), Blockers: toAPIBlockers(pc.Blockers)}
 	if h.Maintenance != cluster.MaintenanceOff {
@@ -211,6 +214,11 @@ func (s *Server) enableMaintenance(w http.ResponseWriter, r *http.Request, name 
 	pc := s.precheck(st, er)
 	if !pc.OK() {
 		writeJSON(w, http.StatusConflict, api.Error{Error: fmt.Sprintf("host %s cannot enter maintenance", name), Field: "status", Blockers: toAPIBlockers(pc.Blockers)})
+		return
+	}
+	if b := s.failoverBlocker(st, name); b != "" && !req.Force {
+		writeJSON(w, http.StatusConflict, api.Error{Error: fmt.Sprintf("host %s cannot enter maintenance", name), Field: "force",
+			Blockers: []api.Blocker{{Reason: b + "; set force to enter anyway"}}})
 		return
 	}
 	op := cluster.Operation{ID: newOpID(), Kind: cluster.OpEvacuate, Host: name, Migrate: string(er.Migrate), TargetHost: er.TargetHost,
@@ -605,4 +613,19 @@ func (s *Server) operationCommand(w http.ResponseWriter, r *http.Request, build 
 		return
 	}
 	writeJSON(w, http.StatusOK, api.NewOperation(s.node.FSM().State().Operations[id]))
+}
+
+// failoverBlocker says why closing host would leave the cluster unable to
+// absorb the host failures the policy demands, or "".
+func (s *Server) failoverBlocker(st *cluster.State, host string) string {
+	doc := s.Policy()
+	min := doc.Failover.MinHostFailures
+	if min <= 0 {
+		return ""
+	}
+	after := policy.FailoverAfterMaintenance(st, host, s.placementOptions(doc, st, 0))
+	if after >= min {
+		return ""
+	}
+	return fmt.Sprintf("failover capacity would drop to %d host(s), below the policy minimum of %d (failover.min_host_failures)", after, min)
 }

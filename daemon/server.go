@@ -19,6 +19,7 @@ import (
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/drivers"
 	"github.com/herd-project/herd/metrics"
+	"github.com/herd-project/herd/policy"
 )
 
 // DriverFactory opens a driver from its config. Tests and dev mode may
@@ -50,7 +51,11 @@ type Server struct {
 	// controllers are started on the leader, in order.
 	controllers []Controller
 	ops         *opsController
-	policy      policyHolder
+	balancer    *balancer
+
+	fallbackMu   sync.Mutex
+	lastFallback time.Time
+	policy       policyHolder
 
 	// onClose runs at Shutdown (dev mode's simulator).
 	onClose []func()
@@ -121,7 +126,8 @@ func NewServer(cfg *Config, opts Options) (*Server, error) {
 	for _, dc := range cfg.Drivers {
 		s.controllers = append(s.controllers, &inventorySync{s: s, driver: dc.Name})
 	}
-	s.controllers = append(s.controllers, s.ops)
+	s.balancer = &balancer{s: s}
+	s.controllers = append(s.controllers, s.ops, s.balancer)
 	s.http = &http.Server{
 		Handler:           s.routes(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -299,6 +305,9 @@ func (s *Server) stateSample() metrics.StateSample {
 	for _, vm := range st.VMs {
 		out.VMsByPower[string(vm.Power)]++
 	}
+	doc := s.Policy()
+	out.FailoverCapacity = policy.FailoverCapacity(st, s.placementOptions(doc, st, 0))
+	out.FailoverMin = doc.Failover.MinHostFailures
 	out.EvacuationRemaining = map[string]int{}
 	out.Operations = map[[2]string]int{}
 	for _, op := range st.Operations {

@@ -21,6 +21,10 @@ type Metrics struct {
 	Migrations         *prometheus.CounterVec
 	MigrationDuration  *prometheus.HistogramVec
 	PolicyReloads      *prometheus.CounterVec
+	BalanceImbalance   prometheus.Gauge
+	BalanceRecommended prometheus.Gauge
+	BalanceMoves       prometheus.Counter
+	MetricSourceErrors *prometheus.CounterVec
 }
 
 // Sources feed the collectors that read state at scrape time.
@@ -78,6 +82,22 @@ func New(reg prometheus.Registerer, src Sources) *Metrics {
 			Name: "herd_policy_reloads_total",
 			Help: "Reloads of this server's policy file, by result (ok, error).",
 		}, []string{"result"}),
+		BalanceImbalance: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "herd_balance_imbalance_ratio",
+			Help: "Imbalance at the last balance plan: the most loaded host's utilisation minus the mean (0 to 1).",
+		}),
+		BalanceRecommended: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "herd_balance_recommended_moves",
+			Help: "Moves the last balance plan recommends.",
+		}),
+		BalanceMoves: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herd_balance_moves_total",
+			Help: "Moves started by balance operations.",
+		}),
+		MetricSourceErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herd_metric_source_errors_total",
+			Help: "Failed or empty reads of a metric source, by source; Herd fell back to memory.",
+		}, []string{"source"}),
 		MigrationDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "herd_migration_duration_seconds",
 			Help:    "Time of one successful migration, by kind.",
@@ -93,7 +113,8 @@ func New(reg prometheus.Registerer, src Sources) *Metrics {
 		}
 		return float64(src.InFlight())
 	})
-	reg.MustRegister(m.APIRequests, m.Migrations, m.MigrationDuration, inFlightGauge, m.PolicyReloads, m.APIRequestDuration, m.InventorySyncs, m.InventorySyncTime,
+	reg.MustRegister(m.APIRequests, m.Migrations, m.MigrationDuration, inFlightGauge, m.PolicyReloads,
+		m.BalanceImbalance, m.BalanceRecommended, m.BalanceMoves, m.MetricSourceErrors, m.APIRequestDuration, m.InventorySyncs, m.InventorySyncTime,
 		m.InventoryChanges, m.ForwardedRequests,
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewGoCollector(),

@@ -33,6 +33,9 @@ type StateSample struct {
 	EvacuationRemaining map[string]int
 	// Operations counts operations by kind and state.
 	Operations map[[2]string]int
+	// FailoverCapacity is how many of the largest hosts the cluster can
+	// lose and still place every VM; FailoverMin the policy's minimum.
+	FailoverCapacity, FailoverMin int
 }
 
 // OperationKinds and OperationStates bound the labels of herd_operations.
@@ -68,6 +71,8 @@ var (
 	descEvents      = prometheus.NewDesc("herd_events_retained", "Events held in the action log.", nil, nil)
 	descRemaining   = prometheus.NewDesc("herd_evacuation_vms_remaining", "VMs of a host being evacuated whose step has not ended.", []string{"host"}, nil)
 	descOperations  = prometheus.NewDesc("herd_operations", "Operations held in the state, by kind and state.", []string{"kind", "state"}, nil)
+	descFailover    = prometheus.NewDesc("herd_cluster_failover_capacity_hosts", "How many of the largest hosts the cluster can lose at once and still place every running VM.", nil, nil)
+	descFailoverMin = prometheus.NewDesc("herd_cluster_failover_capacity_min_hosts", "The policy's minimum failover capacity (failover.min_host_failures).", nil, nil)
 
 	descLeader      = prometheus.NewDesc("herd_raft_leader", "1 when this server is the raft leader.", nil, nil)
 	descHasLeader   = prometheus.NewDesc("herd_raft_has_leader", "1 when this server knows a raft leader.", nil, nil)
@@ -95,7 +100,7 @@ var (
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descAdmin, descMaint, descHealth, descConnected, descMemory, descMemoryUsed,
-		descCPUs, descVCPUsUsed, descHostVMs, descHostRunning, descHosts, descVMs, descEvents, descRemaining, descOperations,
+		descCPUs, descVCPUsUsed, descHostVMs, descHostRunning, descHosts, descVMs, descEvents, descRemaining, descOperations, descFailover, descFailoverMin,
 		descLeader, descHasLeader, descRaftState, descServers, descCommit, descApplied, descLastContact,
 		descPolicyVersion, descPolicyDrift, descReloadOK, descReloadTime} {
 		ch <- d
@@ -146,6 +151,8 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		for host, n := range s.EvacuationRemaining {
 			ch <- gauge(descRemaining, float64(n), host)
 		}
+		ch <- gauge(descFailover, float64(s.FailoverCapacity))
+		ch <- gauge(descFailoverMin, float64(s.FailoverMin))
 		for _, k := range OperationKinds {
 			for _, st := range OperationStates {
 				ch <- gauge(descOperations, float64(s.Operations[[2]string{k, st}]), k, st)

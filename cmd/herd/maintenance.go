@@ -18,7 +18,7 @@ func addMaintenanceCmd(host *cobra.Command, g *globals) {
 	m := &cobra.Command{Use: "maintenance", Short: "Put a host into maintenance and bring it back"}
 	var migrate, target string
 	var shutdown []string
-	var wait bool
+	var wait, force bool
 	enableFlags := func(c *cobra.Command) {
 		c.Flags().StringVar(&migrate, "migrate", "none", "what moves: none (just close the host), active-only (running VMs live), all (stopped VMs offline too)")
 		c.Flags().StringVar(&target, "target-host", "", "send every VM to this one host")
@@ -43,12 +43,13 @@ func addMaintenanceCmd(host *cobra.Command, g *globals) {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return startOperation(g, wait, "Host "+args[0]+" entering maintenance", func(cx context.Context, c *api.Client) (*api.OperationRef, error) {
-				return c.Maintenance(cx, args[0], api.MaintenanceRequest{Status: "enable", Migrate: migrate, TargetHost: target, ShutdownVMs: shutdown})
+				return c.Maintenance(cx, args[0], api.MaintenanceRequest{Status: "enable", Migrate: migrate, TargetHost: target, ShutdownVMs: shutdown, Force: force})
 			})
 		},
 	}
 	enableFlags(enable)
 	enable.Flags().BoolVar(&wait, "wait", false, "follow the evacuation with a progress bar; exit 1 if the host ends in maintenance error")
+	enable.Flags().BoolVar(&force, "force", false, "enter even when the failover capacity drops below the policy minimum")
 
 	var powerOn, liveBack, offlineBack []string
 	disable := &cobra.Command{

@@ -79,7 +79,7 @@ the API through HERD_ADDR (default http://127.0.0.1:7420) and HERD_TOKEN, or the
 	}
 	root.PersistentFlags().StringVar(&g.address, "address", addr, "API address (env HERD_ADDR)")
 	root.PersistentFlags().StringVar(&g.token, "token", os.Getenv("HERD_TOKEN"), "API token (env HERD_TOKEN)")
-	root.AddCommand(newServerCmd(g), newHostCmd(g), newVMCmd(g), newClusterCmd(g), newEventsCmd(g), newOpCmd(g), newPolicyCmd(g))
+	root.AddCommand(newServerCmd(g), newHostCmd(g), newVMCmd(g), newClusterCmd(g), newEventsCmd(g), newOpCmd(g), newPolicyCmd(g), newBalanceCmd(g))
 	return root
 }
 

@@ -337,3 +337,21 @@ func (c *Client) ValidatePolicy(ctx context.Context, yaml []byte) error {
 func (c *Client) AppendEvent(ctx context.Context, e cluster.Event) error {
 	return c.Do(ctx, http.MethodPost, "/v1/events", nil, EventRequest{Type: e.Type, Host: e.Host, VM: e.VM, Message: e.Message, Actor: e.Actor}, nil)
 }
+
+// BalancePlan asks for the balancer's recommendations now.
+func (c *Client) BalancePlan(ctx context.Context) (*BalancePlan, error) {
+	var out BalancePlan
+	if err := c.Get(ctx, "/v1/balance/plan", nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// BalanceApply runs the balancer's recommendations as an operation.
+func (c *Client) BalanceApply(ctx context.Context) (*OperationRef, error) {
+	var out OperationRef
+	if err := c.Do(ctx, http.MethodPost, "/v1/balance/apply", nil, struct{}{}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}

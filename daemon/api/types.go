@@ -169,6 +169,9 @@ type MaintenanceRequest struct {
 	Migrate     string   `json:"migrate,omitempty"`
 	TargetHost  string   `json:"target_host,omitempty"`
 	ShutdownVMs []string `json:"shutdown_vms,omitempty"`
+	// Force enters maintenance even when the failover capacity drops below
+	// the policy's minimum.
+	Force bool `json:"force,omitempty"`
 	// Disable: VMs (ids or names) to power on or bring back.
 	PowerOnVMs            []string `json:"poweron_vms,omitempty"`
 	LiveMigrateBackVMs    []string `json:"live_migrate_back_vms,omitempty"`
@@ -249,4 +252,30 @@ func NewOperation(op *cluster.Operation) Operation {
 // Operations is the answer of GET /v1/operations.
 type Operations struct {
 	Operations []Operation `json:"operations"`
+}
+
+// BalancePlan is the answer of GET /v1/balance/plan.
+type BalancePlan struct {
+	Mode      string        `json:"mode"`
+	Strategy  string        `json:"strategy"`
+	Metric    string        `json:"metric"`
+	Before    float64       `json:"imbalance_before"`
+	After     float64       `json:"imbalance_after"`
+	Threshold float64       `json:"threshold"`
+	Moves     []BalanceMove `json:"moves"`
+	// EmptyHosts are hosts a power-saving plan empties, to power off.
+	EmptyHosts []string  `json:"empty_hosts,omitempty"`
+	Reason     string    `json:"reason,omitempty"`
+	Note       string    `json:"note,omitempty"`
+	Time       time.Time `json:"time"`
+}
+
+// BalanceMove is one recommended migration.
+type BalanceMove struct {
+	VM          string  `json:"vm"`
+	Name        string  `json:"name"`
+	From        string  `json:"from"`
+	To          string  `json:"to"`
+	MemoryBytes int64   `json:"memory_bytes"`
+	Gain        float64 `json:"gain"`
 }

@@ -133,6 +133,9 @@ func (f *Fixture) DomainStates(t testing.TB, host string) map[string]drivers.Pow
 		for _, dom := range doms {
 			state, _, err := l.DomainGetState(dom, 0)
 			if err != nil {
+				if golibvirt.IsNotFound(err) {
+					continue // gone since the listing (an aborted incoming migration)
+				}
 				return fmt.Errorf("state of %s: %w", dom.Name, err)
 			}
 			states[formatUUID(dom.UUID)] = powerState(golibvirt.DomainState(state))

@@ -1,0 +1,148 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/daemon/api"
+	"github.com/herd-project/herd/policy"
+)
+
+// balancer plans on the leader every balancing interval: in recommend mode
+// it keeps the plan for people to read, in automatic mode it runs it as an
+// operation through the same migration gate as maintenance.
+type balancer struct {
+	s    *Server
+	mu   sync.Mutex
+	last *api.BalancePlan
+}
+
+func (b *balancer) Name() string { return "balancer" }
+
+func (b *balancer) Run(ctx context.Context) {
+	for ctx.Err() == nil {
+		bp := b.s.Policy().Balancing
+		if bp.Mode != policy.BalanceOff {
+			plan := b.s.planBalance(ctx)
+			b.mu.Lock()
+			b.last = plan
+			b.mu.Unlock()
+			if bp.Mode == policy.BalanceAutomatic && len(plan.Moves) > 0 {
+				if _, err := b.s.startBalance(ctx, plan, "balancer"); err != nil {
+					b.s.log.Info("automatic balancing did not start", "reason", err)
+				}
+			}
+		}
+		sleepCtx(ctx, bp.Interval)
+	}
+}
+
+// planBalance plans with the policy in force, the moves in flight and,
+// for the cpu metric, Prometheus.
+func (s *Server) planBalance(ctx context.Context) *api.BalancePlan {
+	st := s.node.FSM().State()
+	doc := s.Policy()
+	in := policy.BalanceInput{State: st, Ledger: s.ops.LedgerCopy(), Policy: doc.Balancing,
+		Options: s.placementOptions(doc, st, 0), FailoverMin: doc.Failover.MinHostFailures}
+	note := ""
+	if doc.Balancing.Metric == policy.BalanceByCPU {
+		cpu, err := s.hostCPU(ctx, doc.MetricSources.Prometheus, st)
+		if err != nil {
+			note = "cpu metric unavailable, balanced by memory: " + err.Error()
+			s.noteMetricFallback(ctx, note)
+			in.Policy.Metric = policy.BalanceByMemory
+		} else {
+			in.CPU = cpu
+		}
+	}
+	plan := policy.PlanBalance(in)
+	s.metrics.BalanceImbalance.Set(plan.Before)
+	s.metrics.BalanceRecommended.Set(float64(len(plan.Moves)))
+	out := &api.BalancePlan{Mode: doc.Balancing.Mode, Strategy: plan.Strategy, Metric: plan.Metric, Before: plan.Before, After: plan.After,
+		Threshold: doc.Balancing.Threshold, Moves: []api.BalanceMove{}, EmptyHosts: plan.EmptyHosts, Reason: plan.Reason, Note: note, Time: time.Now().UTC()}
+	for _, m := range plan.Moves {
+		out.Moves = append(out.Moves, api.BalanceMove{VM: m.VM, Name: m.Name, From: m.From, To: m.To, MemoryBytes: m.MemoryBytes, Gain: m.Gain})
+	}
+	return out
+}
+
+// noteMetricFallback records, at most once a minute, that balancing fell
+// back to memory.
+func (s *Server) noteMetricFallback(ctx context.Context, msg string) {
+	s.fallbackMu.Lock()
+	quiet := time.Since(s.lastFallback) < time.Minute
+	if !quiet {
+		s.lastFallback = time.Now()
+	}
+	s.fallbackMu.Unlock()
+	s.metrics.MetricSourceErrors.WithLabelValues("prometheus").Inc()
+	if !quiet {
+		s.recordEvent(ctx, cluster.NewEvent("balance.metric_fallback", "balancer", "", "", msg))
+	}
+}
+
+// startBalance runs a plan's moves as one operation; only one balance
+// operation runs at a time.
+func (s *Server) startBalance(ctx context.Context, plan *api.BalancePlan, who string) (string, error) {
+	st := s.node.FSM().State()
+	for _, op := range st.Operations {
+		if op.Kind == cluster.OpBalance && op.State == cluster.OpRunning {
+			return "", &balanceRefused{fmt.Sprintf("balance operation %s is still running", op.ID)}
+		}
+	}
+	if len(plan.Moves) == 0 {
+		return "", &balanceRefused{"nothing to move: " + plan.Reason}
+	}
+	op := cluster.Operation{ID: newOpID(), Kind: cluster.OpBalance, Actor: who, Created: time.Now().UTC(), Migrate: string(policy.MigrateActiveOnly)}
+	for _, m := range plan.Moves {
+		vm := st.VMs[m.VM]
+		if vm == nil || vm.Host != m.From || vmBusy(st, vm.ID) != "" {
+			continue
+		}
+		op.Items = append(op.Items, cluster.OpItem{VM: vm.ID, Name: vm.Name, Action: cluster.ActionLiveMigrate, From: vm.Host,
+			MemoryBytes: vm.MemoryBytes, Priority: vm.Priority, Planned: m.To})
+	}
+	if len(op.Items) == 0 {
+		return "", &balanceRefused{"the plan's VMs moved or are busy; plan again"}
+	}
+	ev := cluster.NewEvent("balance.started", who, "", "", fmt.Sprintf("balancing: %d moves (imbalance %.3f, planned %.3f)", len(op.Items), plan.Before, plan.After))
+	ev.Operation = op.ID
+	if _, err := s.node.Apply(ctx, &cluster.StartOperation{Op: op, Event: ev}); err != nil {
+		return "", err
+	}
+	s.metrics.BalanceMoves.Add(float64(len(op.Items)))
+	return op.ID, nil
+}
+
+func (s *Server) handleBalancePlan(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.planBalance(r.Context()))
+}
+
+func (s *Server) handleBalanceApply(w http.ResponseWriter, r *http.Request) {
+	var empty struct{}
+	if r.ContentLength != 0 && !decodeBody(w, r, &empty) {
+		return
+	}
+	plan := s.planBalance(r.Context())
+	id, err := s.startBalance(r.Context(), plan, actor(r))
+	var refused *balanceRefused
+	switch {
+	case errors.As(err, &refused):
+		writeError(w, http.StatusConflict, "", "%v", err)
+		return
+	case err != nil:
+		writeApplyError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, api.OperationRef{Operation: id})
+}
+
+// balanceRefused is why a balance cannot start now (409).
+type balanceRefused struct{ msg string }
+
+func (e *balanceRefused) Error() string { return e.msg }
