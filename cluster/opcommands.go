@@ -128,7 +128,7 @@ func (s *State) applyOperation(cmd Command) *ApplyError {
 			it.State, it.Error = ItemDone, ""
 			op.Progress = c.Time
 			s.applyItemEffect(it)
-		case it.Attempts < MaxAttempts && !op.Cancelled:
+		case it.Attempts < op.Attempts() && !op.Cancelled:
 			it.State, it.Error = ItemPending, c.Error
 		default:
 			it.State, it.Error = ItemFailed, c.Error

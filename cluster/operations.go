@@ -56,7 +56,8 @@ const (
 // Terminal reports whether the item has ended.
 func (s ItemState) Terminal() bool { return s == ItemDone || s == ItemFailed || s == ItemCancelled }
 
-// MaxAttempts is how often one VM is tried before its operation fails.
+// MaxAttempts is how often one VM is tried before its operation fails,
+// unless the operation says otherwise.
 const MaxAttempts = 3
 
 // OpItem is one VM's step in an operation.
@@ -98,7 +99,17 @@ type Operation struct {
 	Progress  time.Time `json:"progress"`
 	Error     string    `json:"error,omitempty"`
 	Cancelled bool      `json:"cancelled,omitempty"`
-	Items     []OpItem  `json:"items"`
+	// MaxAttempts per VM, fixed when the operation starts (0: MaxAttempts).
+	MaxAttempts int      `json:"max_attempts,omitempty"`
+	Items       []OpItem `json:"items"`
+}
+
+// Attempts is how often each VM of o is tried.
+func (o *Operation) Attempts() int {
+	if o.MaxAttempts > 0 {
+		return o.MaxAttempts
+	}
+	return MaxAttempts
 }
 
 // Item returns the index of vm's item, or -1.

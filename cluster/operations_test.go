@@ -155,3 +155,17 @@ func TestSetPolicyVersions(t *testing.T) {
 		t.Fatalf("policy: %+v", s.Policy)
 	}
 }
+
+func TestOperationAttemptsFromPolicy(t *testing.T) {
+	s := opState(t)
+	start := evacuation("op1", "v1")
+	start.Op.MaxAttempts = 2
+	must(t, s.Apply(start, 2))
+	for i := 0; i < 2; i++ {
+		must(t, s.Apply(&StartItem{Op: "op1", VM: "v1", Target: "b", Time: t0}, 3))
+		must(t, s.Apply(&FinishItem{Op: "op1", VM: "v1", Error: "boom", Time: t0}, 4))
+	}
+	if op := s.Operations["op1"]; op.State != OpFailed || op.Items[0].Attempts != 2 {
+		t.Fatalf("after 2 of 2 attempts: %+v", op)
+	}
+}

@@ -47,13 +47,36 @@ func crowd(t *testing.T, dev *DevServer, c *api.Client, n int) {
 }
 
 func TestBalancerRecommendApplyAutomatic(t *testing.T) {
+	// A must rule keeps the big VMs off the last host: balancing honours it.
+	keepOff := func(p *policy.Document, last string) {
+		p.HostGroups = []policy.HostGroup{{Name: "last", Hosts: []string{last}}}
+		p.VMGroups = []policy.VMGroup{{Name: "big", VMs: []string{"vm-005", "vm-009", "vm-010", "vm-015"}}}
+		p.Rules = []policy.Rule{{Name: "big-off-last", Type: policy.RuleVMHostAntiAffinity, VMGroup: "big", HostGroup: "last", Enforcement: policy.Must}}
+	}
+	var last string
 	dev, c := startDevWith(t, 4, 24, nil, func(p *policy.Document) {
 		p.Balancing.Mode = policy.BalanceRecommend
 		p.Balancing.Interval = time.Second
 		p.Balancing.Threshold = 0.02
 		p.Placement.MemoryReserve = 0.5 // hosts of 128 GiB usable: the crowd shows
-		p.Rules = nil
+		keepOff(p, "DC0_C0_H3")
 	})
+	last = dev.Sim.HostNames()[3]
+	if last != "DC0_C0_H3" {
+		t.Fatalf("simulator host names changed: %v", dev.Sim.HostNames())
+	}
+	bigOffLast := func() {
+		t.Helper()
+		vms, _ := c.VMs(context.Background(), last)
+		for _, vm := range vms {
+			switch vm.Name {
+			case "vm-005", "vm-009", "vm-010", "vm-015":
+				t.Errorf("must rule broken: %s runs on %s", vm.Name, last)
+			}
+		}
+	}
+	// The simulator puts vm-004, vm-008… on the last host: none of the big group.
+	bigOffLast()
 	crowd(t, dev, c, 12)
 	ctx := context.Background()
 	plan, err := c.BalancePlan(ctx)
@@ -87,6 +110,7 @@ func TestBalancerRecommendApplyAutomatic(t *testing.T) {
 	if after.Before > plan.Threshold+1e-9 || len(after.Moves) != 0 {
 		t.Fatalf("after applying: %+v", after)
 	}
+	bigOffLast()
 	var se *api.StatusError
 	if _, err := c.BalanceApply(ctx); !errors.As(err, &se) || se.Code != 409 {
 		t.Fatalf("apply on a balanced cluster: %v", err)
@@ -97,6 +121,7 @@ func TestBalancerRecommendApplyAutomatic(t *testing.T) {
 	y := policyYAML(t, func(p *policy.Document) {
 		p.Balancing.Mode, p.Balancing.Interval, p.Balancing.Threshold = policy.BalanceAutomatic, time.Second, 0.02
 		p.Placement.MemoryReserve = 0.5
+		keepOff(p, last)
 	})
 	if _, err := c.ApplyPolicy(ctx, y, "test"); err != nil {
 		t.Fatal(err)
@@ -112,6 +137,7 @@ func TestBalancerRecommendApplyAutomatic(t *testing.T) {
 		p, _ := c.BalancePlan(ctx)
 		return n == 2 && p != nil && p.Before <= p.Threshold+1e-9
 	})
+	bigOffLast()
 }
 
 func TestFailoverCapacityGuardsMaintenance(t *testing.T) {
@@ -234,6 +260,21 @@ func TestBalanceByPrometheusCPU(t *testing.T) {
 		if m.From != hosts[0] {
 			t.Errorf("cpu plan moves from %s, not the busy host %s", m.From, hosts[0])
 		}
+	}
+	// A query with no data: memory, with a note.
+	noData := policyYAML(t, func(p *policy.Document) {
+		p.Balancing.Mode, p.Balancing.Metric, p.Balancing.Threshold = policy.BalanceRecommend, policy.BalanceByCPU, 0.05
+		p.MetricSources.Prometheus = &policy.PrometheusSource{URL: "http://" + promAddr, Timeout: 2 * time.Second,
+			CPUQuery: "no_such_metric", HostLabel: "host"}
+	})
+	if _, err := c.ApplyPolicy(ctx, noData, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := c.BalancePlan(ctx); err != nil || p.Metric != policy.BalanceByMemory || !strings.Contains(p.Note, "no data") {
+		t.Fatalf("plan on a query with no data: %+v %v", p, err)
+	}
+	if _, err := c.ApplyPolicy(ctx, y, "test"); err != nil {
+		t.Fatal(err)
 	}
 	// Prometheus gone: memory, a note and an event; no crash, no wild moves.
 	stop()

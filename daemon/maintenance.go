@@ -222,7 +222,7 @@ func (s *Server) enableMaintenance(w http.ResponseWriter, r *http.Request, name 
 		return
 	}
 	op := cluster.Operation{ID: newOpID(), Kind: cluster.OpEvacuate, Host: name, Migrate: string(er.Migrate), TargetHost: er.TargetHost,
-		Actor: actor(r), Created: time.Now().UTC()}
+		Actor: actor(r), Created: time.Now().UTC(), MaxAttempts: s.Policy().Maintenance.Attempts}
 	op.Items = evacuationItems(st, name, pc)
 	msg := fmt.Sprintf("host %s entering maintenance (migrate %s): %d to live-migrate, %d to offline-migrate, %d to shut down",
 		name, er.Migrate, len(pc.LiveMigrate), len(pc.OfflineMigrate), len(pc.Shutdown))

@@ -267,9 +267,9 @@ func (c *opsController) dispatch(ctx context.Context, st *cluster.State, usage m
 		target = pl.Host
 	}
 	attempt := it.Attempts + 1
-	msg := fmt.Sprintf("%s VM %s (%d MiB) on %s, attempt %d of %d", it.Action, vm.Name, vm.MemoryBytes>>20, vm.Host, attempt, cluster.MaxAttempts)
+	msg := fmt.Sprintf("%s VM %s (%d MiB) on %s, attempt %d of %d", it.Action, vm.Name, vm.MemoryBytes>>20, vm.Host, attempt, op.Attempts())
 	if target != "" {
-		msg = fmt.Sprintf("%s VM %s (%d MiB) from %s to %s, attempt %d of %d", it.Action, vm.Name, vm.MemoryBytes>>20, vm.Host, target, attempt, cluster.MaxAttempts)
+		msg = fmt.Sprintf("%s VM %s (%d MiB) from %s to %s, attempt %d of %d", it.Action, vm.Name, vm.MemoryBytes>>20, vm.Host, target, attempt, op.Attempts())
 	}
 	if !c.apply(ctx, &cluster.StartItem{Op: op.ID, VM: it.VM, Target: target, Time: now, Event: opEvent(op, "step.started", vm.ID, "%s", msg)}) {
 		return false
@@ -403,10 +403,10 @@ func (c *opsController) finishLocked(ctx context.Context, op *cluster.Operation,
 	} else {
 		fi.Error = err.Error()
 		next := "will try again"
-		if it.Attempts >= cluster.MaxAttempts {
+		if it.Attempts >= op.Attempts() {
 			next = "giving up"
 		}
-		fi.Event = opEvent(op, "step.failed", it.VM, "%s VM %s failed (attempt %d of %d, %s): %v", it.Action, it.Name, it.Attempts, cluster.MaxAttempts, next, err)
+		fi.Event = opEvent(op, "step.failed", it.VM, "%s VM %s failed (attempt %d of %d, %s): %v", it.Action, it.Name, it.Attempts, op.Attempts(), next, err)
 	}
 	return c.apply(ctx, fi)
 }

@@ -16,6 +16,7 @@ import (
 // Defaults of the keys a policy file may leave out.
 const (
 	DefaultPerSource         = 2
+	DefaultAttempts          = 3
 	DefaultPerTarget         = 2
 	DefaultClusterMigrations = 8
 	DefaultMigrationTimeout  = 30 * time.Minute
@@ -109,6 +110,7 @@ func setDefaults(d *Document, root node) {
 	orDefault(m, "per_source", &mp.PerSource, DefaultPerSource)
 	orDefault(m, "per_target", &mp.PerTarget, DefaultPerTarget)
 	orDefault(m, "cluster", &mp.Cluster, DefaultClusterMigrations)
+	orDefault(m, "attempts", &mp.Attempts, DefaultAttempts)
 	orDefault(m, "migration_timeout", &mp.MigrationTimeout, DefaultMigrationTimeout)
 	orDefault(m, "shutdown_timeout", &mp.ShutdownTimeout, DefaultShutdownTimeout)
 	orDefault(m, "no_progress_timeout", &mp.NoProgressTimeout, DefaultNoProgressTimeout)

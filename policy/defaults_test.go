@@ -29,6 +29,7 @@ maintenance:
   per_source: 2
   per_target: 2
   cluster: 8
+  attempts: 3
   migration_timeout: 30m
   shutdown_timeout: 5m
   no_progress_timeout: 1h

@@ -101,6 +101,9 @@ type MaintenancePolicy struct {
 	PerSource int `yaml:"per_source" json:"per_source"`
 	PerTarget int `yaml:"per_target" json:"per_target"`
 	Cluster   int `yaml:"cluster" json:"cluster"`
+	// Attempts is how often one VM is tried (preferably on another target
+	// each time) before the host enters maintenance error.
+	Attempts int `yaml:"attempts" json:"attempts"`
 	// MigrationTimeout bounds one migration; ShutdownTimeout a guest
 	// shutdown before the VM is powered off.
 	MigrationTimeout time.Duration `yaml:"migration_timeout" json:"migration_timeout"`

@@ -203,7 +203,7 @@ func TestDefaults(t *testing.T) {
 	want := &Document{
 		APIVersion: APIVersion, Kind: Kind,
 		Placement: PlacementPolicy{Strategy: StrategySpread},
-		Maintenance: MaintenancePolicy{PerSource: 2, PerTarget: 2, Cluster: 8, MigrationTimeout: 30 * time.Minute,
+		Maintenance: MaintenancePolicy{PerSource: 2, PerTarget: 2, Cluster: 8, Attempts: 3, MigrationTimeout: 30 * time.Minute,
 			ShutdownTimeout: 5 * time.Minute, NoProgressTimeout: time.Hour, RetryBackoff: 5 * time.Second},
 		Balancing: BalancingPolicy{Mode: BalanceOff, Strategy: BalanceEven, Metric: BalanceByMemory, Threshold: 0.10,
 			MinGain: 0.01, MaxMoves: 10, Interval: 5 * time.Minute},

@@ -187,6 +187,7 @@ func (c *checker) maintenance(m MaintenancePolicy) {
 	c.atLeast("maintenance.per_source", m.PerSource, 1)
 	c.atLeast("maintenance.per_target", m.PerTarget, 1)
 	c.atLeast("maintenance.cluster", m.Cluster, 1)
+	c.between("maintenance.attempts", m.Attempts, 1, 10)
 	c.duration("maintenance.migration_timeout", m.MigrationTimeout)
 	c.duration("maintenance.shutdown_timeout", m.ShutdownTimeout)
 	c.duration("maintenance.no_progress_timeout", m.NoProgressTimeout)
