@@ -128,7 +128,7 @@ func InventoryDiff(driver string, st *cluster.State, inv *drivers.Inventory, now
 		}
 	}
 	seenVMs := map[string]bool{}
-	for _, v := range inv.VMs {
+	for _, v := range dedupeVMs(st, inv.VMs, ev) {
 		seenVMs[v.ID] = true
 		nv := cluster.VM{ID: v.ID, Name: v.Name, Host: v.Host, Driver: driver, MemoryBytes: v.MemoryBytes,
 			VCPUs: v.VCPUs, Power: cluster.PowerState(v.Power), Unmovable: v.Unmovable, Definition: v.Definition}
@@ -167,4 +167,33 @@ func InventoryDiff(driver string, st *cluster.State, inv *drivers.Inventory, now
 				driver, len(d.UpsertHosts), len(d.UpsertVMs), len(d.RemoveHosts), len(d.RemoveVMs))}}
 	}
 	return d
+}
+
+// dedupeVMs keeps one entry per VM id. A VM reported on two hosts (the
+// paused incoming copy of an aborted migration, a stale copy on a host that
+// came back) is kept where it runs, else where Herd already has it, and
+// the duplicate is logged as an event: it must never be taken for a move.
+func dedupeVMs(st *cluster.State, vms []drivers.VM, ev func(typ, host, vm, format string, args ...any)) []drivers.VM {
+	idx := make(map[string]int, len(vms))
+	out := make([]drivers.VM, 0, len(vms))
+	for _, v := range vms {
+		i, dup := idx[v.ID]
+		if !dup {
+			idx[v.ID] = len(out)
+			out = append(out, v)
+			continue
+		}
+		kept := out[i]
+		better := v.Power == drivers.PoweredOn && kept.Power != drivers.PoweredOn
+		if !better && v.Power == kept.Power {
+			if old := st.VMs[v.ID]; old != nil && old.Host == v.Host {
+				better = true
+			}
+		}
+		if better {
+			out[i], kept, v = v, v, kept
+		}
+		ev("inventory.vm_duplicate", v.Host, v.ID, "VM %s is also reported on %s (%s); kept on %s (%s)", v.Name, v.Host, v.Power, kept.Host, kept.Power)
+	}
+	return out
 }

@@ -74,3 +74,21 @@ func applyDiff(t *testing.T, st *cluster.State, d *cluster.InventoryDiff) *clust
 	}
 	return next
 }
+
+func TestInventoryDiffKeepsTheRunningCopyOfADuplicate(t *testing.T) {
+	now := time.Now()
+	st := cluster.NewState()
+	st = applyDiff(t, st, &cluster.InventoryDiff{Driver: "kvm", UpsertVMs: []cluster.VM{{ID: "a", Name: "web", Host: "h1", Power: cluster.PoweredOn}}})
+	for _, order := range [][]drivers.VM{
+		{{ID: "a", Name: "web", Host: "h1", Power: drivers.PoweredOn}, {ID: "a", Name: "web", Host: "h2", Power: drivers.Suspended}},
+		{{ID: "a", Name: "web", Host: "h2", Power: drivers.Suspended}, {ID: "a", Name: "web", Host: "h1", Power: drivers.PoweredOn}},
+	} {
+		d := InventoryDiff("kvm", st, &drivers.Inventory{VMs: order}, now)
+		if len(d.UpsertVMs) != 0 || len(d.RemoveVMs) != 0 {
+			t.Fatalf("a paused copy on another host changed the VM: %+v", d)
+		}
+		if len(d.Events) != 1 || d.Events[0].Type != "inventory.vm_duplicate" || d.Events[0].Host != "h2" {
+			t.Fatalf("duplicate not reported: %+v", d.Events)
+		}
+	}
+}
