@@ -76,6 +76,7 @@ func (s *Server) syncInventory(ctx context.Context, driver string) (*SyncResult,
 		return nil, fmt.Errorf("inventory of %s: %w", driver, err)
 	}
 	diff := InventoryDiff(driver, s.node.FSM().State(), inv, time.Now().UTC())
+	s.metrics.VMDuplicates.WithLabelValues(driver).Set(float64(countDuplicates(inv)))
 	if diff.Empty() {
 		return &SyncResult{Diff: diff}, nil
 	}
@@ -196,4 +197,17 @@ func dedupeVMs(st *cluster.State, vms []drivers.VM, ev func(typ, host, vm, forma
 		ev("inventory.vm_duplicate", v.Host, v.ID, "VM %s is also reported on %s (%s); kept on %s (%s)", v.Name, v.Host, v.Power, kept.Host, kept.Power)
 	}
 	return out
+}
+
+// countDuplicates counts VM ids reported on more than one host.
+func countDuplicates(inv *drivers.Inventory) int {
+	seen := make(map[string]int, len(inv.VMs))
+	n := 0
+	for _, v := range inv.VMs {
+		seen[v.ID]++
+		if seen[v.ID] == 2 {
+			n++
+		}
+	}
+	return n
 }

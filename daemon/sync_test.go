@@ -90,5 +90,8 @@ func TestInventoryDiffKeepsTheRunningCopyOfADuplicate(t *testing.T) {
 		if len(d.Events) != 1 || d.Events[0].Type != "inventory.vm_duplicate" || d.Events[0].Host != "h2" {
 			t.Fatalf("duplicate not reported: %+v", d.Events)
 		}
+		if n := countDuplicates(&drivers.Inventory{VMs: order}); n != 1 {
+			t.Fatalf("countDuplicates = %d, want 1", n)
+		}
 	}
 }

@@ -25,6 +25,7 @@ type Metrics struct {
 	BalanceRecommended prometheus.Gauge
 	BalanceMoves       prometheus.Counter
 	MetricSourceErrors *prometheus.CounterVec
+	VMDuplicates       *prometheus.GaugeVec
 }
 
 // Sources feed the collectors that read state at scrape time.
@@ -98,6 +99,10 @@ func New(reg prometheus.Registerer, src Sources) *Metrics {
 			Name: "herd_metric_source_errors_total",
 			Help: "Failed or empty reads of a metric source, by source; Herd fell back to memory.",
 		}, []string{"source"}),
+		VMDuplicates: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "herd_vm_duplicates",
+			Help: "VMs the last inventory sync found defined on more than one host, by driver (a paused copy after an aborted migration, a stale copy on a host that came back).",
+		}, []string{"driver"}),
 		MigrationDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "herd_migration_duration_seconds",
 			Help:    "Time of one successful migration, by kind.",
@@ -114,7 +119,7 @@ func New(reg prometheus.Registerer, src Sources) *Metrics {
 		return float64(src.InFlight())
 	})
 	reg.MustRegister(m.APIRequests, m.Migrations, m.MigrationDuration, inFlightGauge, m.PolicyReloads,
-		m.BalanceImbalance, m.BalanceRecommended, m.BalanceMoves, m.MetricSourceErrors, m.APIRequestDuration, m.InventorySyncs, m.InventorySyncTime,
+		m.BalanceImbalance, m.BalanceRecommended, m.BalanceMoves, m.MetricSourceErrors, m.VMDuplicates, m.APIRequestDuration, m.InventorySyncs, m.InventorySyncTime,
 		m.InventoryChanges, m.ForwardedRequests,
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewGoCollector(),
