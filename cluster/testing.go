@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"os/exec"
+	"sync"
 	"testing"
 	"time"
 )
@@ -96,4 +99,37 @@ func StartTestCluster(t testing.TB, dirs []string) []*Node {
 		}
 	}
 	return nodes
+}
+
+var installMu sync.Mutex
+var aptUpdated bool
+
+// NeedProgram finds a program from a Debian package, installing the package
+// when running as root; without it the test skips naming the package, or
+// fails under CI=true.
+func NeedProgram(t testing.TB, bin, pkg string) string {
+	t.Helper()
+	if p, err := exec.LookPath(bin); err == nil {
+		return p
+	}
+	if os.Getuid() == 0 {
+		installMu.Lock()
+		if !aptUpdated {
+			exec.Command("apt-get", "update", "-q").Run()
+			aptUpdated = true
+		}
+		out, err := exec.Command("apt-get", "install", "-y", "-q", pkg).CombinedOutput()
+		installMu.Unlock()
+		if err != nil {
+			t.Logf("apt-get install %s: %v\n%s", pkg, err, out)
+		}
+		if p, err := exec.LookPath(bin); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s not found: install the Debian package %s", bin, pkg)
+	}
+	t.Skipf("%s not found: install the Debian package %s", bin, pkg)
+	return ""
 }

@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -174,30 +173,8 @@ func grepLines(text, word string) string {
 	return strings.Join(out, "\n")
 }
 
-// needProgram finds a program from a Debian package, installing it when
-// running as root; without it the test skips, or fails under CI=true.
-func needProgram(t *testing.T, bin, pkg string) string {
-	t.Helper()
-	if p, err := exec.LookPath(bin); err == nil {
-		return p
-	}
-	if os.Getuid() == 0 {
-		installOnce.Do(func() { exec.Command("apt-get", "update", "-q").Run() })
-		if out, err := exec.Command("apt-get", "install", "-y", "-q", pkg).CombinedOutput(); err != nil {
-			t.Logf("apt-get install %s: %v\n%s", pkg, err, out)
-		}
-		if p, err := exec.LookPath(bin); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s not found: install the Debian package %s", bin, pkg)
-	}
-	t.Skipf("%s not found: install the Debian package %s", bin, pkg)
-	return ""
-}
-
-var installOnce sync.Once
+// needProgram finds (or, as root, installs) a program from a Debian package.
+func needProgram(t *testing.T, bin, pkg string) string { return cluster.NeedProgram(t, bin, pkg) }
 
 // TestBalanceByPrometheusCPU balances by CPU read from a real Prometheus
 // that scrapes a small exporter started here; when Prometheus goes away
