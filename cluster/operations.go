@@ -200,7 +200,13 @@ func (s *State) trimOperations() {
 	if len(ended) <= opsRetention {
 		return
 	}
-	sort.Slice(ended, func(i, j int) bool { return ended[i].Updated.Before(ended[j].Updated) })
+	// Deterministic on every server: ties in time are broken by id.
+	sort.Slice(ended, func(i, j int) bool {
+		if !ended[i].Updated.Equal(ended[j].Updated) {
+			return ended[i].Updated.Before(ended[j].Updated)
+		}
+		return ended[i].ID < ended[j].ID
+	})
 	for _, o := range ended[:len(ended)-opsRetention] {
 		delete(s.Operations, o.ID)
 	}

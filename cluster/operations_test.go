@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -167,5 +168,30 @@ func TestOperationAttemptsFromPolicy(t *testing.T) {
 	}
 	if op := s.Operations["op1"]; op.State != OpFailed || op.Items[0].Attempts != 2 {
 		t.Fatalf("after 2 of 2 attempts: %+v", op)
+	}
+}
+
+func TestEndedOperationsTrimmedDeterministically(t *testing.T) {
+	build := func(order []int) *State {
+		s := opState(t)
+		for _, i := range order {
+			// Same creation time for all: only the id can break ties.
+			must(t, s.Apply(&StartOperation{Op: Operation{ID: fmt.Sprintf("op%04d", i), Kind: OpMigrate, Created: t0}}, uint64(i+2)))
+		}
+		return s
+	}
+	n := opsRetention + 20
+	fwd, back := make([]int, n), make([]int, n)
+	for i := range fwd {
+		fwd[i], back[i] = i, n-1-i
+	}
+	a, b := build(fwd), build(back)
+	if len(a.Operations) != opsRetention || len(b.Operations) != opsRetention {
+		t.Fatalf("kept %d and %d ended operations, want %d", len(a.Operations), len(b.Operations), opsRetention)
+	}
+	for id := range a.Operations {
+		if b.Operations[id] == nil {
+			t.Fatalf("servers applying the same operations kept different ones (%s)", id)
+		}
 	}
 }
