@@ -8,7 +8,7 @@ UNITDIR ?= /lib/systemd/system
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build dev test bench lint install clean
+.PHONY: all build dev test bench lint install fuzz clean
 
 all: build
 
@@ -35,9 +35,17 @@ install: build
 	install -D -m 0755 bin/herd $(DESTDIR)$(PREFIX)/bin/herd
 	install -D -m 0644 systemd/herd-server.service $(DESTDIR)$(UNITDIR)/herd-server.service
 	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/herd
-	@# Never overwrite an operator's config.
+	@# Never overwrite an operator's config or policy.
 	[ -e $(DESTDIR)$(SYSCONFDIR)/herd/herd.yaml ] || install -m 0640 configs/herd.yaml $(DESTDIR)$(SYSCONFDIR)/herd/herd.yaml
+	[ -e $(DESTDIR)$(SYSCONFDIR)/herd/policy.yaml ] || install -m 0644 configs/policy.yaml $(DESTDIR)$(SYSCONFDIR)/herd/policy.yaml
 	install -d -m 0750 $(DESTDIR)/var/lib/herd
+
+# Each fuzz target for FUZZTIME; what they find lands in testdata/fuzz/.
+FUZZTIME ?= 60s
+fuzz:
+	cd daemon && $(GO) test -run '^$$' -fuzz '^FuzzDecodeBody$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s .
+	cd daemon && $(GO) test -run '^$$' -fuzz '^FuzzPolicyParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s .
+	cd cluster && $(GO) test -run '^$$' -fuzz '^FuzzDecodeCommand$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s .
 
 clean:
 	rm -rf bin

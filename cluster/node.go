@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -36,6 +37,9 @@ type NodeConfig struct {
 	// ApplyTimeout bounds one write; default 10s.
 	ApplyTimeout time.Duration
 	Logger       *slog.Logger
+	// TLS, when set, carries raft over mutual TLS (see MutualTLS); plain
+	// TCP otherwise.
+	TLS *tls.Config
 }
 
 // Node is one raft voter with Herd's FSM.
@@ -106,10 +110,10 @@ func Open(cfg NodeConfig) (*Node, error) {
 		}
 		advertise = addr
 	}
-	transport, err := raft.NewTCPTransportWithLogger(cfg.Bind, advertise, 3, 10*time.Second, HCLogger(log, "raft-net"))
+	transport, err := openTransport(cfg, advertise, log)
 	if err != nil {
 		store.Close()
-		return nil, fmt.Errorf("raft listen on %s: %w", cfg.Bind, err)
+		return nil, err
 	}
 	fsm := NewFSM(log)
 	r, err := raft.NewRaft(rc, fsm, store, store, snaps, transport)
@@ -119,6 +123,24 @@ func Open(cfg NodeConfig) (*Node, error) {
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
 	return &Node{cfg: cfg, raft: r, fsm: fsm, transport: transport, store: store, snaps: snaps, log: log}, nil
+}
+
+// openTransport listens for raft: over mutual TLS when configured.
+func openTransport(cfg NodeConfig, advertise net.Addr, log *slog.Logger) (*raft.NetworkTransport, error) {
+	if cfg.TLS == nil {
+		t, err := raft.NewTCPTransportWithLogger(cfg.Bind, advertise, 3, 10*time.Second, HCLogger(log, "raft-net"))
+		if err != nil {
+			return nil, fmt.Errorf("raft listen on %s: %w", cfg.Bind, err)
+		}
+		return t, nil
+	}
+	layer, err := newTLSStreamLayer(cfg.Bind, advertise, cfg.TLS, log)
+	if err != nil {
+		return nil, err
+	}
+	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: layer, MaxPool: 3, Timeout: 10 * time.Second, Logger: HCLogger(log, "raft-net"),
+	}), nil
 }
 
 // ID is this server's name.

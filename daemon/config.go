@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -33,7 +34,21 @@ type Config struct {
 		Listen string `yaml:"listen"`
 		// Advertise is the URL other servers and clients reach the API at.
 		Advertise string `yaml:"advertise"`
+		// TokensFile lists the API tokens and their roles; required
+		// outside dev mode.
+		TokensFile string `yaml:"tokens_file"`
+		// ServerTokenFile holds the token servers use for their own calls
+		// to each other (role admin); the same on every server.
+		ServerTokenFile string `yaml:"server_token_file"`
+		// MetricsOpen serves /metrics without a token.
+		MetricsOpen bool `yaml:"metrics_open"`
+		// WriteRate and WriteBurst limit writes per client (token or
+		// address): requests per second, and how many may come at once.
+		WriteRate  float64 `yaml:"write_rate"`
+		WriteBurst int     `yaml:"write_burst"`
 	} `yaml:"api"`
+	// TLS secures the API and raft; all three files or none.
+	TLS  TLSConfig `yaml:"tls"`
 	Raft struct {
 		Listen    string `yaml:"listen"`
 		Advertise string `yaml:"advertise"`
@@ -63,6 +78,10 @@ type Config struct {
 
 	// Dev is set by -dev, never by a file.
 	Dev bool `yaml:"-"`
+
+	// tokens and serverToken are read from the API token files.
+	tokens      *tokenSet
+	serverToken string
 }
 
 // DriverConfig names one hypervisor manager.
@@ -86,6 +105,20 @@ type DriverConfig struct {
 	// password is read from PasswordFile (or set by dev mode).
 	password string
 }
+
+// TLSConfig is the tls section: the API serves HTTPS, and raft between
+// servers uses mutual TLS, all with certificates signed by CAFile.
+type TLSConfig struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	CAFile   string `yaml:"ca_file"`
+	// VerifyClients requires API clients to present a certificate signed
+	// by the CA (raft always requires one).
+	VerifyClients bool `yaml:"verify_clients"`
+}
+
+// Enabled reports whether TLS is configured.
+func (t TLSConfig) Enabled() bool { return t.CertFile != "" || t.KeyFile != "" || t.CAFile != "" }
 
 // LibvirtHost is one libvirt host.
 type LibvirtHost struct {
@@ -118,6 +151,12 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Raft.Listen == "" {
 		c.Raft.Listen = fmt.Sprintf("0.0.0.0:%d", DefaultRaftPort)
+	}
+	if c.API.WriteRate == 0 {
+		c.API.WriteRate = 10
+	}
+	if c.API.WriteBurst == 0 {
+		c.API.WriteBurst = 50
 	}
 	if c.Inventory.SyncInterval == 0 {
 		c.Inventory.SyncInterval = 15 * time.Second
@@ -166,6 +205,7 @@ func (c *Config) Validate(doc *yamlfile.Doc) error {
 			bad("api.advertise", "%q is not an http(s) URL", c.API.Advertise)
 		}
 	}
+	c.validateSecurity(bad)
 	if _, _, err := net.SplitHostPort(c.Raft.Listen); err != nil {
 		bad("raft.listen", "%q is not host:port", c.Raft.Listen)
 	}
@@ -293,6 +333,9 @@ func ParseConfig(file string, data []byte, overrides ...func(*Config)) (*Config,
 	if err := c.Validate(doc); err != nil {
 		return nil, err
 	}
+	if err := c.loadSecrets(doc); err != nil {
+		return nil, err
+	}
 	for i := range c.Drivers {
 		if f := c.Drivers[i].PasswordFile; f != "" {
 			b, err := os.ReadFile(f)
@@ -306,16 +349,109 @@ func ParseConfig(file string, data []byte, overrides ...func(*Config)) (*Config,
 }
 
 // normalizeAPIAddr turns "host:port" or a URL into a base URL.
-func normalizeAPIAddr(s string) (string, error) {
+func normalizeAPIAddr(s string) (string, error) { return normalizeAPIAddrScheme(s, "http") }
+
+// normalizeAPIAddrScheme is normalizeAPIAddr with the scheme a bare
+// host:port gets.
+func normalizeAPIAddrScheme(s, scheme string) (string, error) {
 	if !strings.Contains(s, "://") {
 		if _, _, err := net.SplitHostPort(s); err != nil {
 			s = net.JoinHostPort(s, fmt.Sprint(DefaultAPIPort))
 		}
-		s = "http://" + s
+		s = scheme + "://" + s
 	}
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return "", fmt.Errorf("%q is not host:port or an http(s) URL", s)
 	}
 	return strings.TrimRight(u.String(), "/"), nil
+}
+
+// validateSecurity checks the api token and tls keys.
+func (c *Config) validateSecurity(bad func(path, format string, args ...any)) {
+	multi := c.Raft.BootstrapExpect > 1 || len(c.Raft.Join) > 0
+	switch {
+	case c.API.TokensFile == "" && !c.Dev:
+		bad("api.tokens_file", "must be set: every API request needs a token (see configs/herd.yaml)")
+	case c.API.TokensFile != "" && !filepath.IsAbs(c.API.TokensFile):
+		bad("api.tokens_file", "%q must be an absolute path", c.API.TokensFile)
+	}
+	switch {
+	case c.API.ServerTokenFile != "" && c.API.TokensFile == "":
+		bad("api.server_token_file", "goes with api.tokens_file")
+	case c.API.ServerTokenFile != "" && !filepath.IsAbs(c.API.ServerTokenFile):
+		bad("api.server_token_file", "%q must be an absolute path", c.API.ServerTokenFile)
+	case c.API.ServerTokenFile == "" && c.API.TokensFile != "" && multi:
+		bad("api.server_token_file", "must be set when servers call each other (raft.bootstrap_expect > 1 or raft.join)")
+	}
+	if c.API.WriteRate < 0 || c.API.WriteRate > 10000 {
+		bad("api.write_rate", "%g is out of range (0 to 10000 per second)", c.API.WriteRate)
+	}
+	if c.API.WriteBurst < 1 || c.API.WriteBurst > 100000 {
+		bad("api.write_burst", "%d is out of range (1 to 100000)", c.API.WriteBurst)
+	}
+	t := c.TLS
+	if !t.Enabled() {
+		if t.VerifyClients {
+			bad("tls.verify_clients", "needs tls.cert_file, tls.key_file and tls.ca_file")
+		}
+		return
+	}
+	missing := false
+	for _, f := range []struct{ key, val string }{{"tls.cert_file", t.CertFile}, {"tls.key_file", t.KeyFile}, {"tls.ca_file", t.CAFile}} {
+		if f.val == "" {
+			bad(f.key, "must be set with the other tls files")
+			missing = true
+		}
+	}
+	if !missing {
+		if _, err := loadTLS(t); err != nil {
+			var fe *tlsFileError
+			if errors.As(err, &fe) {
+				bad(fe.key, "%v", fe.err)
+			} else {
+				bad("tls", "%v", err)
+			}
+		}
+	}
+	if strings.HasPrefix(c.API.Advertise, "http://") {
+		bad("api.advertise", "%q must be an https URL when tls is set", c.API.Advertise)
+	}
+	for i, j := range c.Raft.Join {
+		if strings.HasPrefix(j, "http://") {
+			bad(fmt.Sprintf("raft.join[%d]", i), "%q must be https (or host:port) when tls is set", j)
+		}
+	}
+}
+
+// loadSecrets reads the API token files.
+func (c *Config) loadSecrets(doc *yamlfile.Doc) error {
+	if c.API.TokensFile == "" {
+		return nil
+	}
+	set, err := loadTokens(c.API.TokensFile, c.API.ServerTokenFile)
+	if err != nil {
+		var ye yamlfile.Errors
+		if errors.As(err, &ye) {
+			return err
+		}
+		return fieldError(doc, "api.tokens_file", "%v", err)
+	}
+	c.tokens = set
+	if c.API.ServerTokenFile != "" {
+		b, err := readSecret(c.API.ServerTokenFile)
+		if err != nil {
+			return fieldError(doc, "api.server_token_file", "%v", err)
+		}
+		c.serverToken = string(b)
+	}
+	return nil
+}
+
+// fieldError positions an error at path when the document is known.
+func fieldError(doc *yamlfile.Doc, path, format string, args ...any) error {
+	if doc == nil {
+		return &yamlfile.Error{File: "config", Path: path, Msg: fmt.Sprintf(format, args...)}
+	}
+	return doc.At(path, format, args...)
 }

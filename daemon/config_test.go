@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/herd-project/herd/internal/testpki"
 )
 
 const goodConfig = `node_name: mgmt-1
@@ -13,6 +15,8 @@ data_dir: /var/lib/herd
 api:
   listen: 0.0.0.0:7420
   advertise: http://10.0.0.1:7420
+  tokens_file: TOKENSFILE
+  server_token_file: SERVERTOKEN
 raft:
   listen: 0.0.0.0:7421
   advertise: 10.0.0.1:7421
@@ -38,9 +42,17 @@ func writePass(t *testing.T) string {
 	return p
 }
 
+// configText is goodConfig with real secret files.
+func configText(t *testing.T) string {
+	t.Helper()
+	tokens, server := writeTokens(t)
+	s := strings.ReplaceAll(goodConfig, "PASSFILE", writePass(t))
+	s = strings.ReplaceAll(s, "TOKENSFILE", tokens)
+	return strings.ReplaceAll(s, "SERVERTOKEN", server)
+}
+
 func TestParseConfigGood(t *testing.T) {
-	pass := writePass(t)
-	c, err := ParseConfig("herd.yaml", []byte(strings.ReplaceAll(goodConfig, "PASSFILE", pass)))
+	c, err := ParseConfig("herd.yaml", []byte(configText(t)))
 	if err != nil {
 		t.Fatalf("good config refused: %v", err)
 	}
@@ -56,31 +68,32 @@ func TestParseConfigGood(t *testing.T) {
 }
 
 func TestParseConfigErrors(t *testing.T) {
-	pass := writePass(t)
-	base := strings.ReplaceAll(goodConfig, "PASSFILE", pass)
+	base := configText(t)
+	pass := base[strings.Index(base, "password_file: ")+len("password_file: "):]
+	pass = pass[:strings.Index(pass, "\n")]
 	tests := []struct {
 		name string
 		edit func(string) string
 		want []string
 	}{
 		{"unknown top-level key", func(s string) string { return s + "colour: blue\n" },
-			[]string{`herd.yaml:21:1: colour: unknown field "colour"`}},
+			[]string{`herd.yaml:23:1: colour: unknown field "colour"`}},
 		{"unknown nested key with suggestion", func(s string) string { return strings.Replace(s, "  bootstrap_expect: 3", "  bootstrapexpect: 3", 1) },
-			[]string{`herd.yaml:9:3: raft.bootstrapexpect: unknown field "bootstrapexpect" (did you mean "bootstrap_expect"?)`}},
+			[]string{`herd.yaml:11:3: raft.bootstrapexpect: unknown field "bootstrapexpect" (did you mean "bootstrap_expect"?)`}},
 		{"bad duration", func(s string) string { return strings.Replace(s, "30s", "thirty", 1) },
-			[]string{"herd.yaml:18:18: inventory.sync_interval: cannot unmarshal !!str `thirty` into time.Duration"}},
+			[]string{"herd.yaml:20:18: inventory.sync_interval: cannot unmarshal !!str `thirty` into time.Duration"}},
 		{"bad type", func(s string) string { return strings.Replace(s, "bootstrap_expect: 3", "bootstrap_expect: three", 1) },
-			[]string{"herd.yaml:9:21: raft.bootstrap_expect: cannot unmarshal !!str `three` into int"}},
+			[]string{"herd.yaml:11:21: raft.bootstrap_expect: cannot unmarshal !!str `three` into int"}},
 		{"bad value names field and line", func(s string) string { return strings.Replace(s, "level: debug", "level: loud", 1) },
-			[]string{`herd.yaml:20:10: log.level: "loud" is not one of debug, info, warn, error`}},
+			[]string{`herd.yaml:22:10: log.level: "loud" is not one of debug, info, warn, error`}},
 		{"driver type", func(s string) string { return strings.Replace(s, "type: vsphere", "type: hyperv", 1) },
-			[]string{`herd.yaml:13:11: drivers[0].type: unknown driver type "hyperv" (known: vsphere, libvirt)`}},
+			[]string{`herd.yaml:15:11: drivers[0].type: unknown driver type "hyperv" (known: vsphere, libvirt)`}},
 		{"missing password file", func(s string) string { return strings.Replace(s, pass, "/nonexistent/pass", 1) },
-			[]string{`herd.yaml:16:20: drivers[0].password_file: cannot read:`}},
+			[]string{`herd.yaml:18:20: drivers[0].password_file: cannot read:`}},
 		{"all errors at once", func(s string) string {
 			s = strings.Replace(s, "level: debug", "level: loud", 1)
 			return strings.Replace(s, "data_dir: /var/lib/herd", "data_dir: relative/dir", 1)
-		}, []string{`herd.yaml:2:11: data_dir: "relative/dir" must be an absolute path`, `herd.yaml:20:10: log.level`}},
+		}, []string{`herd.yaml:2:11: data_dir: "relative/dir" must be an absolute path`, `herd.yaml:22:10: log.level`}},
 		{"no way to form a cluster", func(s string) string {
 			s = strings.Replace(s, "  bootstrap_expect: 3\n", "", 1)
 			return strings.Replace(s, "  join: [10.0.0.2:7420, \"http://10.0.0.3:7420\"]\n", "", 1)
@@ -124,8 +137,14 @@ func TestExampleConfigIsValid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pass := writePass(t)
-	text := strings.ReplaceAll(string(data), "/etc/herd/vcenter.password", pass)
+	tokens, server := writeTokens(t)
+	text := strings.ReplaceAll(string(data), "/etc/herd/vcenter.password", writePass(t))
+	text = strings.ReplaceAll(text, "/etc/herd/tokens.yaml", tokens)
+	text = strings.ReplaceAll(text, "/etc/herd/server.token", server)
+	f := testpki.NewCA(t, "herd test CA").WriteFiles(t, t.TempDir(), "server")
+	text = strings.ReplaceAll(text, "/etc/herd/tls/server.crt", f.Cert)
+	text = strings.ReplaceAll(text, "/etc/herd/tls/server.key", f.Key)
+	text = strings.ReplaceAll(text, "/etc/herd/tls/ca.crt", f.CA)
 	if _, err := ParseConfig("configs/herd.yaml", []byte(text)); err != nil {
 		t.Fatalf("the shipped example does not validate:\n%v", err)
 	}

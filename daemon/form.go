@@ -50,12 +50,11 @@ func (s *Server) selfInfo() selfInfo {
 func (s *Server) joinClients() []*api.Client {
 	var out []*api.Client
 	for _, j := range s.cfg.Raft.Join {
-		addr, err := normalizeAPIAddr(j)
+		addr, err := normalizeAPIAddrScheme(j, s.apiScheme())
 		if err != nil {
 			continue
 		}
-		if c, err := api.NewClient(addr, ""); err == nil {
-			c.HTTP.Timeout = 3 * time.Second
+		if c, err := s.apiClient(addr, 3*time.Second); err == nil {
 			out = append(out, c)
 		}
 	}
@@ -150,8 +149,7 @@ func (s *Server) keepRegistered() {
 			if s.node.IsLeader() {
 				_ = s.registerSelf(s.ctx)
 			} else if addr := s.leaderAPI(); addr != "" {
-				if c, err := api.NewClient(addr, ""); err == nil {
-					c.HTTP.Timeout = 3 * time.Second
+				if c, err := s.apiClient(addr, 3*time.Second); err == nil {
 					s.join(c)
 				}
 			} else {

@@ -26,39 +26,57 @@ const forwardedHeader = "X-Herd-Forwarded-By"
 
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
-	handle := func(pattern string, h http.HandlerFunc) {
+	// handle serves a request on this server; a token with role need is
+	// required (when auth is on), path parameters are checked, and writes
+	// (need ≥ operate) are rate-limited per client.
+	handle := func(pattern string, need Role, h http.Handler) {
 		route := pattern
 		if _, p, ok := strings.Cut(pattern, " "); ok {
 			route = p
 		}
-		mux.Handle(pattern, s.instrument(route, h))
+		h = checkPathParams(h)
+		if need >= RoleOperate {
+			h = s.limitWrites(h)
+		}
+		mux.Handle(pattern, s.instrument(route, s.authorize(need, h)))
 	}
-	write := func(pattern string, h http.HandlerFunc) { handle(pattern, s.onLeader(h)) }
+	read := func(pattern string, h http.HandlerFunc) { handle(pattern, RoleRead, h) }
+	// onLeader forwards to the leader after this server checked the
+	// token; the leader checks it again.
+	write := func(pattern string, need Role, h http.HandlerFunc) { handle(pattern, need, s.onLeader(h)) }
 
-	handle("GET /v1/hosts", s.handleHosts)
-	handle("GET /v1/hosts/{host}", s.handleHost)
-	write("PUT /v1/hosts/{host}/status", s.handleHostStatus)
-	write("PUT /v1/hosts/{host}/maintenance", s.handleMaintenance)
-	write("POST /v1/hosts/{host}/maintenance/precheck", s.handlePrecheck)
-	handle("GET /v1/hosts/{host}/maintenance/exit-precheck", s.handleExitPrecheck)
-	write("POST /v1/vms/{vm}/migrate", s.handleMigrateVM)
-	handle("GET /v1/operations", s.handleOperations)
-	handle("GET /v1/operations/{id}", s.handleOperation)
-	write("POST /v1/operations/{id}/cancel", s.handleCancelOperation)
-	write("POST /v1/operations/{id}/retry", s.handleRetryOperation)
-	handle("GET /v1/vms", s.handleVMs)
-	handle("GET /v1/events", s.handleEvents)
-	write("POST /v1/events", s.handleAppendEvent)
-	write("GET /v1/balance/plan", s.handleBalancePlan)
-	write("POST /v1/balance/apply", s.handleBalanceApply)
-	handle("GET /v1/policy", s.handleGetPolicy)
-	write("PUT /v1/policy", s.handlePutPolicy)
-	handle("POST /v1/policy/validate", s.handleValidatePolicy)
-	handle("GET /v1/cluster", s.handleCluster)
-	write("POST /v1/cluster/join", s.handleJoin)
-	handle("GET /healthz", s.handleHealthz)
-	handle("GET /readyz", s.handleReadyz)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))
+	read("GET /v1/hosts", s.handleHosts)
+	read("GET /v1/hosts/{host}", s.handleHost)
+	write("PUT /v1/hosts/{host}/status", RoleOperate, s.handleHostStatus)
+	write("PUT /v1/hosts/{host}/maintenance", RoleOperate, s.handleMaintenance)
+	// A precheck changes nothing: readers may ask.
+	write("POST /v1/hosts/{host}/maintenance/precheck", RoleRead, s.handlePrecheck)
+	read("GET /v1/hosts/{host}/maintenance/exit-precheck", s.handleExitPrecheck)
+	write("POST /v1/vms/{vm}/migrate", RoleOperate, s.handleMigrateVM)
+	read("GET /v1/operations", s.handleOperations)
+	read("GET /v1/operations/{id}", s.handleOperation)
+	write("POST /v1/operations/{id}/cancel", RoleOperate, s.handleCancelOperation)
+	write("POST /v1/operations/{id}/retry", RoleOperate, s.handleRetryOperation)
+	read("GET /v1/vms", s.handleVMs)
+	read("GET /v1/events", s.handleEvents)
+	write("POST /v1/events", RoleOperate, s.handleAppendEvent)
+	write("GET /v1/balance/plan", RoleRead, s.handleBalancePlan)
+	write("POST /v1/balance/apply", RoleOperate, s.handleBalanceApply)
+	read("GET /v1/policy", s.handleGetPolicy)
+	write("PUT /v1/policy", RoleAdmin, s.handlePutPolicy)
+	read("POST /v1/policy/validate", s.handleValidatePolicy)
+	read("GET /v1/cluster", s.handleCluster)
+	write("POST /v1/cluster/join", RoleAdmin, s.handleJoin)
+	write("POST /v1/cluster/remove", RoleAdmin, s.handleRemoveServer)
+	// Leaving runs on the server that leaves; it asks the leader.
+	handle("POST /v1/cluster/leave", RoleAdmin, http.HandlerFunc(s.handleLeave))
+	handle("GET /healthz", RoleNone, http.HandlerFunc(s.handleHealthz))
+	handle("GET /readyz", RoleNone, http.HandlerFunc(s.handleReadyz))
+	metricsRole := RoleRead
+	if s.cfg.API.MetricsOpen {
+		metricsRole = RoleNone
+	}
+	mux.Handle("GET /metrics", s.authorize(metricsRole, promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg})))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "", "no such endpoint: %s %s", r.Method, r.URL.Path)
 	})
@@ -113,6 +131,9 @@ func (s *Server) onLeader(h http.HandlerFunc) http.HandlerFunc {
 			return
 		}
 		proxy := httputil.NewSingleHostReverseProxy(target)
+		// The original Authorization header goes along: the leader
+		// checks the caller's token itself.
+		proxy.Transport = s.clientTransport()
 		proxy.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
 			s.metrics.ForwardedRequests.WithLabelValues("error").Inc()
 			writeError(w, http.StatusServiceUnavailable, "", "forward to leader %s: %v", addr, err)
@@ -317,9 +338,12 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// actor names who asked for a change. Until tokens exist it is the remote
-// address; dev mode has no auth.
+// actor names who asked for a change: the token's name, or without auth
+// (dev mode) the remote address.
 func actor(r *http.Request) string {
+	if p, ok := principalOf(r); ok {
+		return "token:" + p.Name
+	}
 	if by := r.Header.Get(forwardedHeader); by != "" {
 		return "api:" + r.Header.Get("X-Forwarded-For") + " via " + by
 	}

@@ -36,6 +36,7 @@ func TestMaintenanceOnLibvirtHosts(t *testing.T) {
 		dc.Hosts = append(dc.Hosts, LibvirtHost{Name: h.Name, URI: h.URI, Group: h.Group, PeerURI: h.PeerURI, MigrationAddress: h.MigrationAddress})
 	}
 	cfg.Drivers = []DriverConfig{dc}
+	cfg.API.TokensFile, _ = writeTokens(t)
 	if err := cfg.Validate(nil); err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +50,7 @@ func TestMaintenanceOnLibvirtHosts(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Shutdown(context.Background())
-	c, _ := api.NewClient(s.APIAddr(), "")
+	c, _ := api.NewClient(s.APIAddr(), adminToken)
 	waitInventory(t, c, 3, 3)
 
 	ctx := context.Background()

@@ -4,6 +4,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,7 +20,6 @@ import (
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/drivers"
 	"github.com/herd-project/herd/metrics"
-	"github.com/herd-project/herd/policy"
 )
 
 // DriverFactory opens a driver from its config. Tests and dev mode may
@@ -39,9 +39,22 @@ type Server struct {
 	http     *http.Server
 	apiAddr  string // advertised base URL
 
+	// tokens is nil without auth (dev mode); tls nil without TLS.
+	tokens    *tokenSet
+	tls       *tlsBundle
+	transport *http.Transport
+	limiter   *writeLimiter
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// ctrlWG counts the leader's controllers: shutdown waits for their
+	// in-flight raft writes before it stops raft.
+	ctrlWG sync.WaitGroup
+
+	// left is closed once this server has left the cluster.
+	left     chan struct{}
+	leftOnce sync.Once
 
 	discoveredMu sync.Mutex
 	discovered   map[string]selfInfo
@@ -55,6 +68,7 @@ type Server struct {
 
 	fallbackMu   sync.Mutex
 	lastFallback time.Time
+	failover     failoverCache
 	policy       policyHolder
 
 	// onClose runs at Shutdown (dev mode's simulator).
@@ -87,13 +101,31 @@ func NewServer(cfg *Config, opts Options) (*Server, error) {
 	if opts.DriverFactory == nil {
 		opts.DriverFactory = openDriver
 	}
+	if cfg.tokens == nil && cfg.API.TokensFile != "" {
+		if err := cfg.loadSecrets(nil); err != nil {
+			return nil, err
+		}
+	}
+	var bundle *tlsBundle
+	scheme := "http"
+	if cfg.TLS.Enabled() {
+		b, err := loadTLS(cfg.TLS)
+		if err != nil {
+			return nil, err
+		}
+		bundle, scheme = b, "https"
+	}
 	ln, err := net.Listen("tcp", cfg.API.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("api listen on %s: %w", cfg.API.Listen, err)
 	}
 	apiAddr := cfg.API.Advertise
 	if apiAddr == "" {
-		apiAddr = "http://" + advertiseHostPort(ln.Addr().String())
+		apiAddr = scheme + "://" + advertiseHostPort(ln.Addr().String())
+	}
+	var raftTLS *tls.Config
+	if bundle != nil {
+		raftTLS = bundle.raft
 	}
 	node, err := cluster.Open(cluster.NodeConfig{
 		ID:                 cfg.NodeName,
@@ -105,6 +137,7 @@ func NewServer(cfg *Config, opts Options) (*Server, error) {
 		ElectionTimeout:    opts.RaftElection,
 		LeaderLeaseTimeout: opts.RaftLease,
 		Logger:             log,
+		TLS:                raftTLS,
 	})
 	if err != nil {
 		ln.Close()
@@ -118,6 +151,13 @@ func NewServer(cfg *Config, opts Options) (*Server, error) {
 		listener:   ln,
 		apiAddr:    strings.TrimRight(apiAddr, "/"),
 		discovered: map[string]selfInfo{},
+		left:       make(chan struct{}),
+		tokens:     cfg.tokens,
+		tls:        bundle,
+		limiter:    newWriteLimiter(cfg.API.WriteRate, cfg.API.WriteBurst),
+	}
+	if bundle != nil {
+		s.transport = newTLSTransport(bundle.client)
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.ops = newOpsController(s)
@@ -134,6 +174,10 @@ func NewServer(cfg *Config, opts Options) (*Server, error) {
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.With("component", "http").Handler(), slog.LevelWarn),
+	}
+	if bundle != nil {
+		s.http.TLSConfig = bundle.api
 	}
 	return s, nil
 }
@@ -155,7 +199,7 @@ func (s *Server) Start() error {
 	s.wg.Add(4)
 	go func() {
 		defer s.wg.Done()
-		if err := s.http.Serve(s.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("api server stopped", "err", err)
 		}
 	}()
@@ -175,19 +219,38 @@ func (s *Server) Node() *cluster.Node { return s.node }
 // Registry is the server's metrics registry.
 func (s *Server) Registry() *prometheus.Registry { return s.reg }
 
-// Shutdown stops controllers, the API and raft. State stays in the data dir.
+// Shutdown stops controllers, the API and raft, in that order: requests
+// and controller steps in flight finish their raft writes (within ctx)
+// before raft stops. State stays in the data dir.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.cancel()
 	s.stopControllers()
 	herr := s.http.Shutdown(ctx)
+	werr := waitCtx(ctx, &s.ctrlWG, "controllers")
 	rerr := s.node.Shutdown()
 	s.wg.Wait()
 	s.drivers.Close()
 	for _, f := range s.onClose {
 		f()
 	}
-	return errors.Join(herr, rerr)
+	return errors.Join(herr, werr, rerr)
 }
+
+// waitCtx waits for wg, or until ctx ends.
+func waitCtx(ctx context.Context, wg *sync.WaitGroup, what string) error {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for %s: %w", what, ctx.Err())
+	}
+}
+
+// Left is closed once this server has left the cluster (POST
+// /v1/cluster/leave): the process should stop.
+func (s *Server) Left() <-chan struct{} { return s.left }
 
 // followLeadership starts the controllers when this server becomes leader
 // and stops them the moment it is not: a leader that loses its quorum stops
@@ -216,9 +279,9 @@ func (s *Server) startControllers() {
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
 	s.controlCtx = cancel
-	s.wg.Add(1)
+	s.ctrlWG.Add(1)
 	go func() {
-		defer s.wg.Done()
+		defer s.ctrlWG.Done()
 		// Act only on state that includes everything committed before.
 		if err := s.node.Barrier(30 * time.Second); err != nil {
 			s.log.Warn("leader barrier failed; giving up leadership duties", "err", err)
@@ -237,9 +300,9 @@ func (s *Server) startControllers() {
 		s.log.Info("leadership gained: starting controllers", "controllers", len(s.controllers))
 		for _, c := range s.controllers {
 			c := c
-			s.wg.Add(1)
+			s.ctrlWG.Add(1)
 			go func() {
-				defer s.wg.Done()
+				defer s.ctrlWG.Done()
 				c.Run(ctx)
 			}()
 		}
@@ -290,41 +353,6 @@ func (s *Server) leaderAPI() string {
 	return addr
 }
 
-func (s *Server) stateSample() metrics.StateSample {
-	st := s.node.FSM().State()
-	usage := st.Usage()
-	out := metrics.StateSample{VMsByPower: map[string]int{}, Events: len(st.Events)}
-	for _, name := range st.HostNames() {
-		h, u := st.Hosts[name], usage[name]
-		out.Hosts = append(out.Hosts, metrics.HostSample{
-			Name: h.Name, Driver: h.Driver, Admin: string(h.Admin), Maintenance: string(h.Maintenance), Health: string(h.Health),
-			Connected: h.Connection == cluster.Connected, MemoryBytes: h.MemoryBytes, MemoryUsedBytes: u.MemoryUsedBytes,
-			CPUs: h.CPUs, VCPUsUsed: u.VCPUsUsed, VMs: u.VMs, RunningVMs: u.RunningVMs,
-		})
-	}
-	for _, vm := range st.VMs {
-		out.VMsByPower[string(vm.Power)]++
-	}
-	doc := s.Policy()
-	out.FailoverCapacity = policy.FailoverCapacity(st, s.placementOptions(doc, st, 0))
-	out.FailoverMin = doc.Failover.MinHostFailures
-	out.EvacuationRemaining = map[string]int{}
-	out.Operations = map[[2]string]int{}
-	for _, op := range st.Operations {
-		out.Operations[[2]string{string(op.Kind), string(op.State)}]++
-		if op.Kind == cluster.OpEvacuate && op.State == cluster.OpRunning {
-			n := 0
-			for _, it := range op.Items {
-				if !it.State.Terminal() {
-					n++
-				}
-			}
-			out.EvacuationRemaining[op.Host] = n
-		}
-	}
-	return out
-}
-
 func (s *Server) raftSample() metrics.RaftSample {
 	r := s.node.Raft()
 	id, _ := s.node.Leader()
@@ -356,10 +384,37 @@ func (s *Server) leaderClient() *api.Client {
 	if addr == "" {
 		return nil
 	}
-	c, err := api.NewClient(addr, "")
+	c, err := s.apiClient(addr, 10*time.Second)
 	if err != nil {
 		return nil
 	}
-	c.HTTP.Timeout = 10 * time.Second
 	return c
+}
+
+// apiClient is a client for another server's API, with this server's
+// internal token and TLS settings.
+func (s *Server) apiClient(addr string, timeout time.Duration) (*api.Client, error) {
+	c, err := api.NewClient(addr, s.cfg.serverToken)
+	if err != nil {
+		return nil, err
+	}
+	c.HTTP.Timeout = timeout
+	c.HTTP.Transport = s.clientTransport()
+	return c, nil
+}
+
+// serve serves the API, over TLS when configured.
+func (s *Server) serve() error {
+	if s.tls != nil {
+		return s.http.ServeTLS(s.listener, "", "")
+	}
+	return s.http.Serve(s.listener)
+}
+
+// apiScheme is how other servers' APIs are reached.
+func (s *Server) apiScheme() string {
+	if s.tls != nil {
+		return "https"
+	}
+	return "http"
 }

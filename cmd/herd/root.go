@@ -30,17 +30,32 @@ func usagef(format string, args ...any) error { return usageError{fmt.Errorf(for
 
 // globals are the flags every CLI command shares.
 type globals struct {
-	address string
-	token   string
-	output  string
-	stdout  io.Writer
-	stderr  io.Writer
+	address    string
+	token      string
+	caCert     string
+	clientCert string
+	clientKey  string
+	output     string
+	stdout     io.Writer
+	stderr     io.Writer
 }
 
 func (g *globals) client() (*api.Client, error) {
-	c, err := api.NewClient(g.address, g.token)
+	addr := g.address
+	tlsOn := g.caCert != "" || g.clientCert != ""
+	if tlsOn && !strings.Contains(addr, "://") {
+		addr = "https://" + addr
+	}
+	c, err := api.NewClient(addr, g.token)
 	if err != nil {
 		return nil, usageError{fmt.Errorf("--address: %w", err)}
+	}
+	if tlsOn {
+		cfg, err := api.ClientTLS(g.caCert, g.clientCert, g.clientKey)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("--ca-cert/--client-cert: %w", err)}
+		}
+		c.UseTLS(cfg)
 	}
 	return c, nil
 }
@@ -65,7 +80,7 @@ func newRoot(g *globals) *cobra.Command {
 
 The same binary runs the server ("herd server") and talks to its API. The CLI finds
 the API through HERD_ADDR (default http://127.0.0.1:7420) and HERD_TOKEN, or the
---address and --token flags.`,
+--address and --token flags; over HTTPS it trusts the CA in HERD_CACERT (--ca-cert).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Version:       version,
@@ -79,6 +94,9 @@ the API through HERD_ADDR (default http://127.0.0.1:7420) and HERD_TOKEN, or the
 	}
 	root.PersistentFlags().StringVar(&g.address, "address", addr, "API address (env HERD_ADDR)")
 	root.PersistentFlags().StringVar(&g.token, "token", os.Getenv("HERD_TOKEN"), "API token (env HERD_TOKEN)")
+	root.PersistentFlags().StringVar(&g.caCert, "ca-cert", os.Getenv("HERD_CACERT"), "CA certificate (PEM) that signed the API's certificate (env HERD_CACERT)")
+	root.PersistentFlags().StringVar(&g.clientCert, "client-cert", os.Getenv("HERD_CLIENT_CERT"), "client certificate (PEM) when the API verifies clients (env HERD_CLIENT_CERT)")
+	root.PersistentFlags().StringVar(&g.clientKey, "client-key", os.Getenv("HERD_CLIENT_KEY"), "key of --client-cert (env HERD_CLIENT_KEY)")
 	root.AddCommand(newServerCmd(g), newHostCmd(g), newVMCmd(g), newClusterCmd(g), newEventsCmd(g), newOpCmd(g), newPolicyCmd(g), newBalanceCmd(g))
 	return root
 }

@@ -13,9 +13,11 @@ import (
 	"syscall"
 	"time"
 
+	sddaemon "github.com/coreos/go-systemd/v22/daemon"
 	"github.com/spf13/cobra"
 
 	"github.com/herd-project/herd/daemon"
+	"github.com/herd-project/herd/daemon/api"
 )
 
 // stringList is a repeatable flag.
@@ -48,7 +50,7 @@ type serverFlags struct {
 }
 
 func newServerCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:                "server [flags]",
 		Short:              "Run a Herd server (raft voter, API, controllers); -dev for a laptop",
 		DisableFlagParsing: true,
@@ -56,6 +58,22 @@ func newServerCmd(g *globals) *cobra.Command {
 			return runServer(args, g.stdout, g.stderr)
 		},
 	}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "leave",
+		Short: "Take the server at --address out of the raft cluster; it stops afterwards",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return write(g, func(cx context.Context, c *api.Client) error {
+				res, err := c.Leave(cx)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(g.stdout, "Server %s left the cluster and is stopping.\n", res.Left)
+				return nil
+			})
+		},
+	})
+	return cmd
 }
 
 func parseServerFlags(args []string, stderr io.Writer) (*serverFlags, error) {
@@ -132,21 +150,37 @@ func runServer(args []string, stdout, stderr io.Writer) error {
 	if err := srv.Start(); err != nil {
 		return err
 	}
+	// Raft is open and the API listens: systemd may start what depends on us.
+	notify := newNotifier(log)
+	notify.send(sddaemon.SdNotifyReady)
+	watchdog, stopWatchdog := notify.ticks()
+	defer stopWatchdog()
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	for sig := range sigs {
-		if sig == syscall.SIGHUP {
-			log.Info("SIGHUP: reloading the policy file")
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			if err := srv.ReloadPolicy(ctx); err != nil {
-				log.Error("policy reload refused", "err", err)
+	defer signal.Stop(sigs)
+loop:
+	for {
+		select {
+		case <-watchdog:
+			notify.send(sddaemon.SdNotifyWatchdog)
+		case <-srv.Left():
+			log.Info("left the cluster: shutting down")
+			break loop
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				log.Info("SIGHUP: reloading the policy file")
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				if err := srv.ReloadPolicy(ctx); err != nil {
+					log.Error("policy reload refused", "err", err)
+				}
+				cancel()
+				continue
 			}
-			cancel()
-			continue
+			log.Info("shutting down", "signal", sig.String())
+			break loop
 		}
-		log.Info("shutting down", "signal", sig.String())
-		break
 	}
+	notify.send(sddaemon.SdNotifyStopping)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return srv.Shutdown(ctx)

@@ -3,11 +3,15 @@ package api
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -34,6 +38,41 @@ func NewClient(addr, token string) (*Client, error) {
 		return nil, fmt.Errorf("address %q is not an http(s) URL or host:port", addr)
 	}
 	return &Client{Base: strings.TrimRight(u.String(), "/"), Token: token, HTTP: &http.Client{Timeout: 30 * time.Second}}, nil
+}
+
+// ClientTLS returns a TLS configuration that trusts the CA in caFile (the
+// system roots when empty) and presents certFile/keyFile when both are set.
+func ClientTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("read CA certificate: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s holds no PEM certificate", caFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if (certFile == "") != (keyFile == "") {
+		return nil, errors.New("a client certificate needs both its certificate and key files")
+	}
+	if certFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("load client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
+
+// UseTLS makes the client use cfg for https addresses.
+func (c *Client) UseTLS(cfg *tls.Config) {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = cfg
+	c.HTTP.Transport = t
 }
 
 // StatusError is an error answer from the server.
@@ -354,4 +393,29 @@ func (c *Client) BalanceApply(ctx context.Context) (*OperationRef, error) {
 		return nil, err
 	}
 	return &out, nil
+}
+
+// RemoveServerRequest is the body of POST /v1/cluster/remove.
+type RemoveServerRequest struct {
+	ID string `json:"id"`
+}
+
+// LeaveResult names the server that left.
+type LeaveResult struct {
+	Left string `json:"left"`
+}
+
+// Leave makes the server this client talks to leave the cluster (it
+// stops afterwards).
+func (c *Client) Leave(ctx context.Context) (*LeaveResult, error) {
+	var out LeaveResult
+	if err := c.Do(ctx, http.MethodPost, "/v1/cluster/leave", nil, struct{}{}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// RemoveServer takes a server out of the raft configuration (leader).
+func (c *Client) RemoveServer(ctx context.Context, id string) error {
+	return c.Do(ctx, http.MethodPost, "/v1/cluster/remove", nil, RemoveServerRequest{ID: id}, nil)
 }

@@ -1,0 +1,113 @@
+package daemon
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+
+	"github.com/herd-project/herd/daemon/api"
+	"github.com/herd-project/herd/policy"
+)
+
+// bodyTypes are the API request bodies decodeBody reads.
+var bodyTypes = []func() any{
+	func() any { return &api.StatusRequest{} },
+	func() any { return &api.MaintenanceRequest{} },
+	func() any { return &api.MigrateRequest{} },
+	func() any { return &api.EventRequest{} },
+	func() any { return &api.JoinRequest{} },
+}
+
+// FuzzDecodeBody: the strict JSON decoder never panics, refuses with a
+// 4xx JSON error, and what it accepts survives a round trip.
+func FuzzDecodeBody(f *testing.F) {
+	for _, s := range []string{
+		`{"status":"NOT_ACCEPTING","reason":"disk","confirm_fenced":false}`,
+		`{"status":"enable","migrate":"all","target_host":"h2","shutdown_vms":["a","b"]}`,
+		`{"status":"disable","poweron_vms":["x"],"live_migrate_back_vms":[],"offline_migrate_back_vms":["y"]}`,
+		`{"target_host":"h1"}`,
+		`{"type":"note","host":"h1","vm":"v","message":"m","actor":"me"}`,
+		`{"id":"s2","raft_addr":"127.0.0.1:7421","api_addr":"http://127.0.0.1:7420"}`,
+		`{"status":1}`, `{} {}`, ``, `[`, `{"colour":"red"}`, "{\"status\":\"\\u0000\"}",
+	} {
+		for i := range bodyTypes {
+			f.Add(uint8(i), []byte(s))
+		}
+	}
+	f.Fuzz(func(t *testing.T, which uint8, body []byte) {
+		v := bodyTypes[int(which)%len(bodyTypes)]()
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest(http.MethodPost, "/v1/x", bytes.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		if !decodeBody(w, r, v) {
+			if w.Code < 400 || w.Code > 499 {
+				t.Fatalf("refusal with status %d", w.Code)
+			}
+			var e api.Error
+			if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil || e.Error == "" {
+				t.Fatalf("refusal body %q is not a JSON error: %v", w.Body.String(), err)
+			}
+			return
+		}
+		again, err := json.Marshal(v)
+		if err != nil {
+			t.Fatalf("accepted value does not encode: %v", err)
+		}
+		w2 := httptest.NewRecorder()
+		r2 := httptest.NewRequest(http.MethodPost, "/v1/x", bytes.NewReader(again))
+		v2 := reflect.New(reflect.TypeOf(v).Elem()).Interface()
+		if !decodeBody(w2, r2, v2) {
+			t.Fatalf("re-encoded %s refused: %s", again, w2.Body.String())
+		}
+		// omitempty makes [] and null the same; the encoding is the
+		// fixed point.
+		third, err := json.Marshal(v2)
+		if err != nil || !bytes.Equal(again, third) {
+			t.Fatalf("round trip changed the value (%v):\n%s\n%s", err, again, third)
+		}
+	})
+}
+
+// FuzzPolicyParse: policy.Parse never panics, and every document it
+// accepts encodes (YAML) to text that parses to the same document.
+func FuzzPolicyParse(f *testing.F) {
+	files, _ := filepath.Glob("../policy/testdata/*.yaml")
+	files = append(files, "../configs/policy.yaml")
+	for _, p := range files {
+		if b, err := os.ReadFile(p); err == nil {
+			f.Add(b)
+		}
+	}
+	f.Add([]byte("apiVersion: herd/v1\nkind: Policy\n"))
+	f.Add([]byte("apiVersion: herd/v1\nkind: Policy\nbalancing:\n  mode: sometimes\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		doc, err := policy.Parse("fuzz.yaml", data)
+		if err != nil {
+			if err.Error() == "" {
+				t.Fatal("an error without a message")
+			}
+			return
+		}
+		y, err := doc.YAML()
+		if err != nil {
+			t.Fatalf("accepted document does not encode: %v", err)
+		}
+		doc2, err := policy.Parse("canonical.yaml", y)
+		if err != nil {
+			t.Fatalf("canonical form refused: %v\n%s", err, y)
+		}
+		y2, err := doc2.YAML()
+		if err != nil || !bytes.Equal(y, y2) {
+			t.Fatalf("round trip changed the document (%v):\n%s\n---\n%s", err, y, y2)
+		}
+		if doc.Hash() != doc2.Hash() {
+			t.Fatal("round trip changed the hash")
+		}
+	})
+}

@@ -1,0 +1,93 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/daemon/api"
+)
+
+// handleLeave (POST /v1/cluster/leave, on the server that leaves): this
+// server asks the leader to remove it from the raft configuration, with
+// the caller's own token, then signals that the process should stop.
+func (s *Server) handleLeave(w http.ResponseWriter, r *http.Request) {
+	var req struct{}
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	id := s.cfg.NodeName
+	var err error
+	if s.node.IsLeader() {
+		err = s.removeServer(r.Context(), id, actor(r))
+	} else {
+		c := s.leaderClient()
+		if c == nil {
+			writeError(w, http.StatusServiceUnavailable, "", "no raft leader (or its API address is not known yet): cannot leave now; try again")
+			return
+		}
+		c.Token, _ = bearerToken(r)
+		err = c.RemoveServer(r.Context(), id)
+	}
+	var se *api.StatusError
+	switch {
+	case errors.As(err, &se):
+		writeJSON(w, se.Code, se.Body)
+		return
+	case err != nil:
+		writeApplyError(w, err)
+		return
+	}
+	s.log.Info("left the cluster: stopping", "id", id)
+	writeJSON(w, http.StatusOK, api.LeaveResult{Left: id})
+	s.leftOnce.Do(func() { close(s.left) })
+}
+
+// handleRemoveServer (POST /v1/cluster/remove, on the leader) takes a
+// server out of the raft configuration.
+func (s *Server) handleRemoveServer(w http.ResponseWriter, r *http.Request) {
+	var req api.RemoveServerRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	if !nodeNameRE.MatchString(req.ID) {
+		writeError(w, http.StatusBadRequest, "id", "%q is not a valid node name", req.ID)
+		return
+	}
+	if err := s.removeServer(r.Context(), req.ID, actor(r)); err != nil {
+		writeApplyError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, api.LeaveResult{Left: req.ID})
+}
+
+// removeServer records the departure, then removes id from the raft
+// configuration (leader only). A leader removing itself steps down once
+// the change is committed.
+func (s *Server) removeServer(ctx context.Context, id, who string) error {
+	members, err := s.node.Members()
+	if err != nil {
+		return err
+	}
+	found := false
+	for _, m := range members {
+		found = found || m.ID == id
+	}
+	switch {
+	case !found:
+		return &cluster.ApplyError{Code: http.StatusNotFound, Field: "id", Msg: fmt.Sprintf("server %q is not in the raft configuration", id)}
+	case len(members) == 1:
+		return &cluster.ApplyError{Code: http.StatusConflict, Field: "id", Msg: fmt.Sprintf("server %q is the only one: it cannot leave (stop it instead)", id)}
+	}
+	ev := cluster.NewEvent("cluster.server_left", who, "", "", fmt.Sprintf("server %s leaves the cluster (%d servers remain)", id, len(members)-1))
+	if _, err := s.node.Apply(ctx, &cluster.AppendEvents{Events: []cluster.Event{ev}}); err != nil {
+		return err
+	}
+	if err := s.node.RemoveServer(id); err != nil {
+		return fmt.Errorf("remove server %s: %w", id, err)
+	}
+	s.log.Info("server removed from the cluster", "id", id, "by", who)
+	return nil
+}

@@ -1,0 +1,65 @@
+package daemon
+
+import (
+	"sync"
+
+	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/metrics"
+	"github.com/herd-project/herd/policy"
+)
+
+// failoverCache holds the failover capacity computed at one state index:
+// scrapes come more often than the state changes, and the computation
+// takes tens of milliseconds at 2,000 hosts.
+type failoverCache struct {
+	mu       sync.Mutex
+	index    uint64
+	doc      *policy.Document
+	capacity int
+}
+
+// stateSample reads the state once, under the FSM's read lock (no copy of
+// the 40,000-VM maps), for the state collector.
+func (s *Server) stateSample() metrics.StateSample {
+	out := metrics.StateSample{VMsByPower: map[string]int{}, EvacuationRemaining: map[string]int{}, Operations: map[[2]string]int{}}
+	var index uint64
+	s.node.FSM().Read(func(st *cluster.State) {
+		index = st.Index
+		usage := st.Usage()
+		out.Events = len(st.Events)
+		for _, name := range st.HostNames() {
+			h, u := st.Hosts[name], usage[name]
+			out.Hosts = append(out.Hosts, metrics.HostSample{
+				Name: h.Name, Driver: h.Driver, Admin: string(h.Admin), Maintenance: string(h.Maintenance), Health: string(h.Health),
+				Connected: h.Connection == cluster.Connected, MemoryBytes: h.MemoryBytes, MemoryUsedBytes: u.MemoryUsedBytes,
+				CPUs: h.CPUs, VCPUsUsed: u.VCPUsUsed, VMs: u.VMs, RunningVMs: u.RunningVMs,
+			})
+		}
+		for _, vm := range st.VMs {
+			out.VMsByPower[string(vm.Power)]++
+		}
+		for _, op := range st.Operations {
+			out.Operations[[2]string{string(op.Kind), string(op.State)}]++
+			if op.Kind == cluster.OpEvacuate && op.State == cluster.OpRunning {
+				n := 0
+				for _, it := range op.Items {
+					if !it.State.Terminal() {
+						n++
+					}
+				}
+				out.EvacuationRemaining[op.Host] = n
+			}
+		}
+	})
+	doc := s.Policy()
+	out.FailoverMin = doc.Failover.MinHostFailures
+	c := &s.failover
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.doc != doc || c.index != index {
+		st := s.node.FSM().State()
+		c.capacity, c.index, c.doc = policy.FailoverCapacity(st, s.placementOptions(doc, st, 0)), st.Index, doc
+	}
+	out.FailoverCapacity = c.capacity
+	return out
+}
