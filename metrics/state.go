@@ -56,9 +56,9 @@ type RaftSample struct {
 }
 
 var (
-	descAdmin       = prometheus.NewDesc("herd_host_admin_status", "1 for the host's admin status, 0 for the others.", []string{"host", "status"}, nil)
-	descMaint       = prometheus.NewDesc("herd_host_maintenance_state", "1 for the host's maintenance state, 0 for the others.", []string{"host", "state"}, nil)
-	descHealth      = prometheus.NewDesc("herd_host_health", "1 for the host's fused health, 0 for the others.", []string{"host", "state"}, nil)
+	descAdmin       = prometheus.NewDesc("herd_host_admin_status", "The host's admin status (one series per host, value 1).", []string{"host", "status"}, nil)
+	descMaint       = prometheus.NewDesc("herd_host_maintenance_state", "The host's maintenance state (one series per host, value 1).", []string{"host", "state"}, nil)
+	descHealth      = prometheus.NewDesc("herd_host_health", "The host's fused health (one series per host, value 1).", []string{"host", "state"}, nil)
 	descConnected   = prometheus.NewDesc("herd_host_connected", "1 when the host's hypervisor manager reports it connected.", []string{"host", "driver"}, nil)
 	descMemory      = prometheus.NewDesc("herd_host_memory_bytes", "Host physical memory.", []string{"host"}, nil)
 	descMemoryUsed  = prometheus.NewDesc("herd_host_memory_used_bytes", "Memory configured for the host's running VMs.", []string{"host"}, nil)
@@ -132,9 +132,12 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	if c.state != nil {
 		s := c.state()
 		for _, h := range s.Hosts {
-			oneOf(ch, descAdmin, h.Name, h.Admin, AdminStatuses)
-			oneOf(ch, descMaint, h.Name, h.Maintenance, MaintenanceStates)
-			oneOf(ch, descHealth, h.Name, h.Health, HealthStates)
+			// Per host only the state it is in (value 1): a 0 series for
+			// every other state would triple the host series of a large
+			// cluster for nothing that sum/count by state cannot give.
+			ch <- gauge(descAdmin, 1, h.Name, h.Admin)
+			ch <- gauge(descMaint, 1, h.Name, h.Maintenance)
+			ch <- gauge(descHealth, 1, h.Name, h.Health)
 			ch <- gauge(descConnected, b2f(h.Connected), h.Name, h.Driver)
 			ch <- gauge(descMemory, float64(h.MemoryBytes), h.Name)
 			ch <- gauge(descMemoryUsed, float64(h.MemoryUsedBytes), h.Name)
