@@ -1,12 +1,16 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -38,9 +42,14 @@ func newTestCluster(t *testing.T, n int, sim *vsphere.Simulator) *testCluster {
 // in its own policy file.
 func newTestClusterWith(t *testing.T, n int, sim *vsphere.Simulator, factory DriverFactory, pol func(*policy.Document)) *testCluster {
 	tc := &testCluster{t: t, sim: sim, factory: factory}
-	apis := make([]string, n)
+	apis, gossips := make([]string, n), make([]string, n)
 	for i := range apis {
-		apis[i] = cluster.FreePort(t)
+		apis[i], gossips[i] = cluster.FreePort(t), cluster.FreePort(t)
+	}
+	// Every test cluster gossips, encrypted with one keyring.
+	keyring := filepath.Join(t.TempDir(), "gossip.keys")
+	if err := os.WriteFile(keyring, []byte(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{3}, 32))+"\n"), 0o600); err != nil {
+		t.Fatal(err)
 	}
 	vc := sim.Config()
 	for i := 0; i < n; i++ {
@@ -53,6 +62,12 @@ func newTestClusterWith(t *testing.T, n int, sim *vsphere.Simulator, factory Dri
 		for j, a := range apis {
 			if j != i {
 				cfg.Raft.Join = append(cfg.Raft.Join, a)
+			}
+		}
+		cfg.Gossip.Listen, cfg.Gossip.KeyringFile = gossips[i], keyring
+		for j, g := range gossips {
+			if j != i {
+				cfg.Gossip.Join = append(cfg.Gossip.Join, g)
 			}
 		}
 		cfg.Inventory.SyncInterval = time.Second
@@ -135,6 +150,24 @@ func TestThreeServersFormForwardAndFailOver(t *testing.T) {
 	// Every server serves the inventory the leader synced.
 	for i := range tc.servers {
 		waitInventory(t, tc.client(i), 3, 6)
+	}
+	// The servers gossip with each other.
+	cluster.WaitFor(t, 10*time.Second, "three alive gossip members on every server", func() bool {
+		for i := range tc.servers {
+			cl, err := tc.client(i).Cluster(ctx)
+			if err != nil || len(cl.Gossip) != 3 {
+				return false
+			}
+			for _, m := range cl.Gossip {
+				if m.State != "alive" || m.Meta.Role != cluster.RoleServer || m.Meta.API == "" {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	if m := metricsText(t, tc.servers[leader]); !strings.Contains(m, `herd_gossip_members{state="alive"} 3`) {
+		t.Errorf("gossip metric missing:\n%s", grepLines(m, "gossip"))
 	}
 	// Every server is registered, so any of them can forward.
 	cluster.WaitFor(t, 10*time.Second, "three registered servers", func() bool {

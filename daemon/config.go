@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/policy/yamlfile"
 )
 
@@ -60,6 +61,17 @@ type Config struct {
 		// SnapshotThreshold is how many log entries trigger a snapshot.
 		SnapshotThreshold uint64 `yaml:"snapshot_threshold"`
 	} `yaml:"raft"`
+	// Gossip is the membership pool of servers and agents (memberlist).
+	// Off when listen is empty.
+	Gossip struct {
+		Listen    string `yaml:"listen"`
+		Advertise string `yaml:"advertise"`
+		// KeyringFile holds base64 keys, one a line, the primary first:
+		// with it every gossip message is encrypted and others refused.
+		KeyringFile string `yaml:"keyring_file"`
+		// Join lists other members' gossip addresses (host:port).
+		Join []string `yaml:"join"`
+	} `yaml:"gossip"`
 	Drivers   []DriverConfig `yaml:"drivers"`
 	Inventory struct {
 		SyncInterval time.Duration `yaml:"sync_interval"`
@@ -215,6 +227,30 @@ func (c *Config) Validate(doc *yamlfile.Doc) error {
 		}
 	} else if h, _, err := net.SplitHostPort(c.Raft.Listen); err == nil && (h == "" || net.ParseIP(h) != nil && net.ParseIP(h).IsUnspecified()) && !c.Dev {
 		bad("raft.advertise", "must be set when raft.listen (%q) is a wildcard address", c.Raft.Listen)
+	}
+	if g := c.Gossip; g.Listen != "" {
+		if _, _, err := net.SplitHostPort(g.Listen); err != nil {
+			bad("gossip.listen", "%q is not host:port", g.Listen)
+		}
+		if g.Advertise != "" {
+			if _, _, err := net.SplitHostPort(g.Advertise); err != nil {
+				bad("gossip.advertise", "%q is not host:port", g.Advertise)
+			}
+		}
+		for i, j := range g.Join {
+			if _, _, err := net.SplitHostPort(j); err != nil {
+				bad(fmt.Sprintf("gossip.join[%d]", i), "%q is not host:port", j)
+			}
+		}
+		if g.KeyringFile != "" {
+			if _, err := cluster.ReadKeyring(g.KeyringFile); err != nil {
+				bad("gossip.keyring_file", "%v", err)
+			}
+		} else if !c.Dev {
+			bad("gossip.keyring_file", "must be set: gossip is encrypted outside -dev")
+		}
+	} else if len(c.Gossip.Join) > 0 || c.Gossip.KeyringFile != "" {
+		bad("gossip.listen", "must be set when gossip.join or gossip.keyring_file is")
 	}
 	if c.Raft.BootstrapExpect < 0 || c.Raft.BootstrapExpect > 7 {
 		bad("raft.bootstrap_expect", "%d is out of range (0 to 7)", c.Raft.BootstrapExpect)

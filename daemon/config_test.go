@@ -99,6 +99,10 @@ func TestParseConfigErrors(t *testing.T) {
 			return strings.Replace(s, "  join: [10.0.0.2:7420, \"http://10.0.0.3:7420\"]\n", "", 1)
 		}, []string{"raft.bootstrap_expect: set bootstrap_expect"}},
 		{"syntax error", func(s string) string { return s + "  - : [\n" }, []string{"herd.yaml:"}},
+		{"gossip without a keyring", func(s string) string { return s + "gossip:\n  listen: 0.0.0.0:7422\n" },
+			[]string{"gossip.keyring_file: must be set: gossip is encrypted outside -dev"}},
+		{"gossip join without listen", func(s string) string { return s + "gossip:\n  join: [10.0.0.2:7422]\n" },
+			[]string{"gossip.listen: must be set when gossip.join or gossip.keyring_file is"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -145,6 +149,9 @@ func TestExampleConfigIsValid(t *testing.T) {
 	text = strings.ReplaceAll(text, "/etc/herd/tls/server.crt", f.Cert)
 	text = strings.ReplaceAll(text, "/etc/herd/tls/server.key", f.Key)
 	text = strings.ReplaceAll(text, "/etc/herd/tls/ca.crt", f.CA)
+	keys := filepath.Join(t.TempDir(), "gossip.keys")
+	os.WriteFile(keys, []byte("AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM=\n"), 0o600)
+	text = strings.ReplaceAll(text, "/etc/herd/gossip.keys", keys)
 	if _, err := ParseConfig("configs/herd.yaml", []byte(text)); err != nil {
 		t.Fatalf("the shipped example does not validate:\n%v", err)
 	}

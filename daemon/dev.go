@@ -58,6 +58,7 @@ func NewDevServer(o DevOptions, opts Options) (*DevServer, error) {
 	cfg.API.Listen = o.APIListen
 	cfg.Raft.Listen = o.RaftListen
 	cfg.Raft.BootstrapExpect = 1
+	cfg.Gossip.Listen = "127.0.0.1:0"
 	cfg.Inventory.SyncInterval = 2 * time.Second
 	var temp string
 	if o.DataDir == "" {

@@ -277,7 +277,7 @@ func (s *Server) handleCluster(w http.ResponseWriter, r *http.Request) {
 	st := s.node.FSM().State()
 	leader, _ := s.node.Leader()
 	out := api.Cluster{Self: s.selfInfo(), Leader: leader, LeaderAPI: s.leaderAPI(), Index: st.Index,
-		Hosts: len(st.Hosts), VMs: len(st.VMs), Discovered: s.discoveredList(), Servers: []api.Server{}, Policy: s.policyStatus()}
+		Hosts: len(st.Hosts), VMs: len(st.VMs), Discovered: s.discoveredList(), Servers: []api.Server{}, Policy: s.policyStatus(), Gossip: s.gossipMembers()}
 	members, _ := s.node.Members()
 	for _, m := range members {
 		sv := api.Server{ID: m.ID, RaftAddr: m.Address, Voter: m.Voter, Leader: m.ID == leader}

@@ -69,6 +69,7 @@ type Server struct {
 	fallbackMu   sync.Mutex
 	lastFallback time.Time
 	failover     failoverCache
+	gossip       *cluster.Gossip
 	policy       policyHolder
 
 	// onClose runs at Shutdown (dev mode's simulator).
@@ -161,7 +162,8 @@ func NewServer(cfg *Config, opts Options) (*Server, error) {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.ops = newOpsController(s)
-	s.metrics = metrics.New(s.reg, metrics.Sources{State: s.stateSample, Raft: s.raftSample, InFlight: s.ops.InFlight, Policy: s.policySample})
+	s.metrics = metrics.New(s.reg, metrics.Sources{State: s.stateSample, Raft: s.raftSample, InFlight: s.ops.InFlight, Policy: s.policySample,
+		Gossip: s.gossipStates})
 	s.drivers = newDriverSet(cfg.Drivers, opts.DriverFactory, log)
 	for _, dc := range cfg.Drivers {
 		s.controllers = append(s.controllers, &inventorySync{s: s, driver: dc.Name})
@@ -196,6 +198,9 @@ func advertiseHostPort(addr string) string {
 
 // Start serves the API, forms or joins the cluster, and follows leadership.
 func (s *Server) Start() error {
+	if err := s.startGossip(); err != nil {
+		return err
+	}
 	s.wg.Add(4)
 	go func() {
 		defer s.wg.Done()
@@ -228,6 +233,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	herr := s.http.Shutdown(ctx)
 	werr := waitCtx(ctx, &s.ctrlWG, "controllers")
 	rerr := s.node.Shutdown()
+	if s.gossip != nil {
+		s.gossip.Leave(2 * time.Second)
+	}
 	s.wg.Wait()
 	s.drivers.Close()
 	for _, f := range s.onClose {

@@ -35,6 +35,8 @@ type Sources struct {
 	// InFlight reports the migrations running now.
 	InFlight func() int
 	Policy   func() PolicySample
+	// Gossip counts gossip members by state (alive, suspect, dead, left).
+	Gossip func() map[string]int
 }
 
 // PolicySample is the policy in force and this server's own file.
@@ -123,6 +125,6 @@ func New(reg prometheus.Registerer, src Sources) *Metrics {
 		m.InventoryChanges, m.ForwardedRequests,
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewGoCollector(),
-		&stateCollector{state: src.State, raft: src.Raft, policy: src.Policy})
+		&stateCollector{state: src.State, raft: src.Raft, policy: src.Policy, gossip: src.Gossip})
 	return m
 }

@@ -89,7 +89,13 @@ type stateCollector struct {
 	state  func() StateSample
 	raft   func() RaftSample
 	policy func() PolicySample
+	gossip func() map[string]int
 }
+
+// GossipStates bound the labels of herd_gossip_members.
+var GossipStates = []string{"alive", "suspect", "dead", "left"}
+
+var descGossip = prometheus.NewDesc("herd_gossip_members", "Gossip members this server knows, by state (all 0 without gossip).", []string{"state"}, nil)
 
 var (
 	descPolicyVersion = prometheus.NewDesc("herd_policy_version", "Version of the policy in force (0: defaults, none applied).", nil, nil)
@@ -102,7 +108,7 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descAdmin, descMaint, descHealth, descConnected, descMemory, descMemoryUsed,
 		descCPUs, descVCPUsUsed, descHostVMs, descHostRunning, descHosts, descVMs, descEvents, descRemaining, descOperations, descFailover, descFailoverMin,
 		descLeader, descHasLeader, descRaftState, descServers, descCommit, descApplied, descLastContact,
-		descPolicyVersion, descPolicyDrift, descReloadOK, descReloadTime} {
+		descPolicyVersion, descPolicyDrift, descReloadOK, descReloadTime, descGossip} {
 		ch <- d
 	}
 }
@@ -171,6 +177,12 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- gauge(descCommit, float64(r.CommitIndex))
 		ch <- gauge(descApplied, float64(r.AppliedIndex))
 		ch <- gauge(descLastContact, r.LastContactSecs)
+	}
+	if c.gossip != nil {
+		g := c.gossip()
+		for _, st := range GossipStates {
+			ch <- gauge(descGossip, float64(g[st]), st)
+		}
 	}
 	if c.policy != nil {
 		p := c.policy()

@@ -105,6 +105,8 @@ type Cluster struct {
 	Discovered []Self `json:"discovered,omitempty"`
 	// Policy is the policy in force, and this server's own file.
 	Policy PolicyStatus `json:"policy"`
+	// Gossip lists the gossip pool as this server sees it.
+	Gossip []cluster.GossipMember `json:"gossip,omitempty"`
 }
 
 // PolicyStatus is the policy in force as one server sees it.

@@ -1,0 +1,257 @@
+package cluster
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Roles of gossip members.
+const (
+	RoleServer = "server"
+	RoleAgent  = "agent"
+)
+
+// MemberMeta is what every member tells the others about itself.
+type MemberMeta struct {
+	Role string `json:"role"`
+	// Host is the hypervisor host an agent runs on.
+	Host string `json:"host,omitempty"`
+	// API is a server's API address.
+	API string `json:"api,omitempty"`
+	// Hypervisor is an agent's view of its local hypervisor (ok, down).
+	Hypervisor string `json:"hypervisor,omitempty"`
+}
+
+// GossipMember is one member as this node sees it.
+type GossipMember struct {
+	Name  string     `json:"name"`
+	Addr  string     `json:"addr"`
+	State string     `json:"state"` // alive, suspect, dead, left
+	Meta  MemberMeta `json:"meta"`
+}
+
+// GossipConfig configures one gossip member.
+type GossipConfig struct {
+	Name string
+	// Bind is host:port to listen on (TCP and UDP); Advertise what others
+	// reach (Bind when empty; a port of 0 takes what the listener got).
+	Bind, Advertise string
+	// Keys is the keyring, primary first: 16, 24 or 32 bytes each. With a
+	// keyring every message is encrypted and unencrypted ones are refused.
+	Keys [][]byte
+	Meta MemberMeta
+	// Fast shortens probe and gossip intervals (loopback tests).
+	Fast   bool
+	Logger *slog.Logger
+}
+
+// Gossip is this node's membership in the gossip pool of servers and agents.
+type Gossip struct {
+	ml     *memberlist.Memberlist
+	mu     sync.Mutex
+	meta   []byte
+	events chan struct{}
+}
+
+// ReadKeyring reads a keyring file: one base64 key per line, the primary
+// first; blank lines and lines starting with # are skipped.
+func ReadKeyring(path string) ([][]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read gossip keyring: %w", err)
+	}
+	var keys [][]byte
+	for i, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, err := base64.StdEncoding.DecodeString(line)
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: not base64", path, i+1)
+		}
+		if l := len(k); l != 16 && l != 24 && l != 32 {
+			return nil, fmt.Errorf("%s:%d: a key is 16, 24 or 32 bytes, not %d", path, i+1, l)
+		}
+		keys = append(keys, k)
+	}
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("%s: no keys", path)
+	}
+	return keys, nil
+}
+
+// StartGossip creates the member and starts listening; Join connects it.
+func StartGossip(cfg GossipConfig) (*Gossip, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	host, port, err := splitPort(cfg.Bind)
+	if err != nil {
+		return nil, fmt.Errorf("gossip bind %q: %w", cfg.Bind, err)
+	}
+	mc := memberlist.DefaultLANConfig()
+	if cfg.Fast {
+		mc = memberlist.DefaultLocalConfig()
+		mc.ProbeInterval, mc.ProbeTimeout, mc.GossipInterval = 200*time.Millisecond, 100*time.Millisecond, 50*time.Millisecond
+		mc.SuspicionMult = 2
+	}
+	mc.Name, mc.BindAddr, mc.BindPort = cfg.Name, host, port
+	mc.AdvertisePort = port
+	if cfg.Advertise != "" {
+		ah, ap, err := splitPort(cfg.Advertise)
+		if err != nil {
+			return nil, fmt.Errorf("gossip advertise %q: %w", cfg.Advertise, err)
+		}
+		mc.AdvertiseAddr, mc.AdvertisePort = ah, ap
+	}
+	if len(cfg.Keys) > 0 {
+		kr, err := memberlist.NewKeyring(cfg.Keys, cfg.Keys[0])
+		if err != nil {
+			return nil, fmt.Errorf("gossip keyring: %w", err)
+		}
+		mc.Keyring = kr
+		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
+	}
+	mc.Logger = StdLogger(cfg.Logger, "memberlist")
+	meta, err := json.Marshal(cfg.Meta)
+	if err != nil {
+		return nil, err
+	}
+	g := &Gossip{meta: meta, events: make(chan struct{}, 1)}
+	mc.Delegate = &gossipDelegate{g: g}
+	mc.Events = &gossipEvents{g: g}
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return nil, fmt.Errorf("start gossip on %s: %w", cfg.Bind, err)
+	}
+	g.ml = ml
+	return g, nil
+}
+
+func splitPort(addr string) (string, int, error) {
+	h, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		return "", 0, err
+	}
+	return h, port, nil
+}
+
+// Addr is the address others reach this member at.
+func (g *Gossip) Addr() string {
+	n := g.ml.LocalNode()
+	return net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
+}
+
+// Join contacts existing members; it succeeds when one answers.
+func (g *Gossip) Join(addrs []string) error {
+	if len(addrs) == 0 {
+		return nil
+	}
+	n, err := g.ml.Join(addrs)
+	if n == 0 {
+		if err == nil {
+			err = errors.New("no member answered")
+		}
+		return fmt.Errorf("join gossip via %v: %w", addrs, err)
+	}
+	return nil
+}
+
+// SetMeta changes what this member tells the others.
+func (g *Gossip) SetMeta(m MemberMeta) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	g.mu.Lock()
+	g.meta = b
+	g.mu.Unlock()
+	return g.ml.UpdateNode(5 * time.Second)
+}
+
+// Changes is signalled (without blocking memberlist) when members change.
+func (g *Gossip) Changes() <-chan struct{} { return g.events }
+
+// Members lists every member this node knows, by name.
+func (g *Gossip) Members() []GossipMember {
+	var out []GossipMember
+	for _, n := range g.ml.Members() {
+		out = append(out, toMember(n))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func toMember(n *memberlist.Node) GossipMember {
+	m := GossipMember{Name: n.Name, Addr: net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))}
+	switch n.State {
+	case memberlist.StateAlive:
+		m.State = "alive"
+	case memberlist.StateSuspect:
+		m.State = "suspect"
+	case memberlist.StateDead:
+		m.State = "dead"
+	case memberlist.StateLeft:
+		m.State = "left"
+	}
+	_ = json.Unmarshal(n.Meta, &m.Meta)
+	return m
+}
+
+// Leave tells the others this member goes, then stops it.
+func (g *Gossip) Leave(timeout time.Duration) error {
+	err := g.ml.Leave(timeout)
+	if serr := g.ml.Shutdown(); err == nil {
+		err = serr
+	}
+	return err
+}
+
+// Shutdown stops the member without telling the others (they see it fail).
+func (g *Gossip) Shutdown() error { return g.ml.Shutdown() }
+
+func (g *Gossip) signal() {
+	select {
+	case g.events <- struct{}{}:
+	default:
+	}
+}
+
+// gossipDelegate serves this member's metadata; callbacks never block.
+type gossipDelegate struct{ g *Gossip }
+
+func (d *gossipDelegate) NodeMeta(limit int) []byte {
+	d.g.mu.Lock()
+	defer d.g.mu.Unlock()
+	if len(d.g.meta) > limit {
+		return nil
+	}
+	return append([]byte(nil), d.g.meta...)
+}
+func (d *gossipDelegate) NotifyMsg([]byte)                           {}
+func (d *gossipDelegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (d *gossipDelegate) LocalState(join bool) []byte                { return nil }
+func (d *gossipDelegate) MergeRemoteState(buf []byte, join bool)     {}
+
+type gossipEvents struct{ g *Gossip }
+
+func (e *gossipEvents) NotifyJoin(*memberlist.Node)   { e.g.signal() }
+func (e *gossipEvents) NotifyLeave(*memberlist.Node)  { e.g.signal() }
+func (e *gossipEvents) NotifyUpdate(*memberlist.Node) { e.g.signal() }

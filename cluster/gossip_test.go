@@ -1,0 +1,109 @@
+package cluster
+
+import (
+	"bytes"
+	"encoding/base64"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func startMember(t *testing.T, name string, keys [][]byte, meta MemberMeta) *Gossip {
+	t.Helper()
+	g, err := StartGossip(GossipConfig{Name: name, Bind: "127.0.0.1:0", Keys: keys, Meta: meta, Fast: true, Logger: TestLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Shutdown() })
+	return g
+}
+
+func aliveCount(g *Gossip) int {
+	n := 0
+	for _, m := range g.Members() {
+		if m.State == "alive" {
+			n++
+		}
+	}
+	return n
+}
+
+func TestGossipEncryptedPool(t *testing.T) {
+	key := bytes.Repeat([]byte{7}, 32)
+	other := bytes.Repeat([]byte{9}, 32)
+	s1 := startMember(t, "s1", [][]byte{key}, MemberMeta{Role: RoleServer, API: "http://127.0.0.1:7420"})
+	a1 := startMember(t, "agent-h1", [][]byte{key}, MemberMeta{Role: RoleAgent, Host: "h1", Hypervisor: "ok"})
+	if err := a1.Join([]string{s1.Addr()}); err != nil {
+		t.Fatal(err)
+	}
+	WaitFor(t, 5*time.Second, "two alive members", func() bool { return aliveCount(s1) == 2 })
+	var seen GossipMember
+	for _, m := range s1.Members() {
+		if m.Name == "agent-h1" {
+			seen = m
+		}
+	}
+	if seen.Meta.Role != RoleAgent || seen.Meta.Host != "h1" || seen.Meta.Hypervisor != "ok" {
+		t.Fatalf("agent metadata seen by the server: %+v", seen)
+	}
+	// Metadata changes travel.
+	if err := a1.SetMeta(MemberMeta{Role: RoleAgent, Host: "h1", Hypervisor: "down"}); err != nil {
+		t.Fatal(err)
+	}
+	WaitFor(t, 5*time.Second, "updated metadata", func() bool {
+		for _, m := range s1.Members() {
+			if m.Name == "agent-h1" && m.Meta.Hypervisor == "down" {
+				return true
+			}
+		}
+		return false
+	})
+
+	// A member with the wrong key, or none, does not join.
+	for name, keys := range map[string][][]byte{"wrong-key": {other}, "no-key": nil} {
+		intruder := startMember(t, name, keys, MemberMeta{Role: RoleAgent})
+		if err := intruder.Join([]string{s1.Addr()}); err == nil {
+			t.Errorf("%s joined an encrypted pool", name)
+		}
+		time.Sleep(300 * time.Millisecond)
+		for _, m := range s1.Members() {
+			if m.Name == name {
+				t.Errorf("%s appears in the pool: %+v", name, m)
+			}
+		}
+	}
+
+	// A member that stops answering is seen dead; one that leaves, left.
+	a1.Shutdown()
+	WaitFor(t, 10*time.Second, "the stopped agent seen dead", func() bool {
+		for _, m := range s1.Members() {
+			if m.Name == "agent-h1" {
+				return m.State == "dead" || m.State == "suspect"
+			}
+		}
+		return true // already reaped
+	})
+}
+
+func TestReadKeyring(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "keys")
+	k1, k2 := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 16)
+	os.WriteFile(good, []byte("# primary first\n"+base64.StdEncoding.EncodeToString(k1)+"\n\n"+base64.StdEncoding.EncodeToString(k2)+"\n"), 0o600)
+	keys, err := ReadKeyring(good)
+	if err != nil || len(keys) != 2 || !bytes.Equal(keys[0], k1) {
+		t.Fatalf("keyring: %v %v", keys, err)
+	}
+	for name, text := range map[string]string{
+		"not base64": "%%%\n",
+		"bad length": base64.StdEncoding.EncodeToString([]byte("short")) + "\n",
+		"empty":      "# nothing\n",
+	} {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte(text), 0o600)
+		if _, err := ReadKeyring(p); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
