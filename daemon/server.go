@@ -169,7 +169,7 @@ func NewServer(cfg *Config, opts Options) (*Server, error) {
 		s.controllers = append(s.controllers, &inventorySync{s: s, driver: dc.Name})
 	}
 	s.balancer = &balancer{s: s}
-	s.controllers = append(s.controllers, s.ops, s.balancer)
+	s.controllers = append(s.controllers, s.ops, s.balancer, &healthController{s: s})
 	s.http = &http.Server{
 		Handler:           s.routes(),
 		ReadHeaderTimeout: 10 * time.Second,

@@ -17,6 +17,9 @@ import (
 const (
 	DefaultPerSource         = 2
 	DefaultAttempts          = 3
+	DefaultSuspectAfter      = 5 * time.Second
+	DefaultDeadAfter         = 30 * time.Second
+	DefaultAliveAfter        = 10 * time.Second
 	DefaultPerTarget         = 2
 	DefaultClusterMigrations = 8
 	DefaultMigrationTimeout  = 30 * time.Minute
@@ -124,6 +127,11 @@ func setDefaults(d *Document, root node) {
 	orDefault(b, "min_gain", &bp.MinGain, DefaultMinGain)
 	orDefault(b, "max_moves", &bp.MaxMoves, DefaultMaxMoves)
 	orDefault(b, "interval", &bp.Interval, DefaultBalanceInterval)
+
+	hn, hp := root.get("health"), &d.Health
+	orDefault(hn, "suspect_after", &hp.SuspectAfter, DefaultSuspectAfter)
+	orDefault(hn, "dead_after", &hp.DeadAfter, DefaultDeadAfter)
+	orDefault(hn, "alive_after", &hp.AliveAfter, DefaultAliveAfter)
 
 	if p := d.MetricSources.Prometheus; p != nil {
 		pn := root.get("metric_sources").get("prometheus")

@@ -45,6 +45,10 @@ balancing:
   interval: 5m
 failover:
   min_host_failures: 0
+health:
+  suspect_after: 5s
+  dead_after: 30s
+  alive_after: 10s
 metric_sources: {}
 `
 	if string(y) != want {

@@ -23,6 +23,7 @@ type Document struct {
 	Maintenance       MaintenancePolicy  `yaml:"maintenance" json:"maintenance"`
 	Balancing         BalancingPolicy    `yaml:"balancing" json:"balancing"`
 	Failover          FailoverPolicy     `yaml:"failover" json:"failover"`
+	Health            HealthPolicy       `yaml:"health" json:"health"`
 	MetricSources     MetricSources      `yaml:"metric_sources" json:"metric_sources"`
 }
 
@@ -142,6 +143,15 @@ type BalancingPolicy struct {
 	MinGain  float64       `yaml:"min_gain" json:"min_gain"`
 	MaxMoves int           `yaml:"max_moves" json:"max_moves"`
 	Interval time.Duration `yaml:"interval" json:"interval"`
+}
+
+// HealthPolicy sets how signals become a host's health: how long a host
+// must look bad before it is suspect and dead, and how long it must look
+// good again before it is alive (damping flaps).
+type HealthPolicy struct {
+	SuspectAfter time.Duration `yaml:"suspect_after" json:"suspect_after"`
+	DeadAfter    time.Duration `yaml:"dead_after" json:"dead_after"`
+	AliveAfter   time.Duration `yaml:"alive_after" json:"alive_after"`
 }
 
 // FailoverPolicy is admission control for host failures.

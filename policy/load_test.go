@@ -25,7 +25,7 @@ func TestParseErrors(t *testing.T) {
 		{"unknown key", "placement:\n  stratgy: pack\n",
 			[]string{`p.yaml:4:3: placement.stratgy: unknown field "stratgy" (did you mean "strategy"?)`}},
 		{"unknown section", "balance:\n  mode: off\n",
-			[]string{`p.yaml:3:1: balance: unknown field "balance" (known: apiVersion, balancing, disruption_budgets, failover, host_groups, kind, maintenance, metric_sources, placement, rules, vm_groups)`}},
+			[]string{`p.yaml:3:1: balance: unknown field "balance" (known: apiVersion, balancing, disruption_budgets, failover, health, host_groups, kind, maintenance, metric_sources, placement, rules, vm_groups)`}},
 		{"bad type", "maintenance:\n  per_source: two\n",
 			[]string{`p.yaml:4:15: maintenance.per_source: must be a whole number, got "two"`}},
 		{"fraction for a whole number", "balancing:\n  max_moves: 2.5\n",
@@ -207,6 +207,7 @@ func TestDefaults(t *testing.T) {
 			ShutdownTimeout: 5 * time.Minute, NoProgressTimeout: time.Hour, RetryBackoff: 5 * time.Second},
 		Balancing: BalancingPolicy{Mode: BalanceOff, Strategy: BalanceEven, Metric: BalanceByMemory, Threshold: 0.10,
 			MinGain: 0.01, MaxMoves: 10, Interval: 5 * time.Minute},
+		Health: HealthPolicy{SuspectAfter: 5 * time.Second, DeadAfter: 30 * time.Second, AliveAfter: 10 * time.Second},
 	}
 	d, err := Parse("p.yaml", []byte(header))
 	if err != nil {

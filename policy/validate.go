@@ -36,6 +36,7 @@ func validate(d *Document, doc *yamlfile.Doc) yamlfile.Errors {
 	c.maintenance(d.Maintenance)
 	c.balancing(d.Balancing, d.MetricSources.Prometheus)
 	c.atLeast("failover.min_host_failures", d.Failover.MinHostFailures, 0)
+	c.health(d.Health)
 	c.prometheus(d.MetricSources.Prometheus)
 	c.contradictions(d)
 	return c.errs
@@ -180,6 +181,15 @@ func (c *checker) budgets(bs []DisruptionBudget, vms map[string]int) {
 			first[b.VMGroup] = i
 		}
 		c.atLeast(p+".max_migrating", b.MaxMigrating, 1)
+	}
+}
+
+func (c *checker) health(h HealthPolicy) {
+	c.duration("health.suspect_after", h.SuspectAfter)
+	c.duration("health.dead_after", h.DeadAfter)
+	c.duration("health.alive_after", h.AliveAfter)
+	if h.DeadAfter <= h.SuspectAfter && h.SuspectAfter >= time.Second {
+		c.add("health.dead_after", "%s must be longer than suspect_after (%s)", h.DeadAfter, h.SuspectAfter)
 	}
 }
 

@@ -1,0 +1,77 @@
+package policy
+
+import (
+	"time"
+
+	"github.com/herd-project/herd/cluster"
+)
+
+// HealthSignals is what Herd hears about one host right now.
+type HealthSignals struct {
+	// Connected: the hypervisor manager (vCenter, the host's libvirtd)
+	// reports the host connected.
+	Connected bool
+	// Agent is the gossip state of the host's agent: "" when it runs none,
+	// else alive, suspect, dead or left.
+	Agent string
+	// HypervisorDown: the agent says its local hypervisor is not running.
+	HypervisorDown bool
+}
+
+// bad reports whether the signals say something is wrong.
+func (s HealthSignals) bad() bool {
+	return !s.Connected || s.HypervisorDown || (s.Agent != "" && s.Agent != "alive")
+}
+
+// HealthTrack is a host's fused health and since when its signals have
+// been bad or good.
+type HealthTrack struct {
+	Health    cluster.Health
+	BadSince  time.Time
+	GoodSince time.Time
+}
+
+// FuseHealth moves a host's health on by its signals at now, pure:
+//   - bad signals for suspect_after make it suspect, for dead_after dead —
+//     unless its agent still answers gossip (one lost path is not a
+//     death: the manager's link may be down while the host runs), then it
+//     stays suspect;
+//   - good signals for alive_after bring a suspect or dead host back to
+//     alive (a flap shorter than that changes nothing);
+//   - fenced is sticky: only recovery or an operator moves a host out of it.
+func FuseHealth(prev HealthTrack, sig HealthSignals, now time.Time, p HealthPolicy) HealthTrack {
+	t := prev
+	if t.Health == "" {
+		t.Health = cluster.HealthUnknown
+	}
+	if t.Health == cluster.HealthFenced {
+		return t
+	}
+	if sig.bad() {
+		t.GoodSince = time.Time{}
+		if t.BadSince.IsZero() {
+			t.BadSince = now
+		}
+		bad := now.Sub(t.BadSince)
+		switch {
+		case bad >= p.DeadAfter && sig.Agent != "alive":
+			t.Health = cluster.HealthDead
+		case bad >= p.SuspectAfter && t.Health != cluster.HealthDead:
+			t.Health = cluster.HealthSuspect
+		}
+		return t
+	}
+	t.BadSince = time.Time{}
+	if t.GoodSince.IsZero() {
+		t.GoodSince = now
+	}
+	switch t.Health {
+	case cluster.HealthUnknown, cluster.HealthAlive:
+		t.Health = cluster.HealthAlive
+	default: // suspect, dead
+		if now.Sub(t.GoodSince) >= p.AliveAfter {
+			t.Health = cluster.HealthAlive
+		}
+	}
+	return t
+}
