@@ -102,3 +102,21 @@ type Driver interface {
 	// Close releases the driver's connections.
 	Close() error
 }
+
+// WithKind adds an error kind (ErrNotFound, ErrTimeout, …) to err, keeping
+// its message, so that errors.Is matches both. A nil kind, or one err
+// already matches, leaves err as it is.
+func WithKind(err, kind error) error {
+	if err == nil || kind == nil || errors.Is(err, kind) {
+		return err
+	}
+	return &kindError{err: err, kind: kind}
+}
+
+type kindError struct {
+	err  error
+	kind error
+}
+
+func (e *kindError) Error() string   { return e.err.Error() + " (" + e.kind.Error() + ")" }
+func (e *kindError) Unwrap() []error { return []error{e.err, e.kind} }

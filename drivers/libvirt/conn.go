@@ -123,7 +123,7 @@ func timeoutError(ctx context.Context, what string) error {
 	if errors.Is(cause, context.Canceled) {
 		return fmt.Errorf("%s: %w", what, cause)
 	}
-	return &kindError{err: fmt.Errorf("%s: %w", what, cause), kind: drivers.ErrTimeout}
+	return drivers.WithKind(fmt.Errorf("%s: %w", what, cause), drivers.ErrTimeout)
 }
 
 // session returns the open connection, making one when there is none. A

@@ -3,7 +3,6 @@ package libvirt
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"syscall"
@@ -61,23 +60,9 @@ func codeKind(code golibvirt.ErrorNumber) error {
 	return nil
 }
 
-// kindError keeps an error's message and adds the drivers kind it maps to,
-// so that errors.Is matches both.
-type kindError struct {
-	err  error
-	kind error
-}
-
-func (e *kindError) Error() string   { return fmt.Sprintf("%v (%v)", e.err, e.kind) }
-func (e *kindError) Unwrap() []error { return []error{e.err, e.kind} }
-
 // classify adds the drivers error kind to err when it has one.
 func classify(err error) error {
-	kind := kindOf(err)
-	if kind == nil || errors.Is(err, kind) {
-		return err
-	}
-	return &kindError{err: err, kind: kind}
+	return drivers.WithKind(err, kindOf(err))
 }
 
 // hasCode reports whether err is a libvirt error with code.

@@ -64,7 +64,7 @@ func queryConnected[T any](ctx context.Context, h *hostConn, op string, fn func(
 	h.mu.Unlock()
 	if s == nil {
 		var zero T
-		return zero, &kindError{err: fmt.Errorf("%s on %s: host %s: %w", op, h.cfg.Name, state, last), kind: drivers.ErrUnreachable}
+		return zero, drivers.WithKind(fmt.Errorf("%s on %s: host %s: %w", op, h.cfg.Name, state, last), drivers.ErrUnreachable)
 	}
 	ctx, cancel := context.WithTimeout(ctx, h.callTimeout)
 	defer cancel()

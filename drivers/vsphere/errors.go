@@ -3,7 +3,6 @@ package vsphere
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"syscall"
 
@@ -60,23 +59,9 @@ func kindOf(err error) error {
 	return nil
 }
 
-// kindError keeps a vSphere error's message and adds the drivers kind it
-// maps to, so that errors.Is matches both.
-type kindError struct {
-	err  error
-	kind error
-}
-
-func (e *kindError) Error() string   { return fmt.Sprintf("%v (%v)", e.err, e.kind) }
-func (e *kindError) Unwrap() []error { return []error{e.err, e.kind} }
-
 // classify adds the drivers error kind to err when it has one.
 func classify(err error) error {
-	kind := kindOf(err)
-	if kind == nil || errors.Is(err, kind) {
-		return err
-	}
-	return &kindError{err: err, kind: kind}
+	return drivers.WithKind(err, kindOf(err))
 }
 
 // isInvalidPowerState reports whether err says the VM is already in state.
