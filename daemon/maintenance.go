@@ -139,15 +139,8 @@ func (s *Server) handlePrecheck(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "status", "a precheck is for status enable, not %q", req.Status)
 		return
 	}
-	st := s.node.FSM().State()
-	h := st.Hosts[name]
-	if h == nil {
-		writeError(w, http.StatusNotFound, "host", "host %q not found", name)
-		return
-	}
-	er, ferr := evacuationRequest(st, name, req)
-	if ferr != nil {
-		ferr.write(w)
+	st, h, er, ok := enableTarget(w, s.node.FSM().State(), name, req)
+	if !ok {
 		return
 	}
 	pc := s.precheck(st, er)
@@ -178,16 +171,25 @@ func (s *Server) handleMaintenance(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Server) enableMaintenance(w http.ResponseWriter, r *http.Request, name string, req api.MaintenanceRequest) {
-	st := s.node.FSM().State()
+// enableTarget finds the host of an enable (or precheck) request and
+// checks the request; on a problem it answers and reports false.
+func enableTarget(w http.ResponseWriter, st *cluster.State, name string, req api.MaintenanceRequest) (*cluster.State, *cluster.Host, policy.EvacuationRequest, bool) {
 	h := st.Hosts[name]
 	if h == nil {
 		writeError(w, http.StatusNotFound, "host", "host %q not found", name)
-		return
+		return nil, nil, policy.EvacuationRequest{}, false
 	}
 	er, ferr := evacuationRequest(st, name, req)
 	if ferr != nil {
 		ferr.write(w)
+		return nil, nil, er, false
+	}
+	return st, h, er, true
+}
+
+func (s *Server) enableMaintenance(w http.ResponseWriter, r *http.Request, name string, req api.MaintenanceRequest) {
+	st, h, er, ok := enableTarget(w, s.node.FSM().State(), name, req)
+	if !ok {
 		return
 	}
 	switch h.Maintenance {
