@@ -21,10 +21,9 @@ func newPolicyCmd(g *globals) *cobra.Command {
 		Short: "Check a policy file here, without a server: exit 0 when valid, 1 with every error (file:line:column)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			doc, err := policy.LoadFile(args[0])
+			doc, err := loadPolicyFile(g, args[0])
 			if err != nil {
-				fmt.Fprintln(g.stderr, err)
-				return exitErr(exitError)
+				return err
 			}
 			fmt.Fprintf(g.stdout, "%s: valid (hash %s)\n", args[0], shortHash(doc.Hash()))
 			return nil
@@ -70,10 +69,9 @@ func newPolicyCmd(g *globals) *cobra.Command {
 		Short: "Show how a policy file differs from the policy in force: exit 0 when the same, 1 when different",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			doc, err := policy.LoadFile(args[0])
+			doc, err := loadPolicyFile(g, args[0])
 			if err != nil {
-				fmt.Fprintln(g.stderr, err)
-				return exitErr(exitError)
+				return err
 			}
 			mine, err := doc.YAML()
 			if err != nil {
@@ -95,6 +93,17 @@ func newPolicyCmd(g *globals) *cobra.Command {
 	}
 	p.AddCommand(validate, apply, show, diff)
 	return p
+}
+
+// loadPolicyFile reads and validates a policy file here; every problem is
+// printed, one a line with its file:line:column, and the exit status is 1.
+func loadPolicyFile(g *globals, path string) (*policy.Document, error) {
+	doc, err := policy.LoadFile(path)
+	if err != nil {
+		fmt.Fprintln(g.stderr, err)
+		return nil, exitErr(exitError)
+	}
+	return doc, nil
 }
 
 func shortHash(h string) string {
