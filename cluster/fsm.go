@@ -44,6 +44,21 @@ func (f *FSM) State() *State {
 	return f.state.Snapshot()
 }
 
+// Policy returns the policy in force (nil before one is applied) without
+// copying the state.
+func (f *FSM) Policy() *Policy {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.state.Policy
+}
+
+// Operation returns one operation (nil when unknown) without copying the state.
+func (f *FSM) Operation(id string) *Operation {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.state.Operations[id]
+}
+
 // Watch registers ch to receive the index of each applied entry (dropped
 // when ch is full).
 func (f *FSM) Watch(ch chan<- uint64) {

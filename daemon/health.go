@@ -29,7 +29,13 @@ func (c *healthController) Run(ctx context.Context) {
 }
 
 func (c *healthController) round(ctx context.Context, tracks map[string]policy.HealthTrack, now time.Time) {
-	st := c.s.node.FSM().State()
+	// The hosts only (values are immutable): no copy of the VM maps.
+	var hosts []*cluster.Host
+	c.s.node.FSM().Read(func(st *cluster.State) {
+		for _, name := range st.HostNames() {
+			hosts = append(hosts, st.Hosts[name])
+		}
+	})
 	p := c.s.Policy().Health
 	agents := map[string]cluster.GossipMember{}
 	for _, m := range c.s.gossipMembers() {
@@ -37,8 +43,10 @@ func (c *healthController) round(ctx context.Context, tracks map[string]policy.H
 			agents[m.Meta.Host] = m
 		}
 	}
-	for _, name := range st.HostNames() {
-		h := st.Hosts[name]
+	present := make(map[string]bool, len(hosts))
+	for _, h := range hosts {
+		name := h.Name
+		present[name] = true
 		sig := policy.HealthSignals{Connected: h.Connection == cluster.Connected}
 		if a, ok := agents[name]; ok {
 			sig.Agent, sig.HypervisorDown = a.State, a.Meta.Hypervisor == "down"
@@ -62,7 +70,7 @@ func (c *healthController) round(ctx context.Context, tracks map[string]policy.H
 		}
 	}
 	for name := range tracks {
-		if st.Hosts[name] == nil {
+		if !present[name] {
 			delete(tracks, name)
 		}
 	}

@@ -575,7 +575,7 @@ func (s *Server) handleOperations(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleOperation(w http.ResponseWriter, r *http.Request) {
-	op := s.node.FSM().State().Operations[r.PathValue("id")]
+	op := s.node.FSM().Operation(r.PathValue("id"))
 	if op == nil {
 		writeError(w, http.StatusNotFound, "operation", "operation %q not found", r.PathValue("id"))
 		return
@@ -603,7 +603,7 @@ func (s *Server) operationCommand(w http.ResponseWriter, r *http.Request, build 
 		return
 	}
 	id := r.PathValue("id")
-	op := s.node.FSM().State().Operations[id]
+	op := s.node.FSM().Operation(id)
 	if op == nil {
 		writeError(w, http.StatusNotFound, "operation", "operation %q not found", id)
 		return
@@ -614,7 +614,7 @@ func (s *Server) operationCommand(w http.ResponseWriter, r *http.Request, build 
 		writeApplyError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, api.NewOperation(s.node.FSM().State().Operations[id]))
+	writeJSON(w, http.StatusOK, api.NewOperation(s.node.FSM().Operation(id)))
 }
 
 // failoverBlocker says why closing host would leave the cluster unable to

@@ -178,6 +178,19 @@ func (c *opsController) step(ctx context.Context) {
 	if ctx.Err() != nil {
 		return
 	}
+	// Most ticks find nothing running: look before copying the state.
+	running := false
+	c.s.node.FSM().Read(func(st *cluster.State) {
+		for _, op := range st.Operations {
+			if op.State == cluster.OpRunning {
+				running = true
+				return
+			}
+		}
+	})
+	if !running {
+		return
+	}
 	st := c.s.node.FSM().State()
 	ops := runningOps(st)
 	if len(ops) == 0 {

@@ -44,41 +44,41 @@ func defaultPolicy() *policy.Document {
 
 // Policy returns the policy in force (defaults before any is applied).
 func (s *Server) Policy() *policy.Document {
-	st := s.node.FSM().State()
+	inForce := s.node.FSM().Policy()
 	p := &s.policy
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.defaults == nil {
 		p.defaults = defaultPolicy()
 	}
-	if st.Policy == nil {
+	if inForce == nil {
 		return p.defaults
 	}
-	if p.doc != nil && p.version == st.Policy.Version {
+	if p.doc != nil && p.version == inForce.Version {
 		return p.doc
 	}
-	doc, err := policy.Parse(fmt.Sprintf("policy v%d", st.Policy.Version), st.Policy.YAML)
+	doc, err := policy.Parse(fmt.Sprintf("policy v%d", inForce.Version), inForce.YAML)
 	if err != nil {
 		// Validated before it was committed; a newer server's syntax an
 		// older one cannot read keeps the last good one.
-		s.log.Error("policy in force does not parse here", "version", st.Policy.Version, "err", err)
+		s.log.Error("policy in force does not parse here", "version", inForce.Version, "err", err)
 		if p.doc != nil {
 			return p.doc
 		}
 		return p.defaults
 	}
-	p.doc, p.version = doc, st.Policy.Version
+	p.doc, p.version = doc, inForce.Version
 	return doc
 }
 
 func (s *Server) policyStatus() api.PolicyStatus {
-	st := s.node.FSM().State()
+	inForce := s.node.FSM().Policy()
 	p := &s.policy
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	ps := api.PolicyStatus{File: s.cfg.PolicyFile, FileHash: p.fileHash, LastReload: p.lastReload, ReloadOK: p.lastOK, ReloadErr: p.lastErr}
-	if st.Policy != nil {
-		ps.Version, ps.Hash = st.Policy.Version, st.Policy.Hash
+	if inForce != nil {
+		ps.Version, ps.Hash = inForce.Version, inForce.Hash
 	} else {
 		if p.defaults == nil {
 			p.defaults = defaultPolicy()
@@ -133,7 +133,7 @@ func (s *Server) ReloadPolicy(ctx context.Context) error {
 	p.fileHash, p.lastOK, p.lastErr = doc.Hash(), true, ""
 	p.mu.Unlock()
 	s.metrics.PolicyReloads.WithLabelValues("ok").Inc()
-	if st := s.node.FSM().State(); st.Policy != nil && st.Policy.Hash == doc.Hash() {
+	if inForce := s.node.FSM().Policy(); inForce != nil && inForce.Hash == doc.Hash() {
 		return nil
 	}
 	_, err = s.applyPolicy(ctx, doc, "file "+s.cfg.PolicyFile+" on "+s.cfg.NodeName, "server:"+s.cfg.NodeName, 0)
@@ -157,7 +157,7 @@ func (s *Server) applyPolicy(ctx context.Context, doc *policy.Document, source, 
 	if _, err := s.node.Apply(ctx, &cluster.SetPolicy{YAML: y, Hash: doc.Hash(), Source: source, IfVersion: ifVersion, Time: ev.Time, Event: ev}); err != nil {
 		return nil, err
 	}
-	return s.node.FSM().State().Policy, nil
+	return s.node.FSM().Policy(), nil
 }
 
 func shortHash(h string) string {

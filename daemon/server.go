@@ -302,7 +302,7 @@ func (s *Server) startControllers() {
 			s.log.Warn("set event retention", "err", err)
 		}
 		// A new cluster takes the leader's policy file before anything runs.
-		if s.node.FSM().State().Policy == nil {
+		if s.node.FSM().Policy() == nil {
 			_ = s.ReloadPolicy(ctx)
 		}
 		s.log.Info("leadership gained: starting controllers", "controllers", len(s.controllers))
