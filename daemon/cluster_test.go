@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -252,10 +253,14 @@ type countingDriver struct {
 	drivers.Driver
 	mu      *sync.Mutex
 	targets map[string]map[string]int
+	calls   *int // every Migrate call, when set
 }
 
 func (d countingDriver) Migrate(ctx context.Context, id, target string, kind drivers.MigrationKind) error {
 	d.mu.Lock()
+	if d.calls != nil {
+		*d.calls++
+	}
 	if d.targets[id] == nil {
 		d.targets[id] = map[string]int{}
 	}
@@ -323,5 +328,65 @@ func TestLeaderKilledMidEvacuation(t *testing.T) {
 		if it.Attempts != 1 || actual[vm.ID].Host != it.Target {
 			t.Errorf("step of %s: %+v, VM on %s", vm.Name, it, actual[vm.ID].Host)
 		}
+	}
+}
+
+// TestMinorityDoesNothing: a leader left without its quorum steps down,
+// stops its controllers, starts no migration and commits no write.
+func TestMinorityDoesNothing(t *testing.T) {
+	sim, err := vsphere.StartSimulator(vsphere.SimConfig{Hosts: 3, VMs: 9, MethodDelay: map[string]int{"RelocateVM_Task": 400}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	var mu sync.Mutex
+	migrations := 0
+	factory := func(ctx context.Context, dc DriverConfig, log *slog.Logger) (drivers.Driver, error) {
+		d, err := openDriver(ctx, dc, log)
+		if err != nil {
+			return nil, err
+		}
+		return countingDriver{Driver: d, mu: &mu, targets: map[string]map[string]int{}, calls: &migrations}, nil
+	}
+	tc := newTestClusterWith(t, 3, sim, factory, func(p *policy.Document) { p.Maintenance.PerSource = 1 })
+	leader := tc.leader()
+	c := tc.client(leader)
+	waitInventory(t, c, 3, 9)
+	ctx := context.Background()
+	src := sim.HostNames()[0]
+	ref, err := c.Maintenance(ctx, src, api.MaintenanceRequest{Status: "enable", Migrate: "all"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cluster.WaitFor(t, 10*time.Second, "a migration in flight", func() bool {
+		op, err := c.Operation(ctx, ref.Operation)
+		return err == nil && op.Running == 1
+	})
+	// Cut the leader off: its two followers stop.
+	for i := range tc.servers {
+		if i != leader {
+			tc.stop(i)
+		}
+	}
+	lone := tc.servers[leader]
+	cluster.WaitFor(t, 5*time.Second, "the lone leader steps down", func() bool { return !lone.Node().IsLeader() })
+	// Let the migration in flight end, then count: nothing new may start.
+	time.Sleep(time.Second)
+	mu.Lock()
+	before := migrations
+	mu.Unlock()
+	time.Sleep(2 * time.Second)
+	mu.Lock()
+	after := migrations
+	mu.Unlock()
+	if after != before {
+		t.Fatalf("a server without quorum started %d migrations", after-before)
+	}
+	var se *api.StatusError
+	if _, err := c.SetHostStatus(ctx, sim.HostNames()[1], api.StatusRequest{Status: "NOT_ACCEPTING"}); !errors.As(err, &se) || se.Code != 503 {
+		t.Fatalf("a write to a server without quorum: %v", err)
+	}
+	if h := lone.Node().FSM().State().Hosts[sim.HostNames()[1]]; h.Admin != cluster.Available {
+		t.Fatalf("a write without quorum changed the state: %+v", h)
 	}
 }
