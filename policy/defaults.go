@@ -33,6 +33,14 @@ const (
 	DefaultRuleWeight        = 10
 	DefaultPromTimeout       = 5 * time.Second
 	DefaultPromHostLabel     = "instance"
+	DefaultStormThreshold    = 0.5
+	DefaultLeaseTTL          = 10 * time.Second
+	DefaultLeaseMargin       = 5 * time.Second
+	DefaultRecoveryBackoff   = 5 * time.Second
+	DefaultRecoveryMaxWait   = 2 * time.Minute
+	DefaultRecoveryParallel  = 8
+	DefaultFenceTimeout      = 30 * time.Second
+	DefaultFenceConfirm      = 60 * time.Second
 )
 
 // node is a possibly absent YAML node, for asking which keys a file sets.
@@ -132,6 +140,20 @@ func setDefaults(d *Document, root node) {
 	orDefault(hn, "suspect_after", &hp.SuspectAfter, DefaultSuspectAfter)
 	orDefault(hn, "dead_after", &hp.DeadAfter, DefaultDeadAfter)
 	orDefault(hn, "alive_after", &hp.AliveAfter, DefaultAliveAfter)
+
+	rn, rp := root.get("recovery"), &d.Recovery
+	orDefault(rn, "automatic", &rp.Automatic, true)
+	orDefault(rn, "storm_threshold", &rp.StormThreshold, DefaultStormThreshold)
+	orDefault(rn, "lease_ttl", &rp.LeaseTTL, DefaultLeaseTTL)
+	orDefault(rn, "lease_margin", &rp.LeaseMargin, DefaultLeaseMargin)
+	orDefault(rn, "retry_backoff", &rp.RetryBackoff, DefaultRecoveryBackoff)
+	orDefault(rn, "max_backoff", &rp.MaxBackoff, DefaultRecoveryMaxWait)
+	orDefault(rn, "concurrency", &rp.Concurrency, DefaultRecoveryParallel)
+	fn := rn.get("fencing")
+	for i := range rp.Fencing {
+		orDefault(fn.item(i), "timeout", &rp.Fencing[i].Timeout, DefaultFenceTimeout)
+		orDefault(fn.item(i), "confirm_timeout", &rp.Fencing[i].ConfirmTimeout, DefaultFenceConfirm)
+	}
 
 	if p := d.MetricSources.Prometheus; p != nil {
 		pn := root.get("metric_sources").get("prometheus")

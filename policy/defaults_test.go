@@ -49,6 +49,14 @@ health:
   suspect_after: 5s
   dead_after: 30s
   alive_after: 10s
+recovery:
+  automatic: true
+  storm_threshold: 0.5
+  lease_ttl: 10s
+  lease_margin: 5s
+  retry_backoff: 5s
+  max_backoff: 2m
+  concurrency: 8
 metric_sources: {}
 `
 	if string(y) != want {

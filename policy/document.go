@@ -24,6 +24,7 @@ type Document struct {
 	Balancing         BalancingPolicy    `yaml:"balancing" json:"balancing"`
 	Failover          FailoverPolicy     `yaml:"failover" json:"failover"`
 	Health            HealthPolicy       `yaml:"health" json:"health"`
+	Recovery          RecoveryPolicy     `yaml:"recovery" json:"recovery"`
 	MetricSources     MetricSources      `yaml:"metric_sources" json:"metric_sources"`
 }
 
@@ -175,4 +176,77 @@ type PrometheusSource struct {
 	// (HostLabel), valued 0 to 1: the host's CPU utilisation.
 	CPUQuery  string `yaml:"cpu_query,omitempty" json:"cpu_query,omitempty"`
 	HostLabel string `yaml:"host_label" json:"host_label,omitempty"`
+}
+
+// Fencing method types.
+const (
+	// FencePower runs a fence-agent program (fence_ipmilan, fence_redfish,
+	// …) that powers the host off and confirms it with "status".
+	FencePower = "power"
+	// FenceLease confirms a host whose agent's lease expired: the agent
+	// stopped its VMs when it could not renew.
+	FenceLease = "lease"
+	// FenceDev powers off a dev-mode simulator host (herd server -dev only).
+	FenceDev = "dev"
+)
+
+// RecoveryPolicy says when and how the VMs of a dead host are recreated
+// elsewhere. A host is recovered only once a fencing method confirmed it
+// is off, or an operator did (PUT /v1/hosts/{host}/status OFFLINE with
+// confirm_fenced).
+type RecoveryPolicy struct {
+	// Automatic: fence and recover dead hosts without waiting for an
+	// operator (default true). When false only an operator's confirmation
+	// starts a recovery.
+	Automatic bool `yaml:"automatic" json:"automatic"`
+	// StormThreshold: when more than this share of the hosts are dead at
+	// once, the management network is the likelier cause — nothing is
+	// fenced automatically (default 0.5).
+	StormThreshold float64 `yaml:"storm_threshold" json:"storm_threshold"`
+	// LeaseTTL is how long an agent's lease lasts after each renewal; an
+	// agent that cannot renew for that long stops its VMs.
+	LeaseTTL time.Duration `yaml:"lease_ttl" json:"lease_ttl"`
+	// LeaseMargin is added on the servers' side before an expired lease
+	// counts as fencing: clock rate drift and the agent's time to stop its VMs.
+	LeaseMargin time.Duration `yaml:"lease_margin" json:"lease_margin"`
+	// ReservedHostGroup names the failover hosts, tried first for
+	// recreated VMs.
+	ReservedHostGroup string `yaml:"reserved_host_group,omitempty" json:"reserved_host_group,omitempty"`
+	// ExcludeVMGroups are not recreated (their VMs wait for their host).
+	ExcludeVMGroups []string `yaml:"exclude_vm_groups,omitempty" json:"exclude_vm_groups,omitempty"`
+	// RetryBackoff is the first pause before a VM that could not be
+	// recreated is tried again; it doubles up to MaxBackoff. Recovery
+	// never gives up.
+	RetryBackoff time.Duration `yaml:"retry_backoff" json:"retry_backoff"`
+	MaxBackoff   time.Duration `yaml:"max_backoff" json:"max_backoff"`
+	// Concurrent recreations in the whole cluster.
+	Concurrency int `yaml:"concurrency" json:"concurrency"`
+	// Fencing is the chain, tried in order until one method confirms.
+	// Empty: the agent lease alone.
+	Fencing []FenceMethod `yaml:"fencing,omitempty" json:"fencing,omitempty"`
+}
+
+// FenceMethod is one link of the fencing chain.
+type FenceMethod struct {
+	Name string `yaml:"name" json:"name"`
+	// Type is power, lease or dev.
+	Type string `yaml:"type" json:"type"`
+	// Hosts and HostGroup say which hosts the method covers; neither: all.
+	Hosts     []string `yaml:"hosts,omitempty" json:"hosts,omitempty"`
+	HostGroup string   `yaml:"host_group,omitempty" json:"host_group,omitempty"`
+	// Agent is the fence-agent program (a path, or a name looked up in
+	// /usr/sbin and PATH), for type power.
+	Agent string `yaml:"agent,omitempty" json:"agent,omitempty"`
+	// Params go to the agent on stdin as key=value; "{host}" in a value
+	// is replaced by the host's name.
+	Params map[string]string `yaml:"params,omitempty" json:"params,omitempty"`
+	// HostParams add or override parameters per host (its BMC address).
+	HostParams map[string]map[string]string `yaml:"host_params,omitempty" json:"host_params,omitempty"`
+	// SecretFiles name parameters read from files at each run
+	// (password: /etc/herd/secrets/ipmi): never stored in the policy.
+	SecretFiles map[string]string `yaml:"secret_files,omitempty" json:"secret_files,omitempty"`
+	// Timeout bounds one agent run; ConfirmTimeout how long "status" is
+	// asked until it says off.
+	Timeout        time.Duration `yaml:"timeout" json:"timeout"`
+	ConfirmTimeout time.Duration `yaml:"confirm_timeout" json:"confirm_timeout"`
 }

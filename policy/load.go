@@ -98,6 +98,8 @@ func (d *Document) Hash() string {
 var durationKeys = map[string]bool{
 	"migration_timeout": true, "shutdown_timeout": true, "no_progress_timeout": true,
 	"retry_backoff": true, "interval": true, "timeout": true,
+	"suspect_after": true, "dead_after": true, "alive_after": true,
+	"lease_ttl": true, "lease_margin": true, "max_backoff": true, "confirm_timeout": true,
 }
 
 // shortDurations writes durations as people do: 30m, not 30m0s.
@@ -146,6 +148,28 @@ func normalize(d *Document) {
 	for i := range d.VMGroups {
 		if len(d.VMGroups[i].VMs) == 0 {
 			d.VMGroups[i].VMs = nil
+		}
+	}
+	r := &d.Recovery
+	if len(r.ExcludeVMGroups) == 0 {
+		r.ExcludeVMGroups = nil
+	}
+	if len(r.Fencing) == 0 {
+		r.Fencing = nil
+	}
+	for i := range r.Fencing {
+		m := &r.Fencing[i]
+		if len(m.Hosts) == 0 {
+			m.Hosts = nil
+		}
+		if len(m.Params) == 0 {
+			m.Params = nil
+		}
+		if len(m.HostParams) == 0 {
+			m.HostParams = nil
+		}
+		if len(m.SecretFiles) == 0 {
+			m.SecretFiles = nil
 		}
 	}
 }

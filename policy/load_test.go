@@ -25,7 +25,17 @@ func TestParseErrors(t *testing.T) {
 		{"unknown key", "placement:\n  stratgy: pack\n",
 			[]string{`p.yaml:4:3: placement.stratgy: unknown field "stratgy" (did you mean "strategy"?)`}},
 		{"unknown section", "balance:\n  mode: off\n",
-			[]string{`p.yaml:3:1: balance: unknown field "balance" (known: apiVersion, balancing, disruption_budgets, failover, health, host_groups, kind, maintenance, metric_sources, placement, rules, vm_groups)`}},
+			[]string{`p.yaml:3:1: balance: unknown field "balance" (known: apiVersion, balancing, disruption_budgets, failover, health, host_groups, kind, maintenance, metric_sources, placement, recovery, rules, vm_groups)`}},
+		{"recovery storm share", "recovery:\n  storm_threshold: 1.5\n",
+			[]string{`p.yaml:4:20: recovery.storm_threshold: must be above 0 and at most 1, got 1.5`}},
+		{"power fence without agent", "recovery:\n  fencing:\n    - name: ipmi\n      type: power\n",
+			[]string{`p.yaml:5:7: recovery.fencing[0].agent: missing; a power method runs a fence agent such as fence_ipmilan or fence_redfish`}},
+		{"fence password in the policy", "recovery:\n  fencing:\n    - name: ipmi\n      type: power\n      agent: fence_ipmilan\n      params: {password: x}\n",
+			[]string{`p.yaml:8:26: recovery.fencing[0].params.password: a password does not belong in the policy (GET /v1/policy shows it): use secret_files`}},
+		{"unknown fence type", "recovery:\n  fencing:\n    - name: x\n      type: stonith\n",
+			[]string{`p.yaml:6:13: recovery.fencing[0].type: must be one of power, lease, dev; got "stonith"`}},
+		{"relative secret file", "recovery:\n  fencing:\n    - name: ipmi\n      type: power\n      agent: fence_ipmilan\n      secret_files: {password: pw.txt}\n",
+			[]string{`p.yaml:8:32: recovery.fencing[0].secret_files.password: must be an absolute path, got "pw.txt"`}},
 		{"bad type", "maintenance:\n  per_source: two\n",
 			[]string{`p.yaml:4:15: maintenance.per_source: must be a whole number, got "two"`}},
 		{"fraction for a whole number", "balancing:\n  max_moves: 2.5\n",
@@ -208,6 +218,8 @@ func TestDefaults(t *testing.T) {
 		Balancing: BalancingPolicy{Mode: BalanceOff, Strategy: BalanceEven, Metric: BalanceByMemory, Threshold: 0.10,
 			MinGain: 0.01, MaxMoves: 10, Interval: 5 * time.Minute},
 		Health: HealthPolicy{SuspectAfter: 5 * time.Second, DeadAfter: 30 * time.Second, AliveAfter: 10 * time.Second},
+		Recovery: RecoveryPolicy{Automatic: true, StormThreshold: 0.5, LeaseTTL: 10 * time.Second, LeaseMargin: 5 * time.Second,
+			RetryBackoff: 5 * time.Second, MaxBackoff: 2 * time.Minute, Concurrency: 8},
 	}
 	d, err := Parse("p.yaml", []byte(header))
 	if err != nil {

@@ -37,6 +37,7 @@ func validate(d *Document, doc *yamlfile.Doc) yamlfile.Errors {
 	c.balancing(d.Balancing, d.MetricSources.Prometheus)
 	c.atLeast("failover.min_host_failures", d.Failover.MinHostFailures, 0)
 	c.health(d.Health)
+	c.recovery(d.Recovery, hosts, vms)
 	c.prometheus(d.MetricSources.Prometheus)
 	c.contradictions(d)
 	return c.errs
@@ -185,10 +186,11 @@ func (c *checker) budgets(bs []DisruptionBudget, vms map[string]int) {
 }
 
 func (c *checker) health(h HealthPolicy) {
-	c.duration("health.suspect_after", h.SuspectAfter)
-	c.duration("health.dead_after", h.DeadAfter)
-	c.duration("health.alive_after", h.AliveAfter)
-	if h.DeadAfter <= h.SuspectAfter && h.SuspectAfter >= time.Second {
+	// Sub-second thresholds are allowed: fast detection is a choice.
+	c.durationAtLeast("health.suspect_after", h.SuspectAfter, 100*time.Millisecond)
+	c.durationAtLeast("health.dead_after", h.DeadAfter, 100*time.Millisecond)
+	c.durationAtLeast("health.alive_after", h.AliveAfter, 100*time.Millisecond)
+	if h.DeadAfter <= h.SuspectAfter && h.SuspectAfter >= 100*time.Millisecond {
 		c.add("health.dead_after", "%s must be longer than suspect_after (%s)", h.DeadAfter, h.SuspectAfter)
 	}
 }
@@ -294,8 +296,12 @@ func (c *checker) share(p string, v float64) {
 
 // duration checks a duration of at least one second.
 func (c *checker) duration(p string, d time.Duration) {
-	if d < time.Second {
-		c.add(p, "must be at least 1s, got %s", d)
+	c.durationAtLeast(p, d, time.Second)
+}
+
+func (c *checker) durationAtLeast(p string, d, lo time.Duration) {
+	if d < lo {
+		c.add(p, "must be at least %s, got %s", lo, d)
 	}
 }
 
@@ -341,4 +347,74 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+func (c *checker) recovery(r RecoveryPolicy, hosts, vms map[string]int) {
+	const at = "recovery"
+	if !(r.StormThreshold > 0 && r.StormThreshold <= 1) {
+		c.add(at+".storm_threshold", "must be above 0 and at most 1, got %v", r.StormThreshold)
+	}
+	c.duration(at+".lease_ttl", r.LeaseTTL)
+	c.durationAtLeast(at+".lease_margin", r.LeaseMargin, 500*time.Millisecond)
+	c.durationAtLeast(at+".retry_backoff", r.RetryBackoff, 100*time.Millisecond)
+	if r.MaxBackoff < r.RetryBackoff {
+		c.add(at+".max_backoff", "%s must not be shorter than retry_backoff (%s)", r.MaxBackoff, r.RetryBackoff)
+	}
+	c.between(at+".concurrency", r.Concurrency, 1, 256)
+	if r.ReservedHostGroup != "" {
+		c.ref(at+".reserved_host_group", "host group", r.ReservedHostGroup, "host_groups", hosts)
+	}
+	for i, g := range r.ExcludeVMGroups {
+		c.ref(fmt.Sprintf("%s.exclude_vm_groups[%d]", at, i), "vm group", g, "vm_groups", vms)
+	}
+	c.names(at+".fencing", len(r.Fencing), func(i int) string { return r.Fencing[i].Name })
+	for i, m := range r.Fencing {
+		p := fmt.Sprintf("%s.fencing[%d]", at, i)
+		c.oneOf(p+".type", m.Type, FencePower, FenceLease, FenceDev)
+		if m.HostGroup != "" {
+			c.ref(p+".host_group", "host group", m.HostGroup, "host_groups", hosts)
+		}
+		switch m.Type {
+		case FencePower:
+			if m.Agent == "" {
+				c.add(p+".agent", "missing; a power method runs a fence agent such as fence_ipmilan or fence_redfish")
+			}
+			c.fenceParams(p+".params", m.Params)
+			for h, ps := range m.HostParams {
+				c.fenceParams(p+".host_params."+h, ps)
+			}
+			for k, f := range m.SecretFiles {
+				switch {
+				case !paramRE.MatchString(k) || k == "action":
+					c.add(p+".secret_files."+k, "%q is not a parameter name a fence agent takes", k)
+				case !strings.HasPrefix(f, "/"):
+					c.add(p+".secret_files."+k, "must be an absolute path, got %q", f)
+				}
+				if _, dup := m.Params[k]; dup {
+					c.add(p+".secret_files."+k, "%s is also set in params: a secret lives in its file only", k)
+				}
+			}
+			c.duration(p+".timeout", m.Timeout)
+			c.durationAtLeast(p+".confirm_timeout", m.ConfirmTimeout, 100*time.Millisecond)
+		default:
+			if m.Agent != "" || len(m.Params) > 0 || len(m.HostParams) > 0 || len(m.SecretFiles) > 0 {
+				c.add(p+".type", "a %s method takes no agent, params, host_params or secret_files", m.Type)
+			}
+		}
+	}
+}
+
+var paramRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+func (c *checker) fenceParams(p string, ps map[string]string) {
+	for k, v := range ps {
+		switch {
+		case !paramRE.MatchString(k) || k == "action":
+			c.add(p+"."+k, "%q is not a parameter name a fence agent takes", k)
+		case strings.ContainsAny(v, "\n\r"):
+			c.add(p+"."+k, "must not contain a line break")
+		case k == "password" || k == "passwd":
+			c.add(p+"."+k, "a password does not belong in the policy (GET /v1/policy shows it): use secret_files")
+		}
+	}
 }
