@@ -77,6 +77,14 @@ func Decode(b []byte) (Command, error) {
 		c = &FailOperation{}
 	case CmdSetPolicy:
 		c = &SetPolicy{}
+	case CmdHostFenced:
+		c = &HostFenced{}
+	case CmdHostLease:
+		c = &HostLease{}
+	case CmdHostReturned:
+		c = &HostReturned{}
+	case CmdForgetVMs:
+		c = &ForgetVMs{}
 	default:
 		return nil, fmt.Errorf("decode command type %d: %w", t, ErrUnknownCommand)
 	}

@@ -126,10 +126,21 @@ func (s *State) apply(cmd Command, index uint64) any {
 		if !c.Status.Valid() {
 			return &ApplyError{Code: 400, Field: "status", Msg: fmt.Sprintf("unknown status %q", c.Status)}
 		}
+		if c.Status == Available && !c.ConfirmFenced {
+			if h.Health == HealthFenced {
+				return conflict("status", "host %s is fenced: it returns as NOT_ACCEPTING when it answers again, and can be made AVAILABLE once its stale VM copies are gone", c.Host)
+			}
+			if stale := s.StaleOn(c.Host); len(stale) > 0 {
+				return conflict("status", "host %s still holds %d stale VM copies (recreated elsewhere, e.g. %s); they are destroyed first", c.Host, len(stale), stale[0].Name)
+			}
+		}
+		if c.ConfirmFenced && c.Status != Offline {
+			return &ApplyError{Code: 400, Field: "confirm_fenced", Msg: "confirm_fenced goes with status OFFLINE"}
+		}
 		nh := *h
 		nh.Admin, nh.AdminReason = c.Status, c.Reason
 		if c.ConfirmFenced {
-			nh.Health = HealthFenced
+			nh.Health, nh.FencedBy, nh.FenceFailure = HealthFenced, FenceOperator, ""
 		}
 		s.Hosts[c.Host] = &nh
 		s.appendEvents(c.Event)
@@ -147,6 +158,10 @@ func (s *State) apply(cmd Command, index uint64) any {
 		s.Servers[sv.ID] = &sv
 	case *StartOperation, *StartItem, *FinishItem, *CancelOperation, *RetryOperation, *FailOperation:
 		if err := s.applyOperation(cmd); err != nil {
+			return err
+		}
+	case *HostFenced, *HostLease, *HostReturned, *ForgetVMs:
+		if err := s.applyRecovery(cmd); err != nil {
 			return err
 		}
 	case *SetPolicy:
@@ -171,6 +186,7 @@ func (s *State) applyInventory(d *InventoryDiff) {
 			nh.Admin, nh.AdminReason = old.Admin, old.AdminReason
 			nh.Maintenance, nh.Operation = old.Maintenance, old.Operation
 			nh.Health = old.Health
+			nh.FencedBy, nh.FenceFailure, nh.LeaseTTL = old.FencedBy, old.FenceFailure, old.LeaseTTL
 			if nh.Labels == nil {
 				nh.Labels = old.Labels
 			}
@@ -195,6 +211,7 @@ func (s *State) applyInventory(d *InventoryDiff) {
 		nv.Driver = d.Driver
 		if old, ok := s.VMs[vm.ID]; ok {
 			nv.Priority = old.Priority
+			nv.RecreatedFrom, nv.Stale = old.RecreatedFrom, old.Stale
 			if nv.Definition == nil {
 				nv.Definition = old.Definition
 			}

@@ -42,13 +42,15 @@ func (*StartItem) Type() CommandType { return CmdStartItem }
 // MaxAttempts; Requeue puts a step that never ran (a leader died before it
 // acted) back without counting an attempt.
 type FinishItem struct {
-	Op      string    `json:"op"`
-	VM      string    `json:"vm"`
-	OK      bool      `json:"ok"`
-	Requeue bool      `json:"requeue,omitempty"`
-	Error   string    `json:"error,omitempty"`
-	Time    time.Time `json:"time"`
-	Event   Event     `json:"event"`
+	Op      string `json:"op"`
+	VM      string `json:"vm"`
+	OK      bool   `json:"ok"`
+	Requeue bool   `json:"requeue,omitempty"`
+	// NewID is the ID of a recreated VM's new copy.
+	NewID string    `json:"new_id,omitempty"`
+	Error string    `json:"error,omitempty"`
+	Time  time.Time `json:"time"`
+	Event Event     `json:"event"`
 }
 
 func (*FinishItem) Type() CommandType { return CmdFinishItem }
@@ -125,7 +127,7 @@ func (s *State) applyOperation(cmd Command) *ApplyError {
 				it.Tried = it.Tried[:n-1]
 			}
 		case c.OK:
-			it.State, it.Error = ItemDone, ""
+			it.State, it.Error, it.NewID = ItemDone, "", c.NewID
 			op.Progress = c.Time
 			s.applyItemEffect(it)
 		case it.Attempts < op.Attempts() && !op.Cancelled:
@@ -180,6 +182,10 @@ func (s *State) startOperation(c *StartOperation) *ApplyError {
 		}
 	case OpExit:
 		if err := s.setMaintenance(op.Host, MaintenanceExiting, op.ID); err != nil {
+			return err
+		}
+	case OpRecover:
+		if err := s.startRecovery(op); err != nil {
 			return err
 		}
 	case OpMigrate, OpBalance:
@@ -274,6 +280,9 @@ func (s *State) applyItemEffect(it *OpItem) {
 		nv.Power = PoweredOff
 	case ActionPowerOn:
 		nv.Power = PoweredOn
+	case ActionRecreate, ActionRegister:
+		s.recreated(it)
+		return
 	}
 	s.VMs[it.VM] = &nv
 }
@@ -322,6 +331,11 @@ func (s *State) settle(op *Operation, t time.Time) {
 		}
 		s.setMaintenance(op.Host, to, op.ID)
 		s.appendEvents(Event{Time: t, Type: "maintenance." + string(to), Actor: "herd", Host: op.Host, Operation: op.ID, Message: msg})
+	case OpRecover:
+		nh := *h
+		nh.Operation = ""
+		s.Hosts[op.Host] = &nh
+		s.appendEvents(recoveryEnded(op, t))
 	case OpExit:
 		s.setMaintenance(op.Host, MaintenanceOff, op.ID)
 		s.appendEvents(Event{Time: t, Type: "maintenance.off", Actor: "herd", Host: op.Host, Operation: op.ID,

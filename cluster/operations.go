@@ -70,8 +70,10 @@ type OpItem struct {
 	Priority    int    `json:"priority"`
 	// Planned is the target a planner chose ahead (balancing); the step
 	// goes there when it still can, elsewhere on a retry.
-	Planned  string    `json:"planned,omitempty"`
-	Target   string    `json:"target,omitempty"`
+	Planned string `json:"planned,omitempty"`
+	Target  string `json:"target,omitempty"`
+	// NewID is, for a recreated VM, the ID of the new copy.
+	NewID    string    `json:"new_id,omitempty"`
 	State    ItemState `json:"state"`
 	Attempts int       `json:"attempts"`
 	Tried    []string  `json:"tried,omitempty"`
@@ -100,8 +102,11 @@ type Operation struct {
 	Error     string    `json:"error,omitempty"`
 	Cancelled bool      `json:"cancelled,omitempty"`
 	// MaxAttempts per VM, fixed when the operation starts (0: MaxAttempts).
-	MaxAttempts int      `json:"max_attempts,omitempty"`
-	Items       []OpItem `json:"items"`
+	MaxAttempts int `json:"max_attempts,omitempty"`
+	// Detected is, for a recovery, when the host's failure was first seen:
+	// the recovery's duration counts from it.
+	Detected time.Time `json:"detected,omitempty"`
+	Items    []OpItem  `json:"items"`
 }
 
 // Attempts is how often each VM of o is tried.

@@ -96,6 +96,16 @@ type Host struct {
 	CPUs        int               `json:"cpus"`
 	CPUMHz      int64             `json:"cpu_mhz"`
 	Labels      map[string]string `json:"labels,omitempty"`
+	// FencedBy is the fencing method that confirmed the host is off
+	// (power, lease, dev, operator) while its health is fenced.
+	FencedBy string `json:"fenced_by,omitempty"`
+	// FenceFailure says why no fencing method confirmed a dead host; empty
+	// when none was tried or one confirmed.
+	FenceFailure string `json:"fence_failure,omitempty"`
+	// LeaseTTL is set while the host's agent holds a lease: the agent stops
+	// the host's VMs when it cannot renew it for that long. Zero: no agent
+	// lease, so lease expiry fences nothing.
+	LeaseTTL time.Duration `json:"lease_ttl,omitempty"`
 	// Seen is when inventory sync last changed the host's hardware facts.
 	Seen time.Time `json:"seen"`
 }
@@ -119,6 +129,13 @@ type VM struct {
 	// Definition is what the driver needs to recreate the VM elsewhere;
 	// opaque to Herd.
 	Definition []byte `json:"definition,omitempty"`
+	// RecreatedFrom is the ID of the VM this one was recreated from after
+	// its host was fenced.
+	RecreatedFrom string `json:"recreated_from,omitempty"`
+	// Stale marks the copy left on a fenced host once the VM was recreated
+	// elsewhere: it is destroyed when the host answers again, and the host
+	// cannot become AVAILABLE before.
+	Stale bool `json:"stale,omitempty"`
 }
 
 // Server is a raft voter: its raft and API addresses, so that followers can
@@ -212,6 +229,18 @@ func (s *State) HostNames() []string {
 	return names
 }
 
+// StaleOn returns the stale copies on host, ordered by name then id.
+func (s *State) StaleOn(host string) []*VM {
+	var out []*VM
+	for _, vm := range s.VMs {
+		if vm.Host == host && vm.Stale {
+			out = append(out, vm)
+		}
+	}
+	sortVMs(out)
+	return out
+}
+
 // HostUsage is what a host's VMs take.
 type HostUsage struct {
 	VMs             int   `json:"vms"`
@@ -224,6 +253,9 @@ type HostUsage struct {
 func (s *State) Usage() map[string]HostUsage {
 	u := make(map[string]HostUsage, len(s.Hosts))
 	for _, vm := range s.VMs {
+		if vm.Stale {
+			continue // a copy on a fenced host, already recreated elsewhere
+		}
 		h := u[vm.Host]
 		h.VMs++
 		if vm.Power == PoweredOn {
