@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -151,6 +152,15 @@ func (s *State) apply(cmd Command, index uint64) any {
 		}
 		nh := *h
 		nh.Health = c.Health
+		switch c.Health {
+		case HealthDead:
+			if h.Health != HealthDead {
+				nh.DownSince = c.Event.Time
+			}
+		case HealthFenced:
+		default:
+			nh.DownSince, nh.FenceFailure = time.Time{}, ""
+		}
 		s.Hosts[c.Host] = &nh
 		s.appendEvents(c.Event)
 	case *RegisterServer:
@@ -186,7 +196,7 @@ func (s *State) applyInventory(d *InventoryDiff) {
 			nh.Admin, nh.AdminReason = old.Admin, old.AdminReason
 			nh.Maintenance, nh.Operation = old.Maintenance, old.Operation
 			nh.Health = old.Health
-			nh.FencedBy, nh.FenceFailure, nh.LeaseTTL = old.FencedBy, old.FenceFailure, old.LeaseTTL
+			nh.FencedBy, nh.FenceFailure, nh.LeaseTTL, nh.DownSince = old.FencedBy, old.FenceFailure, old.LeaseTTL, old.DownSince
 			if nh.Labels == nil {
 				nh.Labels = old.Labels
 			}

@@ -116,7 +116,7 @@ func (s *State) applyRecovery(cmd Command) *ApplyError {
 			return conflict("health", "host %s is %s, not fenced", c.Host, h.Health)
 		}
 		nh := *h
-		nh.Health, nh.FencedBy, nh.FenceFailure = HealthAlive, "", ""
+		nh.Health, nh.FencedBy, nh.FenceFailure, nh.DownSince = HealthAlive, "", "", time.Time{}
 		if nh.Admin == Offline || nh.Admin == Available {
 			nh.Admin, nh.AdminReason = NotAccepting, "returned after being fenced"
 		}

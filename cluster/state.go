@@ -96,6 +96,9 @@ type Host struct {
 	CPUs        int               `json:"cpus"`
 	CPUMHz      int64             `json:"cpu_mhz"`
 	Labels      map[string]string `json:"labels,omitempty"`
+	// DownSince is when the host's health last turned dead (zero while it
+	// is not dead or fenced): recovery durations count from it.
+	DownSince time.Time `json:"down_since,omitempty"`
 	// FencedBy is the fencing method that confirmed the host is off
 	// (power, lease, dev, operator) while its health is fenced.
 	FencedBy string `json:"fenced_by,omitempty"`

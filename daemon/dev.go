@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/herd-project/herd/drivers"
 	"github.com/herd-project/herd/drivers/vsphere"
 	"github.com/herd-project/herd/policy"
 )
@@ -100,6 +101,21 @@ func NewDevServer(o DevOptions, opts Options) (*DevServer, error) {
 		os.RemoveAll(temp)
 		return nil, err
 	}
+	s.devFence = func(host string) error {
+		n, err := sim.PowerOffHost(host)
+		if err != nil {
+			return err
+		}
+		s.log.Info("dev fence: simulator host powered off", "host", host, "vms_stopped", n)
+		return nil
+	}
+	s.devCrash = func(host string, crash bool) error {
+		state := drivers.Connected
+		if crash {
+			state = drivers.NotResponding
+		}
+		return sim.SetHostConnection(host, state)
+	}
 	s.onClose = append(s.onClose, sim.Close, func() {
 		if temp != "" {
 			os.RemoveAll(temp)
@@ -121,16 +137,21 @@ Try it from another terminal:
   herd cluster
   herd events --since 10m
   herd host maintenance enable %s --migrate all --wait
+  herd host crash %s     (then: herd host ls; herd op ls; herd host restore %s)
   herd policy show   (edit %s: it reloads when it changes)
 
 Stop with Ctrl-C.
-`, d.cfg.DataDir, d.apiAddr, d.apiAddr, d.Sim.Config().URL, len(d.Sim.HostNames()), d.apiAddr, d.Sim.HostNames()[0], d.cfg.PolicyFile)
+`, d.cfg.DataDir, d.apiAddr, d.apiAddr, d.Sim.Config().URL, len(d.Sim.HostNames()), d.apiAddr, d.Sim.HostNames()[0], d.Sim.HostNames()[len(d.Sim.HostNames())-1], d.Sim.HostNames()[len(d.Sim.HostNames())-1], d.cfg.PolicyFile)
 }
 
 // writeDevPolicy writes the default policy, changed by edit, where dev mode
 // reads its policy file.
 func writeDevPolicy(path string, edit func(*policy.Document)) error {
 	doc := defaultPolicy()
+	// On a laptop a crash should be seen in seconds, and fenced by the
+	// simulator's power switch (then an agent's lease, if one runs).
+	doc.Health = policy.HealthPolicy{SuspectAfter: time.Second, DeadAfter: 3 * time.Second, AliveAfter: 3 * time.Second}
+	doc.Recovery.Fencing = []policy.FenceMethod{{Name: "simulator", Type: policy.FenceDev}, {Name: "lease", Type: policy.FenceLease}}
 	if edit != nil {
 		edit(doc)
 	}

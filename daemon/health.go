@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/herd-project/herd/cluster"
@@ -16,16 +17,97 @@ import (
 // afresh, which only ever delays a verdict.
 type healthController struct {
 	s *Server
+
+	mu     sync.Mutex
+	probes map[string]probeResult
+}
+
+// probeResult is a driver probe's answer about one host.
+type probeResult struct {
+	conn cluster.Connection
+	at   time.Time
 }
 
 func (c *healthController) Name() string { return "health" }
 
+// probeEvery is how often the drivers are asked about every host: a
+// quarter of suspect_after (so detection does not wait for inventory
+// sync), between 200 ms and 2 s.
+func probeEvery(p policy.HealthPolicy) time.Duration {
+	return min(max(p.SuspectAfter/4, 200*time.Millisecond), 2*time.Second)
+}
+
 func (c *healthController) Run(ctx context.Context) {
+	c.mu.Lock()
+	c.probes = map[string]probeResult{}
+	c.mu.Unlock()
+	go c.probeLoop(ctx)
 	tracks := map[string]policy.HealthTrack{}
 	for ctx.Err() == nil {
 		c.round(ctx, tracks, time.Now().UTC())
-		sleepCtx(ctx, 500*time.Millisecond)
+		sleepCtx(ctx, min(probeEvery(c.s.Policy().Health), 500*time.Millisecond))
 	}
+}
+
+// probeLoop asks each host's driver how the host is, on its own clock.
+func (c *healthController) probeLoop(ctx context.Context) {
+	for ctx.Err() == nil {
+		every := probeEvery(c.s.Policy().Health)
+		var hosts []*cluster.Host
+		c.s.node.FSM().Read(func(st *cluster.State) {
+			for _, h := range st.Hosts {
+				hosts = append(hosts, h)
+			}
+		})
+		sem := make(chan struct{}, 16)
+		var wg sync.WaitGroup
+		for _, h := range hosts {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				conn := c.probe(ctx, h, every)
+				if conn == "" {
+					return
+				}
+				c.mu.Lock()
+				c.probes[h.Name] = probeResult{conn: conn, at: time.Now()}
+				c.mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		sleepCtx(ctx, every)
+	}
+}
+
+// probe asks h's driver; a call that fails or times out means the host
+// does not respond. "" when nothing can be said (no driver, shutting down).
+func (c *healthController) probe(ctx context.Context, h *cluster.Host, every time.Duration) cluster.Connection {
+	d, err := c.s.drivers.Get(ctx, h.Driver)
+	if err != nil {
+		return ""
+	}
+	tctx, cancel := context.WithTimeout(ctx, max(every, time.Second))
+	defer cancel()
+	conn, err := d.ProbeHost(tctx, h.Name)
+	switch {
+	case ctx.Err() != nil:
+		return ""
+	case err != nil:
+		return cluster.NotResponding
+	}
+	return cluster.Connection(conn)
+}
+
+// connection is the freshest word on h's management connection: a recent
+// probe, else what inventory sync last saw.
+func (c *healthController) connection(h *cluster.Host, now time.Time, every time.Duration) cluster.Connection {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p, ok := c.probes[h.Name]; ok && now.Sub(p.at) < 3*every+time.Second {
+		return p.conn
+	}
+	return h.Connection
 }
 
 func (c *healthController) round(ctx context.Context, tracks map[string]policy.HealthTrack, now time.Time) {
@@ -44,10 +126,12 @@ func (c *healthController) round(ctx context.Context, tracks map[string]policy.H
 		}
 	}
 	present := make(map[string]bool, len(hosts))
+	every := probeEvery(p)
 	for _, h := range hosts {
 		name := h.Name
 		present[name] = true
-		sig := policy.HealthSignals{Connected: h.Connection == cluster.Connected}
+		conn := c.connection(h, time.Now(), every)
+		sig := policy.HealthSignals{Connected: conn == cluster.Connected}
 		if a, ok := agents[name]; ok {
 			sig.Agent, sig.HypervisorDown = a.State, a.Meta.Hypervisor == "down"
 		}
@@ -58,10 +142,18 @@ func (c *healthController) round(ctx context.Context, tracks map[string]policy.H
 		}
 		next := policy.FuseHealth(tr, sig, now, p)
 		tracks[name] = next
+		if next.Returned {
+			msg := fmt.Sprintf("host %s answers again after being fenced (%s): it is NOT_ACCEPTING; its stale VM copies are destroyed before it can be made AVAILABLE", name, describeSignals(h, conn, sig))
+			if _, err := c.s.node.Apply(ctx, &cluster.HostReturned{Host: name, Event: cluster.NewEvent("host.returned", "health", name, "", msg)}); err != nil {
+				c.s.log.Warn("record host return", "host", name, "err", err)
+			}
+			delete(tracks, name)
+			continue
+		}
 		if next.Health == h.Health {
 			continue
 		}
-		msg := fmt.Sprintf("host %s is %s (was %s): %s", name, next.Health, h.Health, describeSignals(h, sig))
+		msg := fmt.Sprintf("host %s is %s (was %s): %s", name, next.Health, h.Health, describeSignals(h, conn, sig))
 		_, err := c.s.node.Apply(ctx, &cluster.SetHostHealth{Host: name, Health: next.Health,
 			Event: cluster.NewEvent("host.health", "health", name, "", msg)})
 		if err != nil {
@@ -76,8 +168,8 @@ func (c *healthController) round(ctx context.Context, tracks map[string]policy.H
 	}
 }
 
-func describeSignals(h *cluster.Host, sig policy.HealthSignals) string {
-	msg := fmt.Sprintf("hypervisor manager reports %s", h.Connection)
+func describeSignals(h *cluster.Host, conn cluster.Connection, sig policy.HealthSignals) string {
+	msg := fmt.Sprintf("hypervisor manager reports %s", conn)
 	switch {
 	case sig.Agent != "" && sig.HypervisorDown:
 		msg += fmt.Sprintf(", agent %s reports its hypervisor down", sig.Agent)

@@ -19,6 +19,7 @@ import (
 func TestHostHealthFromTheManager(t *testing.T) {
 	dev, c := startDevWith(t, 2, 2, nil, func(p *policy.Document) {
 		p.Health = policy.HealthPolicy{SuspectAfter: time.Second, DeadAfter: 3 * time.Second, AliveAfter: time.Second}
+		p.Recovery.Automatic = false // health only: no fencing here
 	})
 	ctx := context.Background()
 	host := dev.Sim.HostNames()[0]

@@ -45,6 +45,18 @@ func (s *Server) routes() http.Handler {
 	// token; the leader checks it again.
 	write := func(pattern string, need Role, h http.HandlerFunc) { handle(pattern, need, s.onLeader(h)) }
 
+	// Agents renew their leases every few seconds: checked like writes but
+	// not counted against people's write rate.
+	lease := func(pattern string, h http.HandlerFunc) {
+		_, route, _ := strings.Cut(pattern, " ")
+		mux.Handle(pattern, s.instrument(route, s.authorize(RoleOperate, checkPathParams(s.onLeader(h)))))
+	}
+	lease("PUT /v1/hosts/{host}/lease", s.handleLeaseRenew)
+	lease("DELETE /v1/hosts/{host}/lease", s.handleLeaseRelease)
+	if s.cfg.Dev {
+		write("POST /v1/dev/hosts/{host}/crash", RoleOperate, s.handleDevCrash(true))
+		write("POST /v1/dev/hosts/{host}/restore", RoleOperate, s.handleDevCrash(false))
+	}
 	read("GET /v1/hosts", s.handleHosts)
 	read("GET /v1/hosts/{host}", s.handleHost)
 	write("PUT /v1/hosts/{host}/status", RoleOperate, s.handleHostStatus)
@@ -381,7 +393,11 @@ func (s *Server) handleHostStatus(w http.ResponseWriter, r *http.Request) {
 		s.enableMaintenance(w, r, name, api.MaintenanceRequest{Status: "enable", Migrate: "none"})
 		return
 	}
-	if h.Maintenance != cluster.MaintenanceOff {
+	if req.ConfirmFenced && h.Health == cluster.HealthAlive {
+		writeError(w, http.StatusConflict, "confirm_fenced", "host %s is alive (%s): Herd still hears from it, so it is not fenced; power it off or isolate it first", name, h.Connection)
+		return
+	}
+	if h.Maintenance != cluster.MaintenanceOff && !req.ConfirmFenced {
 		writeError(w, http.StatusConflict, "status", "host %s maintenance is %s: use PUT /v1/hosts/%s/maintenance to enter or leave maintenance", name, h.Maintenance, name)
 		return
 	}
@@ -389,6 +405,7 @@ func (s *Server) handleHostStatus(w http.ResponseWriter, r *http.Request) {
 	msg := fmt.Sprintf("admin status %s → %s%s", h.Admin, status, reasonSuffix(req.Reason))
 	if req.ConfirmFenced {
 		msg += "; operator confirmed the host is fenced"
+		s.metrics.FencingAttempts.WithLabelValues(name, cluster.FenceOperator, "success").Inc()
 	}
 	if _, err := s.node.Apply(r.Context(), &cluster.SetHostStatus{Host: name, Status: status, Reason: req.Reason,
 		ConfirmFenced: req.ConfirmFenced, Event: cluster.NewEvent("host.status", who, name, "", msg)}); err != nil {
@@ -404,4 +421,36 @@ func reasonSuffix(r string) string {
 		return ""
 	}
 	return ": " + r
+}
+
+// handleDevCrash makes a simulator host stop answering or answer again
+// (herd host crash|restore, dev mode only).
+func (s *Server) handleDevCrash(crash bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("host")
+		if s.devCrash == nil {
+			writeError(w, http.StatusNotFound, "", "crash and restore work in herd server -dev only")
+			return
+		}
+		var h *cluster.Host
+		s.node.FSM().Read(func(st *cluster.State) { h = st.Hosts[name] })
+		if h == nil {
+			writeError(w, http.StatusNotFound, "host", "host %q not found", name)
+			return
+		}
+		if err := s.devCrash(name, crash); err != nil {
+			writeError(w, http.StatusInternalServerError, "", "%v", err)
+			return
+		}
+		what := "restored: it answers again"
+		if crash {
+			what = "crashed: it stops answering"
+		}
+		msg := fmt.Sprintf("dev: simulator host %s %s", name, what)
+		if _, err := s.node.Apply(r.Context(), &cluster.AppendEvents{Events: []cluster.Event{cluster.NewEvent("dev.host", actor(r), name, "", msg)}}); err != nil {
+			writeApplyError(w, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}
 }

@@ -84,7 +84,12 @@ func driverVMs(t *testing.T, sim *vsphere.Simulator) map[string]drivers.VM {
 
 func opEvents(t *testing.T, c *api.Client, op string) []cluster.Event {
 	t.Helper()
-	ev, err := c.Events(context.Background(), api.EventQuery{Operation: op})
+	return queryEvents(t, c, api.EventQuery{Operation: op})
+}
+
+func queryEvents(t *testing.T, c *api.Client, q api.EventQuery) []cluster.Event {
+	t.Helper()
+	ev, err := c.Events(context.Background(), q)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,7 +26,9 @@ type opsController struct {
 	mu       sync.Mutex
 	ledger   *policy.Ledger
 	inflight map[string]bool // op/vm
-	wg       sync.WaitGroup
+	// recovering counts the recreations in flight (recovery.concurrency).
+	recovering int
+	wg         sync.WaitGroup
 }
 
 func newOpsController(s *Server) *opsController {
@@ -72,7 +75,7 @@ func (c *opsController) InFlight() int {
 
 func (c *opsController) Run(ctx context.Context) {
 	c.mu.Lock()
-	c.ledger, c.inflight = policy.NewLedger(), map[string]bool{}
+	c.ledger, c.inflight, c.recovering = policy.NewLedger(), map[string]bool{}, 0
 	c.mu.Unlock()
 	c.resume(ctx)
 	tick := time.NewTicker(250 * time.Millisecond)
@@ -122,6 +125,20 @@ func (c *opsController) resume(ctx context.Context) {
 				c.launch(ctx, op, it, vm)
 				continue
 			}
+			if isRecovery(it.Action) {
+				if found := findRecreated(inv, st, vm, it.Target); found != nil {
+					c.s.log.Info("resumed recreation had finished", "op", op.ID, "vm", vm.Name, "copy", found.ID)
+					it.NewID = found.ID
+					if it.Action == cluster.ActionRecreate && found.Power != drivers.PoweredOn {
+						c.launch(ctx, op, it, vm) // defined but not started: drive it again
+						continue
+					}
+					c.finish(ctx, op, it, nil, "found recreated after a leader change")
+					continue
+				}
+				c.launch(ctx, op, it, vm)
+				continue
+			}
 			actual := findVM(inv, vm.ID)
 			switch {
 			case actual == nil:
@@ -149,6 +166,31 @@ func (c *opsController) inventory(ctx context.Context, driver string) *drivers.I
 		return nil
 	}
 	return inv
+}
+
+// isRecovery reports whether an action recreates a VM of a fenced host.
+func isRecovery(action string) bool {
+	return action == cluster.ActionRecreate || action == cluster.ActionRegister
+}
+
+// findRecreated looks on target for the copy a previous leader recreated
+// of vm before it could record it: same name (or the name with the -rN
+// suffix a taken name gets), another ID, not a VM Herd knows otherwise.
+func findRecreated(inv *drivers.Inventory, st *cluster.State, vm *cluster.VM, target string) *drivers.VM {
+	for i := range inv.VMs {
+		v := &inv.VMs[i]
+		if v.ID == vm.ID || (target != "" && v.Host != target) || v.Host == vm.Host {
+			continue
+		}
+		if v.Name != vm.Name && !strings.HasPrefix(v.Name, vm.Name+"-r") {
+			continue
+		}
+		if known := st.VMs[v.ID]; known != nil && known.RecreatedFrom != vm.ID {
+			continue
+		}
+		return v
+	}
+	return nil
 }
 
 func findVM(inv *drivers.Inventory, id string) *drivers.VM {
@@ -199,10 +241,19 @@ func (c *opsController) step(ctx context.Context) {
 	usage := st.Usage()
 	now := time.Now().UTC()
 	m, limits, opts := c.settings(st)
+	rec := c.s.Policy().Recovery
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	// Recoveries go first: their VMs are down.
+	sort.SliceStable(ops, func(i, j int) bool {
+		return ops[i].Kind == cluster.OpRecover && ops[j].Kind != cluster.OpRecover
+	})
 	for _, op := range ops {
 		if op.Cancelled {
+			continue
+		}
+		if op.Kind == cluster.OpRecover {
+			c.stepRecovery(ctx, st, usage, op, now, rec, opts)
 			continue
 		}
 		if d := m.NoProgressTimeout; now.Sub(op.Progress) > d {
@@ -232,6 +283,42 @@ func (c *opsController) step(ctx context.Context) {
 	}
 }
 
+// stepRecovery starts the pending recreations of one recovery, in order,
+// within recovery.concurrency. A recovery never gives up: a VM that found
+// no host is tried again after a backoff that doubles up to max_backoff.
+func (c *opsController) stepRecovery(ctx context.Context, st *cluster.State, usage map[string]cluster.HostUsage, op *cluster.Operation, now time.Time, r policy.RecoveryPolicy, o policy.Options) {
+	o.MaxInFlightTo = 0
+	if g := r.ReservedHostGroup; g != "" && o.Policy != nil {
+		o.Prefer = map[string]bool{}
+		for _, h := range o.Policy.HostsIn(g) {
+			o.Prefer[h] = true
+		}
+	}
+	for _, it := range op.Items {
+		if it.State != cluster.ItemPending || c.inflight[key(op.ID, it.VM)] {
+			continue
+		}
+		if it.Attempts > 0 && now.Before(it.Finished.Add(recoveryBackoff(r, it.Attempts))) {
+			continue
+		}
+		if c.recovering >= r.Concurrency {
+			return
+		}
+		if !c.dispatch(ctx, st, usage, op, it, now, policy.Limits{}, o) {
+			return
+		}
+	}
+}
+
+// recoveryBackoff is the pause after a VM's attempts-th failed recreation.
+func recoveryBackoff(r policy.RecoveryPolicy, attempts int) time.Duration {
+	b := r.RetryBackoff
+	for i := 1; i < attempts && b < r.MaxBackoff; i++ {
+		b *= 2
+	}
+	return min(b, r.MaxBackoff)
+}
+
 // dispatch starts one pending step. It returns false when writing to raft
 // failed (leadership is probably gone).
 func (c *opsController) dispatch(ctx context.Context, st *cluster.State, usage map[string]cluster.HostUsage, op *cluster.Operation, it cluster.OpItem, now time.Time, limits policy.Limits, o policy.Options) bool {
@@ -241,6 +328,21 @@ func (c *opsController) dispatch(ctx context.Context, st *cluster.State, usage m
 	}
 	target := ""
 	switch it.Action {
+	case cluster.ActionRecreate, cluster.ActionRegister:
+		if h := st.Hosts[vm.Host]; h != nil && h.Health != cluster.HealthFenced && vm.Power == cluster.PoweredOn {
+			return c.startAndFinish(ctx, op, it, "", nil, "VM runs on "+vm.Host+", which answers again: not recreated")
+		}
+		if len(vm.Definition) == 0 {
+			return c.startAndFinish(ctx, op, it, "", errors.New("no stored definition to recreate it from"), "")
+		}
+		pl := policy.NextTarget(st, usage, c.ledger, vm, policy.EvacuationRequest{Host: vm.Host}, it.Tried, o)
+		if pl.Host == "" {
+			if pl.Transient() {
+				return true
+			}
+			return c.startAndFinish(ctx, op, it, "", fmt.Errorf("no host can take it: %s", pl.Explain()), "")
+		}
+		target = pl.Host
 	case cluster.ActionLiveMigrate, cluster.ActionOfflineMigrate:
 		if op.Kind == cluster.OpEvacuate && vm.Host != op.Host {
 			return c.startAndFinish(ctx, op, it, vm.Host, nil, "VM already left the host (now on "+vm.Host+")")
@@ -281,7 +383,10 @@ func (c *opsController) dispatch(ctx context.Context, st *cluster.State, usage m
 	}
 	attempt := it.Attempts + 1
 	msg := fmt.Sprintf("%s VM %s (%d MiB) on %s, attempt %d of %d", it.Action, vm.Name, vm.MemoryBytes>>20, vm.Host, attempt, op.Attempts())
-	if target != "" {
+	switch {
+	case isRecovery(it.Action):
+		msg = fmt.Sprintf("%s VM %s (%d MiB, priority %d) of fenced host %s on %s, attempt %d", it.Action, vm.Name, vm.MemoryBytes>>20, it.Priority, vm.Host, target, attempt)
+	case target != "":
 		msg = fmt.Sprintf("%s VM %s (%d MiB) from %s to %s, attempt %d of %d", it.Action, vm.Name, vm.MemoryBytes>>20, vm.Host, target, attempt, op.Attempts())
 	}
 	if !c.apply(ctx, &cluster.StartItem{Op: op.ID, VM: it.VM, Target: target, Time: now, Event: opEvent(op, "step.started", vm.ID, "%s", msg)}) {
@@ -315,8 +420,12 @@ func (c *opsController) launchLocked(ctx context.Context, op *cluster.Operation,
 	k := key(op.ID, it.VM)
 	c.inflight[k] = true
 	kind := drivers.Live
-	if it.Action == cluster.ActionOfflineMigrate {
+	if it.Action == cluster.ActionOfflineMigrate || it.Action == cluster.ActionRegister {
 		kind = drivers.Offline
+	}
+	recovery := isRecovery(it.Action)
+	if recovery {
+		c.recovering++
 	}
 	if it.Target != "" {
 		need := vm.MemoryBytes
@@ -329,8 +438,15 @@ func (c *opsController) launchLocked(ctx context.Context, op *cluster.Operation,
 	go func() {
 		defer c.wg.Done()
 		start := time.Now()
-		err := c.drive(ctx, it, vm, kind)
-		if it.Target != "" {
+		err := c.drive(ctx, &it, vm, kind)
+		switch {
+		case recovery:
+			result := "ok"
+			if err != nil {
+				result = "error"
+			}
+			c.s.metrics.Recreations.WithLabelValues(result).Inc()
+		case it.Target != "":
 			result := "ok"
 			if err != nil {
 				result = "error"
@@ -345,6 +461,9 @@ func (c *opsController) launchLocked(ctx context.Context, op *cluster.Operation,
 			c.mu.Lock()
 			delete(c.inflight, k)
 			c.ledger.Release(vm.ID)
+			if recovery {
+				c.recovering--
+			}
 			c.mu.Unlock()
 			return
 		}
@@ -352,6 +471,9 @@ func (c *opsController) launchLocked(ctx context.Context, op *cluster.Operation,
 		c.finishLocked(ctx, op, it, err, fmt.Sprintf("in %.1fs", time.Since(start).Seconds()))
 		delete(c.inflight, k)
 		c.ledger.Release(vm.ID)
+		if recovery {
+			c.recovering--
+		}
 		c.mu.Unlock()
 		select {
 		case c.wake <- 0:
@@ -361,13 +483,15 @@ func (c *opsController) launchLocked(ctx context.Context, op *cluster.Operation,
 }
 
 // drive makes the driver call for one step.
-func (c *opsController) drive(ctx context.Context, it cluster.OpItem, vm *cluster.VM, kind drivers.MigrationKind) error {
+func (c *opsController) drive(ctx context.Context, it *cluster.OpItem, vm *cluster.VM, kind drivers.MigrationKind) error {
 	d, err := c.s.drivers.Get(ctx, vm.Driver)
 	if err != nil {
 		return err
 	}
 	m := c.s.Policy().Maintenance
 	switch it.Action {
+	case cluster.ActionRecreate, cluster.ActionRegister:
+		return c.recreate(ctx, d, it, vm)
 	case cluster.ActionLiveMigrate, cluster.ActionOfflineMigrate:
 		tctx, cancel := context.WithTimeout(ctx, m.MigrationTimeout)
 		defer cancel()
@@ -394,6 +518,36 @@ func (c *opsController) drive(ctx context.Context, it cluster.OpItem, vm *cluste
 	return fmt.Errorf("unknown action %q", it.Action)
 }
 
+// recreateTimeout bounds defining and starting one recreated VM.
+const recreateTimeout = 2 * time.Minute
+
+// recreate defines vm on the item's target from its stored definition and,
+// for a VM that ran, starts it. A copy that was defined but would not start
+// is destroyed again, so that a retry does not leave two behind. A resumed
+// step that already has its copy (NewID) only starts it.
+func (c *opsController) recreate(ctx context.Context, d drivers.Driver, it *cluster.OpItem, vm *cluster.VM) error {
+	tctx, cancel := context.WithTimeout(ctx, recreateTimeout)
+	defer cancel()
+	if it.NewID == "" {
+		id, err := d.Recreate(tctx, vm.Definition, it.Target)
+		if err != nil {
+			return fmt.Errorf("recreate %s on %s: %w", vm.Name, it.Target, err)
+		}
+		it.NewID = id
+	}
+	if it.Action != cluster.ActionRecreate {
+		return nil
+	}
+	if err := d.PowerOn(tctx, it.NewID); err != nil {
+		if derr := d.Destroy(tctx, it.NewID); derr != nil {
+			c.s.log.Warn("destroy a recreated copy that did not start", "vm", vm.Name, "copy", it.NewID, "err", derr)
+		}
+		it.NewID = ""
+		return fmt.Errorf("start recreated %s on %s: %w", vm.Name, it.Target, err)
+	}
+	return nil
+}
+
 func (c *opsController) finish(ctx context.Context, op *cluster.Operation, it cluster.OpItem, err error, note string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -405,6 +559,7 @@ func (c *opsController) finishLocked(ctx context.Context, op *cluster.Operation,
 	now := time.Now().UTC()
 	fi := &cluster.FinishItem{Op: op.ID, VM: it.VM, OK: err == nil, Time: now}
 	if err == nil {
+		fi.NewID = it.NewID
 		msg := fmt.Sprintf("%s VM %s done", it.Action, it.Name)
 		if it.Target != "" && it.Action != cluster.ActionPowerOn && it.Action != cluster.ActionShutdown {
 			msg = fmt.Sprintf("%s VM %s to %s done", it.Action, it.Name, it.Target)
@@ -420,6 +575,10 @@ func (c *opsController) finishLocked(ctx context.Context, op *cluster.Operation,
 			next = "giving up"
 		}
 		fi.Event = opEvent(op, "step.failed", it.VM, "%s VM %s failed (attempt %d of %d, %s): %v", it.Action, it.Name, it.Attempts, op.Attempts(), next, err)
+		if op.Kind == cluster.OpRecover {
+			wait := recoveryBackoff(c.s.Policy().Recovery, it.Attempts)
+			fi.Event = opEvent(op, "recovery.blocked", it.VM, "%s VM %s failed (attempt %d; tried again in %s — recovery never gives up): %v", it.Action, it.Name, it.Attempts, wait, err)
+		}
 	}
 	return c.apply(ctx, fi)
 }

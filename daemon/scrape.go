@@ -21,7 +21,7 @@ type failoverCache struct {
 // stateSample reads the state once, under the FSM's read lock (no copy of
 // the 40,000-VM maps), for the state collector.
 func (s *Server) stateSample() metrics.StateSample {
-	out := metrics.StateSample{VMsByPower: map[string]int{}, EvacuationRemaining: map[string]int{}, Operations: map[[2]string]int{}}
+	out := metrics.StateSample{VMsByPower: map[string]int{}, EvacuationRemaining: map[string]int{}, Operations: map[[2]string]int{}, RecoveryVMs: map[string]int{}}
 	var index uint64
 	s.node.FSM().Read(func(st *cluster.State) {
 		index = st.Index
@@ -33,6 +33,7 @@ func (s *Server) stateSample() metrics.StateSample {
 				Name: h.Name, Driver: h.Driver, Admin: string(h.Admin), Maintenance: string(h.Maintenance), Health: string(h.Health),
 				Connected: h.Connection == cluster.Connected, MemoryBytes: h.MemoryBytes, MemoryUsedBytes: u.MemoryUsedBytes,
 				CPUs: h.CPUs, VCPUsUsed: u.VCPUsUsed, VMs: u.VMs, RunningVMs: u.RunningVMs,
+				FencingFailed: h.Health == cluster.HealthDead && h.FenceFailure != "", LeaseArmed: h.LeaseTTL > 0,
 			})
 		}
 		for _, vm := range st.VMs {
@@ -48,6 +49,18 @@ func (s *Server) stateSample() metrics.StateSample {
 					}
 				}
 				out.EvacuationRemaining[op.Host] = n
+			}
+			if op.Kind == cluster.OpRecover && op.State == cluster.OpRunning {
+				for _, it := range op.Items {
+					switch {
+					case it.State == cluster.ItemRunning:
+						out.RecoveryVMs["running"]++
+					case it.State == cluster.ItemPending && it.Error != "":
+						out.RecoveryVMs["blocked"]++
+					case it.State == cluster.ItemPending:
+						out.RecoveryVMs["pending"]++
+					}
+				}
 			}
 		}
 	})

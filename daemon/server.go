@@ -65,6 +65,12 @@ type Server struct {
 	controllers []Controller
 	ops         *opsController
 	balancer    *balancer
+	leases      *leaseTable
+	// devFence powers off a simulator host (dev mode only; nil otherwise).
+	devFence func(host string) error
+	// devCrash makes a simulator host stop answering (true) or answer
+	// again (false); dev mode only.
+	devCrash func(host string, crash bool) error
 
 	fallbackMu   sync.Mutex
 	lastFallback time.Time
@@ -162,6 +168,7 @@ func NewServer(cfg *Config, opts Options) (*Server, error) {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.ops = newOpsController(s)
+	s.leases = newLeaseTable()
 	s.metrics = metrics.New(s.reg, metrics.Sources{State: s.stateSample, Raft: s.raftSample, InFlight: s.ops.InFlight, Policy: s.policySample,
 		Gossip: s.gossipStates})
 	s.drivers = newDriverSet(cfg.Drivers, opts.DriverFactory, log)
@@ -169,7 +176,7 @@ func NewServer(cfg *Config, opts Options) (*Server, error) {
 		s.controllers = append(s.controllers, &inventorySync{s: s, driver: dc.Name})
 	}
 	s.balancer = &balancer{s: s}
-	s.controllers = append(s.controllers, s.ops, s.balancer, &healthController{s: s})
+	s.controllers = append(s.controllers, s.ops, s.balancer, &healthController{s: s}, newRecoveryController(s))
 	s.http = &http.Server{
 		Handler:           s.routes(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -287,6 +294,7 @@ func (s *Server) startControllers() {
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
 	s.controlCtx = cancel
+	s.leases.reset(time.Now())
 	s.ctrlWG.Add(1)
 	go func() {
 		defer s.ctrlWG.Done()

@@ -134,6 +134,12 @@ func InventoryDiff(driver string, st *cluster.State, inv *drivers.Inventory, now
 		nv := cluster.VM{ID: v.ID, Name: v.Name, Host: v.Host, Driver: driver, MemoryBytes: v.MemoryBytes,
 			VCPUs: v.VCPUs, Power: cluster.PowerState(v.Power), Unmovable: v.Unmovable, Definition: v.Definition}
 		old, ok := st.VMs[v.ID]
+		if ok && old.Host == nv.Host && hostDown(st, nv.Host) {
+			// A dead or fenced host's VMs keep the power state they had
+			// when it died: recovery starts what ran then, even after a
+			// fence switched the host off.
+			nv.Power = old.Power
+		}
 		if ok {
 			if old.Name == nv.Name && old.Host == nv.Host && old.MemoryBytes == nv.MemoryBytes && old.VCPUs == nv.VCPUs &&
 				old.Power == nv.Power && old.Unmovable == nv.Unmovable && bytes.Equal(old.Definition, nv.Definition) {
@@ -210,4 +216,10 @@ func countDuplicates(inv *drivers.Inventory) int {
 		}
 	}
 	return n
+}
+
+// hostDown reports whether host is dead or fenced.
+func hostDown(st *cluster.State, host string) bool {
+	h := st.Hosts[host]
+	return h != nil && (h.Health == cluster.HealthDead || h.Health == cluster.HealthFenced)
 }

@@ -26,6 +26,13 @@ type Metrics struct {
 	BalanceMoves       prometheus.Counter
 	MetricSourceErrors *prometheus.CounterVec
 	VMDuplicates       *prometheus.GaugeVec
+	// Recovery of crashed hosts.
+	FencingAttempts  *prometheus.CounterVec
+	Recoveries       *prometheus.CounterVec
+	RecoveryDuration prometheus.Histogram
+	Recreations      *prometheus.CounterVec
+	RecoveryStorm    prometheus.Gauge
+	LeaseRenewals    *prometheus.CounterVec
 }
 
 // Sources feed the collectors that read state at scrape time.
@@ -110,6 +117,31 @@ func New(reg prometheus.Registerer, src Sources) *Metrics {
 			Help:    "Time of one successful migration, by kind.",
 			Buckets: []float64{.1, .25, .5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1800},
 		}, []string{"kind"}),
+		FencingAttempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herd_fencing_attempts_total",
+			Help: "Fencing attempts on dead hosts, by host, method (power, lease, dev, operator) and result (success, failure, unavailable).",
+		}, []string{"host", "method", "result"}),
+		Recoveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herd_recoveries_total",
+			Help: "Recoveries of fenced hosts that ended, by result (succeeded, failed, cancelled).",
+		}, []string{"result"}),
+		RecoveryDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "herd_recovery_duration_seconds",
+			Help:    "Time from a host's failure being detected to the last of its VMs running elsewhere.",
+			Buckets: []float64{1, 2, 3, 5, 10, 20, 30, 60, 120, 300, 600, 1800},
+		}),
+		Recreations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herd_recovery_vm_recreations_total",
+			Help: "VMs recreated (or registered) elsewhere after their host was fenced, by result (ok, error).",
+		}, []string{"result"}),
+		RecoveryStorm: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "herd_recovery_storm",
+			Help: "1 while more than recovery.storm_threshold of the hosts look dead: nothing is fenced automatically (leader only).",
+		}),
+		LeaseRenewals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herd_agent_lease_renewals_total",
+			Help: "Agent lease renewals answered by this server, by result (ok, refused).",
+		}, []string{"result"}),
 	}
 	inFlightGauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "herd_migrations_in_flight",
@@ -123,6 +155,7 @@ func New(reg prometheus.Registerer, src Sources) *Metrics {
 	reg.MustRegister(m.APIRequests, m.Migrations, m.MigrationDuration, inFlightGauge, m.PolicyReloads,
 		m.BalanceImbalance, m.BalanceRecommended, m.BalanceMoves, m.MetricSourceErrors, m.VMDuplicates, m.APIRequestDuration, m.InventorySyncs, m.InventorySyncTime,
 		m.InventoryChanges, m.ForwardedRequests,
+		m.FencingAttempts, m.Recoveries, m.RecoveryDuration, m.Recreations, m.RecoveryStorm, m.LeaseRenewals,
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewGoCollector(),
 		&stateCollector{state: src.State, raft: src.Raft, policy: src.Policy, gossip: src.Gossip})

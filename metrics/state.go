@@ -20,6 +20,10 @@ type HostSample struct {
 	MemoryBytes, MemoryUsedBytes             int64
 	CPUs, VCPUsUsed                          int
 	VMs, RunningVMs                          int
+	// FencingFailed: the host is dead and no fencing method confirmed it.
+	FencingFailed bool
+	// LeaseArmed: an agent on the host holds a lease.
+	LeaseArmed bool
 }
 
 // StateSample is the replicated state at scrape time.
@@ -36,11 +40,17 @@ type StateSample struct {
 	// FailoverCapacity is how many of the largest hosts the cluster can
 	// lose and still place every VM; FailoverMin the policy's minimum.
 	FailoverCapacity, FailoverMin int
+	// RecoveryVMs counts the VMs of running recoveries by state: pending,
+	// running, blocked (pending after a failed attempt).
+	RecoveryVMs map[string]int
 }
+
+// RecoveryStates bound the labels of herd_recovery_vms.
+var RecoveryStates = []string{"pending", "running", "blocked"}
 
 // OperationKinds and OperationStates bound the labels of herd_operations.
 var (
-	OperationKinds  = []string{"evacuate", "exit", "migrate", "balance"}
+	OperationKinds  = []string{"evacuate", "exit", "migrate", "balance", "recover"}
 	OperationStates = []string{"running", "succeeded", "failed", "cancelled"}
 )
 
@@ -72,6 +82,9 @@ var (
 	descRemaining   = prometheus.NewDesc("herd_evacuation_vms_remaining", "VMs of a host being evacuated whose step has not ended.", []string{"host"}, nil)
 	descOperations  = prometheus.NewDesc("herd_operations", "Operations held in the state, by kind and state.", []string{"kind", "state"}, nil)
 	descFailover    = prometheus.NewDesc("herd_cluster_failover_capacity_hosts", "How many of the largest hosts the cluster can lose at once and still place every running VM.", nil, nil)
+	descFenceFailed = prometheus.NewDesc("herd_host_fencing_failed", "1 when the host is dead and no fencing method confirmed it is off: nothing is recreated.", []string{"host"}, nil)
+	descLeases      = prometheus.NewDesc("herd_agent_leases", "Hosts whose agent holds a lease (lease fencing armed).", nil, nil)
+	descRecoveryVMs = prometheus.NewDesc("herd_recovery_vms", "VMs of running recoveries, by state (blocked: pending after a failed attempt).", []string{"state"}, nil)
 	descFailoverMin = prometheus.NewDesc("herd_cluster_failover_capacity_min_hosts", "The policy's minimum failover capacity (failover.min_host_failures).", nil, nil)
 
 	descLeader      = prometheus.NewDesc("herd_raft_leader", "1 when this server is the raft leader.", nil, nil)
@@ -107,6 +120,7 @@ var (
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descAdmin, descMaint, descHealth, descConnected, descMemory, descMemoryUsed,
 		descCPUs, descVCPUsUsed, descHostVMs, descHostRunning, descHosts, descVMs, descEvents, descRemaining, descOperations, descFailover, descFailoverMin,
+		descFenceFailed, descLeases, descRecoveryVMs,
 		descLeader, descHasLeader, descRaftState, descServers, descCommit, descApplied, descLastContact,
 		descPolicyVersion, descPolicyDrift, descReloadOK, descReloadTime, descGossip} {
 		ch <- d
@@ -137,6 +151,7 @@ func oneOf(ch chan<- prometheus.Metric, d *prometheus.Desc, host, value string, 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	if c.state != nil {
 		s := c.state()
+		leases := 0
 		for _, h := range s.Hosts {
 			// Per host only the state it is in (value 1): a 0 series for
 			// every other state would triple the host series of a large
@@ -151,6 +166,14 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- gauge(descVCPUsUsed, float64(h.VCPUsUsed), h.Name)
 			ch <- gauge(descHostVMs, float64(h.VMs), h.Name)
 			ch <- gauge(descHostRunning, float64(h.RunningVMs), h.Name)
+			ch <- gauge(descFenceFailed, b2f(h.FencingFailed), h.Name)
+			if h.LeaseArmed {
+				leases++
+			}
+		}
+		ch <- gauge(descLeases, float64(leases))
+		for _, st := range RecoveryStates {
+			ch <- gauge(descRecoveryVMs, float64(s.RecoveryVMs[st]), st)
 		}
 		ch <- gauge(descHosts, float64(len(s.Hosts)))
 		for _, p := range PowerStates {

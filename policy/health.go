@@ -29,6 +29,9 @@ type HealthTrack struct {
 	Health    cluster.Health
 	BadSince  time.Time
 	GoodSince time.Time
+	// Returned: a fenced host's signals have been good for alive_after —
+	// it is back (rebooted, or the partition healed).
+	Returned bool
 }
 
 // FuseHealth moves a host's health on by its signals at now, pure:
@@ -38,13 +41,23 @@ type HealthTrack struct {
 //     stays suspect;
 //   - good signals for alive_after bring a suspect or dead host back to
 //     alive (a flap shorter than that changes nothing);
-//   - fenced is sticky: only recovery or an operator moves a host out of it.
+//   - fenced is sticky: the health stays fenced, and Returned turns true
+//     once the signals have been good for alive_after (the caller records
+//     the host's return, which brings it back NOT_ACCEPTING).
 func FuseHealth(prev HealthTrack, sig HealthSignals, now time.Time, p HealthPolicy) HealthTrack {
 	t := prev
 	if t.Health == "" {
 		t.Health = cluster.HealthUnknown
 	}
 	if t.Health == cluster.HealthFenced {
+		if sig.bad() {
+			t.GoodSince, t.Returned = time.Time{}, false
+			return t
+		}
+		if t.GoodSince.IsZero() {
+			t.GoodSince = now
+		}
+		t.Returned = now.Sub(t.GoodSince) >= p.AliveAfter
 		return t
 	}
 	if sig.bad() {

@@ -60,3 +60,22 @@ func TestFuseHealth(t *testing.T) {
 		})
 	}
 }
+
+// TestFuseHealthReturned: a fenced host stays fenced, and is reported back
+// only once its signals were good for alive_after without a break.
+func TestFuseHealthReturned(t *testing.T) {
+	p := HealthPolicy{SuspectAfter: 5 * time.Second, DeadAfter: 30 * time.Second, AliveAfter: 10 * time.Second}
+	t0 := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	good, down := HealthSignals{Connected: true}, HealthSignals{Connected: false}
+	tr := HealthTrack{Health: cluster.HealthFenced}
+	for _, s := range []struct {
+		at       int
+		sig      HealthSignals
+		returned bool
+	}{{0, down, false}, {1, good, false}, {10, good, false}, {10, down, false}, {12, good, false}, {21, good, false}, {22, good, true}} {
+		tr = FuseHealth(tr, s.sig, t0.Add(time.Duration(s.at)*time.Second), p)
+		if tr.Health != cluster.HealthFenced || tr.Returned != s.returned {
+			t.Fatalf("at %ds with %+v: %s returned=%v, want fenced returned=%v", s.at, s.sig, tr.Health, tr.Returned, s.returned)
+		}
+	}
+}

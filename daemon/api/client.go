@@ -419,3 +419,27 @@ func (c *Client) Leave(ctx context.Context) (*LeaveResult, error) {
 func (c *Client) RemoveServer(ctx context.Context, id string) error {
 	return c.Do(ctx, http.MethodPost, "/v1/cluster/remove", nil, RemoveServerRequest{ID: id}, nil)
 }
+
+// RenewLease sends PUT /v1/hosts/{host}/lease for the agent named agent.
+func (c *Client) RenewLease(ctx context.Context, host, agent string) (*Lease, error) {
+	var out Lease
+	if err := c.Do(ctx, http.MethodPut, "/v1/hosts/"+url.PathEscape(host)+"/lease", nil, LeaseRequest{Agent: agent}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// ReleaseLease sends DELETE /v1/hosts/{host}/lease: the agent stops cleanly.
+func (c *Client) ReleaseLease(ctx context.Context, host string) error {
+	return c.Do(ctx, http.MethodDelete, "/v1/hosts/"+url.PathEscape(host)+"/lease", nil, nil, nil)
+}
+
+// DevHost makes a dev-mode simulator host crash (stop answering) or be
+// restored: POST /v1/dev/hosts/{host}/crash|restore.
+func (c *Client) DevHost(ctx context.Context, host string, crash bool) error {
+	what := "restore"
+	if crash {
+		what = "crash"
+	}
+	return c.Do(ctx, http.MethodPost, "/v1/dev/hosts/"+url.PathEscape(host)+"/"+what, nil, nil, nil)
+}

@@ -281,3 +281,18 @@ type BalanceMove struct {
 	MemoryBytes int64   `json:"memory_bytes"`
 	Gain        float64 `json:"gain"`
 }
+
+// LeaseRequest is the body of PUT /v1/hosts/{host}/lease: an agent renews
+// its host's lease.
+type LeaseRequest struct {
+	// Agent is the agent's gossip name.
+	Agent string `json:"agent"`
+}
+
+// Lease answers a renewal: the agent's lease lasts TTL from when it sent
+// the request.
+type Lease struct {
+	Host   string        `json:"host"`
+	TTL    time.Duration `json:"ttl"`
+	Leader string        `json:"leader"`
+}

@@ -313,3 +313,34 @@ func (s *Simulator) InjectFault(method, object, msg string) {
 func (s *Simulator) ClearFaults() {
 	s.model.Service.ClearFaultRules()
 }
+
+// PowerOffHost cuts a simulated host's power: every VM on it is powered
+// off at once, as a power fence would leave them. Dev mode's fence method.
+func (s *Simulator) PowerOffHost(host string) (int, error) {
+	h, ok := s.hosts[host]
+	if !ok {
+		return 0, fmt.Errorf("simulator: power off host %q: %w", host, drivers.ErrNotFound)
+	}
+	ctx := s.simContext()
+	n := 0
+	for _, e := range ctx.Map.All("VirtualMachine") {
+		vm, ok := e.(*simulator.VirtualMachine)
+		if !ok {
+			continue
+		}
+		var on bool
+		ctx.Map.WithLock(ctx, vm, func() {
+			on = vm.Runtime.Host != nil && *vm.Runtime.Host == h.Self &&
+				vm.Runtime.PowerState != types.VirtualMachinePowerStatePoweredOff
+		})
+		if !on {
+			continue
+		}
+		ctx.Map.AtomicUpdate(ctx, vm, []types.PropertyChange{
+			{Name: "runtime.powerState", Val: types.VirtualMachinePowerStatePoweredOff},
+			{Name: "summary.runtime.powerState", Val: types.VirtualMachinePowerStatePoweredOff},
+		})
+		n++
+	}
+	return n, nil
+}

@@ -1,0 +1,134 @@
+package daemon
+
+import (
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/daemon/api"
+)
+
+// leaseTable is the leader's memory of when each host's agent last renewed
+// its lease. Renewals are not written to raft (an agent renews every few
+// seconds); instead a new leader counts every armed lease as renewed the
+// moment it took over, which only ever makes it wait longer:
+//
+//	agent:  lease ends at send + TTL (its own monotonic clock)
+//	leader: lease counts as expired at max(receipt, leadership) + TTL + margin
+//
+// receipt follows send, and a renewal answered by an old leader was
+// answered before the new leader's term began (the old one verified its
+// leadership with a quorum first), so the leader's deadline is never
+// earlier than the agent's. The margin covers clock rate drift and the
+// agent's time to stop its VMs.
+type leaseTable struct {
+	mu      sync.Mutex
+	since   time.Time // leadership gained
+	renewed map[string]time.Time
+}
+
+func newLeaseTable() *leaseTable { return &leaseTable{renewed: map[string]time.Time{}} }
+
+// reset starts a leadership term at now.
+func (l *leaseTable) reset(now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.since, l.renewed = now, map[string]time.Time{}
+}
+
+func (l *leaseTable) renew(host string, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.renewed[host] = now
+}
+
+func (l *leaseTable) forget(host string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.renewed, host)
+}
+
+// last returns when host's lease was last renewed, as far as this leader
+// may assume: never before it took over.
+func (l *leaseTable) last(host string) time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t := l.since
+	if r, ok := l.renewed[host]; ok && r.After(t) {
+		t = r
+	}
+	return t
+}
+
+// deadline is when host's lease counts as expired on the leader.
+func (l *leaseTable) deadline(host string, ttl, margin time.Duration) time.Time {
+	return l.last(host).Add(ttl + margin)
+}
+
+// handleLeaseRenew renews a host's lease for its agent (leader only: the
+// route forwards). Leadership is verified with a quorum before the answer,
+// so a deposed leader never extends a lease.
+func (s *Server) handleLeaseRenew(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("host")
+	var req api.LeaseRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	if req.Agent == "" || len(req.Agent) > 256 {
+		writeError(w, http.StatusBadRequest, "agent", "agent: the agent's name (1 to 256 bytes) is required")
+		return
+	}
+	var h *cluster.Host
+	s.node.FSM().Read(func(st *cluster.State) { h = st.Hosts[name] })
+	if h == nil {
+		s.metrics.LeaseRenewals.WithLabelValues("refused").Inc()
+		writeError(w, http.StatusNotFound, "host", "host %q not found", name)
+		return
+	}
+	if err := s.node.Raft().VerifyLeader().Error(); err != nil {
+		s.metrics.LeaseRenewals.WithLabelValues("refused").Inc()
+		writeError(w, http.StatusServiceUnavailable, "", "cannot confirm leadership with a quorum: %v", err)
+		return
+	}
+	ttl := s.Policy().Recovery.LeaseTTL
+	// The state keeps the longest TTL granted while armed: a new leader
+	// must wait out the longest lease an agent may still hold.
+	if ttl > h.LeaseTTL {
+		ev := cluster.NewEvent("host.lease", "agent:"+req.Agent, name, "",
+			fmt.Sprintf("agent %s holds a lease on host %s (TTL %s): lease fencing armed", req.Agent, name, ttl))
+		if _, err := s.node.Apply(r.Context(), &cluster.HostLease{Host: name, TTL: ttl, Event: ev}); err != nil {
+			s.metrics.LeaseRenewals.WithLabelValues("refused").Inc()
+			writeApplyError(w, err)
+			return
+		}
+	} else {
+		ttl = min(ttl, h.LeaseTTL)
+	}
+	s.leases.renew(name, time.Now())
+	s.metrics.LeaseRenewals.WithLabelValues("ok").Inc()
+	writeJSON(w, http.StatusOK, api.Lease{Host: name, TTL: ttl, Leader: s.cfg.NodeName})
+}
+
+// handleLeaseRelease disarms lease fencing for a host whose agent stops
+// cleanly: without an agent, lease expiry proves nothing.
+func (s *Server) handleLeaseRelease(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("host")
+	var h *cluster.Host
+	s.node.FSM().Read(func(st *cluster.State) { h = st.Hosts[name] })
+	if h == nil {
+		writeError(w, http.StatusNotFound, "host", "host %q not found", name)
+		return
+	}
+	if h.LeaseTTL > 0 {
+		ev := cluster.NewEvent("host.lease", actor(r), name, "",
+			fmt.Sprintf("the agent on host %s released its lease: lease fencing disarmed", name))
+		if _, err := s.node.Apply(r.Context(), &cluster.HostLease{Host: name, TTL: 0, Event: ev}); err != nil {
+			writeApplyError(w, err)
+			return
+		}
+	}
+	s.leases.forget(name)
+	w.WriteHeader(http.StatusNoContent)
+}

@@ -1,0 +1,481 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/drivers"
+	"github.com/herd-project/herd/drivers/fence"
+	"github.com/herd-project/herd/policy"
+)
+
+// fenceRetry is how long a failed fencing chain waits before it runs again.
+const fenceRetry = 30 * time.Second
+
+// recoveryController runs on the leader: it fences dead hosts through the
+// policy's chain, recovers fenced hosts' VMs (as operations the operations
+// controller runs), and destroys the stale copies on hosts that came back.
+// Invariant: nothing is recreated from a host that is not fenced — a
+// recovery operation can only start for a fenced host (the state machine
+// refuses it otherwise).
+type recoveryController struct {
+	s *Server
+
+	mu       sync.Mutex
+	fencing  map[string]bool      // hosts whose chain runs now
+	retryAt  map[string]time.Time // hosts whose chain failed: not before
+	cleaning map[string]bool      // hosts whose stale copies are being destroyed
+	storm    bool
+	observed map[string]bool // recovery operations whose end is counted
+	wg       sync.WaitGroup
+}
+
+func newRecoveryController(s *Server) *recoveryController { return &recoveryController{s: s} }
+
+func (c *recoveryController) Name() string { return "recovery" }
+
+func (c *recoveryController) Run(ctx context.Context) {
+	c.mu.Lock()
+	c.fencing, c.retryAt, c.cleaning, c.storm = map[string]bool{}, map[string]time.Time{}, map[string]bool{}, false
+	c.observed = map[string]bool{}
+	c.s.node.FSM().Read(func(st *cluster.State) {
+		for id, op := range st.Operations {
+			if op.Kind == cluster.OpRecover && op.State.Terminal() {
+				c.observed[id] = true
+			}
+		}
+	})
+	c.mu.Unlock()
+	defer c.s.metrics.RecoveryStorm.Set(0)
+	for ctx.Err() == nil {
+		c.round(ctx, time.Now())
+		sleepCtx(ctx, 200*time.Millisecond)
+	}
+	c.wg.Wait()
+}
+
+// hostView is what one round needs of a host.
+type hostView struct {
+	host      *cluster.Host
+	live      int // VMs that are not stale copies
+	stale     []*cluster.VM
+	recovered map[string]bool // VM ids already recreated elsewhere
+	active    *cluster.Operation
+}
+
+func (c *recoveryController) round(ctx context.Context, now time.Time) {
+	doc := c.s.Policy()
+	r := doc.Recovery
+	views := map[string]*hostView{}
+	var ended []*cluster.Operation
+	total, dead := 0, 0
+	c.s.node.FSM().Read(func(st *cluster.State) {
+		for name, h := range st.Hosts {
+			views[name] = &hostView{host: h, recovered: map[string]bool{}, active: st.ActiveOperationOn(name)}
+			total++
+			if h.Health == cluster.HealthDead {
+				dead++
+			}
+		}
+		for _, vm := range st.VMs {
+			v := views[vm.Host]
+			if v == nil {
+				continue
+			}
+			if vm.Stale {
+				v.stale = append(v.stale, vm)
+			} else {
+				v.live++
+			}
+			if vm.RecreatedFrom != "" {
+				if old := st.VMs[vm.RecreatedFrom]; old != nil && views[old.Host] != nil {
+					views[old.Host].recovered[old.ID] = true
+				}
+			}
+		}
+		for id, op := range st.Operations {
+			if op.Kind == cluster.OpRecover && op.State.Terminal() && !c.observed[id] {
+				ended = append(ended, op)
+			}
+		}
+	})
+	for _, op := range ended {
+		c.observed[op.ID] = true
+		c.s.metrics.Recoveries.WithLabelValues(string(op.State)).Inc()
+		if op.State == cluster.OpSucceeded && !op.Detected.IsZero() {
+			c.s.metrics.RecoveryDuration.Observe(op.Updated.Sub(op.Detected).Seconds())
+		}
+	}
+
+	storm := total > 0 && float64(dead)/float64(total) > r.StormThreshold
+	c.noteStorm(ctx, storm, dead, total, r.StormThreshold)
+
+	names := make([]string, 0, len(views))
+	for n := range views {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		v := views[name]
+		h := v.host
+		switch {
+		case h.Health == cluster.HealthDead && v.live > 0:
+			if !r.Automatic || storm {
+				continue
+			}
+			c.mu.Lock()
+			busy := c.fencing[name] || now.Before(c.retryAt[name])
+			if !busy {
+				c.fencing[name] = true
+			}
+			c.mu.Unlock()
+			if !busy {
+				c.wg.Add(1)
+				go func() {
+					defer c.wg.Done()
+					c.fence(ctx, doc, name)
+				}()
+			}
+		case h.Health == cluster.HealthFenced && v.active == nil:
+			c.startRecovery(ctx, doc, name)
+		case h.Health != cluster.HealthFenced && h.Health != cluster.HealthDead && len(v.stale) > 0:
+			c.mu.Lock()
+			busy := c.cleaning[name]
+			c.cleaning[name] = true
+			c.mu.Unlock()
+			if !busy {
+				stale := v.stale
+				c.wg.Add(1)
+				go func() {
+					defer c.wg.Done()
+					c.destroyStale(ctx, name, stale)
+				}()
+			}
+		}
+	}
+}
+
+// noteStorm records entering and leaving a fencing storm.
+func (c *recoveryController) noteStorm(ctx context.Context, storm bool, dead, total int, share float64) {
+	c.mu.Lock()
+	changed := storm != c.storm
+	c.storm = storm
+	c.mu.Unlock()
+	c.s.metrics.RecoveryStorm.Set(b2f(storm))
+	if !changed {
+		return
+	}
+	msg := fmt.Sprintf("fencing storm guard: %d of %d hosts look dead (more than %.0f%%): the management network is the likelier cause; nothing is fenced automatically — confirm dead hosts by hand (herd host status HOST OFFLINE --confirm-fenced)", dead, total, share*100)
+	typ := "recovery.storm"
+	if !storm {
+		msg, typ = fmt.Sprintf("fencing storm over: %d of %d hosts look dead; automatic fencing resumes", dead, total), "recovery.storm_over"
+	}
+	c.s.log.Warn(msg)
+	c.apply(ctx, &cluster.AppendEvents{Events: []cluster.Event{cluster.NewEvent(typ, controllerActor, "", "", msg)}})
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// errUnavailable marks a method that does not apply to a host (no agent
+// lease, no dev simulator): tried, but not a failure of the device.
+var errUnavailable = errors.New("not available for this host")
+
+// fence runs the chain for a dead host until one method confirms it is off.
+func (c *recoveryController) fence(ctx context.Context, doc *policy.Document, host string) {
+	defer func() {
+		c.mu.Lock()
+		delete(c.fencing, host)
+		c.mu.Unlock()
+	}()
+	methods := c.methodsFor(doc, host)
+	var reasons []string
+	for _, m := range methods {
+		start := time.Now()
+		err := c.tryMethod(ctx, doc, m, host)
+		if ctx.Err() != nil {
+			return // leadership lost: the next leader starts over
+		}
+		result := "success"
+		switch {
+		case errors.Is(err, errUnavailable):
+			result = "unavailable"
+		case err != nil:
+			result = "failure"
+		}
+		c.s.metrics.FencingAttempts.WithLabelValues(host, m.Type, result).Inc()
+		if err == nil {
+			msg := fmt.Sprintf("host %s fenced by %s (%s) in %.1fs: it is off; its VMs are recreated elsewhere", host, m.Name, m.Type, time.Since(start).Seconds())
+			ev := cluster.NewEvent("host.fenced", controllerActor, host, "", msg)
+			if c.apply(ctx, &cluster.HostFenced{Host: host, Method: m.Type, OK: true, Event: ev}) {
+				c.s.log.Info(msg)
+			}
+			return
+		}
+		c.s.log.Warn("fencing method did not confirm", "host", host, "method", m.Name, "type", m.Type, "err", err)
+		reasons = append(reasons, fmt.Sprintf("%s (%s): %v", m.Name, m.Type, err))
+	}
+	why := strings.Join(reasons, "; ")
+	if why == "" {
+		why = "no fencing method covers this host"
+	}
+	msg := fmt.Sprintf("fencing of host %s failed: %s. Nothing is recreated until a method confirms (tried again in %s) or an operator confirms the host is off: herd host status %s OFFLINE --confirm-fenced", host, why, fenceRetry, host)
+	c.apply(ctx, &cluster.HostFenced{Host: host, OK: false, Error: why, Event: cluster.NewEvent("host.fencing_failed", controllerActor, host, "", msg)})
+	c.mu.Lock()
+	c.retryAt[host] = time.Now().Add(fenceRetry)
+	c.mu.Unlock()
+}
+
+// methodsFor returns the chain's methods that cover host, in order; the
+// agent lease alone when the policy names none.
+func (c *recoveryController) methodsFor(doc *policy.Document, host string) []policy.FenceMethod {
+	chain := doc.Recovery.Fencing
+	if len(chain) == 0 {
+		chain = []policy.FenceMethod{{Name: "lease", Type: policy.FenceLease}}
+	}
+	var comp *policy.Compiled
+	var out []policy.FenceMethod
+	for _, m := range chain {
+		covers := len(m.Hosts) == 0 && m.HostGroup == ""
+		for _, h := range m.Hosts {
+			covers = covers || h == host
+		}
+		if !covers && m.HostGroup != "" {
+			st := c.s.node.FSM().State()
+			if comp == nil {
+				comp = c.s.compiled(doc, st)
+			}
+			h := st.Hosts[host]
+			covers = h != nil && comp != nil && comp.InHostGroup(h, m.HostGroup)
+		}
+		if covers {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// tryMethod runs one fencing method; nil means the host is confirmed off.
+func (c *recoveryController) tryMethod(ctx context.Context, doc *policy.Document, m policy.FenceMethod, host string) error {
+	switch m.Type {
+	case policy.FencePower:
+		a, err := powerAgent(m, host)
+		if err != nil {
+			return err
+		}
+		return a.Fence(ctx)
+	case policy.FenceLease:
+		return c.waitLease(ctx, doc, host)
+	case policy.FenceDev:
+		if c.s.devFence == nil {
+			return fmt.Errorf("dev fencing works in herd server -dev only: %w", errUnavailable)
+		}
+		return c.s.devFence(host)
+	}
+	return fmt.Errorf("unknown fencing type %q", m.Type)
+}
+
+// waitLease waits until host's agent lease has expired on the leader's
+// clock (plus the margin): the agent has stopped its VMs by then. It fails
+// at once when no agent holds a lease, and when the agent renews meanwhile
+// (it is alive: the host is not dead).
+func (c *recoveryController) waitLease(ctx context.Context, doc *policy.Document, host string) error {
+	r := doc.Recovery
+	for {
+		var h *cluster.Host
+		c.s.node.FSM().Read(func(st *cluster.State) { h = st.Hosts[host] })
+		if h == nil || h.LeaseTTL <= 0 {
+			return fmt.Errorf("no agent holds a lease on this host: %w", errUnavailable)
+		}
+		if h.Health != cluster.HealthDead {
+			return fmt.Errorf("host is %s again while waiting for its lease to expire", h.Health)
+		}
+		deadline := c.s.leases.deadline(host, h.LeaseTTL, r.LeaseMargin)
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(min(wait, 250*time.Millisecond)):
+		}
+	}
+}
+
+// powerAgent builds the fence agent of method m for host.
+func powerAgent(m policy.FenceMethod, host string) (*fence.Agent, error) {
+	path, err := agentPath(m.Agent)
+	if err != nil {
+		return nil, err
+	}
+	params := map[string]string{}
+	for k, v := range m.Params {
+		params[k] = strings.ReplaceAll(v, "{host}", host)
+	}
+	for k, v := range m.HostParams[host] {
+		params[k] = strings.ReplaceAll(v, "{host}", host)
+	}
+	a := &fence.Agent{Name: m.Name + " " + host, Path: path, Params: params, SecretFiles: m.SecretFiles,
+		Timeout: m.Timeout, ConfirmTimeout: m.ConfirmTimeout}
+	if err := a.Validate(); err != nil {
+		return nil, fmt.Errorf("fence agent %s: %w", m.Name, err)
+	}
+	return a, nil
+}
+
+// agentPath finds a fence agent: a path as given, else in /usr/sbin, /sbin
+// (where Debian's fence-agents puts them) or PATH.
+func agentPath(name string) (string, error) {
+	if strings.Contains(name, "/") {
+		return name, nil
+	}
+	for _, dir := range []string{"/usr/sbin", "/sbin"} {
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
+			return p, nil
+		}
+	}
+	p, err := exec.LookPath(name)
+	if err != nil {
+		return "", fmt.Errorf("fence agent %q not found in /usr/sbin, /sbin or PATH (Debian package fence-agents)", name)
+	}
+	return p, nil
+}
+
+// startRecovery starts the recovery of a fenced host: one step per VM that
+// is neither a stale copy, already recreated, nor excluded by the policy —
+// running ones are recreated and started, shut-off ones registered only —
+// highest restart priority first.
+func (c *recoveryController) startRecovery(ctx context.Context, doc *policy.Document, host string) {
+	st := c.s.node.FSM().State()
+	h := st.Hosts[host]
+	if h == nil || h.Health != cluster.HealthFenced {
+		return
+	}
+	comp := c.s.compiled(doc, st)
+	excluded := map[string]bool{}
+	for _, g := range doc.Recovery.ExcludeVMGroups {
+		if comp != nil {
+			for _, id := range comp.VMsIn(g) {
+				excluded[id] = true
+			}
+		}
+	}
+	recreated := map[string]bool{}
+	for _, vm := range st.VMs {
+		if vm.RecreatedFrom != "" {
+			recreated[vm.RecreatedFrom] = true
+		}
+	}
+	var items []cluster.OpItem
+	for _, vm := range st.VMsOn(host) {
+		if vm.Stale || recreated[vm.ID] || excluded[vm.ID] {
+			continue
+		}
+		action := cluster.ActionRegister
+		if vm.Power == cluster.PoweredOn {
+			action = cluster.ActionRecreate
+		}
+		prio := vm.Priority
+		if comp != nil {
+			prio = comp.Priority(vm)
+		}
+		items = append(items, cluster.OpItem{VM: vm.ID, Name: vm.Name, Action: action, From: host, MemoryBytes: vm.MemoryBytes, Priority: prio})
+	}
+	if len(items) == 0 {
+		return
+	}
+	sort.SliceStable(items, func(i, j int) bool {
+		a, b := items[i], items[j]
+		if a.Priority != b.Priority {
+			return a.Priority > b.Priority
+		}
+		if (a.Action == cluster.ActionRecreate) != (b.Action == cluster.ActionRecreate) {
+			return a.Action == cluster.ActionRecreate
+		}
+		if a.MemoryBytes != b.MemoryBytes {
+			return a.MemoryBytes > b.MemoryBytes
+		}
+		return a.Name < b.Name
+	})
+	now := time.Now().UTC()
+	detected := h.DownSince
+	if detected.IsZero() {
+		detected = now
+	}
+	op := cluster.Operation{ID: newOpID(), Kind: cluster.OpRecover, Host: host, Actor: controllerActor, Created: now,
+		MaxAttempts: cluster.UnlimitedAttempts, Detected: detected, Items: items}
+	running := 0
+	for _, it := range items {
+		if it.Action == cluster.ActionRecreate {
+			running++
+		}
+	}
+	msg := fmt.Sprintf("recovery of host %s (fenced by %s) started: %d VMs to recreate and start, %d shut-off VMs to register, highest priority first", host, h.FencedBy, running, len(items)-running)
+	ev := cluster.NewEvent("recovery.started", controllerActor, host, "", msg)
+	ev.Operation = op.ID
+	if c.apply(ctx, &cluster.StartOperation{Op: op, Event: ev}) {
+		c.s.log.Info(msg, "op", op.ID)
+	}
+}
+
+// destroyStale removes the stale copies on a host that answers again, then
+// forgets them: until then the host cannot be made AVAILABLE.
+func (c *recoveryController) destroyStale(ctx context.Context, host string, stale []*cluster.VM) {
+	defer func() {
+		c.mu.Lock()
+		delete(c.cleaning, host)
+		c.mu.Unlock()
+	}()
+	var gone []string
+	var names []string
+	for _, vm := range stale {
+		d, err := c.s.drivers.Get(ctx, vm.Driver)
+		if err == nil {
+			tctx, cancel := context.WithTimeout(ctx, c.s.Policy().Maintenance.ShutdownTimeout)
+			err = d.Destroy(tctx, vm.ID)
+			cancel()
+		}
+		if err != nil && !errors.Is(err, drivers.ErrNotFound) {
+			if ctx.Err() == nil {
+				c.s.log.Warn("destroy stale copy", "host", host, "vm", vm.Name, "err", err)
+				c.apply(ctx, &cluster.AppendEvents{Events: []cluster.Event{cluster.NewEvent("vm.stale_destroy_failed", controllerActor, host, vm.ID,
+					fmt.Sprintf("could not destroy the stale copy of VM %s on host %s (tried again shortly): %v", vm.Name, host, err))}})
+				sleepCtx(ctx, 5*time.Second)
+			}
+			continue
+		}
+		gone = append(gone, vm.ID)
+		names = append(names, vm.Name)
+	}
+	if len(gone) == 0 {
+		return
+	}
+	msg := fmt.Sprintf("destroyed %d stale copies on host %s (their VMs run elsewhere since the host was fenced): %s", len(gone), host, strings.Join(names, ", "))
+	c.apply(ctx, &cluster.ForgetVMs{IDs: gone, Event: cluster.NewEvent("vm.stale_destroyed", controllerActor, host, "", msg)})
+}
+
+// apply writes a command; it reports whether it was committed.
+func (c *recoveryController) apply(ctx context.Context, cmd cluster.Command) bool {
+	if _, err := c.s.node.Apply(ctx, cmd); err != nil {
+		if ctx.Err() == nil {
+			c.s.log.Warn("recovery step not recorded", "err", err)
+		}
+		return false
+	}
+	return true
+}
