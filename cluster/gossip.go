@@ -62,6 +62,7 @@ type Gossip struct {
 	ml     *memberlist.Memberlist
 	mu     sync.Mutex
 	meta   []byte
+	down   bool // shut down
 	events chan struct{}
 }
 
@@ -191,6 +192,12 @@ func (g *Gossip) Changes() <-chan struct{} { return g.events }
 
 // Members lists every member this node knows, by name.
 func (g *Gossip) Members() []GossipMember {
+	g.mu.Lock()
+	down := g.down
+	g.mu.Unlock()
+	if down {
+		return nil // a member that left has no view of the pool
+	}
 	var out []GossipMember
 	for _, n := range g.ml.Members() {
 		out = append(out, toMember(n))
@@ -215,8 +222,16 @@ func toMember(n *memberlist.Node) GossipMember {
 	return m
 }
 
-// Leave tells the others this member goes, then stops it.
+// Leave tells the others this member goes, then stops it. After Shutdown
+// it does nothing.
 func (g *Gossip) Leave(timeout time.Duration) error {
+	g.mu.Lock()
+	down := g.down
+	g.down = true
+	g.mu.Unlock()
+	if down {
+		return nil
+	}
 	err := g.ml.Leave(timeout)
 	if serr := g.ml.Shutdown(); err == nil {
 		err = serr
@@ -225,7 +240,12 @@ func (g *Gossip) Leave(timeout time.Duration) error {
 }
 
 // Shutdown stops the member without telling the others (they see it fail).
-func (g *Gossip) Shutdown() error { return g.ml.Shutdown() }
+func (g *Gossip) Shutdown() error {
+	g.mu.Lock()
+	g.down = true
+	g.mu.Unlock()
+	return g.ml.Shutdown()
+}
 
 func (g *Gossip) signal() {
 	select {

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -154,4 +155,86 @@ func LargeState(hosts, vms int) *State {
 		s.appendEvents(Event{Time: time.Unix(int64(i), 0).UTC(), Type: "inventory.vm_added", Actor: "inventory-sync", Host: "host-00001", VM: "x", Message: "VM vm-000001 added on host-00001 (4096 MiB, 4 vCPUs, running)"})
 	}
 	return s
+}
+
+// Link is a TCP proxy between a client and a server that a test can cut
+// and mend: cut, it drops every connection and accepts new ones only to
+// close them, as a lost network path looks to both ends.
+type Link struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	cut    bool
+	conns  map[net.Conn]bool
+}
+
+// NewLink listens on a free loopback port and forwards to target.
+func NewLink(t testing.TB, target string) *Link {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &Link{ln: ln, target: target, conns: map[net.Conn]bool{}}
+	go l.serve()
+	t.Cleanup(func() { ln.Close(); l.Cut() })
+	return l
+}
+
+// Addr is the proxy's address.
+func (l *Link) Addr() string { return l.ln.Addr().String() }
+
+// Cut drops every connection and refuses new ones until Mend.
+func (l *Link) Cut() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.cut = true
+	for c := range l.conns {
+		c.Close()
+	}
+	l.conns = map[net.Conn]bool{}
+}
+
+// Mend lets connections through again.
+func (l *Link) Mend() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.cut = false
+}
+
+func (l *Link) serve() {
+	for {
+		c, err := l.ln.Accept()
+		if err != nil {
+			return
+		}
+		go l.forward(c)
+	}
+}
+
+func (l *Link) forward(c net.Conn) {
+	l.mu.Lock()
+	if l.cut {
+		l.mu.Unlock()
+		c.Close()
+		return
+	}
+	l.mu.Unlock()
+	s, err := net.Dial("tcp", l.target)
+	if err != nil {
+		c.Close()
+		return
+	}
+	l.mu.Lock()
+	if l.cut {
+		l.mu.Unlock()
+		c.Close()
+		s.Close()
+		return
+	}
+	l.conns[c], l.conns[s] = true, true
+	l.mu.Unlock()
+	go func() { _, _ = io.Copy(s, c); s.Close() }()
+	_, _ = io.Copy(c, s)
+	c.Close()
 }

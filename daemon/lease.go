@@ -93,22 +93,30 @@ func (s *Server) handleLeaseRenew(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ttl := s.Policy().Recovery.LeaseTTL
-	// The state keeps the longest TTL granted while armed: a new leader
-	// must wait out the longest lease an agent may still hold.
-	if ttl > h.LeaseTTL {
+	if req.TTL == 0 {
+		// Asking only: the agent learns the TTL before it arms.
+		writeJSON(w, http.StatusOK, api.Lease{Host: name, TTL: ttl, Armed: h.LeaseTTL > 0, Leader: s.cfg.NodeName})
+		return
+	}
+	if req.TTL < 0 || req.TTL > 10*time.Minute {
+		writeError(w, http.StatusBadRequest, "ttl", "ttl: %s is out of range (up to 10m)", req.TTL)
+		return
+	}
+	// The state keeps the longest lease an agent may hold itself to while
+	// armed: a new leader waits that out. It never shrinks while armed.
+	armed := max(h.LeaseTTL, req.TTL, ttl)
+	if armed != h.LeaseTTL {
 		ev := cluster.NewEvent("host.lease", "agent:"+req.Agent, name, "",
-			fmt.Sprintf("agent %s holds a lease on host %s (TTL %s): lease fencing armed", req.Agent, name, ttl))
-		if _, err := s.node.Apply(r.Context(), &cluster.HostLease{Host: name, TTL: ttl, Event: ev}); err != nil {
+			fmt.Sprintf("agent %s holds a lease on host %s (TTL %s): lease fencing armed", req.Agent, name, armed))
+		if _, err := s.node.Apply(r.Context(), &cluster.HostLease{Host: name, TTL: armed, Event: ev}); err != nil {
 			s.metrics.LeaseRenewals.WithLabelValues("refused").Inc()
 			writeApplyError(w, err)
 			return
 		}
-	} else {
-		ttl = min(ttl, h.LeaseTTL)
 	}
 	s.leases.renew(name, time.Now())
 	s.metrics.LeaseRenewals.WithLabelValues("ok").Inc()
-	writeJSON(w, http.StatusOK, api.Lease{Host: name, TTL: ttl, Leader: s.cfg.NodeName})
+	writeJSON(w, http.StatusOK, api.Lease{Host: name, TTL: ttl, Armed: true, Leader: s.cfg.NodeName})
 }
 
 // handleLeaseRelease disarms lease fencing for a host whose agent stops

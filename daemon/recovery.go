@@ -294,7 +294,11 @@ func (c *recoveryController) tryMethod(ctx context.Context, doc *policy.Document
 // (it is alive: the host is not dead).
 func (c *recoveryController) waitLease(ctx context.Context, doc *policy.Document, host string) error {
 	r := doc.Recovery
+	start := c.s.leases.last(host)
 	for {
+		if last := c.s.leases.last(host); last.After(start) {
+			return fmt.Errorf("the agent renewed its lease %s ago: the host is alive", time.Since(last).Round(time.Millisecond))
+		}
 		var h *cluster.Host
 		c.s.node.FSM().Read(func(st *cluster.State) { h = st.Hosts[host] })
 		if h == nil || h.LeaseTTL <= 0 {

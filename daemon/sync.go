@@ -128,16 +128,21 @@ func InventoryDiff(driver string, st *cluster.State, inv *drivers.Inventory, now
 			ev("inventory.host_removed", name, "", "host %s is no longer in the inventory", name)
 		}
 	}
+	lost := map[string]bool{}
+	for _, h := range inv.Hosts {
+		lost[h.Name] = h.Connection != drivers.Connected
+	}
 	seenVMs := map[string]bool{}
 	for _, v := range dedupeVMs(st, inv.VMs, ev) {
 		seenVMs[v.ID] = true
 		nv := cluster.VM{ID: v.ID, Name: v.Name, Host: v.Host, Driver: driver, MemoryBytes: v.MemoryBytes,
 			VCPUs: v.VCPUs, Power: cluster.PowerState(v.Power), Unmovable: v.Unmovable, Definition: v.Definition}
 		old, ok := st.VMs[v.ID]
-		if ok && old.Host == nv.Host && hostDown(st, nv.Host) {
-			// A dead or fenced host's VMs keep the power state they had
-			// when it died: recovery starts what ran then, even after a
-			// fence switched the host off.
+		if ok && old.Host == nv.Host && (hostDown(st, nv.Host) || lost[nv.Host]) {
+			// The VMs of a host that is dead, fenced or not connected keep
+			// the power state they had when it was last seen well: recovery
+			// starts what ran then, even after a fence (or the agent's
+			// self-fencing) switched them off.
 			nv.Power = old.Power
 		}
 		if ok {

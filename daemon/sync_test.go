@@ -96,28 +96,37 @@ func TestInventoryDiffKeepsTheRunningCopyOfADuplicate(t *testing.T) {
 	}
 }
 
-// TestInventoryDiffKeepsPowerOfADownHost: a dead or fenced host's VMs keep
-// the power state they had when it died, whatever the manager says after
-// the fence switched it off: recovery starts what ran.
+// TestInventoryDiffKeepsPowerOfADownHost: the VMs of a host that is dead,
+// fenced or not connected keep the power state they had, whatever the
+// manager says after a fence (or self-fencing) switched them off:
+// recovery starts what ran.
 func TestInventoryDiffKeepsPowerOfADownHost(t *testing.T) {
 	now := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
 	inv := &drivers.Inventory{
 		Hosts: []drivers.Host{{Name: "h1", MemoryBytes: 64 << 30, CPUs: 16, Connection: drivers.Connected}},
 		VMs:   []drivers.VM{{ID: "a", Name: "web", Host: "h1", MemoryBytes: 2 << 30, VCPUs: 2, Power: drivers.PoweredOn}},
 	}
-	for _, health := range []cluster.Health{cluster.HealthDead, cluster.HealthFenced, cluster.HealthAlive} {
+	for _, tc := range []struct {
+		health  cluster.Health
+		conn    drivers.Connection
+		changed bool
+	}{
+		{cluster.HealthDead, drivers.NotResponding, false},
+		{cluster.HealthFenced, drivers.Connected, false},
+		{cluster.HealthSuspect, drivers.NotResponding, false},
+		{cluster.HealthAlive, drivers.Disconnected, false},
+		{cluster.HealthAlive, drivers.Connected, true},
+	} {
 		st := applyDiff(t, cluster.NewState(), InventoryDiff("dc", cluster.NewState(), inv, now))
-		if err := st.Apply(&cluster.SetHostHealth{Host: "h1", Health: health}, 2); err != nil {
+		if err := st.Apply(&cluster.SetHostHealth{Host: "h1", Health: tc.health}, 2); err != nil {
 			t.Fatal(err)
 		}
-		off := *inv
-		off.Hosts = []drivers.Host{{Name: "h1", MemoryBytes: 64 << 30, CPUs: 16, Connection: drivers.NotResponding}}
-		off.VMs = []drivers.VM{inv.VMs[0]}
+		off := &drivers.Inventory{Hosts: []drivers.Host{inv.Hosts[0]}, VMs: []drivers.VM{inv.VMs[0]}}
+		off.Hosts[0].Connection = tc.conn
 		off.VMs[0].Power = drivers.PoweredOff
-		d := InventoryDiff("dc", st, &off, now)
-		changed := len(d.UpsertVMs) > 0
-		if want := health == cluster.HealthAlive; changed != want {
-			t.Errorf("host %s: power change recorded %v, want %v", health, changed, want)
+		d := InventoryDiff("dc", st, off, now)
+		if changed := len(d.UpsertVMs) > 0; changed != tc.changed {
+			t.Errorf("host %s, %s: power change recorded %v, want %v", tc.health, tc.conn, changed, tc.changed)
 		}
 	}
 }

@@ -420,10 +420,10 @@ func (c *Client) RemoveServer(ctx context.Context, id string) error {
 	return c.Do(ctx, http.MethodPost, "/v1/cluster/remove", nil, RemoveServerRequest{ID: id}, nil)
 }
 
-// RenewLease sends PUT /v1/hosts/{host}/lease for the agent named agent.
-func (c *Client) RenewLease(ctx context.Context, host, agent string) (*Lease, error) {
+// RenewLease sends PUT /v1/hosts/{host}/lease.
+func (c *Client) RenewLease(ctx context.Context, host string, req LeaseRequest) (*Lease, error) {
 	var out Lease
-	if err := c.Do(ctx, http.MethodPut, "/v1/hosts/"+url.PathEscape(host)+"/lease", nil, LeaseRequest{Agent: agent}, &out); err != nil {
+	if err := c.Do(ctx, http.MethodPut, "/v1/hosts/"+url.PathEscape(host)+"/lease", nil, req, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil

@@ -287,12 +287,20 @@ type BalanceMove struct {
 type LeaseRequest struct {
 	// Agent is the agent's gossip name.
 	Agent string `json:"agent"`
+	// TTL is the lease the agent holds itself to from this request on:
+	// the servers record at least that much before lease expiry counts as
+	// fencing. Zero asks for the TTL without arming lease fencing (an
+	// agent's first call, before it can keep its side of the bargain).
+	TTL time.Duration `json:"ttl,omitempty"`
 }
 
 // Lease answers a renewal: the agent's lease lasts TTL from when it sent
 // the request.
 type Lease struct {
-	Host   string        `json:"host"`
-	TTL    time.Duration `json:"ttl"`
-	Leader string        `json:"leader"`
+	Host string `json:"host"`
+	// TTL is the lease to hold from now on.
+	TTL time.Duration `json:"ttl"`
+	// Armed: lease expiry fences this host.
+	Armed  bool   `json:"armed"`
+	Leader string `json:"leader"`
 }

@@ -1,0 +1,493 @@
+package daemon
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/daemon/api"
+	"github.com/herd-project/herd/drivers"
+	"github.com/herd-project/herd/drivers/libvirt"
+)
+
+// AgentOptions are what a caller can pass besides the config.
+type AgentOptions struct {
+	Logger *slog.Logger
+	// Hypervisor replaces the local hypervisor the config names (tests).
+	Hypervisor drivers.Driver
+	// Notify sends a systemd notify state (READY=1, WATCHDOG=1,
+	// STOPPING=1); nil sends nothing.
+	Notify func(state string)
+	// Watchdog is how often systemd wants WATCHDOG=1 (0: not watched).
+	Watchdog time.Duration
+	// GossipFast shortens gossip intervals (loopback tests).
+	GossipFast bool
+}
+
+// Agent runs on a hypervisor host. It is a gossip member that reports its
+// host's local health, and it holds a lease from the servers. When it
+// cannot renew the lease for its TTL it stops the host's VMs through the
+// local hypervisor (self-fencing): by the time the servers count the lease
+// as expired (TTL plus a margin, on their side) nothing runs here any more,
+// so the VMs can be recreated elsewhere without running twice. If it cannot
+// stop them it stops feeding the systemd watchdog, and systemd restarts it
+// (and, per herd-agent.service, resets the machine when that keeps failing).
+type Agent struct {
+	cfg  *AgentConfig
+	opts AgentOptions
+	log  *slog.Logger
+	hv   drivers.Driver
+	tls  *tls.Config
+
+	gossip *cluster.Gossip
+
+	mu sync.Mutex
+	// ttl is the lease the agent holds itself to; zero until the servers
+	// named one. armed: the servers may count this host's lease expiry as
+	// fencing (from the first request that offered a TTL on).
+	ttl   time.Duration
+	armed bool
+	until time.Time // the lease ends (monotonic clock)
+	// fenced: the lease ran out and the host's VMs were stopped.
+	fenced    bool
+	fencedAt  time.Time
+	fenceErr  error
+	stopped   int
+	hvState   string
+	preferred string // the server that answered last
+}
+
+// agentState is what the state file keeps across restarts.
+type agentState struct {
+	Armed    bool          `json:"armed"`
+	TTL      time.Duration `json:"ttl"`
+	Deadline time.Time     `json:"deadline"` // wall clock
+}
+
+// NewAgent builds an agent; Run starts it.
+func NewAgent(cfg *AgentConfig, opts AgentOptions) (*Agent, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	a := &Agent{cfg: cfg, opts: opts, log: log.With("agent", cfg.NodeName, "host", cfg.Host), hv: opts.Hypervisor}
+	if cfg.TLS.CAFile != "" || cfg.TLS.CertFile != "" {
+		t, err := api.ClientTLS(cfg.TLS.CAFile, cfg.TLS.CertFile, cfg.TLS.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("agent tls: %w", err)
+		}
+		a.tls = t
+	}
+	if a.hv == nil {
+		d, err := libvirt.New(context.Background(), libvirt.Config{Hosts: []libvirt.HostConfig{{Name: cfg.Host, URI: cfg.Hypervisor.URI}}}, a.log)
+		if err != nil {
+			return nil, fmt.Errorf("agent hypervisor %s: %w", cfg.Hypervisor.URI, err)
+		}
+		a.hv = d
+	}
+	return a, nil
+}
+
+// Run runs the agent until ctx ends, then stops cleanly: it releases its
+// lease (or, when no server hears it, stops the VMs it can no longer vouch
+// for) and leaves gossip.
+func (a *Agent) Run(ctx context.Context) error {
+	if err := a.loadState(); err != nil {
+		return err
+	}
+	if a.expired(time.Now()) {
+		a.log.Error("the lease ran out while the agent was down: stopping this host's VMs first")
+		a.selfFence(ctx)
+	}
+	var keys [][]byte
+	if a.cfg.Gossip.KeyringFile != "" {
+		k, err := cluster.ReadKeyring(a.cfg.Gossip.KeyringFile)
+		if err != nil {
+			return err
+		}
+		keys = k
+	}
+	g, err := cluster.StartGossip(cluster.GossipConfig{Name: a.cfg.NodeName, Bind: a.cfg.Gossip.Listen, Advertise: a.cfg.Gossip.Advertise,
+		Keys: keys, Meta: a.meta("ok"), Fast: a.opts.GossipFast, Logger: a.log})
+	if err != nil {
+		return fmt.Errorf("agent gossip: %w", err)
+	}
+	a.gossip = g
+	a.notify("READY=1")
+	var wg sync.WaitGroup
+	for _, loop := range []func(context.Context){a.joinLoop, a.renewLoop, a.fenceLoop, a.hypervisorLoop, a.watchdogLoop} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			loop(ctx)
+		}()
+	}
+	<-ctx.Done()
+	wg.Wait()
+	a.notify("STOPPING=1")
+	a.stop()
+	return nil
+}
+
+func (a *Agent) meta(hv string) cluster.MemberMeta {
+	return cluster.MemberMeta{Role: cluster.RoleAgent, Host: a.cfg.Host, Hypervisor: hv}
+}
+
+func (a *Agent) notify(state string) {
+	if a.opts.Notify != nil {
+		a.opts.Notify(state)
+	}
+}
+
+// stop releases the lease so that the servers stop counting on it. When no
+// server hears the release, the lease may still be armed: the host's VMs
+// are stopped, since nothing here will stop them once it runs out.
+func (a *Agent) stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	a.mu.Lock()
+	armed := a.armed
+	a.mu.Unlock()
+	if armed {
+		if err := a.eachServer(ctx, func(c *api.Client) error { return c.ReleaseLease(ctx, a.cfg.Host) }); err != nil {
+			a.log.Error("could not release the lease; stopping this host's VMs so that none runs twice", "err", err)
+			a.selfFence(ctx)
+		} else {
+			a.mu.Lock()
+			a.armed, a.until = false, time.Time{}
+			a.mu.Unlock()
+			a.log.Info("lease released")
+		}
+		a.saveState()
+	}
+	if a.gossip != nil {
+		_ = a.gossip.Leave(2 * time.Second)
+		_ = a.gossip.Shutdown()
+	}
+	_ = a.hv.Close()
+}
+
+// joinLoop joins gossip through the configured members.
+func (a *Agent) joinLoop(ctx context.Context) {
+	if len(a.cfg.Gossip.Join) == 0 {
+		return
+	}
+	for ctx.Err() == nil {
+		if err := a.gossip.Join(a.cfg.Gossip.Join); err == nil {
+			a.log.Info("joined gossip", "via", a.cfg.Gossip.Join)
+			return
+		} else {
+			a.log.Warn("gossip join failed; retrying", "err", err)
+		}
+		sleepCtx(ctx, 2*time.Second)
+	}
+}
+
+// renewLoop renews the lease three times per TTL (every second until the
+// servers named one).
+func (a *Agent) renewLoop(ctx context.Context) {
+	for ctx.Err() == nil {
+		a.renew(ctx)
+		a.mu.Lock()
+		every := time.Second
+		if a.ttl > 0 {
+			every = a.ttl / 3
+		}
+		a.mu.Unlock()
+		sleepCtx(ctx, every)
+	}
+}
+
+// renew asks one server after another until one renews the lease. The
+// lease runs from when the request was sent, never from the answer.
+func (a *Agent) renew(ctx context.Context) {
+	a.mu.Lock()
+	offer := a.ttl
+	sent := time.Now()
+	if offer > 0 && !a.armed {
+		// From this request on the servers may arm: hold to it first.
+		a.armed, a.until = true, sent.Add(offer)
+		a.saveStateLocked()
+	}
+	a.mu.Unlock()
+	timeout := 2 * time.Second
+	if offer > 0 {
+		timeout = min(timeout, offer/3)
+	}
+	var got *api.Lease
+	err := a.eachServer(ctx, func(c *api.Client) error {
+		rctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		l, err := c.RenewLease(rctx, a.cfg.Host, api.LeaseRequest{Agent: a.cfg.NodeName, TTL: offer})
+		got = l
+		return err
+	})
+	if err != nil {
+		if ctx.Err() == nil {
+			a.log.Warn("lease not renewed", "err", err)
+		}
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.preferred = got.Leader
+	if offer > 0 && got.Armed {
+		if end := sent.Add(min(offer, got.TTL)); end.After(a.until) {
+			a.until = end
+		}
+		if a.fenced {
+			a.log.Info("lease renewed again after self-fencing; the VMs stay stopped (the servers recreated them elsewhere)")
+			a.fenced, a.fenceErr = false, nil
+		}
+	}
+	a.ttl = got.TTL
+	a.saveStateLocked()
+}
+
+// eachServer calls fn with a client for each known server, the one that
+// answered last first, until one succeeds.
+func (a *Agent) eachServer(ctx context.Context, fn func(*api.Client) error) error {
+	var addrs []string
+	seen := map[string]bool{}
+	add := func(s string) {
+		if u, err := normalizeAPIAddr(s); err == nil && !seen[u] {
+			seen[u] = true
+			addrs = append(addrs, u)
+		}
+	}
+	if a.gossip != nil {
+		for _, m := range a.gossip.Members() {
+			if m.Meta.Role == cluster.RoleServer && m.State == "alive" && m.Meta.API != "" && m.Name == a.preferred {
+				add(m.Meta.API)
+			}
+		}
+	}
+	for _, s := range a.cfg.Servers {
+		add(s)
+	}
+	if a.gossip != nil {
+		for _, m := range a.gossip.Members() {
+			if m.Meta.Role == cluster.RoleServer && m.State == "alive" && m.Meta.API != "" {
+				add(m.Meta.API)
+			}
+		}
+	}
+	if len(addrs) == 0 {
+		return errors.New("no server known")
+	}
+	var errs []error
+	for _, addr := range addrs {
+		if ctx.Err() != nil {
+			break
+		}
+		c, err := api.NewClient(addr, a.cfg.token)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if a.tls != nil {
+			c.UseTLS(a.tls)
+		}
+		c.HTTP.Timeout = 5 * time.Second
+		if err := fn(c); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
+			continue
+		}
+		return nil
+	}
+	return errors.Join(errs...)
+}
+
+// expired reports whether an armed lease has run out.
+func (a *Agent) expired(now time.Time) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.armed && !a.until.IsZero() && !now.Before(a.until)
+}
+
+// fenceLoop stops the host's VMs as soon as the lease runs out, and keeps
+// them stopped while it stays out.
+func (a *Agent) fenceLoop(ctx context.Context) {
+	for ctx.Err() == nil {
+		if a.expired(time.Now()) {
+			a.selfFence(ctx)
+			sleepCtx(ctx, time.Second)
+			continue
+		}
+		sleepCtx(ctx, 50*time.Millisecond)
+	}
+}
+
+// selfFence powers off every VM running on this host.
+func (a *Agent) selfFence(ctx context.Context) {
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	n, err := a.stopVMs(fctx)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.fenceErr = err
+	if err != nil {
+		a.log.Error("self-fencing: could not stop every VM; the watchdog is no longer fed", "err", err)
+		return
+	}
+	if !a.fenced {
+		a.fenced, a.fencedAt = true, time.Now()
+		a.log.Error("lease ran out: self-fenced, this host's VMs are stopped", "stopped", n)
+	} else if n > 0 {
+		a.log.Error("lease still out: stopped VMs that were started again", "stopped", n)
+	}
+	a.stopped += n
+}
+
+// stopVMs powers off every running VM of this host, all at once.
+func (a *Agent) stopVMs(ctx context.Context) (int, error) {
+	inv, err := a.hv.Inventory(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("list VMs: %w", err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
+	n := 0
+	for _, vm := range inv.VMs {
+		if vm.Host != a.cfg.Host || vm.Power == drivers.PoweredOff {
+			continue
+		}
+		n++
+		wg.Go(func() {
+			if err := a.hv.PowerOff(ctx, vm.ID); err != nil && !errors.Is(err, drivers.ErrNotFound) {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("power off %s: %w", vm.Name, err))
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return n, errors.Join(errs...)
+}
+
+// hypervisorLoop tells gossip whether the local hypervisor answers.
+func (a *Agent) hypervisorLoop(ctx context.Context) {
+	for ctx.Err() == nil {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		conn, err := a.hv.ProbeHost(pctx, a.cfg.Host)
+		cancel()
+		state := "ok"
+		if err != nil || conn != drivers.Connected {
+			state = "down"
+		}
+		a.mu.Lock()
+		changed := state != a.hvState
+		a.hvState = state
+		a.mu.Unlock()
+		if changed && ctx.Err() == nil {
+			a.log.Info("local hypervisor", "state", state)
+			if err := a.gossip.SetMeta(a.meta(state)); err != nil {
+				a.log.Warn("update gossip metadata", "err", err)
+			}
+		}
+		sleepCtx(ctx, time.Second)
+	}
+}
+
+// watchdogLoop feeds systemd's watchdog while the agent does its job: not
+// when the lease ran out and the VMs could not be stopped.
+func (a *Agent) watchdogLoop(ctx context.Context) {
+	if a.opts.Watchdog <= 0 {
+		return
+	}
+	for ctx.Err() == nil {
+		if a.Healthy() {
+			a.notify("WATCHDOG=1")
+		}
+		sleepCtx(ctx, a.opts.Watchdog/2)
+	}
+}
+
+// Healthy is false while the lease is out and the VMs could not be stopped.
+func (a *Agent) Healthy() bool {
+	out := a.expired(time.Now())
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return !out || (a.fenced && a.fenceErr == nil)
+}
+
+// AgentStatus is what the agent knows of itself.
+type AgentStatus struct {
+	Armed      bool
+	TTL        time.Duration
+	Remaining  time.Duration // of the lease; 0 when out
+	Fenced     bool
+	FencedAt   time.Time
+	StoppedVMs int
+}
+
+// Status reports the lease and self-fencing.
+func (a *Agent) Status() AgentStatus {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	st := AgentStatus{Armed: a.armed, TTL: a.ttl, Fenced: a.fenced, FencedAt: a.fencedAt, StoppedVMs: a.stopped}
+	if a.armed {
+		st.Remaining = max(time.Until(a.until), 0)
+	}
+	return st
+}
+
+// loadState reads the state file a previous run left.
+func (a *Agent) loadState() error {
+	data, err := os.ReadFile(a.cfg.StateFile)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("agent state: %w", err)
+	}
+	var st agentState
+	if err := json.Unmarshal(data, &st); err != nil {
+		// A torn file: assume the worst, an armed lease that ran out.
+		a.log.Error("agent state file unreadable: treating the lease as expired", "file", a.cfg.StateFile, "err", err)
+		a.armed, a.until = true, time.Now()
+		return nil
+	}
+	a.armed, a.ttl = st.Armed, st.TTL
+	if st.Armed {
+		a.until = time.Now().Add(time.Until(st.Deadline))
+	}
+	return nil
+}
+
+func (a *Agent) saveState() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.saveStateLocked()
+}
+
+// saveStateLocked writes the state file atomically.
+func (a *Agent) saveStateLocked() {
+	st := agentState{Armed: a.armed, TTL: a.ttl}
+	if a.armed {
+		st.Deadline = time.Now().Add(time.Until(a.until)).UTC()
+	}
+	data, _ := json.Marshal(st)
+	dir := filepath.Dir(a.cfg.StateFile)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		a.log.Warn("agent state", "err", err)
+		return
+	}
+	tmp := a.cfg.StateFile + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o640); err != nil {
+		a.log.Warn("agent state", "err", err)
+		return
+	}
+	if err := os.Rename(tmp, a.cfg.StateFile); err != nil {
+		a.log.Warn("agent state", "err", err)
+	}
+}
