@@ -34,10 +34,12 @@ bench:
 install: build
 	install -D -m 0755 bin/herd $(DESTDIR)$(PREFIX)/bin/herd
 	install -D -m 0644 systemd/herd-server.service $(DESTDIR)$(UNITDIR)/herd-server.service
+	install -D -m 0644 systemd/herd-agent.service $(DESTDIR)$(UNITDIR)/herd-agent.service
 	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/herd
 	@# Never overwrite an operator's config or policy.
 	[ -e $(DESTDIR)$(SYSCONFDIR)/herd/herd.yaml ] || install -m 0640 configs/herd.yaml $(DESTDIR)$(SYSCONFDIR)/herd/herd.yaml
 	[ -e $(DESTDIR)$(SYSCONFDIR)/herd/policy.yaml ] || install -m 0644 configs/policy.yaml $(DESTDIR)$(SYSCONFDIR)/herd/policy.yaml
+	[ -e $(DESTDIR)$(SYSCONFDIR)/herd/agent.yaml ] || install -m 0640 configs/agent.yaml $(DESTDIR)$(SYSCONFDIR)/herd/agent.yaml
 	install -d -m 0750 $(DESTDIR)/var/lib/herd
 
 # Each fuzz target for FUZZTIME; what they find lands in testdata/fuzz/.

@@ -15,26 +15,52 @@ import (
 
 const unit = "herd-server.service"
 
-// TestUnitVerifies runs systemd-analyze verify on the unit (with ExecStart
+// TestUnitVerifies runs systemd-analyze verify on each unit (with ExecStart
 // pointing at an executable that exists here): no error, no warning.
 func TestUnitVerifies(t *testing.T) {
 	analyze := cluster.NeedProgram(t, "systemd-analyze", "systemd")
-	text, err := os.ReadFile(unit)
-	if err != nil {
-		t.Fatal(err)
-	}
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	p := filepath.Join(dir, unit)
-	if err := os.WriteFile(p, bytes.ReplaceAll(text, []byte("/usr/bin/herd "), []byte(exe+" ")), 0o644); err != nil {
+	for _, u := range []string{unit, agentUnit} {
+		text, err := os.ReadFile(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(t.TempDir(), u)
+		if err := os.WriteFile(p, bytes.ReplaceAll(text, []byte("/usr/bin/herd "), []byte(exe+" ")), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(analyze, "verify", p).CombinedOutput()
+		if err != nil || len(bytes.TrimSpace(out)) > 0 {
+			t.Errorf("systemd-analyze verify %s: %v\n%s", u, err, out)
+		}
+	}
+}
+
+const agentUnit = "herd-agent.service"
+
+// TestAgentUnitSettings: the agent is Type=notify with a watchdog that
+// kills a hung agent, restarts always (not on a bad config), resets the
+// machine when it keeps failing, and keeps its lease in its state dir.
+func TestAgentUnitSettings(t *testing.T) {
+	text, err := os.ReadFile(agentUnit)
+	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(analyze, "verify", p).CombinedOutput()
-	if err != nil || len(bytes.TrimSpace(out)) > 0 {
-		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	have := map[string]bool{}
+	for _, l := range strings.Split(string(text), "\n") {
+		have[strings.TrimSpace(l)] = true
+	}
+	for _, want := range []string{
+		"Type=notify", "WatchdogSec=10s", "WatchdogSignal=SIGKILL", "Restart=always", "RestartPreventExitStatus=2",
+		"StartLimitAction=reboot-force", "StateDirectory=herd-agent", "ReadWritePaths=/var/lib/herd-agent",
+		"ExecStart=/usr/bin/herd agent --config /etc/herd/agent.yaml", "NoNewPrivileges=yes", "ProtectSystem=strict",
+	} {
+		if !have[want] {
+			t.Errorf("%s lacks %q", agentUnit, want)
+		}
 	}
 }
 
@@ -81,6 +107,8 @@ func TestMakeInstall(t *testing.T) {
 	for path, mode := range map[string]os.FileMode{
 		"usr/bin/herd":                           0o755,
 		"lib/systemd/system/herd-server.service": 0o644,
+		"lib/systemd/system/herd-agent.service":  0o644,
+		"etc/herd/agent.yaml":                    0o640,
 		"etc/herd":                               os.ModeDir | 0o755,
 		"etc/herd/herd.yaml":                     0o640,
 		"etc/herd/policy.yaml":                   0o644,
@@ -104,13 +132,13 @@ func TestMakeInstall(t *testing.T) {
 	}
 
 	edited := []byte("node_name: edited-by-the-operator\n")
-	for _, f := range []string{"etc/herd/herd.yaml", "etc/herd/policy.yaml"} {
+	for _, f := range []string{"etc/herd/herd.yaml", "etc/herd/policy.yaml", "etc/herd/agent.yaml"} {
 		if err := os.WriteFile(filepath.Join(dest, f), edited, 0o640); err != nil {
 			t.Fatal(err)
 		}
 	}
 	install()
-	for _, f := range []string{"etc/herd/herd.yaml", "etc/herd/policy.yaml"} {
+	for _, f := range []string{"etc/herd/herd.yaml", "etc/herd/policy.yaml", "etc/herd/agent.yaml"} {
 		if got, _ := os.ReadFile(filepath.Join(dest, f)); !bytes.Equal(got, edited) {
 			t.Errorf("a second install overwrote the edited %s", f)
 		}

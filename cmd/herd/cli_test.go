@@ -37,6 +37,9 @@ func TestBadFlagsExit2(t *testing.T) {
 		{"server bad dev hosts", []string{"server", "-dev", "-dev-hosts", "0"}, "-dev-hosts: 0 is out of range"},
 		{"server dev off loopback", []string{"server", "-dev", "-dev-api", "0.0.0.0:7420"}, "loopback only"},
 		{"server missing config", []string{"server", "-config", "/nonexistent/herd.yaml"}, "read config"},
+		{"agent missing config", []string{"agent", "--config", "/nonexistent/agent.yaml"}, "read config"},
+		{"agent extra argument", []string{"agent", "now"}, "unknown command"},
+		{"host crash without a host", []string{"host", "crash"}, "accepts 1 arg"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -212,4 +215,38 @@ func TestCLIMaintenanceWait(t *testing.T) {
 	if code, out, _ = runCLI("vm", "migrate", "vm-001", "--to", hosts[1], "--wait", addr); code != 0 || !strings.Contains(out, "succeeded") {
 		t.Fatalf("vm migrate to NOT_ACCEPTING by an operator: exit %d %s", code, out)
 	}
+}
+
+// TestCLIHostCrashAndRestore: the dev-mode crash path as a person sees it
+// with the default dev policy: crash a host, it ends fenced and its VMs
+// are recovered; restore it, it comes back NOT_ACCEPTING.
+func TestCLIHostCrashAndRestore(t *testing.T) {
+	dev := daemon.StartTestDev(t, daemon.DevOptions{Hosts: 2, VMs: 4})
+	addr := "--address=" + dev.APIAddr()
+	host := dev.Sim.HostNames()[1]
+	cluster.WaitFor(t, 20*time.Second, "inventory", func() bool {
+		_, out, _ := runCLI("vm", "ls", addr)
+		return strings.Count(out, "\nvm-") == 4
+	})
+	code, out, errOut := runCLI("host", "crash", host, addr)
+	if code != 0 || !strings.Contains(out, "stops answering") {
+		t.Fatalf("host crash: exit %d: %s %s", code, out, errOut)
+	}
+	showHost := func() api.Host {
+		_, stdout, _ := runCLI("host", "show", host, addr, "-o", "json")
+		var h api.Host
+		_ = json.Unmarshal([]byte(stdout), &h)
+		return h
+	}
+	cluster.WaitFor(t, 30*time.Second, "host fenced and recovered", func() bool {
+		_, ops, _ := runCLI("op", "ls", addr)
+		return showHost().Health == cluster.HealthFenced && strings.Contains(ops, "recover") && strings.Contains(ops, "succeeded")
+	})
+	if code, out, _ = runCLI("host", "restore", host, addr); code != 0 || !strings.Contains(out, "answers again") {
+		t.Fatalf("host restore: exit %d: %s", code, out)
+	}
+	cluster.WaitFor(t, 30*time.Second, "host back", func() bool {
+		h := showHost()
+		return h.Health == cluster.HealthAlive && h.Admin == cluster.NotAccepting
+	})
 }

@@ -114,6 +114,7 @@ func addMaintenanceCmd(host *cobra.Command, g *globals) {
 	status.Flags().StringVar(&reason, "reason", "", "why (kept with the status and in the action log)")
 	status.Flags().BoolVar(&confirm, "confirm-fenced", false, "with OFFLINE: I confirm the host is powered off or isolated")
 	host.AddCommand(status)
+	addDevHostCmds(host, g)
 }
 
 func printPrecheck(w io.Writer, pc *api.Precheck) error {
