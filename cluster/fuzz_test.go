@@ -20,6 +20,11 @@ func FuzzDecodeCommand(f *testing.F) {
 		&InventoryDiff{Driver: "vc", UpsertHosts: []Host{{Name: "h1", Driver: "vc", MemoryBytes: 1 << 30, CPUs: 4}}, RemoveVMs: []string{"v1"}},
 		&SetPolicy{YAML: []byte("apiVersion: herd/v1\nkind: Policy\n"), Hash: "ab", Source: "api", Time: now},
 		&CancelOperation{},
+		&HostFenced{Host: "h1", Method: "power", OK: true, Event: ev},
+		&HostLease{Host: "h1", TTL: 10 * time.Second, Event: ev},
+		&HostReturned{Host: "h1", Event: ev},
+		&ForgetVMs{IDs: []string{"v1"}, Event: ev},
+		&FinishItem{Op: "op-1", VM: "v1", OK: true, NewID: "v1-new", Time: now, Event: ev},
 	} {
 		b, err := Encode(c)
 		if err != nil {
