@@ -306,11 +306,17 @@ func (a *Agent) eachServer(ctx context.Context, fn func(*api.Client) error) erro
 	return errors.Join(errs...)
 }
 
-// expired reports whether an armed lease has run out.
+// selfFenceLead is how much of its TTL before the lease ends the agent
+// starts stopping VMs: they are down when the lease ends, and the servers'
+// margin covers only clock drift and scheduling.
+func selfFenceLead(ttl time.Duration) time.Duration { return ttl / 10 }
+
+// expired reports whether an armed lease has run out (or is about to: see
+// selfFenceLead).
 func (a *Agent) expired(now time.Time) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.armed && !a.until.IsZero() && !now.Before(a.until)
+	return a.armed && !a.until.IsZero() && !now.Before(a.until.Add(-selfFenceLead(a.ttl)))
 }
 
 // fenceLoop stops the host's VMs as soon as the lease runs out, and keeps

@@ -207,7 +207,8 @@ type RecoveryPolicy struct {
 	// agent that cannot renew for that long stops its VMs.
 	LeaseTTL time.Duration `yaml:"lease_ttl" json:"lease_ttl"`
 	// LeaseMargin is added on the servers' side before an expired lease
-	// counts as fencing: clock rate drift and the agent's time to stop its VMs.
+	// counts as fencing: clock rate drift and scheduling (the agent starts
+	// stopping its VMs a tenth of the TTL before its lease ends).
 	LeaseMargin time.Duration `yaml:"lease_margin" json:"lease_margin"`
 	// ReservedHostGroup names the failover hosts, tried first for
 	// recreated VMs.

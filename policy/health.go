@@ -36,9 +36,10 @@ type HealthTrack struct {
 
 // FuseHealth moves a host's health on by its signals at now, pure:
 //   - bad signals for suspect_after make it suspect, for dead_after dead —
-//     unless its agent still answers gossip (one lost path is not a
-//     death: the manager's link may be down while the host runs), then it
-//     stays suspect;
+//     only when neither path answers: the manager lost the host and its
+//     agent (if it runs one) does not answer gossip. One lost path is not
+//     a death (the manager's link, or the agent alone, may be down while
+//     the host runs): the host stays suspect;
 //   - good signals for alive_after bring a suspect or dead host back to
 //     alive (a flap shorter than that changes nothing);
 //   - fenced is sticky: the health stays fenced, and Returned turns true
@@ -67,7 +68,7 @@ func FuseHealth(prev HealthTrack, sig HealthSignals, now time.Time, p HealthPoli
 		}
 		bad := now.Sub(t.BadSince)
 		switch {
-		case bad >= p.DeadAfter && sig.Agent != "alive":
+		case bad >= p.DeadAfter && sig.Agent != "alive" && !sig.Connected:
 			t.Health = cluster.HealthDead
 		case bad >= p.SuspectAfter && t.Health != cluster.HealthDead:
 			t.Health = cluster.HealthSuspect

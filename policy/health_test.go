@@ -43,6 +43,10 @@ func TestFuseHealth(t *testing.T) {
 		{"agent dead and manager lost: dead", cluster.HealthAlive, []step{
 			{0, HealthSignals{Connected: false, Agent: "dead"}, cluster.HealthAlive},
 			{30, HealthSignals{Connected: false, Agent: "dead"}, cluster.HealthDead}}},
+		{"agent lost, manager connected: suspect, never dead", cluster.HealthAlive, []step{
+			{0, HealthSignals{Connected: true, Agent: "dead"}, cluster.HealthAlive},
+			{6, HealthSignals{Connected: true, Agent: "dead"}, cluster.HealthSuspect},
+			{300, HealthSignals{Connected: true, Agent: "dead"}, cluster.HealthSuspect}}},
 		{"agent says the hypervisor is down", cluster.HealthAlive, []step{
 			{0, HealthSignals{Connected: true, Agent: "alive", HypervisorDown: true}, cluster.HealthAlive},
 			{5, HealthSignals{Connected: true, Agent: "alive", HypervisorDown: true}, cluster.HealthSuspect}}},
