@@ -22,7 +22,7 @@ type testAgent struct {
 	done   chan struct{}
 }
 
-func startAgent(t *testing.T, dev *DevServer, host, stateFile string) *testAgent {
+func startAgent(t testing.TB, dev *DevServer, host, stateFile string) *testAgent {
 	t.Helper()
 	hv, err := vsphere.New(context.Background(), dev.Sim.Config(), cluster.TestLogger(t))
 	if err != nil {

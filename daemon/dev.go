@@ -27,6 +27,8 @@ type DevOptions struct {
 	Configure func(*Config)
 	// Policy changes the default policy dev mode writes to its policy file.
 	Policy func(*policy.Document)
+	// HostMemoryGiB sizes the simulated hosts (256 when zero).
+	HostMemoryGiB int
 }
 
 // Validate names the bad flag.
@@ -80,7 +82,7 @@ func NewDevServer(o DevOptions, opts Options) (*DevServer, error) {
 		return nil, err
 	}
 
-	sim, err := vsphere.StartSimulator(vsphere.SimConfig{Hosts: o.Hosts, VMs: o.VMs, MethodDelay: o.MethodDelay})
+	sim, err := vsphere.StartSimulator(vsphere.SimConfig{Hosts: o.Hosts, VMs: o.VMs, MethodDelay: o.MethodDelay, HostMemoryGiB: o.HostMemoryGiB})
 	if err != nil {
 		os.RemoveAll(temp)
 		return nil, fmt.Errorf("start vSphere simulator: %w", err)

@@ -47,7 +47,7 @@ func waitOp(t *testing.T, c *api.Client, id string, timeout time.Duration) *api.
 }
 
 // hostWithVMs picks the host with the most VMs, and some of them stopped.
-func busiestHost(t *testing.T, c *api.Client) api.Host {
+func busiestHost(t testing.TB, c *api.Client) api.Host {
 	t.Helper()
 	hosts, err := c.Hosts(context.Background())
 	if err != nil {
@@ -87,7 +87,7 @@ func opEvents(t *testing.T, c *api.Client, op string) []cluster.Event {
 	return queryEvents(t, c, api.EventQuery{Operation: op})
 }
 
-func queryEvents(t *testing.T, c *api.Client, q api.EventQuery) []cluster.Event {
+func queryEvents(t testing.TB, c *api.Client, q api.EventQuery) []cluster.Event {
 	t.Helper()
 	ev, err := c.Events(context.Background(), q)
 	if err != nil {

@@ -47,7 +47,7 @@ func hasEvent(evs []cluster.Event, typ, substr string) bool {
 }
 
 // recoveryOf returns the newest recovery operation of host, or nil.
-func recoveryOf(t *testing.T, c *api.Client, host string) *api.Operation {
+func recoveryOf(t testing.TB, c *api.Client, host string) *api.Operation {
 	t.Helper()
 	ops, err := c.Operations(context.Background(), host)
 	if err != nil {

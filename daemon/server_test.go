@@ -61,7 +61,7 @@ func checkErrorAnswers(t *testing.T, base string, tests []errorCase) {
 }
 
 // waitInventory waits until the API lists the given numbers of hosts and VMs.
-func waitInventory(t *testing.T, c *api.Client, hosts, vms int) []api.Host {
+func waitInventory(t testing.TB, c *api.Client, hosts, vms int) []api.Host {
 	t.Helper()
 	var got []api.Host
 	cluster.WaitFor(t, 20*time.Second, fmt.Sprintf("%d hosts and %d VMs in the API", hosts, vms), func() bool {

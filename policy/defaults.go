@@ -35,7 +35,7 @@ const (
 	DefaultPromHostLabel     = "instance"
 	DefaultStormThreshold    = 0.5
 	DefaultLeaseTTL          = 10 * time.Second
-	DefaultLeaseMargin       = 2 * time.Second
+	DefaultLeaseMargin       = time.Second
 	DefaultRecoveryBackoff   = 5 * time.Second
 	DefaultRecoveryMaxWait   = 2 * time.Minute
 	DefaultRecoveryParallel  = 8

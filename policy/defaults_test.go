@@ -53,7 +53,7 @@ recovery:
   automatic: true
   storm_threshold: 0.5
   lease_ttl: 10s
-  lease_margin: 2s
+  lease_margin: 1s
   retry_backoff: 5s
   max_backoff: 2m
   concurrency: 8

@@ -218,7 +218,7 @@ func TestDefaults(t *testing.T) {
 		Balancing: BalancingPolicy{Mode: BalanceOff, Strategy: BalanceEven, Metric: BalanceByMemory, Threshold: 0.10,
 			MinGain: 0.01, MaxMoves: 10, Interval: 5 * time.Minute},
 		Health: HealthPolicy{SuspectAfter: 5 * time.Second, DeadAfter: 30 * time.Second, AliveAfter: 10 * time.Second},
-		Recovery: RecoveryPolicy{Automatic: true, StormThreshold: 0.5, LeaseTTL: 10 * time.Second, LeaseMargin: 2 * time.Second,
+		Recovery: RecoveryPolicy{Automatic: true, StormThreshold: 0.5, LeaseTTL: 10 * time.Second, LeaseMargin: time.Second,
 			RetryBackoff: 5 * time.Second, MaxBackoff: 2 * time.Minute, Concurrency: 8},
 	}
 	d, err := Parse("p.yaml", []byte(header))

@@ -27,6 +27,8 @@ type SimConfig struct {
 	// MethodDelay slows SOAP methods by name (e.g. "RelocateVM_Task"), in
 	// milliseconds, so that migrations take time as they do on real hosts.
 	MethodDelay map[string]int
+	// HostMemoryGiB sizes every host (256 when zero).
+	HostMemoryGiB int
 }
 
 // Simulated hardware of every host, large enough for its share of VMs.
@@ -88,7 +90,7 @@ func StartSimulator(cfg SimConfig) (*Simulator, error) {
 		}
 	}()
 
-	s.sizeHosts()
+	s.sizeHosts(cfg.HostMemoryGiB)
 	if err := s.createVMs(cfg); err != nil {
 		return nil, fmt.Errorf("start simulator: %w", err)
 	}
@@ -112,18 +114,22 @@ func (s *Simulator) simContext() *simulator.Context {
 	}
 }
 
-// sizeHosts gives every host simHostMemory and simHostThreads; the
-// simulator's default host has 4 GiB and 2 CPUs.
-func (s *Simulator) sizeHosts() {
+// sizeHosts gives every host memGiB (simHostMemory when zero) and
+// simHostThreads; the simulator's default host has 4 GiB and 2 CPUs.
+func (s *Simulator) sizeHosts(memGiB int) {
+	mem := simHostMemory
+	if memGiB > 0 {
+		mem = int64(memGiB) << 30
+	}
 	ctx := s.simContext()
 	for _, e := range s.model.Map().All("HostSystem") {
 		h := e.(*simulator.HostSystem)
 		ctx.WithLock(h, func() {
-			h.Summary.Hardware.MemorySize = simHostMemory
+			h.Summary.Hardware.MemorySize = mem
 			h.Summary.Hardware.NumCpuCores = simHostCores
 			h.Summary.Hardware.NumCpuThreads = simHostThreads
 			h.Summary.Hardware.CpuMhz = simHostMHz
-			h.Hardware.MemorySize = simHostMemory
+			h.Hardware.MemorySize = mem
 			h.Hardware.CpuInfo.NumCpuCores = simHostCores
 			h.Hardware.CpuInfo.NumCpuThreads = simHostThreads
 			s.hosts[h.Name] = h
