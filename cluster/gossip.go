@@ -53,7 +53,11 @@ type GossipConfig struct {
 	Keys [][]byte
 	Meta MemberMeta
 	// Fast shortens probe and gossip intervals (loopback tests).
-	Fast   bool
+	Fast bool
+	// Drop, when set, drops this member's outgoing packets and
+	// connections while it returns true: a lossy uplink, for tests of
+	// short network losses.
+	Drop   func() bool
 	Logger *slog.Logger
 }
 
@@ -130,6 +134,19 @@ func StartGossip(cfg GossipConfig) (*Gossip, error) {
 	meta, err := json.Marshal(cfg.Meta)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Drop != nil {
+		nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{host}, BindPort: port, Logger: mc.Logger})
+		if err != nil {
+			return nil, fmt.Errorf("start gossip on %s: %w", cfg.Bind, err)
+		}
+		if port == 0 {
+			mc.BindPort = nt.GetAutoBindPort()
+			if cfg.Advertise == "" {
+				mc.AdvertisePort = mc.BindPort
+			}
+		}
+		mc.Transport = &lossyTransport{NetTransport: nt, drop: cfg.Drop}
 	}
 	g := &Gossip{meta: meta, events: make(chan struct{}, 1)}
 	mc.Delegate = &gossipDelegate{g: g}
@@ -275,3 +292,32 @@ type gossipEvents struct{ g *Gossip }
 func (e *gossipEvents) NotifyJoin(*memberlist.Node)   { e.g.signal() }
 func (e *gossipEvents) NotifyLeave(*memberlist.Node)  { e.g.signal() }
 func (e *gossipEvents) NotifyUpdate(*memberlist.Node) { e.g.signal() }
+
+// lossyTransport drops outgoing traffic while drop says so.
+type lossyTransport struct {
+	*memberlist.NetTransport
+	drop func() bool
+}
+
+func (t *lossyTransport) WriteTo(b []byte, addr string) (time.Time, error) {
+	if t.drop() {
+		return time.Now(), nil // lost on the wire
+	}
+	return t.NetTransport.WriteTo(b, addr)
+}
+
+func (t *lossyTransport) WriteToAddress(b []byte, a memberlist.Address) (time.Time, error) {
+	return t.WriteTo(b, a.Addr)
+}
+
+func (t *lossyTransport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
+	if t.drop() {
+		time.Sleep(timeout)
+		return nil, fmt.Errorf("dial %s: i/o timeout (dropped)", addr)
+	}
+	return t.NetTransport.DialTimeout(addr, timeout)
+}
+
+func (t *lossyTransport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
+	return t.DialTimeout(a.Addr, timeout)
+}

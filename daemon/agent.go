@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -30,6 +31,11 @@ type AgentOptions struct {
 	Watchdog time.Duration
 	// GossipFast shortens gossip intervals (loopback tests).
 	GossipFast bool
+	// GossipDrop and Transport make the agent's network lossy (tests of
+	// short losses): gossip drops while GossipDrop says so, and API calls
+	// go through Transport.
+	GossipDrop func() bool
+	Transport  http.RoundTripper
 }
 
 // Agent runs on a hypervisor host. It is a gossip member that reports its
@@ -116,7 +122,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		keys = k
 	}
 	g, err := cluster.StartGossip(cluster.GossipConfig{Name: a.cfg.NodeName, Bind: a.cfg.Gossip.Listen, Advertise: a.cfg.Gossip.Advertise,
-		Keys: keys, Meta: a.meta("ok"), Fast: a.opts.GossipFast, Logger: a.log})
+		Keys: keys, Meta: a.meta("ok"), Fast: a.opts.GossipFast, Drop: a.opts.GossipDrop, Logger: a.log})
 	if err != nil {
 		return fmt.Errorf("agent gossip: %w", err)
 	}
@@ -192,23 +198,27 @@ func (a *Agent) joinLoop(ctx context.Context) {
 }
 
 // renewLoop renews the lease three times per TTL (every second until the
-// servers named one).
+// servers named one), and every half second after a failure: a short loss
+// costs no more than its own length.
 func (a *Agent) renewLoop(ctx context.Context) {
 	for ctx.Err() == nil {
-		a.renew(ctx)
+		ok := a.renew(ctx)
 		a.mu.Lock()
 		every := time.Second
 		if a.ttl > 0 {
 			every = a.ttl / 3
 		}
 		a.mu.Unlock()
+		if !ok {
+			every = min(every, 500*time.Millisecond)
+		}
 		sleepCtx(ctx, every)
 	}
 }
 
 // renew asks one server after another until one renews the lease. The
 // lease runs from when the request was sent, never from the answer.
-func (a *Agent) renew(ctx context.Context) {
+func (a *Agent) renew(ctx context.Context) bool {
 	a.mu.Lock()
 	offer := a.ttl
 	sent := time.Now()
@@ -234,7 +244,7 @@ func (a *Agent) renew(ctx context.Context) {
 		if ctx.Err() == nil {
 			a.log.Warn("lease not renewed", "err", err)
 		}
-		return
+		return false
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -250,6 +260,7 @@ func (a *Agent) renew(ctx context.Context) {
 	}
 	a.ttl = got.TTL
 	a.saveStateLocked()
+	return true
 }
 
 // eachServer calls fn with a client for each known server, the one that
@@ -295,6 +306,9 @@ func (a *Agent) eachServer(ctx context.Context, fn func(*api.Client) error) erro
 		}
 		if a.tls != nil {
 			c.UseTLS(a.tls)
+		}
+		if a.opts.Transport != nil {
+			c.HTTP.Transport = a.opts.Transport
 		}
 		c.HTTP.Timeout = 5 * time.Second
 		if err := fn(c); err != nil {

@@ -24,6 +24,12 @@ type testAgent struct {
 
 func startAgent(t testing.TB, dev *DevServer, host, stateFile string) *testAgent {
 	t.Helper()
+	return startAgentWith(t, dev, host, stateFile, nil)
+}
+
+// startAgentWith is startAgent with options changed by opts.
+func startAgentWith(t testing.TB, dev *DevServer, host, stateFile string, opts func(*AgentOptions)) *testAgent {
+	t.Helper()
 	hv, err := vsphere.New(context.Background(), dev.Sim.Config(), cluster.TestLogger(t))
 	if err != nil {
 		t.Fatal(err)
@@ -33,7 +39,11 @@ func startAgent(t testing.TB, dev *DevServer, host, stateFile string) *testAgent
 	cfg.Gossip.Listen = "127.0.0.1:0"
 	cfg.Gossip.Join = []string{dev.gossip.Addr()}
 	cfg.applyDefaults()
-	a, err := NewAgent(cfg, AgentOptions{Logger: cluster.TestLogger(t), Hypervisor: hv, GossipFast: true})
+	o := AgentOptions{Logger: cluster.TestLogger(t), Hypervisor: hv, GossipFast: true}
+	if opts != nil {
+		opts(&o)
+	}
+	a, err := NewAgent(cfg, o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,126 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/daemon/api"
+	"github.com/herd-project/herd/drivers"
+	"github.com/herd-project/herd/policy"
+)
+
+// lossyRoundTripper fails every request while its host's network is out.
+type lossyRoundTripper struct {
+	out  func() bool
+	next http.RoundTripper
+}
+
+func (l lossyRoundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
+	if l.out() {
+		return nil, errors.New("network unreachable (injected loss)")
+	}
+	return l.next.RoundTrip(r)
+}
+
+// BenchmarkGossipLossFalseRecoveries runs 50 agents on loopback, one per
+// simulated host, for a minute in which hosts lose their whole network —
+// gossip, the agent's API calls, and the manager's view of the host — for
+// 0.5 to 3 s at random (about one loss per host every 10 s). Losses
+// shorter than the thresholds must cause no fencing, no recovery and no
+// self-fencing; the figures say how many losses were seen (suspect).
+func BenchmarkGossipLossFalseRecoveries(b *testing.B) {
+	const hosts, run = 50, time.Minute
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		dev := StartTestDev(b, DevOptions{Hosts: hosts, VMs: hosts, Policy: func(p *policy.Document) {
+			p.Health = policy.HealthPolicy{SuspectAfter: 2 * time.Second, DeadAfter: 10 * time.Second, AliveAfter: 5 * time.Second}
+			p.Recovery.LeaseTTL = 10 * time.Second
+		}})
+		c, err := api.NewClient(dev.APIAddr(), "")
+		if err != nil {
+			b.Fatal(err)
+		}
+		waitInventory(b, c, hosts, hosts)
+		names := dev.Sim.HostNames()
+		// A host's next loss comes at least 5s after its last one ended:
+		// short losses, not one long one.
+		lossUntil := make([]atomic.Int64, hosts)
+		agents := make([]*testAgent, hosts)
+		for h := range names {
+			out := func() bool { return time.Now().UnixNano() < lossUntil[h].Load() }
+			agents[h] = startAgentWith(b, dev, names[h], filepath.Join(b.TempDir(), "lease.json"), func(o *AgentOptions) {
+				o.GossipFast, o.GossipDrop = false, out
+				o.Transport = lossyRoundTripper{out: out, next: http.DefaultTransport}
+			})
+		}
+		cluster.WaitFor(b, 60*time.Second, "every lease armed", func() bool {
+			hs, _ := c.Hosts(context.Background())
+			n := 0
+			for _, h := range hs {
+				if h.LeaseTTL > 0 {
+					n++
+				}
+			}
+			return n == hosts
+		})
+		since := time.Now()
+		b.StartTimer()
+		var losses atomic.Int64
+		var wg sync.WaitGroup
+		for end := time.Now().Add(run); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+			h := rand.IntN(hosts)
+			if time.Now().UnixNano() < lossUntil[h].Load()+int64(5*time.Second) {
+				continue
+			}
+			d := 500*time.Millisecond + time.Duration(rand.Int64N(int64(2500*time.Millisecond)))
+			lossUntil[h].Store(time.Now().Add(d).UnixNano())
+			losses.Add(1)
+			_ = dev.Sim.SetHostConnection(names[h], drivers.NotResponding)
+			wg.Add(1)
+			time.AfterFunc(d, func() {
+				defer wg.Done()
+				_ = dev.Sim.SetHostConnection(names[h], drivers.Connected)
+			})
+		}
+		wg.Wait()
+		b.StopTimer()
+		time.Sleep(12 * time.Second) // anything pending would show by now
+		var suspect, dead, fenced, recoveries int
+		for _, e := range queryEvents(b, c, api.EventQuery{Since: since}) {
+			switch {
+			case e.Type == "host.health" && strings.Contains(e.Message, " is suspect "):
+				suspect++
+			case e.Type == "host.health" && strings.Contains(e.Message, " is dead "):
+				dead++
+			case e.Type == "host.fenced" || e.Type == "host.fencing_failed":
+				fenced++
+			case e.Type == "recovery.started":
+				recoveries++
+			}
+		}
+		selfFenced := 0
+		for _, a := range agents {
+			selfFenced += a.Status().StoppedVMs
+		}
+		b.ReportMetric(float64(losses.Load()), "losses")
+		b.ReportMetric(float64(suspect), "suspect")
+		b.ReportMetric(float64(dead), "dead")
+		b.ReportMetric(float64(fenced), "fenced")
+		b.ReportMetric(float64(recoveries), "false-recoveries")
+		b.ReportMetric(float64(selfFenced), "self-fenced-VMs")
+		if dead+fenced+recoveries+selfFenced > 0 {
+			b.Errorf("short losses caused %d dead, %d fencings, %d recoveries, %d self-fenced VMs", dead, fenced, recoveries, selfFenced)
+		}
+		fmt.Fprintf(b.Output(), "%d losses, %d suspect verdicts over %s\n", losses.Load(), suspect, run)
+	}
+}
