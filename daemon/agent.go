@@ -129,7 +129,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.gossip = g
 	a.notify("READY=1")
 	var wg sync.WaitGroup
-	for _, loop := range []func(context.Context){a.joinLoop, a.renewLoop, a.fenceLoop, a.hypervisorLoop, a.watchdogLoop} {
+	for _, loop := range []func(context.Context){a.joinLoop, a.renewLoop, a.fenceLoop, a.hypervisorLoop, a.watchdogLoop, a.trimLoop} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -415,6 +415,18 @@ func (a *Agent) hypervisorLoop(ctx context.Context) {
 			}
 		}
 		sleepCtx(ctx, time.Second)
+	}
+}
+
+// trimLoop keeps the agent small on its host: once it runs, and then every
+// ten minutes, the binary's pages it does not use leave its resident set
+// (the herd binary carries the server too; the agent needs little of it).
+func (a *Agent) trimLoop(ctx context.Context) {
+	sleepCtx(ctx, 5*time.Second)
+	for ctx.Err() == nil {
+		n := trimExecutable()
+		a.log.Debug("trimmed the resident set", "advised_bytes", n)
+		sleepCtx(ctx, 10*time.Minute)
 	}
 }
 
