@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -199,23 +200,7 @@ func TestBalanceByPrometheusCPU(t *testing.T) {
 	go http.Serve(exp, mux)
 	defer exp.Close()
 
-	dir := t.TempDir()
-	promAddr := cluster.FreePort(t)
-	cfg := fmt.Sprintf("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: hosts\n    honor_labels: true\n    static_configs:\n      - targets: [%q]\n", exp.Addr().String())
-	os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644)
-	cmd := exec.Command(prom, "--config.file="+filepath.Join(dir, "prometheus.yml"), "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+promAddr)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	stopped := false
-	stop := func() {
-		if !stopped {
-			cmd.Process.Kill()
-			cmd.Wait()
-			stopped = true
-		}
-	}
+	promAddr, stop := startPrometheus(t, prom, exp.Addr().String())
 	defer stop()
 
 	ctx := context.Background()
@@ -271,4 +256,28 @@ func TestBalanceByPrometheusCPU(t *testing.T) {
 	if !strings.Contains(metricsText(t, dev.Server), `herd_metric_source_errors_total{source="prometheus"}`) {
 		t.Error("no metric source error counted")
 	}
+}
+
+// startPrometheus runs a real Prometheus scraping target every second; stop
+// (also run at the end of the test) kills it.
+func startPrometheus(t *testing.T, prom, target string) (addr string, stop func()) {
+	t.Helper()
+	dir := t.TempDir()
+	addr = cluster.FreePort(t)
+	cfg := fmt.Sprintf("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: hosts\n    honor_labels: true\n    static_configs:\n      - targets: [%q]\n", target)
+	os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644)
+	cmd := exec.Command(prom, "--config.file="+filepath.Join(dir, "prometheus.yml"), "--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+addr)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cmd.Process.Kill()
+			cmd.Wait()
+		})
+	}
+	t.Cleanup(stop)
+	return addr, stop
 }

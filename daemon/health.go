@@ -20,6 +20,11 @@ type healthController struct {
 
 	mu     sync.Mutex
 	probes map[string]probeResult
+	// down and degraded are the hosts the policy's Prometheus queries
+	// returned last, and when.
+	down, degraded map[string]bool
+	promAt         time.Time
+	evacuated      map[string]bool // degraded hosts already sent to maintenance
 }
 
 // probeResult is a driver probe's answer about one host.
@@ -39,9 +44,10 @@ func probeEvery(p policy.HealthPolicy) time.Duration {
 
 func (c *healthController) Run(ctx context.Context) {
 	c.mu.Lock()
-	c.probes = map[string]probeResult{}
+	c.probes, c.down, c.degraded, c.evacuated = map[string]probeResult{}, nil, nil, map[string]bool{}
 	c.mu.Unlock()
 	go c.probeLoop(ctx)
+	go c.promLoop(ctx)
 	tracks := map[string]policy.HealthTrack{}
 	for ctx.Err() == nil {
 		c.round(ctx, tracks, time.Now().UTC())
@@ -99,6 +105,72 @@ func (c *healthController) probe(ctx context.Context, h *cluster.Host, every tim
 	return cluster.Connection(conn)
 }
 
+// promEvery is how often the policy's Prometheus health queries run.
+const promEvery = 5 * time.Second
+
+// promLoop asks Prometheus which hosts look down and which degraded; a
+// degraded host is evacuated through maintenance, once while it stays so.
+func (c *healthController) promLoop(ctx context.Context) {
+	for ctx.Err() == nil {
+		doc := c.s.Policy()
+		src, hp := doc.MetricSources.Prometheus, doc.Health
+		if src != nil && (hp.DownQuery != "" || hp.DegradedQuery != "") {
+			st := c.s.node.FSM().State()
+			down, derr := c.hostSet(ctx, src, "down_query", hp.DownQuery, st)
+			degraded, gerr := c.hostSet(ctx, src, "degraded_query", hp.DegradedQuery, st)
+			c.mu.Lock()
+			if derr == nil && gerr == nil {
+				c.down, c.degraded, c.promAt = down, degraded, time.Now()
+			}
+			for h := range c.evacuated {
+				if !degraded[h] {
+					delete(c.evacuated, h)
+				}
+			}
+			var todo []string
+			for h := range degraded {
+				if !c.evacuated[h] {
+					todo = append(todo, h)
+					c.evacuated[h] = true
+				}
+			}
+			c.mu.Unlock()
+			for _, h := range todo {
+				if err := c.s.evacuateDegraded(ctx, h, "degraded_query "+hp.DegradedQuery); err != nil {
+					c.s.log.Warn("evacuate degraded host", "host", h, "err", err)
+				}
+			}
+		}
+		sleepCtx(ctx, promEvery)
+	}
+}
+
+// hostSet runs one query: the hosts it returns a sample for (an empty
+// query returns none). Errors are counted and logged.
+func (c *healthController) hostSet(ctx context.Context, src *policy.PrometheusSource, name, query string, st *cluster.State) (map[string]bool, error) {
+	out := map[string]bool{}
+	if query == "" {
+		return out, nil
+	}
+	vals, err := c.s.hostQuery(ctx, src, name, query, st)
+	if err != nil {
+		c.s.metrics.MetricSourceErrors.WithLabelValues("prometheus").Inc()
+		c.s.log.Warn("health query failed", "query", name, "err", err)
+		return nil, err
+	}
+	for h := range vals {
+		out[h] = true
+	}
+	return out, nil
+}
+
+// metricsDown reports whether the down query (fresh) lists h.
+func (c *healthController) metricsDown(h string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.down[h] && time.Since(c.promAt) < 3*promEvery
+}
+
 // connection is the freshest word on h's management connection: a recent
 // probe, else what inventory sync last saw.
 func (c *healthController) connection(h *cluster.Host, now time.Time, every time.Duration) cluster.Connection {
@@ -131,7 +203,7 @@ func (c *healthController) round(ctx context.Context, tracks map[string]policy.H
 		name := h.Name
 		present[name] = true
 		conn := c.connection(h, time.Now(), every)
-		sig := policy.HealthSignals{Connected: conn == cluster.Connected}
+		sig := policy.HealthSignals{Connected: conn == cluster.Connected, MetricsDown: c.metricsDown(name)}
 		if a, ok := agents[name]; ok {
 			sig.Agent, sig.HypervisorDown = a.State, a.Meta.Hypervisor == "down"
 		}
@@ -170,6 +242,9 @@ func (c *healthController) round(ctx context.Context, tracks map[string]policy.H
 
 func describeSignals(h *cluster.Host, conn cluster.Connection, sig policy.HealthSignals) string {
 	msg := fmt.Sprintf("hypervisor manager reports %s", conn)
+	if sig.MetricsDown {
+		msg += ", Prometheus down_query lists it"
+	}
 	switch {
 	case sig.Agent != "" && sig.HypervisorDown:
 		msg += fmt.Sprintf(", agent %s reports its hypervisor down", sig.Agent)

@@ -2,6 +2,9 @@ package daemon
 
 import (
 	"context"
+	"fmt"
+	"net"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -63,4 +66,68 @@ func TestHostHealthFromTheManager(t *testing.T) {
 
 func containsLine(text, line string) bool {
 	return slices.Contains(strings.Split(text, "\n"), line)
+}
+
+// TestPrometheusHealthSignals: with a real Prometheus scraping an exporter,
+// the policy's down_query makes a host suspect (never dead while its
+// manager answers) and its degraded_query evacuates a failing host through
+// maintenance before it dies.
+func TestPrometheusHealthSignals(t *testing.T) {
+	prom := needProgram(t, "prometheus", "prometheus")
+	dev, c := startDevWith(t, 3, 9, nil, nil)
+	hosts := dev.Sim.HostNames()
+	down, sick := hosts[0], hosts[1]
+	exp, _ := net.Listen("tcp", "127.0.0.1:0")
+	mux := http.NewServeMux()
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
+		for _, h := range hosts {
+			fmt.Fprintf(w, "node_up{host=%q} %d\n", h, map[bool]int{true: 0, false: 1}[h == down])
+			fmt.Fprintf(w, "edac_uncorrectable_errors{host=%q} %d\n", h, map[bool]int{true: 3, false: 0}[h == sick])
+		}
+	})
+	go http.Serve(exp, mux)
+	defer exp.Close()
+	promAddr, _ := startPrometheus(t, prom, exp.Addr().String())
+
+	ctx := context.Background()
+	y := policyYAML(t, func(p *policy.Document) {
+		p.Health = policy.HealthPolicy{SuspectAfter: time.Second, DeadAfter: 3 * time.Second, AliveAfter: time.Second,
+			DownQuery: "node_up == 0", DegradedQuery: "edac_uncorrectable_errors > 0"}
+		p.MetricSources.Prometheus = &policy.PrometheusSource{URL: "http://" + promAddr, Timeout: 2 * time.Second, HostLabel: "host"}
+	})
+	if _, err := c.ApplyPolicy(ctx, y, "test"); err != nil {
+		t.Fatal(err)
+	}
+	var op *api.Operation
+	cluster.WaitFor(t, 40*time.Second, "the degraded host evacuated", func() bool {
+		ops, _ := c.Operations(ctx, sick)
+		for i := range ops {
+			if ops[i].Kind == cluster.OpEvacuate {
+				op = &ops[i]
+				return true
+			}
+		}
+		return false
+	})
+	if op.Actor != "health" {
+		t.Errorf("evacuation started by %q, want health", op.Actor)
+	}
+	if !hasEvent(hostEvents(t, c, sick), "maintenance.entering", "hardware degraded: degraded_query edac_uncorrectable_errors > 0") {
+		t.Error("no event says why the host was evacuated")
+	}
+	waitOp(t, c, op.ID, 30*time.Second)
+	if h, _ := c.Host(ctx, sick); h.Maintenance != cluster.MaintenanceOn {
+		t.Errorf("degraded host maintenance %s, want on", h.Maintenance)
+	}
+	cluster.WaitFor(t, 20*time.Second, "down_query makes a host suspect", func() bool {
+		h, _ := c.Host(ctx, down)
+		return h != nil && h.Health == cluster.HealthSuspect
+	})
+	time.Sleep(4 * time.Second) // past dead_after: the manager still answers
+	if h, _ := c.Host(ctx, down); h.Health != cluster.HealthSuspect {
+		t.Errorf("host listed by down_query only is %s, want suspect", h.Health)
+	}
+	if !hasEvent(hostEvents(t, c, down), "host.health", "Prometheus down_query lists it") {
+		t.Error("no health event names the Prometheus signal")
+	}
 }

@@ -1,7 +1,9 @@
 package daemon
 
 import (
+	"context"
 	"crypto/rand"
+	"errors"
 	"encoding/hex"
 	"fmt"
 	"net/http"
@@ -223,21 +225,62 @@ func (s *Server) enableMaintenance(w http.ResponseWriter, r *http.Request, name 
 			Blockers: []api.Blocker{{Reason: b + "; set force to enter anyway"}}})
 		return
 	}
+	id, err := s.startEvacuation(r.Context(), st, name, er, pc, actor(r), "")
+	if err != nil {
+		writeApplyError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, api.OperationRef{Operation: id})
+}
+
+// startEvacuation records an evacuation that passed its precheck; why, when
+// set, says what asked for it (in the event).
+func (s *Server) startEvacuation(ctx context.Context, st *cluster.State, name string, er policy.EvacuationRequest, pc policy.Precheck, who, why string) (string, error) {
 	op := cluster.Operation{ID: newOpID(), Kind: cluster.OpEvacuate, Host: name, Migrate: string(er.Migrate), TargetHost: er.TargetHost,
-		Actor: actor(r), Created: time.Now().UTC(), MaxAttempts: s.Policy().Maintenance.Attempts}
+		Actor: who, Created: time.Now().UTC(), MaxAttempts: s.Policy().Maintenance.Attempts}
 	op.Items = evacuationItems(st, name, pc)
 	msg := fmt.Sprintf("host %s entering maintenance (migrate %s): %d to live-migrate, %d to offline-migrate, %d to shut down",
 		name, er.Migrate, len(pc.LiveMigrate), len(pc.OfflineMigrate), len(pc.Shutdown))
 	if er.TargetHost != "" {
 		msg += ", all to " + er.TargetHost
 	}
+	if why != "" {
+		msg += "; " + why
+	}
 	ev := cluster.NewEvent("maintenance.entering", op.Actor, name, "", msg)
 	ev.Operation = op.ID
-	if _, err := s.node.Apply(r.Context(), &cluster.StartOperation{Op: op, Event: ev}); err != nil {
-		writeApplyError(w, err)
-		return
+	if _, err := s.node.Apply(ctx, &cluster.StartOperation{Op: op, Event: ev}); err != nil {
+		return "", err
 	}
-	writeJSON(w, http.StatusAccepted, api.OperationRef{Operation: op.ID})
+	return op.ID, nil
+}
+
+// evacuateDegraded moves the running VMs off a host whose hardware is
+// failing (the policy's degraded_query), through maintenance, before it
+// dies. A host that is not AVAILABLE, alive and out of maintenance is left
+// alone; blockers are recorded as an event.
+func (s *Server) evacuateDegraded(ctx context.Context, name, why string) error {
+	st := s.node.FSM().State()
+	h := st.Hosts[name]
+	if h == nil || h.Admin != cluster.Available || h.Maintenance != cluster.MaintenanceOff || h.Health != cluster.HealthAlive {
+		return nil
+	}
+	er, ferr := evacuationRequest(st, name, api.MaintenanceRequest{Status: "enable", Migrate: "active-only"})
+	if ferr != nil {
+		return errors.New(ferr.msg)
+	}
+	pc := s.precheck(st, er)
+	if !pc.OK() {
+		var reasons []string
+		for _, b := range pc.Blockers {
+			reasons = append(reasons, b.Reason)
+		}
+		msg := fmt.Sprintf("host %s looks degraded (%s) but cannot be evacuated: %s", name, why, strings.Join(reasons, "; "))
+		_, err := s.node.Apply(ctx, &cluster.AppendEvents{Events: []cluster.Event{cluster.NewEvent("health.degraded", "health", name, "", msg)}})
+		return err
+	}
+	_, err := s.startEvacuation(ctx, st, name, er, pc, "health", "hardware degraded: "+why)
+	return err
 }
 
 // evacuationItems turns a precheck into operation steps, in evacuation order.

@@ -22,6 +22,31 @@ func (s *Server) hostCPU(ctx context.Context, src *policy.PrometheusSource, st *
 	if src == nil || src.URL == "" || src.CPUQuery == "" {
 		return nil, errors.New("no prometheus cpu_query in the policy")
 	}
+	out, err := s.hostQuery(ctx, src, "cpu_query", src.CPUQuery, st)
+	if err != nil {
+		return nil, err
+	}
+	for host, v := range out {
+		if v < 0 || v > 1.5 || v != v {
+			return nil, fmt.Errorf("host %s: cpu utilisation %v is not a share between 0 and 1", host, v)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("cpu_query returned no data for any known host (label %q)", hostLabel(src))
+	}
+	return out, nil
+}
+
+func hostLabel(src *policy.PrometheusSource) model.LabelName {
+	if src.HostLabel == "" {
+		return "instance"
+	}
+	return model.LabelName(src.HostLabel)
+}
+
+// hostQuery runs an instant query and returns its value per known host
+// (by the source's host label); samples of unknown hosts are ignored.
+func (s *Server) hostQuery(ctx context.Context, src *policy.PrometheusSource, name, query string, st *cluster.State) (map[string]float64, error) {
 	client, err := promapi.NewClient(promapi.Config{Address: src.URL})
 	if err != nil {
 		return nil, fmt.Errorf("prometheus %s: %w", src.URL, err)
@@ -32,35 +57,24 @@ func (s *Server) hostCPU(ctx context.Context, src *policy.PrometheusSource, st *
 	}
 	qctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	val, warnings, _, err := promv1.NewAPI(client).Query(qctx, src.CPUQuery, time.Now())
+	val, warnings, _, err := promv1.NewAPI(client).Query(qctx, query, time.Now())
 	if err != nil {
 		return nil, fmt.Errorf("query prometheus %s: %w", src.URL, err)
 	}
 	if len(warnings) > 0 {
-		s.log.Warn("prometheus query warnings", "warnings", warnings)
+		s.log.Warn("prometheus query warnings", "query", name, "warnings", warnings)
 	}
 	vec, ok := val.(model.Vector)
 	if !ok {
-		return nil, fmt.Errorf("query prometheus: cpu_query returned %s, not an instant vector", val.Type())
+		return nil, fmt.Errorf("query prometheus: %s returned %s, not an instant vector", name, val.Type())
 	}
-	label := model.LabelName(src.HostLabel)
-	if label == "" {
-		label = "instance"
-	}
+	label := hostLabel(src)
 	out := map[string]float64{}
 	for _, smp := range vec {
 		host := string(smp.Metric[label])
-		if _, known := st.Hosts[host]; !known {
-			continue
+		if _, known := st.Hosts[host]; known {
+			out[host] = float64(smp.Value)
 		}
-		v := float64(smp.Value)
-		if v < 0 || v > 1.5 || v != v {
-			return nil, fmt.Errorf("host %s: cpu utilisation %v is not a share between 0 and 1", host, v)
-		}
-		out[host] = v
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("cpu_query returned no data for any known host (label %q)", label)
 	}
 	return out, nil
 }

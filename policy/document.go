@@ -153,6 +153,15 @@ type HealthPolicy struct {
 	SuspectAfter time.Duration `yaml:"suspect_after" json:"suspect_after"`
 	DeadAfter    time.Duration `yaml:"dead_after" json:"dead_after"`
 	AliveAfter   time.Duration `yaml:"alive_after" json:"alive_after"`
+	// DownQuery (PromQL, asked of metric_sources.prometheus) returns one
+	// sample per host that looks down, such as `up{job="node"} == 0`: a
+	// bad signal like a lost manager connection (alone it makes a host
+	// suspect, never dead).
+	DownQuery string `yaml:"down_query,omitempty" json:"down_query,omitempty"`
+	// DegradedQuery returns one sample per host whose hardware is failing,
+	// such as `increase(node_edac_uncorrectable_errors_total[10m]) > 0`:
+	// such a host is evacuated through maintenance before it dies.
+	DegradedQuery string `yaml:"degraded_query,omitempty" json:"degraded_query,omitempty"`
 }
 
 // FailoverPolicy is admission control for host failures.

@@ -16,11 +16,13 @@ type HealthSignals struct {
 	Agent string
 	// HypervisorDown: the agent says its local hypervisor is not running.
 	HypervisorDown bool
+	// MetricsDown: the policy's Prometheus down_query lists the host.
+	MetricsDown bool
 }
 
 // bad reports whether the signals say something is wrong.
 func (s HealthSignals) bad() bool {
-	return !s.Connected || s.HypervisorDown || (s.Agent != "" && s.Agent != "alive")
+	return !s.Connected || s.HypervisorDown || s.MetricsDown || (s.Agent != "" && s.Agent != "alive")
 }
 
 // HealthTrack is a host's fused health and since when its signals have

@@ -26,6 +26,8 @@ func TestParseErrors(t *testing.T) {
 			[]string{`p.yaml:4:3: placement.stratgy: unknown field "stratgy" (did you mean "strategy"?)`}},
 		{"unknown section", "balance:\n  mode: off\n",
 			[]string{`p.yaml:3:1: balance: unknown field "balance" (known: apiVersion, balancing, disruption_budgets, failover, health, host_groups, kind, maintenance, metric_sources, placement, recovery, rules, vm_groups)`}},
+		{"health query without prometheus", "health:\n  down_query: up == 0\n",
+			[]string{`p.yaml:4:15: health.down_query: reads Prometheus: set metric_sources.prometheus with a url`}},
 		{"recovery storm share", "recovery:\n  storm_threshold: 1.5\n",
 			[]string{`p.yaml:4:20: recovery.storm_threshold: must be above 0 and at most 1, got 1.5`}},
 		{"power fence without agent", "recovery:\n  fencing:\n    - name: ipmi\n      type: power\n",

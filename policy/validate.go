@@ -37,6 +37,11 @@ func validate(d *Document, doc *yamlfile.Doc) yamlfile.Errors {
 	c.balancing(d.Balancing, d.MetricSources.Prometheus)
 	c.atLeast("failover.min_host_failures", d.Failover.MinHostFailures, 0)
 	c.health(d.Health)
+	for key, q := range map[string]string{"health.down_query": d.Health.DownQuery, "health.degraded_query": d.Health.DegradedQuery} {
+		if q != "" && d.MetricSources.Prometheus == nil {
+			c.add(key, "reads Prometheus: set metric_sources.prometheus with a url")
+		}
+	}
 	c.recovery(d.Recovery, hosts, vms)
 	c.prometheus(d.MetricSources.Prometheus)
 	c.contradictions(d)
