@@ -42,6 +42,12 @@ func newTestCluster(t *testing.T, n int, sim *vsphere.Simulator) *testCluster {
 // newTestClusterWith gives every server the default policy changed by pol
 // in its own policy file.
 func newTestClusterWith(t *testing.T, n int, sim *vsphere.Simulator, factory DriverFactory, pol func(*policy.Document)) *testCluster {
+	return newTestClusterEdit(t, n, sim, factory, pol, nil)
+}
+
+// newTestClusterEdit is newTestClusterWith with each server's config
+// changed by edit before it starts.
+func newTestClusterEdit(t *testing.T, n int, sim *vsphere.Simulator, factory DriverFactory, pol func(*policy.Document), edit func(*Config)) *testCluster {
 	tc := &testCluster{t: t, sim: sim, factory: factory}
 	apis, gossips := make([]string, n), make([]string, n)
 	for i := range apis {
@@ -76,6 +82,9 @@ func newTestClusterWith(t *testing.T, n int, sim *vsphere.Simulator, factory Dri
 		cfg.PolicyFile = filepath.Join(cfg.DataDir, "policy.yaml")
 		if err := writeDevPolicy(cfg.PolicyFile, pol); err != nil {
 			t.Fatal(err)
+		}
+		if edit != nil {
+			edit(cfg)
 		}
 		tc.cfgs = append(tc.cfgs, cfg)
 		tc.servers = append(tc.servers, tc.start(i))
@@ -388,5 +397,24 @@ func TestMinorityDoesNothing(t *testing.T) {
 	}
 	if h := lone.Node().FSM().State().Hosts[sim.HostNames()[1]]; h.Admin != cluster.Available {
 		t.Fatalf("a write without quorum changed the state: %+v", h)
+	}
+}
+
+// TestClusterFormsThroughGossip: servers that know only each other's gossip
+// addresses find one another's APIs in gossip and form with bootstrap_expect.
+func TestClusterFormsThroughGossip(t *testing.T) {
+	sim, err := vsphere.StartSimulator(vsphere.SimConfig{Hosts: 1, VMs: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	tc := newTestClusterEdit(t, 3, sim, nil, nil, func(c *Config) { c.Raft.Join = nil })
+	tc.leader()
+	cl, err := tc.client(0).Cluster(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cl.Servers) != 3 {
+		t.Fatalf("cluster formed through gossip has %d servers: %+v", len(cl.Servers), cl.Servers)
 	}
 }

@@ -255,8 +255,8 @@ func (c *Config) Validate(doc *yamlfile.Doc) error {
 	if c.Raft.BootstrapExpect < 0 || c.Raft.BootstrapExpect > 7 {
 		bad("raft.bootstrap_expect", "%d is out of range (0 to 7)", c.Raft.BootstrapExpect)
 	}
-	if c.Raft.BootstrapExpect == 0 && len(c.Raft.Join) == 0 && !c.Dev {
-		bad("raft.bootstrap_expect", "set bootstrap_expect (1 for a single server, 3 or 5 for a new cluster) or list servers to join in raft.join")
+	if c.Raft.BootstrapExpect == 0 && len(c.Raft.Join) == 0 && len(c.Gossip.Join) == 0 && !c.Dev {
+		bad("raft.bootstrap_expect", "set bootstrap_expect (1 for a single server, 3 or 5 for a new cluster) or list servers to join in raft.join or gossip.join")
 	}
 	if c.Raft.BootstrapExpect > 1 && len(c.Raft.Join) == 0 {
 		bad("raft.join", "must list the other servers when bootstrap_expect is %d", c.Raft.BootstrapExpect)

@@ -47,15 +47,28 @@ func (s *Server) selfInfo() selfInfo {
 	return selfInfo{ID: s.cfg.NodeName, RaftAddr: s.node.Addr(), APIAddr: s.apiAddr, Clustered: s.clustered()}
 }
 
+// joinClients are clients for the raft.join addresses and for the other
+// servers gossip knows of: servers that share only a gossip join list
+// find each other's APIs there.
 func (s *Server) joinClients() []*api.Client {
 	var out []*api.Client
-	for _, j := range s.cfg.Raft.Join {
-		addr, err := normalizeAPIAddrScheme(j, s.apiScheme())
-		if err != nil {
-			continue
+	seen := map[string]bool{}
+	add := func(a, scheme string) {
+		addr, err := normalizeAPIAddrScheme(a, scheme)
+		if err != nil || seen[addr] || addr == s.apiAddr {
+			return
 		}
+		seen[addr] = true
 		if c, err := s.apiClient(addr, 3*time.Second); err == nil {
 			out = append(out, c)
+		}
+	}
+	for _, j := range s.cfg.Raft.Join {
+		add(j, s.apiScheme())
+	}
+	for _, m := range s.gossipMembers() {
+		if m.Meta.Role == cluster.RoleServer && m.State == "alive" && m.Name != s.cfg.NodeName && m.Meta.API != "" {
+			add(m.Meta.API, s.apiScheme())
 		}
 	}
 	return out
