@@ -2,7 +2,10 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"net/url"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -11,6 +14,7 @@ import (
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/drivers"
 	"github.com/herd-project/herd/drivers/libvirt"
+	"github.com/herd-project/herd/policy"
 )
 
 // TestMaintenanceOnLibvirtHosts empties a real libvirt host of three tiny
@@ -22,35 +26,7 @@ func TestMaintenanceOnLibvirtHosts(t *testing.T) {
 	for i, name := range []string{"web-1", "web-2", "db-1"} {
 		ids = append(ids, fx.DefineVM(t, hosts[0], name, 64+16*i, true))
 	}
-	lc := fx.Config()
-	cfg := DefaultConfig()
-	cfg.NodeName, cfg.DataDir = "lv", t.TempDir()
-	cfg.API.Listen, cfg.Raft.Listen, cfg.Raft.BootstrapExpect = "127.0.0.1:0", "127.0.0.1:0", 1
-	cfg.Inventory.SyncInterval = time.Second
-	cfg.PolicyFile = filepath.Join(cfg.DataDir, "policy.yaml")
-	if err := writeDevPolicy(cfg.PolicyFile, nil); err != nil {
-		t.Fatal(err)
-	}
-	dc := DriverConfig{Name: "kvm", Type: "libvirt", CallTimeout: lc.CallTimeout}
-	for _, h := range lc.Hosts {
-		dc.Hosts = append(dc.Hosts, LibvirtHost{Name: h.Name, URI: h.URI, Group: h.Group, PeerURI: h.PeerURI, MigrationAddress: h.MigrationAddress})
-	}
-	cfg.Drivers = []DriverConfig{dc}
-	cfg.API.TokensFile, _ = writeTokens(t)
-	if err := cfg.Validate(nil); err != nil {
-		t.Fatal(err)
-	}
-	opts := testOptions(t)
-	opts.Logger = slog.New(slog.DiscardHandler)
-	s, err := NewServer(cfg, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer s.Shutdown(context.Background())
-	c, _ := api.NewClient(s.APIAddr(), adminToken)
+	c := startLibvirtServer(t, fx, nil)
 	waitInventory(t, c, 3, 3)
 
 	ctx := context.Background()
@@ -82,5 +58,136 @@ func TestMaintenanceOnLibvirtHosts(t *testing.T) {
 	}
 	if h, _ := c.Host(ctx, hosts[0]); h.Maintenance != cluster.MaintenanceOn {
 		t.Fatalf("host after evacuation: %+v", h)
+	}
+}
+
+// startLibvirtServer runs a single server whose driver is the fixture's
+// libvirt hosts, with the dev policy changed by pol; it returns an admin
+// client.
+func startLibvirtServer(t *testing.T, fx *libvirt.Fixture, pol func(*policy.Document)) *api.Client {
+	t.Helper()
+	lc := fx.Config()
+	cfg := DefaultConfig()
+	cfg.NodeName, cfg.DataDir = "lv", t.TempDir()
+	cfg.API.Listen, cfg.Raft.Listen, cfg.Raft.BootstrapExpect = "127.0.0.1:0", "127.0.0.1:0", 1
+	cfg.Inventory.SyncInterval = time.Second
+	cfg.PolicyFile = filepath.Join(cfg.DataDir, "policy.yaml")
+	if err := writeDevPolicy(cfg.PolicyFile, pol); err != nil {
+		t.Fatal(err)
+	}
+	dc := DriverConfig{Name: "kvm", Type: "libvirt", CallTimeout: lc.CallTimeout}
+	for _, h := range lc.Hosts {
+		dc.Hosts = append(dc.Hosts, LibvirtHost{Name: h.Name, URI: h.URI, Group: h.Group, PeerURI: h.PeerURI, MigrationAddress: h.MigrationAddress})
+	}
+	cfg.Drivers = []DriverConfig{dc}
+	cfg.API.TokensFile, _ = writeTokens(t)
+	if err := cfg.Validate(nil); err != nil {
+		t.Fatal(err)
+	}
+	opts := testOptions(t)
+	opts.Logger = slog.New(slog.DiscardHandler)
+	s, err := NewServer(cfg, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Shutdown(context.Background()) })
+	c, _ := api.NewClient(s.APIAddr(), adminToken)
+	return c
+}
+
+// libvirtVMs is what the hosts' own libvirtd report, through a fresh driver.
+func libvirtVMs(t *testing.T, fx *libvirt.Fixture) []drivers.VM {
+	t.Helper()
+	d, err := libvirt.New(context.Background(), fx.Config(), cluster.TestLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	inv, err := d.Inventory(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return inv.VMs
+}
+
+// TestCrashRecoveryOnLibvirtHosts: a libvirt host with two running tiny
+// VMs and a shut-off one crashes (its libvirtd and QEMU processes killed);
+// a fence agent that checks the host's libvirtd port confirms it is off;
+// the running VMs are recreated from their stored XML on the other hosts
+// and really run there (exactly once), the shut-off one is defined only.
+// The host comes back: NOT_ACCEPTING, and its stale definitions undefined.
+func TestCrashRecoveryOnLibvirtHosts(t *testing.T) {
+	bash := needProgram(t, "bash", "bash")
+	fx := libvirt.StartFixture(t, 3)
+	hosts := fx.HostNames()
+	fx.DefineVM(t, hosts[0], "web-1", 64, true)
+	fx.DefineVM(t, hosts[0], "db-1", 80, true)
+	fx.DefineVM(t, hosts[0], "idle-1", 64, false)
+	u, err := url.Parse(fx.URI(hosts[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The fence agent: off does nothing (the host is already dead), status
+	// says off only when nothing answers on the host's libvirtd port.
+	agent := filepath.Join(t.TempDir(), "fence_port")
+	script := fmt.Sprintf("#!%s\naction=\nwhile IFS= read -r l; do case \"$l\" in action=*) action=${l#action=};; esac; done\n"+
+		"case $action in off) exit 0;; status) (exec 3<>/dev/tcp/127.0.0.1/%s) 2>/dev/null && exit 0; exit 2;; esac\nexit 1\n", bash, u.Port())
+	if err := os.WriteFile(agent, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := startLibvirtServer(t, fx, func(p *policy.Document) {
+		fastRecovery(p)
+		p.Recovery.Fencing = []policy.FenceMethod{{Name: "port", Type: policy.FencePower, Agent: agent, Timeout: 5 * time.Second, ConfirmTimeout: 5 * time.Second}}
+	})
+	waitInventory(t, c, 3, 3)
+	ctx := context.Background()
+	cluster.WaitFor(t, 20*time.Second, "hosts alive", func() bool {
+		h, _ := c.Host(ctx, hosts[0])
+		return h != nil && h.Health == cluster.HealthAlive
+	})
+
+	fx.Kill(t, hosts[0])
+	var op *api.Operation
+	cluster.WaitFor(t, 90*time.Second, "recovery of "+hosts[0], func() bool {
+		op = recoveryOf(t, c, hosts[0])
+		return op != nil && op.State.Terminal()
+	})
+	if op.State != cluster.OpSucceeded {
+		t.Fatalf("recovery %s: %s", op.State, op.Error)
+	}
+	if h, _ := c.Host(ctx, hosts[0]); h.FencedBy != policy.FencePower {
+		t.Errorf("fenced by %q", h.FencedBy)
+	}
+	count := map[string]int{}
+	for _, v := range libvirtVMs(t, fx) {
+		if v.Host == hosts[0] {
+			continue
+		}
+		count[v.Name]++
+		want := drivers.PoweredOn
+		if v.Name == "idle-1" {
+			want = drivers.PoweredOff
+		}
+		if v.Power != want {
+			t.Errorf("VM %s on %s is %s, want %s", v.Name, v.Host, v.Power, want)
+		}
+	}
+	for _, name := range []string{"web-1", "db-1", "idle-1"} {
+		if count[name] != 1 {
+			t.Errorf("VM %s is defined %d times on the other hosts, want exactly 1", name, count[name])
+		}
+	}
+
+	// The host comes back (its domains kept, shut off): they are undefined.
+	fx.Restart(t, hosts[0])
+	cluster.WaitFor(t, 60*time.Second, "returned host cleaned", func() bool {
+		h, _ := c.Host(ctx, hosts[0])
+		return h != nil && h.Health == cluster.HealthAlive && len(fx.DomainStates(t, hosts[0])) == 0
+	})
+	if h, _ := c.Host(ctx, hosts[0]); h.Admin != cluster.NotAccepting {
+		t.Errorf("returned host is %s, want NOT_ACCEPTING", h.Admin)
 	}
 }
