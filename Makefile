@@ -8,7 +8,7 @@ UNITDIR ?= /lib/systemd/system
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build dev test bench lint install fuzz clean
+.PHONY: all build dev test e2e bench lint install fuzz clean
 
 all: build
 
@@ -26,6 +26,17 @@ lint:
 test: lint
 	@# One package at a time: the libvirt and raft tests measure time on 2 cores.
 	$(GO) test -count=1 -p 1 -timeout 15m ./...
+
+# The multi-host test bed (root): network namespaces, real servers, agents
+# and libvirtd, faults, invariants. E2E_RUNS runs the scenarios that many
+# times; the report lands in bin/e2e-report.txt.
+E2E_RUNS ?= 1
+e2e:
+	@mkdir -p bin
+	@rm -f bin/e2e-report.txt
+	E2E_REPORT=$(CURDIR)/bin/e2e-report.txt $(GO) test -tags e2e -count=$(E2E_RUNS) -p 1 -timeout 30m -v -run TestScenarios ./e2e > bin/e2e.log 2>&1; \
+	status=$$?; grep -E '^ *(--- |PASS|FAIL|ok)' bin/e2e.log; cat bin/e2e-report.txt 2>/dev/null; \
+	[ $$status -eq 0 ] || echo "e2e failed: see bin/e2e.log"; exit $$status
 
 # Benchmarks with their reported figures (ns/op and custom metrics).
 bench:

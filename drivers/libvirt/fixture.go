@@ -2,6 +2,7 @@ package libvirt
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -61,6 +62,27 @@ func StartFixture(t testing.TB, hosts int) *Fixture {
 	if hosts < 1 {
 		t.Fatalf("StartFixture: need at least one host, got %d", hosts)
 	}
+	specs := make([]FixtureHost, hosts)
+	for i := range specs {
+		specs[i].Name = fmt.Sprintf("lv%d", i+1)
+	}
+	return StartFixtureHosts(t, specs)
+}
+
+// FixtureHost describes one host of StartFixtureHosts.
+type FixtureHost struct {
+	Name string
+	// NetNS, when set, is the network namespace (ip netns) libvirtd runs
+	// in, listening on Addr (port 16509, migration ports from 49152);
+	// otherwise it listens on a free port of 127.0.0.1.
+	NetNS, Addr string
+}
+
+// StartFixtureHosts is StartFixture with named hosts, possibly each in a
+// network namespace of its own.
+func StartFixtureHosts(t testing.TB, specs []FixtureHost) *Fixture {
+	t.Helper()
+	hosts := len(specs)
 	requireFixturePrograms(t)
 	usersOnce.Do(func() { usersErr = ensureQEMUUsers() })
 	if usersErr != nil {
@@ -84,8 +106,8 @@ func StartFixture(t testing.TB, hosts int) *Fixture {
 	if err := os.WriteFile(filepath.Join(base, "owner"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
 		t.Fatalf("StartFixture: %v", err)
 	}
-	for i := range hosts {
-		h, err := newFixtureHost(base, fmt.Sprintf("lv%d", i+1))
+	for _, spec := range specs {
+		h, err := newFixtureHost(base, spec)
 		if err != nil {
 			t.Fatalf("StartFixture: %v", err)
 		}
@@ -198,7 +220,7 @@ func kvmUsable() bool {
 func (f *Fixture) Config() Config {
 	cfg := Config{CallTimeout: fixtureCallTimeout, KeepaliveInterval: fixtureKeepalive}
 	for _, h := range f.hosts {
-		cfg.Hosts = append(cfg.Hosts, HostConfig{Name: h.name, URI: h.uri(), Group: fixtureGroup, MigrationAddress: "127.0.0.1"})
+		cfg.Hosts = append(cfg.Hosts, HostConfig{Name: h.name, URI: h.uri(), Group: fixtureGroup, MigrationAddress: h.addr})
 	}
 	return cfg
 }
@@ -220,7 +242,8 @@ func (f *Fixture) URI(host string) string {
 // TestDriverURI is the URI of libvirt's test driver loaded from file (an
 // absolute path to a <node> XML), served by host's libvirtd.
 func (f *Fixture) TestDriverURI(host, file string) string {
-	return fmt.Sprintf("test+tcp://127.0.0.1:%d%s", f.mustHost(host).port, file)
+	h := f.mustHost(host)
+	return fmt.Sprintf("test+tcp://%s%s", net.JoinHostPort(h.addr, strconv.Itoa(h.port)), file)
 }
 
 // VirtType is the domain type fixture VMs use: "kvm" or "qemu".

@@ -37,7 +37,7 @@ exec libvirtd --listen --config /etc/libvirt/libvirtd.conf --pid-file /run/libvi
 
 const libvirtdConf = `listen_tls = 0
 listen_tcp = 1
-listen_addr = "127.0.0.1"
+listen_addr = "%s"
 tcp_port = "%d"
 auth_tcp = "none"
 auth_unix_rw = "none"
@@ -76,6 +76,8 @@ var (
 type fixtureHost struct {
 	name   string
 	dir    string
+	addr   string
+	netns  string
 	port   int
 	migMin int
 	uuid   string
@@ -86,14 +88,21 @@ type fixtureHost struct {
 	ns     string // the mount namespace, as /proc/PID/ns/mnt reads
 }
 
-func newFixtureHost(base, name string) (*fixtureHost, error) {
-	h := &fixtureHost{name: name, dir: filepath.Join(base, name), uuid: newUUID()}
+func newFixtureHost(base string, spec FixtureHost) (*fixtureHost, error) {
+	name := spec.Name
+	h := &fixtureHost{name: name, dir: filepath.Join(base, name), uuid: newUUID(), addr: "127.0.0.1", netns: spec.NetNS}
 	var err error
-	if h.port, err = freePort(); err != nil {
-		return nil, fmt.Errorf("host %s: %w", name, err)
-	}
-	if h.migMin, err = freePortRange(migrationPorts); err != nil {
-		return nil, fmt.Errorf("host %s: %w", name, err)
+	switch {
+	case spec.NetNS != "":
+		// A namespace of its own: the standard ports are free there.
+		h.addr, h.port, h.migMin = spec.Addr, 16509, 49152
+	default:
+		if h.port, err = freePort(); err != nil {
+			return nil, fmt.Errorf("host %s: %w", name, err)
+		}
+		if h.migMin, err = freePortRange(migrationPorts); err != nil {
+			return nil, fmt.Errorf("host %s: %w", name, err)
+		}
 	}
 	for _, d := range fixtureDirs {
 		if err := os.MkdirAll(filepath.Join(h.dir, d[1]), 0o755); err != nil {
@@ -101,7 +110,7 @@ func newFixtureHost(base, name string) (*fixtureHost, error) {
 		}
 	}
 	files := map[string]string{
-		"libvirtd.conf": fmt.Sprintf(libvirtdConf, h.port, h.uuid),
+		"libvirtd.conf": fmt.Sprintf(libvirtdConf, h.addr, h.port, h.uuid),
 		"qemu.conf":     fmt.Sprintf(qemuConf, h.migMin, h.migMin+migrationPorts-1),
 	}
 	for name, content := range files {
@@ -113,7 +122,7 @@ func newFixtureHost(base, name string) (*fixtureHost, error) {
 }
 
 func (h *fixtureHost) uri() string {
-	return fmt.Sprintf("qemu+tcp://127.0.0.1:%d/system", h.port)
+	return fmt.Sprintf("qemu+tcp://%s/system", net.JoinHostPort(h.addr, strconv.Itoa(h.port)))
 }
 
 // start runs libvirtd in a new mount namespace and waits for its port.
@@ -129,6 +138,9 @@ func (h *fixtureHost) start() error {
 	defer out.Close()
 	loadCapabilities(h.dir)
 	cmd := exec.Command("unshare", args...)
+	if h.netns != "" {
+		cmd = exec.Command("ip", append([]string{"netns", "exec", h.netns, "unshare"}, args...)...)
+	}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -144,7 +156,7 @@ func (h *fixtureHost) start() error {
 	h.mu.Unlock()
 
 	deadline := time.Now().Add(fixtureStart)
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(h.port))
+	addr := net.JoinHostPort(h.addr, strconv.Itoa(h.port))
 	for {
 		select {
 		case <-exited:

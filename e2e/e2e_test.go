@@ -1,0 +1,600 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/daemon/api"
+	"github.com/herd-project/herd/drivers"
+)
+
+// watcher checks, four times a second for the whole run, that no VM runs
+// on two hosts at once, as the hosts' own libvirtd report it.
+type watcher struct {
+	mu         sync.Mutex
+	violations []string
+	samples    int
+	stop       chan struct{}
+	done       chan struct{}
+}
+
+func watch(b *Bed) *watcher {
+	w := &watcher{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		for {
+			select {
+			case <-w.stop:
+				return
+			case <-time.After(250 * time.Millisecond):
+			}
+			where := map[string][]string{}
+			for host, vms := range b.Domains(false) {
+				for name, p := range vms {
+					if p == drivers.PoweredOn {
+						where[name] = append(where[name], host)
+					}
+				}
+			}
+			w.mu.Lock()
+			w.samples++
+			for name, hosts := range where {
+				if len(hosts) > 1 {
+					sort.Strings(hosts)
+					w.violations = append(w.violations, fmt.Sprintf("%s: VM %s runs on %v", time.Now().Format("15:04:05.000"), name, hosts))
+				}
+			}
+			w.mu.Unlock()
+		}
+	}()
+	return w
+}
+
+// check reports violations seen since the last check.
+func (w *watcher) check(t *testing.T) {
+	t.Helper()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, v := range w.violations {
+		t.Errorf("invariant 1 broken: %s", v)
+	}
+	w.violations = nil
+}
+
+func (w *watcher) close() {
+	close(w.stop)
+	<-w.done
+}
+
+// result is one scenario's line in the report.
+type result struct {
+	Scenario string
+	Pass     bool
+	Timings  map[string]time.Duration
+}
+
+var (
+	reportMu sync.Mutex
+	report   []result
+)
+
+func record(t *testing.T, timings map[string]time.Duration) {
+	reportMu.Lock()
+	defer reportMu.Unlock()
+	report = append(report, result{Scenario: t.Name(), Pass: !t.Failed(), Timings: timings})
+}
+
+func writeReport(t *testing.T) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-55s %-5s %s\n", "SCENARIO", "PASS", "TIMINGS")
+	for _, r := range report {
+		var keys []string
+		for k := range r.Timings {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		var ts []string
+		for _, k := range keys {
+			ts = append(ts, fmt.Sprintf("%s=%.2fs", k, r.Timings[k].Seconds()))
+		}
+		fmt.Fprintf(&b, "%-55s %-5v %s\n", r.Scenario, r.Pass, strings.Join(ts, " "))
+	}
+	t.Logf("e2e report:\n%s", b.String())
+	if p := os.Getenv("E2E_REPORT"); p != "" {
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err == nil {
+			fmt.Fprintf(f, "# run at %s\n%s\n", time.Now().UTC().Format(time.RFC3339), b.String())
+			f.Close()
+		}
+	}
+}
+
+// events returns the action log since t0.
+func events(t *testing.T, b *Bed, since time.Time, host string) []cluster.Event {
+	t.Helper()
+	var out []cluster.Event
+	cluster.WaitFor(t, 20*time.Second, "the event log", func() bool {
+		ev, err := b.Client().Events(context.Background(), api.EventQuery{Since: since, Host: host, Limit: 20000})
+		if err != nil {
+			return false
+		}
+		out = ev.Events
+		return true
+	})
+	return out
+}
+
+func firstEvent(evs []cluster.Event, typ string) time.Time {
+	for _, e := range evs {
+		if e.Type == typ {
+			return e.Time
+		}
+	}
+	return time.Time{}
+}
+
+// noRecreationWithoutFencing is invariant 2: every recovery of a host
+// started after the host was fenced (by a method or an operator).
+func noRecreationWithoutFencing(t *testing.T, evs []cluster.Event) {
+	t.Helper()
+	fenced := map[string]time.Time{}
+	for _, e := range evs {
+		switch {
+		case e.Type == "host.fenced" || (e.Type == "host.status" && strings.Contains(e.Message, "confirmed the host is fenced")):
+			if _, ok := fenced[e.Host]; !ok {
+				fenced[e.Host] = e.Time
+			}
+		case e.Type == "recovery.started":
+			if f, ok := fenced[e.Host]; !ok || f.After(e.Time) {
+				t.Errorf("invariant 2 broken: recovery of %s started at %s without fencing", e.Host, e.Time)
+			}
+		}
+	}
+}
+
+// waitRecovery waits for host's recovery to succeed.
+func waitRecovery(t *testing.T, b *Bed, host string, timeout time.Duration) *api.Operation {
+	t.Helper()
+	var op *api.Operation
+	cluster.WaitFor(t, timeout, "recovery of "+host, func() bool {
+		ops, err := b.Client().Operations(context.Background(), host)
+		if err != nil {
+			return false
+		}
+		for i := range ops {
+			if ops[i].Kind == cluster.OpRecover {
+				op = &ops[i]
+				return op.State.Terminal()
+			}
+		}
+		return false
+	})
+	if op.State != cluster.OpSucceeded {
+		t.Fatalf("recovery of %s: %s: %s", host, op.State, op.Error)
+	}
+	return op
+}
+
+// runningOnce checks that each VM runs (or, for stopped ones, is defined)
+// on exactly one host other than except.
+func runningOnce(t *testing.T, b *Bed, except string, running, stopped []string) {
+	t.Helper()
+	doms := b.Domains(true)
+	for _, list := range [][]string{running, stopped} {
+		for _, name := range list {
+			var where []string
+			for host, vms := range doms {
+				if p, ok := vms[name]; ok && host != except {
+					where = append(where, fmt.Sprintf("%s(%s)", host, p))
+					want := drivers.PoweredOn
+					if slicesContains(stopped, name) {
+						want = drivers.PoweredOff
+					}
+					if p != want {
+						t.Errorf("VM %s on %s is %s, want %s", name, host, p, want)
+					}
+				}
+			}
+			if len(where) != 1 {
+				t.Errorf("VM %s is on %v, want exactly one host", name, where)
+			}
+		}
+	}
+}
+
+func slicesContains(l []string, s string) bool {
+	for _, x := range l {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// bringBack powers a host on (or heals it) and waits until it is back,
+// cleaned of stale copies, and open again.
+func bringBack(t *testing.T, b *Bed, h *member, names []string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	ctx := context.Background()
+	cluster.WaitFor(t, 60*time.Second, h.name+" back, NOT_ACCEPTING, stale copies gone", func() bool {
+		hh, err := b.Client().Host(ctx, h.name)
+		if err != nil || hh.Health != cluster.HealthAlive || hh.Admin != cluster.NotAccepting {
+			return false
+		}
+		doms, ok := b.domainsOf(h, true)
+		if !ok {
+			return false
+		}
+		for _, n := range names {
+			if _, left := doms[n]; left {
+				return false
+			}
+		}
+		return true
+	})
+	back := time.Since(start)
+	if _, err := b.Client().SetHostStatus(ctx, h.name, api.StatusRequest{Status: "AVAILABLE", Reason: "e2e: back"}); err != nil {
+		t.Fatalf("open %s again: %v", h.name, err)
+	}
+	cluster.WaitFor(t, 30*time.Second, h.name+" leased again", func() bool {
+		hh, err := b.Client().Host(ctx, h.name)
+		return err == nil && hh.LeaseTTL > 0 && hh.Health == cluster.HealthAlive
+	})
+	return back
+}
+
+// writer posts numbered events to random servers until stopped and
+// remembers which were acknowledged (invariant 4).
+type writer struct {
+	b     *Bed
+	tag   string
+	mu    sync.Mutex
+	acked []string
+	stop  chan struct{}
+	done  chan struct{}
+}
+
+func startWriter(b *Bed, tag string) *writer {
+	w := &writer{b: b, tag: tag, stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		for i := 0; ; i++ {
+			select {
+			case <-w.stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			msg := fmt.Sprintf("%s-%d", tag, i)
+			s := b.Servers[rand.IntN(len(b.Servers))]
+			if err := b.ClientOf(s).AppendEvent(context.Background(), cluster.Event{Type: "e2e.write", Message: msg}); err == nil {
+				w.mu.Lock()
+				w.acked = append(w.acked, msg)
+				w.mu.Unlock()
+			}
+		}
+	}()
+	return w
+}
+
+// verify stops the writer and checks every acknowledged write is there.
+func (w *writer) verify(t *testing.T, since time.Time) {
+	t.Helper()
+	close(w.stop)
+	<-w.done
+	have := map[string]bool{}
+	for _, e := range events(t, w.b, since, "") {
+		if e.Type == "e2e.write" {
+			have[e.Message] = true
+		}
+	}
+	lost := 0
+	for _, m := range w.acked {
+		if !have[m] {
+			lost++
+		}
+	}
+	if lost > 0 || len(w.acked) == 0 {
+		t.Errorf("invariant 4: %d of %d acknowledged writes lost", lost, len(w.acked))
+	}
+}
+
+// evacuate starts an evacuation of host and returns the operation id.
+func evacuate(t *testing.T, b *Bed, host string) string {
+	t.Helper()
+	ref, err := b.Client().Maintenance(context.Background(), host, api.MaintenanceRequest{Status: "enable", Migrate: "active-only"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref.Operation
+}
+
+// resumedOnce checks invariant 5: after the leader change the evacuation
+// finished, and no VM was started twice.
+func resumedOnce(t *testing.T, b *Bed, id string) *api.Operation {
+	t.Helper()
+	var op *api.Operation
+	cluster.WaitFor(t, 120*time.Second, "evacuation "+id, func() bool {
+		o, err := b.Client().Operation(context.Background(), id)
+		op = o
+		return err == nil && o.State.Terminal()
+	})
+	if op.State != cluster.OpSucceeded {
+		t.Fatalf("evacuation %s: %s", op.State, op.Error)
+	}
+	for _, it := range op.Items {
+		if it.Attempts != 1 {
+			t.Errorf("invariant 5: VM %s was tried %d times", it.Name, it.Attempts)
+		}
+	}
+	return op
+}
+
+// leaderChange kills (or isolates) the leader once the operation's first
+// step started, and measures how long until a new leader resumes it.
+func leaderChange(t *testing.T, b *Bed, id string, isolate bool) (old *member, lost time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	cluster.WaitFor(t, 60*time.Second, "the first migration started", func() bool {
+		o, err := b.Client().Operation(ctx, id)
+		return err == nil && o.Running > 0
+	})
+	old = b.Leader()
+	if old == nil {
+		t.Fatal("no leader")
+	}
+	lost = time.Now()
+	if isolate {
+		var peers []string
+		for _, s := range b.Servers {
+			if s != old {
+				peers = append(peers, s.ip)
+			}
+		}
+		b.Drop(old, peers, true)
+	} else {
+		b.Kill9(old)
+	}
+	return old, lost
+}
+
+func TestScenarios(t *testing.T) {
+	b := NewBed(t, 3)
+	w := watch(b)
+	defer w.close()
+	defer writeReport(t)
+	ctx := context.Background()
+	h1, h2, h3 := b.Hosts[0], b.Hosts[1], b.Hosts[2]
+	defer func() {
+		if t.Failed() {
+			t.Logf("logs:\n%s", b.Logs())
+		}
+	}()
+
+	t.Run("host crash, power fencing, return", func(t *testing.T) {
+		b.Define(h1.name, "a1", true)
+		b.Define(h1.name, "a2", true)
+		b.Define(h1.name, "a3", false)
+		cluster.WaitFor(t, 20*time.Second, "VMs in the inventory", func() bool {
+			vms, _ := b.Client().VMs(ctx, h1.name)
+			return len(vms) == 3
+		})
+		start := time.Now()
+		b.PowerOff(h1)
+		op := waitRecovery(t, b, h1.name, 60*time.Second)
+		evs := events(t, b, start, h1.name)
+		timings := map[string]time.Duration{
+			"detection": firstEvent(evs, "host.health").Sub(start), "fenced": firstEvent(evs, "host.fenced").Sub(start),
+			"recovered": op.Updated.Sub(start)}
+		for _, e := range evs {
+			if e.Type == "host.health" && strings.Contains(e.Message, " is dead ") {
+				timings["detection"] = e.Time.Sub(start)
+			}
+		}
+		runningOnce(t, b, h1.name, []string{"a1", "a2"}, []string{"a3"})
+		noRecreationWithoutFencing(t, events(t, b, start, ""))
+		b.PowerOn(h1)
+		timings["return"] = bringBack(t, b, h1, []string{"a1", "a2", "a3"})
+		w.check(t)
+		record(t, timings)
+	})
+
+	t.Run("host partitioned but alive, lease, self-fence", func(t *testing.T) {
+		b.Define(h3.name, "c1", true)
+		b.Define(h3.name, "c2", true)
+		cluster.WaitFor(t, 20*time.Second, "VMs in the inventory", func() bool {
+			vms, _ := b.Client().VMs(ctx, h3.name)
+			return len(vms) == 2
+		})
+		start := time.Now()
+		b.Drop(h3, b.ServerIPs(), true)
+		op := waitRecovery(t, b, h3.name, 90*time.Second)
+		evs := events(t, b, start, h3.name)
+		if !strings.Contains(firstEventMsg(evs, "host.fenced"), "(lease)") {
+			t.Errorf("fenced by %q, want the lease", firstEventMsg(evs, "host.fenced"))
+		}
+		timings := map[string]time.Duration{"fenced": firstEvent(evs, "host.fenced").Sub(start), "recovered": op.Updated.Sub(start)}
+		if f := timings["fenced"]; f < leaseTTL {
+			t.Errorf("fenced %s after the cut, before the %s lease could run out", f, leaseTTL)
+		}
+		// The agent stopped its VMs: the copies on h3 are off.
+		if doms, ok := b.domainsOf(h3, true); !ok || doms["c1"] == drivers.PoweredOn || doms["c2"] == drivers.PoweredOn {
+			t.Errorf("VMs still run on the partitioned host: %v", doms)
+		}
+		runningOnce(t, b, h3.name, []string{"c1", "c2"}, nil)
+		noRecreationWithoutFencing(t, events(t, b, start, ""))
+		b.Drop(h3, nil, false)
+		timings["return"] = bringBack(t, b, h3, []string{"c1", "c2"})
+		w.check(t)
+		record(t, timings)
+	})
+
+	for _, isolate := range []bool{false, true} {
+		name := "leader killed during an evacuation"
+		if isolate {
+			name = "leader partitioned into the minority during an evacuation"
+		}
+		t.Run(name, func(t *testing.T) {
+			vms := []string{"b1", "b2", "b3"}
+			if isolate {
+				vms = []string{"d1", "d2", "d3"}
+			}
+			for _, v := range vms {
+				b.Define(h2.name, v, true)
+			}
+			cluster.WaitFor(t, 20*time.Second, "VMs in the inventory", func() bool {
+				vs, _ := b.Client().VMs(ctx, h2.name)
+				return len(vs) >= 3
+			})
+			start := time.Now()
+			wr := startWriter(b, strings.ReplaceAll(name, " ", "-"))
+			id := evacuate(t, b, h2.name)
+			old, lost := leaderChange(t, b, id, isolate)
+			var resumed time.Time
+			cluster.WaitFor(t, 60*time.Second, "a new leader resumes the evacuation", func() bool {
+				for _, e := range events(t, b, lost, "") {
+					if e.Operation == id && (e.Type == "step.started" || e.Type == "step.done") && e.Time.After(lost) {
+						resumed = e.Time
+						return true
+					}
+				}
+				return false
+			})
+			op := resumedOnce(t, b, id)
+			timings := map[string]time.Duration{"resumed": resumed.Sub(lost), "evacuation": op.Updated.Sub(start)}
+			if l := b.Leader(); l == nil || l == old {
+				t.Errorf("leader after the change: %v", l)
+			}
+			runningOnce(t, b, h2.name, vms, nil)
+			if isolate {
+				b.Drop(old, nil, false)
+			} else {
+				b.Start(old)
+			}
+			wr.verify(t, start)
+			// Back to normal: h2 leaves maintenance, the old leader rejoins.
+			ref, err := b.Client().Maintenance(ctx, h2.name, api.MaintenanceRequest{Status: "disable"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cluster.WaitFor(t, 60*time.Second, "exit and the old leader back", func() bool {
+				o, err := b.Client().Operation(ctx, ref.Operation)
+				cl, cerr := b.ClientOf(old).Cluster(ctx)
+				return err == nil && o.State == cluster.OpSucceeded && cerr == nil && cl.Leader != ""
+			})
+			w.check(t)
+			record(t, timings)
+		})
+	}
+
+	t.Run("flapping link below the thresholds", func(t *testing.T) {
+		start := time.Now()
+		for i := 0; i < 4; i++ {
+			b.CutLink(h2, true)
+			time.Sleep(time.Second)
+			b.CutLink(h2, false)
+			time.Sleep(2 * time.Second)
+		}
+		time.Sleep(5 * time.Second)
+		for _, e := range events(t, b, start, h2.name) {
+			if e.Type == "host.fenced" || e.Type == "host.fencing_failed" || e.Type == "recovery.started" ||
+				(e.Type == "host.health" && strings.Contains(e.Message, " is dead ")) {
+				t.Errorf("a flapping link caused %s: %s", e.Type, e.Message)
+			}
+		}
+		if h, _ := b.Client().Host(ctx, h2.name); h.Health != cluster.HealthAlive {
+			cluster.WaitFor(t, 10*time.Second, h2.name+" alive", func() bool {
+				h, _ := b.Client().Host(ctx, h2.name)
+				return h != nil && h.Health == cluster.HealthAlive
+			})
+		}
+		w.check(t)
+		record(t, nil)
+	})
+
+	t.Run("two hosts crash together without room", func(t *testing.T) {
+		// h1 and h2 crash while the policy leaves no room on h3: the
+		// recoveries wait (blocked), retry and say so; when room appears
+		// both finish.
+		y := strings.Replace(policyYAMLFor(b), "maintenance:", "placement:\n  memory_reserve: 0.999\nmaintenance:", 1)
+		if _, err := b.Client().ApplyPolicy(ctx, []byte(y), "e2e"); err != nil {
+			t.Fatal(err)
+		}
+		b.Define(h1.name, "e1", true)
+		b.Define(h2.name, "e2", true)
+		cluster.WaitFor(t, 20*time.Second, "VMs in the inventory", func() bool {
+			a, _ := b.Client().VMs(ctx, h1.name)
+			c, _ := b.Client().VMs(ctx, h2.name)
+			return len(a) >= 1 && len(c) >= 1
+		})
+		start := time.Now()
+		b.PowerOff(h1)
+		b.PowerOff(h2)
+		cluster.WaitFor(t, 60*time.Second, "recoveries blocked, with events", func() bool {
+			n := 0
+			for _, e := range events(t, b, start, "") {
+				if e.Type == "recovery.blocked" {
+					n++
+				}
+			}
+			return n >= 2
+		})
+		for _, h := range []*member{h1, h2} {
+			ops, _ := b.Client().Operations(ctx, h.name)
+			if len(ops) == 0 || ops[0].Kind != cluster.OpRecover || ops[0].State != cluster.OpRunning {
+				t.Errorf("recovery of %s: %+v; want running (blocked, retrying)", h.name, ops)
+			}
+		}
+		// Room appears: both finish.
+		if _, err := b.Client().ApplyPolicy(ctx, []byte(policyYAMLFor(b)), "e2e"); err != nil {
+			t.Fatal(err)
+		}
+		op1 := waitRecovery(t, b, h1.name, 60*time.Second)
+		op2 := waitRecovery(t, b, h2.name, 60*time.Second)
+		runningOnce(t, b, "", []string{"e1", "e2"}, nil)
+		noRecreationWithoutFencing(t, events(t, b, start, ""))
+		b.PowerOn(h1)
+		b.PowerOn(h2)
+		bringBack(t, b, h1, []string{"e1"})
+		bringBack(t, b, h2, []string{"e2"})
+		w.check(t)
+		last := op1.Updated
+		if op2.Updated.After(last) {
+			last = op2.Updated
+		}
+		record(t, map[string]time.Duration{"recovered": last.Sub(start)})
+	})
+	w.mu.Lock()
+	t.Logf("invariant 1 checked in %d samples", w.samples)
+	w.mu.Unlock()
+}
+
+func firstEventMsg(evs []cluster.Event, typ string) string {
+	for _, e := range evs {
+		if e.Type == typ {
+			return e.Message
+		}
+	}
+	return ""
+}
+
+// policyYAMLFor is the bed's policy file as written.
+func policyYAMLFor(b *Bed) string {
+	data, err := os.ReadFile(filepath.Join(b.dir, "policy.yaml"))
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return string(data)
+}
