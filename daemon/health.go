@@ -204,6 +204,9 @@ func (c *healthController) round(ctx context.Context, tracks map[string]policy.H
 		present[name] = true
 		conn := c.connection(h, time.Now(), every)
 		sig := policy.HealthSignals{Connected: conn == cluster.Connected, MetricsDown: c.metricsDown(name)}
+		if h.LeaseTTL > 0 {
+			sig.LeaseExpired = !time.Now().Before(c.s.leases.deadline(name, h.LeaseTTL, c.s.Policy().Recovery.LeaseMargin))
+		}
 		if a, ok := agents[name]; ok {
 			sig.Agent, sig.HypervisorDown = a.State, a.Meta.Hypervisor == "down"
 		}
@@ -244,6 +247,9 @@ func describeSignals(h *cluster.Host, conn cluster.Connection, sig policy.Health
 	msg := fmt.Sprintf("hypervisor manager reports %s", conn)
 	if sig.MetricsDown {
 		msg += ", Prometheus down_query lists it"
+	}
+	if sig.LeaseExpired {
+		msg += ", its agent's lease expired"
 	}
 	switch {
 	case sig.Agent != "" && sig.HypervisorDown:

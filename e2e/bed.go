@@ -518,7 +518,8 @@ func (b *Bed) domainsOf(h *member, all bool) (map[string]drivers.PowerState, boo
 			states[n] = drivers.PoweredOff
 		}
 	}
-	names, ok := list()
+	// Running only: an incoming migration's paused copy is not running.
+	names, ok := list("--state-running")
 	if !ok {
 		return nil, false
 	}

@@ -18,11 +18,16 @@ type HealthSignals struct {
 	HypervisorDown bool
 	// MetricsDown: the policy's Prometheus down_query lists the host.
 	MetricsDown bool
+	// LeaseExpired: the host's agent held a lease and has not renewed it
+	// for its TTL plus the margin: it cannot reach the servers, and it has
+	// stopped the host's VMs. Such a host is dead even if it still answers
+	// gossip through other hosts.
+	LeaseExpired bool
 }
 
 // bad reports whether the signals say something is wrong.
 func (s HealthSignals) bad() bool {
-	return !s.Connected || s.HypervisorDown || s.MetricsDown || (s.Agent != "" && s.Agent != "alive")
+	return !s.Connected || s.HypervisorDown || s.MetricsDown || s.LeaseExpired || (s.Agent != "" && s.Agent != "alive")
 }
 
 // HealthTrack is a host's fused health and since when its signals have
@@ -41,7 +46,8 @@ type HealthTrack struct {
 //     only when neither path answers: the manager lost the host and its
 //     agent (if it runs one) does not answer gossip. One lost path is not
 //     a death (the manager's link, or the agent alone, may be down while
-//     the host runs): the host stays suspect;
+//     the host runs): the host stays suspect — unless its agent's lease
+//     expired: the agent stopped the VMs, and the host is dead to Herd;
 //   - good signals for alive_after bring a suspect or dead host back to
 //     alive (a flap shorter than that changes nothing);
 //   - fenced is sticky: the health stays fenced, and Returned turns true
@@ -70,7 +76,7 @@ func FuseHealth(prev HealthTrack, sig HealthSignals, now time.Time, p HealthPoli
 		}
 		bad := now.Sub(t.BadSince)
 		switch {
-		case bad >= p.DeadAfter && sig.Agent != "alive" && !sig.Connected:
+		case bad >= p.DeadAfter && (sig.LeaseExpired || (sig.Agent != "alive" && !sig.Connected)):
 			t.Health = cluster.HealthDead
 		case bad >= p.SuspectAfter && t.Health != cluster.HealthDead:
 			t.Health = cluster.HealthSuspect

@@ -47,6 +47,10 @@ func TestFuseHealth(t *testing.T) {
 			{0, HealthSignals{Connected: true, Agent: "dead"}, cluster.HealthAlive},
 			{6, HealthSignals{Connected: true, Agent: "dead"}, cluster.HealthSuspect},
 			{300, HealthSignals{Connected: true, Agent: "dead"}, cluster.HealthSuspect}}},
+		{"lease expired: dead even if the agent answers gossip", cluster.HealthAlive, []step{
+			{0, HealthSignals{Connected: false, Agent: "alive"}, cluster.HealthAlive},
+			{6, HealthSignals{Connected: false, Agent: "alive"}, cluster.HealthSuspect},
+			{31, HealthSignals{Connected: false, Agent: "alive", LeaseExpired: true}, cluster.HealthDead}}},
 		{"agent says the hypervisor is down", cluster.HealthAlive, []step{
 			{0, HealthSignals{Connected: true, Agent: "alive", HypervisorDown: true}, cluster.HealthAlive},
 			{5, HealthSignals{Connected: true, Agent: "alive", HypervisorDown: true}, cluster.HealthSuspect}}},
