@@ -33,7 +33,7 @@ const (
 	adminToken = "e2e-admin-0123456789"
 	agentToken = "e2e-agent-0123456789"
 	// leaseTTL is the agents' lease in the bed's policy.
-	leaseTTL = 6 * time.Second
+	leaseTTL = 15 * time.Second
 )
 
 // member is one namespace of the bed: a management node or a host.
