@@ -8,7 +8,7 @@ UNITDIR ?= /lib/systemd/system
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build dev test e2e bench lint install fuzz clean
+.PHONY: all build dev test e2e e2e-timing bench lint install fuzz clean
 
 all: build
 
@@ -37,6 +37,12 @@ e2e:
 	E2E_REPORT=$(CURDIR)/bin/e2e-report.txt $(GO) test -tags e2e -count=$(E2E_RUNS) -p 1 -timeout 30m -v -run TestScenarios ./e2e > bin/e2e.log 2>&1; \
 	status=$$?; grep -E '^ *(--- |PASS|FAIL|ok)' bin/e2e.log; cat bin/e2e-report.txt 2>/dev/null; \
 	[ $$status -eq 0 ] || echo "e2e failed: see bin/e2e.log"; exit $$status
+
+# Crash timing on the test bed: a host with 20 VMs, five times.
+e2e-timing:
+	@mkdir -p bin
+	E2E_TIMING=1 E2E_REPORT=$(CURDIR)/bin/e2e-timing.txt $(GO) test -tags e2e -count=1 -timeout 30m -v -run TestCrashTiming ./e2e > bin/e2e-timing.log 2>&1; \
+	status=$$?; grep -E '^ *(--- |PASS|FAIL|ok)|median' bin/e2e-timing.log; cat bin/e2e-timing.txt 2>/dev/null; exit $$status
 
 # Benchmarks with their reported figures (ns/op and custom metrics).
 bench:

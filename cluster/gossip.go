@@ -57,8 +57,11 @@ type GossipConfig struct {
 	// Drop, when set, drops this member's outgoing packets and
 	// connections while it returns true: a lossy uplink, for tests of
 	// short network losses.
-	Drop   func() bool
-	Logger *slog.Logger
+	Drop func() bool
+	// OnProbe, when set, is told the round-trip time of every successful
+	// probe of another member.
+	OnProbe func(rtt time.Duration)
+	Logger  *slog.Logger
 }
 
 // Gossip is this node's membership in the gossip pool of servers and agents.
@@ -150,6 +153,9 @@ func StartGossip(cfg GossipConfig) (*Gossip, error) {
 	}
 	g := &Gossip{meta: meta, events: make(chan struct{}, 1)}
 	mc.Delegate = &gossipDelegate{g: g}
+	if cfg.OnProbe != nil {
+		mc.Ping = probeDelegate(cfg.OnProbe)
+	}
 	mc.Events = &gossipEvents{g: g}
 	ml, err := memberlist.Create(mc)
 	if err != nil {
@@ -321,3 +327,10 @@ func (t *lossyTransport) DialTimeout(addr string, timeout time.Duration) (net.Co
 func (t *lossyTransport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
 	return t.DialTimeout(a.Addr, timeout)
 }
+
+// probeDelegate reports probe round trips.
+type probeDelegate func(rtt time.Duration)
+
+func (probeDelegate) AckPayload() []byte { return nil }
+
+func (p probeDelegate) NotifyPingComplete(_ *memberlist.Node, rtt time.Duration, _ []byte) { p(rtt) }

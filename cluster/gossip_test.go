@@ -5,6 +5,8 @@ import (
 	"encoding/base64"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -106,4 +108,53 @@ func TestReadKeyring(t *testing.T) {
 			t.Errorf("%s: accepted", name)
 		}
 	}
+}
+
+// TestGossipProbesAndLoss: OnProbe hears successful probes; a member whose
+// uplink drops everything turns suspect at the others, and alive again
+// when it answers.
+func TestGossipProbesAndLoss(t *testing.T) {
+	var mu sync.Mutex
+	probes := 0
+	var lossy atomic.Bool
+	a, err := StartGossip(GossipConfig{Name: "a", Bind: "127.0.0.1:0", Fast: true, Logger: TestLogger(t),
+		OnProbe: func(rtt time.Duration) {
+			mu.Lock()
+			probes++
+			mu.Unlock()
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Shutdown()
+	b, err := StartGossip(GossipConfig{Name: "b", Bind: "127.0.0.1:0", Fast: true, Logger: TestLogger(t), Drop: lossy.Load})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Shutdown()
+	if err := b.Join([]string{a.Addr()}); err != nil {
+		t.Fatal(err)
+	}
+	WaitFor(t, 10*time.Second, "probes heard", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return probes > 0
+	})
+	state := func() string {
+		for _, m := range a.Members() {
+			if m.Name == "b" {
+				return m.State
+			}
+		}
+		return "gone"
+	}
+	lossy.Store(true)
+	WaitFor(t, 10*time.Second, "b not alive at a", func() bool { return state() != "alive" })
+	lossy.Store(false)
+	WaitFor(t, 15*time.Second, "b alive again at a", func() bool {
+		if state() == "gone" {
+			_ = b.Join([]string{a.Addr()})
+		}
+		return state() == "alive"
+	})
 }

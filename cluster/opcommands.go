@@ -132,6 +132,9 @@ func (s *State) applyOperation(cmd Command) *ApplyError {
 			s.applyItemEffect(it)
 		case it.Attempts < op.Attempts() && !op.Cancelled:
 			it.State, it.Error = ItemPending, c.Error
+			if c.NewID != "" {
+				it.NewID = c.NewID // a copy was defined: the next attempt starts it
+			}
 		default:
 			it.State, it.Error = ItemFailed, c.Error
 		}

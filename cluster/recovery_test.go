@@ -61,12 +61,17 @@ func TestRecoveryLifecycle(t *testing.T) {
 	if u := s.Usage(); u["a"].VMs != 1 || u["b"].MemoryUsedBytes != 8<<30 {
 		t.Fatalf("usage counts the stale copy: %+v", u)
 	}
-	// A failure is retried for ever.
-	for i := 0; i < 5; i++ {
+	// A failure is retried for ever; a copy defined by a failed attempt is kept.
+	must(t, s.Apply(&StartItem{Op: "r1", VM: "v2", Target: "c", Time: t0}, 30))
+	must(t, s.Apply(&FinishItem{Op: "r1", VM: "v2", OK: false, NewID: "v2-copy", Error: "start timed out", Time: t0}, 31))
+	if it := s.Operations["r1"].Items[1]; it.NewID != "v2-copy" || it.State != ItemPending {
+		t.Fatalf("a failed start forgot its copy: %+v", it)
+	}
+	for i := 0; i < 4; i++ {
 		must(t, s.Apply(&StartItem{Op: "r1", VM: "v2", Target: "c", Time: t0}, uint64(8+2*i)))
 		must(t, s.Apply(&FinishItem{Op: "r1", VM: "v2", OK: false, Error: "no room", Time: t0}, uint64(9+2*i)))
 	}
-	if it := s.Operations["r1"].Items[1]; it.State != ItemPending || it.Attempts != 5 {
+	if it := s.Operations["r1"].Items[1]; it.State != ItemPending || it.Attempts != 5 || it.NewID != "v2-copy" {
 		t.Fatalf("blocked step: %+v", it)
 	}
 	must(t, s.Apply(&StartItem{Op: "r1", VM: "v2", Target: "c", Time: t0}, 20))

@@ -148,6 +148,9 @@ func TestPartitionedHostSelfFencesBeforeRecovery(t *testing.T) {
 	if !containsLine(m, `herd_fencing_attempts_total{host="`+victim+`",method="lease",result="success"} 1`) {
 		t.Errorf("metrics:\n%s", grepLines(m, "fencing"))
 	}
+	if containsLine(m, "herd_gossip_probe_failures_total 0") || !strings.Contains(m, "herd_gossip_probe_rtt_seconds_count") {
+		t.Errorf("the agent's loss is not counted:\n%s", grepLines(m, "herd_gossip_probe"))
+	}
 }
 
 // TestAgentLeaseRelease: an agent that stops cleanly releases its lease:

@@ -335,6 +335,12 @@ func (c *opsController) dispatch(ctx context.Context, st *cluster.State, usage m
 		if len(vm.Definition) == 0 {
 			return c.startAndFinish(ctx, op, it, "", errors.New("no stored definition to recreate it from"), "")
 		}
+		if it.NewID != "" && it.Target != "" {
+			// A copy was defined there by an attempt that could not start
+			// it: start that one, never define a second.
+			target = it.Target
+			break
+		}
 		pl := policy.NextTarget(st, usage, c.ledger, vm, policy.EvacuationRequest{Host: vm.Host}, it.Tried, o)
 		if pl.Host == "" {
 			if pl.Transient() {
@@ -522,9 +528,8 @@ func (c *opsController) drive(ctx context.Context, it *cluster.OpItem, vm *clust
 const recreateTimeout = 2 * time.Minute
 
 // recreate defines vm on the item's target from its stored definition and,
-// for a VM that ran, starts it. A copy that was defined but would not start
-// is destroyed again, so that a retry does not leave two behind. A resumed
-// step that already has its copy (NewID) only starts it.
+// for a VM that ran, starts it. A step that already has its copy (NewID:
+// an attempt that could not start it, or a resumed step) only starts it.
 func (c *opsController) recreate(ctx context.Context, d drivers.Driver, it *cluster.OpItem, vm *cluster.VM) error {
 	tctx, cancel := context.WithTimeout(ctx, recreateTimeout)
 	defer cancel()
@@ -539,11 +544,10 @@ func (c *opsController) recreate(ctx context.Context, d drivers.Driver, it *clus
 		return nil
 	}
 	if err := d.PowerOn(tctx, it.NewID); err != nil {
-		if derr := d.Destroy(tctx, it.NewID); derr != nil {
-			c.s.log.Warn("destroy a recreated copy that did not start", "vm", vm.Name, "copy", it.NewID, "err", derr)
-		}
-		it.NewID = ""
-		return fmt.Errorf("start recreated %s on %s: %w", vm.Name, it.Target, err)
+		// The copy stays defined (it may even have started after a
+		// time-out): the next attempt starts this one, so there is never a
+		// second copy.
+		return fmt.Errorf("start recreated %s (%s) on %s: %w", vm.Name, it.NewID, it.Target, err)
 	}
 	return nil
 }
@@ -557,9 +561,8 @@ func (c *opsController) finish(ctx context.Context, op *cluster.Operation, it cl
 // finishLocked records how a step ended.
 func (c *opsController) finishLocked(ctx context.Context, op *cluster.Operation, it cluster.OpItem, err error, note string) bool {
 	now := time.Now().UTC()
-	fi := &cluster.FinishItem{Op: op.ID, VM: it.VM, OK: err == nil, Time: now}
+	fi := &cluster.FinishItem{Op: op.ID, VM: it.VM, OK: err == nil, NewID: it.NewID, Time: now}
 	if err == nil {
-		fi.NewID = it.NewID
 		msg := fmt.Sprintf("%s VM %s done", it.Action, it.Name)
 		if it.Target != "" && it.Action != cluster.ActionPowerOn && it.Action != cluster.ActionShutdown {
 			msg = fmt.Sprintf("%s VM %s to %s done", it.Action, it.Name, it.Target)

@@ -483,3 +483,54 @@ func TestRecoveryWithoutRoomKeepsTrying(t *testing.T) {
 		t.Fatalf("recovery %s: %s", op.State, op.Error)
 	}
 }
+
+// TestRecreatedCopyThatWouldNotStart: a recreated copy that does not start
+// (the hypervisor refuses, or the call times out) is kept, and the next
+// attempt starts that copy: never a second one.
+func TestRecreatedCopyThatWouldNotStart(t *testing.T) {
+	dev, c := startDevWith(t, 2, 4, nil, fastRecovery)
+	ctx := context.Background()
+	victim := busiestHost(t, c)
+	vms, _ := c.VMs(ctx, victim.Name)
+	var name string
+	for _, v := range vms {
+		if v.Power == cluster.PoweredOn {
+			name = v.Name
+		}
+	}
+	dev.Sim.InjectFault("PowerOnVM_Task", name, "host is busy")
+	if err := c.DevHost(ctx, victim.Name, true); err != nil {
+		t.Fatal(err)
+	}
+	cluster.WaitFor(t, 30*time.Second, "the start refused", func() bool {
+		op := recoveryOf(t, c, victim.Name)
+		return op != nil && hasEvent(opEvents(t, c, op.ID), "recovery.blocked", "host is busy")
+	})
+	time.Sleep(time.Second) // more attempts while it is refused
+	dev.Sim.ClearFaults()
+	op := waitRecovery(t, c, victim.Name)
+	copies := 0
+	for _, v := range driverVMs(t, dev.Sim) {
+		if baseName(v.Name) == name && v.Host != victim.Name {
+			copies++
+			if v.Power != drivers.PoweredOn {
+				t.Errorf("copy %s on %s is %s", v.Name, v.Host, v.Power)
+			}
+		}
+	}
+	if copies != 1 {
+		t.Errorf("VM %s has %d copies on live hosts after refused starts, want 1", name, copies)
+	}
+	for _, it := range op.Items {
+		if it.Name != name {
+			continue
+		}
+		if it.Attempts < 2 {
+			t.Errorf("step %s: %d attempts; the refused start was not retried", name, it.Attempts)
+		}
+		// The copy the first attempt defined is the one that runs.
+		if !hasEvent(opEvents(t, c, op.ID), "recovery.blocked", it.NewID) {
+			t.Errorf("step %s ended with copy %s, not the one the refused attempt defined", name, it.NewID)
+		}
+	}
+}

@@ -148,6 +148,15 @@ func cleanupNetworks() {
 		}
 	}
 	exec.Command("ip", "link", "del", bridge).Run()
+	// A namespace some process still held keeps its veth: remove ours.
+	links, _ := exec.Command("ip", "-o", "link", "show").Output()
+	for _, l := range strings.Split(string(links), "\n") {
+		f := strings.Fields(l)
+		if len(f) > 1 && strings.HasPrefix(f[1], "hv-") {
+			name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
+			exec.Command("ip", "link", "del", name).Run()
+		}
+	}
 }
 
 // killNS kills every process in a network namespace: a power cut.
@@ -292,7 +301,7 @@ log:
 drivers:
   - name: kvm
     type: libvirt
-    call_timeout: 5s
+    call_timeout: 20s
     hosts:
 %s`
 
@@ -430,13 +439,25 @@ func (b *Bed) ServerIPs() []string {
 	return out
 }
 
-// Client is an admin client of the first server that answers.
+// Client is an admin client of the leader, else of a server that knows
+// one (a server cut off from the others answers from a stale state).
 func (b *Bed) Client() *api.Client {
+	var withLeader *api.Client
 	for _, s := range b.Servers {
 		c := b.ClientOf(s)
-		if _, err := c.Cluster(context.Background()); err == nil {
+		cl, err := c.Cluster(context.Background())
+		if err != nil || cl.Leader == "" {
+			continue
+		}
+		if cl.Leader == s.name {
 			return c
 		}
+		if withLeader == nil {
+			withLeader = c
+		}
+	}
+	if withLeader != nil {
+		return withLeader
 	}
 	return b.ClientOf(b.Servers[0])
 }

@@ -530,6 +530,14 @@ func TestScenarios(t *testing.T) {
 			wr := startWriter(b, strings.ReplaceAll(name, " ", "-"))
 			id := evacuate(t, b, h2.name)
 			old, lost := leaderChange(t, b, id, isolate)
+			var elected time.Time
+			cluster.WaitFor(t, 30*time.Second, "a new leader", func() bool {
+				if l := b.Leader(); l != nil && l != old {
+					elected = time.Now()
+					return true
+				}
+				return false
+			})
 			var resumed time.Time
 			cluster.WaitFor(t, 60*time.Second, "a new leader resumes the evacuation", func() bool {
 				for _, e := range events(t, b, lost, "") {
@@ -541,7 +549,7 @@ func TestScenarios(t *testing.T) {
 				return false
 			})
 			op := resumedOnce(t, b, id)
-			timings := map[string]time.Duration{"resumed": resumed.Sub(lost), "evacuation": op.Updated.Sub(start), "retries(n)": retries(op)}
+			timings := map[string]time.Duration{"new-leader": elected.Sub(lost), "resumed": resumed.Sub(lost), "evacuation": op.Updated.Sub(start), "retries(n)": retries(op)}
 			if l := b.Leader(); l == nil || l == old {
 				t.Errorf("leader after the change: %v", l)
 			}
@@ -557,10 +565,12 @@ func TestScenarios(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			cluster.WaitFor(t, 60*time.Second, "exit and the old leader back", func() bool {
+			cluster.WaitFor(t, 60*time.Second, "exit done and the old leader caught up", func() bool {
 				o, err := b.Client().Operation(ctx, ref.Operation)
 				cl, cerr := b.ClientOf(old).Cluster(ctx)
-				return err == nil && o.State == cluster.OpSucceeded && cerr == nil && cl.Leader != ""
+				lead, lerr := b.Client().Cluster(ctx)
+				return err == nil && o.State == cluster.OpSucceeded && cerr == nil && lerr == nil &&
+					cl.Leader != "" && cl.Index+2 >= lead.Index
 			})
 			w.check(t)
 			record(t, timings)
@@ -664,4 +674,51 @@ func policyYAMLFor(b *Bed) string {
 		b.t.Fatal(err)
 	}
 	return string(data)
+}
+
+// TestCrashTiming measures, five times on one bed, a host with 20 tiny VMs
+// crashing (power fencing) until all of them run elsewhere. Set
+// E2E_TIMING=1 (make e2e-timing).
+func TestCrashTiming(t *testing.T) {
+	if os.Getenv("E2E_TIMING") == "" {
+		t.Skip("set E2E_TIMING=1")
+	}
+	b := NewBed(t, 3)
+	w := watch(b)
+	defer w.close()
+	defer writeReport(t)
+	h := b.Hosts[0]
+	var totals []time.Duration
+	for run := 1; run <= 5; run++ {
+		t.Run(fmt.Sprintf("run %d", run), func(t *testing.T) {
+			var names []string
+			for i := 1; i <= 20; i++ {
+				names = append(names, fmt.Sprintf("t%d-%02d", run, i))
+				b.Define(h.name, names[len(names)-1], true)
+			}
+			waitVMs(t, b, h.name, names, nil)
+			start := time.Now()
+			defer dumpEvents(t, b, start)
+			b.PowerOff(h)
+			op := waitRecovery(t, b, h.name, 90*time.Second)
+			evs := events(t, b, start, h.name)
+			timings := map[string]time.Duration{"fenced": firstEvent(evs, "host.fenced").Sub(start), "recovered": op.Updated.Sub(start)}
+			for _, e := range evs {
+				if e.Type == "host.health" && strings.Contains(e.Message, " is dead ") {
+					timings["detection"] = e.Time.Sub(start)
+				}
+			}
+			totals = append(totals, timings["recovered"])
+			runningOnce(t, b, h.name, names, nil)
+			b.PowerOn(h)
+			bringBack(t, b, h, names)
+			w.check(t)
+			record(t, timings)
+		})
+	}
+	sort.Slice(totals, func(i, j int) bool { return totals[i] < totals[j] })
+	if len(totals) == 5 {
+		t.Logf("crash of a host with 20 VMs to all running elsewhere: median %.2fs (min %.2fs, max %.2fs)", totals[2].Seconds(), totals[0].Seconds(), totals[4].Seconds())
+		record(t, map[string]time.Duration{"median": totals[2], "min": totals[0], "max": totals[4]})
+	}
 }

@@ -33,6 +33,9 @@ type Metrics struct {
 	Recreations      *prometheus.CounterVec
 	RecoveryStorm    prometheus.Gauge
 	LeaseRenewals    *prometheus.CounterVec
+	// Gossip health.
+	GossipProbeRTT   prometheus.Histogram
+	GossipSuspicions prometheus.Counter
 }
 
 // Sources feed the collectors that read state at scrape time.
@@ -138,6 +141,15 @@ func New(reg prometheus.Registerer, src Sources) *Metrics {
 			Name: "herd_recovery_storm",
 			Help: "1 while more than recovery.storm_threshold of the hosts look dead: nothing is fenced automatically (leader only).",
 		}),
+		GossipProbeRTT: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "herd_gossip_probe_rtt_seconds",
+			Help:    "Round-trip time of this server's successful gossip probes of other members.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
+		}),
+		GossipSuspicions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herd_gossip_probe_failures_total",
+			Help: "Gossip members this server saw stop answering probes: alive members that turned suspect.",
+		}),
 		LeaseRenewals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herd_agent_lease_renewals_total",
 			Help: "Agent lease renewals answered by this server, by result (ok, refused).",
@@ -156,6 +168,7 @@ func New(reg prometheus.Registerer, src Sources) *Metrics {
 		m.BalanceImbalance, m.BalanceRecommended, m.BalanceMoves, m.MetricSourceErrors, m.VMDuplicates, m.APIRequestDuration, m.InventorySyncs, m.InventorySyncTime,
 		m.InventoryChanges, m.ForwardedRequests,
 		m.FencingAttempts, m.Recoveries, m.RecoveryDuration, m.Recreations, m.RecoveryStorm, m.LeaseRenewals,
+		m.GossipProbeRTT, m.GossipSuspicions,
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewGoCollector(),
 		&stateCollector{state: src.State, raft: src.Raft, policy: src.Policy, gossip: src.Gossip})

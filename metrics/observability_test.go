@@ -372,7 +372,7 @@ var wantDashboards = map[string][]string{
 	"herd-balance.json": {"herd_balance_imbalance_ratio", "herd_balance_recommended_moves", "herd_balance_moves_total"},
 	"herd-control-plane.json": {"herd_raft_state", "herd_raft_leader", "herd_raft_commit_index", "herd_raft_applied_index",
 		"herd_raft_last_contact_seconds", "herd_api_requests_total", "herd_api_request_duration_seconds_bucket",
-		"herd_inventory_sync_duration_seconds_bucket", "herd_policy_version", "herd_policy_drift", "herd_policy_reloads_total"},
+		"herd_inventory_sync_duration_seconds_bucket", "herd_policy_version", "herd_policy_drift", "herd_policy_reloads_total", "herd_gossip_probe_failures_total", "herd_gossip_probe_rtt_seconds_bucket"},
 }
 
 func TestDashboardsUseLiveMetrics(t *testing.T) {

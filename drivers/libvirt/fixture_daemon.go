@@ -245,6 +245,14 @@ func (h *fixtureHost) kill() error {
 	if cmd == nil {
 		return nil
 	}
+	select {
+	case <-exited:
+		// libvirtd died already (a test killed the host's processes): its
+		// mount namespace may be gone, and its number reused by another
+		// host's new libvirtd. Only the QEMU pid files are safe to use.
+		ns = ""
+	default:
+	}
 	if ns != "" {
 		killNamespace(ns)
 	}
