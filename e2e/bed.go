@@ -523,7 +523,11 @@ func (b *Bed) Domains(all bool) map[string]map[string]drivers.PowerState {
 // domainsOf lists a host's domains with virsh over TCP (false when its
 // libvirtd does not answer).
 func (b *Bed) domainsOf(h *member, all bool) (map[string]drivers.PowerState, bool) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	timeout := 2 * time.Second // the watcher's sample
+	if all {
+		timeout = 15 * time.Second // a scenario's check: a busy host answers slowly
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	list := func(args ...string) ([]string, bool) {
 		out, err := exec.CommandContext(ctx, "virsh", append([]string{"-c", "qemu+tcp://" + h.ip + ":16509/system", "list", "--name"}, args...)...).Output()
