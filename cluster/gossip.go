@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	metrics "github.com/hashicorp/go-metrics"
 	"github.com/hashicorp/memberlist"
 )
 
@@ -36,9 +37,11 @@ type MemberMeta struct {
 
 // GossipMember is one member as this node sees it.
 type GossipMember struct {
-	Name  string     `json:"name"`
-	Addr  string     `json:"addr"`
-	State string     `json:"state"` // alive, suspect, dead, left
+	Name string `json:"name"`
+	Addr string `json:"addr"`
+	// State is "alive": memberlist lists only the members it has not
+	// declared dead or left, and does not show which of them are suspect.
+	State string     `json:"state"`
 	Meta  MemberMeta `json:"meta"`
 }
 
@@ -58,6 +61,11 @@ type GossipConfig struct {
 	// connections while it returns true: a lossy uplink, for tests of
 	// short network losses.
 	Drop func() bool
+	// OnSuspect, when set, hears each suspicion this member learns of: a
+	// member that stopped answering direct, indirect and TCP probes (this
+	// member's or another's), before the suspicion timeout declares it
+	// dead. It must not block.
+	OnSuspect func()
 	// OnProbe, when set, is told the round-trip time of every successful
 	// probe of another member.
 	OnProbe func(rtt time.Duration)
@@ -71,6 +79,8 @@ type Gossip struct {
 	meta   []byte
 	down   bool // shut down
 	events chan struct{}
+	// stopHooks ends OnSuspect's delivery.
+	stopHooks func()
 }
 
 // ReadKeyring reads a keyring file: one base64 key per line, the primary
@@ -149,7 +159,7 @@ func StartGossip(cfg GossipConfig) (*Gossip, error) {
 				mc.AdvertisePort = mc.BindPort
 			}
 		}
-		mc.Transport = &lossyTransport{NetTransport: nt, drop: cfg.Drop}
+		mc.Transport = newLossyTransport(nt, cfg.Drop)
 	}
 	g := &Gossip{meta: meta, events: make(chan struct{}, 1)}
 	mc.Delegate = &gossipDelegate{g: g}
@@ -157,8 +167,17 @@ func StartGossip(cfg GossipConfig) (*Gossip, error) {
 		mc.Ping = probeDelegate(cfg.OnProbe)
 	}
 	mc.Events = &gossipEvents{g: g}
+	if cfg.OnSuspect != nil {
+		label, stop, err := sink.register(cfg.OnSuspect)
+		if err != nil {
+			return nil, fmt.Errorf("gossip suspicion metrics: %w", err)
+		}
+		mc.MetricLabels = []metrics.Label{label}
+		g.stopHooks = stop
+	}
 	ml, err := memberlist.Create(mc)
 	if err != nil {
+		g.unhook()
 		return nil, fmt.Errorf("start gossip on %s: %w", cfg.Bind, err)
 	}
 	g.ml = ml
@@ -231,16 +250,7 @@ func (g *Gossip) Members() []GossipMember {
 
 func toMember(n *memberlist.Node) GossipMember {
 	m := GossipMember{Name: n.Name, Addr: net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))}
-	switch n.State {
-	case memberlist.StateAlive:
-		m.State = "alive"
-	case memberlist.StateSuspect:
-		m.State = "suspect"
-	case memberlist.StateDead:
-		m.State = "dead"
-	case memberlist.StateLeft:
-		m.State = "left"
-	}
+	m.State = "alive" // n.State is always StateAlive: see suspicionSink
 	_ = json.Unmarshal(n.Meta, &m.Meta)
 	return m
 }
@@ -259,6 +269,7 @@ func (g *Gossip) Leave(timeout time.Duration) error {
 	if serr := g.ml.Shutdown(); err == nil {
 		err = serr
 	}
+	g.unhook()
 	return err
 }
 
@@ -267,7 +278,15 @@ func (g *Gossip) Shutdown() error {
 	g.mu.Lock()
 	g.down = true
 	g.mu.Unlock()
-	return g.ml.Shutdown()
+	err := g.ml.Shutdown()
+	g.unhook()
+	return err
+}
+
+func (g *Gossip) unhook() {
+	if g.stopHooks != nil {
+		g.stopHooks()
+	}
 }
 
 func (g *Gossip) signal() {
@@ -299,11 +318,46 @@ func (e *gossipEvents) NotifyJoin(*memberlist.Node)   { e.g.signal() }
 func (e *gossipEvents) NotifyLeave(*memberlist.Node)  { e.g.signal() }
 func (e *gossipEvents) NotifyUpdate(*memberlist.Node) { e.g.signal() }
 
-// lossyTransport drops outgoing traffic while drop says so.
+// lossyTransport drops outgoing traffic while drop says so: packets and
+// dials, and connections others open to it (the answer would not get out),
+// so that memberlist's TCP fallback probe fails too.
 type lossyTransport struct {
 	*memberlist.NetTransport
-	drop func() bool
+	drop    func() bool
+	streams chan net.Conn
+	done    chan struct{}
 }
+
+func newLossyTransport(nt *memberlist.NetTransport, drop func() bool) *lossyTransport {
+	t := &lossyTransport{NetTransport: nt, drop: drop, streams: make(chan net.Conn), done: make(chan struct{})}
+	go func() {
+		for {
+			select {
+			case c := <-nt.StreamCh():
+				if drop() {
+					c.Close()
+					continue
+				}
+				select {
+				case t.streams <- c:
+				case <-t.done:
+					c.Close()
+					return
+				}
+			case <-t.done:
+				return
+			}
+		}
+	}()
+	return t
+}
+
+func (t *lossyTransport) Shutdown() error {
+	close(t.done)
+	return t.NetTransport.Shutdown()
+}
+
+func (t *lossyTransport) StreamCh() <-chan net.Conn { return t.streams }
 
 func (t *lossyTransport) WriteTo(b []byte, addr string) (time.Time, error) {
 	if t.drop() {

@@ -81,10 +81,10 @@ func TestGossipEncryptedPool(t *testing.T) {
 	WaitFor(t, 10*time.Second, "the stopped agent seen dead", func() bool {
 		for _, m := range s1.Members() {
 			if m.Name == "agent-h1" {
-				return m.State == "dead" || m.State == "suspect"
+				return false
 			}
 		}
-		return true // already reaped
+		return true
 	})
 }
 
@@ -111,18 +111,21 @@ func TestReadKeyring(t *testing.T) {
 }
 
 // TestGossipProbesAndLoss: OnProbe hears successful probes; a member whose
-// uplink drops everything turns suspect at the others, and alive again
-// when it answers.
+// uplink drops everything (its TCP answers too) turns suspect at the
+// others, which OnSuspect hears, then dead; it is alive again when it
+// answers.
 func TestGossipProbesAndLoss(t *testing.T) {
 	var mu sync.Mutex
 	probes := 0
 	var lossy atomic.Bool
+	var suspicions atomic.Int64
 	a, err := StartGossip(GossipConfig{Name: "a", Bind: "127.0.0.1:0", Fast: true, Logger: TestLogger(t),
 		OnProbe: func(rtt time.Duration) {
 			mu.Lock()
 			probes++
 			mu.Unlock()
-		}})
+		},
+		OnSuspect: func() { suspicions.Add(1) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,8 +151,12 @@ func TestGossipProbesAndLoss(t *testing.T) {
 		}
 		return "gone"
 	}
+	if n := suspicions.Load(); n != 0 {
+		t.Fatalf("%d suspicions before any loss", n)
+	}
 	lossy.Store(true)
-	WaitFor(t, 10*time.Second, "b not alive at a", func() bool { return state() != "alive" })
+	WaitFor(t, 10*time.Second, "b suspected by a", func() bool { return suspicions.Load() > 0 })
+	WaitFor(t, 10*time.Second, "b declared dead at a", func() bool { return state() == "gone" })
 	lossy.Store(false)
 	WaitFor(t, 15*time.Second, "b alive again at a", func() bool {
 		if state() == "gone" {

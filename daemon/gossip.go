@@ -25,16 +25,12 @@ func (s *Server) startGossip() error {
 	}
 	gs, err := cluster.StartGossip(cluster.GossipConfig{Name: s.cfg.NodeName, Bind: g.Listen, Advertise: g.Advertise, Keys: keys,
 		Meta: cluster.MemberMeta{Role: cluster.RoleServer, API: s.apiAddr}, Logger: s.log,
-		OnProbe: func(rtt time.Duration) { s.metrics.GossipProbeRTT.Observe(rtt.Seconds()) }})
+		OnProbe:   func(rtt time.Duration) { s.metrics.GossipProbeRTT.Observe(rtt.Seconds()) },
+		OnSuspect: s.metrics.GossipSuspicions.Inc})
 	if err != nil {
 		return fmt.Errorf("gossip: %w", err)
 	}
 	s.gossip = gs
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.countProbeFailures()
-	}()
 	if len(g.Join) == 0 {
 		return nil
 	}
@@ -69,22 +65,4 @@ func (s *Server) gossipStates() map[string]int {
 		out[m.State]++
 	}
 	return out
-}
-
-// countProbeFailures watches the pool and counts members that stop
-// answering probes: alive ones that turn suspect (a failed probe, direct
-// and indirect). A clean leave is not a failure.
-func (s *Server) countProbeFailures() {
-	prev := map[string]string{}
-	for s.ctx.Err() == nil {
-		cur := map[string]string{}
-		for _, m := range s.gossip.Members() {
-			cur[m.Name] = m.State
-			if m.State == "suspect" && prev[m.Name] == "alive" {
-				s.metrics.GossipSuspicions.Inc()
-			}
-		}
-		prev = cur
-		sleepCtx(s.ctx, 250*time.Millisecond)
-	}
 }

@@ -209,6 +209,11 @@ func (c *healthController) round(ctx context.Context, tracks map[string]policy.H
 		}
 		if a, ok := agents[name]; ok {
 			sig.Agent, sig.HypervisorDown = a.State, a.Meta.Hypervisor == "down"
+		} else if h.LeaseTTL > 0 {
+			// Its agent holds a lease (one that stops cleanly releases
+			// it) but gossip declared it dead, or has not heard it since
+			// this server started.
+			sig.Agent = "dead"
 		}
 		tr, ok := tracks[name]
 		if !ok || tr.Health != h.Health {

@@ -148,7 +148,7 @@ func New(reg prometheus.Registerer, src Sources) *Metrics {
 		}),
 		GossipSuspicions: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herd_gossip_probe_failures_total",
-			Help: "Gossip members this server saw stop answering probes: alive members that turned suspect.",
+			Help: "Suspicions this server learned of: a gossip member stopped answering direct, indirect and TCP probes (this server's or another member's) and turned suspect.",
 		}),
 		LeaseRenewals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herd_agent_lease_renewals_total",

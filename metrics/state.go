@@ -105,10 +105,12 @@ type stateCollector struct {
 	gossip func() map[string]int
 }
 
-// GossipStates bound the labels of herd_gossip_members.
-var GossipStates = []string{"alive", "suspect", "dead", "left"}
+// GossipStates bound the labels of herd_gossip_members. memberlist lists
+// only the members it holds alive (a suspect one among them, unmarked);
+// dead and left ones drop out, so "alive" is the only state it can show.
+var GossipStates = []string{"alive"}
 
-var descGossip = prometheus.NewDesc("herd_gossip_members", "Gossip members this server knows, by state (all 0 without gossip).", []string{"state"}, nil)
+var descGossip = prometheus.NewDesc("herd_gossip_members", "Gossip members this server holds alive, suspect ones included (0 without gossip); suspicions are counted in herd_gossip_probe_failures_total.", []string{"state"}, nil)
 
 var (
 	descPolicyVersion = prometheus.NewDesc("herd_policy_version", "Version of the policy in force (0: defaults, none applied).", nil, nil)

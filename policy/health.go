@@ -11,8 +11,9 @@ type HealthSignals struct {
 	// Connected: the hypervisor manager (vCenter, the host's libvirtd)
 	// reports the host connected.
 	Connected bool
-	// Agent is the gossip state of the host's agent: "" when it runs none,
-	// else alive, suspect, dead or left.
+	// Agent is the gossip state of the host's agent: "" when it runs none
+	// (or stopped cleanly), "alive" while gossip holds it alive, "dead"
+	// when gossip declared it dead while it held a lease.
 	Agent string
 	// HypervisorDown: the agent says its local hypervisor is not running.
 	HypervisorDown bool
