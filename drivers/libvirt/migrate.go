@@ -45,7 +45,7 @@ func (d *Driver) Migrate(ctx context.Context, id, target string, kind drivers.Mi
 	if err != nil {
 		return fail(err)
 	}
-	ps, err := d.locate(ctx, id)
+	ps, err := d.settled(ctx, id)
 	if err != nil {
 		return fail(err)
 	}
@@ -85,6 +85,57 @@ func (d *Driver) Migrate(ctx context.Context, id, target string, kind drivers.Mi
 		return fail(err)
 	}
 	return nil
+}
+
+// settled locates VM id once no copy of it has a job under way: a live
+// migration a previous caller started (a leader that died, a timed-out
+// step) goes on in the source's libvirtd, with a paused incoming copy on its
+// target. Deciding during it would see the VM on two hosts, or paused; after
+// it, the VM is on one of them. It waits as long as ctx allows.
+func (d *Driver) settled(ctx context.Context, id string) ([]placement, error) {
+	waited := time.Time{}
+	for {
+		ps, err := d.locate(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		busy := ""
+		for _, p := range ps {
+			if p.active() && d.jobActive(ctx, p) {
+				busy = p.host.cfg.Name
+				break
+			}
+		}
+		if busy == "" {
+			if !waited.IsZero() {
+				d.log.Info("job under way ended", "vm", id, "waited", time.Since(waited).Round(time.Millisecond))
+			}
+			return ps, nil
+		}
+		if waited.IsZero() {
+			waited = time.Now()
+			d.log.Info("VM has a job under way (a migration started earlier): waiting for it to end", "vm", id, "host", busy)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("a job under way on %s did not end: %w", busy, timeoutError(ctx, "wait for job"))
+		case <-time.After(jobPoll):
+		}
+	}
+}
+
+// jobActive says whether copy p has a job running (an outgoing or incoming
+// migration). A copy that cannot be asked counts as not busy: the action
+// that follows fails on its own.
+func (d *Driver) jobActive(ctx context.Context, p placement) bool {
+	typ, err := query(ctx, p.host, "job info", func(l *golibvirt.Libvirt) (int32, error) {
+		t, _, _, _, _, _, _, _, _, _, _, _, err := l.DomainGetJobInfo(p.dom)
+		return t, err
+	})
+	if err != nil {
+		return false
+	}
+	return golibvirt.DomainJobType(typ) != golibvirt.DomainJobNone
 }
 
 // migrateParams are the typed parameters of a live migration to th.

@@ -142,3 +142,41 @@ func TestOfflineMigration(t *testing.T) {
 	wantState(t, f, "lv1", run, drivers.PoweredOn)
 	wantState(t, f, "lv2", off, drivers.PoweredOff)
 }
+
+// TestLiveMigrationTakenOver: the caller of a live migration goes away (a
+// leader killed: its connections close) while the source's libvirtd goes
+// on with the migration. Another caller asked to move the VM to the same
+// target waits for that migration to end instead of seeing the VM on two
+// hosts, and finds it done.
+func TestLiveMigrationTakenOver(t *testing.T) {
+	f := StartFixture(t, 2)
+	id := f.DefineDomain(t, "lv1", VMSpec{Name: "handover", MemoryMiB: 96, FillMiB: 48, Running: true})
+	cfg := f.Config()
+	cfg.Bandwidth = 8
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	first, err := New(ctx, cfg, testLogger(t))
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- first.Migrate(context.Background(), id, "lv2", drivers.Live) }()
+	eventually(t, 10*time.Second, "the incoming copy on lv2", func() error {
+		if _, ok := f.DomainStates(t, "lv2")[id]; !ok {
+			return fmt.Errorf("not yet on lv2")
+		}
+		return nil
+	})
+	first.Close()
+	if err := <-done; err == nil {
+		t.Log("the first migration finished before its caller went away")
+	}
+	second := newTestDriver(t, f, nil)
+	start := time.Now()
+	if err := second.Migrate(testContext(t, 60*time.Second), id, "lv2", drivers.Live); err != nil {
+		t.Fatalf("Migrate after the first caller went away: %v", err)
+	}
+	t.Logf("the second Migrate returned after %v", time.Since(start).Round(time.Millisecond))
+	wantState(t, f, "lv2", id, drivers.PoweredOn)
+	wantState(t, f, "lv1", id, "")
+}
