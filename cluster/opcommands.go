@@ -184,6 +184,14 @@ func (s *State) startOperation(c *StartOperation) *ApplyError {
 			return err
 		}
 	case OpExit:
+		// Leaving maintenance opens the host: not while it is fenced or
+		// holds stale copies of VMs recreated elsewhere.
+		if h := s.Hosts[op.Host]; h != nil && h.Health == HealthFenced {
+			return conflict("maintenance", "host %s is fenced: it can leave maintenance once it answers again and its stale VM copies are gone", op.Host)
+		}
+		if stale := s.StaleOn(op.Host); len(stale) > 0 {
+			return conflict("maintenance", "host %s still holds %d stale VM copies (recreated elsewhere, e.g. %s); they are destroyed first", op.Host, len(stale), stale[0].Name)
+		}
 		if err := s.setMaintenance(op.Host, MaintenanceExiting, op.ID); err != nil {
 			return err
 		}

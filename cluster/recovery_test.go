@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -85,14 +87,26 @@ func TestRecoveryLifecycle(t *testing.T) {
 		t.Fatal("inventory sync cleared the stale mark")
 	}
 
+	// Neither an operator nor a maintenance exit opens it while it is
+	// fenced or holds stale copies.
+	exitRefused := func(id string, index uint64, why string) {
+		t.Helper()
+		err := s.Apply(&StartOperation{Op: Operation{ID: id, Kind: OpExit, Host: "a", Created: t0}}, index)
+		var ae *ApplyError
+		if !errors.As(err, &ae) || ae.Code != 409 || ae.Field != "maintenance" || !strings.Contains(ae.Msg, why) {
+			t.Fatalf("maintenance exit: %v, want a 409 saying %q", err, why)
+		}
+	}
 	wantCode(t, s.Apply(&SetHostStatus{Host: "a", Status: Available}, 23), 409) // fenced
-	must(t, s.Apply(&HostReturned{Host: "a"}, 24))
+	exitRefused("x1", 24, "fenced")
+	must(t, s.Apply(&HostReturned{Host: "a"}, 25))
 	if h := s.Hosts["a"]; h.Health != HealthAlive || h.Admin != NotAccepting || h.FencedBy != "" {
 		t.Fatalf("returned host: %+v", h)
 	}
-	wantCode(t, s.Apply(&SetHostStatus{Host: "a", Status: Available}, 25), 409) // stale copies
-	must(t, s.Apply(&ForgetVMs{IDs: []string{"v1", "v2"}}, 26))
-	must(t, s.Apply(&SetHostStatus{Host: "a", Status: Available}, 27))
+	wantCode(t, s.Apply(&SetHostStatus{Host: "a", Status: Available}, 26), 409) // stale copies
+	exitRefused("x2", 27, "stale")
+	must(t, s.Apply(&ForgetVMs{IDs: []string{"v1", "v2"}}, 28))
+	must(t, s.Apply(&SetHostStatus{Host: "a", Status: Available}, 29))
 }
 
 // TestLeaseArming: arming and disarming; the armed TTL is what the state keeps.
