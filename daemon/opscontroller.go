@@ -294,13 +294,7 @@ func (c *opsController) stepRecovery(ctx context.Context, st *cluster.State, usa
 			o.Prefer[h] = true
 		}
 	}
-	for _, it := range op.Items {
-		if it.State != cluster.ItemPending || c.inflight[key(op.ID, it.VM)] {
-			continue
-		}
-		if it.Attempts > 0 && now.Before(it.Finished.Add(recoveryBackoff(r, it.Attempts))) {
-			continue
-		}
+	for _, it := range dueRecoveries(op.Items, func(it cluster.OpItem) bool { return c.inflight[key(op.ID, it.VM)] }, now, r) {
 		if c.recovering >= r.Concurrency {
 			return
 		}
@@ -308,6 +302,27 @@ func (c *opsController) stepRecovery(ctx context.Context, st *cluster.State, usa
 			return
 		}
 	}
+}
+
+// dueRecoveries are the pending recreations of a recovery to try now, in
+// its items' order (priority, highest first), leaving out those running.
+// A VM whose backoff is over takes the ones before it along, backoff or
+// not: when room appears, higher priorities get it first.
+func dueRecoveries(items []cluster.OpItem, running func(cluster.OpItem) bool, now time.Time, r policy.RecoveryPolicy) []cluster.OpItem {
+	last := -1
+	for i, it := range items {
+		if it.State == cluster.ItemPending && !running(it) &&
+			(it.Attempts == 0 || !now.Before(it.Finished.Add(recoveryBackoff(r, it.Attempts)))) {
+			last = i
+		}
+	}
+	var out []cluster.OpItem
+	for _, it := range items[:last+1] {
+		if it.State == cluster.ItemPending && !running(it) {
+			out = append(out, it)
+		}
+	}
+	return out
 }
 
 // recoveryBackoff is the pause after a VM's attempts-th failed recreation.

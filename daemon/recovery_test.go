@@ -534,3 +534,40 @@ func TestRecreatedCopyThatWouldNotStart(t *testing.T) {
 		}
 	}
 }
+
+// TestDueRecoveries: the pending recreations tried in a round, in priority
+// order. One whose backoff is over takes the higher ones along, so that
+// room that appears goes to the highest priority first; running ones and
+// those only behind it in backoff wait.
+func TestDueRecoveries(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	r := policy.RecoveryPolicy{RetryBackoff: time.Second, MaxBackoff: 8 * time.Second}
+	item := func(vm string, state cluster.ItemState, attempts int, ago time.Duration) cluster.OpItem {
+		return cluster.OpItem{VM: vm, State: state, Attempts: attempts, Finished: now.Add(-ago)}
+	}
+	pending := cluster.ItemPending
+	tests := []struct {
+		name    string
+		items   []cluster.OpItem
+		running string
+		want    []string
+	}{
+		{"first round", []cluster.OpItem{item("hi", pending, 0, 0), item("lo", pending, 0, 0)}, "", []string{"hi", "lo"}},
+		{"all in backoff", []cluster.OpItem{item("hi", pending, 3, time.Second), item("lo", pending, 1, 0)}, "", nil},
+		// hi failed more often (4 s backoff), lo's 1 s is over: hi goes first.
+		{"a lower one due takes the higher along", []cluster.OpItem{item("hi", pending, 3, 2*time.Second), item("lo", pending, 1, 2*time.Second)}, "", []string{"hi", "lo"}},
+		{"a higher one due leaves the lower in backoff", []cluster.OpItem{item("hi", pending, 1, 2*time.Second), item("lo", pending, 3, 2*time.Second)}, "", []string{"hi"}},
+		{"done, failed and running ones are left out", []cluster.OpItem{item("done", cluster.ItemDone, 1, 0), item("run", pending, 1, time.Hour), item("hi", pending, 3, 0), item("lo", pending, 0, 0)}, "run", []string{"hi", "lo"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			for _, it := range dueRecoveries(tt.items, func(it cluster.OpItem) bool { return it.VM == tt.running }, now, r) {
+				got = append(got, it.VM)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("due %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
