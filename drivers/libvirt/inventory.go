@@ -149,14 +149,23 @@ func (h *hostConn) readVM(l *golibvirt.Libvirt, dom golibvirt.Domain) (drivers.V
 	return vm, nil
 }
 
-// warnDuplicates logs the VM IDs listed on more than one host.
+// warnDuplicates logs the VM IDs listed on more than one host, once for
+// as long as each duplicate lasts.
 func (d *Driver) warnDuplicates(vms []drivers.VM) {
 	seen := make(map[string]string, len(vms))
+	now := map[string]bool{}
+	d.dupMu.Lock()
+	defer d.dupMu.Unlock()
 	for _, vm := range vms {
 		if other, ok := seen[vm.ID]; ok && other != vm.Host {
-			d.log.Warn("VM defined on two hosts", "vm", vm.ID, "name", vm.Name, "host", vm.Host, "other", other, "power", vm.Power)
+			k := vm.ID + "/" + other + "/" + vm.Host
+			now[k] = true
+			if !d.dups[k] {
+				d.log.Warn("VM defined on two hosts", "vm", vm.ID, "name", vm.Name, "host", vm.Host, "other", other, "power", vm.Power)
+			}
 			continue
 		}
 		seen[vm.ID] = vm.Host
 	}
+	d.dups = now
 }

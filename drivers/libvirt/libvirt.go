@@ -64,6 +64,11 @@ type Driver struct {
 	stop      chan struct{}
 	wg        sync.WaitGroup
 	closeOnce sync.Once
+
+	dupMu sync.Mutex
+	// dups are the duplicates the last inventory warned about, so that
+	// each is logged once while it lasts.
+	dups map[string]bool
 }
 
 var _ drivers.Driver = (*Driver)(nil)
