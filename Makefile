@@ -33,8 +33,8 @@ test: lint
 E2E_RUNS ?= 1
 e2e:
 	@mkdir -p bin
-	@rm -f bin/e2e-report.txt
-	E2E_REPORT=$(CURDIR)/bin/e2e-report.txt $(GO) test -tags e2e -count=$(E2E_RUNS) -p 1 -timeout 30m -v -run TestScenarios ./e2e > bin/e2e.log 2>&1; \
+	@rm -rf bin/e2e-report.txt bin/e2e-logs
+	E2E_REPORT=$(CURDIR)/bin/e2e-report.txt E2E_LOGS=$(CURDIR)/bin/e2e-logs $(GO) test -tags e2e -count=$(E2E_RUNS) -p 1 -timeout 30m -v -run TestScenarios ./e2e > bin/e2e.log 2>&1; \
 	status=$$?; grep -E '^ *(--- |PASS|FAIL|ok)' bin/e2e.log; cat bin/e2e-report.txt 2>/dev/null; \
 	if [ $$status -ne 0 ]; then grep -E '^ +[a-z_0-9]+\.go:[0-9]+: |^ *--- FAIL' bin/e2e.log | grep -v ' handler\.go:' | tail -150; echo "e2e failed: the whole log is bin/e2e.log"; fi; exit $$status
 

@@ -12,6 +12,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -179,6 +181,30 @@ func (b *Bed) Close() {
 		killNS(m.ns)
 	}
 	cleanupNetworks()
+	b.keepLogs()
+}
+
+// keepLogs copies every member's whole log to $E2E_LOGS (make e2e: bin/
+// e2e-logs) when the run failed: the bed's own directory is removed.
+func (b *Bed) keepLogs() {
+	dir := os.Getenv("E2E_LOGS")
+	if dir == "" || !b.t.Failed() {
+		return
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.t.Logf("keep logs: %v", err)
+		return
+	}
+	for _, m := range append(append([]*member{}, b.Servers...), b.Hosts...) {
+		data, err := os.ReadFile(filepath.Join(b.dir, m.name+".log"))
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, m.name+".log"), data, 0o644)
+		}
+		if err != nil {
+			b.t.Logf("keep log of %s: %v", m.name, err)
+		}
+	}
+	b.t.Logf("the members' logs are in %s", dir)
 }
 
 func (b *Bed) writeConfigs() {
@@ -247,6 +273,10 @@ exit 1
 
 const policyYAML = `apiVersion: herd/v1
 kind: Policy
+vm_groups:
+  - name: high
+    pattern: "*-hi"
+    priority: 100
 maintenance:
   retry_backoff: 1s
   migration_timeout: 2m
@@ -302,6 +332,9 @@ drivers:
   - name: kvm
     type: libvirt
     call_timeout: 20s
+    # Live migrations of VMs with real memory take seconds: long enough
+    # to crash a host in the middle of one.
+    bandwidth_mibs: 16
     hosts:
 %s`
 
@@ -565,4 +598,21 @@ func (b *Bed) Logs() string {
 		fmt.Fprintf(&buf, "--- %s:\n%s\n", m.name, data)
 	}
 	return buf.String()
+}
+
+// LeaderMetrics is the leader's /metrics text ("" when there is no leader
+// or it does not answer).
+func (b *Bed) LeaderMetrics() string {
+	l := b.Leader()
+	if l == nil {
+		return ""
+	}
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get("http://" + l.ip + ":7420/metrics")
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return string(data)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/drivers"
+	"github.com/herd-project/herd/drivers/libvirt"
 )
 
 // watcher checks, four times a second for the whole run, that no VM runs
@@ -227,11 +228,27 @@ func slicesContains(l []string, s string) bool {
 // cleaned of stale copies, and open again.
 func bringBack(t *testing.T, b *Bed, h *member, names []string) time.Duration {
 	t.Helper()
+	ctx := context.Background()
+	back := waitBack(t, b, h, names, cluster.NotAccepting)
+	if _, err := b.Client().SetHostStatus(ctx, h.name, api.StatusRequest{Status: "AVAILABLE", Reason: "e2e: back"}); err != nil {
+		t.Fatalf("open %s again: %v", h.name, err)
+	}
+	cluster.WaitFor(t, 30*time.Second, h.name+" leased again", func() bool {
+		hh, err := b.Client().Host(ctx, h.name)
+		return err == nil && hh.LeaseTTL > 0 && hh.Health == cluster.HealthAlive
+	})
+	return back
+}
+
+// waitBack waits until a host that was fenced answers again, with admin
+// status admin, its stale copies of names gone.
+func waitBack(t *testing.T, b *Bed, h *member, names []string, admin cluster.AdminStatus) time.Duration {
+	t.Helper()
 	start := time.Now()
 	ctx := context.Background()
-	cluster.WaitFor(t, 60*time.Second, h.name+" back, NOT_ACCEPTING, stale copies gone", func() bool {
+	cluster.WaitFor(t, 60*time.Second, fmt.Sprintf("%s back, %s, stale copies gone", h.name, admin), func() bool {
 		hh, err := b.Client().Host(ctx, h.name)
-		if err != nil || hh.Health != cluster.HealthAlive || hh.Admin != cluster.NotAccepting {
+		if err != nil || hh.Health != cluster.HealthAlive || hh.Admin != admin {
 			return false
 		}
 		doms, ok := b.domainsOf(h, true)
@@ -245,15 +262,7 @@ func bringBack(t *testing.T, b *Bed, h *member, names []string) time.Duration {
 		}
 		return true
 	})
-	back := time.Since(start)
-	if _, err := b.Client().SetHostStatus(ctx, h.name, api.StatusRequest{Status: "AVAILABLE", Reason: "e2e: back"}); err != nil {
-		t.Fatalf("open %s again: %v", h.name, err)
-	}
-	cluster.WaitFor(t, 30*time.Second, h.name+" leased again", func() bool {
-		hh, err := b.Client().Host(ctx, h.name)
-		return err == nil && hh.LeaseTTL > 0 && hh.Health == cluster.HealthAlive
-	})
-	return back
+	return time.Since(start)
 }
 
 // writer posts numbered events to random servers until stopped and
@@ -603,6 +612,14 @@ func TestScenarios(t *testing.T) {
 		record(t, nil)
 	})
 
+	t.Run("host crash during a migration, to it and from it", func(t *testing.T) {
+		// A VM with real memory to copy under the bed's bandwidth cap: its
+		// live migration takes seconds, and one end dies in the middle.
+		for _, end := range []string{"target", "source"} {
+			crashDuringMigration(t, b, w, end)
+		}
+	})
+
 	t.Run("two hosts crash together without room", func(t *testing.T) {
 		// h1 and h2 crash while the policy leaves no room on h3: the
 		// recoveries wait (blocked), retry and say so; when room appears
@@ -611,9 +628,11 @@ func TestScenarios(t *testing.T) {
 		if _, err := b.Client().ApplyPolicy(ctx, []byte(y), "e2e"); err != nil {
 			t.Fatal(err)
 		}
-		b.Define(h1.name, "e1", true)
+		// e1-hi has the bed policy's high priority; e1-lo is defined first.
+		b.Define(h1.name, "e1-lo", true)
+		b.Define(h1.name, "e1-hi", true)
 		b.Define(h2.name, "e2", true)
-		waitVMs(t, b, h1.name, []string{"e1"}, nil)
+		waitVMs(t, b, h1.name, []string{"e1-lo", "e1-hi"}, nil)
 		waitVMs(t, b, h2.name, []string{"e2"}, nil)
 		start := time.Now()
 		defer dumpEvents(t, b, start)
@@ -628,23 +647,40 @@ func TestScenarios(t *testing.T) {
 			}
 			return n >= 2
 		})
+		// What HerdRecoveryBlocked fires on, from the leader.
+		cluster.WaitFor(t, 30*time.Second, "herd_recovery_vms{state=\"blocked\"} 3 on the leader", func() bool {
+			return strings.Contains(b.LeaderMetrics(), "\nherd_recovery_vms{state=\"blocked\"} 3\n")
+		})
 		for _, h := range []*member{h1, h2} {
 			cluster.WaitFor(t, 30*time.Second, "recovery of "+h.name+" running, blocked", func() bool {
 				ops, _ := b.Client().Operations(ctx, h.name)
 				return len(ops) > 0 && ops[0].Kind == cluster.OpRecover && ops[0].State == cluster.OpRunning && ops[0].Pending > 0
 			})
 		}
-		// Room appears: both finish.
+		// Room appears: both finish, the higher priority first.
+		room := time.Now()
 		if _, err := b.Client().ApplyPolicy(ctx, []byte(policyYAMLFor(b)), "e2e"); err != nil {
 			t.Fatal(err)
 		}
 		op1 := waitRecovery(t, b, h1.name, 60*time.Second)
 		op2 := waitRecovery(t, b, h2.name, 60*time.Second)
-		runningOnce(t, b, "", []string{"e1", "e2"}, nil)
+		runningOnce(t, b, "", []string{"e1-lo", "e1-hi", "e2"}, nil)
+		var order []string
+		for _, e := range events(t, b, room, h1.name) {
+			if e.Type == "step.started" && e.Operation == op1.ID {
+				order = append(order, strings.Fields(e.Message)[2])
+			}
+		}
+		if len(order) < 2 || order[0] != "e1-hi" {
+			t.Errorf("recreations of %s after room appeared: %v, want e1-hi first", h1.name, order)
+		}
+		if strings.Contains(b.LeaderMetrics(), "\nherd_recovery_vms{state=\"blocked\"} 3\n") {
+			t.Error("the leader still reports blocked VMs")
+		}
 		noRecreationWithoutFencing(t, events(t, b, start, ""))
 		b.PowerOn(h1)
 		b.PowerOn(h2)
-		bringBack(t, b, h1, []string{"e1"})
+		bringBack(t, b, h1, []string{"e1-lo", "e1-hi"})
 		bringBack(t, b, h2, []string{"e2"})
 		w.check(t)
 		last := op1.Updated
@@ -723,4 +759,114 @@ func TestCrashTiming(t *testing.T) {
 		t.Logf("crash of a host with 20 VMs to all running elsewhere: median %.2fs (min %.2fs, max %.2fs)", totals[2].Seconds(), totals[0].Seconds(), totals[4].Seconds())
 		record(t, map[string]time.Duration{"median": totals[2], "min": totals[0], "max": totals[4]})
 	}
+}
+
+// migrating waits until the operation's step for VM name is under way
+// (a target chosen) and returns it.
+func migrating(t *testing.T, b *Bed, id, name string) cluster.OpItem {
+	t.Helper()
+	var found cluster.OpItem
+	cluster.WaitFor(t, 60*time.Second, "the migration of "+name+" under way", func() bool {
+		op, err := b.Client().Operation(context.Background(), id)
+		if err != nil {
+			return false
+		}
+		for _, it := range op.Items {
+			if it.Name == name && it.State == cluster.ItemRunning && it.Target != "" {
+				found = it
+				return true
+			}
+		}
+		return false
+	})
+	return found
+}
+
+// crashDuringMigration crashes one end of a live migration out of h1 in
+// the middle of the copy: the target (the source keeps the VM, the
+// evacuation moves it elsewhere) or the source (the VM runs once: where
+// the migration left it, or recreated).
+func crashDuringMigration(t *testing.T, b *Bed, w *watcher, end string) {
+	ctx := context.Background()
+	h1 := b.Hosts[0]
+	name := "m-" + end
+	b.fx.DefineDomain(t, h1.name, libvirt.VMSpec{Name: name, MemoryMiB: 96, FillMiB: 48, Running: true})
+	// Each host that may die has a VM of its own, recreated when it does.
+	for _, h := range b.Hosts {
+		b.Define(h.name, name+"-"+h.name, true)
+	}
+	for _, h := range b.Hosts {
+		waitVMs(t, b, h.name, []string{name + "-" + h.name}, nil)
+	}
+	waitVMs(t, b, h1.name, []string{name}, nil)
+	start := time.Now()
+	defer dumpEvents(t, b, start)
+	id := evacuate(t, b, h1.name)
+	it := migrating(t, b, id, name)
+	time.Sleep(time.Second) // well inside the copy
+	victim := h1
+	if end == "target" {
+		victim = b.Host(it.Target)
+	}
+	// The victim's own VMs are recreated elsewhere: note them now.
+	own := []string{}
+	for n := range b.Domains(false)[victim.name] {
+		if n != name {
+			own = append(own, n)
+		}
+	}
+	crashed := time.Now()
+	b.PowerOff(victim)
+	op := waitRecovery(t, b, victim.name, 90*time.Second)
+	noRecreationWithoutFencing(t, events(t, b, start, ""))
+	if end == "target" {
+		// The source kept the VM running; the evacuation moved
+		// it to the other host.
+		ev := resumedOnce(t, b, id)
+		for _, item := range ev.Items {
+			if item.Name == name && (item.Target == victim.name || item.State != cluster.ItemDone) {
+				t.Errorf("migration of %s: %+v", name, item)
+			}
+		}
+		runningOnce(t, b, victim.name, append(own, name), nil)
+	} else {
+		// Whether the copy finished or not, the VM runs once:
+		// where the migration left it, or recreated.
+		runningOnce(t, b, victim.name, append(own, name), nil)
+	}
+	b.PowerOn(victim)
+	var back time.Duration
+	if end == "target" {
+		back = bringBack(t, b, victim, append(own, name))
+		if _, err := b.Client().Maintenance(ctx, h1.name, api.MaintenanceRequest{Status: "disable"}); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		// Fenced, h1 went OFFLINE; it returns NOT_ACCEPTING with its
+		// failed maintenance, which it can leave once its stale copies are
+		// gone (below).
+		back = waitBack(t, b, victim, append(own, name), cluster.NotAccepting)
+	}
+	state := ""
+	defer func() {
+		if t.Failed() {
+			t.Logf("%s: %s", h1.name, state)
+		}
+	}()
+	cluster.WaitFor(t, 60*time.Second, h1.name+" out of maintenance and available", func() bool {
+		h, err := b.Client().Host(ctx, h1.name)
+		if err != nil {
+			state = err.Error()
+			return false
+		}
+		if h.Maintenance != cluster.MaintenanceOff || h.Admin != cluster.Available {
+			_, err := b.Client().Maintenance(ctx, h1.name, api.MaintenanceRequest{Status: "disable"})
+			state = fmt.Sprintf("%+v; disable: %v", h, err)
+			return false
+		}
+		return true
+	})
+	w.check(t)
+	t.Logf("crash of the %s (%s) during the migration of %s: recovery %s", end, victim.name, name, op.State)
+	record(t, map[string]time.Duration{end + "-recovered": op.Updated.Sub(crashed), end + "-return": back})
 }
