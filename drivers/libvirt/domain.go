@@ -34,9 +34,18 @@ func formatUUID(u golibvirt.UUID) string {
 
 // placement is one copy of a domain on one host.
 type placement struct {
-	host  *hostConn
-	dom   golibvirt.Domain
-	state golibvirt.DomainState
+	host   *hostConn
+	dom    golibvirt.Domain
+	state  golibvirt.DomainState
+	reason int32
+}
+
+// inTransit says whether the copy is paused by a live migration: the
+// incoming copy on a target, or the source in its last phase. Which of the
+// two ends up running is decided when the migration ends.
+func (p placement) inTransit() bool {
+	r := golibvirt.DomainPausedReason(p.reason)
+	return p.state == golibvirt.DomainPaused && (r == golibvirt.DomainPausedMigration || r == golibvirt.DomainPausedStartingUp)
 }
 
 func (p placement) active() bool {
@@ -61,11 +70,11 @@ func (d *Driver) locate(ctx context.Context, id string) ([]placement, error) {
 				if err != nil {
 					return nil, err
 				}
-				state, _, err := l.DomainGetState(dom, 0)
+				state, reason, err := l.DomainGetState(dom, 0)
 				if err != nil {
 					return nil, err
 				}
-				return &placement{host: h, dom: dom, state: golibvirt.DomainState(state)}, nil
+				return &placement{host: h, dom: dom, state: golibvirt.DomainState(state), reason: reason}, nil
 			})
 			found[i] = p
 			if err != nil && !errors.Is(err, drivers.ErrNotFound) {

@@ -87,11 +87,13 @@ func (d *Driver) Migrate(ctx context.Context, id, target string, kind drivers.Mi
 	return nil
 }
 
-// settled locates VM id once no copy of it has a job under way: a live
-// migration a previous caller started (a leader that died, a timed-out
-// step) goes on in the source's libvirtd, with a paused incoming copy on its
-// target. Deciding during it would see the VM on two hosts, or paused; after
-// it, the VM is on one of them. It waits as long as ctx allows.
+// settled locates VM id once no copy of it has a job under way or is
+// paused by a migration: a live migration a previous caller started (a
+// leader that died, a timed-out step) goes on in the source's libvirtd,
+// with a paused incoming copy on its target. Deciding during it would see
+// the VM on two hosts, or take the incoming copy for the VM (when the
+// source cannot be asked: the copy dies with the migration); after it, the
+// VM is on one of them. It waits as long as ctx allows.
 func (d *Driver) settled(ctx context.Context, id string) ([]placement, error) {
 	waited := time.Time{}
 	for {
@@ -101,7 +103,7 @@ func (d *Driver) settled(ctx context.Context, id string) ([]placement, error) {
 		}
 		busy := ""
 		for _, p := range ps {
-			if p.active() && d.jobActive(ctx, p) {
+			if p.active() && (p.inTransit() || d.jobActive(ctx, p)) {
 				busy = p.host.cfg.Name
 				break
 			}

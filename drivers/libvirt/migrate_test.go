@@ -180,3 +180,33 @@ func TestLiveMigrationTakenOver(t *testing.T) {
 	wantState(t, f, "lv2", id, drivers.PoweredOn)
 	wantState(t, f, "lv1", id, "")
 }
+
+// TestLiveMigrationSourceDies: the source host crashes during a live
+// migration. The paused incoming copy on the target is not the VM: a call
+// to move the VM there does not take it for a finished migration (the copy
+// dies with the migration), it fails, and nothing runs on the target.
+func TestLiveMigrationSourceDies(t *testing.T) {
+	f := StartFixture(t, 2)
+	id := f.DefineDomain(t, "lv1", VMSpec{Name: "orphan", MemoryMiB: 96, FillMiB: 48, Running: true})
+	first := newTestDriver(t, f, func(c *Config) { c.Bandwidth = 4 })
+	done := make(chan error, 1)
+	go func() { done <- first.Migrate(context.Background(), id, "lv2", drivers.Live) }()
+	eventually(t, 10*time.Second, "the incoming copy on lv2", func() error {
+		if _, ok := f.DomainStates(t, "lv2")[id]; !ok {
+			return fmt.Errorf("not yet on lv2")
+		}
+		return nil
+	})
+	f.Kill(t, "lv1")
+	err := first.Migrate(testContext(t, 60*time.Second), id, "lv2", drivers.Live)
+	if err == nil {
+		t.Fatal("Migrate succeeded while the source died in the middle of the copy")
+	}
+	t.Logf("Migrate after the source died: %v", err)
+	if err := <-done; err == nil {
+		t.Error("the interrupted migration reported success")
+	}
+	if s, ok := f.DomainStates(t, "lv2")[id]; ok {
+		t.Errorf("lv2 still has VM %s (%s)", id, s)
+	}
+}
