@@ -616,3 +616,36 @@ func (b *Bed) LeaderMetrics() string {
 	data, _ := io.ReadAll(resp.Body)
 	return string(data)
 }
+
+// hypervisorActions are the log messages of a server's driver calls that
+// change a hypervisor.
+var hypervisorActions = []string{`msg="live migration started"`, `msg="offline migration done"`, `msg="recreated VM"`,
+	`msg="VM powered on"`, `msg="VM powered off"`, `msg="destroyed VM"`}
+
+// ActionsIn returns the lines of m's log, between from and to, that record a
+// change to a hypervisor.
+func (b *Bed) ActionsIn(m *member, from, to time.Time) []string {
+	data, err := os.ReadFile(filepath.Join(b.dir, m.name+".log"))
+	if err != nil {
+		b.t.Fatalf("log of %s: %v", m.name, err)
+	}
+	var out []string
+	for _, line := range strings.Split(string(data), "\n") {
+		ts, ok := strings.CutPrefix(line, "time=")
+		if !ok {
+			continue
+		}
+		ts, _, _ = strings.Cut(ts, " ")
+		at, err := time.Parse(time.RFC3339Nano, ts)
+		if err != nil || at.Before(from) || at.After(to) {
+			continue
+		}
+		for _, a := range hypervisorActions {
+			if strings.Contains(line, a) {
+				out = append(out, line)
+				break
+			}
+		}
+	}
+	return out
+}
