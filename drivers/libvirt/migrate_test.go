@@ -161,12 +161,7 @@ func TestLiveMigrationTakenOver(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- first.Migrate(context.Background(), id, "lv2", drivers.Live) }()
-	eventually(t, 10*time.Second, "the incoming copy on lv2", func() error {
-		if _, ok := f.DomainStates(t, "lv2")[id]; !ok {
-			return fmt.Errorf("not yet on lv2")
-		}
-		return nil
-	})
+	waitIncoming(t, f, "lv2", id)
 	first.Close()
 	if err := <-done; err == nil {
 		t.Log("the first migration finished before its caller went away")
@@ -191,12 +186,7 @@ func TestLiveMigrationSourceDies(t *testing.T) {
 	first := newTestDriver(t, f, func(c *Config) { c.Bandwidth = 4 })
 	done := make(chan error, 1)
 	go func() { done <- first.Migrate(context.Background(), id, "lv2", drivers.Live) }()
-	eventually(t, 10*time.Second, "the incoming copy on lv2", func() error {
-		if _, ok := f.DomainStates(t, "lv2")[id]; !ok {
-			return fmt.Errorf("not yet on lv2")
-		}
-		return nil
-	})
+	waitIncoming(t, f, "lv2", id)
 	f.Kill(t, "lv1")
 	err := first.Migrate(testContext(t, 60*time.Second), id, "lv2", drivers.Live)
 	if err == nil {
@@ -209,4 +199,15 @@ func TestLiveMigrationSourceDies(t *testing.T) {
 	if s, ok := f.DomainStates(t, "lv2")[id]; ok {
 		t.Errorf("lv2 still has VM %s (%s)", id, s)
 	}
+}
+
+// waitIncoming waits for the incoming copy of VM id on host.
+func waitIncoming(t *testing.T, f *Fixture, host, id string) {
+	t.Helper()
+	eventually(t, 10*time.Second, "the incoming copy on "+host, func() error {
+		if _, ok := f.DomainStates(t, host)[id]; !ok {
+			return fmt.Errorf("not yet on %s", host)
+		}
+		return nil
+	})
 }
