@@ -139,11 +139,10 @@ func (c *opsController) resume(ctx context.Context) {
 				c.launch(ctx, op, it, vm)
 				continue
 			}
-			actual := findVM(inv, vm.ID)
-			switch {
-			case actual == nil:
+			switch resumeVerdict(it, inv.Copies(vm.ID)) {
+			case resumeGone:
 				c.finish(ctx, op, it, errors.New("VM no longer exists"), "")
-			case stepDone(it, actual):
+			case resumeDone:
 				c.s.log.Info("resumed step had finished", "op", op.ID, "vm", vm.Name, "action", it.Action)
 				c.finish(ctx, op, it, nil, "found finished after a leader change")
 			default:
@@ -193,19 +192,36 @@ func findRecreated(inv *drivers.Inventory, st *cluster.State, vm *cluster.VM, ta
 	return nil
 }
 
-func findVM(inv *drivers.Inventory, id string) *drivers.VM {
-	for i := range inv.VMs {
-		if inv.VMs[i].ID == id {
-			return &inv.VMs[i]
-		}
+// resumeAction is what a new leader does with a step it found running.
+type resumeAction int
+
+const (
+	resumeAgain resumeAction = iota // drive it again, toward the same target
+	resumeDone                      // the hypervisor shows it finished
+	resumeGone                      // the VM is on no host
+)
+
+// resumeVerdict decides from the VM's copies in the inventory. A VM on two
+// hosts is in the middle of a live migration the previous leader started:
+// it is driven again, and the driver waits for that migration to end.
+func resumeVerdict(it cluster.OpItem, copies []drivers.VM) resumeAction {
+	switch {
+	case len(copies) == 0:
+		return resumeGone
+	case len(copies) == 1 && stepDone(it, &copies[0]):
+		return resumeDone
 	}
-	return nil
+	return resumeAgain
 }
 
-// stepDone reports whether the hypervisor already shows the step's result.
+// stepDone reports whether the hypervisor already shows the step's result,
+// vm being the VM's only copy. A live migration is done when the VM runs
+// on the target: a paused copy there may be an incoming one.
 func stepDone(it cluster.OpItem, vm *drivers.VM) bool {
 	switch it.Action {
-	case cluster.ActionLiveMigrate, cluster.ActionOfflineMigrate:
+	case cluster.ActionLiveMigrate:
+		return it.Target != "" && vm.Host == it.Target && vm.Power == drivers.PoweredOn
+	case cluster.ActionOfflineMigrate:
 		return it.Target != "" && vm.Host == it.Target
 	case cluster.ActionShutdown:
 		return vm.Power == drivers.PoweredOff
@@ -519,9 +535,10 @@ func (c *opsController) drive(ctx context.Context, it *cluster.OpItem, vm *clust
 		err = d.Migrate(tctx, vm.ID, it.Target, kind)
 		if err != nil && ctx.Err() == nil {
 			// A failed call may still have moved the VM (a task that
-			// finished after a time-out): believe the hypervisor.
+			// finished after a time-out): believe the hypervisor when it
+			// shows one copy, on the target, done.
 			if inv := c.inventory(ctx, vm.Driver); inv != nil {
-				if actual := findVM(inv, vm.ID); actual != nil && actual.Host == it.Target {
+				if copies := inv.Copies(vm.ID); len(copies) == 1 && stepDone(*it, &copies[0]) {
 					return nil
 				}
 			}

@@ -78,6 +78,18 @@ type Inventory struct {
 	VMs   []VM
 }
 
+// Copies returns every host's copy of VM id: more than one while a live
+// migration is under way, or when a VM is defined on several hosts.
+func (inv *Inventory) Copies(id string) []VM {
+	var out []VM
+	for _, v := range inv.VMs {
+		if v.ID == id {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
 // Driver is one hypervisor manager (a vCenter, a set of libvirt hosts).
 // Every call honours ctx's deadline.
 type Driver interface {

@@ -55,7 +55,7 @@ func TestRecreate(t *testing.T) {
 	f := StartFixture(t, 2)
 	id := f.DefineVM(t, "lv1", "phoenix", 80, true)
 	d := newTestDriver(t, f, nil)
-	vms := vmsWithID(inventory(t, d), id)
+	vms := inventory(t, d).Copies(id)
 	if len(vms) != 1 || len(vms[0].Definition) == 0 {
 		t.Fatalf("inventory lists %+v, want one VM with a definition", vms)
 	}

@@ -85,7 +85,7 @@ func TestInventoryTestDriver(t *testing.T) {
 		t.Fatalf("inventory has %d VMs, want %d", len(inv.VMs), len(ids))
 	}
 	for i, id := range ids {
-		vms := vmsWithID(inv, id)
+		vms := inv.Copies(id)
 		if len(vms) != 1 {
 			t.Fatalf("VM %d (%s) listed %d times", i, id, len(vms))
 		}

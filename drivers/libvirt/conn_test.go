@@ -19,7 +19,7 @@ func TestFrozenHost(t *testing.T) {
 	id := f.DefineVM(t, "lv2", "stuck", 64, true)
 	other := f.DefineVM(t, "lv1", "free", 64, false)
 	d := newTestDriver(t, f, nil)
-	def := vmsWithID(inventory(t, d), id)[0].Definition
+	def := inventory(t, d).Copies(id)[0].Definition
 	f.Freeze(t, "lv2")
 	defer f.Thaw(t, "lv2") // before the fixture's cleanup kills it
 
@@ -55,7 +55,7 @@ func TestFrozenHost(t *testing.T) {
 	if h, _ := hostNamed(inv, "lv1"); h.Connection != drivers.Connected {
 		t.Errorf("host lv1 is %q, want %q", h.Connection, drivers.Connected)
 	}
-	if vms := vmsWithID(inv, id); len(vms) != 1 || vms[0].Host != "lv2" {
+	if vms := inv.Copies(id); len(vms) != 1 || vms[0].Host != "lv2" {
 		t.Errorf("VM %s of the frozen host listed as %+v, want its last known entry on lv2", id, vms)
 	}
 	if err := d.PowerOn(testContext(t, 10*time.Second), other); err != nil {
@@ -118,7 +118,7 @@ func TestHostDownAndBack(t *testing.T) {
 		if h, _ := hostNamed(inv, "lv2"); h.Connection != drivers.Connected {
 			return fmt.Errorf("lv2 is %s", h.Connection)
 		}
-		if len(vmsWithID(inv, id)) != 1 {
+		if len(inv.Copies(id)) != 1 {
 			return fmt.Errorf("VM %s not listed", id)
 		}
 		return nil

@@ -56,13 +56,13 @@ func TestInventory(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var vm *drivers.VM
-			for _, v := range vmsWithID(inv, tt.id) {
+			for _, v := range inv.Copies(tt.id) {
 				if v.Host == tt.host {
 					vm = &v
 				}
 			}
 			if vm == nil {
-				t.Fatalf("VM %s (%s) not listed on %s: %+v", tt.name, tt.id, tt.host, vmsWithID(inv, tt.id))
+				t.Fatalf("VM %s (%s) not listed on %s: %+v", tt.name, tt.id, tt.host, inv.Copies(tt.id))
 			}
 			if vm.Name != tt.name || vm.MemoryBytes != tt.memory || vm.VCPUs != 1 || vm.Power != tt.power {
 				t.Errorf("VM %+v: want name %s, %d bytes, 1 vCPU, %s", *vm, tt.name, tt.memory, tt.power)
@@ -82,7 +82,7 @@ func TestInventory(t *testing.T) {
 			}
 		})
 	}
-	if n := len(vmsWithID(inv, dup)); n != 2 {
+	if n := len(inv.Copies(dup)); n != 2 {
 		t.Errorf("UUID %s on two hosts listed %d times, want 2", dup, n)
 	}
 }

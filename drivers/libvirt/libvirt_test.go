@@ -66,17 +66,6 @@ func inventory(t testing.TB, d *Driver) *drivers.Inventory {
 	return inv
 }
 
-// vmsWithID lists the inventory entries of VM id.
-func vmsWithID(inv *drivers.Inventory, id string) []drivers.VM {
-	var out []drivers.VM
-	for _, vm := range inv.VMs {
-		if vm.ID == id {
-			out = append(out, vm)
-		}
-	}
-	return out
-}
-
 func hostNamed(inv *drivers.Inventory, name string) (drivers.Host, bool) {
 	for _, h := range inv.Hosts {
 		if h.Name == name {

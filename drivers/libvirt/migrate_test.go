@@ -25,7 +25,7 @@ func TestLiveMigration(t *testing.T) {
 	t.Logf("live migration took %v", time.Since(start))
 	wantState(t, f, "lv2", id, drivers.PoweredOn)
 	wantState(t, f, "lv1", id, "")
-	vms := vmsWithID(inventory(t, d), id)
+	vms := inventory(t, d).Copies(id)
 	if len(vms) != 1 || vms[0].Host != "lv2" || vms[0].Power != drivers.PoweredOn {
 		t.Errorf("inventory after migration lists %+v, want it running on lv2 only", vms)
 	}
