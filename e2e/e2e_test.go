@@ -166,8 +166,8 @@ func noRecreationWithoutFencing(t *testing.T, evs []cluster.Event) {
 	}
 }
 
-// waitRecovery waits for host's recovery to succeed.
-func waitRecovery(t *testing.T, b *Bed, host string, timeout time.Duration) *api.Operation {
+// waitRecovery waits for host's recovery started since then to succeed.
+func waitRecovery(t *testing.T, b *Bed, host string, since time.Time, timeout time.Duration) *api.Operation {
 	t.Helper()
 	var op *api.Operation
 	cluster.WaitFor(t, timeout, "recovery of "+host, func() bool {
@@ -176,7 +176,8 @@ func waitRecovery(t *testing.T, b *Bed, host string, timeout time.Duration) *api
 			return false
 		}
 		for i := range ops {
-			if ops[i].Kind == cluster.OpRecover {
+			// An earlier scenario's recovery of the same host is not this one.
+			if ops[i].Kind == cluster.OpRecover && !ops[i].Created.Before(since) {
 				op = &ops[i]
 				return op.State.Terminal()
 			}
@@ -471,7 +472,7 @@ func TestScenarios(t *testing.T) {
 		start := time.Now()
 		defer dumpEvents(t, b, start)
 		b.PowerOff(h1)
-		op := waitRecovery(t, b, h1.name, 60*time.Second)
+		op := waitRecovery(t, b, h1.name, start, 60*time.Second)
 		evs := events(t, b, start, h1.name)
 		timings := map[string]time.Duration{
 			"detection": firstEvent(evs, "host.health").Sub(start), "fenced": firstEvent(evs, "host.fenced").Sub(start),
@@ -498,7 +499,7 @@ func TestScenarios(t *testing.T) {
 		// Cut off from the servers and the other hosts (not from the test,
 		// which watches its libvirtd): no path for gossip either.
 		b.Drop(h3, append(b.ServerIPs(), h1.ip, h2.ip), true)
-		op := waitRecovery(t, b, h3.name, 90*time.Second)
+		op := waitRecovery(t, b, h3.name, start, 90*time.Second)
 		evs := events(t, b, start, h3.name)
 		if !strings.Contains(firstEventMsg(evs, "host.fenced"), "(lease)") {
 			t.Errorf("fenced by %q, want the lease", firstEventMsg(evs, "host.fenced"))
@@ -693,8 +694,8 @@ func TestScenarios(t *testing.T) {
 		if _, err := b.Client().ApplyPolicy(ctx, []byte(policyYAMLFor(b)), "e2e"); err != nil {
 			t.Fatal(err)
 		}
-		op1 := waitRecovery(t, b, h1.name, 60*time.Second)
-		op2 := waitRecovery(t, b, h2.name, 60*time.Second)
+		op1 := waitRecovery(t, b, h1.name, start, 60*time.Second)
+		op2 := waitRecovery(t, b, h2.name, start, 60*time.Second)
 		runningOnce(t, b, "", []string{"e1-lo", "e1-hi", "e2"}, nil)
 		var order []string
 		for _, e := range events(t, b, room, h1.name) {
@@ -768,7 +769,7 @@ func TestCrashTiming(t *testing.T) {
 			start := time.Now()
 			defer dumpEvents(t, b, start)
 			b.PowerOff(h)
-			op := waitRecovery(t, b, h.name, 90*time.Second)
+			op := waitRecovery(t, b, h.name, start, 90*time.Second)
 			evs := events(t, b, start, h.name)
 			timings := map[string]time.Duration{"fenced": firstEvent(evs, "host.fenced").Sub(start), "recovered": op.Updated.Sub(start)}
 			for _, e := range evs {
@@ -849,7 +850,7 @@ func crashDuringMigration(t *testing.T, b *Bed, w *watcher, end string) {
 	}
 	crashed := time.Now()
 	b.PowerOff(victim)
-	op := waitRecovery(t, b, victim.name, 90*time.Second)
+	op := waitRecovery(t, b, victim.name, start, 90*time.Second)
 	noRecreationWithoutFencing(t, events(t, b, start, ""))
 	if end == "target" {
 		// The source kept the VM running; the evacuation moved
