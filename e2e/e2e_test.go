@@ -230,27 +230,11 @@ func slicesContains(l []string, s string) bool {
 // cleaned of stale copies, and open again.
 func bringBack(t *testing.T, b *Bed, h *member, names []string) time.Duration {
 	t.Helper()
-	ctx := context.Background()
-	back := waitBack(t, b, h, names, cluster.NotAccepting)
-	if _, err := b.Client().SetHostStatus(ctx, h.name, api.StatusRequest{Status: "AVAILABLE", Reason: "e2e: back"}); err != nil {
-		t.Fatalf("open %s again: %v", h.name, err)
-	}
-	cluster.WaitFor(t, 30*time.Second, h.name+" leased again", func() bool {
-		hh, err := b.Client().Host(ctx, h.name)
-		return err == nil && hh.LeaseTTL > 0 && hh.Health == cluster.HealthAlive
-	})
-	return back
-}
-
-// waitBack waits until a host that was fenced answers again, with admin
-// status admin, its stale copies of names gone.
-func waitBack(t *testing.T, b *Bed, h *member, names []string, admin cluster.AdminStatus) time.Duration {
-	t.Helper()
 	start := time.Now()
 	ctx := context.Background()
-	cluster.WaitFor(t, 60*time.Second, fmt.Sprintf("%s back, %s, stale copies gone", h.name, admin), func() bool {
+	cluster.WaitFor(t, 60*time.Second, h.name+" back, NOT_ACCEPTING, stale copies gone", func() bool {
 		hh, err := b.Client().Host(ctx, h.name)
-		if err != nil || hh.Health != cluster.HealthAlive || hh.Admin != admin {
+		if err != nil || hh.Health != cluster.HealthAlive || hh.Admin != cluster.NotAccepting {
 			return false
 		}
 		doms, ok := b.domainsOf(h, true)
@@ -264,7 +248,15 @@ func waitBack(t *testing.T, b *Bed, h *member, names []string, admin cluster.Adm
 		}
 		return true
 	})
-	return time.Since(start)
+	back := time.Since(start)
+	if _, err := b.Client().SetHostStatus(ctx, h.name, api.StatusRequest{Status: "AVAILABLE", Reason: "e2e: back"}); err != nil {
+		t.Fatalf("open %s again: %v", h.name, err)
+	}
+	cluster.WaitFor(t, 30*time.Second, h.name+" leased again", func() bool {
+		hh, err := b.Client().Host(ctx, h.name)
+		return err == nil && hh.LeaseTTL > 0 && hh.Health == cluster.HealthAlive
+	})
+	return back
 }
 
 // writer posts numbered events to random servers until stopped and
@@ -815,10 +807,11 @@ func migrating(t *testing.T, b *Bed, id, name string) cluster.OpItem {
 	return found
 }
 
-// crashDuringMigration crashes one end of a live migration out of h1 in
-// the middle of the copy: the target (the source keeps the VM, the
-// evacuation moves it elsewhere) or the source (the VM runs once: where
-// the migration left it, or recreated).
+// crashDuringMigration crashes one end of a live migration out of h1 (an
+// operator's move, Herd choosing the target) in the middle of the copy:
+// the target (the source keeps the VM, the move retries on the other
+// host) or the source (the VM runs once: where the migration left it, or
+// recreated).
 func crashDuringMigration(t *testing.T, b *Bed, w *watcher, end string) {
 	ctx := context.Background()
 	h1 := b.Hosts[0]
@@ -834,8 +827,11 @@ func crashDuringMigration(t *testing.T, b *Bed, w *watcher, end string) {
 	waitVMs(t, b, h1.name, []string{name}, nil)
 	start := time.Now()
 	defer dumpEvents(t, b, start)
-	id := evacuate(t, b, h1.name)
-	it := migrating(t, b, id, name)
+	ref, err := b.Client().MigrateVM(ctx, name, api.MigrateRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	it := migrating(t, b, ref.Operation, name)
 	time.Sleep(time.Second) // well inside the copy
 	victim := h1
 	if end == "target" {
@@ -852,54 +848,22 @@ func crashDuringMigration(t *testing.T, b *Bed, w *watcher, end string) {
 	b.PowerOff(victim)
 	op := waitRecovery(t, b, victim.name, start, 90*time.Second)
 	noRecreationWithoutFencing(t, events(t, b, start, ""))
-	if end == "target" {
-		// The source kept the VM running; the evacuation moved
-		// it to the other host.
-		ev := resumedOnce(t, b, id)
-		for _, item := range ev.Items {
-			if item.Name == name && (item.Target == victim.name || item.State != cluster.ItemDone) {
-				t.Errorf("migration of %s: %+v", name, item)
-			}
-		}
-		runningOnce(t, b, victim.name, append(own, name), nil)
-	} else {
-		// Whether the copy finished or not, the VM runs once:
-		// where the migration left it, or recreated.
-		runningOnce(t, b, victim.name, append(own, name), nil)
-	}
-	b.PowerOn(victim)
-	var back time.Duration
-	if end == "target" {
-		back = bringBack(t, b, victim, append(own, name))
-		if _, err := b.Client().Maintenance(ctx, h1.name, api.MaintenanceRequest{Status: "disable"}); err != nil {
-			t.Fatal(err)
-		}
-	} else {
-		// Fenced, h1 went OFFLINE; it returns NOT_ACCEPTING with its
-		// failed maintenance, which it can leave once its stale copies are
-		// gone (below).
-		back = waitBack(t, b, victim, append(own, name), cluster.NotAccepting)
-	}
-	state := ""
-	defer func() {
-		if t.Failed() {
-			t.Logf("%s: %s", h1.name, state)
-		}
-	}()
-	cluster.WaitFor(t, 60*time.Second, h1.name+" out of maintenance and available", func() bool {
-		h, err := b.Client().Host(ctx, h1.name)
-		if err != nil {
-			state = err.Error()
-			return false
-		}
-		if h.Maintenance != cluster.MaintenanceOff || h.Admin != cluster.Available {
-			_, err := b.Client().Maintenance(ctx, h1.name, api.MaintenanceRequest{Status: "disable"})
-			state = fmt.Sprintf("%+v; disable: %v", h, err)
-			return false
-		}
-		return true
+	var mv *api.Operation
+	cluster.WaitFor(t, 120*time.Second, "the move of "+name+" ended", func() bool {
+		o, err := b.Client().Operation(ctx, ref.Operation)
+		mv = o
+		return err == nil && o.State.Terminal()
 	})
+	if end == "target" {
+		// The source kept the VM running; the move went to the other host.
+		if mv.State != cluster.OpSucceeded || len(mv.Items) != 1 || mv.Items[0].Target == victim.name {
+			t.Errorf("move of %s after its target died: %s %+v", name, mv.State, mv.Items)
+		}
+	}
+	runningOnce(t, b, victim.name, append(own, name), nil)
+	b.PowerOn(victim)
+	back := bringBack(t, b, victim, append(own, name))
 	w.check(t)
-	t.Logf("crash of the %s (%s) during the migration of %s: recovery %s", end, victim.name, name, op.State)
+	t.Logf("crash of the %s (%s) during the migration of %s: move %s, recovery %s", end, victim.name, name, mv.State, op.State)
 	record(t, map[string]time.Duration{end + "-recovered": op.Updated.Sub(crashed), end + "-return": back})
 }
