@@ -589,9 +589,17 @@ func (s *Server) handleMigrateVM(w http.ResponseWriter, r *http.Request) {
 	if vm.Power != cluster.PoweredOn {
 		action = cluster.ActionOfflineMigrate
 	}
-	op := cluster.Operation{ID: newOpID(), Kind: cluster.OpMigrate, Host: vm.Host, TargetHost: pl.Host, Actor: actor(r), Created: time.Now().UTC(),
-		Items: []cluster.OpItem{{VM: vm.ID, Name: vm.Name, Action: action, From: vm.Host, MemoryBytes: vm.MemoryBytes, Priority: vm.Priority}}}
-	ev := cluster.NewEvent("vm.migrate_requested", op.Actor, vm.Host, vm.ID, fmt.Sprintf("%s VM %s from %s to %s requested", action, vm.Name, vm.Host, pl.Host))
+	// A host the operator named is the only target; one Herd chose is
+	// planned, and a retry may go elsewhere (the planned host may die).
+	item := cluster.OpItem{VM: vm.ID, Name: vm.Name, Action: action, From: vm.Host, MemoryBytes: vm.MemoryBytes, Priority: vm.Priority}
+	msg := fmt.Sprintf("%s VM %s from %s to %s requested", action, vm.Name, vm.Host, pl.Host)
+	if req.TargetHost == "" {
+		item.Planned = pl.Host
+		msg = fmt.Sprintf("%s VM %s from %s requested; Herd chose %s (another host if that fails)", action, vm.Name, vm.Host, pl.Host)
+	}
+	op := cluster.Operation{ID: newOpID(), Kind: cluster.OpMigrate, Host: vm.Host, TargetHost: req.TargetHost, Actor: actor(r), Created: time.Now().UTC(),
+		Items: []cluster.OpItem{item}}
+	ev := cluster.NewEvent("vm.migrate_requested", op.Actor, vm.Host, vm.ID, msg)
 	ev.Operation = op.ID
 	if _, err := s.node.Apply(r.Context(), &cluster.StartOperation{Op: op, Event: ev}); err != nil {
 		writeApplyError(w, err)

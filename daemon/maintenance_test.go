@@ -728,3 +728,37 @@ func TestResumeVerdict(t *testing.T) {
 		})
 	}
 }
+
+// TestMoveToAHostHerdChose: an operator's move without a target records
+// the host Herd chose as planned, not as the operator's target, so that a
+// retry may go elsewhere (the planned host may die during the copy).
+func TestMoveToAHostHerdChose(t *testing.T) {
+	_, c := startDevWith(t, 3, 6, nil, nil)
+	ctx := context.Background()
+	vms, err := c.VMs(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vm api.VMView
+	for _, v := range vms {
+		if v.Power == cluster.PoweredOn {
+			vm = v
+			break
+		}
+	}
+	ref, err := c.MigrateVM(ctx, vm.ID, api.MigrateRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	op := waitOp(t, c, ref.Operation, 20*time.Second)
+	if op.State != cluster.OpSucceeded || op.TargetHost != "" || len(op.Items) != 1 {
+		t.Fatalf("move: %s, target %q, items %+v", op.State, op.TargetHost, op.Items)
+	}
+	it := op.Items[0]
+	if it.Planned == "" || it.Planned == vm.Host || it.Target != it.Planned {
+		t.Errorf("move from %s: planned %q, went to %q", vm.Host, it.Planned, it.Target)
+	}
+	if !hasEvent(opEvents(t, c, op.ID), "vm.migrate_requested", "Herd chose "+it.Planned) {
+		t.Error("the request's event does not say which host Herd chose")
+	}
+}

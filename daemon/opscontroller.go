@@ -391,9 +391,10 @@ func (c *opsController) dispatch(ctx context.Context, st *cluster.State, usage m
 			vm.Power != cluster.PoweredOn && it.Action == cluster.ActionLiveMigrate {
 			return c.startAndFinish(ctx, op, it, "", fmt.Errorf("VM is %s now; cannot %s", vm.Power, it.Action), "")
 		}
-		// An operator's explicit move (or a move back on exit) may go to a
-		// NOT_ACCEPTING host; automatic ones (evacuation, balancing) never.
-		if op.Kind == cluster.OpMigrate || op.Kind == cluster.OpExit {
+		// A move to a host the operator named (or a move back on exit) may
+		// go to a NOT_ACCEPTING host; the others (evacuation, balancing, an
+		// operator's move to a host Herd chose) never.
+		if op.Kind == cluster.OpMigrate && op.TargetHost != "" || op.Kind == cluster.OpExit {
 			o.AllowNotAccepting = true
 		}
 		req := policy.EvacuationRequest{Host: vm.Host, TargetHost: op.TargetHost, Migrate: policy.MigrateMode(op.Migrate)}
