@@ -181,8 +181,8 @@ func TestCrashRecoveryOnLibvirtHosts(t *testing.T) {
 		}
 	}
 
-	// The host comes back (its domains kept, shut off): they are undefined.
-	fx.Restart(t, hosts[0])
+	// The host boots again (its domains kept, shut off): they are undefined.
+	fx.Boot(t, hosts[0])
 	cluster.WaitFor(t, 60*time.Second, "returned host cleaned", func() bool {
 		h, _ := c.Host(ctx, hosts[0])
 		return h != nil && h.Health == cluster.HealthAlive && len(fx.DomainStates(t, hosts[0])) == 0

@@ -420,7 +420,7 @@ func (b *Bed) PowerOff(h *member) int {
 
 // PowerOn boots a host again: its libvirtd (domains kept, shut off) and agent.
 func (b *Bed) PowerOn(h *member) {
-	b.fx.Restart(b.t, h.name)
+	b.fx.Boot(b.t, h.name)
 	b.Start(h)
 }
 

@@ -270,6 +270,28 @@ func (f *Fixture) Restart(t testing.TB, host string) {
 	}
 }
 
+// Boot starts host again as a power cycle does: after Kill (or killing it
+// first), with its runtime state gone (/run is a tmpfs on a real host), so
+// that libvirtd does not list the domains it ran before as running while it
+// finds their QEMU processes gone. Domains are kept, shut off.
+func (f *Fixture) Boot(t testing.TB, host string) {
+	t.Helper()
+	h := f.mustHost(host)
+	if err := h.kill(); err != nil {
+		t.Fatalf("boot %s: %v", host, err)
+	}
+	run := filepath.Join(h.dir, "run")
+	if err := os.RemoveAll(run); err != nil {
+		t.Fatalf("boot %s: %v", host, err)
+	}
+	if err := os.MkdirAll(run, 0o755); err != nil {
+		t.Fatalf("boot %s: %v", host, err)
+	}
+	if err := h.start(); err != nil {
+		t.Fatalf("boot %s: %v", host, err)
+	}
+}
+
 // Freeze stops host's libvirtd (SIGSTOP): its socket accepts connections
 // but nothing answers, as with a hung daemon or a cut link. Its VMs run on.
 func (f *Fixture) Freeze(t testing.TB, host string) {
