@@ -129,6 +129,9 @@ type VM struct {
 	// Unmovable says why the VM cannot be migrated (pinned, local devices);
 	// empty when it can.
 	Unmovable string `json:"unmovable,omitempty"`
+	// Autostart: its host starts it when it boots (libvirt). Herd turns it
+	// off for the VMs it recovers (see the recovery controller).
+	Autostart bool `json:"autostart,omitempty"`
 	// Definition is what the driver needs to recreate the VM elsewhere;
 	// opaque to Herd.
 	Definition []byte `json:"definition,omitempty"`

@@ -123,9 +123,10 @@ func TestCrashRecoveryOnLibvirtHosts(t *testing.T) {
 	bash := needProgram(t, "bash", "bash")
 	fx := libvirt.StartFixture(t, 3)
 	hosts := fx.HostNames()
-	fx.DefineVM(t, hosts[0], "web-1", 64, true)
+	web := fx.DefineVM(t, hosts[0], "web-1", 64, true)
 	fx.DefineVM(t, hosts[0], "db-1", 80, true)
 	fx.DefineVM(t, hosts[0], "idle-1", 64, false)
+	setAutostart(t, fx, web)
 	u, err := url.Parse(fx.URI(hosts[0]))
 	if err != nil {
 		t.Fatal(err)
@@ -147,6 +148,16 @@ func TestCrashRecoveryOnLibvirtHosts(t *testing.T) {
 	cluster.WaitFor(t, 20*time.Second, "hosts alive", func() bool {
 		h, _ := c.Host(ctx, hosts[0])
 		return h != nil && h.Health == cluster.HealthAlive
+	})
+	// Autostart of a VM Herd recovers is turned off: the crashed host,
+	// booting, must not start a copy of a VM recreated elsewhere.
+	cluster.WaitFor(t, 20*time.Second, "web-1's autostart off in libvirtd, with an event", func() bool {
+		for _, v := range libvirtVMs(t, fx) {
+			if v.ID == web && v.Autostart {
+				return false
+			}
+		}
+		return hasEvent(queryEvents(t, c, api.EventQuery{VM: web}), "vm.autostart_disabled", "web-1")
 	})
 
 	fx.Kill(t, hosts[0])
@@ -189,5 +200,24 @@ func TestCrashRecoveryOnLibvirtHosts(t *testing.T) {
 	})
 	if h, _ := c.Host(ctx, hosts[0]); h.Admin != cluster.NotAccepting {
 		t.Errorf("returned host is %s, want NOT_ACCEPTING", h.Admin)
+	}
+}
+
+// setAutostart turns VM id's autostart on through a fresh driver, and
+// checks the inventory reports it.
+func setAutostart(t *testing.T, fx *libvirt.Fixture, id string) {
+	t.Helper()
+	d, err := libvirt.New(context.Background(), fx.Config(), cluster.TestLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := d.SetAutostart(context.Background(), id, true); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range libvirtVMs(t, fx) {
+		if v.ID == id && !v.Autostart {
+			t.Fatalf("VM %s: autostart set, the inventory says off", id)
+		}
 	}
 }

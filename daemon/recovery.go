@@ -34,9 +34,11 @@ type recoveryController struct {
 	fencing  map[string]bool      // hosts whose chain runs now
 	retryAt  map[string]time.Time // hosts whose chain failed: not before
 	cleaning map[string]bool      // hosts whose stale copies are being destroyed
-	storm    bool
-	observed map[string]bool // recovery operations whose end is counted
-	wg       sync.WaitGroup
+	// autostart are the VMs whose autostart is being (or was) turned off.
+	autostart map[string]bool
+	storm     bool
+	observed  map[string]bool // recovery operations whose end is counted
+	wg        sync.WaitGroup
 }
 
 func newRecoveryController(s *Server) *recoveryController { return &recoveryController{s: s} }
@@ -46,6 +48,7 @@ func (c *recoveryController) Name() string { return "recovery" }
 func (c *recoveryController) Run(ctx context.Context) {
 	c.mu.Lock()
 	c.fencing, c.retryAt, c.cleaning, c.storm = map[string]bool{}, map[string]time.Time{}, map[string]bool{}, false
+	c.autostart = map[string]bool{}
 	c.observed = map[string]bool{}
 	c.s.node.FSM().Read(func(st *cluster.State) {
 		for id, op := range st.Operations {
@@ -77,6 +80,7 @@ func (c *recoveryController) round(ctx context.Context, now time.Time) {
 	r := doc.Recovery
 	views := map[string]*hostView{}
 	var ended []*cluster.Operation
+	var autostart []*cluster.VM
 	total, dead := 0, 0
 	c.s.node.FSM().Read(func(st *cluster.State) {
 		for name, h := range st.Hosts {
@@ -90,6 +94,9 @@ func (c *recoveryController) round(ctx context.Context, now time.Time) {
 			v := views[vm.Host]
 			if v == nil {
 				continue
+			}
+			if vm.Autostart && !vm.Stale && v.host.Health == cluster.HealthAlive && v.host.Connection == cluster.Connected {
+				autostart = append(autostart, vm)
 			}
 			if vm.Stale {
 				v.stale = append(v.stale, vm)
@@ -114,6 +121,10 @@ func (c *recoveryController) round(ctx context.Context, now time.Time) {
 		if op.State == cluster.OpSucceeded && !op.Detected.IsZero() {
 			c.s.metrics.RecoveryDuration.Observe(op.Updated.Sub(op.Detected).Seconds())
 		}
+	}
+
+	if len(autostart) > 0 || len(c.autostart) > 0 {
+		c.disableAutostart(ctx, doc, c.s.node.FSM().State(), autostart)
 	}
 
 	storm := total > 0 && float64(dead)/float64(total) > r.StormThreshold
@@ -371,14 +382,7 @@ func (c *recoveryController) startRecovery(ctx context.Context, doc *policy.Docu
 		return
 	}
 	comp := c.s.compiled(doc, st)
-	excluded := map[string]bool{}
-	for _, g := range doc.Recovery.ExcludeVMGroups {
-		if comp != nil {
-			for _, id := range comp.VMsIn(g) {
-				excluded[id] = true
-			}
-		}
-	}
+	excluded := c.excluded(doc, st)
 	recreated := map[string]bool{}
 	for _, vm := range st.VMs {
 		if vm.RecreatedFrom != "" {
@@ -471,6 +475,100 @@ func (c *recoveryController) destroyStale(ctx context.Context, host string, stal
 	}
 	msg := fmt.Sprintf("destroyed %d stale copies on host %s (their VMs run elsewhere since the host was fenced): %s", len(gone), host, strings.Join(names, ", "))
 	c.apply(ctx, &cluster.ForgetVMs{IDs: gone, Event: cluster.NewEvent("vm.stale_destroyed", controllerActor, host, "", msg)})
+}
+
+// excluded returns the VMs the policy's recovery.exclude_vm_groups keep
+// from being recreated.
+func (c *recoveryController) excluded(doc *policy.Document, st *cluster.State) map[string]bool {
+	out := map[string]bool{}
+	if len(doc.Recovery.ExcludeVMGroups) == 0 {
+		return out
+	}
+	comp := c.s.compiled(doc, st)
+	if comp == nil {
+		return out
+	}
+	for _, g := range doc.Recovery.ExcludeVMGroups {
+		for _, id := range comp.VMsIn(g) {
+			out[id] = true
+		}
+	}
+	return out
+}
+
+// autostartSetter is a driver that can turn a VM's start at host boot off
+// (libvirt).
+type autostartSetter interface {
+	SetAutostart(ctx context.Context, id string, on bool) error
+}
+
+// disableAutostart turns autostart off for the VMs Herd recovers, on hosts
+// that answer: a host that boots after being fenced would otherwise start
+// its copy of a VM that was recreated elsewhere before Herd can destroy it,
+// and the VM would run twice. (vSphere HA does the same with its hosts'
+// automatic VM startup.) VMs of recovery.exclude_vm_groups keep theirs.
+func (c *recoveryController) disableAutostart(ctx context.Context, doc *policy.Document, st *cluster.State, vms []*cluster.VM) {
+	c.mu.Lock()
+	seen := make(map[string]bool, len(vms))
+	for _, vm := range vms {
+		seen[vm.ID] = true
+	}
+	for id := range c.autostart {
+		if !seen[id] {
+			delete(c.autostart, id) // off now, or gone
+		}
+	}
+	var todo []*cluster.VM
+	for _, vm := range vms {
+		if !c.autostart[vm.ID] {
+			c.autostart[vm.ID] = true
+			todo = append(todo, vm)
+		}
+	}
+	c.mu.Unlock()
+	if len(todo) == 0 {
+		return
+	}
+	excluded := c.excluded(doc, st)
+	for _, vm := range todo {
+		if excluded[vm.ID] {
+			continue
+		}
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			err := c.setAutostartOff(ctx, vm)
+			if err == nil {
+				c.apply(ctx, &cluster.AppendEvents{Events: []cluster.Event{cluster.NewEvent("vm.autostart_disabled", controllerActor, vm.Host, vm.ID,
+					fmt.Sprintf("autostart of VM %s on host %s turned off: Herd restarts it after a host failure, and a host that boots again must not start a copy that runs elsewhere", vm.Name, vm.Host))}})
+				return
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			c.s.log.Warn("turn autostart off", "vm", vm.Name, "host", vm.Host, "err", err)
+			c.apply(ctx, &cluster.AppendEvents{Events: []cluster.Event{cluster.NewEvent("vm.autostart_disable_failed", controllerActor, vm.Host, vm.ID,
+				fmt.Sprintf("could not turn autostart of VM %s on host %s off (tried again in a minute): %v", vm.Name, vm.Host, err))}})
+			sleepCtx(ctx, time.Minute)
+			c.mu.Lock()
+			delete(c.autostart, vm.ID)
+			c.mu.Unlock()
+		}()
+	}
+}
+
+func (c *recoveryController) setAutostartOff(ctx context.Context, vm *cluster.VM) error {
+	d, err := c.s.drivers.Get(ctx, vm.Driver)
+	if err != nil {
+		return err
+	}
+	as, ok := d.(autostartSetter)
+	if !ok {
+		return fmt.Errorf("driver %s cannot change autostart: %w", vm.Driver, drivers.ErrNotSupported)
+	}
+	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return as.SetAutostart(tctx, vm.ID, false)
 }
 
 // apply writes a command; it reports whether it was committed.

@@ -136,7 +136,7 @@ func InventoryDiff(driver string, st *cluster.State, inv *drivers.Inventory, now
 	for _, v := range dedupeVMs(st, inv.VMs, ev) {
 		seenVMs[v.ID] = true
 		nv := cluster.VM{ID: v.ID, Name: v.Name, Host: v.Host, Driver: driver, MemoryBytes: v.MemoryBytes,
-			VCPUs: v.VCPUs, Power: cluster.PowerState(v.Power), Unmovable: v.Unmovable, Definition: v.Definition}
+			VCPUs: v.VCPUs, Power: cluster.PowerState(v.Power), Unmovable: v.Unmovable, Autostart: v.Autostart, Definition: v.Definition}
 		old, ok := st.VMs[v.ID]
 		if ok && old.Host == nv.Host && (hostDown(st, nv.Host) || lost[nv.Host]) {
 			// The VMs of a host that is dead, fenced or not connected keep
@@ -147,7 +147,7 @@ func InventoryDiff(driver string, st *cluster.State, inv *drivers.Inventory, now
 		}
 		if ok {
 			if old.Name == nv.Name && old.Host == nv.Host && old.MemoryBytes == nv.MemoryBytes && old.VCPUs == nv.VCPUs &&
-				old.Power == nv.Power && old.Unmovable == nv.Unmovable && bytes.Equal(old.Definition, nv.Definition) {
+				old.Power == nv.Power && old.Unmovable == nv.Unmovable && old.Autostart == nv.Autostart && bytes.Equal(old.Definition, nv.Definition) {
 				continue
 			}
 			if old.Host != nv.Host {

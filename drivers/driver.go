@@ -68,6 +68,8 @@ type VM struct {
 	Power       PowerState
 	// Unmovable says why the VM cannot migrate; empty when it can.
 	Unmovable string
+	// Autostart: the host starts the VM when it boots (libvirt).
+	Autostart bool
 	// Definition is what Recreate needs to bring the VM back elsewhere.
 	Definition []byte
 }

@@ -78,12 +78,13 @@ type VMView struct {
 	Power       cluster.PowerState `json:"power_state"`
 	Priority    int                `json:"priority"`
 	Unmovable   string             `json:"unmovable,omitempty"`
+	Autostart   bool               `json:"autostart,omitempty"`
 }
 
 // NewVMView drops the definition.
 func NewVMView(vm *cluster.VM) VMView {
 	return VMView{ID: vm.ID, Name: vm.Name, Host: vm.Host, Driver: vm.Driver, MemoryBytes: vm.MemoryBytes,
-		VCPUs: vm.VCPUs, Power: vm.Power, Priority: vm.Priority, Unmovable: vm.Unmovable}
+		VCPUs: vm.VCPUs, Power: vm.Power, Priority: vm.Priority, Unmovable: vm.Unmovable, Autostart: vm.Autostart}
 }
 
 // Events is the answer of GET /v1/events.

@@ -51,6 +51,26 @@ func (d *Driver) PowerOn(ctx context.Context, id string) error {
 	return nil
 }
 
+// SetAutostart turns the host's start of VM id at boot on or off.
+func (d *Driver) SetAutostart(ctx context.Context, id string, on bool) error {
+	p, err := d.locateOne(ctx, id)
+	if err != nil {
+		return fmt.Errorf("set autostart of %s: %w", id, err)
+	}
+	flag := int32(0)
+	if on {
+		flag = 1
+	}
+	err = p.host.call(ctx, "set autostart of "+id, func(l *golibvirt.Libvirt) error {
+		return l.DomainSetAutostart(p.dom, flag)
+	})
+	if err != nil {
+		return fmt.Errorf("set autostart of %s on %s: %w", id, p.host.cfg.Name, err)
+	}
+	d.log.Info("VM autostart set", "vm", id, "host", p.host.cfg.Name, "autostart", on)
+	return nil
+}
+
 // PowerOff destroys (stops at once) a running domain; a shut-off one is
 // left as it is.
 func (d *Driver) PowerOff(ctx context.Context, id string) error {

@@ -1,6 +1,7 @@
 package libvirt
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -100,4 +101,24 @@ func TestDestroy(t *testing.T) {
 	wantState(t, f, "lv1", id, "")
 	wantState(t, f, "lv1", keep, drivers.PoweredOff)
 	wantKind(t, "second Destroy", d.Destroy(testContext(t, 10*time.Second), id), drivers.ErrNotFound)
+}
+
+// TestAutostart: the inventory reports a domain's autostart, SetAutostart
+// changes it in libvirtd.
+func TestAutostart(t *testing.T) {
+	f := StartFixture(t, 1)
+	id := f.DefineVM(t, "lv1", "boots", 64, false)
+	d := newTestDriver(t, f, nil)
+	for _, on := range []bool{true, false, true} {
+		if err := d.SetAutostart(testContext(t, 10*time.Second), id, on); err != nil {
+			t.Fatalf("SetAutostart %v: %v", on, err)
+		}
+		vms := inventory(t, d).Copies(id)
+		if len(vms) != 1 || vms[0].Autostart != on {
+			t.Fatalf("after SetAutostart %v the inventory says %+v", on, vms)
+		}
+	}
+	if err := d.SetAutostart(testContext(t, 10*time.Second), "00000000-0000-0000-0000-000000000001", false); !errors.Is(err, drivers.ErrNotFound) {
+		t.Errorf("SetAutostart of an unknown VM: %v, want not found", err)
+	}
 }

@@ -132,6 +132,12 @@ func (h *hostConn) readVM(l *golibvirt.Libvirt, dom golibvirt.Domain) (drivers.V
 	if err != nil {
 		return drivers.VM{}, fmt.Errorf("XML: %w", err)
 	}
+	// A transient domain (an incoming migration) has no autostart: libvirt
+	// answers with an error, read as off.
+	autostart, err := l.DomainGetAutostart(dom)
+	if err != nil {
+		autostart = 0
+	}
 	vm := drivers.VM{
 		ID:          id,
 		Name:        dom.Name,
@@ -140,6 +146,7 @@ func (h *hostConn) readVM(l *golibvirt.Libvirt, dom golibvirt.Domain) (drivers.V
 		VCPUs:       int(vcpus),
 		Power:       powerState(st),
 		Unmovable:   unmovableReason(doc),
+		Autostart:   autostart == 1,
 	}
 	if len(doc) <= MaxDefinition {
 		vm.Definition = []byte(doc)
