@@ -321,6 +321,9 @@ func TestLeaderKilledMidEvacuation(t *testing.T) {
 	if h.Maintenance != cluster.MaintenanceOn {
 		t.Fatalf("host after evacuation: %+v", h)
 	}
+	if !hasEvent(opEvents(t, survivor, op.ID), "operation.resumed", "steps in flight: 1,") {
+		t.Error("the new leader did not say it took the evacuation over")
+	}
 	actual := driverVMs(t, sim)
 	mu.Lock()
 	defer mu.Unlock()

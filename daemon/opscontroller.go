@@ -105,6 +105,14 @@ func (c *opsController) resume(ctx context.Context) {
 		if op.State != cluster.OpRunning {
 			continue
 		}
+		inFlight := 0
+		for _, it := range op.Items {
+			if it.State == cluster.ItemRunning {
+				inFlight++
+			}
+		}
+		c.apply(ctx, &cluster.AppendEvents{Events: []cluster.Event{opEvent(op, "operation.resumed", "",
+			"leader %s took over %s operation %s on %s (steps in flight: %d, each checked against the hypervisor)", c.s.cfg.NodeName, op.Kind, op.ID, op.Host, inFlight)}})
 		for _, it := range op.Items {
 			if it.State != cluster.ItemRunning {
 				continue
