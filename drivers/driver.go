@@ -109,7 +109,8 @@ type Driver interface {
 	// Recreate defines a VM on host from a stored Definition, powered off,
 	// and returns its ID.
 	Recreate(ctx context.Context, definition []byte, host string) (string, error)
-	// Destroy powers off and removes a VM (a stale copy on a host that came back).
+	// Destroy powers off and removes a VM (a stale copy on a host that came
+	// back) from its host or manager; its disk files are kept.
 	Destroy(ctx context.Context, id string) error
 	// ProbeHost asks the manager how a host is.
 	ProbeHost(ctx context.Context, host string) (Connection, error)

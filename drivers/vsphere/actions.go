@@ -274,7 +274,10 @@ func (d *Driver) hostDatastore(ctx context.Context, ref types.ManagedObjectRefer
 	return name, nil
 }
 
-// Destroy powers a VM off if needed and deletes it with its files.
+// Destroy powers a VM off if needed and unregisters it from vCenter. Its
+// files stay on the datastore: a stale copy's disks may be the only copy of
+// the VM's data (the recreated VM is built from the stored configuration),
+// and deleting them is for an operator to decide.
 func (d *Driver) Destroy(ctx context.Context, id string) error {
 	if err := d.setPower(ctx, id, types.VirtualMachinePowerStatePoweredOff); err != nil {
 		return fmt.Errorf("destroy %s: %w", id, err)
@@ -283,15 +286,11 @@ func (d *Driver) Destroy(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("destroy %s: %w", id, err)
 	}
-	task, err := object.NewVirtualMachine(d.client.Client, ref).Destroy(ctx)
-	if err == nil {
-		err = task.Wait(ctx)
-	}
-	if err != nil {
+	if err := object.NewVirtualMachine(d.client.Client, ref).Unregister(ctx); err != nil {
 		return fmt.Errorf("destroy %s: %w", id, d.failVM(id, err))
 	}
 	d.forgetVM(id)
-	d.log.Info("destroyed VM", "vm", id)
+	d.log.Info("destroyed VM (unregistered, its files kept)", "vm", id)
 	return nil
 }
 

@@ -9,7 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmware/govmomi/find"
+	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/property"
 	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/herd-project/herd/drivers"
@@ -304,7 +308,39 @@ func TestRecreateAndDestroy(t *testing.T) {
 		t.Errorf("Recreate on unknown host: %v, want ErrNotFound", err)
 	}
 
-	// Destroy the running original and both stopped copies.
+	// Destroy the running original and both stopped copies. The original's
+	// files stay on the datastore: they may hold its only disks.
+	ctx := testContext(t)
+	origRef, err := d.vmRef(ctx, orig.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mvm mo.VirtualMachine
+	if err := property.DefaultCollector(d.client.Client).RetrieveOne(ctx, origRef, []string{"config.files.vmPathName"}, &mvm); err != nil {
+		t.Fatal(err)
+	}
+	vmx := mvm.Config.Files.VmPathName
+	// The datastore's file manager sees the .vmx before and after.
+	stat := func() error {
+		var p object.DatastorePath
+		if !p.FromString(vmx) {
+			return fmt.Errorf("bad path %q", vmx)
+		}
+		ds, err := find.NewFinder(d.client.Client).Datastore(ctx, p.Datastore)
+		if err != nil {
+			return err
+		}
+		_, err = ds.Stat(ctx, p.Path)
+		return err
+	}
+	if err := stat(); err != nil {
+		t.Fatalf("the original's %s before Destroy: %v", vmx, err)
+	}
+	defer func() {
+		if err := stat(); err != nil {
+			t.Errorf("the original's %s after Destroy: %v (its files are gone)", vmx, err)
+		}
+	}()
 	for _, vmID := range ids {
 		if err := d.Destroy(testContext(t), vmID); err != nil {
 			t.Fatalf("Destroy %s: %v", vmID, err)
