@@ -14,8 +14,9 @@ import (
 
 const (
 	// hardOffMargin is how long before ctx's deadline Shutdown gives up on
-	// the guest and destroys the domain.
-	hardOffMargin = 2 * time.Second
+	// the guest and destroys the domain: QEMU may take seconds to exit on a
+	// busy host, and a destroy cut short leaves the caller guessing.
+	hardOffMargin = 5 * time.Second
 	// defaultShutdownWait bounds a guest shutdown when ctx has no deadline.
 	defaultShutdownWait = 5 * time.Minute
 	// shutdownPoll is how often Shutdown checks the domain's state.

@@ -34,7 +34,7 @@ func TestPower(t *testing.T) {
 		wantState(t, f, "lv1", id, s.want)
 	}
 
-	const wait = 4 * time.Second
+	const wait = 8 * time.Second
 	start := time.Now()
 	if err := d.Shutdown(testContext(t, wait), id); err != nil {
 		t.Fatalf("Shutdown: %v", err)
