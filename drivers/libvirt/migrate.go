@@ -66,6 +66,10 @@ func (d *Driver) Migrate(ctx context.Context, id, target string, kind drivers.Mi
 		return fail(fmt.Errorf("running on %d hosts (%s and %s)", len(active), active[0].host.cfg.Name, active[1].host.cfg.Name))
 	case kind == drivers.Live && len(active) == 0:
 		return fail(errors.New("live migration needs a running VM, it is shut off"))
+	case kind == drivers.Live && active[0].host == th && active[0].state != golibvirt.DomainRunning:
+		// A paused copy on the target, the source gone: what a migration
+		// cut off by its source's death can leave, never a finished one.
+		return fail(fmt.Errorf("the only copy, on %s, is paused (reason %d), not running: not a finished migration", target, active[0].reason))
 	case kind == drivers.Live && active[0].host == th:
 		d.log.Info("VM already on target host", "vm", id, "host", target)
 		return nil

@@ -177,9 +177,10 @@ func TestLiveMigrationTakenOver(t *testing.T) {
 }
 
 // TestLiveMigrationSourceDies: the source host crashes during a live
-// migration. The paused incoming copy on the target is not the VM: a call
-// to move the VM there does not take it for a finished migration (the copy
-// dies with the migration), it fails, and nothing runs on the target.
+// migration. The paused incoming copy on the target is not the VM, during
+// the migration (paused, reason migration) or after it failed (paused,
+// reason unknown): a call to move the VM there does not take it for a
+// finished migration, it fails, and nothing runs on the target.
 func TestLiveMigrationSourceDies(t *testing.T) {
 	f := StartFixture(t, 2)
 	id := f.DefineDomain(t, "lv1", VMSpec{Name: "orphan", MemoryMiB: 96, FillMiB: 48, Running: true})
@@ -196,9 +197,18 @@ func TestLiveMigrationSourceDies(t *testing.T) {
 	if err := <-done; err == nil {
 		t.Error("the interrupted migration reported success")
 	}
-	if s, ok := f.DomainStates(t, "lv2")[id]; ok {
-		t.Errorf("lv2 still has VM %s (%s)", id, s)
-	}
+	// The incoming copy never runs, and goes once lv2 sees the migration
+	// failed.
+	eventually(t, 15*time.Second, "no copy left on lv2", func() error {
+		s, ok := f.DomainStates(t, "lv2")[id]
+		switch {
+		case !ok:
+			return nil
+		case s == drivers.PoweredOn:
+			t.Fatalf("the incoming copy of VM %s runs on lv2", id)
+		}
+		return fmt.Errorf("lv2 still has VM %s (%s)", id, s)
+	})
 }
 
 // waitIncoming waits for the incoming copy of VM id on host.
