@@ -37,18 +37,23 @@ type HealthTrack struct {
 	Health    cluster.Health
 	BadSince  time.Time
 	GoodSince time.Time
+	// LostSince is since when neither path has answered: the manager lost
+	// the host and its agent (if it runs one) is not alive in gossip.
+	LostSince time.Time
 	// Returned: a fenced host's signals have been good for alive_after —
 	// it is back (rebooted, or the partition healed).
 	Returned bool
 }
 
 // FuseHealth moves a host's health on by its signals at now, pure:
-//   - bad signals for suspect_after make it suspect, for dead_after dead —
-//     only when neither path answers: the manager lost the host and its
-//     agent (if it runs one) does not answer gossip. One lost path is not
-//     a death (the manager's link, or the agent alone, may be down while
-//     the host runs): the host stays suspect — unless its agent's lease
-//     expired: the agent stopped the VMs, and the host is dead to Herd;
+//   - bad signals for suspect_after make it suspect; it is dead once
+//     neither path has answered for dead_after: the manager lost the host
+//     and its agent (if it runs one) does not answer gossip, both all that
+//     time. One lost path is not a death (the manager's link, or the agent
+//     alone, may be down while the host runs), nor are the two lost one
+//     after the other: the host stays suspect — unless its agent's lease
+//     expired (and the signals were bad for dead_after): the agent stopped
+//     the VMs, and the host is dead to Herd;
 //   - good signals for alive_after bring a suspect or dead host back to
 //     alive (a flap shorter than that changes nothing);
 //   - fenced is sticky: the health stays fenced, and Returned turns true
@@ -70,6 +75,13 @@ func FuseHealth(prev HealthTrack, sig HealthSignals, now time.Time, p HealthPoli
 		t.Returned = now.Sub(t.GoodSince) >= p.AliveAfter
 		return t
 	}
+	if sig.Agent != "alive" && !sig.Connected {
+		if t.LostSince.IsZero() {
+			t.LostSince = now
+		}
+	} else {
+		t.LostSince = time.Time{}
+	}
 	if sig.bad() {
 		t.GoodSince = time.Time{}
 		if t.BadSince.IsZero() {
@@ -77,7 +89,8 @@ func FuseHealth(prev HealthTrack, sig HealthSignals, now time.Time, p HealthPoli
 		}
 		bad := now.Sub(t.BadSince)
 		switch {
-		case bad >= p.DeadAfter && (sig.LeaseExpired || (sig.Agent != "alive" && !sig.Connected)):
+		case bad >= p.DeadAfter && sig.LeaseExpired,
+			!t.LostSince.IsZero() && now.Sub(t.LostSince) >= p.DeadAfter:
 			t.Health = cluster.HealthDead
 		case bad >= p.SuspectAfter && t.Health != cluster.HealthDead:
 			t.Health = cluster.HealthSuspect

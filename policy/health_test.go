@@ -47,6 +47,14 @@ func TestFuseHealth(t *testing.T) {
 			{0, HealthSignals{Connected: true, Agent: "dead"}, cluster.HealthAlive},
 			{6, HealthSignals{Connected: true, Agent: "dead"}, cluster.HealthSuspect},
 			{300, HealthSignals{Connected: true, Agent: "dead"}, cluster.HealthSuspect}}},
+		{"the two paths lost one after the other: not dead until both are lost for dead_after", cluster.HealthAlive, []step{
+			{0, HealthSignals{Connected: true, Agent: "dead"}, cluster.HealthAlive},
+			{40, HealthSignals{Connected: true, Agent: "dead"}, cluster.HealthSuspect},
+			{41, HealthSignals{Connected: false, Agent: "dead"}, cluster.HealthSuspect},
+			{43, HealthSignals{Connected: true, Agent: "dead"}, cluster.HealthSuspect},
+			{50, HealthSignals{Connected: false, Agent: "dead"}, cluster.HealthSuspect},
+			{79, HealthSignals{Connected: false, Agent: "dead"}, cluster.HealthSuspect},
+			{80, HealthSignals{Connected: false, Agent: "dead"}, cluster.HealthDead}}},
 		{"lease expired: dead even if the agent answers gossip", cluster.HealthAlive, []step{
 			{0, HealthSignals{Connected: false, Agent: "alive"}, cluster.HealthAlive},
 			{6, HealthSignals{Connected: false, Agent: "alive"}, cluster.HealthSuspect},
