@@ -547,7 +547,7 @@ func (c *opsController) drive(ctx context.Context, it *cluster.OpItem, vm *clust
 			// finished after a time-out): believe the hypervisor when it
 			// shows one copy, on the target, done.
 			if inv := c.inventory(ctx, vm.Driver); inv != nil {
-				if copies := inv.Copies(vm.ID); len(copies) == 1 && stepDone(*it, &copies[0]) {
+				if resumeVerdict(*it, inv.Copies(vm.ID)) == resumeDone {
 					return nil
 				}
 			}

@@ -123,9 +123,7 @@ func (c *recoveryController) round(ctx context.Context, now time.Time) {
 		}
 	}
 
-	if len(autostart) > 0 || len(c.autostart) > 0 {
-		c.disableAutostart(ctx, doc, c.s.node.FSM().State(), autostart)
-	}
+	c.disableAutostart(ctx, doc, autostart)
 
 	storm := total > 0 && float64(dead)/float64(total) > r.StormThreshold
 	c.noteStorm(ctx, storm, dead, total, r.StormThreshold)
@@ -507,7 +505,7 @@ type autostartSetter interface {
 // its copy of a VM that was recreated elsewhere before Herd can destroy it,
 // and the VM would run twice. (vSphere HA does the same with its hosts'
 // automatic VM startup.) VMs of recovery.exclude_vm_groups keep theirs.
-func (c *recoveryController) disableAutostart(ctx context.Context, doc *policy.Document, st *cluster.State, vms []*cluster.VM) {
+func (c *recoveryController) disableAutostart(ctx context.Context, doc *policy.Document, vms []*cluster.VM) {
 	c.mu.Lock()
 	seen := make(map[string]bool, len(vms))
 	for _, vm := range vms {
@@ -529,7 +527,7 @@ func (c *recoveryController) disableAutostart(ctx context.Context, doc *policy.D
 	if len(todo) == 0 {
 		return
 	}
-	excluded := c.excluded(doc, st)
+	excluded := c.excluded(doc, c.s.node.FSM().State())
 	for _, vm := range todo {
 		if excluded[vm.ID] {
 			continue
