@@ -37,6 +37,7 @@ type recoveryController struct {
 	// autostart are the VMs whose autostart is being (or was) turned off.
 	autostart map[string]bool
 	storm     bool
+	held      map[string]bool // dead hosts whose fencing waits for suspects (logged once)
 	observed  map[string]bool // recovery operations whose end is counted
 	wg        sync.WaitGroup
 }
@@ -48,7 +49,7 @@ func (c *recoveryController) Name() string { return "recovery" }
 func (c *recoveryController) Run(ctx context.Context) {
 	c.mu.Lock()
 	c.fencing, c.retryAt, c.cleaning, c.storm = map[string]bool{}, map[string]time.Time{}, map[string]bool{}, false
-	c.autostart = map[string]bool{}
+	c.autostart, c.held = map[string]bool{}, map[string]bool{}
 	c.observed = map[string]bool{}
 	c.s.node.FSM().Read(func(st *cluster.State) {
 		for id, op := range st.Operations {
@@ -81,14 +82,11 @@ func (c *recoveryController) round(ctx context.Context, now time.Time) {
 	views := map[string]*hostView{}
 	var ended []*cluster.Operation
 	var autostart []*cluster.VM
-	total, dead := 0, 0
+	var sc stormCount
 	c.s.node.FSM().Read(func(st *cluster.State) {
+		sc = countStorm(st.Hosts, now, doc.Health.DeadAfter)
 		for name, h := range st.Hosts {
 			views[name] = &hostView{host: h, recovered: map[string]bool{}, active: st.ActiveOperationOn(name)}
-			total++
-			if h.Health == cluster.HealthDead {
-				dead++
-			}
 		}
 		for _, vm := range st.VMs {
 			v := views[vm.Host]
@@ -125,8 +123,18 @@ func (c *recoveryController) round(ctx context.Context, now time.Time) {
 
 	c.disableAutostart(ctx, doc, autostart)
 
-	storm := total > 0 && float64(dead)/float64(total) > r.StormThreshold
-	c.noteStorm(ctx, storm, dead, total, r.StormThreshold)
+	storm := sc.Storm(r.StormThreshold)
+	c.noteStorm(ctx, storm, sc.Dead, sc.Total, r.StormThreshold)
+	// A dead host's fencing waits up to dead_after while suspects could
+	// still turn it into a storm: the hosts a network failure cuts off are
+	// all suspect by the time the first one is dead. A host suspect for
+	// longer than that is not on its way to dead with this one.
+	hold := !storm && sc.Hold(r.StormThreshold)
+	if !hold {
+		c.mu.Lock()
+		clear(c.held)
+		c.mu.Unlock()
+	}
 
 	names := make([]string, 0, len(views))
 	for n := range views {
@@ -139,6 +147,10 @@ func (c *recoveryController) round(ctx context.Context, now time.Time) {
 		switch {
 		case h.Health == cluster.HealthDead && v.live > 0:
 			if !r.Automatic || storm {
+				continue
+			}
+			if hold && now.Sub(h.DownSince) < doc.Health.DeadAfter {
+				c.noteHold(name, sc)
 				continue
 			}
 			c.mu.Lock()
@@ -190,6 +202,18 @@ func (c *recoveryController) noteStorm(ctx context.Context, storm bool, dead, to
 	}
 	c.s.log.Warn(msg)
 	c.apply(ctx, &cluster.AppendEvents{Events: []cluster.Event{cluster.NewEvent(typ, controllerActor, "", "", msg)}})
+}
+
+// noteHold logs, once per host and hold, that a dead host's fencing waits
+// for the suspect hosts to settle.
+func (c *recoveryController) noteHold(host string, sc stormCount) {
+	c.mu.Lock()
+	seen := c.held[host]
+	c.held[host] = true
+	c.mu.Unlock()
+	if !seen {
+		c.s.log.Info("fencing waits: other hosts are suspect and could make this a fencing storm", "host", host, "dead", sc.Dead, "suspect", sc.Suspect, "hosts", sc.Total)
+	}
 }
 
 func b2f(b bool) float64 {

@@ -210,7 +210,9 @@ type RecoveryPolicy struct {
 	Automatic bool `yaml:"automatic" json:"automatic"`
 	// StormThreshold: when more than this share of the hosts are dead at
 	// once, the management network is the likelier cause — nothing is
-	// fenced automatically (default 0.5).
+	// fenced automatically (default 0.5). Hosts fenced within the last two
+	// dead_after count as dead, and a dead host's fencing waits up to
+	// dead_after while suspect hosts could tip the share over it.
 	StormThreshold float64 `yaml:"storm_threshold" json:"storm_threshold"`
 	// LeaseTTL is how long an agent's lease lasts after each renewal; an
 	// agent that cannot renew for that long stops its VMs.
