@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/vmware/govmomi/object"
@@ -191,6 +192,13 @@ func (d *Driver) Recreate(ctx context.Context, definitionJSON []byte, host strin
 	if def.Name == "" || def.MemoryMB <= 0 || def.NumCPU <= 0 {
 		return "", fail(fmt.Errorf("definition needs a name, memory and CPUs, got %+v", def))
 	}
+	if len(def.Unrecoverable) > 0 {
+		return "", fail(drivers.WithKind(fmt.Errorf("%s cannot be recreated with all its devices: %s; recover it by hand (register its .vmx on another host)", def.Name, strings.Join(def.Unrecoverable, "; ")), drivers.ErrNotSupported))
+	}
+	devices, err := deviceChanges(def.deviceSet)
+	if err != nil {
+		return "", fail(fmt.Errorf("devices of %s: %w", def.Name, err))
+	}
 	h, err := d.host(ctx, host)
 	if err != nil {
 		return "", fail(err)
@@ -213,6 +221,9 @@ func (d *Driver) Recreate(ctx context.Context, definitionJSON []byte, host strin
 			MemoryMB: def.MemoryMB,
 			NumCPUs:  def.NumCPU,
 			Files:    &types.VirtualMachineFileInfo{VmPathName: "[" + def.Datastore + "]"},
+			// The original's disks, attached from their files; its
+			// adapters with their MAC addresses.
+			DeviceChange: devices,
 		}
 		task, err := d.vmFolder.CreateVM(ctx, spec, pool, hs)
 		var info *types.TaskInfo

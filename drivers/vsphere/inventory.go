@@ -25,7 +25,7 @@ var (
 	vmProps = []string{
 		"name", "config.instanceUuid", "config.uuid", "config.template",
 		"config.hardware.memoryMB", "config.hardware.numCPU",
-		"config.guestId", "config.files.vmPathName",
+		"config.guestId", "config.files.vmPathName", "config.changeVersion",
 		"runtime.powerState", "runtime.host", "runtime.connectionState",
 	}
 	computeProps = []string{"name", "resourcePool"}
@@ -39,6 +39,16 @@ type definition struct {
 	NumCPU    int32  `json:"numCPU"`
 	GuestID   string `json:"guestId,omitempty"`
 	Datastore string `json:"datastore,omitempty"`
+	deviceSet
+}
+
+// decodedVM is a VM as the inventory's retrieval describes it, before its
+// devices are added to its definition.
+type decodedVM struct {
+	drivers.VM
+	ref           types.ManagedObjectReference
+	def           definition
+	changeVersion string
 }
 
 // Inventory lists the datacenter's hosts and VMs (templates excluded) with
@@ -86,6 +96,7 @@ func (d *Driver) Inventory(ctx context.Context) (*drivers.Inventory, error) {
 	}
 
 	vms := make(map[string]types.ManagedObjectReference)
+	var decoded []decodedVM
 	for _, oc := range content {
 		if oc.Obj.Type != "VirtualMachine" {
 			continue
@@ -94,8 +105,19 @@ func (d *Driver) Inventory(ctx context.Context) (*drivers.Inventory, error) {
 		if !ok {
 			continue
 		}
-		inv.VMs = append(inv.VMs, vm)
+		vm.ref = oc.Obj
+		decoded = append(decoded, vm)
 		vms[vm.ID] = oc.Obj
+	}
+	devices, err := d.vmDevices(ctx, decoded)
+	if err != nil {
+		return nil, fmt.Errorf("inventory: %w", err)
+	}
+	for _, vm := range decoded {
+		def := vm.def
+		def.deviceSet = devices[vm.ref]
+		vm.Definition, _ = json.Marshal(def) // strings, numbers and lists of them
+		inv.VMs = append(inv.VMs, vm.VM)
 	}
 	sort.Slice(inv.Hosts, func(i, j int) bool { return inv.Hosts[i].Name < inv.Hosts[j].Name })
 	sort.Slice(inv.VMs, func(i, j int) bool { return inv.VMs[i].Name < inv.VMs[j].Name })
@@ -181,8 +203,8 @@ func decodeHost(props []types.DynamicProperty) (drivers.Host, types.ManagedObjec
 
 // decodeVM reads a VirtualMachine's properties; ok is false for templates
 // and VMs without a UUID (being created, or inaccessible).
-func decodeVM(props []types.DynamicProperty, hostNames map[types.ManagedObjectReference]string) (vm drivers.VM, ok bool) {
-	var def definition
+func decodeVM(props []types.DynamicProperty, hostNames map[types.ManagedObjectReference]string) (vm decodedVM, ok bool) {
+	def := &vm.def
 	var biosUUID, vmPath string
 	var template bool
 	connected := string(types.VirtualMachineConnectionStateConnected)
@@ -204,6 +226,8 @@ func decodeVM(props []types.DynamicProperty, hostNames map[types.ManagedObjectRe
 			def.GuestID, _ = p.Val.(string)
 		case "config.files.vmPathName":
 			vmPath, _ = p.Val.(string)
+		case "config.changeVersion":
+			vm.changeVersion, _ = p.Val.(string)
 		case "runtime.powerState":
 			vm.Power = powerState(p.Val)
 		case "runtime.host":
@@ -229,7 +253,6 @@ func decodeVM(props []types.DynamicProperty, hostNames map[types.ManagedObjectRe
 		def.Datastore = dp.Datastore
 	}
 	def.Name = vm.Name
-	vm.Definition, _ = json.Marshal(def) // a flat struct of strings and numbers
 	return vm, true
 }
 

@@ -199,6 +199,9 @@ func (s *Simulator) createSimVM(ctx context.Context, folder *object.Folder, pool
 		MemoryMB: int64(1024) << (i % 5),
 		NumCPUs:  int32(1 + i%8),
 		Files:    &types.VirtualMachineFileInfo{VmPathName: "[" + datastore + "]"},
+		// A disk and an adapter, as a real VM has: recovery must bring
+		// both back.
+		DeviceChange: simDevices(datastore, name),
 	}
 	task, err := folder.CreateVM(ctx, spec, pool, host)
 	if err != nil {
@@ -219,6 +222,40 @@ func (s *Simulator) createSimVM(ctx context.Context, folder *object.Folder, pool
 		return fmt.Errorf("power on %s: %w", name, err)
 	}
 	return nil
+}
+
+// simDevices are a simulated VM's devices: a paravirtual SCSI controller
+// with a 16 GiB disk (thin: the simulator writes only its descriptor) and
+// a vmxnet3 adapter on the model's "VM Network".
+func simDevices(datastore, name string) []types.BaseVirtualDeviceConfigSpec {
+	unit := int32(0)
+	ctrl := &types.ParaVirtualSCSIController{VirtualSCSIController: types.VirtualSCSIController{
+		VirtualController: types.VirtualController{VirtualDevice: types.VirtualDevice{Key: -100}},
+		SharedBus:         types.VirtualSCSISharingNoSharing, ScsiCtlrUnitNumber: 7,
+	}}
+	disk := &types.VirtualDisk{
+		VirtualDevice: types.VirtualDevice{
+			Key: -101, ControllerKey: -100, UnitNumber: &unit,
+			Backing: &types.VirtualDiskFlatVer2BackingInfo{
+				VirtualDeviceFileBackingInfo: types.VirtualDeviceFileBackingInfo{FileName: fmt.Sprintf("[%s] %s/%s.vmdk", datastore, name, name)},
+				DiskMode:                     string(types.VirtualDiskModePersistent),
+				ThinProvisioned:              types.NewBool(true),
+			},
+		},
+		CapacityInKB: 16 << 20,
+	}
+	nic := &types.VirtualVmxnet3{VirtualVmxnet: types.VirtualVmxnet{VirtualEthernetCard: types.VirtualEthernetCard{
+		VirtualDevice: types.VirtualDevice{Key: -102, Backing: &types.VirtualEthernetCardNetworkBackingInfo{
+			VirtualDeviceDeviceBackingInfo: types.VirtualDeviceDeviceBackingInfo{DeviceName: "VM Network"},
+		}},
+		AddressType: string(types.VirtualEthernetCardMacTypeGenerated),
+	}}}
+	add := types.VirtualDeviceConfigSpecOperationAdd
+	return []types.BaseVirtualDeviceConfigSpec{
+		&types.VirtualDeviceConfigSpec{Operation: add, Device: ctrl},
+		&types.VirtualDeviceConfigSpec{Operation: add, FileOperation: types.VirtualDeviceConfigSpecFileOperationCreate, Device: disk},
+		&types.VirtualDeviceConfigSpec{Operation: add, Device: nic},
+	}
 }
 
 // waitTask waits for a simulator task by polling it in process, which is

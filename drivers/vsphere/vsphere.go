@@ -51,11 +51,13 @@ type Driver struct {
 	dc       *object.Datacenter
 	vmFolder *object.Folder
 
-	mu     sync.Mutex
-	view   *view.ContainerView // created once per session, reused
-	vms    map[string]types.ManagedObjectReference
-	hosts  map[string]hostInfo
-	closed bool
+	mu    sync.Mutex
+	view  *view.ContainerView // created once per session, reused
+	vms   map[string]types.ManagedObjectReference
+	hosts map[string]hostInfo
+	// devices caches the VMs' device lists for Inventory.
+	devices map[types.ManagedObjectReference]cachedDevices
+	closed  bool
 }
 
 var _ drivers.Driver = (*Driver)(nil)
