@@ -385,13 +385,13 @@ func TestFencingStormGuard(t *testing.T) {
 	dev, c := startDevWith(t, 3, 6, nil, fastRecovery)
 	ctx := context.Background()
 	names := dev.Sim.HostNames()
-	// The second host fails 700 ms after the first: the first is dead
+	// The second host fails 300 ms after the first: the first is dead
 	// (1.5 s) while the second is only suspect (0.5 s), and a dev fence
 	// confirms at once. The guard holds the first host's fencing until the
 	// second is dead too.
 	for i, h := range names[:2] {
 		if i > 0 {
-			time.Sleep(700 * time.Millisecond)
+			time.Sleep(300 * time.Millisecond)
 		}
 		if err := c.DevHost(ctx, h, true); err != nil {
 			t.Fatal(err)
