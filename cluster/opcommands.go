@@ -40,12 +40,15 @@ func (*StartItem) Type() CommandType { return CmdStartItem }
 
 // FinishItem records how a VM's step ended. A failure is tried again until
 // MaxAttempts; Requeue puts a step that never ran (a leader died before it
-// acted) back without counting an attempt.
+// acted) back without counting an attempt. TargetLost, on a failure, says
+// the step's target host was lost meanwhile: up to MaxTargetLosses such
+// failures are not counted either, and the next try goes elsewhere.
 type FinishItem struct {
-	Op      string `json:"op"`
-	VM      string `json:"vm"`
-	OK      bool   `json:"ok"`
-	Requeue bool   `json:"requeue,omitempty"`
+	Op         string `json:"op"`
+	VM         string `json:"vm"`
+	OK         bool   `json:"ok"`
+	Requeue    bool   `json:"requeue,omitempty"`
+	TargetLost bool   `json:"target_lost,omitempty"`
 	// NewID is the ID of a recreated VM's new copy.
 	NewID string    `json:"new_id,omitempty"`
 	Error string    `json:"error,omitempty"`
@@ -130,6 +133,10 @@ func (s *State) applyOperation(cmd Command) *ApplyError {
 			it.State, it.Error, it.NewID = ItemDone, "", c.NewID
 			op.Progress = c.Time
 			s.applyItemEffect(it)
+		case c.TargetLost && it.TargetLosses < MaxTargetLosses && !op.Cancelled:
+			// Tried keeps the lost host: the next try goes elsewhere.
+			it.State, it.Error = ItemPending, c.Error
+			it.Attempts, it.TargetLosses = it.Attempts-1, it.TargetLosses+1
 		case it.Attempts < op.Attempts() && !op.Cancelled:
 			it.State, it.Error = ItemPending, c.Error
 			if c.NewID != "" {
@@ -232,7 +239,7 @@ func (s *State) retryOperation(c *RetryOperation) *ApplyError {
 	op.State, op.Cancelled, op.Error, op.Updated, op.Progress = OpRunning, false, "", c.Time, c.Time
 	for i := range op.Items {
 		if it := &op.Items[i]; it.State == ItemFailed || it.State == ItemCancelled {
-			it.State, it.Attempts, it.Tried, it.Error = ItemPending, 0, nil, ""
+			it.State, it.Attempts, it.TargetLosses, it.Tried, it.Error = ItemPending, 0, 0, nil, ""
 		}
 	}
 	s.Operations[op.ID] = op

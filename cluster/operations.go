@@ -60,6 +60,12 @@ func (s ItemState) Terminal() bool { return s == ItemDone || s == ItemFailed || 
 // unless the operation says otherwise.
 const MaxAttempts = 3
 
+// MaxTargetLosses is how many failed steps of one VM whose target host was
+// lost during the step (it crashed, or stopped answering) are not counted
+// as attempts: the VM was not at fault, and it goes elsewhere next. Bounded,
+// so that a VM is not tried for ever on hosts that keep dying.
+const MaxTargetLosses = 3
+
 // OpItem is one VM's step in an operation.
 type OpItem struct {
 	VM          string `json:"vm"`
@@ -76,10 +82,13 @@ type OpItem struct {
 	NewID    string    `json:"new_id,omitempty"`
 	State    ItemState `json:"state"`
 	Attempts int       `json:"attempts"`
-	Tried    []string  `json:"tried,omitempty"`
-	Error    string    `json:"error,omitempty"`
-	Started  time.Time `json:"started,omitempty"`
-	Finished time.Time `json:"finished,omitempty"`
+	// TargetLosses counts the failures not counted as attempts because
+	// their target host was lost (MaxTargetLosses).
+	TargetLosses int       `json:"target_losses,omitempty"`
+	Tried        []string  `json:"tried,omitempty"`
+	Error        string    `json:"error,omitempty"`
+	Started      time.Time `json:"started,omitempty"`
+	Finished     time.Time `json:"finished,omitempty"`
 }
 
 // Operation is an evacuation, an exit from maintenance or a migration,

@@ -123,6 +123,47 @@ func TestRequeueDoesNotCountAttempt(t *testing.T) {
 	}
 }
 
+// TestLostTargetIsNotAnAttempt: a step that failed because its target
+// host was lost is not counted, up to MaxTargetLosses; the lost host stays
+// tried, so the next try goes elsewhere; a cancelled operation gets none.
+func TestLostTargetIsNotAnAttempt(t *testing.T) {
+	s := opState(t)
+	op := evacuation("op1", "v1")
+	op.Op.MaxAttempts = 1
+	must(t, s.Apply(op, 2))
+	idx := uint64(3)
+	step := func(target string, lost bool) OpItem {
+		t.Helper()
+		must(t, s.Apply(&StartItem{Op: "op1", VM: "v1", Target: target, Time: t0}, idx))
+		must(t, s.Apply(&FinishItem{Op: "op1", VM: "v1", TargetLost: lost, Error: "target gone", Time: t0}, idx+1))
+		idx += 2
+		return s.Operations["op1"].Items[0]
+	}
+	for i := 1; i <= MaxTargetLosses; i++ {
+		it := step([]string{"b", "c", "b"}[i-1], true)
+		if it.State != ItemPending || it.Attempts != 0 || it.TargetLosses != i || len(it.Tried) != i || it.Error != "target gone" {
+			t.Fatalf("after %d lost targets: %+v", i, it)
+		}
+	}
+	// The bound is reached: this loss counts, and one attempt was allowed.
+	if it := step("c", true); it.State != ItemFailed || it.Attempts != 1 {
+		t.Fatalf("after %d lost targets and one more: %+v", MaxTargetLosses, it)
+	}
+	must(t, s.Apply(&RetryOperation{Op: "op1", Time: t0}, idx))
+	idx++
+	if it := s.Operations["op1"].Items[0]; it.TargetLosses != 0 || it.Attempts != 0 || len(it.Tried) != 0 {
+		t.Fatalf("after the operator's retry: %+v", it)
+	}
+
+	// Cancelled: in flight, then lost — it ends, not requeued.
+	must(t, s.Apply(&StartItem{Op: "op1", VM: "v1", Target: "b", Time: t0}, idx))
+	must(t, s.Apply(&CancelOperation{Op: "op1", Time: t0}, idx+1))
+	must(t, s.Apply(&FinishItem{Op: "op1", VM: "v1", TargetLost: true, Error: "target gone", Time: t0}, idx+2))
+	if it := s.Operations["op1"].Items[0]; it.State != ItemFailed {
+		t.Fatalf("lost target of a cancelled operation: %+v", it)
+	}
+}
+
 func TestEmptyEvacuationIsOnAtOnce(t *testing.T) {
 	s := opState(t)
 	must(t, s.Apply(evacuation("op1"), 2))

@@ -61,10 +61,80 @@ func TestMaintenanceOnLibvirtHosts(t *testing.T) {
 	}
 }
 
+// TestEvacuationTargetLost: the target of a live migration crashes in the
+// middle of the copy. The source keeps the VM, the failed step is not
+// counted as an attempt (the VM was not at fault), and the evacuation —
+// allowed one attempt per VM — moves it to the third host instead of
+// ending in error.
+func TestEvacuationTargetLost(t *testing.T) {
+	fx := libvirt.StartFixture(t, 3)
+	hosts := fx.HostNames()
+	id := fx.DefineDomain(t, hosts[0], libvirt.VMSpec{Name: "slow", MemoryMiB: 96, FillMiB: 48, Running: true})
+	c := startLibvirtServerWith(t, fx, func(p *policy.Document) {
+		p.Maintenance.Attempts = 1
+	}, func(dc *DriverConfig) { dc.BandwidthMiBs = 8 })
+	waitInventory(t, c, 3, 1)
+
+	ctx := context.Background()
+	ref, err := c.Maintenance(ctx, hosts[0], api.MaintenanceRequest{Status: "enable", Migrate: "active-only"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var target string
+	cluster.WaitFor(t, 30*time.Second, "the migration under way", func() bool {
+		op, err := c.Operation(ctx, ref.Operation)
+		if err != nil || len(op.Items) == 0 {
+			return false
+		}
+		if it := op.Items[0]; it.State == cluster.ItemRunning && it.Target != "" {
+			target = it.Target
+			return true
+		}
+		return false
+	})
+	time.Sleep(time.Second) // into the copy: 48 MiB at 8 MiB/s
+	fx.Kill(t, target)
+
+	op := waitOp(t, c, ref.Operation, 90*time.Second)
+	if op.State != cluster.OpSucceeded {
+		t.Fatalf("evacuation whose first target died: %s (%s), items %+v", op.State, op.Error, op.Items)
+	}
+	it := op.Items[0]
+	if it.Attempts != 1 || it.TargetLosses != 1 || len(it.Tried) != 2 || it.Tried[0] != target || it.Target == target {
+		t.Errorf("step %+v: want one attempt counted, one target lost (%s), then another host", it, target)
+	}
+	var third string
+	for _, h := range hosts[1:] {
+		if h != target {
+			third = h
+		}
+	}
+	if st := fx.DomainStates(t, third)[id]; st != drivers.PoweredOn {
+		t.Errorf("VM on %s is %q, want running", third, st)
+	}
+	if left := fx.DomainStates(t, hosts[0]); len(left) != 0 {
+		t.Errorf("domains left on %s: %v", hosts[0], left)
+	}
+	evs, err := c.Events(ctx, api.EventQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !hasEvent(evs.Events, "step.failed", "not counted: the target was lost") {
+		t.Error("no step.failed event saying the lost target's failure was not counted")
+	}
+}
+
 // startLibvirtServer runs a single server whose driver is the fixture's
 // libvirt hosts, with the dev policy changed by pol; it returns an admin
 // client.
 func startLibvirtServer(t *testing.T, fx *libvirt.Fixture, pol func(*policy.Document)) *api.Client {
+	t.Helper()
+	return startLibvirtServerWith(t, fx, pol, nil)
+}
+
+// startLibvirtServerWith is startLibvirtServer with the driver's
+// configuration changed by drv.
+func startLibvirtServerWith(t *testing.T, fx *libvirt.Fixture, pol func(*policy.Document), drv func(*DriverConfig)) *api.Client {
 	t.Helper()
 	lc := fx.Config()
 	cfg := DefaultConfig()
@@ -78,6 +148,9 @@ func startLibvirtServer(t *testing.T, fx *libvirt.Fixture, pol func(*policy.Docu
 	dc := DriverConfig{Name: "kvm", Type: "libvirt", CallTimeout: lc.CallTimeout}
 	for _, h := range lc.Hosts {
 		dc.Hosts = append(dc.Hosts, LibvirtHost{Name: h.Name, URI: h.URI, Group: h.Group, PeerURI: h.PeerURI, MigrationAddress: h.MigrationAddress})
+	}
+	if drv != nil {
+		drv(&dc)
 	}
 	cfg.Drivers = []DriverConfig{dc}
 	cfg.API.TokensFile, _ = writeTokens(t)

@@ -502,6 +502,9 @@ func (c *opsController) launchLocked(ctx context.Context, op *cluster.Operation,
 				c.s.metrics.MigrationDuration.WithLabelValues(string(kind)).Observe(time.Since(start).Seconds())
 			}
 		}
+		if err != nil && !recovery && it.Target != "" && ctx.Err() == nil && c.targetLost(ctx, vm, it.Target) {
+			err = &targetLostError{host: it.Target, err: err}
+		}
 		if ctx.Err() != nil {
 			// Leadership lost: the next leader checks this step and resumes it.
 			c.mu.Lock()
@@ -565,6 +568,47 @@ func (c *opsController) drive(ctx context.Context, it *cluster.OpItem, vm *clust
 	return fmt.Errorf("unknown action %q", it.Action)
 }
 
+// targetProbeTimeout bounds the probe of a failed step's target.
+const targetProbeTimeout = 5 * time.Second
+
+// targetLostError is a step's failure whose target host was lost during
+// it: the failure is the host's, not the VM's (cluster.FinishItem).
+type targetLostError struct {
+	host string
+	err  error
+}
+
+func (e *targetLostError) Error() string {
+	return fmt.Sprintf("%v (target %s was lost)", e.err, e.host)
+}
+
+func (e *targetLostError) Unwrap() error { return e.err }
+
+// targetLost reports whether a failed step's target host was lost: Herd no
+// longer sees it alive and connected, or its manager does not answer a
+// probe now (a crash shows there first: health takes suspect_after).
+func (c *opsController) targetLost(ctx context.Context, vm *cluster.VM, target string) bool {
+	var h *cluster.Host
+	c.s.node.FSM().Read(func(st *cluster.State) { h = st.Hosts[target] })
+	if h == nil {
+		return true
+	}
+	if h.Health == cluster.HealthSuspect || h.Health == cluster.HealthDead || h.Health == cluster.HealthFenced || h.Connection == cluster.Disconnected || h.Connection == cluster.NotResponding {
+		return true
+	}
+	d, err := c.s.drivers.Get(ctx, vm.Driver)
+	if err != nil {
+		return false
+	}
+	pctx, cancel := context.WithTimeout(ctx, targetProbeTimeout)
+	defer cancel()
+	conn, err := d.ProbeHost(pctx, target)
+	if ctx.Err() != nil {
+		return false
+	}
+	return err != nil || conn != drivers.Connected
+}
+
 // recreateTimeout bounds defining and starting one recreated VM.
 const recreateTimeout = 2 * time.Minute
 
@@ -617,6 +661,13 @@ func (c *opsController) finishLocked(ctx context.Context, op *cluster.Operation,
 		next := "will try again"
 		if it.Attempts >= op.Attempts() {
 			next = "giving up"
+		}
+		var lost *targetLostError
+		if errors.As(err, &lost) {
+			fi.TargetLost = true
+			if it.TargetLosses < cluster.MaxTargetLosses && !op.Cancelled {
+				next = "not counted: the target was lost; will try elsewhere"
+			}
 		}
 		fi.Event = opEvent(op, "step.failed", it.VM, "%s VM %s failed (attempt %d of %d, %s): %v", it.Action, it.Name, it.Attempts, op.Attempts(), next, err)
 		if op.Kind == cluster.OpRecover {
