@@ -749,7 +749,8 @@ func policyYAMLFor(b *Bed) string {
 }
 
 // TestCrashTiming measures, five times on one bed, a host with 20 tiny VMs
-// crashing (power fencing) until all of them run elsewhere. Set
+// crashing (power fencing) until all of them run elsewhere; each run's VMs
+// are removed after it, so that every run starts from the same load. Set
 // E2E_TIMING=1 (make e2e-timing).
 func TestCrashTiming(t *testing.T) {
 	if os.Getenv("E2E_TIMING") == "" {
@@ -788,6 +789,11 @@ func TestCrashTiming(t *testing.T) {
 			bringBack(t, b, h, names)
 			w.check(t)
 			record(t, timings)
+			// Every run starts from the same load: this run's VMs go.
+			prefix := fmt.Sprintf("t%d-", run)
+			for _, other := range b.Hosts {
+				b.fx.RemoveVMs(t, other.name, prefix)
+			}
 		})
 	}
 	sort.Slice(totals, func(i, j int) bool { return totals[i] < totals[j] })

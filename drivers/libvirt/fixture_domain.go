@@ -145,6 +145,42 @@ func (f *Fixture) DomainStates(t testing.TB, host string) map[string]drivers.Pow
 	return states
 }
 
+// RemoveVMs destroys and undefines host's domains whose names start with
+// prefix, one call each (a QEMU can take seconds to exit), and returns how
+// many it removed.
+func (f *Fixture) RemoveVMs(t testing.TB, host, prefix string) int {
+	t.Helper()
+	var names []string
+	f.withConn(t, host, func(l *golibvirt.Libvirt) error {
+		doms, _, err := l.ConnectListAllDomains(1, golibvirt.ConnectListDomainsActive|golibvirt.ConnectListDomainsInactive)
+		for _, dom := range doms {
+			if strings.HasPrefix(dom.Name, prefix) {
+				names = append(names, dom.Name)
+			}
+		}
+		return err
+	})
+	for _, name := range names {
+		f.withConn(t, host, func(l *golibvirt.Libvirt) error {
+			dom, err := l.DomainLookupByName(name)
+			if golibvirt.IsNotFound(err) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if err := l.DomainDestroy(dom); err != nil && !golibvirt.IsNotFound(err) && !hasCode(err, golibvirt.ErrOperationInvalid) {
+				return fmt.Errorf("destroy %s: %w", name, err)
+			}
+			if err := l.DomainUndefineFlags(dom, golibvirt.DomainUndefineNvram); err != nil && !golibvirt.IsNotFound(err) {
+				return fmt.Errorf("undefine %s: %w", name, err)
+			}
+			return nil
+		})
+	}
+	return len(names)
+}
+
 // DomainXMLOf reads the live XML of domain id on host.
 func (f *Fixture) DomainXMLOf(t testing.TB, host, id string) string {
 	t.Helper()
