@@ -3,8 +3,11 @@ package cluster
 import (
 	"bytes"
 	"encoding/base64"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -164,4 +167,79 @@ func TestGossipProbesAndLoss(t *testing.T) {
 		}
 		return state() == "alive"
 	})
+}
+
+// TestGossipProfiles: each profile's memberlist timings; an unknown one is
+// refused.
+func TestGossipProfiles(t *testing.T) {
+	for _, tt := range []struct {
+		profile          string
+		probeTimeout     time.Duration
+		suspicionMult    int
+		indirectChecks   int
+		wantErrSubstring string
+	}{
+		{"", 500 * time.Millisecond, 4, 3, ""},
+		{ProfileLAN, 500 * time.Millisecond, 4, 3, ""},
+		{ProfileLocal, 200 * time.Millisecond, 3, 1, ""},
+		{"wan", 0, 0, 0, `gossip profile "wan": want one of lan, local`},
+	} {
+		t.Run(tt.profile, func(t *testing.T) {
+			mc, err := memberlistConfig(tt.profile)
+			if tt.wantErrSubstring != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErrSubstring) {
+					t.Fatalf("err %v, want %q", err, tt.wantErrSubstring)
+				}
+				if _, err := StartGossip(GossipConfig{Name: "x", Bind: "127.0.0.1:0", Profile: tt.profile}); err == nil {
+					t.Fatal("StartGossip accepted an unknown profile")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if mc.ProbeTimeout != tt.probeTimeout || mc.SuspicionMult != tt.suspicionMult || mc.IndirectChecks != tt.indirectChecks {
+				t.Errorf("probe timeout %v, suspicion mult %d, indirect checks %d; want %v, %d, %d",
+					mc.ProbeTimeout, mc.SuspicionMult, mc.IndirectChecks, tt.probeTimeout, tt.suspicionMult, tt.indirectChecks)
+			}
+		})
+	}
+}
+
+// BenchmarkGossipDeathDetection measures, per profile, how long six
+// members on loopback take to declare a seventh dead after it stops
+// without leaving (a crash): the agent half of detecting a crashed host.
+func BenchmarkGossipDeathDetection(b *testing.B) {
+	for _, profile := range GossipProfiles {
+		b.Run(profile, func(b *testing.B) {
+			var total time.Duration
+			for range b.N {
+				b.StopTimer()
+				var pool []*Gossip
+				for i := range 7 {
+					g, err := StartGossip(GossipConfig{Name: fmt.Sprintf("m%d", i), Bind: "127.0.0.1:0", Profile: profile, Logger: slog.New(slog.DiscardHandler)})
+					if err != nil {
+						b.Fatal(err)
+					}
+					if i > 0 {
+						if err := g.Join([]string{pool[0].Addr()}); err != nil {
+							b.Fatal(err)
+						}
+					}
+					pool = append(pool, g)
+				}
+				WaitFor(b, 30*time.Second, "a full pool", func() bool { return len(pool[1].Members()) == 7 })
+				b.StartTimer()
+				start := time.Now()
+				_ = pool[6].Shutdown()
+				WaitFor(b, 60*time.Second, "the crashed member declared dead", func() bool { return len(pool[0].Members()) == 6 })
+				total += time.Since(start)
+				b.StopTimer()
+				for _, g := range pool[:6] {
+					_ = g.Shutdown()
+				}
+			}
+			b.ReportMetric(total.Seconds()/float64(b.N), "detect-s")
+		})
+	}
 }

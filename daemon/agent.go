@@ -122,7 +122,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		keys = k
 	}
 	g, err := cluster.StartGossip(cluster.GossipConfig{Name: a.cfg.NodeName, Bind: a.cfg.Gossip.Listen, Advertise: a.cfg.Gossip.Advertise,
-		Keys: keys, Meta: a.meta("ok"), Fast: a.opts.GossipFast, Drop: a.opts.GossipDrop, Logger: a.log})
+		Keys: keys, Meta: a.meta("ok"), Profile: a.cfg.Gossip.Profile, Fast: a.opts.GossipFast, Drop: a.opts.GossipDrop, Logger: a.log})
 	if err != nil {
 		return fmt.Errorf("agent gossip: %w", err)
 	}

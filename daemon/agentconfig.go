@@ -44,6 +44,8 @@ type AgentConfig struct {
 		Advertise   string   `yaml:"advertise"`
 		KeyringFile string   `yaml:"keyring_file"`
 		Join        []string `yaml:"join"`
+		// Profile is memberlist's timing, as the servers' gossip.profile.
+		Profile string `yaml:"profile"`
 	} `yaml:"gossip"`
 	// Hypervisor is the local hypervisor the agent stops VMs through.
 	Hypervisor struct {
@@ -127,6 +129,9 @@ func (c *AgentConfig) Validate(doc *yamlfile.Doc) error {
 		if _, _, err := net.SplitHostPort(j); err != nil {
 			bad(fmt.Sprintf("gossip.join[%d]", i), "%q is not host:port", j)
 		}
+	}
+	if !validGossipProfile(c.Gossip.Profile) {
+		bad("gossip.profile", "%q is not a profile: want one of %s", c.Gossip.Profile, strings.Join(cluster.GossipProfiles, ", "))
 	}
 	if c.Gossip.KeyringFile == "" {
 		bad("gossip.keyring_file", "must be set: gossip is encrypted, with the servers' keyring")

@@ -42,7 +42,7 @@ func TestAgentConfigErrors(t *testing.T) {
 		edit func(string) string
 		want []string
 	}{
-		{"unknown key", func(s string) string { return s + "lease_ttl: 5s\n" }, []string{`agent.yaml:45:1: lease_ttl: unknown field "lease_ttl"`}},
+		{"unknown key", func(s string) string { return s + "lease_ttl: 5s\n" }, []string{`agent.yaml:47:1: lease_ttl: unknown field "lease_ttl"`}},
 		{"no servers", func(s string) string {
 			s = strings.Replace(s, "servers:\n  - https://mgmt-1.example.com:7420\n  - https://mgmt-2.example.com:7420\n  - https://mgmt-3.example.com:7420\n", "", 1)
 			return strings.Replace(s, "  join:\n    - mgmt-1.example.com:7422\n    - mgmt-2.example.com:7422\n", "", 1)
@@ -52,8 +52,10 @@ func TestAgentConfigErrors(t *testing.T) {
 		{"no keyring", func(s string) string {
 			return strings.Replace(s, "  keyring_file: ", "  # keyring_file: ", 1)
 		}, []string{"gossip.keyring_file: must be set"}},
+		{"unknown gossip profile", func(s string) string { return strings.Replace(s, "\n  profile: lan\n", "\n  profile: fast\n", 1) },
+			[]string{`agent.yaml:34:12: gossip.profile: "fast" is not a profile: want one of lan, local`}},
 		{"bad hypervisor", func(s string) string { return strings.Replace(s, "type: libvirt", "type: xen", 1) },
-			[]string{`agent.yaml:36:9: hypervisor.type: unknown hypervisor type "xen"`}},
+			[]string{`agent.yaml:38:9: hypervisor.type: unknown hypervisor type "xen"`}},
 		{"relative state file", func(s string) string {
 			return strings.Replace(s, "state_file: /var/lib/herd-agent/lease.json", "state_file: lease.json", 1)
 		}, []string{`state_file: "lease.json" must be an absolute path`}},

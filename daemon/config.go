@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -71,6 +72,10 @@ type Config struct {
 		KeyringFile string `yaml:"keyring_file"`
 		// Join lists other members' gossip addresses (host:port).
 		Join []string `yaml:"join"`
+		// Profile is memberlist's timing: lan (default) or local (a fast,
+		// quiet management network: a crashed host's agent is declared
+		// dead sooner). Servers and agents should use the same.
+		Profile string `yaml:"profile"`
 	} `yaml:"gossip"`
 	Drivers   []DriverConfig `yaml:"drivers"`
 	Inventory struct {
@@ -241,6 +246,9 @@ func (c *Config) Validate(doc *yamlfile.Doc) error {
 			if _, _, err := net.SplitHostPort(j); err != nil {
 				bad(fmt.Sprintf("gossip.join[%d]", i), "%q is not host:port", j)
 			}
+		}
+		if !validGossipProfile(g.Profile) {
+			bad("gossip.profile", "%q is not a profile: want one of %s", g.Profile, strings.Join(cluster.GossipProfiles, ", "))
 		}
 		if g.KeyringFile != "" {
 			if _, err := cluster.ReadKeyring(g.KeyringFile); err != nil {
@@ -490,4 +498,10 @@ func fieldError(doc *yamlfile.Doc, path, format string, args ...any) error {
 		return &yamlfile.Error{File: "config", Path: path, Msg: fmt.Sprintf(format, args...)}
 	}
 	return doc.At(path, format, args...)
+}
+
+// validGossipProfile reports whether p names a gossip profile ("" is the
+// default).
+func validGossipProfile(p string) bool {
+	return p == "" || slices.Contains(cluster.GossipProfiles, p)
 }

@@ -101,6 +101,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"syntax error", func(s string) string { return s + "  - : [\n" }, []string{"herd.yaml:"}},
 		{"gossip without a keyring", func(s string) string { return s + "gossip:\n  listen: 0.0.0.0:7422\n" },
 			[]string{"gossip.keyring_file: must be set: gossip is encrypted outside -dev"}},
+		{"unknown gossip profile", func(s string) string { return s + "gossip:\n  listen: 0.0.0.0:7422\n  profile: wan\n" },
+			[]string{`herd.yaml:25:12: gossip.profile: "wan" is not a profile: want one of lan, local`}},
 		{"gossip join without listen", func(s string) string { return s + "gossip:\n  join: [10.0.0.2:7422]\n" },
 			[]string{"gossip.listen: must be set when gossip.join or gossip.keyring_file is"}},
 	}

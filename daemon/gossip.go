@@ -23,7 +23,7 @@ func (s *Server) startGossip() error {
 		}
 		keys = k
 	}
-	gs, err := cluster.StartGossip(cluster.GossipConfig{Name: s.cfg.NodeName, Bind: g.Listen, Advertise: g.Advertise, Keys: keys,
+	gs, err := cluster.StartGossip(cluster.GossipConfig{Name: s.cfg.NodeName, Bind: g.Listen, Advertise: g.Advertise, Keys: keys, Profile: g.Profile,
 		Meta: cluster.MemberMeta{Role: cluster.RoleServer, API: s.apiAddr}, Logger: s.log,
 		OnProbe:   func(rtt time.Duration) { s.metrics.GossipProbeRTT.Observe(rtt.Seconds()) },
 		OnSuspect: s.metrics.GossipSuspicions.Inc})
