@@ -322,6 +322,9 @@ gossip:
   listen: %s:7422
   keyring_file: %s
   join: [%s]
+  # One switch, a quiet management network: a crashed host's agent is
+  # declared dead sooner than with memberlist's LAN timings.
+  profile: local
 policy_file: %s
 inventory:
   sync_interval: 1s
@@ -346,6 +349,9 @@ gossip:
   listen: %s:7422
   keyring_file: %s
   join: [%s]
+  # One switch, a quiet management network: a crashed host's agent is
+  # declared dead sooner than with memberlist's LAN timings.
+  profile: local
 hypervisor:
   uri: "qemu+tcp://%s:16509/system"
 state_file: %s
