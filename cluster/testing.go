@@ -11,17 +11,20 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/herd-project/herd/internal/testport"
 )
 
-// FreePort returns a loopback address with a port that was free a moment ago.
+// FreePort returns a loopback address with a port that is free and that no
+// outgoing connection will take: it lies below the kernel's ephemeral range
+// (testport).
 func FreePort(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := testport.Addr()
 	if err != nil {
 		t.Fatalf("free port: %v", err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addr
 }
 
 // TestNodeConfig is a node config with short timeouts for in-process clusters.

@@ -67,11 +67,6 @@ keepalive_count = 3
 // migrationPorts is how many QEMU migration ports each host gets.
 const migrationPorts = 16
 
-var (
-	portsMu   sync.Mutex
-	portsUsed = map[int]bool{}
-)
-
 // fixtureHost is one libvirtd of a Fixture.
 type fixtureHost struct {
 	name   string

@@ -4,8 +4,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/herd-project/herd/internal/testport"
 )
 
 // capabilitiesCache is where fixtures share libvirtd's cache of QEMU's
@@ -134,58 +134,12 @@ func cleanupStaleFixtures(t testing.TB) {
 	}
 }
 
-// freePort is a TCP port free on 127.0.0.1 now.
-func freePort() (int, error) {
-	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, fmt.Errorf("find a free port: %w", err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		portsMu.Lock()
-		taken := portsUsed[port]
-		portsUsed[port] = true
-		portsMu.Unlock()
-		if !taken {
-			return port, nil
-		}
-	}
-	return 0, errors.New("find a free port: none left")
-}
+// freePort is a port free on 127.0.0.1, below the ephemeral range so that
+// no outgoing connection takes it before libvirtd binds it (testport).
+func freePort() (int, error) { return testport.Port() }
 
-// freePortRange is the first of n consecutive ports free on 127.0.0.1,
-// from 40000 to 48000.
-func freePortRange(n int) (int, error) {
-	portsMu.Lock()
-	defer portsMu.Unlock()
-	for range 50 {
-		r, err := rand.Int(rand.Reader, big.NewInt(8000/int64(n)))
-		if err != nil {
-			return 0, err
-		}
-		first := 40000 + int(r.Int64())*n
-		if portsUsed[first] {
-			continue
-		}
-		free := true
-		for p := first; p < first+n && free; p++ {
-			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
-			if err != nil {
-				free = false
-				continue
-			}
-			l.Close()
-		}
-		if free {
-			for p := first; p < first+n; p++ {
-				portsUsed[p] = true
-			}
-			return first, nil
-		}
-	}
-	return 0, fmt.Errorf("find %d free consecutive ports: none", n)
-}
+// freePortRange is the first of n consecutive free ports (testport).
+func freePortRange(n int) (int, error) { return testport.Range(n) }
 
 // newUUID is a random (version 4) UUID.
 func newUUID() string {
