@@ -160,6 +160,9 @@ func StartGossip(cfg GossipConfig) (*Gossip, error) {
 		mc = memberlist.DefaultLocalConfig()
 		mc.ProbeInterval, mc.ProbeTimeout, mc.GossipInterval = 200*time.Millisecond, 100*time.Millisecond, 50*time.Millisecond
 		mc.SuspicionMult = 2
+		// Stop gossiping to a dead member soon: tests of partitions that
+		// outlast it need not wait memberlist's 15 s.
+		mc.GossipToTheDeadTime = 3 * time.Second
 	}
 	mc.Name, mc.BindAddr, mc.BindPort = cfg.Name, host, port
 	mc.AdvertisePort = port

@@ -181,20 +181,13 @@ func (a *Agent) stop() {
 	_ = a.hv.Close()
 }
 
-// joinLoop joins gossip through the configured members.
+// joinLoop joins gossip through the configured members, and again after a
+// partition that left it with no server alive (keepJoined).
 func (a *Agent) joinLoop(ctx context.Context) {
 	if len(a.cfg.Gossip.Join) == 0 {
 		return
 	}
-	for ctx.Err() == nil {
-		if err := a.gossip.Join(a.cfg.Gossip.Join); err == nil {
-			a.log.Info("joined gossip", "via", a.cfg.Gossip.Join)
-			return
-		} else {
-			a.log.Warn("gossip join failed; retrying", "err", err)
-		}
-		sleepCtx(ctx, 2*time.Second)
-	}
+	keepJoined(ctx, a.gossip, a.cfg.Gossip.Join, a.cfg.NodeName, a.log)
 }
 
 // renewLoop renews the lease three times per TTL (every second until the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -154,6 +155,35 @@ func TestPartitionedHostSelfFencesBeforeRecovery(t *testing.T) {
 	cluster.WaitFor(t, 15*time.Second, "the agent's loss counted", func() bool {
 		return !containsLine(metricsText(t, dev.Server), "herd_gossip_probe_failures_total 0")
 	})
+}
+
+// TestAgentRejoinsAfterLongPartition: an agent cut off from gossip for
+// longer than memberlist keeps gossiping to the dead (3 s here) is declared
+// dead by the server, and declares the server dead in turn; neither would
+// contact the other again. The agent joins again when it sees no server
+// alive, so once the cut ends the server sees it alive.
+func TestAgentRejoinsAfterLongPartition(t *testing.T) {
+	dev, _ := startDevWith(t, 2, 2, nil, fastRecovery)
+	host := dev.Sim.HostNames()[0]
+	var cut atomic.Bool
+	a := startAgentWith(t, dev, host, filepath.Join(t.TempDir(), "lease.json"), func(o *AgentOptions) { o.GossipDrop = cut.Load })
+	agentAlive := func() bool {
+		for _, m := range dev.gossipMembers() {
+			if m.Name == a.cfg.NodeName && m.State == "alive" {
+				return true
+			}
+		}
+		return false
+	}
+	cluster.WaitFor(t, 15*time.Second, "the agent in the server's pool", agentAlive)
+	cut.Store(true)
+	cluster.WaitFor(t, 15*time.Second, "the agent declared dead by the server", func() bool { return !agentAlive() })
+	cluster.WaitFor(t, 15*time.Second, "the server declared dead by the agent", func() bool {
+		return !otherServerAlive(a.gossip.Members(), a.cfg.NodeName)
+	})
+	time.Sleep(4 * time.Second) // past GossipToTheDeadTime on both sides
+	cut.Store(false)
+	cluster.WaitFor(t, 15*time.Second, "the agent alive in the server's pool again", agentAlive)
 }
 
 // TestAgentLeaseRelease: an agent that stops cleanly releases its lease:

@@ -1,7 +1,9 @@
 package daemon
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/herd-project/herd/cluster"
@@ -9,7 +11,8 @@ import (
 
 // startGossip joins the server to the gossip pool when gossip.listen is
 // set: it announces its role and API address, and retries the join list
-// until a member answers.
+// until a member answers — and again whenever it sees no other server
+// alive (keepJoined).
 func (s *Server) startGossip() error {
 	g := s.cfg.Gossip
 	if g.Listen == "" {
@@ -37,17 +40,47 @@ func (s *Server) startGossip() error {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		for s.ctx.Err() == nil {
-			err := gs.Join(g.Join)
-			if err == nil {
-				s.log.Info("joined gossip", "via", g.Join)
-				return
-			}
-			s.log.Warn("gossip join failed; retrying", "err", err)
-			sleepCtx(s.ctx, 2*time.Second)
-		}
+		keepJoined(s.ctx, gs, g.Join, s.cfg.NodeName, s.log)
 	}()
 	return nil
+}
+
+// joinEvery is how often keepJoined checks the pool and retries a join.
+const joinEvery = 2 * time.Second
+
+// keepJoined joins gossip through join, and joins again whenever this
+// member sees no other server alive. After a partition that outlasted
+// memberlist's GossipToTheDeadTime, each side has declared the other dead
+// and neither contacts the other again: without a new join the pool never
+// heals, and a host whose agent was cut off would never come back.
+func keepJoined(ctx context.Context, g *cluster.Gossip, join []string, self string, log *slog.Logger) {
+	joined, failing := false, false
+	for ctx.Err() == nil {
+		if !joined || !otherServerAlive(g.Members(), self) {
+			err := g.Join(join)
+			switch {
+			case err != nil && !failing:
+				log.Warn("gossip join failed; retrying", "via", join, "every", joinEvery, "err", err)
+			case err == nil && !joined:
+				log.Info("joined gossip", "via", join)
+			case err == nil:
+				log.Info("joined gossip again: no other server was alive in it", "via", join)
+			}
+			failing = err != nil
+			joined = joined || err == nil
+		}
+		sleepCtx(ctx, joinEvery)
+	}
+}
+
+// otherServerAlive reports whether members has a server other than self.
+func otherServerAlive(members []cluster.GossipMember, self string) bool {
+	for _, m := range members {
+		if m.Name != self && m.Meta.Role == cluster.RoleServer && m.State == "alive" {
+			return true
+		}
+	}
+	return false
 }
 
 // gossipMembers lists the pool as this server sees it (nil without gossip).
