@@ -54,20 +54,25 @@ const joinEvery = 2 * time.Second
 // and neither contacts the other again: without a new join the pool never
 // heals, and a host whose agent was cut off would never come back.
 func keepJoined(ctx context.Context, g *cluster.Gossip, join []string, self string, log *slog.Logger) {
-	joined, failing := false, false
+	// sawServer: another server was alive since the last join, so a join
+	// now is news worth a line (a lone server joining itself is not).
+	joined, failing, sawServer := false, false, false
 	for ctx.Err() == nil {
-		if !joined || !otherServerAlive(g.Members(), self) {
+		if otherServerAlive(g.Members(), self) {
+			sawServer = true
+		} else {
 			err := g.Join(join)
 			switch {
 			case err != nil && !failing:
 				log.Warn("gossip join failed; retrying", "via", join, "every", joinEvery, "err", err)
 			case err == nil && !joined:
 				log.Info("joined gossip", "via", join)
-			case err == nil:
+			case err == nil && sawServer:
 				log.Info("joined gossip again: no other server was alive in it", "via", join)
 			}
 			failing = err != nil
 			joined = joined || err == nil
+			sawServer = sawServer && err != nil
 		}
 		sleepCtx(ctx, joinEvery)
 	}

@@ -551,7 +551,8 @@ func (c *recoveryController) disableAutostart(ctx context.Context, doc *policy.D
 	if len(todo) == 0 {
 		return
 	}
-	excluded := c.excluded(doc, c.s.node.FSM().State())
+	var excluded map[string]bool
+	c.s.node.FSM().Read(func(st *cluster.State) { excluded = c.excluded(doc, st) })
 	for _, vm := range todo {
 		if excluded[vm.ID] {
 			continue

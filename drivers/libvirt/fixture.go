@@ -261,13 +261,7 @@ func (f *Fixture) Kill(t testing.TB, host string) {
 // domains are kept, shut off.
 func (f *Fixture) Restart(t testing.TB, host string) {
 	t.Helper()
-	h := f.mustHost(host)
-	if err := h.kill(); err != nil {
-		t.Fatalf("restart %s: %v", host, err)
-	}
-	if err := h.start(); err != nil {
-		t.Fatalf("restart %s: %v", host, err)
-	}
+	f.restart(t, "restart", host, false)
 }
 
 // Boot starts host again as a power cycle does: after Kill (or killing it
@@ -276,19 +270,26 @@ func (f *Fixture) Restart(t testing.TB, host string) {
 // finds their QEMU processes gone. Domains are kept, shut off.
 func (f *Fixture) Boot(t testing.TB, host string) {
 	t.Helper()
+	f.restart(t, "boot", host, true)
+}
+
+// restart kills host's libvirtd, empties its run directory when clearRun,
+// and starts it again.
+func (f *Fixture) restart(t testing.TB, what, host string, clearRun bool) {
+	t.Helper()
 	h := f.mustHost(host)
-	if err := h.kill(); err != nil {
-		t.Fatalf("boot %s: %v", host, err)
+	err := h.kill()
+	if err == nil && clearRun {
+		run := filepath.Join(h.dir, "run")
+		if err = os.RemoveAll(run); err == nil {
+			err = os.MkdirAll(run, 0o755)
+		}
 	}
-	run := filepath.Join(h.dir, "run")
-	if err := os.RemoveAll(run); err != nil {
-		t.Fatalf("boot %s: %v", host, err)
+	if err == nil {
+		err = h.start()
 	}
-	if err := os.MkdirAll(run, 0o755); err != nil {
-		t.Fatalf("boot %s: %v", host, err)
-	}
-	if err := h.start(); err != nil {
-		t.Fatalf("boot %s: %v", host, err)
+	if err != nil {
+		t.Fatalf("%s %s: %v", what, host, err)
 	}
 }
 

@@ -286,9 +286,9 @@ func (d *Driver) hostDatastore(ctx context.Context, ref types.ManagedObjectRefer
 }
 
 // Destroy powers a VM off if needed and unregisters it from vCenter. Its
-// files stay on the datastore: a stale copy's disks may be the only copy of
-// the VM's data (the recreated VM is built from the stored configuration),
-// and deleting them is for an operator to decide.
+// files stay on the datastore: a stale copy's disks are the disks the
+// recreated VM runs on (Recreate attaches the same files), and deleting
+// anything else is for an operator to decide.
 func (d *Driver) Destroy(ctx context.Context, id string) error {
 	if err := d.setPower(ctx, id, types.VirtualMachinePowerStatePoweredOff); err != nil {
 		return fmt.Errorf("destroy %s: %w", id, err)
