@@ -188,6 +188,18 @@ func (s *State) apply(cmd Command, index uint64) any {
 }
 
 func (s *State) applyInventory(d *InventoryDiff) {
+	left := map[string]bool{}
+	for _, vm := range d.UpsertVMs {
+		if old := s.VMs[vm.ID]; old != nil {
+			left[old.Host] = true
+		}
+	}
+	for _, id := range d.RemoveVMs {
+		if old := s.VMs[id]; old != nil {
+			left[old.Host] = true
+		}
+	}
+	busy := s.busyMaintenance(left)
 	for _, h := range d.UpsertHosts {
 		nh := h
 		nh.Driver = d.Driver
@@ -232,6 +244,11 @@ func (s *State) applyInventory(d *InventoryDiff) {
 		delete(s.VMs, id)
 	}
 	s.appendEvents(d.Events...)
+	var t time.Time
+	if n := len(d.Events); n > 0 {
+		t = d.Events[n-1].Time
+	}
+	s.noteEmptied(busy, t)
 }
 
 func (s *State) appendEvents(events ...Event) {

@@ -132,7 +132,9 @@ func (s *State) applyOperation(cmd Command) *ApplyError {
 		case c.OK:
 			it.State, it.Error, it.NewID = ItemDone, "", c.NewID
 			op.Progress = c.Time
+			busy := s.busyMaintenance(map[string]bool{it.From: true})
 			s.applyItemEffect(it)
+			defer s.noteEmptied(busy, c.Time)
 		case c.TargetLost && it.TargetLosses < MaxTargetLosses && !op.Cancelled:
 			// Tried keeps the lost host: the next try goes elsewhere.
 			it.State, it.Error = ItemPending, c.Error
@@ -339,7 +341,7 @@ func (s *State) settle(op *Operation, t time.Time) {
 	}
 	switch op.Kind {
 	case OpEvacuate:
-		to, msg := MaintenanceOn, fmt.Sprintf("host %s is in maintenance: empty and ready", op.Host)
+		to, msg := MaintenanceOn, s.maintenanceOnMessage(op.Host)
 		if op.State != OpSucceeded {
 			to = MaintenanceError
 			msg = fmt.Sprintf("host %s maintenance error: evacuation %s: %s", op.Host, op.State, op.Error)

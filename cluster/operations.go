@@ -250,3 +250,63 @@ func (s *State) setMaintenance(host string, to MaintenanceState, op string) *App
 func opError(format string, args ...any) *ApplyError {
 	return &ApplyError{Code: 409, Field: "operation", Msg: fmt.Sprintf(format, args...)}
 }
+
+// RunningOn counts the VMs running on host (stale copies left out).
+func (s *State) RunningOn(host string) int {
+	n := 0
+	for _, vm := range s.VMs {
+		if vm.Host == host && !vm.Stale && vm.Power == PoweredOn {
+			n++
+		}
+	}
+	return n
+}
+
+// MaintenanceNote says what a host in maintenance holds: a host is never
+// called empty, or ready to power off, while a VM runs on it (maintenance
+// with --migrate none closes a host and moves nothing). Empty for a host
+// not in maintenance.
+func MaintenanceNote(host string, m MaintenanceState, running int) string {
+	if m != MaintenanceOn {
+		return ""
+	}
+	if running > 0 {
+		return fmt.Sprintf("host %s is in maintenance, %d VMs still running", host, running)
+	}
+	return fmt.Sprintf("host %s is in maintenance: empty and ready", host)
+}
+
+func (s *State) maintenanceOnMessage(host string) string {
+	return MaintenanceNote(host, MaintenanceOn, s.RunningOn(host))
+}
+
+// busyMaintenance returns, for the hosts in maintenance (on) among hosts,
+// those with VMs still running: noteEmptied tells when they empty.
+func (s *State) busyMaintenance(hosts map[string]bool) map[string]bool {
+	var out map[string]bool
+	for name := range hosts {
+		if h := s.Hosts[name]; h != nil && h.Maintenance == MaintenanceOn && s.RunningOn(name) > 0 {
+			if out == nil {
+				out = map[string]bool{}
+			}
+			out[name] = true
+		}
+	}
+	return out
+}
+
+// noteEmptied logs, for each host of busy (see busyMaintenance) that no
+// longer runs a VM, that it is now empty and ready.
+func (s *State) noteEmptied(busy map[string]bool, t time.Time) {
+	names := make([]string, 0, len(busy))
+	for name := range busy {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if h := s.Hosts[name]; h != nil && h.Maintenance == MaintenanceOn && s.RunningOn(name) == 0 {
+			s.appendEvents(Event{Time: t, Type: "maintenance.empty", Actor: "herd", Host: name,
+				Message: MaintenanceNote(name, MaintenanceOn, 0)})
+		}
+	}
+}

@@ -222,7 +222,7 @@ func (s *Server) handleHosts(w http.ResponseWriter, r *http.Request) {
 	usage := st.Usage()
 	out := api.Hosts{Hosts: []api.Host{}}
 	for _, name := range st.HostNames() {
-		out.Hosts = append(out.Hosts, api.Host{Host: *st.Hosts[name], HostUsage: usage[name]})
+		out.Hosts = append(out.Hosts, api.NewHost(st.Hosts[name], usage[name]))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -235,7 +235,7 @@ func (s *Server) handleHost(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "host", "host %q not found", name)
 		return
 	}
-	writeJSON(w, http.StatusOK, api.Host{Host: *h, HostUsage: st.Usage()[name]})
+	writeJSON(w, http.StatusOK, api.NewHost(h, st.Usage()[name]))
 }
 
 func (s *Server) handleVMs(w http.ResponseWriter, r *http.Request) {
@@ -413,7 +413,7 @@ func (s *Server) handleHostStatus(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st = s.node.FSM().State()
-	writeJSON(w, http.StatusOK, api.Host{Host: *st.Hosts[name], HostUsage: st.Usage()[name]})
+	writeJSON(w, http.StatusOK, api.NewHost(st.Hosts[name], st.Usage()[name]))
 }
 
 func reasonSuffix(r string) string {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
 )
 
@@ -75,7 +76,7 @@ func newHostCmd(g *globals) *cobra.Command {
 func printHosts(g *globals, hosts []api.Host) error {
 	var rows [][]string
 	for _, h := range hosts {
-		rows = append(rows, []string{h.Name, string(h.Admin), string(h.Maintenance), string(h.Health), string(h.Connection),
+		rows = append(rows, []string{h.Name, string(h.Admin), maintenanceWord(h), string(h.Health), string(h.Connection),
 			fmt.Sprint(h.VMs), fmt.Sprint(h.RunningVMs), gib(h.MemoryUsedBytes) + "/" + gib(h.MemoryBytes),
 			fmt.Sprintf("%d/%d", h.VCPUsUsed, h.CPUs), h.Driver, h.Group})
 	}
@@ -85,13 +86,22 @@ func printHosts(g *globals, hosts []api.Host) error {
 func printHost(g *globals, h *api.Host) error {
 	rows := [][]string{
 		{"Name", h.Name}, {"Driver", h.Driver}, {"Group", h.Group},
-		{"Admin status", string(h.Admin) + reason(h.AdminReason)}, {"Maintenance", string(h.Maintenance)},
+		{"Admin status", string(h.Admin) + reason(h.AdminReason)}, {"Maintenance", string(h.Maintenance) + reason(h.MaintenanceNote)},
 		{"Operation", h.Operation}, {"Health", string(h.Health)}, {"Connection", string(h.Connection)},
 		{"Memory", gib(h.MemoryUsedBytes) + " of " + gib(h.MemoryBytes) + " GiB used by running VMs"},
 		{"CPUs", fmt.Sprintf("%d logical, %d vCPUs of running VMs", h.CPUs, h.VCPUsUsed)},
 		{"VMs", fmt.Sprintf("%d (%d running)", h.VMs, h.RunningVMs)},
 	}
 	return table(g.stdout, "FIELD\tVALUE", rows)
+}
+
+// maintenanceWord is the maintenance state, with the VMs still running on a
+// host in maintenance: such a host is not empty, whatever its state.
+func maintenanceWord(h api.Host) string {
+	if h.Maintenance == cluster.MaintenanceOn && !h.Empty {
+		return fmt.Sprintf("%s (%d VMs running)", h.Maintenance, h.RunningVMs)
+	}
+	return string(h.Maintenance)
 }
 
 func reason(r string) string {

@@ -187,7 +187,7 @@ func waitOperation(c *api.Client, id string, stdout, stderr io.Writer) error {
 			}
 			if op.Kind == cluster.OpEvacuate {
 				if h, err := c.Host(context.Background(), op.Host); err == nil {
-					fmt.Fprintf(stdout, "Host %s: maintenance %s\n", h.Name, h.Maintenance)
+					fmt.Fprintf(stdout, "Host %s: maintenance %s%s\n", h.Name, h.Maintenance, reason(h.MaintenanceNote))
 				}
 			}
 			if op.State != cluster.OpSucceeded {

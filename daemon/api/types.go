@@ -55,6 +55,19 @@ type Blocker struct {
 type Host struct {
 	cluster.Host
 	cluster.HostUsage
+	// Empty: no VM runs on the host (stopped VMs may still be registered,
+	// see vms). A host in maintenance is never called empty, or ready to
+	// power off, while one runs.
+	Empty bool `json:"empty"`
+	// MaintenanceNote says, for a host in maintenance, whether it is empty
+	// or how many VMs still run on it.
+	MaintenanceNote string `json:"maintenance_note,omitempty"`
+}
+
+// NewHost is the view of h with its usage.
+func NewHost(h *cluster.Host, u cluster.HostUsage) Host {
+	return Host{Host: *h, HostUsage: u, Empty: u.RunningVMs == 0,
+		MaintenanceNote: cluster.MaintenanceNote(h.Name, h.Maintenance, u.RunningVMs)}
 }
 
 // Hosts is the answer of GET /v1/hosts.

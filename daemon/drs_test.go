@@ -1,0 +1,73 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/daemon/api"
+)
+
+// Maintenance without migrations closes a host and moves nothing: the host
+// is never called empty, or ready, while its VMs run; once the last leaves,
+// it is.
+func TestMaintenanceWithoutMigrationsIsNotEmpty(t *testing.T) {
+	_, c := startDevWith(t, 3, 12, nil, nil)
+	ctx := context.Background()
+	h := busiestHost(t, c)
+	if h.RunningVMs == 0 {
+		t.Fatalf("host %s runs no VM: %+v", h.Name, h)
+	}
+	ref, err := c.Maintenance(ctx, h.Name, api.MaintenanceRequest{Status: "enable", Migrate: "none"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitOp(t, c, ref.Operation, 10*time.Second)
+	got, err := c.Host(ctx, h.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("%d VMs still running", h.RunningVMs)
+	if got.Maintenance != cluster.MaintenanceOn || got.Empty || !strings.Contains(got.MaintenanceNote, want) {
+		t.Fatalf("host view: maintenance %s empty %v note %q, want on, not empty, %q", got.Maintenance, got.Empty, got.MaintenanceNote, want)
+	}
+	for _, e := range queryEvents(t, c, api.EventQuery{Host: h.Name}) {
+		if strings.Contains(e.Message, "empty") || strings.Contains(e.Message, "ready") {
+			t.Fatalf("event calls host %s with %d running VMs empty or ready: %s %s", h.Name, h.RunningVMs, e.Type, e.Message)
+		}
+		if e.Type == "maintenance.on" && !strings.Contains(e.Message, want) {
+			t.Errorf("maintenance.on says %q, want %q", e.Message, want)
+		}
+	}
+
+	// An operator moves the running VMs away: the host is then empty.
+	vms, _ := c.VMs(ctx, h.Name)
+	for _, vm := range vms {
+		if vm.Power != cluster.PoweredOn {
+			continue
+		}
+		ref, err := c.MigrateVM(ctx, vm.ID, api.MigrateRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if op := waitOp(t, c, ref.Operation, 20*time.Second); op.State != cluster.OpSucceeded {
+			t.Fatalf("move of %s: %+v", vm.Name, op)
+		}
+	}
+	got, _ = c.Host(ctx, h.Name)
+	if !got.Empty || !strings.Contains(got.MaintenanceNote, "empty and ready") {
+		t.Fatalf("emptied host view: empty %v note %q", got.Empty, got.MaintenanceNote)
+	}
+	n := 0
+	for _, e := range queryEvents(t, c, api.EventQuery{Host: h.Name}) {
+		if e.Type == "maintenance.empty" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d maintenance.empty events for the emptied host, want 1", n)
+	}
+}
