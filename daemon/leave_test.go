@@ -101,7 +101,7 @@ func TestShutdownKeepsAnsweredWrites(t *testing.T) {
 				default:
 				}
 				msg := fmt.Sprintf("w%d-%d", w, i)
-				if c.AppendEvent(context.Background(), cluster.Event{Type: "test.write", Message: msg}) == nil {
+				if c.AppendEvent(context.Background(), cluster.Event{Type: "note", Message: msg}) == nil {
 					mu.Lock()
 					acked[msg] = true
 					mu.Unlock()
@@ -141,7 +141,7 @@ func TestShutdownKeepsAnsweredWrites(t *testing.T) {
 	}
 	got := map[string]bool{}
 	for _, e := range again.Node().FSM().State().Events {
-		if e.Type == "test.write" {
+		if e.Type == "note" {
 			got[e.Message] = true
 		}
 	}

@@ -177,6 +177,11 @@ func (s *Server) recordEvent(ctx context.Context, e cluster.Event) {
 		return
 	}
 	if c := s.leaderClient(); c != nil {
+		if s.cfg.serverToken == "" {
+			// Without the servers' internal token the leader cannot tell
+			// this server from anyone else: it takes a note only.
+			e = cluster.NewEvent(noteType, "", e.Host, e.VM, e.Type+" ("+e.Actor+"): "+e.Message)
+		}
 		if err := c.AppendEvent(ctx, e); err != nil {
 			s.log.Warn("record event through the leader", "err", err)
 		}

@@ -109,6 +109,10 @@ func (s *Server) handlePutPolicy(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "source", "source is longer than 256 bytes")
 		return
 	}
+	if p := badText(source); p != "" {
+		writeError(w, http.StatusBadRequest, "source", "source: %s", p)
+		return
+	}
 	p, err := s.applyPolicy(r.Context(), doc, source, actor(r), ifVersion)
 	if err != nil {
 		writeApplyError(w, err)
@@ -119,16 +123,33 @@ func (s *Server) handlePutPolicy(w http.ResponseWriter, r *http.Request) {
 
 var eventTypeRE = regexp.MustCompile(`^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$`)
 
-// handleAppendEvent writes a note into the action log (operators'
-// annotations; servers recording their own events through the leader).
+// noteType is the only event type people may write: Herd's own event types
+// and actors cannot be forged through the API.
+const noteType = "note"
+
+// handleAppendEvent writes a note into the action log: an operator's
+// annotation, whose actor is the caller's token. Only the servers' internal
+// token may record other types (a follower's own events, through the
+// leader) and name its actor.
 func (s *Server) handleAppendEvent(w http.ResponseWriter, r *http.Request) {
 	var req api.EventRequest
 	if !decodeBody(w, r, &req) {
 		return
 	}
+	p, authed := principalOf(r)
+	internal := authed && p.Name == serverTokenName
+	if req.Type == "" && !internal {
+		req.Type = noteType
+	}
 	switch {
 	case !eventTypeRE.MatchString(req.Type) || len(req.Type) > 64:
 		writeError(w, http.StatusBadRequest, "type", "type %q is not a dotted lower-case name", req.Type)
+		return
+	case !internal && req.Type != noteType:
+		writeError(w, http.StatusForbidden, "type", "type %q: only %q events may be written through the API; the others are Herd's own", req.Type, noteType)
+		return
+	case !internal && req.Actor != "":
+		writeError(w, http.StatusForbidden, "actor", "actor: a note's actor is the caller's token, it cannot be named")
 		return
 	case req.Message == "" || len(req.Message) > 2048:
 		writeError(w, http.StatusBadRequest, "message", "message must be 1 to 2048 bytes")
@@ -141,6 +162,14 @@ func (s *Server) handleAppendEvent(w http.ResponseWriter, r *http.Request) {
 	if req.Host != "" && st.Hosts[req.Host] == nil {
 		writeError(w, http.StatusNotFound, "host", "host %q not found", req.Host)
 		return
+	}
+	if req.VM != "" {
+		vm, ferr := findVMByRef(st, req.VM)
+		if ferr != nil {
+			ferr.write(w)
+			return
+		}
+		req.VM = vm.ID
 	}
 	who := actor(r)
 	if req.Actor != "" {

@@ -285,7 +285,7 @@ func startWriter(b *Bed, tag string) *writer {
 			}
 			msg := fmt.Sprintf("%s-%d", tag, i)
 			s := b.Servers[rand.IntN(len(b.Servers))]
-			if err := b.ClientOf(s).AppendEvent(context.Background(), cluster.Event{Type: "e2e.write", Message: msg, Actor: s.name}); err == nil {
+			if err := b.ClientOf(s).AppendEvent(context.Background(), cluster.Event{Type: "note", Message: msg}); err == nil {
 				w.mu.Lock()
 				w.acked = append(w.acked, msg)
 				w.mu.Unlock()
@@ -306,7 +306,7 @@ func (w *writer) verify(t *testing.T, since time.Time) {
 	missing := func() int {
 		have := map[string]bool{}
 		for _, e := range events(t, w.b, since, "") {
-			if e.Type == "e2e.write" {
+			if e.Type == "note" {
 				have[e.Message] = true
 			}
 		}
@@ -366,7 +366,7 @@ func dumpEvents(t *testing.T, b *Bed, since time.Time) {
 		return
 	}
 	for _, e := range ev.Events {
-		if e.Type != "e2e.write" {
+		if e.Type != "note" {
 			t.Logf("event %s %-22s %-3s %s", e.Time.Format("15:04:05.000"), e.Type, e.Host, e.Message)
 		}
 	}

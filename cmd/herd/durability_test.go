@@ -123,7 +123,7 @@ log:
 				default:
 				}
 				msg := fmt.Sprintf("write w%d-%d", w, i)
-				err := c.AppendEvent(context.Background(), cluster.Event{Type: "test.write", Message: msg})
+				err := c.AppendEvent(context.Background(), cluster.Event{Type: "note", Message: msg})
 				if err == nil {
 					mu.Lock()
 					acked[msg] = true
@@ -156,7 +156,7 @@ log:
 		}
 		got = map[string]bool{}
 		for _, e := range ev.Events {
-			if e.Type == "test.write" {
+			if e.Type == "note" {
 				got[e.Message] = true
 			}
 		}
