@@ -214,6 +214,10 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 		writeError(w, http.StatusBadRequest, "", "bad request body: data after the JSON object")
 		return false
 	}
+	if field, problem := checkStrings(v); problem != "" {
+		writeError(w, http.StatusBadRequest, field, "%s: %s", field, problem)
+		return false
+	}
 	return true
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -20,10 +21,10 @@ func newBalanceCmd(g *globals) *cobra.Command {
 				fmt.Fprintf(g.stdout, "Mode %s, strategy %s by %s: imbalance %.3f (threshold %.3f), after the plan %.3f\n",
 					p.Mode, p.Strategy, p.Metric, p.Before, p.Threshold, p.After)
 				if p.Note != "" {
-					fmt.Fprintf(g.stdout, "Note: %s\n", p.Note)
+					fmt.Fprintf(g.stdout, "Note: %s\n", esc(p.Note))
 				}
 				if len(p.Moves) == 0 {
-					fmt.Fprintf(g.stdout, "No moves: %s\n", p.Reason)
+					fmt.Fprintf(g.stdout, "No moves: %s\n", esc(p.Reason))
 					return nil
 				}
 				var rows [][]string
@@ -34,7 +35,7 @@ func newBalanceCmd(g *globals) *cobra.Command {
 					return err
 				}
 				if len(p.EmptyHosts) > 0 {
-					fmt.Fprintf(g.stdout, "Hosts emptied (can be powered off): %v\n", p.EmptyHosts)
+					fmt.Fprintf(g.stdout, "Hosts emptied (can be powered off): %s\n", esc(strings.Join(p.EmptyHosts, " ")))
 				}
 				return nil
 			})

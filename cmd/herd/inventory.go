@@ -26,7 +26,11 @@ func table(w io.Writer, header string, rows [][]string) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, header)
 	for _, r := range rows {
-		fmt.Fprintln(tw, strings.Join(r, "\t"))
+		cells := make([]string, len(r))
+		for i, c := range r {
+			cells[i] = esc(c)
+		}
+		fmt.Fprintln(tw, strings.Join(cells, "\t"))
 	}
 	return tw.Flush()
 }
@@ -149,7 +153,7 @@ func newClusterCmd(g *globals) *cobra.Command {
 				if leader == "" {
 					leader = "(none)"
 				}
-				fmt.Fprintf(g.stdout, "Leader: %s   Answered by: %s   Applied index: %d   Hosts: %d   VMs: %d\n\n", leader, cl.Self.ID, cl.Index, cl.Hosts, cl.VMs)
+				fmt.Fprintf(g.stdout, "Leader: %s   Answered by: %s   Applied index: %d   Hosts: %d   VMs: %d\n\n", esc(leader), esc(cl.Self.ID), cl.Index, cl.Hosts, cl.VMs)
 				var rows [][]string
 				for _, s := range cl.Servers {
 					role := "follower"

@@ -86,14 +86,14 @@ func newOpCmd(g *globals) *cobra.Command {
 }
 
 func printOperation(g *globals, o *api.Operation) error {
-	fmt.Fprintf(g.stdout, "Operation %s: %s of %s, %s (by %s)\n", o.ID, o.Kind, o.Host, o.State, o.Actor)
+	fmt.Fprintf(g.stdout, "Operation %s: %s of %s, %s (by %s)\n", esc(o.ID), o.Kind, esc(o.Host), o.State, esc(o.Actor))
 	if o.Migrate != "" || o.TargetHost != "" {
-		fmt.Fprintf(g.stdout, "Migrate: %s  Target host: %s\n", o.Migrate, o.TargetHost)
+		fmt.Fprintf(g.stdout, "Migrate: %s  Target host: %s\n", o.Migrate, esc(o.TargetHost))
 	}
 	fmt.Fprintf(g.stdout, "Steps: %d total, %d done, %d running, %d pending, %d failed, %d cancelled\n",
 		o.Total, o.Done, o.Running, o.Pending, o.Failed, o.Cancelled)
 	if o.Error != "" {
-		fmt.Fprintf(g.stdout, "Error: %s\n", o.Error)
+		fmt.Fprintf(g.stdout, "Error: %s\n", esc(o.Error))
 	}
 	fmt.Fprintln(g.stdout)
 	var rows [][]string

@@ -124,10 +124,10 @@ func runWith(args []string, stdout, stderr io.Writer) int {
 	case errors.As(err, &ee):
 		return int(ee)
 	case errors.As(err, &ue) || isCobraUsage(err):
-		fmt.Fprintf(stderr, "herd: %v\n", err)
+		fmt.Fprintf(stderr, "herd: %s\n", escLines(err.Error()))
 		return exitUsage
 	default:
-		fmt.Fprintf(stderr, "herd: %v\n", err)
+		fmt.Fprintf(stderr, "herd: %s\n", escLines(err.Error()))
 		return exitError
 	}
 }
