@@ -15,16 +15,26 @@ import (
 
 // balancer plans on the leader every balancing interval: in recommend mode
 // it keeps the plan for people to read, in automatic mode it runs it as an
-// operation through the same migration gate as maintenance.
+// operation through the same migration gate as maintenance. A new policy
+// wakes it at once: a changed mode or interval takes effect now, not once
+// the interval read before it has run out.
 type balancer struct {
 	s    *Server
+	wake chan uint64 // applied raft indexes (see FSM.Watch)
 	mu   sync.Mutex
 	last *api.BalancePlan
+}
+
+func newBalancerController(s *Server) *balancer {
+	b := &balancer{s: s, wake: make(chan uint64, 1)}
+	s.node.FSM().Watch(b.wake)
+	return b
 }
 
 func (b *balancer) Name() string { return "balancer" }
 
 func (b *balancer) Run(ctx context.Context) {
+	version := b.policyVersion()
 	for ctx.Err() == nil {
 		bp := b.s.Policy().Balancing
 		if bp.Mode != policy.BalanceOff {
@@ -38,8 +48,35 @@ func (b *balancer) Run(ctx context.Context) {
 				}
 			}
 		}
-		sleepCtx(ctx, bp.Interval)
+		version = b.sleep(ctx, bp.Interval, version)
 	}
+}
+
+// sleep waits for interval, or until the policy in force is no longer
+// version; it returns the version in force then.
+func (b *balancer) sleep(ctx context.Context, interval time.Duration, version int) int {
+	t := time.NewTimer(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return version
+		case <-t.C:
+			return b.policyVersion()
+		case <-b.wake:
+			if v := b.policyVersion(); v != version {
+				return v
+			}
+		}
+	}
+}
+
+// policyVersion is the version of the policy in force, 0 for none.
+func (b *balancer) policyVersion() int {
+	if p := b.s.node.FSM().Policy(); p != nil {
+		return p.Version
+	}
+	return 0
 }
 
 // planBalance plans with the policy in force, the moves in flight and,

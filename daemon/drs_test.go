@@ -9,6 +9,7 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
+	"github.com/herd-project/herd/policy"
 )
 
 // Maintenance without migrations closes a host and moves nothing: the host
@@ -70,4 +71,33 @@ func TestMaintenanceWithoutMigrationsIsNotEmpty(t *testing.T) {
 	if n != 1 {
 		t.Fatalf("%d maintenance.empty events for the emptied host, want 1", n)
 	}
+}
+
+// A policy change wakes the balancer: turning automatic balancing on acts
+// at once, not after the interval read before it (an hour here).
+func TestPolicyChangeWakesBalancer(t *testing.T) {
+	dev, c := startDevWith(t, 3, 12, nil, func(p *policy.Document) {
+		p.Balancing.Mode, p.Balancing.Interval = policy.BalanceOff, time.Hour
+		p.Placement.MemoryReserve = 0.5
+	})
+	ctx := context.Background()
+	crowd(t, dev, c, 6)
+	// The balancer has read the hour-long interval before the change.
+	time.Sleep(200 * time.Millisecond)
+	y := policyYAML(t, func(p *policy.Document) {
+		p.Balancing.Mode, p.Balancing.Interval, p.Balancing.Threshold = policy.BalanceAutomatic, time.Hour, 0.05
+		p.Placement.MemoryReserve = 0.5
+	})
+	if _, err := c.ApplyPolicy(ctx, y, "test"); err != nil {
+		t.Fatal(err)
+	}
+	cluster.WaitFor(t, 10*time.Second, "a balance operation right after the policy change", func() bool {
+		ops, _ := c.Operations(ctx, "")
+		for _, o := range ops {
+			if o.Kind == cluster.OpBalance {
+				return true
+			}
+		}
+		return false
+	})
 }

@@ -175,7 +175,7 @@ func NewServer(cfg *Config, opts Options) (*Server, error) {
 	for _, dc := range cfg.Drivers {
 		s.controllers = append(s.controllers, &inventorySync{s: s, driver: dc.Name})
 	}
-	s.balancer = &balancer{s: s}
+	s.balancer = newBalancerController(s)
 	s.controllers = append(s.controllers, s.ops, s.balancer, &healthController{s: s}, newRecoveryController(s))
 	s.http = &http.Server{
 		Handler:           s.routes(),
