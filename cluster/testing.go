@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -140,24 +139,9 @@ func NeedProgram(t testing.TB, bin, pkg string) string {
 }
 
 // LargeState builds a synthetic inventory: hosts with vms VMs in all, each
-// with a small definition.
+// with a small definition (LargeStateDef for realistic ones).
 func LargeState(hosts, vms int) *State {
-	s := NewState()
-	d := &InventoryDiff{Driver: "dc"}
-	for i := 0; i < hosts; i++ {
-		d.UpsertHosts = append(d.UpsertHosts, Host{Name: fmt.Sprintf("host-%05d", i), Group: fmt.Sprintf("cl-%02d", i/32),
-			MemoryBytes: 1 << 40, CPUs: 128, CPUMHz: 128 * 2600, Connection: Connected, Labels: map[string]string{"rack": strconv.Itoa(i / 40)}})
-	}
-	def := []byte(`{"name":"vm","memoryMB":4096,"numCPU":4,"guestId":"otherGuest64","datastore":"[LocalDS_0] vm/vm.vmx"}`)
-	for i := 0; i < vms; i++ {
-		d.UpsertVMs = append(d.UpsertVMs, VM{ID: fmt.Sprintf("4210%04x-0000-0000-0000-%012x", i%65536, i), Name: fmt.Sprintf("vm-%06d", i),
-			Host: fmt.Sprintf("host-%05d", i%hosts), MemoryBytes: int64(1+i%16) << 30, VCPUs: 1 + i%8, Power: PoweredOn, Definition: def})
-	}
-	s.Apply(d, 1)
-	for i := 0; i < DefaultEventRetention; i++ {
-		s.appendEvents(Event{Time: time.Unix(int64(i), 0).UTC(), Type: "inventory.vm_added", Actor: "inventory-sync", Host: "host-00001", VM: "x", Message: "VM vm-000001 added on host-00001 (4096 MiB, 4 vCPUs, running)"})
-	}
-	return s
+	return LargeStateDef(hosts, vms, SmallDefinitionBytes)
 }
 
 // Link is a TCP proxy between a client and a server that a test can cut

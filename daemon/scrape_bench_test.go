@@ -17,42 +17,9 @@ import (
 // and 40,000 VMs, and reports the size and the series per host: the label
 // cardinality must grow with hosts, never with VMs.
 func BenchmarkMetricsScrape(b *testing.B) {
-	cfg := DefaultConfig()
-	cfg.NodeName, cfg.DataDir = "scrape", b.TempDir()
-	cfg.API.Listen, cfg.Raft.Listen, cfg.Raft.BootstrapExpect = "127.0.0.1:0", "127.0.0.1:0", 1
-	cfg.Dev = true
-	cfg.PolicyFile = filepath.Join(cfg.DataDir, "policy.yaml")
-	if err := writeDevPolicy(cfg.PolicyFile, nil); err != nil {
-		b.Fatal(err)
-	}
-	s, err := NewServer(cfg, Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer s.Shutdown(context.Background())
-	cluster.WaitFor(b, 10*time.Second, "leader", s.Node().IsLeader)
+	s := startBenchServer(b, "scrape")
 	series := func(hosts, vms int) (int, int) {
-		st := cluster.LargeState(hosts, vms)
-		wipe := &cluster.InventoryDiff{Driver: "dc", RemoveHosts: s.Node().FSM().State().HostNames()}
-		for id := range s.Node().FSM().State().VMs {
-			wipe.RemoveVMs = append(wipe.RemoveVMs, id)
-		}
-		if _, err := s.Node().Apply(context.Background(), wipe); err != nil {
-			b.Fatal(err)
-		}
-		d := &cluster.InventoryDiff{Driver: "dc"}
-		for _, n := range st.HostNames() {
-			d.UpsertHosts = append(d.UpsertHosts, *st.Hosts[n])
-		}
-		for _, vm := range st.VMs {
-			d.UpsertVMs = append(d.UpsertVMs, *vm)
-		}
-		if _, err := s.Node().Apply(context.Background(), d); err != nil {
-			b.Fatal(err)
-		}
+		replaceInventory(b, s, cluster.LargeState(hosts, vms))
 		body := scrape(b, s.APIAddr())
 		n := 0
 		for _, l := range strings.Split(body, "\n") {
@@ -87,4 +54,49 @@ func scrape(b *testing.B, base string) string {
 		b.Fatalf("scrape: %d %v", resp.StatusCode, err)
 	}
 	return string(data)
+}
+
+// startBenchServer starts a dev server that leads alone; it is shut down
+// when the benchmark ends.
+func startBenchServer(b *testing.B, name string) *Server {
+	cfg := DefaultConfig()
+	cfg.NodeName, cfg.DataDir = name, b.TempDir()
+	cfg.API.Listen, cfg.Raft.Listen, cfg.Raft.BootstrapExpect = "127.0.0.1:0", "127.0.0.1:0", 1
+	cfg.Dev = true
+	cfg.PolicyFile = filepath.Join(cfg.DataDir, "policy.yaml")
+	if err := writeDevPolicy(cfg.PolicyFile, nil); err != nil {
+		b.Fatal(err)
+	}
+	s, err := NewServer(cfg, Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Shutdown(context.Background()) })
+	cluster.WaitFor(b, 10*time.Second, "leader", s.Node().IsLeader)
+	return s
+}
+
+// replaceInventory removes every host and VM and writes st's instead, as
+// a first inventory would.
+func replaceInventory(b *testing.B, s *Server, st *cluster.State) {
+	wipe := &cluster.InventoryDiff{Driver: "dc", RemoveHosts: s.Node().FSM().State().HostNames()}
+	for id := range s.Node().FSM().State().VMs {
+		wipe.RemoveVMs = append(wipe.RemoveVMs, id)
+	}
+	if _, err := s.Node().Apply(context.Background(), wipe); err != nil {
+		b.Fatal(err)
+	}
+	d := &cluster.InventoryDiff{Driver: "dc"}
+	for _, n := range st.HostNames() {
+		d.UpsertHosts = append(d.UpsertHosts, *st.Hosts[n])
+	}
+	for _, vm := range st.SortedVMs() {
+		d.UpsertVMs = append(d.UpsertVMs, *vm)
+	}
+	if _, err := s.Node().Apply(context.Background(), d); err != nil {
+		b.Fatal(err)
+	}
 }

@@ -1,0 +1,58 @@
+package daemon
+
+import (
+	"io"
+	"net/http"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/herd-project/herd/cluster"
+)
+
+// BenchmarkLargeStateReads serves /metrics and GET /v1/hosts from a server
+// holding 2,000 hosts and 40,000 VMs, with short and with realistic (about
+// 6 KiB) definitions, and reports the median and worst answer time of each.
+func BenchmarkLargeStateReads(b *testing.B) {
+	for _, def := range []struct {
+		name  string
+		bytes int
+	}{{"def=120B", cluster.SmallDefinitionBytes}, {"def=6KiB", 6 << 10}} {
+		b.Run(def.name, func(b *testing.B) { benchLargeStateReads(b, def.bytes) })
+	}
+}
+
+func benchLargeStateReads(b *testing.B, defBytes int) {
+	s := startBenchServer(b, "reads")
+	replaceInventory(b, s, cluster.LargeStateDef(2000, 40000, defBytes))
+	get := func(path string) time.Duration {
+		start := time.Now()
+		resp, err := http.Get(s.APIAddr() + path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 {
+			b.Fatalf("GET %s: %d %v", path, resp.StatusCode, err)
+		}
+		return time.Since(start)
+	}
+	get("/metrics")
+	get("/v1/hosts")
+	b.ResetTimer()
+	var metrics, hosts []time.Duration
+	for i := 0; i < b.N; i++ {
+		for j := 0; j < 5; j++ {
+			metrics = append(metrics, get("/metrics"))
+			hosts = append(hosts, get("/v1/hosts"))
+		}
+	}
+	report := func(lat []time.Duration, unit string) {
+		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+		b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, unit+"-p50-ms")
+		b.ReportMetric(float64(lat[len(lat)-1].Microseconds())/1000, unit+"-max-ms")
+	}
+	report(metrics, "metrics")
+	report(hosts, "hosts")
+}
