@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -86,7 +87,7 @@ func newOpCmd(g *globals) *cobra.Command {
 }
 
 func printOperation(g *globals, o *api.Operation) error {
-	fmt.Fprintf(g.stdout, "Operation %s: %s of %s, %s (by %s)\n", esc(o.ID), o.Kind, esc(o.Host), o.State, esc(o.Actor))
+	fmt.Fprintf(g.stdout, "Operation %s: %s of %s, %s (by %s)\n", esc(o.ID), o.Kind, esc(opSubject(o)), o.State, esc(o.Actor))
 	if o.Migrate != "" || o.TargetHost != "" {
 		fmt.Fprintf(g.stdout, "Migrate: %s  Target host: %s\n", o.Migrate, esc(o.TargetHost))
 	}
@@ -101,4 +102,29 @@ func printOperation(g *globals, o *api.Operation) error {
 		rows = append(rows, []string{it.Name, it.Action, fmt.Sprint(it.MemoryBytes >> 20), it.From, it.Target, string(it.State), fmt.Sprint(it.Attempts), it.Error})
 	}
 	return table(g.stdout, "VM\tACTION\tMEM MiB\tFROM\tTARGET\tSTATE\tATTEMPTS\tERROR", rows)
+}
+
+// opSubject is what an operation works on: its host, or for an operation
+// over several hosts (balancing) each move's hosts, as "H1 → H3, H2 → H3".
+func opSubject(o *api.Operation) string {
+	if o.Host != "" {
+		return o.Host
+	}
+	var pairs []string
+	seen := map[string]bool{}
+	for _, it := range o.Items {
+		to := it.Target
+		if to == "" {
+			to = it.Planned
+		}
+		p := it.From + " → " + to
+		if !seen[p] {
+			seen[p] = true
+			pairs = append(pairs, p)
+		}
+	}
+	if len(pairs) == 0 {
+		return "no host"
+	}
+	return strings.Join(pairs, ", ")
 }

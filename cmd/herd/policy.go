@@ -144,12 +144,13 @@ func unifiedDiff(w io.Writer, nameA, nameB string, a, b []byte) {
 		case i < len(x) && j < len(y) && x[i] == y[j]:
 			lines = append(lines, line{' ', x[i], i, j})
 			i, j = i+1, j+1
-		case j < len(y) && (i == len(x) || lcs[i][j+1] >= lcs[i+1][j]):
-			lines = append(lines, line{'+', y[j], i, j})
-			j++
-		default:
+		case i < len(x) && (j == len(y) || lcs[i+1][j] >= lcs[i][j+1]):
+			// Removals before additions, as diff -u prints them.
 			lines = append(lines, line{'-', x[i], i, j})
 			i++
+		default:
+			lines = append(lines, line{'+', y[j], i, j})
+			j++
 		}
 	}
 	fmt.Fprintf(w, "--- %s\n+++ %s\n", nameA, nameB)

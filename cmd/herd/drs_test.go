@@ -1,0 +1,46 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/daemon/api"
+)
+
+// A changed line shows as its removal, then its addition, as diff -u has it.
+func TestPolicyDiffRemovalsFirst(t *testing.T) {
+	for _, tc := range []struct{ name, a, b, want string }{
+		{"changed line", "a: 1\nb: 2\nc: 3\n", "a: 1\nb: 5\nc: 3\n", " a: 1\n-b: 2\n+b: 5\n c: 3\n"},
+		{"changed block", "x\ny\nz\n", "x\nY\nZ\n", " x\n-y\n-z\n+Y\n+Z\n"},
+		{"changed first line", "k: 1\nrest\n", "k: 2\nrest\n", "-k: 1\n+k: 2\n rest\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			unifiedDiff(&buf, "a", "b", []byte(tc.a), []byte(tc.b))
+			out := buf.String()
+			if !strings.Contains(out, tc.want) {
+				t.Fatalf("diff:\n%s\nwant the lines\n%s", out, tc.want)
+			}
+		})
+	}
+}
+
+// A balance operation has no host of its own: op show names the hosts of
+// its moves.
+func TestOpShowNamesBalanceHosts(t *testing.T) {
+	op := api.NewOperation(&cluster.Operation{ID: "op-1", Kind: cluster.OpBalance, Actor: "balancer", State: cluster.OpSucceeded,
+		Items: []cluster.OpItem{
+			{VM: "1", Name: "vm-1", From: "H1", Target: "H3", State: cluster.ItemDone, Action: cluster.ActionLiveMigrate},
+			{VM: "2", Name: "vm-2", From: "H2", Planned: "H3", State: cluster.ItemCancelled, Action: cluster.ActionLiveMigrate},
+		}})
+	var out bytes.Buffer
+	if err := printOperation(&globals{stdout: &out, stderr: &out}, &op); err != nil {
+		t.Fatal(err)
+	}
+	first := strings.SplitN(out.String(), "\n", 2)[0]
+	if want := "Operation op-1: balance of H1 → H3, H2 → H3, succeeded (by balancer)"; first != want {
+		t.Fatalf("op show: %q, want %q", first, want)
+	}
+}
