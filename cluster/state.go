@@ -162,6 +162,10 @@ type Event struct {
 	VM        string    `json:"vm,omitempty"`
 	Operation string    `json:"operation,omitempty"`
 	Message   string    `json:"message"`
+	// Target is, for an event about a VM moving or being recreated or
+	// registered elsewhere, the host it goes to (Host is where it comes
+	// from): the event belongs to both hosts' stories.
+	Target string `json:"target,omitempty"`
 }
 
 // DefaultEventRetention is how many events the log keeps when not told.
@@ -319,7 +323,7 @@ func (s *State) QueryEvents(f EventFilter) []Event {
 	start := sort.Search(len(s.Events), func(i int) bool { return !s.Events[i].Time.Before(f.Since) })
 	var out []Event
 	for _, e := range s.Events[start:] {
-		if f.Host != "" && e.Host != f.Host {
+		if f.Host != "" && e.Host != f.Host && e.Target != f.Host {
 			continue
 		}
 		if f.VM != "" && e.VM != f.VM {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -147,7 +148,8 @@ func (s *Server) startBalance(ctx context.Context, plan *api.BalancePlan, who st
 	if len(op.Items) == 0 {
 		return "", &balanceRefused{"the plan's VMs moved or are busy; plan again"}
 	}
-	ev := cluster.NewEvent("balance.started", who, "", "", fmt.Sprintf("balancing: %d moves (imbalance %.3f, planned %.3f)", len(op.Items), plan.Before, plan.After))
+	ev := cluster.NewEvent("balance.started", who, "", "", fmt.Sprintf("balancing: %d moves (imbalance %.3f, planned %.3f): %s",
+		len(op.Items), plan.Before, plan.After, movePairs(op.Items)))
 	ev.Operation = op.ID
 	if _, err := s.node.Apply(ctx, &cluster.StartOperation{Op: op, Event: ev}); err != nil {
 		return "", err
@@ -183,3 +185,22 @@ func (s *Server) handleBalanceApply(w http.ResponseWriter, r *http.Request) {
 type balanceRefused struct{ msg string }
 
 func (e *balanceRefused) Error() string { return e.msg }
+
+// movePairs names the hosts of the moves, "H1 → H3 (2), H2 → H4".
+func movePairs(items []cluster.OpItem) string {
+	var order []string
+	n := map[string]int{}
+	for _, it := range items {
+		p := it.From + " → " + it.Planned
+		if n[p] == 0 {
+			order = append(order, p)
+		}
+		n[p]++
+	}
+	for i, p := range order {
+		if n[p] > 1 {
+			order[i] = fmt.Sprintf("%s (%d)", p, n[p])
+		}
+	}
+	return strings.Join(order, ", ")
+}

@@ -101,3 +101,46 @@ func TestPolicyChangeWakesBalancer(t *testing.T) {
 		return false
 	})
 }
+
+// Every move is in the log of the host it leaves, the host it reaches and
+// the VM; the VM's events can be asked by name.
+func TestEveryHostsEventsShowArrivals(t *testing.T) {
+	dev, c := startDevWith(t, 4, 16, nil, nil)
+	ctx := context.Background()
+	h := busiestHost(t, c)
+	ref, err := c.Maintenance(ctx, h.Name, api.MaintenanceRequest{Status: "enable", Migrate: "active-only"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	op := waitOp(t, c, ref.Operation, 30*time.Second)
+	if op.State != cluster.OpSucceeded || op.Done == 0 {
+		t.Fatalf("evacuation: %+v", op.Operation)
+	}
+	arrived := map[string]int{}
+	for _, it := range op.Items {
+		arrived[it.Target]++
+	}
+	for _, host := range dev.Sim.HostNames() {
+		if host == h.Name {
+			continue
+		}
+		n := 0
+		for _, e := range queryEvents(t, c, api.EventQuery{Host: host}) {
+			if e.Type == "step.done" && e.Operation == op.ID {
+				if e.Target != host || e.Host != h.Name {
+					t.Errorf("arrival on %s logged as %s → %s: %s", host, e.Host, e.Target, e.Message)
+				}
+				n++
+			}
+		}
+		if n != arrived[host] {
+			t.Errorf("events --host %s shows %d arrivals, want %d", host, n, arrived[host])
+		}
+	}
+	it := op.Items[0]
+	byName := queryEvents(t, c, api.EventQuery{VM: it.Name})
+	byID := queryEvents(t, c, api.EventQuery{VM: it.VM})
+	if len(byName) == 0 || len(byName) != len(byID) {
+		t.Fatalf("events --vm %s: %d events, by id %d", it.Name, len(byName), len(byID))
+	}
+}

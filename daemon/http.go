@@ -282,7 +282,16 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		f.Limit = n
 	}
 	var events []cluster.Event
-	s.node.FSM().Read(func(st *cluster.State) { events = st.QueryEvents(f) })
+	var ferr *fieldErr
+	s.node.FSM().Read(func(st *cluster.State) {
+		if f.VM, ferr = eventVM(st, f.VM); ferr == nil {
+			events = st.QueryEvents(f)
+		}
+	})
+	if ferr != nil {
+		ferr.write(w)
+		return
+	}
 	if events == nil {
 		events = []cluster.Event{}
 	}
@@ -457,4 +466,20 @@ func (s *Server) handleDevCrash(crash bool) http.HandlerFunc {
 		}
 		w.WriteHeader(http.StatusNoContent)
 	}
+}
+
+// eventVM resolves the vm of an events query: an id, or the name of one
+// VM. A name no VM has now is taken as an id (the log outlives VMs).
+func eventVM(st *cluster.State, ref string) (string, *fieldErr) {
+	if ref == "" || st.VMs[ref] != nil {
+		return ref, nil
+	}
+	vm, ferr := findVMByRef(st, ref)
+	switch {
+	case ferr == nil:
+		return vm.ID, nil
+	case ferr.code == http.StatusNotFound:
+		return ref, nil
+	}
+	return "", ferr
 }

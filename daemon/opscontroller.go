@@ -435,7 +435,7 @@ func (c *opsController) dispatch(ctx context.Context, st *cluster.State, usage m
 	case target != "":
 		msg = fmt.Sprintf("%s VM %s (%d MiB) from %s to %s, attempt %d of %d", it.Action, vm.Name, vm.MemoryBytes>>20, vm.Host, target, attempt, op.Attempts())
 	}
-	if !c.apply(ctx, &cluster.StartItem{Op: op.ID, VM: it.VM, Target: target, Time: now, Event: opEvent(op, "step.started", vm.ID, "%s", msg)}) {
+	if !c.apply(ctx, &cluster.StartItem{Op: op.ID, VM: it.VM, Target: target, Time: now, Event: stepEvent(op, it, vm.Host, target, "step.started", "%s", msg)}) {
 		return false
 	}
 	it.Target, it.Attempts = target, attempt
@@ -655,7 +655,7 @@ func (c *opsController) finishLocked(ctx context.Context, op *cluster.Operation,
 		if note != "" {
 			msg += " (" + note + ")"
 		}
-		fi.Event = opEvent(op, "step.done", it.VM, "%s", msg)
+		fi.Event = stepEvent(op, it, it.From, it.Target, "step.done", "%s", msg)
 	} else {
 		fi.Error = err.Error()
 		next := "will try again"
@@ -669,10 +669,10 @@ func (c *opsController) finishLocked(ctx context.Context, op *cluster.Operation,
 				next = "not counted: the target was lost; will try elsewhere"
 			}
 		}
-		fi.Event = opEvent(op, "step.failed", it.VM, "%s VM %s failed (attempt %d of %d, %s): %v", it.Action, it.Name, it.Attempts, op.Attempts(), next, err)
+		fi.Event = stepEvent(op, it, it.From, it.Target, "step.failed", "%s VM %s failed (attempt %d of %d, %s): %v", it.Action, it.Name, it.Attempts, op.Attempts(), next, err)
 		if op.Kind == cluster.OpRecover {
 			wait := recoveryBackoff(c.s.Policy().Recovery, it.Attempts)
-			fi.Event = opEvent(op, "recovery.blocked", it.VM, "%s VM %s failed (attempt %d; tried again in %s — recovery never gives up): %v", it.Action, it.Name, it.Attempts, wait, err)
+			fi.Event = stepEvent(op, it, it.From, it.Target, "recovery.blocked", "%s VM %s failed (attempt %d; tried again in %s — recovery never gives up): %v", it.Action, it.Name, it.Attempts, wait, err)
 		}
 	}
 	return c.apply(ctx, fi)
@@ -695,6 +695,21 @@ func (c *opsController) apply(ctx context.Context, cmd cluster.Command) bool {
 func opEvent(op *cluster.Operation, typ, vm, format string, args ...any) cluster.Event {
 	e := cluster.NewEvent(typ, controllerActor, op.Host, vm, fmt.Sprintf(format, args...))
 	e.Operation = op.ID
+	return e
+}
+
+// stepEvent is an event about a step of op: it belongs to the VM, to the
+// host the VM leaves (from; the operation's host when unknown) and to the
+// host it goes to (to), so each host's log tells what left and what
+// arrived.
+func stepEvent(op *cluster.Operation, it cluster.OpItem, from, to, typ, format string, args ...any) cluster.Event {
+	e := opEvent(op, typ, it.VM, format, args...)
+	if from != "" {
+		e.Host = from
+	}
+	if to != e.Host && it.Action != cluster.ActionPowerOn && it.Action != cluster.ActionShutdown {
+		e.Target = to
+	}
 	return e
 }
 

@@ -151,7 +151,8 @@ func InventoryDiff(driver string, st *cluster.State, inv *drivers.Inventory, now
 				continue
 			}
 			if old.Host != nv.Host {
-				ev("inventory.vm_moved", nv.Host, nv.ID, "VM %s is now on %s (was %s)", nv.Name, nv.Host, old.Host)
+				ev("inventory.vm_moved", old.Host, nv.ID, "VM %s is now on %s (was %s)", nv.Name, nv.Host, old.Host)
+				d.Events[len(d.Events)-1].Target = nv.Host
 			}
 			if old.Power != nv.Power {
 				ev("inventory.vm_power", nv.Host, nv.ID, "VM %s is %s (was %s)", nv.Name, nv.Power, old.Power)

@@ -216,14 +216,18 @@ func newEventsCmd(g *globals) *cobra.Command {
 			}, func(ev *api.Events) error {
 				var rows [][]string
 				for _, e := range ev.Events {
-					rows = append(rows, []string{e.Time.Local().Format("2006-01-02 15:04:05"), e.Type, e.Actor, e.Host, e.Message})
+					where := e.Host
+					if e.Target != "" {
+						where += " → " + e.Target
+					}
+					rows = append(rows, []string{e.Time.Local().Format("2006-01-02 15:04:05"), e.Type, e.Actor, where, e.Message})
 				}
 				return table(g.stdout, "TIME\tTYPE\tACTOR\tHOST\tMESSAGE", rows)
 			})
 		},
 	}
-	cmd.Flags().StringVar(&host, "host", "", "only events about this host")
-	cmd.Flags().StringVar(&vm, "vm", "", "only events about this VM (id)")
+	cmd.Flags().StringVar(&host, "host", "", "only events about this host (VMs leaving and arriving included)")
+	cmd.Flags().StringVar(&vm, "vm", "", "only events about this VM (name or id)")
 	cmd.Flags().StringVar(&op, "operation", "", "only events of this operation")
 	cmd.Flags().StringVar(&since, "since", "", "only events since a duration ago (1h, 2d) or an RFC 3339 time")
 	cmd.Flags().IntVar(&limit, "limit", 0, "only the newest N matching events")
