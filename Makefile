@@ -8,7 +8,7 @@ UNITDIR ?= /lib/systemd/system
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build dev test e2e e2e-timing bench lint install fuzz clean
+.PHONY: all build dev test test-deps e2e e2e-timing bench lint install fuzz clean
 
 all: build
 
@@ -23,7 +23,24 @@ lint:
 	if [ -n "$$out" ]; then echo "gofmt: not formatted:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-test: lint
+# The Debian packages whose programs the tests run: libvirtd, virsh and QEMU
+# (libvirt fixture), prometheus, promtool and alertmanager, nft and ip (test
+# bed), fence_dummy, systemd-analyze. test-deps installs the missing ones
+# with apt-get when run as root; the tests themselves only look for the
+# programs, skip without them, and fail under CI=true.
+TEST_DEBS ?= libvirt-daemon libvirt-clients qemu-system-x86 prometheus prometheus-alertmanager nftables iproute2 fence-agents systemd
+test-deps:
+	@missing=$$(for p in $(TEST_DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q ' installed$$' || echo $$p; done); \
+	missing=$$(echo $$missing); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
+		echo "test-deps: missing Debian packages: $$missing (run make test-deps as root); tests that need them skip"; \
+		[ "$$CI" != true ] || exit 1; exit 0; \
+	fi; \
+	echo "test-deps: installing $$missing"; \
+	apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing
+
+test: lint test-deps
 	@# One package at a time: the libvirt and raft tests measure time on 2 cores.
 	$(GO) test -count=1 -p 1 -timeout 15m ./...
 
@@ -31,7 +48,7 @@ test: lint
 # and libvirtd, faults, invariants. E2E_RUNS runs the scenarios that many
 # times; the report lands in bin/e2e-report.txt.
 E2E_RUNS ?= 1
-e2e:
+e2e: test-deps
 	@mkdir -p bin
 	@rm -rf bin/e2e-report.txt bin/e2e-logs
 	E2E_REPORT=$(CURDIR)/bin/e2e-report.txt E2E_LOGS=$(CURDIR)/bin/e2e-logs $(GO) test -tags e2e -count=$(E2E_RUNS) -p 1 -timeout 30m -v -run TestScenarios ./e2e > bin/e2e.log 2>&1; \

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/herd-project/herd/internal/testutil"
 )
 
 func hostDiff(driver string, names ...string) *InventoryDiff {
@@ -69,7 +71,7 @@ func TestLeaderLossKeepsCommittedWrites(t *testing.T) {
 	written = append(written, "host-after")
 	for _, n := range survivors {
 		n := n
-		WaitFor(t, 5*time.Second, "survivor "+n.ID()+" has every write", func() bool {
+		testutil.WaitFor(t, 5*time.Second, "survivor "+n.ID()+" has every write", func() bool {
 			var ok bool
 			n.FSM().Read(func(s *State) {
 				ok = len(s.Hosts) == len(written)
@@ -83,7 +85,7 @@ func TestLeaderLossKeepsCommittedWrites(t *testing.T) {
 
 	// The killed node restarts from its data dir, recovers its state and
 	// catches up with what was written while it was down.
-	cfg := TestNodeConfig(t, fmt.Sprintf("s%d", killed+1), dirs[killed])
+	cfg := NodeConfigForTest(t, fmt.Sprintf("s%d", killed+1), dirs[killed])
 	cfg.Bind = leader.Addr() // same address as before: it is in the configuration
 	restarted, err := Open(cfg)
 	if err != nil {
@@ -94,7 +96,7 @@ func TestLeaderLossKeepsCommittedWrites(t *testing.T) {
 	if err != nil || !has {
 		t.Fatalf("restarted node has no state: %v", err)
 	}
-	WaitFor(t, 10*time.Second, "restarted node catches up", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "restarted node catches up", func() bool {
 		var n int
 		restarted.FSM().Read(func(s *State) { n = len(s.Hosts) })
 		return n == len(written)
@@ -121,7 +123,7 @@ func TestApplyOnFollowerIsRefused(t *testing.T) {
 
 func TestSingleNodeRestartRecoversFromSnapshotAndLog(t *testing.T) {
 	dir := t.TempDir()
-	cfg := TestNodeConfig(t, "s1", dir)
+	cfg := NodeConfigForTest(t, "s1", dir)
 	n, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)

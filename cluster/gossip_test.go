@@ -12,11 +12,13 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/herd-project/herd/internal/testutil"
 )
 
 func startMember(t *testing.T, name string, keys [][]byte, meta MemberMeta) *Gossip {
 	t.Helper()
-	g, err := StartGossip(GossipConfig{Name: name, Bind: "127.0.0.1:0", Keys: keys, Meta: meta, Fast: true, Logger: TestLogger(t)})
+	g, err := StartGossip(GossipConfig{Name: name, Bind: "127.0.0.1:0", Keys: keys, Meta: meta, Fast: true, Logger: testutil.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +44,7 @@ func TestGossipEncryptedPool(t *testing.T) {
 	if err := a1.Join([]string{s1.Addr()}); err != nil {
 		t.Fatal(err)
 	}
-	WaitFor(t, 5*time.Second, "two alive members", func() bool { return aliveCount(s1) == 2 })
+	testutil.WaitFor(t, 5*time.Second, "two alive members", func() bool { return aliveCount(s1) == 2 })
 	var seen GossipMember
 	for _, m := range s1.Members() {
 		if m.Name == "agent-h1" {
@@ -56,7 +58,7 @@ func TestGossipEncryptedPool(t *testing.T) {
 	if err := a1.SetMeta(MemberMeta{Role: RoleAgent, Host: "h1", Hypervisor: "down"}); err != nil {
 		t.Fatal(err)
 	}
-	WaitFor(t, 5*time.Second, "updated metadata", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "updated metadata", func() bool {
 		for _, m := range s1.Members() {
 			if m.Name == "agent-h1" && m.Meta.Hypervisor == "down" {
 				return true
@@ -81,7 +83,7 @@ func TestGossipEncryptedPool(t *testing.T) {
 
 	// A member that stops answering is seen dead; one that leaves, left.
 	a1.Shutdown()
-	WaitFor(t, 10*time.Second, "the stopped agent seen dead", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the stopped agent seen dead", func() bool {
 		for _, m := range s1.Members() {
 			if m.Name == "agent-h1" {
 				return false
@@ -122,7 +124,7 @@ func TestGossipProbesAndLoss(t *testing.T) {
 	probes := 0
 	var lossy atomic.Bool
 	var suspicions atomic.Int64
-	a, err := StartGossip(GossipConfig{Name: "a", Bind: "127.0.0.1:0", Fast: true, Logger: TestLogger(t),
+	a, err := StartGossip(GossipConfig{Name: "a", Bind: "127.0.0.1:0", Fast: true, Logger: testutil.Logger(t),
 		OnProbe: func(rtt time.Duration) {
 			mu.Lock()
 			probes++
@@ -133,7 +135,7 @@ func TestGossipProbesAndLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.Shutdown()
-	b, err := StartGossip(GossipConfig{Name: "b", Bind: "127.0.0.1:0", Fast: true, Logger: TestLogger(t), Drop: lossy.Load})
+	b, err := StartGossip(GossipConfig{Name: "b", Bind: "127.0.0.1:0", Fast: true, Logger: testutil.Logger(t), Drop: lossy.Load})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +143,7 @@ func TestGossipProbesAndLoss(t *testing.T) {
 	if err := b.Join([]string{a.Addr()}); err != nil {
 		t.Fatal(err)
 	}
-	WaitFor(t, 10*time.Second, "probes heard", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "probes heard", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return probes > 0
@@ -158,10 +160,10 @@ func TestGossipProbesAndLoss(t *testing.T) {
 		t.Fatalf("%d suspicions before any loss", n)
 	}
 	lossy.Store(true)
-	WaitFor(t, 10*time.Second, "b suspected by a", func() bool { return suspicions.Load() > 0 })
-	WaitFor(t, 10*time.Second, "b declared dead at a", func() bool { return state() == "gone" })
+	testutil.WaitFor(t, 10*time.Second, "b suspected by a", func() bool { return suspicions.Load() > 0 })
+	testutil.WaitFor(t, 10*time.Second, "b declared dead at a", func() bool { return state() == "gone" })
 	lossy.Store(false)
-	WaitFor(t, 15*time.Second, "b alive again at a", func() bool {
+	testutil.WaitFor(t, 15*time.Second, "b alive again at a", func() bool {
 		if state() == "gone" {
 			_ = b.Join([]string{a.Addr()})
 		}
@@ -228,11 +230,11 @@ func BenchmarkGossipDeathDetection(b *testing.B) {
 					}
 					pool = append(pool, g)
 				}
-				WaitFor(b, 30*time.Second, "a full pool", func() bool { return len(pool[1].Members()) == 7 })
+				testutil.WaitFor(b, 30*time.Second, "a full pool", func() bool { return len(pool[1].Members()) == 7 })
 				b.StartTimer()
 				start := time.Now()
 				_ = pool[6].Shutdown()
-				WaitFor(b, 60*time.Second, "the crashed member declared dead", func() bool { return len(pool[0].Members()) == 6 })
+				testutil.WaitFor(b, 60*time.Second, "the crashed member declared dead", func() bool { return len(pool[0].Members()) == 6 })
 				total += time.Since(start)
 				b.StopTimer()
 				for _, g := range pool[:6] {

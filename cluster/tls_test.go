@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/herd-project/herd/internal/testpki"
+	"github.com/herd-project/herd/internal/testutil"
 )
 
 // openTLSNode opens a node that speaks raft over mutual TLS with cert,
@@ -20,7 +21,7 @@ func openTLSNode(t *testing.T, id string, cert tls.Certificate, ca *testpki.CA) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc := TestNodeConfig(t, id, t.TempDir())
+	nc := NodeConfigForTest(t, id, t.TempDir())
 	nc.TLS = cfg
 	n, err := Open(nc)
 	if err != nil {
@@ -52,7 +53,7 @@ func TestRaftOverMutualTLS(t *testing.T) {
 	}
 	for _, n := range nodes {
 		n := n
-		WaitFor(t, 5*time.Second, "the entry replicated to "+n.ID(), func() bool { return n.FSM().State().EventRetention == 500 })
+		testutil.WaitFor(t, 5*time.Second, "the entry replicated to "+n.ID(), func() bool { return n.FSM().State().EventRetention == 500 })
 	}
 
 	// A server whose certificate another CA signed (it trusts ours) is
@@ -60,7 +61,7 @@ func TestRaftOverMutualTLS(t *testing.T) {
 	rogueCA := testpki.NewCA(t, "rogue CA")
 	rogueCfg, _ := MutualTLS(rogueCA.TLSCert(t, "s4"), ca.Pool())
 	rogueCfg.ClientCAs = ca.Pool()
-	nc := TestNodeConfig(t, "s4", t.TempDir())
+	nc := NodeConfigForTest(t, "s4", t.TempDir())
 	nc.TLS = rogueCfg
 	rogue, err := Open(nc)
 	if err != nil {
@@ -103,7 +104,7 @@ func TestRaftOverMutualTLS(t *testing.T) {
 	pc.Close()
 
 	// TLS configs that do not verify clients are refused outright.
-	if _, err := newTLSStreamLayer("127.0.0.1:0", nil, &tls.Config{Certificates: []tls.Certificate{ca.TLSCert(t, "x")}}, TestLogger(t)); err == nil {
+	if _, err := newTLSStreamLayer("127.0.0.1:0", nil, &tls.Config{Certificates: []tls.Certificate{ca.TLSCert(t, "x")}}, testutil.Logger(t)); err == nil {
 		t.Fatal("a raft TLS layer without client verification was accepted")
 	}
 }

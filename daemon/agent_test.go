@@ -11,6 +11,7 @@ import (
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/drivers"
 	"github.com/herd-project/herd/drivers/vsphere"
+	"github.com/herd-project/herd/internal/testutil"
 	"github.com/herd-project/herd/policy"
 )
 
@@ -18,7 +19,7 @@ import (
 // test can cut, and whose local hypervisor is the dev simulator.
 type testAgent struct {
 	*Agent
-	link   *cluster.Link
+	link   *testutil.Link
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -31,16 +32,16 @@ func startAgent(t testing.TB, dev *DevServer, host, stateFile string) *testAgent
 // startAgentWith is startAgent with options changed by opts.
 func startAgentWith(t testing.TB, dev *DevServer, host, stateFile string, opts func(*AgentOptions)) *testAgent {
 	t.Helper()
-	hv, err := vsphere.New(context.Background(), dev.Sim.Config(), cluster.TestLogger(t))
+	hv, err := vsphere.New(context.Background(), dev.Sim.Config(), testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	link := cluster.NewLink(t, strings.TrimPrefix(dev.APIAddr(), "http://"))
+	link := testutil.NewLink(t, strings.TrimPrefix(dev.APIAddr(), "http://"))
 	cfg := &AgentConfig{NodeName: "agent-" + host, Host: host, Servers: []string{"http://" + link.Addr()}, StateFile: stateFile}
 	cfg.Gossip.Listen = "127.0.0.1:0"
 	cfg.Gossip.Join = []string{dev.gossip.Addr()}
 	cfg.applyDefaults()
-	o := AgentOptions{Logger: cluster.TestLogger(t), Hypervisor: hv, GossipFast: true}
+	o := AgentOptions{Logger: testutil.Logger(t), Hypervisor: hv, GossipFast: true}
 	if opts != nil {
 		opts(&o)
 	}
@@ -79,7 +80,7 @@ func TestPartitionedHostSelfFencesBeforeRecovery(t *testing.T) {
 	ctx := context.Background()
 	victim := busiestHost(t, c).Name
 	a := startAgent(t, dev, victim, filepath.Join(t.TempDir(), "lease.json"))
-	cluster.WaitFor(t, 15*time.Second, "lease armed", func() bool {
+	testutil.WaitFor(t, 15*time.Second, "lease armed", func() bool {
 		h, _ := c.Host(ctx, victim)
 		return h != nil && h.LeaseTTL == ttl && a.Status().Armed
 	})
@@ -109,7 +110,7 @@ func TestPartitionedHostSelfFencesBeforeRecovery(t *testing.T) {
 			}
 		}
 	})
-	cluster.WaitFor(t, 30*time.Second, "host fenced", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "host fenced", func() bool {
 		h, _ := c.Host(ctx, victim)
 		return h != nil && h.Health == cluster.HealthFenced
 	})
@@ -152,7 +153,7 @@ func TestPartitionedHostSelfFencesBeforeRecovery(t *testing.T) {
 	if !strings.Contains(m, "herd_gossip_probe_rtt_seconds_count") {
 		t.Errorf("no gossip probe round trips:\n%s", grepLines(m, "herd_gossip_probe"))
 	}
-	cluster.WaitFor(t, 15*time.Second, "the agent's loss counted", func() bool {
+	testutil.WaitFor(t, 15*time.Second, "the agent's loss counted", func() bool {
 		return !containsLine(metricsText(t, dev.Server), "herd_gossip_probe_failures_total 0")
 	})
 }
@@ -175,15 +176,15 @@ func TestAgentRejoinsAfterLongPartition(t *testing.T) {
 		}
 		return false
 	}
-	cluster.WaitFor(t, 15*time.Second, "the agent in the server's pool", agentAlive)
+	testutil.WaitFor(t, 15*time.Second, "the agent in the server's pool", agentAlive)
 	cut.Store(true)
-	cluster.WaitFor(t, 15*time.Second, "the agent declared dead by the server", func() bool { return !agentAlive() })
-	cluster.WaitFor(t, 15*time.Second, "the server declared dead by the agent", func() bool {
+	testutil.WaitFor(t, 15*time.Second, "the agent declared dead by the server", func() bool { return !agentAlive() })
+	testutil.WaitFor(t, 15*time.Second, "the server declared dead by the agent", func() bool {
 		return !otherServerAlive(a.gossip.Members(), a.cfg.NodeName)
 	})
 	time.Sleep(4 * time.Second) // past GossipToTheDeadTime on both sides
 	cut.Store(false)
-	cluster.WaitFor(t, 15*time.Second, "the agent alive in the server's pool again", agentAlive)
+	testutil.WaitFor(t, 15*time.Second, "the agent alive in the server's pool again", agentAlive)
 }
 
 // TestAgentLeaseRelease: an agent that stops cleanly releases its lease:
@@ -196,7 +197,7 @@ func TestAgentLeaseRelease(t *testing.T) {
 	host := dev.Sim.HostNames()[0]
 	state := filepath.Join(t.TempDir(), "lease.json")
 	a := startAgent(t, dev, host, state)
-	cluster.WaitFor(t, 15*time.Second, "lease armed", func() bool {
+	testutil.WaitFor(t, 15*time.Second, "lease armed", func() bool {
 		h, _ := c.Host(ctx, host)
 		return h != nil && h.LeaseTTL > 0
 	})
@@ -228,7 +229,7 @@ func TestAgentRestartAfterLeaseRanOut(t *testing.T) {
 	host := busiestHost(t, c).Name
 	state := filepath.Join(t.TempDir(), "lease.json")
 	a := startAgent(t, dev, host, state)
-	cluster.WaitFor(t, 15*time.Second, "lease armed", func() bool { return a.Status().Armed && a.Status().Remaining > 0 })
+	testutil.WaitFor(t, 15*time.Second, "lease armed", func() bool { return a.Status().Armed && a.Status().Remaining > 0 })
 	// Cut off from every server, it is stopped: it cannot release its
 	// lease, so it stops the VMs (its state file stays armed).
 	a.link.Cut()
@@ -241,7 +242,7 @@ func TestAgentRestartAfterLeaseRanOut(t *testing.T) {
 		t.Fatal("an agent stopped while cut off must stop its VMs")
 	}
 	// Start the VMs again behind its back, let the lease run out, restart.
-	hv, err := vsphere.New(ctx, dev.Sim.Config(), cluster.TestLogger(t))
+	hv, err := vsphere.New(ctx, dev.Sim.Config(), testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +260,7 @@ func TestAgentRestartAfterLeaseRanOut(t *testing.T) {
 	}
 	time.Sleep(2500 * time.Millisecond)
 	b := startAgent(t, dev, host, state)
-	cluster.WaitFor(t, 10*time.Second, "restarted agent self-fences", func() bool { return b.Status().StoppedVMs >= restarted })
+	testutil.WaitFor(t, 10*time.Second, "restarted agent self-fences", func() bool { return b.Status().StoppedVMs >= restarted })
 	for _, v := range driverVMs(t, dev.Sim) {
 		if v.Host == host && v.Power == drivers.PoweredOn {
 			t.Errorf("VM %s runs on %s after the restarted agent found its lease out", v.Name, host)

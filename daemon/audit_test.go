@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
+	"github.com/herd-project/herd/internal/testutil"
 )
 
 // TestAuditLogRefusesForgedEvents: through the API an operator writes
@@ -20,7 +20,7 @@ func TestAuditLogRefusesForgedEvents(t *testing.T) {
 	base := dev.APIAddr()
 	c := client(t, base, readToken)
 	var hosts []api.Host
-	cluster.WaitFor(t, 20*time.Second, "inventory", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "inventory", func() bool {
 		hosts, _ = c.Hosts(context.Background())
 		return len(hosts) == 2
 	})
@@ -74,7 +74,7 @@ func TestAPIRefusesControlCharacters(t *testing.T) {
 	dev, _ := startDev(t, 2, 2)
 	base := dev.APIAddr()
 	var hosts []api.Host
-	cluster.WaitFor(t, 20*time.Second, "inventory", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "inventory", func() bool {
 		hosts, _ = client(t, base, "").Hosts(context.Background())
 		return len(hosts) == 2
 	})

@@ -17,6 +17,7 @@ import (
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/drivers/vsphere"
+	"github.com/herd-project/herd/internal/testutil"
 	"github.com/herd-project/herd/policy"
 )
 
@@ -25,7 +26,7 @@ import (
 func crowd(t *testing.T, dev *DevServer, c *api.Client, n int) {
 	t.Helper()
 	ctx := context.Background()
-	d, err := vsphere.New(ctx, dev.Sim.Config(), cluster.TestLogger(t))
+	d, err := vsphere.New(ctx, dev.Sim.Config(), testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +127,7 @@ func TestBalancerRecommendApplyAutomatic(t *testing.T) {
 	if _, err := c.ApplyPolicy(ctx, y, "test"); err != nil {
 		t.Fatal(err)
 	}
-	cluster.WaitFor(t, 30*time.Second, "automatic balancing", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "automatic balancing", func() bool {
 		ops, _ := c.Operations(ctx, "")
 		n := 0
 		for _, o := range ops {
@@ -175,7 +176,7 @@ func grepLines(text, word string) string {
 }
 
 // needProgram finds (or, as root, installs) a program from a Debian package.
-func needProgram(t *testing.T, bin, pkg string) string { return cluster.NeedProgram(t, bin, pkg) }
+func needProgram(t *testing.T, bin, pkg string) string { return testutil.NeedProgram(t, bin, pkg) }
 
 // TestBalanceByPrometheusCPU balances by CPU read from a real Prometheus
 // that scrapes a small exporter started here; when Prometheus goes away
@@ -213,7 +214,7 @@ func TestBalanceByPrometheusCPU(t *testing.T) {
 		t.Fatal(err)
 	}
 	var plan *api.BalancePlan
-	cluster.WaitFor(t, 30*time.Second, "a cpu-based plan from Prometheus", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "a cpu-based plan from Prometheus", func() bool {
 		p, err := c.BalancePlan(ctx)
 		plan = p
 		return err == nil && p.Metric == policy.BalanceByCPU && p.Note == "" && len(p.Moves) > 0
@@ -244,7 +245,7 @@ func TestBalanceByPrometheusCPU(t *testing.T) {
 	if err != nil || fallback.Metric != policy.BalanceByMemory || !strings.Contains(fallback.Note, "cpu metric unavailable") {
 		t.Fatalf("plan without Prometheus: %+v %v", fallback, err)
 	}
-	cluster.WaitFor(t, 5*time.Second, "balance.metric_fallback event", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "balance.metric_fallback event", func() bool {
 		ev, _ := c.Events(ctx, api.EventQuery{})
 		for _, e := range ev.Events {
 			if e.Type == "balance.metric_fallback" {
@@ -263,7 +264,7 @@ func TestBalanceByPrometheusCPU(t *testing.T) {
 func startPrometheus(t *testing.T, prom, target string) (addr string, stop func()) {
 	t.Helper()
 	dir := t.TempDir()
-	addr = cluster.FreePort(t)
+	addr = testutil.FreePort(t)
 	cfg := fmt.Sprintf("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: hosts\n    honor_labels: true\n    static_configs:\n      - targets: [%q]\n", target)
 	os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644)
 	cmd := exec.Command(prom, "--config.file="+filepath.Join(dir, "prometheus.yml"), "--storage.tsdb.path="+filepath.Join(dir, "data"),

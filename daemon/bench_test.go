@@ -11,6 +11,7 @@ import (
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/drivers"
+	"github.com/herd-project/herd/internal/testutil"
 	"github.com/herd-project/herd/policy"
 )
 
@@ -22,7 +23,7 @@ func BenchmarkInventorySync(b *testing.B) {
 	dev := StartTestDev(b, DevOptions{Hosts: 50, VMs: 1000, Configure: func(c *Config) { c.Inventory.SyncInterval = time.Hour }})
 	b.Logf("simulator with 50 hosts and 1000 VMs built in %s", time.Since(start).Round(time.Millisecond))
 	ctx := context.Background()
-	cluster.WaitFor(b, 60*time.Second, "first sync", func() bool { return len(dev.Node().FSM().State().VMs) == 1000 })
+	testutil.WaitFor(b, 60*time.Second, "first sync", func() bool { return len(dev.Node().FSM().State().VMs) == 1000 })
 
 	b.Run("full", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
@@ -157,7 +158,7 @@ func evacuateInstant(b *testing.B, vms, perSource, clusterLimit int) time.Durati
 		b.Fatal(err)
 	}
 	defer s.Shutdown(context.Background())
-	cluster.WaitFor(b, 20*time.Second, "inventory", func() bool { return len(s.Node().FSM().State().VMs) == vms+2000 })
+	testutil.WaitFor(b, 20*time.Second, "inventory", func() bool { return len(s.Node().FSM().State().VMs) == vms+2000 })
 	c, _ := api.NewClient(s.APIAddr(), "")
 	b.StartTimer()
 	start := time.Now()

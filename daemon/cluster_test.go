@@ -20,6 +20,7 @@ import (
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/drivers"
 	"github.com/herd-project/herd/drivers/vsphere"
+	"github.com/herd-project/herd/internal/testutil"
 	"github.com/herd-project/herd/policy"
 )
 
@@ -51,7 +52,7 @@ func newTestClusterEdit(t *testing.T, n int, sim *vsphere.Simulator, factory Dri
 	tc := &testCluster{t: t, sim: sim, factory: factory}
 	apis, gossips := make([]string, n), make([]string, n)
 	for i := range apis {
-		apis[i], gossips[i] = cluster.FreePort(t), cluster.FreePort(t)
+		apis[i], gossips[i] = testutil.FreePort(t), testutil.FreePort(t)
 	}
 	// Every test cluster gossips, encrypted with one keyring.
 	keyring := filepath.Join(t.TempDir(), "gossip.keys")
@@ -64,7 +65,7 @@ func newTestClusterEdit(t *testing.T, n int, sim *vsphere.Simulator, factory Dri
 		cfg.NodeName = fmt.Sprintf("s%d", i+1)
 		cfg.DataDir = t.TempDir()
 		cfg.API.Listen = apis[i]
-		cfg.Raft.Listen = cluster.FreePort(t)
+		cfg.Raft.Listen = testutil.FreePort(t)
 		cfg.Raft.BootstrapExpect = n
 		for j, a := range apis {
 			if j != i {
@@ -123,7 +124,7 @@ func (tc *testCluster) stop(i int) {
 
 func (tc *testCluster) leader() int {
 	idx := -1
-	cluster.WaitFor(tc.t, 15*time.Second, "one leader", func() bool {
+	testutil.WaitFor(tc.t, 15*time.Second, "one leader", func() bool {
 		idx = -1
 		for i, s := range tc.servers {
 			if s != nil && s.Node().IsLeader() {
@@ -162,7 +163,7 @@ func TestThreeServersFormForwardAndFailOver(t *testing.T) {
 		waitInventory(t, tc.client(i), 3, 6)
 	}
 	// The servers gossip with each other.
-	cluster.WaitFor(t, 10*time.Second, "three alive gossip members on every server", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "three alive gossip members on every server", func() bool {
 		for i := range tc.servers {
 			cl, err := tc.client(i).Cluster(ctx)
 			if err != nil || len(cl.Gossip) != 3 {
@@ -180,7 +181,7 @@ func TestThreeServersFormForwardAndFailOver(t *testing.T) {
 		t.Errorf("gossip metric missing:\n%s", grepLines(m, "gossip"))
 	}
 	// Every server is registered, so any of them can forward.
-	cluster.WaitFor(t, 10*time.Second, "three registered servers", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "three registered servers", func() bool {
 		cl, err := tc.client(follower).Cluster(ctx)
 		if err != nil || len(cl.Servers) != 3 {
 			return false
@@ -201,7 +202,7 @@ func TestThreeServersFormForwardAndFailOver(t *testing.T) {
 	committed := tc.servers[leader].Node().Raft().CommitIndex()
 	for _, s := range tc.servers {
 		s := s
-		cluster.WaitFor(t, 5*time.Second, "write applied on "+s.cfg.NodeName, func() bool {
+		testutil.WaitFor(t, 5*time.Second, "write applied on "+s.cfg.NodeName, func() bool {
 			return s.Node().FSM().State().Hosts[host].Admin == cluster.NotAccepting
 		})
 	}
@@ -222,7 +223,7 @@ func TestThreeServersFormForwardAndFailOver(t *testing.T) {
 		t.Fatal("committed write lost on the new leader")
 	}
 	// The new leader's inventory sync sees a change made in vCenter.
-	d, err := vsphere.New(ctx, sim.Config(), cluster.TestLogger(t))
+	d, err := vsphere.New(ctx, sim.Config(), testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +242,7 @@ func TestThreeServersFormForwardAndFailOver(t *testing.T) {
 	if err := d.PowerOff(ctx, vm.ID); err != nil {
 		t.Fatal(err)
 	}
-	cluster.WaitFor(t, 10*time.Second, "new leader syncs the power change", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "new leader syncs the power change", func() bool {
 		v := nl.Node().FSM().State().VMs[vm.ID]
 		return v != nil && v.Power == cluster.PoweredOff
 	})
@@ -249,7 +250,7 @@ func TestThreeServersFormForwardAndFailOver(t *testing.T) {
 	// The stopped server restarts from its data dir and catches up.
 	tc.servers[leader] = tc.start(leader)
 	back := tc.servers[leader]
-	cluster.WaitFor(t, 15*time.Second, "restarted server catches up", func() bool {
+	testutil.WaitFor(t, 15*time.Second, "restarted server catches up", func() bool {
 		st := back.Node().FSM().State()
 		v := st.VMs[vm.ID]
 		return st.Hosts[host] != nil && st.Hosts[host].Admin == cluster.NotAccepting && v != nil && v.Power == cluster.PoweredOff
@@ -305,7 +306,7 @@ func TestLeaderKilledMidEvacuation(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Kill the leader once some VMs moved and one is in flight.
-	cluster.WaitFor(t, 20*time.Second, "evacuation half way", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "evacuation half way", func() bool {
 		op, err := c.Operation(ctx, ref.Operation)
 		return err == nil && op.Done >= 2 && op.Running == 1
 	})
@@ -370,7 +371,7 @@ func TestMinorityDoesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cluster.WaitFor(t, 10*time.Second, "a migration in flight", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "a migration in flight", func() bool {
 		op, err := c.Operation(ctx, ref.Operation)
 		return err == nil && op.Running == 1
 	})
@@ -381,7 +382,7 @@ func TestMinorityDoesNothing(t *testing.T) {
 		}
 	}
 	lone := tc.servers[leader]
-	cluster.WaitFor(t, 5*time.Second, "the lone leader steps down", func() bool { return !lone.Node().IsLeader() })
+	testutil.WaitFor(t, 5*time.Second, "the lone leader steps down", func() bool { return !lone.Node().IsLeader() })
 	// Let the migration in flight end, then count: nothing new may start.
 	time.Sleep(time.Second)
 	mu.Lock()

@@ -9,6 +9,7 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
+	"github.com/herd-project/herd/internal/testutil"
 	"github.com/herd-project/herd/policy"
 )
 
@@ -91,7 +92,7 @@ func TestPolicyChangeWakesBalancer(t *testing.T) {
 	if _, err := c.ApplyPolicy(ctx, y, "test"); err != nil {
 		t.Fatal(err)
 	}
-	cluster.WaitFor(t, 10*time.Second, "a balance operation right after the policy change", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "a balance operation right after the policy change", func() bool {
 		ops, _ := c.Operations(ctx, "")
 		for _, o := range ops {
 			if o.Kind == cluster.OpBalance {

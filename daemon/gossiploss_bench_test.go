@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/drivers"
+	"github.com/herd-project/herd/internal/testutil"
 	"github.com/herd-project/herd/policy"
 )
 
@@ -63,7 +63,7 @@ func BenchmarkGossipLossFalseRecoveries(b *testing.B) {
 				o.Transport = lossyRoundTripper{out: out, next: http.DefaultTransport}
 			})
 		}
-		cluster.WaitFor(b, 60*time.Second, "every lease armed", func() bool {
+		testutil.WaitFor(b, 60*time.Second, "every lease armed", func() bool {
 			hs, _ := c.Hosts(context.Background())
 			n := 0
 			for _, h := range hs {

@@ -13,6 +13,7 @@ import (
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/drivers"
+	"github.com/herd-project/herd/internal/testutil"
 	"github.com/herd-project/herd/policy"
 )
 
@@ -33,12 +34,12 @@ func TestHostHealthFromTheManager(t *testing.T) {
 		}
 		return h.Health
 	}
-	cluster.WaitFor(t, 10*time.Second, "hosts alive", func() bool { return health() == cluster.HealthAlive })
+	testutil.WaitFor(t, 10*time.Second, "hosts alive", func() bool { return health() == cluster.HealthAlive })
 
 	if err := dev.Sim.SetHostConnection(host, drivers.NotResponding); err != nil {
 		t.Fatal(err)
 	}
-	cluster.WaitFor(t, 15*time.Second, "host dead", func() bool { return health() == cluster.HealthDead })
+	testutil.WaitFor(t, 15*time.Second, "host dead", func() bool { return health() == cluster.HealthDead })
 	var seq []string
 	ev, _ := c.Events(ctx, api.EventQuery{Host: host})
 	for _, e := range ev.Events {
@@ -57,7 +58,7 @@ func TestHostHealthFromTheManager(t *testing.T) {
 	if err := dev.Sim.SetHostConnection(host, drivers.Connected); err != nil {
 		t.Fatal(err)
 	}
-	cluster.WaitFor(t, 15*time.Second, "host alive again", func() bool { return health() == cluster.HealthAlive })
+	testutil.WaitFor(t, 15*time.Second, "host alive again", func() bool { return health() == cluster.HealthAlive })
 	m := metricsText(t, dev.Server)
 	if !containsLine(m, `herd_host_health{host="`+host+`",state="alive"} 1`) {
 		t.Errorf("health metric:\n%s", grepLines(m, "herd_host_health"))
@@ -99,7 +100,7 @@ func TestPrometheusHealthSignals(t *testing.T) {
 		t.Fatal(err)
 	}
 	var op *api.Operation
-	cluster.WaitFor(t, 40*time.Second, "the degraded host evacuated", func() bool {
+	testutil.WaitFor(t, 40*time.Second, "the degraded host evacuated", func() bool {
 		ops, _ := c.Operations(ctx, sick)
 		for i := range ops {
 			if ops[i].Kind == cluster.OpEvacuate {
@@ -119,7 +120,7 @@ func TestPrometheusHealthSignals(t *testing.T) {
 	if h, _ := c.Host(ctx, sick); h.Maintenance != cluster.MaintenanceOn {
 		t.Errorf("degraded host maintenance %s, want on", h.Maintenance)
 	}
-	cluster.WaitFor(t, 20*time.Second, "down_query makes a host suspect", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "down_query makes a host suspect", func() bool {
 		h, _ := c.Host(ctx, down)
 		return h != nil && h.Health == cluster.HealthSuspect
 	})

@@ -11,6 +11,7 @@ import (
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/drivers/vsphere"
+	"github.com/herd-project/herd/internal/testutil"
 )
 
 func TestServersLeave(t *testing.T) {
@@ -23,7 +24,7 @@ func TestServersLeave(t *testing.T) {
 	leader := tc.leader()
 	follower := (leader + 1) % 3
 	ctx := context.Background()
-	cluster.WaitFor(t, 15*time.Second, "three registered servers", func() bool {
+	testutil.WaitFor(t, 15*time.Second, "three registered servers", func() bool {
 		cl, err := tc.client(follower).Cluster(ctx)
 		return err == nil && len(cl.Servers) == 3 && cl.LeaderAPI != ""
 	})
@@ -49,7 +50,7 @@ func TestServersLeave(t *testing.T) {
 		t.Fatalf("leader leave: %v", err)
 	}
 	last := 3 - leader - follower
-	cluster.WaitFor(t, 15*time.Second, "the last server leads", func() bool { return tc.servers[last].Node().IsLeader() })
+	testutil.WaitFor(t, 15*time.Second, "the last server leads", func() bool { return tc.servers[last].Node().IsLeader() })
 	tc.stop(leader)
 	c := tc.client(last)
 	var se *api.StatusError
@@ -135,7 +136,7 @@ func TestShutdownKeepsAnsweredWrites(t *testing.T) {
 	}
 	// Leading again, the server has applied its whole log once a write of
 	// its own is in the state.
-	cluster.WaitFor(t, 15*time.Second, "the restarted server leads", func() bool { return again.Node().IsLeader() })
+	testutil.WaitFor(t, 15*time.Second, "the restarted server leads", func() bool { return again.Node().IsLeader() })
 	if err := again.Node().Barrier(10 * time.Second); err != nil {
 		t.Fatal(err)
 	}

@@ -14,13 +14,15 @@ import (
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/drivers"
 	"github.com/herd-project/herd/drivers/libvirt"
+	"github.com/herd-project/herd/drivers/libvirt/libvirttest"
+	"github.com/herd-project/herd/internal/testutil"
 	"github.com/herd-project/herd/policy"
 )
 
 // TestMaintenanceOnLibvirtHosts empties a real libvirt host of three tiny
 // running VMs by real QEMU live migration, through herd's API.
 func TestMaintenanceOnLibvirtHosts(t *testing.T) {
-	fx := libvirt.StartFixture(t, 3)
+	fx := libvirttest.StartFixture(t, 3)
 	hosts := fx.HostNames()
 	var ids []string
 	for i, name := range []string{"web-1", "web-2", "db-1"} {
@@ -67,9 +69,9 @@ func TestMaintenanceOnLibvirtHosts(t *testing.T) {
 // allowed one attempt per VM — moves it to the third host instead of
 // ending in error.
 func TestEvacuationTargetLost(t *testing.T) {
-	fx := libvirt.StartFixture(t, 3)
+	fx := libvirttest.StartFixture(t, 3)
 	hosts := fx.HostNames()
-	id := fx.DefineDomain(t, hosts[0], libvirt.VMSpec{Name: "slow", MemoryMiB: 96, FillMiB: 48, Running: true})
+	id := fx.DefineDomain(t, hosts[0], libvirttest.VMSpec{Name: "slow", MemoryMiB: 96, FillMiB: 48, Running: true})
 	c := startLibvirtServerWith(t, fx, func(p *policy.Document) {
 		p.Maintenance.Attempts = 1
 	}, func(dc *DriverConfig) { dc.BandwidthMiBs = 8 })
@@ -81,7 +83,7 @@ func TestEvacuationTargetLost(t *testing.T) {
 		t.Fatal(err)
 	}
 	var target string
-	cluster.WaitFor(t, 30*time.Second, "the migration under way", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "the migration under way", func() bool {
 		op, err := c.Operation(ctx, ref.Operation)
 		if err != nil || len(op.Items) == 0 {
 			return false
@@ -127,16 +129,15 @@ func TestEvacuationTargetLost(t *testing.T) {
 // startLibvirtServer runs a single server whose driver is the fixture's
 // libvirt hosts, with the dev policy changed by pol; it returns an admin
 // client.
-func startLibvirtServer(t *testing.T, fx *libvirt.Fixture, pol func(*policy.Document)) *api.Client {
+func startLibvirtServer(t *testing.T, fx *libvirttest.Fixture, pol func(*policy.Document)) *api.Client {
 	t.Helper()
 	return startLibvirtServerWith(t, fx, pol, nil)
 }
 
 // startLibvirtServerWith is startLibvirtServer with the driver's
 // configuration changed by drv.
-func startLibvirtServerWith(t *testing.T, fx *libvirt.Fixture, pol func(*policy.Document), drv func(*DriverConfig)) *api.Client {
+func startLibvirtServerWith(t *testing.T, fx *libvirttest.Fixture, pol func(*policy.Document), drv func(*DriverConfig)) *api.Client {
 	t.Helper()
-	lc := fx.Config()
 	cfg := DefaultConfig()
 	cfg.NodeName, cfg.DataDir = "lv", t.TempDir()
 	cfg.API.Listen, cfg.Raft.Listen, cfg.Raft.BootstrapExpect = "127.0.0.1:0", "127.0.0.1:0", 1
@@ -145,10 +146,7 @@ func startLibvirtServerWith(t *testing.T, fx *libvirt.Fixture, pol func(*policy.
 	if err := writeDevPolicy(cfg.PolicyFile, pol); err != nil {
 		t.Fatal(err)
 	}
-	dc := DriverConfig{Name: "kvm", Type: "libvirt", CallTimeout: lc.CallTimeout}
-	for _, h := range lc.Hosts {
-		dc.Hosts = append(dc.Hosts, LibvirtHost{Name: h.Name, URI: h.URI, Group: h.Group, PeerURI: h.PeerURI, MigrationAddress: h.MigrationAddress})
-	}
+	dc := fixtureDriverConfig(fx)
 	if drv != nil {
 		drv(&dc)
 	}
@@ -171,13 +169,29 @@ func startLibvirtServerWith(t *testing.T, fx *libvirt.Fixture, pol func(*policy.
 	return c
 }
 
-// libvirtVMs is what the hosts' own libvirtd report, through a fresh driver.
-func libvirtVMs(t *testing.T, fx *libvirt.Fixture) []drivers.VM {
+// fixtureDriverConfig is a libvirt driver for every host of fx.
+func fixtureDriverConfig(fx *libvirttest.Fixture) DriverConfig {
+	dc := DriverConfig{Name: "kvm", Type: "libvirt", CallTimeout: libvirttest.CallTimeout}
+	for _, h := range fx.Hosts() {
+		dc.Hosts = append(dc.Hosts, LibvirtHost{Name: h.Name, URI: h.URI, Group: h.Group, MigrationAddress: h.MigrationAddress})
+	}
+	return dc
+}
+
+// fixtureDriver is a fresh driver for every host of fx.
+func fixtureDriver(t *testing.T, fx *libvirttest.Fixture) *libvirt.Driver {
 	t.Helper()
-	d, err := libvirt.New(context.Background(), fx.Config(), cluster.TestLogger(t))
+	d, err := openDriver(context.Background(), fixtureDriverConfig(fx), testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
+	return d.(*libvirt.Driver)
+}
+
+// libvirtVMs is what the hosts' own libvirtd report, through a fresh driver.
+func libvirtVMs(t *testing.T, fx *libvirttest.Fixture) []drivers.VM {
+	t.Helper()
+	d := fixtureDriver(t, fx)
 	defer d.Close()
 	inv, err := d.Inventory(context.Background())
 	if err != nil {
@@ -194,7 +208,7 @@ func libvirtVMs(t *testing.T, fx *libvirt.Fixture) []drivers.VM {
 // The host comes back: NOT_ACCEPTING, and its stale definitions undefined.
 func TestCrashRecoveryOnLibvirtHosts(t *testing.T) {
 	bash := needProgram(t, "bash", "bash")
-	fx := libvirt.StartFixture(t, 3)
+	fx := libvirttest.StartFixture(t, 3)
 	hosts := fx.HostNames()
 	web := fx.DefineVM(t, hosts[0], "web-1", 64, true)
 	fx.DefineVM(t, hosts[0], "db-1", 80, true)
@@ -218,13 +232,13 @@ func TestCrashRecoveryOnLibvirtHosts(t *testing.T) {
 	})
 	waitInventory(t, c, 3, 3)
 	ctx := context.Background()
-	cluster.WaitFor(t, 20*time.Second, "hosts alive", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "hosts alive", func() bool {
 		h, _ := c.Host(ctx, hosts[0])
 		return h != nil && h.Health == cluster.HealthAlive
 	})
 	// Autostart of a VM Herd recovers is turned off: the crashed host,
 	// booting, must not start a copy of a VM recreated elsewhere.
-	cluster.WaitFor(t, 20*time.Second, "web-1's autostart off in libvirtd, with an event", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "web-1's autostart off in libvirtd, with an event", func() bool {
 		for _, v := range libvirtVMs(t, fx) {
 			if v.ID == web && v.Autostart {
 				return false
@@ -235,7 +249,7 @@ func TestCrashRecoveryOnLibvirtHosts(t *testing.T) {
 
 	fx.Kill(t, hosts[0])
 	var op *api.Operation
-	cluster.WaitFor(t, 90*time.Second, "recovery of "+hosts[0], func() bool {
+	testutil.WaitFor(t, 90*time.Second, "recovery of "+hosts[0], func() bool {
 		op = recoveryOf(t, c, hosts[0])
 		return op != nil && op.State.Terminal()
 	})
@@ -267,7 +281,7 @@ func TestCrashRecoveryOnLibvirtHosts(t *testing.T) {
 
 	// The host boots again (its domains kept, shut off): they are undefined.
 	fx.Boot(t, hosts[0])
-	cluster.WaitFor(t, 60*time.Second, "returned host cleaned", func() bool {
+	testutil.WaitFor(t, 60*time.Second, "returned host cleaned", func() bool {
 		h, _ := c.Host(ctx, hosts[0])
 		return h != nil && h.Health == cluster.HealthAlive && len(fx.DomainStates(t, hosts[0])) == 0
 	})
@@ -278,12 +292,9 @@ func TestCrashRecoveryOnLibvirtHosts(t *testing.T) {
 
 // setAutostart turns VM id's autostart on through a fresh driver, and
 // checks the inventory reports it.
-func setAutostart(t *testing.T, fx *libvirt.Fixture, id string) {
+func setAutostart(t *testing.T, fx *libvirttest.Fixture, id string) {
 	t.Helper()
-	d, err := libvirt.New(context.Background(), fx.Config(), cluster.TestLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := fixtureDriver(t, fx)
 	defer d.Close()
 	if err := d.SetAutostart(context.Background(), id, true); err != nil {
 		t.Fatal(err)

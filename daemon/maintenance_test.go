@@ -15,6 +15,7 @@ import (
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/drivers"
 	"github.com/herd-project/herd/drivers/vsphere"
+	"github.com/herd-project/herd/internal/testutil"
 	"github.com/herd-project/herd/policy"
 )
 
@@ -35,7 +36,7 @@ func startDevWith(t *testing.T, hosts, vms int, delay map[string]int, pol func(*
 func waitOp(t *testing.T, c *api.Client, id string, timeout time.Duration) *api.Operation {
 	t.Helper()
 	var op *api.Operation
-	cluster.WaitFor(t, timeout, "operation "+id+" to end", func() bool {
+	testutil.WaitFor(t, timeout, "operation "+id+" to end", func() bool {
 		o, err := c.Operation(context.Background(), id)
 		if err != nil {
 			return false
@@ -66,7 +67,7 @@ func busiestHost(t testing.TB, c *api.Client) api.Host {
 // driverVMs is the hypervisor's own view, through a fresh session.
 func driverVMs(t *testing.T, sim *vsphere.Simulator) map[string]drivers.VM {
 	t.Helper()
-	d, err := vsphere.New(context.Background(), sim.Config(), cluster.TestLogger(t))
+	d, err := vsphere.New(context.Background(), sim.Config(), testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -460,7 +461,7 @@ func TestCancelAndNoProgressDeadline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cluster.WaitFor(t, 10*time.Second, "a step in flight", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "a step in flight", func() bool {
 		op, _ := c.Operation(ctx, ref.Operation)
 		return op != nil && op.Running == 1
 	})

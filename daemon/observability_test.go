@@ -17,6 +17,7 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
+	"github.com/herd-project/herd/internal/testutil"
 	"github.com/herd-project/herd/policy"
 )
 
@@ -117,7 +118,7 @@ func TestObservabilityMaintenanceErrorAlert(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 
-	am := cluster.FreePort(t)
+	am := testutil.FreePort(t)
 	amCfg := "route:\n  receiver: \"null\"\n  group_wait: 1s\n  group_interval: 1s\nreceivers:\n  - name: \"null\"\n"
 	os.WriteFile(filepath.Join(dir, "alertmanager.yml"), []byte(amCfg), 0o644)
 	startProcess(t, dir, "alertmanager", amBin, "--config.file="+filepath.Join(dir, "alertmanager.yml"),
@@ -125,7 +126,7 @@ func TestObservabilityMaintenanceErrorAlert(t *testing.T) {
 
 	os.WriteFile(filepath.Join(dir, "herd-alerts.yml"), []byte(shortRules(t)), 0o644)
 	target := strings.TrimPrefix(dev.APIAddr(), "http://")
-	promAddr := cluster.FreePort(t)
+	promAddr := testutil.FreePort(t)
 	promCfg := fmt.Sprintf(`global:
   scrape_interval: 1s
   evaluation_interval: 1s
@@ -145,7 +146,7 @@ scrape_configs:
 		"--storage.tsdb.path="+filepath.Join(dir, "prom-data"), "--web.listen-address="+promAddr)
 
 	// Prometheus scrapes the server and evaluates the rules.
-	cluster.WaitFor(t, 20*time.Second, "Prometheus to scrape herd_hosts from the dev server", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "Prometheus to scrape herd_hosts from the dev server", func() bool {
 		var r struct {
 			Data struct {
 				Result []struct {
@@ -156,7 +157,7 @@ scrape_configs:
 		err := getJSON("http://"+promAddr+"/api/v1/query?query="+url.QueryEscape(`herd_hosts{job="herd"}`), &r)
 		return err == nil && len(r.Data.Result) == 1 && r.Data.Result[0].Value[1] == "3"
 	})
-	cluster.WaitFor(t, 10*time.Second, "Alertmanager to answer", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "Alertmanager to answer", func() bool {
 		var s map[string]any
 		return getJSON("http://"+am+"/api/v2/status", &s) == nil
 	})
@@ -194,7 +195,7 @@ scrape_configs:
 	failedAt := time.Now()
 
 	var got amAlert
-	cluster.WaitFor(t, 20*time.Second, "HerdMaintenanceError for "+src.Name+" at Alertmanager", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "HerdMaintenanceError for "+src.Name+" at Alertmanager", func() bool {
 		for _, a := range amAlerts(t, am) {
 			if a.Labels["alertname"] == "HerdMaintenanceError" && a.Labels["host"] == src.Name {
 				got = a

@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/drivers/vsphere"
+	"github.com/herd-project/herd/internal/testutil"
 	"github.com/herd-project/herd/policy"
 )
 
@@ -49,7 +49,7 @@ func TestPolicyReplicatedReloadedAndDrift(t *testing.T) {
 	leader := tc.leader()
 	ctx := context.Background()
 	// The servers' (identical) files are in force once the cluster forms.
-	cluster.WaitFor(t, 10*time.Second, "the servers' policy in force", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the servers' policy in force", func() bool {
 		st := tc.servers[leader].Node().FSM().State()
 		return st.Policy != nil && st.Policy.Version == 1
 	})
@@ -66,11 +66,11 @@ func TestPolicyReplicatedReloadedAndDrift(t *testing.T) {
 	}
 	for _, s := range tc.servers {
 		s := s
-		cluster.WaitFor(t, 5*time.Second, "policy on "+s.cfg.NodeName, func() bool { return s.Policy().Maintenance.PerSource == 4 })
+		testutil.WaitFor(t, 5*time.Second, "policy on "+s.cfg.NodeName, func() bool { return s.Policy().Maintenance.PerSource == 4 })
 	}
 	// Every server's file now differs from the policy in force: drift.
 	for i := range tc.servers {
-		cluster.WaitFor(t, 5*time.Second, fmt.Sprintf("server %d reports drift", i+1), func() bool {
+		testutil.WaitFor(t, 5*time.Second, fmt.Sprintf("server %d reports drift", i+1), func() bool {
 			cl, err := tc.client(i).Cluster(ctx)
 			return err == nil && cl.Policy.Drift && cl.Policy.Version == 2
 		})
@@ -94,7 +94,7 @@ func TestPolicyReplicatedReloadedAndDrift(t *testing.T) {
 	if m := metricsText(t, bad); !strings.Contains(m, "herd_policy_last_reload_success 0") || !strings.Contains(m, `herd_policy_reloads_total{result="error"} 1`) {
 		t.Fatal("reload failure metrics missing")
 	}
-	cluster.WaitFor(t, 5*time.Second, "policy.reload_failed event", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "policy.reload_failed event", func() bool {
 		ev, _ := tc.client(leader).Events(ctx, api.EventQuery{})
 		for _, e := range ev.Events {
 			if e.Type == "policy.reload_failed" && strings.Contains(e.Message, bad.cfg.NodeName) {
@@ -110,10 +110,10 @@ func TestPolicyReplicatedReloadedAndDrift(t *testing.T) {
 	if err := os.WriteFile(good.cfg.PolicyFile, y, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cluster.WaitFor(t, 10*time.Second, "the changed file in force", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the changed file in force", func() bool {
 		return tc.servers[leader].Policy().Maintenance.PerSource == 3
 	})
-	cluster.WaitFor(t, 5*time.Second, "no drift on the server whose file is in force", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "no drift on the server whose file is in force", func() bool {
 		cl, err := tc.client((leader + 2) % 3).Cluster(ctx)
 		return err == nil && !cl.Policy.Drift && cl.Policy.Version == 3
 	})
@@ -122,7 +122,7 @@ func TestPolicyReplicatedReloadedAndDrift(t *testing.T) {
 func TestPolicyAPIRefusesBadPolicies(t *testing.T) {
 	dev, c := startDev(t, 1, 0)
 	ctx := context.Background()
-	cluster.WaitFor(t, 10*time.Second, "a policy in force", func() bool { return dev.Node().FSM().State().Policy != nil })
+	testutil.WaitFor(t, 10*time.Second, "a policy in force", func() bool { return dev.Node().FSM().State().Policy != nil })
 	before := dev.Node().FSM().State().Policy
 	bad := "apiVersion: herd/v1\nkind: Policy\nplacement:\n  strategy: scatter\nmaintenance:\n  per_sorce: 2\n"
 	_, err := c.ApplyPolicy(ctx, []byte(bad), "test")

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/cluster/clustertest"
 )
 
 // BenchmarkLargeStateReads serves /metrics and GET /v1/hosts from a server
@@ -17,14 +17,14 @@ func BenchmarkLargeStateReads(b *testing.B) {
 	for _, def := range []struct {
 		name  string
 		bytes int
-	}{{"def=120B", cluster.SmallDefinitionBytes}, {"def=6KiB", 6 << 10}} {
+	}{{"def=120B", clustertest.SmallDefinitionBytes}, {"def=6KiB", 6 << 10}} {
 		b.Run(def.name, func(b *testing.B) { benchLargeStateReads(b, def.bytes) })
 	}
 }
 
 func benchLargeStateReads(b *testing.B, defBytes int) {
 	s := startBenchServer(b, "reads")
-	replaceInventory(b, s, cluster.LargeStateDef(2000, 40000, defBytes))
+	replaceInventory(b, s, clustertest.LargeStateDef(2000, 40000, defBytes))
 	get := func(path string) time.Duration {
 		start := time.Now()
 		resp, err := http.Get(s.APIAddr() + path)

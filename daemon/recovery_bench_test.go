@@ -12,6 +12,7 @@ import (
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/drivers"
+	"github.com/herd-project/herd/internal/testutil"
 	"github.com/herd-project/herd/policy"
 )
 
@@ -51,7 +52,7 @@ func benchCrash(b *testing.B, concurrency int, lease bool) {
 		var a *testAgent
 		if lease {
 			a = startAgent(b, dev, victim, filepath.Join(b.TempDir(), "lease.json"))
-			cluster.WaitFor(b, 15*time.Second, "lease armed", func() bool {
+			testutil.WaitFor(b, 15*time.Second, "lease armed", func() bool {
 				h, _ := c.Host(context.Background(), victim)
 				return h != nil && h.LeaseTTL > 0
 			})
@@ -72,7 +73,7 @@ func benchCrash(b *testing.B, concurrency int, lease bool) {
 			b.Fatal(err)
 		}
 		var op *api.Operation
-		cluster.WaitFor(b, 60*time.Second, "recovery", func() bool {
+		testutil.WaitFor(b, 60*time.Second, "recovery", func() bool {
 			op = recoveryOf(b, c, victim)
 			return op != nil && op.State.Terminal()
 		})

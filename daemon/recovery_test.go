@@ -14,6 +14,7 @@ import (
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/drivers"
 	"github.com/herd-project/herd/drivers/vsphere"
+	"github.com/herd-project/herd/internal/testutil"
 	"github.com/herd-project/herd/policy"
 )
 
@@ -65,7 +66,7 @@ func recoveryOf(t testing.TB, c *api.Client, host string) *api.Operation {
 func waitRecovery(t *testing.T, c *api.Client, host string) *api.Operation {
 	t.Helper()
 	var op *api.Operation
-	cluster.WaitFor(t, 30*time.Second, "recovery of "+host+" to end", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "recovery of "+host+" to end", func() bool {
 		op = recoveryOf(t, c, host)
 		return op != nil && op.State.Terminal()
 	})
@@ -78,7 +79,7 @@ func waitRecovery(t *testing.T, c *api.Client, host string) *api.Operation {
 // powerOff stops a VM through the vSphere API, as an operator would.
 func powerOff(t *testing.T, sim *vsphere.Simulator, id string) {
 	t.Helper()
-	d, err := vsphere.New(context.Background(), sim.Config(), cluster.TestLogger(t))
+	d, err := vsphere.New(context.Background(), sim.Config(), testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +127,7 @@ func TestCrashRecoveryInDevMode(t *testing.T) {
 	if stopped == "" {
 		powerOff(t, dev.Sim, vms[0].ID)
 		stopped = vms[0].Name
-		cluster.WaitFor(t, 10*time.Second, "power-off synced", func() bool {
+		testutil.WaitFor(t, 10*time.Second, "power-off synced", func() bool {
 			vs, _ := c.VMs(ctx, victim.Name)
 			for _, v := range vs {
 				if v.Name == stopped {
@@ -220,7 +221,7 @@ func TestCrashRecoveryInDevMode(t *testing.T) {
 		`herd_recoveries_total{result="succeeded"} 1`,
 		`herd_recovery_duration_seconds_count 1`,
 	} {
-		cluster.WaitFor(t, 5*time.Second, "metric "+line, func() bool { return containsLine(metricsText(t, dev.Server), line) })
+		testutil.WaitFor(t, 5*time.Second, "metric "+line, func() bool { return containsLine(metricsText(t, dev.Server), line) })
 	}
 
 	// The host comes back: NOT_ACCEPTING, stale copies destroyed, then it
@@ -228,7 +229,7 @@ func TestCrashRecoveryInDevMode(t *testing.T) {
 	if err := c.DevHost(ctx, victim.Name, false); err != nil {
 		t.Fatal(err)
 	}
-	cluster.WaitFor(t, 20*time.Second, "host back and cleaned", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "host back and cleaned", func() bool {
 		h, _ := c.Host(ctx, victim.Name)
 		vs, _ := c.VMs(ctx, victim.Name)
 		return h != nil && h.Health == cluster.HealthAlive && len(vs) == 0
@@ -304,7 +305,7 @@ func TestFencingFailsThenOperatorConfirms(t *testing.T) {
 	if err := c.DevHost(ctx, victim.Name, true); err != nil {
 		t.Fatal(err)
 	}
-	cluster.WaitFor(t, 20*time.Second, "fencing to fail", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "fencing to fail", func() bool {
 		h, _ := c.Host(ctx, victim.Name)
 		return h != nil && h.FenceFailure != ""
 	})
@@ -397,7 +398,7 @@ func TestFencingStormGuard(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cluster.WaitFor(t, 20*time.Second, "storm guard", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "storm guard", func() bool {
 		return containsLine(metricsText(t, dev.Server), "herd_recovery_storm 1")
 	})
 	time.Sleep(2 * time.Second)
@@ -459,7 +460,7 @@ func TestRecoveryWithoutRoomKeepsTrying(t *testing.T) {
 	if err := c.DevHost(ctx, victim.Name, true); err != nil {
 		t.Fatal(err)
 	}
-	cluster.WaitFor(t, 20*time.Second, "recovery blocked", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "recovery blocked", func() bool {
 		return strings.Contains(metricsText(t, dev.Server), "herd_recovery_vms{state=\"blocked\"} ") &&
 			!containsLine(metricsText(t, dev.Server), `herd_recovery_vms{state="blocked"} 0`)
 	})
@@ -509,7 +510,7 @@ func TestRecreatedCopyThatWouldNotStart(t *testing.T) {
 	if err := c.DevHost(ctx, victim.Name, true); err != nil {
 		t.Fatal(err)
 	}
-	cluster.WaitFor(t, 30*time.Second, "the start refused", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "the start refused", func() bool {
 		op := recoveryOf(t, c, victim.Name)
 		return op != nil && hasEvent(opEvents(t, c, op.ID), "recovery.blocked", "host is busy")
 	})

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/cluster/clustertest"
+	"github.com/herd-project/herd/internal/testutil"
 )
 
 // BenchmarkMetricsScrape scrapes /metrics of a server holding 2,000 hosts
@@ -19,7 +21,7 @@ import (
 func BenchmarkMetricsScrape(b *testing.B) {
 	s := startBenchServer(b, "scrape")
 	series := func(hosts, vms int) (int, int) {
-		replaceInventory(b, s, cluster.LargeState(hosts, vms))
+		replaceInventory(b, s, clustertest.LargeState(hosts, vms))
 		body := scrape(b, s.APIAddr())
 		n := 0
 		for _, l := range strings.Split(body, "\n") {
@@ -75,7 +77,7 @@ func startBenchServer(b *testing.B, name string) *Server {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { s.Shutdown(context.Background()) })
-	cluster.WaitFor(b, 10*time.Second, "leader", s.Node().IsLeader)
+	testutil.WaitFor(b, 10*time.Second, "leader", s.Node().IsLeader)
 	return s
 }
 

@@ -12,10 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/drivers/vsphere"
 	"github.com/herd-project/herd/internal/testpki"
+	"github.com/herd-project/herd/internal/testutil"
 )
 
 // newSecureCluster is three servers with API tokens, HTTPS and raft over
@@ -24,7 +24,7 @@ func newSecureCluster(t *testing.T, sim *vsphere.Simulator, ca *testpki.CA) ([]*
 	t.Helper()
 	tokens, server := writeTokens(t)
 	certDir := t.TempDir()
-	apis := []string{cluster.FreePort(t), cluster.FreePort(t), cluster.FreePort(t)}
+	apis := []string{testutil.FreePort(t), testutil.FreePort(t), testutil.FreePort(t)}
 	vc := sim.Config()
 	var servers []*Server
 	var caFile string
@@ -34,7 +34,7 @@ func newSecureCluster(t *testing.T, sim *vsphere.Simulator, ca *testpki.CA) ([]*
 		cfg.DataDir = t.TempDir()
 		cfg.API.Listen = apis[i]
 		cfg.API.TokensFile, cfg.API.ServerTokenFile = tokens, server
-		cfg.Raft.Listen = cluster.FreePort(t)
+		cfg.Raft.Listen = testutil.FreePort(t)
 		cfg.Raft.BootstrapExpect = 3
 		for j, a := range apis {
 			if j != i {
@@ -95,7 +95,7 @@ func TestSecureClusterFormsAndForwards(t *testing.T) {
 	servers, caFile := newSecureCluster(t, sim, ca)
 	ctx := context.Background()
 	var leader, follower *Server
-	cluster.WaitFor(t, 30*time.Second, "a three-server cluster over TLS, all registered", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "a three-server cluster over TLS, all registered", func() bool {
 		leader, follower = nil, nil
 		for _, s := range servers {
 			if s.Node().IsLeader() {
@@ -131,7 +131,7 @@ func TestSecureClusterFormsAndForwards(t *testing.T) {
 	if _, err := op.SetHostStatus(ctx, hosts[0].Name, api.StatusRequest{Status: "NOT_ACCEPTING", Reason: "forwarded"}); err != nil {
 		t.Fatalf("write through the follower: %v", err)
 	}
-	cluster.WaitFor(t, 5*time.Second, "the forwarded write's event, by token:ci", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "the forwarded write's event, by token:ci", func() bool {
 		ev, err := admin.Events(ctx, api.EventQuery{Host: hosts[0].Name, Limit: 1})
 		return err == nil && len(ev.Events) == 1 && ev.Events[0].Type == "host.status" && ev.Events[0].Actor == "token:ci"
 	})

@@ -13,10 +13,11 @@ import (
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/drivers/vsphere"
+	"github.com/herd-project/herd/internal/testutil"
 )
 
-func testOptions(t *testing.T) Options {
-	return Options{Logger: cluster.TestLogger(t), RaftHeartbeat: 200 * time.Millisecond,
+func testOptions(t testing.TB) Options {
+	return Options{Logger: testutil.Logger(t), RaftHeartbeat: 200 * time.Millisecond,
 		RaftElection: 200 * time.Millisecond, RaftLease: 100 * time.Millisecond}
 }
 
@@ -64,7 +65,7 @@ func checkErrorAnswers(t *testing.T, base string, tests []errorCase) {
 func waitInventory(t testing.TB, c *api.Client, hosts, vms int) []api.Host {
 	t.Helper()
 	var got []api.Host
-	cluster.WaitFor(t, 20*time.Second, fmt.Sprintf("%d hosts and %d VMs in the API", hosts, vms), func() bool {
+	testutil.WaitFor(t, 20*time.Second, fmt.Sprintf("%d hosts and %d VMs in the API", hosts, vms), func() bool {
 		hs, err := c.Hosts(context.Background())
 		if err != nil || len(hs) != hosts {
 			return false
@@ -124,7 +125,7 @@ func TestDevServerSyncsSimulatorInventory(t *testing.T) {
 	}
 
 	// A change made behind Herd's back (a vMotion in vCenter) is found.
-	d, err := vsphere.New(ctx, dev.Sim.Config(), cluster.TestLogger(t))
+	d, err := vsphere.New(ctx, dev.Sim.Config(), testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,7 +26,8 @@ import (
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/drivers"
-	"github.com/herd-project/herd/drivers/libvirt"
+	"github.com/herd-project/herd/drivers/libvirt/libvirttest"
+	"github.com/herd-project/herd/internal/testutil"
 )
 
 const (
@@ -52,7 +53,7 @@ type Bed struct {
 	t       *testing.T
 	dir     string
 	bin     string
-	fx      *libvirt.Fixture
+	fx      *libvirttest.Fixture
 	Servers []*member
 	Hosts   []*member
 }
@@ -75,8 +76,8 @@ func needPrograms(t *testing.T) {
 		}
 		t.Skip("the e2e test bed needs root (network namespaces)")
 	}
-	cluster.NeedProgram(t, "ip", "iproute2")
-	cluster.NeedProgram(t, "nft", "nftables")
+	testutil.NeedProgram(t, "ip", "iproute2")
+	testutil.NeedProgram(t, "nft", "nftables")
 }
 
 // NewBed builds the networks, starts a libvirtd in each host namespace,
@@ -97,13 +98,13 @@ func NewBed(t *testing.T, hosts int) *Bed {
 	for i := 1; i <= 3; i++ {
 		b.Servers = append(b.Servers, b.addMember(fmt.Sprintf("s%d", i), fmt.Sprintf("%s.%d", subnet, 10+i)))
 	}
-	var specs []libvirt.FixtureHost
+	var specs []libvirttest.FixtureHost
 	for i := 1; i <= hosts; i++ {
 		m := b.addMember(fmt.Sprintf("h%d", i), fmt.Sprintf("%s.%d", subnet, 20+i))
 		b.Hosts = append(b.Hosts, m)
-		specs = append(specs, libvirt.FixtureHost{Name: m.name, NetNS: m.ns, Addr: m.ip})
+		specs = append(specs, libvirttest.FixtureHost{Name: m.name, NetNS: m.ns, Addr: m.ip})
 	}
-	b.fx = libvirt.StartFixtureHosts(t, specs)
+	b.fx = libvirttest.StartFixtureHosts(t, specs)
 	b.writeConfigs()
 	for _, s := range b.Servers {
 		b.Start(s)
@@ -112,7 +113,7 @@ func NewBed(t *testing.T, hosts int) *Bed {
 		b.Start(h)
 	}
 	ctx := context.Background()
-	cluster.WaitFor(t, 60*time.Second, "a leader, every host alive and leased", func() bool {
+	testutil.WaitFor(t, 60*time.Second, "a leader, every host alive and leased", func() bool {
 		hs, err := b.Client().Hosts(ctx)
 		if err != nil || len(hs) != hosts {
 			return false

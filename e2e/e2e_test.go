@@ -18,7 +18,8 @@ import (
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/drivers"
-	"github.com/herd-project/herd/drivers/libvirt"
+	"github.com/herd-project/herd/drivers/libvirt/libvirttest"
+	"github.com/herd-project/herd/internal/testutil"
 )
 
 // watcher checks, four times a second for the whole run, that no VM runs
@@ -130,7 +131,7 @@ func writeReport(t *testing.T) {
 func events(t *testing.T, b *Bed, since time.Time, host string) []cluster.Event {
 	t.Helper()
 	var out []cluster.Event
-	cluster.WaitFor(t, 20*time.Second, "the event log", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "the event log", func() bool {
 		ev, err := b.Client().Events(context.Background(), api.EventQuery{Since: since, Host: host, Limit: 20000})
 		if err != nil {
 			return false
@@ -173,7 +174,7 @@ func noRecreationWithoutFencing(t *testing.T, evs []cluster.Event) {
 func waitRecovery(t *testing.T, b *Bed, host string, since time.Time, timeout time.Duration) *api.Operation {
 	t.Helper()
 	var op *api.Operation
-	cluster.WaitFor(t, timeout, "recovery of "+host, func() bool {
+	testutil.WaitFor(t, timeout, "recovery of "+host, func() bool {
 		ops, err := b.Client().Operations(context.Background(), host)
 		if err != nil {
 			return false
@@ -235,7 +236,7 @@ func bringBack(t *testing.T, b *Bed, h *member, names []string) time.Duration {
 	t.Helper()
 	start := time.Now()
 	ctx := context.Background()
-	cluster.WaitFor(t, 60*time.Second, h.name+" back, NOT_ACCEPTING, stale copies gone", func() bool {
+	testutil.WaitFor(t, 60*time.Second, h.name+" back, NOT_ACCEPTING, stale copies gone", func() bool {
 		hh, err := b.Client().Host(ctx, h.name)
 		if err != nil || hh.Health != cluster.HealthAlive || hh.Admin != cluster.NotAccepting {
 			return false
@@ -255,7 +256,7 @@ func bringBack(t *testing.T, b *Bed, h *member, names []string) time.Duration {
 	if _, err := b.Client().SetHostStatus(ctx, h.name, api.StatusRequest{Status: "AVAILABLE", Reason: "e2e: back"}); err != nil {
 		t.Fatalf("open %s again: %v", h.name, err)
 	}
-	cluster.WaitFor(t, 30*time.Second, h.name+" leased again", func() bool {
+	testutil.WaitFor(t, 30*time.Second, h.name+" leased again", func() bool {
 		hh, err := b.Client().Host(ctx, h.name)
 		return err == nil && hh.LeaseTTL > 0 && hh.Health == cluster.HealthAlive
 	})
@@ -332,7 +333,7 @@ func (w *writer) verify(t *testing.T, since time.Time) {
 // catch a VM the servers still think is shut off.
 func waitVMs(t *testing.T, b *Bed, host string, running, stopped []string) {
 	t.Helper()
-	cluster.WaitFor(t, 30*time.Second, fmt.Sprintf("VMs %v %v on %s in the inventory", running, stopped, host), func() bool {
+	testutil.WaitFor(t, 30*time.Second, fmt.Sprintf("VMs %v %v on %s in the inventory", running, stopped, host), func() bool {
 		vms, err := b.Client().VMs(context.Background(), host)
 		if err != nil {
 			return false
@@ -387,7 +388,7 @@ func evacuate(t *testing.T, b *Bed, host string) string {
 func resumedOnce(t *testing.T, b *Bed, id string) *api.Operation {
 	t.Helper()
 	var op *api.Operation
-	cluster.WaitFor(t, 120*time.Second, "evacuation "+id, func() bool {
+	testutil.WaitFor(t, 120*time.Second, "evacuation "+id, func() bool {
 		o, err := b.Client().Operation(context.Background(), id)
 		op = o
 		return err == nil && o.State.Terminal()
@@ -423,7 +424,7 @@ func retries(op *api.Operation) time.Duration {
 func leaderChange(t *testing.T, b *Bed, id string, isolate bool) (old *member, lost time.Time) {
 	t.Helper()
 	ctx := context.Background()
-	cluster.WaitFor(t, 60*time.Second, "the first migration started", func() bool {
+	testutil.WaitFor(t, 60*time.Second, "the first migration started", func() bool {
 		o, err := b.Client().Operation(ctx, id)
 		return err == nil && o.Running > 0
 	})
@@ -537,7 +538,7 @@ func TestScenarios(t *testing.T) {
 			id := evacuate(t, b, h2.name)
 			old, lost := leaderChange(t, b, id, isolate)
 			var elected time.Time
-			cluster.WaitFor(t, 30*time.Second, "a new leader", func() bool {
+			testutil.WaitFor(t, 30*time.Second, "a new leader", func() bool {
 				if l := b.Leader(); l != nil && l != old {
 					elected = time.Now()
 					return true
@@ -547,7 +548,7 @@ func TestScenarios(t *testing.T) {
 			// Resumed: the new leader took the evacuation over (its steps in
 			// flight checked against the hypervisors); then its next step.
 			var resumed, stepped time.Time
-			cluster.WaitFor(t, 60*time.Second, "a new leader resumes the evacuation", func() bool {
+			testutil.WaitFor(t, 60*time.Second, "a new leader resumes the evacuation", func() bool {
 				for _, e := range events(t, b, lost, "") {
 					if e.Operation != id || !e.Time.After(lost) {
 						continue
@@ -585,7 +586,7 @@ func TestScenarios(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			cluster.WaitFor(t, 60*time.Second, "exit done and the old leader caught up", func() bool {
+			testutil.WaitFor(t, 60*time.Second, "exit done and the old leader caught up", func() bool {
 				o, err := b.Client().Operation(ctx, ref.Operation)
 				cl, cerr := b.ClientOf(old).Cluster(ctx)
 				lead, lerr := b.Client().Cluster(ctx)
@@ -614,7 +615,7 @@ func TestScenarios(t *testing.T) {
 			}
 		}
 		if h, _ := b.Client().Host(ctx, h2.name); h.Health != cluster.HealthAlive {
-			cluster.WaitFor(t, 10*time.Second, h2.name+" alive", func() bool {
+			testutil.WaitFor(t, 10*time.Second, h2.name+" alive", func() bool {
 				h, _ := b.Client().Host(ctx, h2.name)
 				return h != nil && h.Health == cluster.HealthAlive
 			})
@@ -649,7 +650,7 @@ func TestScenarios(t *testing.T) {
 		defer dumpEvents(t, b, start)
 		b.PowerOff(h1)
 		b.PowerOff(h2)
-		cluster.WaitFor(t, 60*time.Second, "recoveries blocked, with events", func() bool {
+		testutil.WaitFor(t, 60*time.Second, "recoveries blocked, with events", func() bool {
 			n := 0
 			for _, e := range events(t, b, start, "") {
 				if e.Type == "recovery.blocked" {
@@ -682,12 +683,12 @@ func TestScenarios(t *testing.T) {
 			}
 			return metric, items
 		}
-		cluster.WaitFor(t, 30*time.Second, "herd_recovery_vms{state=\"blocked\"} on the leader counting every blocked VM", func() bool {
+		testutil.WaitFor(t, 30*time.Second, "herd_recovery_vms{state=\"blocked\"} on the leader counting every blocked VM", func() bool {
 			m, n := blockedNow()
 			return n >= 3 && m == n
 		})
 		for _, h := range []*member{h1, h2} {
-			cluster.WaitFor(t, 30*time.Second, "recovery of "+h.name+" running, blocked", func() bool {
+			testutil.WaitFor(t, 30*time.Second, "recovery of "+h.name+" running, blocked", func() bool {
 				ops, _ := b.Client().Operations(ctx, h.name)
 				return len(ops) > 0 && ops[0].Kind == cluster.OpRecover && ops[0].State == cluster.OpRunning && ops[0].Pending > 0
 			})
@@ -709,7 +710,7 @@ func TestScenarios(t *testing.T) {
 		if len(order) < 2 || order[0] != "e1-hi" {
 			t.Errorf("recreations of %s after room appeared: %v, want e1-hi first", h1.name, order)
 		}
-		cluster.WaitFor(t, 10*time.Second, "no blocked VM left on the leader", func() bool {
+		testutil.WaitFor(t, 10*time.Second, "no blocked VM left on the leader", func() bool {
 			m, _ := blockedNow()
 			return m == 0
 		})
@@ -808,7 +809,7 @@ func TestCrashTiming(t *testing.T) {
 func migrating(t *testing.T, b *Bed, id, name string) cluster.OpItem {
 	t.Helper()
 	var found cluster.OpItem
-	cluster.WaitFor(t, 60*time.Second, "the migration of "+name+" under way", func() bool {
+	testutil.WaitFor(t, 60*time.Second, "the migration of "+name+" under way", func() bool {
 		op, err := b.Client().Operation(context.Background(), id)
 		if err != nil {
 			return false
@@ -833,7 +834,7 @@ func crashDuringMigration(t *testing.T, b *Bed, w *watcher, end string) {
 	ctx := context.Background()
 	h1 := b.Hosts[0]
 	name := "m-" + end
-	b.fx.DefineDomain(t, h1.name, libvirt.VMSpec{Name: name, MemoryMiB: 96, FillMiB: 48, Running: true})
+	b.fx.DefineDomain(t, h1.name, libvirttest.VMSpec{Name: name, MemoryMiB: 96, FillMiB: 48, Running: true})
 	// Each host that may die has a VM of its own, recreated when it does.
 	for _, h := range b.Hosts {
 		b.Define(h.name, name+"-"+h.name, true)
@@ -866,7 +867,7 @@ func crashDuringMigration(t *testing.T, b *Bed, w *watcher, end string) {
 	op := waitRecovery(t, b, victim.name, start, 90*time.Second)
 	noRecreationWithoutFencing(t, events(t, b, start, ""))
 	var mv *api.Operation
-	cluster.WaitFor(t, 120*time.Second, "the move of "+name+" ended", func() bool {
+	testutil.WaitFor(t, 120*time.Second, "the move of "+name+" ended", func() bool {
 		o, err := b.Client().Operation(ctx, ref.Operation)
 		mv = o
 		return err == nil && o.State.Terminal()

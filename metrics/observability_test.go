@@ -29,6 +29,8 @@ import (
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon"
 	"github.com/herd-project/herd/daemon/api"
+	"github.com/herd-project/herd/daemon/daemontest"
+	"github.com/herd-project/herd/internal/testutil"
 )
 
 const (
@@ -64,14 +66,14 @@ func liveMetrics(t *testing.T) *live {
 	if liveScrape != nil {
 		return liveScrape
 	}
-	dev := daemon.StartTestDev(t, daemon.DevOptions{Hosts: 2, VMs: 4})
+	dev := daemontest.StartDev(t, daemon.DevOptions{Hosts: 2, VMs: 4})
 	c, err := api.NewClient(dev.APIAddr(), "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
 	var host string
-	cluster.WaitFor(t, 20*time.Second, "the inventory of 2 hosts and 4 VMs", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "the inventory of 2 hosts and 4 VMs", func() bool {
 		hs, err := c.Hosts(ctx)
 		if err != nil || len(hs) != 2 {
 			return false
@@ -89,7 +91,7 @@ func liveMetrics(t *testing.T) *live {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cluster.WaitFor(t, 30*time.Second, "the evacuation of "+host, func() bool {
+	testutil.WaitFor(t, 30*time.Second, "the evacuation of "+host, func() bool {
 		op, err := c.Operation(ctx, ref.Operation)
 		return err == nil && op.State.Terminal()
 	})
@@ -480,7 +482,7 @@ func TestDashboardsImportable(t *testing.T) {
 // promtool finds promtool, installing the Debian package prometheus as root.
 func promtool(t *testing.T) string {
 	t.Helper()
-	return cluster.NeedProgram(t, "promtool", "prometheus")
+	return testutil.NeedProgram(t, "promtool", "prometheus")
 }
 
 func runPromtool(t *testing.T, stdin string, args ...string) (string, error) {

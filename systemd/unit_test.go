@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/internal/testutil"
 )
 
 const unit = "herd-server.service"
@@ -18,7 +18,7 @@ const unit = "herd-server.service"
 // TestUnitVerifies runs systemd-analyze verify on each unit (with ExecStart
 // pointing at an executable that exists here): no error, no warning.
 func TestUnitVerifies(t *testing.T) {
-	analyze := cluster.NeedProgram(t, "systemd-analyze", "systemd")
+	analyze := testutil.NeedProgram(t, "systemd-analyze", "systemd")
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -93,7 +93,7 @@ func TestUnitSettings(t *testing.T) {
 // TestMakeInstall lays Herd out under a temporary DESTDIR, twice: the
 // second install leaves an edited herd.yaml and policy.yaml alone.
 func TestMakeInstall(t *testing.T) {
-	makeBin := cluster.NeedProgram(t, "make", "make")
+	makeBin := testutil.NeedProgram(t, "make", "make")
 	dest := t.TempDir()
 	install := func() {
 		t.Helper()

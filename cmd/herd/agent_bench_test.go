@@ -11,10 +11,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon"
 	"github.com/herd-project/herd/daemon/api"
-	"github.com/herd-project/herd/drivers/libvirt"
+	"github.com/herd-project/herd/daemon/daemontest"
+	"github.com/herd-project/herd/drivers/libvirt/libvirttest"
+	"github.com/herd-project/herd/internal/testutil"
 )
 
 // BenchmarkAgentFootprint runs the real herd binary as an agent — gossip
@@ -27,16 +28,16 @@ func BenchmarkAgentFootprint(b *testing.B) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		b.Fatalf("build: %v\n%s", err, out)
 	}
-	fx := libvirt.StartFixture(b, 1)
+	fx := libvirttest.StartFixture(b, 1)
 	for i := 0; i < 3; i++ {
 		fx.DefineVM(b, "lv1", fmt.Sprintf("tiny-%d", i), 64, true)
 	}
 	keyring := filepath.Join(dir, "gossip.keyring")
 	os.WriteFile(keyring, []byte("AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM=\n"), 0o600)
-	dev := daemon.StartTestDev(b, daemon.DevOptions{Hosts: 2, VMs: 2, Configure: func(c *daemon.Config) { c.Gossip.KeyringFile = keyring }})
+	dev := daemontest.StartDev(b, daemon.DevOptions{Hosts: 2, VMs: 2, Configure: func(c *daemon.Config) { c.Gossip.KeyringFile = keyring }})
 	var gossipAddr string
 	c, _ := api.NewClient(dev.APIAddr(), "")
-	cluster.WaitFor(b, 10*time.Second, "gossip address", func() bool {
+	testutil.WaitFor(b, 10*time.Second, "gossip address", func() bool {
 		cl, err := c.Cluster(context.Background())
 		if err != nil {
 			return false
@@ -58,7 +59,7 @@ func BenchmarkAgentFootprint(b *testing.B) {
 		if err := cmd.Start(); err != nil {
 			b.Fatal(err)
 		}
-		cluster.WaitFor(b, 20*time.Second, "lease armed", func() bool {
+		testutil.WaitFor(b, 20*time.Second, "lease armed", func() bool {
 			h, err := c.Host(context.Background(), host)
 			return err == nil && h.LeaseTTL > 0
 		})

@@ -12,6 +12,8 @@ import (
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon"
 	"github.com/herd-project/herd/daemon/api"
+	"github.com/herd-project/herd/daemon/daemontest"
+	"github.com/herd-project/herd/internal/testutil"
 	"github.com/herd-project/herd/policy"
 )
 
@@ -96,7 +98,7 @@ func TestParseSince(t *testing.T) {
 }
 
 func startDev(t *testing.T, hosts, vms int) *daemon.DevServer {
-	return daemon.StartTestDev(t, daemon.DevOptions{Hosts: hosts, VMs: vms,
+	return daemontest.StartDev(t, daemon.DevOptions{Hosts: hosts, VMs: vms,
 		Policy: func(p *policy.Document) { p.Maintenance.RetryBackoff = time.Second }})
 }
 
@@ -104,7 +106,7 @@ func TestCLIListsDevInventory(t *testing.T) {
 	dev := startDev(t, 4, 32)
 	addr := "--address=" + dev.APIAddr()
 	var out string
-	cluster.WaitFor(t, 20*time.Second, "herd host ls shows 4 hosts with 32 VMs", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "herd host ls shows 4 hosts with 32 VMs", func() bool {
 		code, stdout, _ := runCLI("host", "ls", addr, "-o", "json")
 		var hosts api.Hosts
 		if code != 0 || json.Unmarshal([]byte(stdout), &hosts) != nil || len(hosts.Hosts) != 4 {
@@ -166,7 +168,7 @@ func TestCLIMaintenanceWait(t *testing.T) {
 	dev := startDev(t, 3, 9)
 	addr := "--address=" + dev.APIAddr()
 	hosts := dev.Sim.HostNames()
-	cluster.WaitFor(t, 20*time.Second, "inventory", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "inventory", func() bool {
 		code, out, _ := runCLI("vm", "ls", addr)
 		return code == 0 && strings.Count(out, "\nvm-") == 9
 	})
@@ -193,7 +195,7 @@ func TestCLIMaintenanceWait(t *testing.T) {
 	if code, out, _ = runCLI("op", "retry", id, addr); code != 0 {
 		t.Fatalf("op retry: %s", out)
 	}
-	cluster.WaitFor(t, 20*time.Second, "retried evacuation", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "retried evacuation", func() bool {
 		_, out, _ := runCLI("op", "show", id, addr)
 		return strings.Contains(out, ", succeeded (by")
 	})
@@ -221,10 +223,10 @@ func TestCLIMaintenanceWait(t *testing.T) {
 // with the default dev policy: crash a host, it ends fenced and its VMs
 // are recovered; restore it, it comes back NOT_ACCEPTING.
 func TestCLIHostCrashAndRestore(t *testing.T) {
-	dev := daemon.StartTestDev(t, daemon.DevOptions{Hosts: 2, VMs: 4})
+	dev := daemontest.StartDev(t, daemon.DevOptions{Hosts: 2, VMs: 4})
 	addr := "--address=" + dev.APIAddr()
 	host := dev.Sim.HostNames()[1]
-	cluster.WaitFor(t, 20*time.Second, "inventory", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "inventory", func() bool {
 		_, out, _ := runCLI("vm", "ls", addr)
 		return strings.Count(out, "\nvm-") == 4
 	})
@@ -238,14 +240,14 @@ func TestCLIHostCrashAndRestore(t *testing.T) {
 		_ = json.Unmarshal([]byte(stdout), &h)
 		return h
 	}
-	cluster.WaitFor(t, 30*time.Second, "host fenced and recovered", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "host fenced and recovered", func() bool {
 		_, ops, _ := runCLI("op", "ls", addr)
 		return showHost().Health == cluster.HealthFenced && strings.Contains(ops, "recover") && strings.Contains(ops, "succeeded")
 	})
 	if code, out, _ = runCLI("host", "restore", host, addr); code != 0 || !strings.Contains(out, "answers again") {
 		t.Fatalf("host restore: exit %d: %s", code, out)
 	}
-	cluster.WaitFor(t, 30*time.Second, "host back", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "host back", func() bool {
 		h := showHost()
 		return h.Health == cluster.HealthAlive && h.Admin == cluster.NotAccepting
 	})

@@ -14,6 +14,7 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
+	"github.com/herd-project/herd/internal/testutil"
 )
 
 // serverProc is one `herd server` process started from this test binary.
@@ -48,7 +49,7 @@ func (p *serverProc) kill9() {
 func TestKill9KeepsAcknowledgedWrites(t *testing.T) {
 	dir := t.TempDir()
 	var procs []*serverProc
-	apis := []string{cluster.FreePort(t), cluster.FreePort(t), cluster.FreePort(t)}
+	apis := []string{testutil.FreePort(t), testutil.FreePort(t), testutil.FreePort(t)}
 	tok := writeTestTokens(t)
 	for i := range apis {
 		var join []string
@@ -72,7 +73,7 @@ raft:
   join: [%s]
 log:
   level: error
-`, i+1, filepath.Join(dir, fmt.Sprint(i+1)), filepath.Join(dir, "none.yaml"), apis[i], tok.file, tok.server, cluster.FreePort(t), strings.Join(join, ", "))
+`, i+1, filepath.Join(dir, fmt.Sprint(i+1)), filepath.Join(dir, "none.yaml"), apis[i], tok.file, tok.server, testutil.FreePort(t), strings.Join(join, ", "))
 		path := filepath.Join(dir, fmt.Sprintf("herd%d.yaml", i+1))
 		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
@@ -91,7 +92,7 @@ log:
 		clients[i], _ = api.NewClient(a, tok.admin)
 		clients[i].HTTP.Timeout = 5 * time.Second
 	}
-	cluster.WaitFor(t, 30*time.Second, "a three-server cluster", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "a three-server cluster", func() bool {
 		for _, c := range clients {
 			cl, err := c.Cluster(context.Background())
 			if err != nil || cl.Leader == "" || len(cl.Servers) != 3 {
@@ -149,7 +150,7 @@ log:
 		p.start(t)
 	}
 	var got map[string]bool
-	cluster.WaitFor(t, 30*time.Second, "the restarted cluster", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "the restarted cluster", func() bool {
 		ev, err := clients[0].Events(context.Background(), api.EventQuery{})
 		if err != nil {
 			return false

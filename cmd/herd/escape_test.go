@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/internal/testutil"
 )
 
 // TestCLIEscapesControlCharacters: a stored string with an escape
@@ -16,7 +17,7 @@ func TestCLIEscapesControlCharacters(t *testing.T) {
 	dev := startDev(t, 1, 0)
 	raw := "\x1b]0;pwned\x07 \x1b[31mred\x00\nFAKE line\r\u009b"
 	ev := cluster.NewEvent("note", "token:x\x1b[2J", "", "", raw)
-	cluster.WaitFor(t, 10*time.Second, "the dev server leads", dev.Node().IsLeader)
+	testutil.WaitFor(t, 10*time.Second, "the dev server leads", dev.Node().IsLeader)
 	if _, err := dev.Node().Apply(context.Background(), &cluster.AppendEvents{Events: []cluster.Event{ev}}); err != nil {
 		t.Fatal(err)
 	}

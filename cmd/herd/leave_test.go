@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
+	"github.com/herd-project/herd/internal/testutil"
 )
 
 // TestServerLeaveCommand: three server processes with API tokens form a
@@ -20,7 +20,7 @@ import (
 func TestServerLeaveCommand(t *testing.T) {
 	dir := t.TempDir()
 	tok := writeTestTokens(t)
-	apis := []string{cluster.FreePort(t), cluster.FreePort(t), cluster.FreePort(t)}
+	apis := []string{testutil.FreePort(t), testutil.FreePort(t), testutil.FreePort(t)}
 	var cmds []*exec.Cmd
 	var logs []*bytes.Buffer
 	for i := range apis {
@@ -32,7 +32,7 @@ func TestServerLeaveCommand(t *testing.T) {
 		}
 		cfg := fmt.Sprintf("node_name: s%d\ndata_dir: %s\npolicy_file: %s\napi:\n  listen: %s\n  tokens_file: %s\n  server_token_file: %s\n"+
 			"raft:\n  listen: %s\n  bootstrap_expect: 3\n  join: [%s]\n",
-			i+1, filepath.Join(dir, fmt.Sprint(i+1)), filepath.Join(dir, "none.yaml"), apis[i], tok.file, tok.server, cluster.FreePort(t), strings.Join(join, ", "))
+			i+1, filepath.Join(dir, fmt.Sprint(i+1)), filepath.Join(dir, "none.yaml"), apis[i], tok.file, tok.server, testutil.FreePort(t), strings.Join(join, ", "))
 		path := filepath.Join(dir, fmt.Sprintf("herd%d.yaml", i+1))
 		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
@@ -56,7 +56,7 @@ func TestServerLeaveCommand(t *testing.T) {
 	}()
 	c, _ := api.NewClient(apis[0], tok.read)
 	c3, _ := api.NewClient(apis[2], tok.read)
-	cluster.WaitFor(t, 30*time.Second, "a three-server cluster that s3 knows the leader's API of", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "a three-server cluster that s3 knows the leader's API of", func() bool {
 		cl, err := c3.Cluster(context.Background())
 		return err == nil && cl.LeaderAPI != "" && len(cl.Servers) == 3
 	})
@@ -78,7 +78,7 @@ func TestServerLeaveCommand(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatalf("s3 did not stop after leaving:\n%s", logs[2].String())
 	}
-	cluster.WaitFor(t, 10*time.Second, "two servers left", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "two servers left", func() bool {
 		cl, err := c.Cluster(context.Background())
 		return err == nil && cl.Leader != "" && len(cl.Servers) == 2
 	})

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/internal/testutil"
 )
 
 // TestSystemdNotify runs `herd server -dev` as systemd would (Type=notify,
@@ -43,7 +43,7 @@ func TestSystemdNotify(t *testing.T) {
 		}
 	}()
 
-	apiAddr, raftAddr := cluster.FreePort(t), cluster.FreePort(t)
+	apiAddr, raftAddr := testutil.FreePort(t), testutil.FreePort(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestServerProcess$")
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock, "WATCHDOG_USEC=600000",
 		"HERD_TEST_SERVER_ARGS=server -dev -dev-hosts 1 -dev-vms 1 -dev-api "+apiAddr+" -dev-raft "+raftAddr+" -data-dir "+t.TempDir())

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
+	"github.com/herd-project/herd/internal/testutil"
 )
 
 const badPolicy = "apiVersion: herd/v1\nkind: Policy\nbalancing:\n  mode: sometimes\n  max_moves: -1\n"
@@ -34,7 +34,7 @@ func TestPolicyCommands(t *testing.T) {
 
 	dev := startDev(t, 2, 2)
 	addr := "--address=" + dev.APIAddr()
-	cluster.WaitFor(t, 10*time.Second, "policy in force", func() bool { return dev.Node().FSM().State().Policy != nil })
+	testutil.WaitFor(t, 10*time.Second, "policy in force", func() bool { return dev.Node().FSM().State().Policy != nil })
 	if code, out, _ := runCLI("policy", "diff", good, addr); code != exitError || !strings.Contains(out, "-  per_source: 2") || !strings.Contains(out, "+  per_source: 3") {
 		t.Fatalf("diff: exit %d\n%s", code, out)
 	}
@@ -64,7 +64,7 @@ func TestServerProcess(t *testing.T) {
 
 func TestSIGHUPRefusesBadPolicy(t *testing.T) {
 	dir := t.TempDir()
-	api1, raft1 := cluster.FreePort(t), cluster.FreePort(t)
+	api1, raft1 := testutil.FreePort(t), testutil.FreePort(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestServerProcess$")
 	cmd.Env = append(os.Environ(), "HERD_TEST_SERVER_ARGS=server -dev -dev-hosts 2 -dev-vms 2 -dev-api "+api1+" -dev-raft "+raft1+" -data-dir "+dir)
 	var stderr bytes.Buffer
@@ -75,7 +75,7 @@ func TestSIGHUPRefusesBadPolicy(t *testing.T) {
 	defer cmd.Process.Kill()
 	c, _ := api.NewClient(api1, "")
 	var before *api.Cluster
-	cluster.WaitFor(t, 20*time.Second, "the server process", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "the server process", func() bool {
 		cl, err := c.Cluster(t.Context())
 		before = cl
 		return err == nil && cl.Policy.Version == 1 && cl.Policy.ReloadOK
@@ -84,7 +84,7 @@ func TestSIGHUPRefusesBadPolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd.Process.Signal(syscall.SIGHUP)
-	cluster.WaitFor(t, 10*time.Second, "the bad file refused", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the bad file refused", func() bool {
 		cl, err := c.Cluster(t.Context())
 		return err == nil && !cl.Policy.ReloadOK && strings.Contains(cl.Policy.ReloadErr, "balancing.mode")
 	})
@@ -93,7 +93,7 @@ func TestSIGHUPRefusesBadPolicy(t *testing.T) {
 		t.Fatalf("a bad file changed the policy in force: %+v", after.Policy)
 	}
 	// The status says "refused" a moment before the event is committed.
-	cluster.WaitFor(t, 5*time.Second, "a policy.reload_failed event", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "a policy.reload_failed event", func() bool {
 		ev, _ := c.Events(t.Context(), api.EventQuery{})
 		for _, e := range ev.Events {
 			if e.Type == "policy.reload_failed" {

@@ -5,9 +5,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon"
+	"github.com/herd-project/herd/daemon/daemontest"
 	"github.com/herd-project/herd/internal/testpki"
+	"github.com/herd-project/herd/internal/testutil"
 )
 
 // TestCLIOverTLSWithToken: the CLI reaches an HTTPS API with --ca-cert (or
@@ -15,7 +16,7 @@ import (
 func TestCLIOverTLSWithToken(t *testing.T) {
 	f := testpki.NewCA(t, "herd test CA").WriteFiles(t, t.TempDir(), "dev")
 	tok := writeTestTokens(t)
-	dev := daemon.StartTestDev(t, daemon.DevOptions{Hosts: 2, VMs: 2, Configure: func(c *daemon.Config) {
+	dev := daemontest.StartDev(t, daemon.DevOptions{Hosts: 2, VMs: 2, Configure: func(c *daemon.Config) {
 		c.TLS = daemon.TLSConfig{CertFile: f.Cert, KeyFile: f.Key, CAFile: f.CA}
 		c.API.TokensFile = tok.file
 	}})
@@ -23,7 +24,7 @@ func TestCLIOverTLSWithToken(t *testing.T) {
 		t.Fatalf("API %s is not https", dev.APIAddr())
 	}
 	addr := "--address=" + dev.APIAddr()
-	cluster.WaitFor(t, 20*time.Second, "herd host ls over TLS", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "herd host ls over TLS", func() bool {
 		code, out, _ := runCLI("host", "ls", addr, "--ca-cert", f.CA, "--token", tok.read)
 		return code == 0 && strings.Count(out, "\n") == 3
 	})

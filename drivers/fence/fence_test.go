@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/drivers"
+	"github.com/herd-project/herd/internal/testutil"
 )
 
 // testAgent is a fence agent written for the test: it reads the stdin
@@ -119,7 +119,7 @@ func TestFenceFailures(t *testing.T) {
 // TestFenceDummy drives Debian's fence_dummy (fence-agents) through off
 // and status.
 func TestFenceDummy(t *testing.T) {
-	path := cluster.NeedProgram(t, "fence_dummy", "fence-agents")
+	path := testutil.NeedProgram(t, "fence_dummy", "fence-agents")
 	status := filepath.Join(t.TempDir(), "status")
 	os.WriteFile(status, []byte("on"), 0o644)
 	a := &Agent{Name: "dummy", Path: path, Params: map[string]string{"type": "file", "status_file": status}, Timeout: 20 * time.Second}

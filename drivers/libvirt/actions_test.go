@@ -7,13 +7,14 @@ import (
 	"time"
 
 	"github.com/herd-project/herd/drivers"
+	"github.com/herd-project/herd/drivers/libvirt/libvirttest"
 )
 
 // TestPower turns a VM off and on, twice each (the second time does
 // nothing), then shuts it down: the guest (firmware only) ignores the ACPI
 // request, so the domain is destroyed before ctx's deadline.
 func TestPower(t *testing.T) {
-	f := StartFixture(t, 1)
+	f := libvirttest.StartFixture(t, 1)
 	id := f.DefineVM(t, "lv1", "pow1", 64, true)
 	d := newTestDriver(t, f, nil)
 
@@ -53,7 +54,7 @@ func TestPower(t *testing.T) {
 // another host (shut off, with a new UUID) and on its own host, where its
 // name is taken (it gets name-r1).
 func TestRecreate(t *testing.T) {
-	f := StartFixture(t, 2)
+	f := libvirttest.StartFixture(t, 2)
 	id := f.DefineVM(t, "lv1", "phoenix", 80, true)
 	d := newTestDriver(t, f, nil)
 	vms := inventory(t, d).Copies(id)
@@ -90,7 +91,7 @@ func TestRecreate(t *testing.T) {
 // TestDestroy removes a running VM: it is gone from its host, and a second
 // Destroy finds nothing.
 func TestDestroy(t *testing.T) {
-	f := StartFixture(t, 1)
+	f := libvirttest.StartFixture(t, 1)
 	id := f.DefineVM(t, "lv1", "doomed", 64, true)
 	keep := f.DefineVM(t, "lv1", "bystander", 64, false)
 	d := newTestDriver(t, f, nil)
@@ -106,7 +107,7 @@ func TestDestroy(t *testing.T) {
 // TestAutostart: the inventory reports a domain's autostart, SetAutostart
 // changes it in libvirtd.
 func TestAutostart(t *testing.T) {
-	f := StartFixture(t, 1)
+	f := libvirttest.StartFixture(t, 1)
 	id := f.DefineVM(t, "lv1", "boots", 64, false)
 	d := newTestDriver(t, f, nil)
 	for _, on := range []bool{true, false, true} {

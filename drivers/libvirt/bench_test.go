@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/herd-project/herd/drivers"
+	"github.com/herd-project/herd/drivers/libvirt/libvirttest"
 )
 
 // testNodeDomain is one domain of a test-driver node file, sized like a
@@ -45,7 +46,7 @@ func writeTestNode(t testing.TB, n int) (string, []string) {
 	b.WriteString("<node>\n  <cpu><mhz>2600</mhz><model>x86_64</model><active>64</active><nodes>2</nodes><sockets>2</sockets><cores>16</cores><threads>2</threads></cpu>\n  <memory>536870912</memory>\n")
 	ids := make([]string, n)
 	for i := range n {
-		ids[i] = newUUID()
+		ids[i] = libvirttest.NewUUID()
 		var hostdev, runstate string
 		if i%50 == 49 {
 			hostdev = "\n      <hostdev mode='subsystem' type='pci'><source><address domain='0' bus='3' slot='0' function='0'/></source></hostdev>"
@@ -65,7 +66,7 @@ func writeTestNode(t testing.TB, n int) (string, []string) {
 
 // testDriverConfig is a driver configuration for libvirt's test driver
 // loaded from file, served by f's first libvirtd.
-func testDriverConfig(f *Fixture, file string) func(*Config) {
+func testDriverConfig(f *libvirttest.Fixture, file string) func(*Config) {
 	return func(c *Config) {
 		c.Hosts = []HostConfig{{Name: "test", URI: f.TestDriverURI("lv1", file), Group: "t"}}
 	}
@@ -74,7 +75,7 @@ func testDriverConfig(f *Fixture, file string) func(*Config) {
 // TestInventoryTestDriver lists 200 domains of libvirt's test driver:
 // every one, with its state, size and movability.
 func TestInventoryTestDriver(t *testing.T) {
-	f := StartFixture(t, 1)
+	f := libvirttest.StartFixture(t, 1)
 	file, ids := writeTestNode(t, 200)
 	d := newTestDriver(t, f, testDriverConfig(f, file))
 	inv := inventory(t, d)
@@ -106,7 +107,7 @@ func TestInventoryTestDriver(t *testing.T) {
 // BenchmarkInventory200Domains measures Inventory over 200 domains of
 // libvirt's test driver (one libvirtd, over TCP).
 func BenchmarkInventory200Domains(b *testing.B) {
-	f := StartFixture(b, 1)
+	f := libvirttest.StartFixture(b, 1)
 	file, ids := writeTestNode(b, 200)
 	d := newTestDriver(b, f, testDriverConfig(f, file))
 	if inv := inventory(b, d); len(inv.VMs) != len(ids) {
@@ -124,7 +125,7 @@ func BenchmarkInventory200Domains(b *testing.B) {
 // through the driver and through virsh (same flags, same hosts),
 // alternately, and reports the ratio of their times.
 func BenchmarkLiveMigrationOverhead(b *testing.B) {
-	f := StartFixture(b, 2)
+	f := libvirttest.StartFixture(b, 2)
 	const name = "bench1"
 	id := f.DefineVM(b, "lv1", name, 64, true)
 	d := newTestDriver(b, f, nil)

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/herd-project/herd/drivers"
+	"github.com/herd-project/herd/drivers/libvirt/libvirttest"
+	"github.com/herd-project/herd/internal/testport"
 )
 
 // TestFrozenHost stops one libvirtd (SIGSTOP): calls that need it end with
@@ -15,7 +17,7 @@ import (
 // reports it not responding with the VMs it had, the other host works on,
 // and once thawed the host is connected again.
 func TestFrozenHost(t *testing.T) {
-	f := StartFixture(t, 2)
+	f := libvirttest.StartFixture(t, 2)
 	id := f.DefineVM(t, "lv2", "stuck", 64, true)
 	other := f.DefineVM(t, "lv1", "free", 64, false)
 	d := newTestDriver(t, f, nil)
@@ -84,9 +86,9 @@ func TestFrozenHost(t *testing.T) {
 // kills a host's libvirtd and starts it again: New does not fail, Inventory
 // reports the hosts disconnected, and the driver reconnects by itself.
 func TestHostDownAndBack(t *testing.T) {
-	f := StartFixture(t, 2)
+	f := libvirttest.StartFixture(t, 2)
 	id := f.DefineVM(t, "lv2", "survivor", 64, false)
-	port, err := freePort()
+	port, err := testport.Port()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	golibvirt "github.com/digitalocean/go-libvirt"
 
 	"github.com/herd-project/herd/drivers"
+	"github.com/herd-project/herd/drivers/libvirt/libvirttest"
 )
 
 // TestClassify maps libvirt error codes and transport failures to the
@@ -61,7 +62,7 @@ func TestClassify(t *testing.T) {
 // unknown or malformed VM IDs and unknown hosts are ErrNotFound, an unknown
 // migration kind ErrNotSupported, each with the operation in its message.
 func TestDriverErrors(t *testing.T) {
-	f := StartFixture(t, 1)
+	f := libvirttest.StartFixture(t, 1)
 	id := f.DefineVM(t, "lv1", "known", 64, false)
 	d := newTestDriver(t, f, nil)
 	const unknown = "00000000-1111-2222-3333-444444444444"

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/herd-project/herd/drivers"
+	"github.com/herd-project/herd/drivers/libvirt/libvirttest"
 )
 
 // TestInventory lists two real libvirtd hosts: their size and connection,
@@ -13,18 +14,18 @@ import (
 // large to keep as its definition, and one UUID defined and running on
 // both hosts.
 func TestInventory(t *testing.T) {
-	f := StartFixture(t, 2)
+	f := libvirttest.StartFixture(t, 2)
 	run := f.DefineVM(t, "lv1", "run1", 64, true)
 	off := f.DefineVM(t, "lv2", "off1", 96, false)
-	pci := f.DefineDomain(t, "lv1", VMSpec{Name: "pci1", Devices: `<hostdev mode='subsystem' type='pci' managed='yes'>
+	pci := f.DefineDomain(t, "lv1", libvirttest.VMSpec{Name: "pci1", Devices: `<hostdev mode='subsystem' type='pci' managed='yes'>
   <source><address domain='0x0000' bus='0x00' slot='0x1f' function='0x0'/></source>
 </hostdev>`})
-	bigXML := strings.Replace(f.DomainXML(t, VMSpec{Name: "big1"}), "<vcpu>",
+	bigXML := strings.Replace(f.DomainXML(t, libvirttest.VMSpec{Name: "big1"}), "<vcpu>",
 		"<description>"+strings.Repeat("x", MaxDefinition)+"</description>\n  <vcpu>", 1)
 	big := f.DefineXML(t, "lv2", bigXML, false)
-	dup := newUUID()
-	f.DefineDomain(t, "lv1", VMSpec{Name: "dup-a", UUID: dup, Running: true})
-	f.DefineDomain(t, "lv2", VMSpec{Name: "dup-b", UUID: dup, Running: true})
+	dup := libvirttest.NewUUID()
+	f.DefineDomain(t, "lv1", libvirttest.VMSpec{Name: "dup-a", UUID: dup, Running: true})
+	f.DefineDomain(t, "lv2", libvirttest.VMSpec{Name: "dup-b", UUID: dup, Running: true})
 	d := newTestDriver(t, f, nil)
 
 	inv := inventory(t, d)
@@ -33,8 +34,8 @@ func TestInventory(t *testing.T) {
 		if !ok {
 			t.Fatalf("host %s missing from inventory %+v", name, inv.Hosts)
 		}
-		if h.Connection != drivers.Connected || h.Group != fixtureGroup || h.MemoryBytes < 256*mib || h.CPUs < 1 || h.CPUMHz < 0 {
-			t.Errorf("host %+v: want connected, group %s, memory and CPUs", h, fixtureGroup)
+		if h.Connection != drivers.Connected || h.Group != libvirttest.Group || h.MemoryBytes < 256*mib || h.CPUs < 1 || h.CPUMHz < 0 {
+			t.Errorf("host %+v: want connected, group %s, memory and CPUs", h, libvirttest.Group)
 		}
 	}
 	if len(inv.VMs) != 6 {

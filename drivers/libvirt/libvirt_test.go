@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/herd-project/herd/drivers"
+	"github.com/herd-project/herd/drivers/libvirt/libvirttest"
 )
 
 const mib = int64(1) << 20
@@ -29,11 +30,21 @@ func (w tWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// fixtureConfig is a driver configuration for every host of f, with QEMU
+// migration streams on 127.0.0.1 and test-sized timeouts.
+func fixtureConfig(f *libvirttest.Fixture) Config {
+	cfg := Config{CallTimeout: libvirttest.CallTimeout, KeepaliveInterval: libvirttest.KeepaliveInterval}
+	for _, h := range f.Hosts() {
+		cfg.Hosts = append(cfg.Hosts, HostConfig{Name: h.Name, URI: h.URI, Group: h.Group, MigrationAddress: h.MigrationAddress})
+	}
+	return cfg
+}
+
 // newTestDriver connects a driver to every host of f; change edits its
 // configuration first.
-func newTestDriver(t testing.TB, f *Fixture, change func(*Config)) *Driver {
+func newTestDriver(t testing.TB, f *libvirttest.Fixture, change func(*Config)) *Driver {
 	t.Helper()
-	cfg := f.Config()
+	cfg := fixtureConfig(f)
 	if change != nil {
 		change(&cfg)
 	}
@@ -77,7 +88,7 @@ func hostNamed(inv *drivers.Inventory, name string) (drivers.Host, bool) {
 
 // wantState fails t unless host's libvirtd has domain id in state want
 // ("" meaning it has no such domain).
-func wantState(t testing.TB, f *Fixture, host, id string, want drivers.PowerState) {
+func wantState(t testing.TB, f *libvirttest.Fixture, host, id string, want drivers.PowerState) {
 	t.Helper()
 	got, ok := f.DomainStates(t, host)[id]
 	switch {

@@ -8,13 +8,14 @@ import (
 	"time"
 
 	"github.com/herd-project/herd/drivers"
+	"github.com/herd-project/herd/drivers/libvirt/libvirttest"
 )
 
 // TestLiveMigration moves a running VM between two libvirtd through the
 // driver: afterwards it runs on the target under the same UUID and is
 // undefined on the source; moving it to where it is does nothing.
 func TestLiveMigration(t *testing.T) {
-	f := StartFixture(t, 2)
+	f := libvirttest.StartFixture(t, 2)
 	id := f.DefineVM(t, "lv1", "mig1", 64, true)
 	d := newTestDriver(t, f, nil)
 
@@ -40,7 +41,7 @@ func TestLiveMigration(t *testing.T) {
 // time (random guest memory, a 1 MiB/s cap): each ends with an error of
 // the right kind, soon after ctx, and the VM runs on the source still.
 func TestLiveMigrationAbort(t *testing.T) {
-	f := StartFixture(t, 2)
+	f := libvirttest.StartFixture(t, 2)
 	d := newTestDriver(t, f, func(c *Config) { c.Bandwidth = 1 })
 	tests := []struct {
 		name   string
@@ -62,7 +63,7 @@ func TestLiveMigrationAbort(t *testing.T) {
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			id := f.DefineDomain(t, "lv1", VMSpec{Name: fmt.Sprintf("slow%d", i), MemoryMiB: 96, FillMiB: 48, Running: true})
+			id := f.DefineDomain(t, "lv1", libvirttest.VMSpec{Name: fmt.Sprintf("slow%d", i), MemoryMiB: 96, FillMiB: 48, Running: true})
 			if tt.freeze {
 				time.AfterFunc(time.Second, func() { f.Freeze(t, "lv2") })
 			}
@@ -106,7 +107,7 @@ func TestLiveMigrationAbort(t *testing.T) {
 // shut off, under the same UUID, and undefined on the source. A running VM
 // cannot move offline, nor a shut-off one live.
 func TestOfflineMigration(t *testing.T) {
-	f := StartFixture(t, 2)
+	f := libvirttest.StartFixture(t, 2)
 	off := f.DefineVM(t, "lv1", "cold1", 64, false)
 	run := f.DefineVM(t, "lv1", "hot1", 64, true)
 	d := newTestDriver(t, f, nil)
@@ -149,9 +150,9 @@ func TestOfflineMigration(t *testing.T) {
 // target waits for that migration to end instead of seeing the VM on two
 // hosts, and finds it done.
 func TestLiveMigrationTakenOver(t *testing.T) {
-	f := StartFixture(t, 2)
-	id := f.DefineDomain(t, "lv1", VMSpec{Name: "handover", MemoryMiB: 96, FillMiB: 48, Running: true})
-	cfg := f.Config()
+	f := libvirttest.StartFixture(t, 2)
+	id := f.DefineDomain(t, "lv1", libvirttest.VMSpec{Name: "handover", MemoryMiB: 96, FillMiB: 48, Running: true})
+	cfg := fixtureConfig(f)
 	cfg.Bandwidth = 8
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -182,8 +183,8 @@ func TestLiveMigrationTakenOver(t *testing.T) {
 // reason unknown): a call to move the VM there does not take it for a
 // finished migration, it fails, and nothing runs on the target.
 func TestLiveMigrationSourceDies(t *testing.T) {
-	f := StartFixture(t, 2)
-	id := f.DefineDomain(t, "lv1", VMSpec{Name: "orphan", MemoryMiB: 96, FillMiB: 48, Running: true})
+	f := libvirttest.StartFixture(t, 2)
+	id := f.DefineDomain(t, "lv1", libvirttest.VMSpec{Name: "orphan", MemoryMiB: 96, FillMiB: 48, Running: true})
 	first := newTestDriver(t, f, func(c *Config) { c.Bandwidth = 4 })
 	done := make(chan error, 1)
 	go func() { done <- first.Migrate(context.Background(), id, "lv2", drivers.Live) }()
@@ -212,7 +213,7 @@ func TestLiveMigrationSourceDies(t *testing.T) {
 }
 
 // waitIncoming waits for the incoming copy of VM id on host.
-func waitIncoming(t *testing.T, f *Fixture, host, id string) {
+func waitIncoming(t *testing.T, f *libvirttest.Fixture, host, id string) {
 	t.Helper()
 	eventually(t, 10*time.Second, "the incoming copy on "+host, func() error {
 		if _, ok := f.DomainStates(t, host)[id]; !ok {

@@ -1,7 +1,9 @@
-package libvirt
+package libvirttest
 
 import (
 	"crypto/rand"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -169,7 +171,7 @@ func (f *Fixture) RemoveVMs(t testing.TB, host, prefix string) int {
 			if err != nil {
 				return err
 			}
-			if err := l.DomainDestroy(dom); err != nil && !golibvirt.IsNotFound(err) && !hasCode(err, golibvirt.ErrOperationInvalid) {
+			if err := l.DomainDestroy(dom); err != nil && !golibvirt.IsNotFound(err) && !isOperationInvalid(err) {
 				return fmt.Errorf("destroy %s: %w", name, err)
 			}
 			if err := l.DomainUndefineFlags(dom, golibvirt.DomainUndefineNvram); err != nil && !golibvirt.IsNotFound(err) {
@@ -184,9 +186,11 @@ func (f *Fixture) RemoveVMs(t testing.TB, host, prefix string) int {
 // DomainXMLOf reads the live XML of domain id on host.
 func (f *Fixture) DomainXMLOf(t testing.TB, host, id string) string {
 	t.Helper()
-	uuid, err := parseUUID(id)
-	if err != nil {
-		t.Fatalf("fixture: %v", err)
+	var uuid golibvirt.UUID
+	if raw, err := hex.DecodeString(strings.ReplaceAll(id, "-", "")); err != nil || len(raw) != len(uuid) {
+		t.Fatalf("fixture: VM id %q is not a UUID", id)
+	} else {
+		copy(uuid[:], raw)
 	}
 	var doc string
 	f.withConn(t, host, func(l *golibvirt.Libvirt) error {
@@ -200,8 +204,27 @@ func (f *Fixture) DomainXMLOf(t testing.TB, host, id string) string {
 	return doc
 }
 
+// formatUUID writes a UUID as libvirt does.
+func formatUUID(u golibvirt.UUID) string {
+	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
+}
+
+// powerStates is how the driver reports each libvirt domain state (any
+// other state is running).
+var powerStates = map[golibvirt.DomainState]drivers.PowerState{
+	golibvirt.DomainShutoff: drivers.PoweredOff, golibvirt.DomainCrashed: drivers.PoweredOff,
+	golibvirt.DomainPaused: drivers.Suspended, golibvirt.DomainPmsuspended: drivers.Suspended,
+}
+
+func powerState(s golibvirt.DomainState) drivers.PowerState {
+	if p, ok := powerStates[s]; ok {
+		return p
+	}
+	return drivers.PoweredOn
+}
+
 // withConn runs fn on a fresh connection to host, failing t on an error
-// or after fixtureCallTimeout.
+// or after CallTimeout.
 func (f *Fixture) withConn(t testing.TB, host string, fn func(*golibvirt.Libvirt) error) {
 	t.Helper()
 	u, err := url.Parse(f.URI(host))
@@ -222,7 +245,14 @@ func (f *Fixture) withConn(t testing.TB, host string, fn func(*golibvirt.Libvirt
 		if err != nil {
 			t.Fatalf("fixture host %s: %v", host, err)
 		}
-	case <-time.After(fixtureCallTimeout):
-		t.Fatalf("fixture host %s: no answer in %v", host, fixtureCallTimeout)
+	case <-time.After(CallTimeout):
+		t.Fatalf("fixture host %s: no answer in %v", host, CallTimeout)
 	}
+}
+
+// isOperationInvalid reports whether err is libvirt's "operation invalid"
+// (destroying a domain that is not running).
+func isOperationInvalid(err error) bool {
+	var lerr golibvirt.Error
+	return errors.As(err, &lerr) && golibvirt.ErrorNumber(lerr.Code) == golibvirt.ErrOperationInvalid
 }

@@ -1,7 +1,9 @@
-package cluster
+// Package testutil holds what tests of every package share: loopback
+// ports, a logger into the test's output, polling, the programs a test
+// needs, and a TCP link a test can cut. Only tests import it.
+package testutil
 
 import (
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -26,21 +28,8 @@ func FreePort(t testing.TB) string {
 	return addr
 }
 
-// TestNodeConfig is a node config with short timeouts for in-process clusters.
-func TestNodeConfig(t testing.TB, id, dir string) NodeConfig {
-	return NodeConfig{
-		ID:                 id,
-		DataDir:            dir,
-		Bind:               FreePort(t),
-		HeartbeatTimeout:   200 * time.Millisecond,
-		ElectionTimeout:    200 * time.Millisecond,
-		LeaderLeaseTimeout: 100 * time.Millisecond,
-		Logger:             TestLogger(t),
-	}
-}
-
-// TestLogger writes slog output to t.Log at warning level and above.
-func TestLogger(t testing.TB) *slog.Logger {
+// Logger writes slog output to t.Log at warning level and above.
+func Logger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
@@ -65,83 +54,20 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 	t.Fatalf("timed out after %s waiting for %s", timeout, what)
 }
 
-// WaitLeader waits until exactly one of nodes leads and returns it.
-func WaitLeader(t testing.TB, timeout time.Duration, nodes ...*Node) *Node {
-	t.Helper()
-	var leader *Node
-	WaitFor(t, timeout, "a leader", func() bool {
-		leader = nil
-		for _, n := range nodes {
-			if n != nil && n.IsLeader() {
-				if leader != nil {
-					return false
-				}
-				leader = n
-			}
-		}
-		return leader != nil
-	})
-	return leader
-}
-
-// StartTestCluster forms an n-node cluster in dirs (one per node) on loopback.
-func StartTestCluster(t testing.TB, dirs []string) []*Node {
-	t.Helper()
-	nodes := make([]*Node, len(dirs))
-	servers := map[string]string{}
-	for i, dir := range dirs {
-		n, err := Open(TestNodeConfig(t, fmt.Sprintf("s%d", i+1), dir))
-		if err != nil {
-			t.Fatalf("open node %d: %v", i+1, err)
-		}
-		nodes[i] = n
-		servers[n.ID()] = n.Addr()
-	}
-	for _, n := range nodes {
-		if err := n.Bootstrap(servers); err != nil {
-			t.Fatalf("bootstrap: %v", err)
-		}
-	}
-	return nodes
-}
-
-var installMu sync.Mutex
-var aptUpdated bool
-
-// NeedProgram finds a program from a Debian package, installing the package
-// when running as root; without it the test skips naming the package, or
-// fails under CI=true.
+// NeedProgram finds a program from a Debian package. Without it the test
+// fails under CI=true, and otherwise skips naming the package; `make
+// test-deps` (run by `make test` and `make e2e`) installs every package
+// the tests need.
 func NeedProgram(t testing.TB, bin, pkg string) string {
 	t.Helper()
 	if p, err := exec.LookPath(bin); err == nil {
 		return p
 	}
-	if os.Getuid() == 0 {
-		installMu.Lock()
-		if !aptUpdated {
-			exec.Command("apt-get", "update", "-q").Run()
-			aptUpdated = true
-		}
-		out, err := exec.Command("apt-get", "install", "-y", "-q", pkg).CombinedOutput()
-		installMu.Unlock()
-		if err != nil {
-			t.Logf("apt-get install %s: %v\n%s", pkg, err, out)
-		}
-		if p, err := exec.LookPath(bin); err == nil {
-			return p
-		}
-	}
 	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s not found: install the Debian package %s", bin, pkg)
+		t.Fatalf("%s not found: install the Debian package %s (make test-deps)", bin, pkg)
 	}
-	t.Skipf("%s not found: install the Debian package %s", bin, pkg)
+	t.Skipf("%s not found: install the Debian package %s, e.g. with make test-deps as root", bin, pkg)
 	return ""
-}
-
-// LargeState builds a synthetic inventory: hosts with vms VMs in all, each
-// with a small definition (LargeStateDef for realistic ones).
-func LargeState(hosts, vms int) *State {
-	return LargeStateDef(hosts, vms, SmallDefinitionBytes)
 }
 
 // Link is a TCP proxy between a client and a server that a test can cut

@@ -1,11 +1,22 @@
-package cluster
+// Package clustertest builds replicated states for the tests and benchmarks
+// of other packages. Only tests import it.
+package clustertest
 
 import (
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/herd-project/herd/cluster"
 )
+
+// LargeState builds a synthetic inventory: hosts with vms VMs in all, each
+// with a small definition (LargeStateDef for realistic ones), and a full
+// event log.
+func LargeState(hosts, vms int) *cluster.State {
+	return LargeStateDef(hosts, vms, SmallDefinitionBytes)
+}
 
 // SmallDefinitionBytes selects LargeStateDef's historical definition: one
 // short vSphere-style JSON object, the same for every VM (about 120 bytes).
@@ -17,17 +28,17 @@ const SmallDefinitionBytes = 0
 // definition with its disks, controllers and adapters, each written for
 // that VM (name, UUID, MACs, disk paths) and padded with the devices real
 // VMs carry to about defBytes.
-func LargeStateDef(hosts, vms, defBytes int) *State {
-	s := NewState()
-	d := &InventoryDiff{Driver: "dc"}
+func LargeStateDef(hosts, vms, defBytes int) *cluster.State {
+	s := cluster.NewState()
+	d := &cluster.InventoryDiff{Driver: "dc"}
 	for i := 0; i < hosts; i++ {
-		d.UpsertHosts = append(d.UpsertHosts, Host{Name: fmt.Sprintf("host-%05d", i), Group: fmt.Sprintf("cl-%02d", i/32),
-			MemoryBytes: 1 << 40, CPUs: 128, CPUMHz: 128 * 2600, Connection: Connected, Labels: map[string]string{"rack": strconv.Itoa(i / 40)}})
+		d.UpsertHosts = append(d.UpsertHosts, cluster.Host{Name: fmt.Sprintf("host-%05d", i), Group: fmt.Sprintf("cl-%02d", i/32),
+			MemoryBytes: 1 << 40, CPUs: 128, CPUMHz: 128 * 2600, Connection: cluster.Connected, Labels: map[string]string{"rack": strconv.Itoa(i / 40)}})
 	}
 	small := []byte(`{"name":"vm","memoryMB":4096,"numCPU":4,"guestId":"otherGuest64","datastore":"[LocalDS_0] vm/vm.vmx"}`)
 	for i := 0; i < vms; i++ {
-		vm := VM{ID: fmt.Sprintf("4210%04x-0000-0000-0000-%012x", i%65536, i), Name: fmt.Sprintf("vm-%06d", i),
-			Host: fmt.Sprintf("host-%05d", i%hosts), MemoryBytes: int64(1+i%16) << 30, VCPUs: 1 + i%8, Power: PoweredOn}
+		vm := cluster.VM{ID: fmt.Sprintf("4210%04x-0000-0000-0000-%012x", i%65536, i), Name: fmt.Sprintf("vm-%06d", i),
+			Host: fmt.Sprintf("host-%05d", i%hosts), MemoryBytes: int64(1+i%16) << 30, VCPUs: 1 + i%8, Power: cluster.PoweredOn}
 		switch {
 		case defBytes == SmallDefinitionBytes:
 			vm.Definition = small
@@ -38,10 +49,10 @@ func LargeStateDef(hosts, vms, defBytes int) *State {
 		}
 		d.UpsertVMs = append(d.UpsertVMs, vm)
 	}
-	s.Apply(d, 1)
-	for i := 0; i < DefaultEventRetention; i++ {
-		s.appendEvents(Event{Time: time.Unix(int64(i), 0).UTC(), Type: "inventory.vm_added", Actor: "inventory-sync", Host: "host-00001", VM: "x", Message: "VM vm-000001 added on host-00001 (4096 MiB, 4 vCPUs, running)"})
+	for i := 0; i < cluster.DefaultEventRetention; i++ {
+		d.Events = append(d.Events, cluster.Event{Time: time.Unix(int64(i), 0).UTC(), Type: "inventory.vm_added", Actor: "inventory-sync", Host: "host-00001", VM: "x", Message: "VM vm-000001 added on host-00001 (4096 MiB, 4 vCPUs, running)"})
 	}
+	s.Apply(d, 1)
 	return s
 }
 
@@ -53,7 +64,7 @@ func mac(prefix string, n, i int) string {
 // LibvirtDomainXML is the domain XML virt-install writes for a q35 guest
 // with two disks, a CD-ROM and two adapters, padded with PCIe root ports
 // (virt-install adds 14 of them) to at least size bytes.
-func LibvirtDomainXML(vm VM, size int) []byte {
+func LibvirtDomainXML(vm cluster.VM, size int) []byte {
 	n, _ := strconv.Atoi(strings.TrimPrefix(vm.Name, "vm-"))
 	var b strings.Builder
 	fmt.Fprintf(&b, `<domain type='kvm'>
@@ -174,7 +185,7 @@ func LibvirtDomainXML(vm VM, size int) []byte {
 // VSphereDefinition is the vSphere driver's stored definition of vm (its
 // JSON: name, memory, CPUs, guest, datastore, disk controllers, disks and
 // adapters), with as many disks as bring it to about size bytes.
-func VSphereDefinition(vm VM, size int) []byte {
+func VSphereDefinition(vm cluster.VM, size int) []byte {
 	n, _ := strconv.Atoi(strings.TrimPrefix(vm.Name, "vm-"))
 	ds := fmt.Sprintf("[vsanDatastore-%02d]", n%7)
 	var b strings.Builder

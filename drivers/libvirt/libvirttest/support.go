@@ -1,4 +1,4 @@
-package libvirt
+package libvirttest
 
 import (
 	"crypto/rand"
@@ -141,8 +141,8 @@ func freePort() (int, error) { return testport.Port() }
 // freePortRange is the first of n consecutive free ports (testport).
 func freePortRange(n int) (int, error) { return testport.Range(n) }
 
-// newUUID is a random (version 4) UUID.
-func newUUID() string {
+// NewUUID is a random (version 4) UUID.
+func NewUUID() string {
 	var b [16]byte
 	rand.Read(b[:])
 	b[6] = b[6]&0x0f | 0x40

@@ -1,4 +1,4 @@
-package libvirt
+package libvirttest
 
 import (
 	"errors"
@@ -85,7 +85,7 @@ type fixtureHost struct {
 
 func newFixtureHost(base string, spec FixtureHost) (*fixtureHost, error) {
 	name := spec.Name
-	h := &fixtureHost{name: name, dir: filepath.Join(base, name), uuid: newUUID(), addr: "127.0.0.1", netns: spec.NetNS}
+	h := &fixtureHost{name: name, dir: filepath.Join(base, name), uuid: NewUUID(), addr: "127.0.0.1", netns: spec.NetNS}
 	var err error
 	switch {
 	case spec.NetNS != "":

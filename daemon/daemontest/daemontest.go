@@ -1,16 +1,19 @@
-package daemon
+// Package daemontest starts Herd servers for other packages' tests. Only
+// tests import it.
+package daemontest
 
 import (
 	"context"
 	"testing"
 	"time"
 
-	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/daemon"
+	"github.com/herd-project/herd/internal/testutil"
 )
 
-// StartTestDev starts a dev server on loopback ports with short raft
+// StartDev starts a dev server on loopback ports with short raft
 // timeouts, logging to t, and shuts it down when the test ends.
-func StartTestDev(t testing.TB, o DevOptions) *DevServer {
+func StartDev(t testing.TB, o daemon.DevOptions) *daemon.DevServer {
 	t.Helper()
 	if o.APIListen == "" {
 		o.APIListen = "127.0.0.1:0"
@@ -18,7 +21,7 @@ func StartTestDev(t testing.TB, o DevOptions) *DevServer {
 	if o.RaftListen == "" {
 		o.RaftListen = "127.0.0.1:0"
 	}
-	dev, err := NewDevServer(o, Options{Logger: cluster.TestLogger(t), RaftHeartbeat: 200 * time.Millisecond,
+	dev, err := daemon.NewDevServer(o, daemon.Options{Logger: testutil.Logger(t), RaftHeartbeat: 200 * time.Millisecond,
 		RaftElection: 200 * time.Millisecond, RaftLease: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

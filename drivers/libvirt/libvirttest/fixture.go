@@ -1,4 +1,6 @@
-package libvirt
+// Package libvirttest runs real libvirtd daemons on this machine for tests,
+// each standing for one host; only tests import it.
+package libvirttest
 
 import (
 	"fmt"
@@ -20,7 +22,8 @@ import (
 // namespace), its own TCP port on 127.0.0.1, host UUID and range of QEMU
 // migration ports. Live migrations between them work. It needs root (for
 // the namespaces) and the Debian packages libvirt-daemon, libvirt-clients
-// and qemu-system-x86; QEMU uses KVM when /dev/kvm works, TCG otherwise.
+// and qemu-system-x86 (`make test-deps` installs them); QEMU uses KVM when
+// /dev/kvm works, TCG otherwise.
 // Everything it starts is killed in t.Cleanup.
 type Fixture struct {
 	base     string
@@ -33,11 +36,14 @@ type Fixture struct {
 
 // Fixture daemons are tuned for tests: short timeouts, quick keepalive.
 const (
-	fixtureCallTimeout = 10 * time.Second
-	fixtureKeepalive   = 2 * time.Second
-	fixtureGroup       = "fixture"
-	fixtureStart       = 30 * time.Second
-	// fixturePackages are what apt-get installs for the fixture.
+	// CallTimeout is the libvirt call timeout drivers under test use.
+	CallTimeout = 10 * time.Second
+	// KeepaliveInterval is the libvirt keepalive drivers under test use.
+	KeepaliveInterval = 2 * time.Second
+	// Group is the host group of every fixture host.
+	Group        = "fixture"
+	fixtureStart = 30 * time.Second
+	// fixturePackages are what `make test-deps` installs for the fixture.
 	fixturePackages = "libvirt-daemon libvirt-clients qemu-system-x86"
 )
 
@@ -45,18 +51,15 @@ const (
 var fixturePrograms = []string{"libvirtd", "virsh", "qemu-system-x86_64", "unshare", "mount"}
 
 var (
-	installOnce sync.Once
-	installErr  error
-	usersOnce   sync.Once
-	usersErr    error
-	kvmOnce     sync.Once
-	kvmOK       bool
+	usersOnce sync.Once
+	usersErr  error
+	kvmOnce   sync.Once
+	kvmOK     bool
 )
 
 // StartFixture starts hosts libvirtd daemons and waits until each answers
-// on its port. Missing programs are installed with apt-get when running as
-// root; otherwise the test is skipped, except under CI=true, where it
-// fails.
+// on its port. Without the programs it needs, or without root, the test is
+// skipped, except under CI=true, where it fails.
 func StartFixture(t testing.TB, hosts int) *Fixture {
 	t.Helper()
 	if hosts < 1 {
@@ -135,21 +138,17 @@ func StartFixtureHosts(t testing.TB, specs []FixtureHost) *Fixture {
 	return f
 }
 
-// requireFixturePrograms installs or skips for missing programs, and skips
-// (or fails, under CI) when not root.
+// requireFixturePrograms skips (or fails, under CI) when a program is
+// missing or when not root.
 func requireFixturePrograms(t testing.TB) {
 	t.Helper()
 	ci := os.Getenv("CI") == "true"
 	missing := missingPrograms()
-	if len(missing) > 0 && os.Getuid() == 0 {
-		installOnce.Do(func() { installErr = aptInstall() })
-		missing = missingPrograms()
-	}
 	switch {
 	case len(missing) > 0 && ci:
-		t.Fatalf("libvirt fixture: %v missing (install error: %v); needs Debian packages %s", missing, installErr, fixturePackages)
+		t.Fatalf("libvirt fixture: %v missing; needs Debian packages %s (make test-deps)", missing, fixturePackages)
 	case len(missing) > 0:
-		t.Skipf("libvirt fixture: %v missing; needs Debian packages %s", missing, fixturePackages)
+		t.Skipf("libvirt fixture: %v missing; needs Debian packages %s: run make test-deps as root", missing, fixturePackages)
 	case os.Getuid() != 0 && ci:
 		t.Fatal("libvirt fixture needs root (mount namespaces, libvirtd)")
 	case os.Getuid() != 0:
@@ -165,18 +164,6 @@ func missingPrograms() []string {
 		}
 	}
 	return missing
-}
-
-func aptInstall() error {
-	if out, err := exec.Command("apt-get", "update").CombinedOutput(); err != nil {
-		return fmt.Errorf("apt-get update: %w: %s", err, tail(out, 500))
-	}
-	cmd := exec.Command("apt-get", "install", "-y", "--no-install-recommends", "libvirt-daemon", "libvirt-clients", "qemu-system-x86")
-	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("apt-get install %s: %w: %s", fixturePackages, err, tail(out, 500))
-	}
-	return nil
 }
 
 // ensureQEMUUsers creates the groups and user Debian's libvirtd expects.
@@ -215,14 +202,22 @@ func kvmUsable() bool {
 	return true
 }
 
-// Config is a driver configuration for every host, with QEMU migration
-// streams on 127.0.0.1 and test-sized timeouts.
-func (f *Fixture) Config() Config {
-	cfg := Config{CallTimeout: fixtureCallTimeout, KeepaliveInterval: fixtureKeepalive}
-	for _, h := range f.hosts {
-		cfg.Hosts = append(cfg.Hosts, HostConfig{Name: h.name, URI: h.uri(), Group: fixtureGroup, MigrationAddress: h.addr})
+// Host is what a driver needs to reach one fixture host.
+type Host struct {
+	Name, URI, Group string
+	// MigrationAddress is where QEMU migration streams to the host go.
+	MigrationAddress string
+}
+
+// Hosts lists every host's name, URI, group and migration address, in the
+// order they were started; a driver configuration for them takes
+// CallTimeout and KeepaliveInterval.
+func (f *Fixture) Hosts() []Host {
+	hosts := make([]Host, len(f.hosts))
+	for i, h := range f.hosts {
+		hosts[i] = Host{Name: h.name, URI: h.uri(), Group: Group, MigrationAddress: h.addr}
 	}
-	return cfg
+	return hosts
 }
 
 // HostNames lists the hosts: lv1, lv2….
