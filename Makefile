@@ -22,6 +22,8 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt: not formatted:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	@# go.mod and go.sum say exactly what the code imports.
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
 
 # The Debian packages whose programs the tests run: libvirtd, virsh and QEMU
 # (libvirt fixture), prometheus, promtool and alertmanager, nft and ip (test
