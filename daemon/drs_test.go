@@ -145,3 +145,52 @@ func TestEveryHostsEventsShowArrivals(t *testing.T) {
 		t.Fatalf("events --vm %s: %d events, by id %d", it.Name, len(byName), len(byID))
 	}
 }
+
+// The failover hosts of recovery.reserved_host_group take no maintenance
+// or balancing placements, but an operator's explicit target still works.
+func TestReservedHostsGetNoPlacements(t *testing.T) {
+	var spare string
+	dev, c := startDevWith(t, 4, 16, nil, func(p *policy.Document) {
+		p.HostGroups = []policy.HostGroup{{Name: "spare", Hosts: []string{"DC0_C0_H3"}}}
+		p.Recovery.ReservedHostGroup = "spare"
+		p.Balancing.Mode, p.Balancing.Interval, p.Balancing.Threshold = policy.BalanceRecommend, time.Hour, 0.01
+	})
+	spare = dev.Sim.HostNames()[3]
+	ctx := context.Background()
+	before, _ := c.VMs(ctx, spare)
+	plan, err := c.BalancePlan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range plan.Moves {
+		if m.To == spare {
+			t.Errorf("balance plan moves %s to the reserved host %s", m.Name, spare)
+		}
+	}
+	src := dev.Sim.HostNames()[0]
+	ref, err := c.Maintenance(ctx, src, api.MaintenanceRequest{Status: "enable", Migrate: "all"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	op := waitOp(t, c, ref.Operation, 30*time.Second)
+	if op.State != cluster.OpSucceeded || op.Total == 0 {
+		t.Fatalf("evacuation: %+v", op.Operation)
+	}
+	for _, it := range op.Items {
+		if it.Target == spare {
+			t.Errorf("evacuation placed %s on the reserved host %s", it.Name, spare)
+		}
+	}
+	if after, _ := c.VMs(ctx, spare); len(after) != len(before) {
+		t.Errorf("reserved host %s went from %d to %d VMs", spare, len(before), len(after))
+	}
+	// An operator may still name it.
+	vms, _ := c.VMs(ctx, dev.Sim.HostNames()[1])
+	ref, err = c.MigrateVM(ctx, vms[0].ID, api.MigrateRequest{TargetHost: spare})
+	if err != nil {
+		t.Fatalf("explicit move to the reserved host: %v", err)
+	}
+	if op := waitOp(t, c, ref.Operation, 20*time.Second); op.State != cluster.OpSucceeded {
+		t.Fatalf("explicit move to the reserved host: %+v", op.Operation)
+	}
+}

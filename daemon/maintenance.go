@@ -128,7 +128,11 @@ func toAPIBlockers(bs []policy.Blocker) []api.Blocker {
 }
 
 func (s *Server) precheck(st *cluster.State, er policy.EvacuationRequest) policy.Precheck {
-	return policy.PrecheckEvacuation(st, s.plannedLedger(st), er, s.ops.options(st))
+	o := s.ops.options(st)
+	if er.TargetHost != "" {
+		o.Reserved = nil // an operator's explicit target
+	}
+	return policy.PrecheckEvacuation(st, s.plannedLedger(st), er, o)
 }
 
 func (s *Server) handlePrecheck(w http.ResponseWriter, r *http.Request) {
@@ -576,6 +580,7 @@ func (s *Server) handleMigrateVM(w http.ResponseWriter, r *http.Request) {
 	usage := st.Usage()
 	var pl policy.Placement
 	if req.TargetHost != "" {
+		o.Reserved = nil // an operator's explicit target
 		pl = policy.PlaceOn(st, usage, l, vm, req.TargetHost, o)
 	} else {
 		o.AllowNotAccepting = false

@@ -311,13 +311,8 @@ func (c *opsController) step(ctx context.Context) {
 // within recovery.concurrency. A recovery never gives up: a VM that found
 // no host is tried again after a backoff that doubles up to max_backoff.
 func (c *opsController) stepRecovery(ctx context.Context, st *cluster.State, usage map[string]cluster.HostUsage, op *cluster.Operation, now time.Time, r policy.RecoveryPolicy, o policy.Options) {
-	o.MaxInFlightTo = 0
-	if g := r.ReservedHostGroup; g != "" && o.Policy != nil {
-		o.Prefer = map[string]bool{}
-		for _, h := range o.Policy.HostsIn(g) {
-			o.Prefer[h] = true
-		}
-	}
+	// The failover hosts are kept for this: tried first.
+	o.MaxInFlightTo, o.Prefer, o.Reserved = 0, o.Reserved, nil
 	for _, it := range dueRecoveries(op.Items, func(it cluster.OpItem) bool { return c.inflight[key(op.ID, it.VM)] }, now, r) {
 		if c.recovering >= r.Concurrency {
 			return
@@ -404,6 +399,11 @@ func (c *opsController) dispatch(ctx context.Context, st *cluster.State, usage m
 		// operator's move to a host Herd chose) never.
 		if op.Kind == cluster.OpMigrate && op.TargetHost != "" || op.Kind == cluster.OpExit {
 			o.AllowNotAccepting = true
+		}
+		// Failover hosts take no automatic placements, only a host the
+		// operator named (or a move back on exit).
+		if op.TargetHost != "" || op.Kind == cluster.OpExit {
+			o.Reserved = nil
 		}
 		req := policy.EvacuationRequest{Host: vm.Host, TargetHost: op.TargetHost, Migrate: policy.MigrateMode(op.Migrate)}
 		var pl policy.Placement

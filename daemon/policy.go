@@ -207,11 +207,18 @@ func (s *Server) watchPolicyFile() {
 // placementOptions are the placement options the policy in force gives for
 // automatic moves on st.
 func (s *Server) placementOptions(doc *policy.Document, st *cluster.State, perTarget int) policy.Options {
-	return policy.Options{
+	o := policy.Options{
 		MemoryReserve: doc.Placement.MemoryReserve,
 		MaxInFlightTo: perTarget,
 		Policy:        s.compiled(doc, st),
 	}
+	if g := doc.Recovery.ReservedHostGroup; g != "" && o.Policy != nil {
+		o.Reserved = map[string]bool{}
+		for _, h := range o.Policy.HostsIn(g) {
+			o.Reserved[h] = true
+		}
+	}
+	return o
 }
 
 // compiled caches the policy compiled against a state: compiling 40,000

@@ -50,6 +50,8 @@ func staticReason(h, src *cluster.Host, o *Options) reason {
 		return rSameHost
 	case o.Exclude[h.Name]:
 		return rExcluded
+	case o.Reserved[h.Name]:
+		return rReserved
 	case h.Driver != src.Driver || h.Group != src.Group:
 		return rOtherGroup
 	case h.Admin != cluster.Available && !(o.AllowNotAccepting && h.Admin == cluster.NotAccepting):

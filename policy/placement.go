@@ -11,6 +11,7 @@ import (
 const (
 	ReasonSameHost           = "same-host"             // the VM is already there
 	ReasonExcluded           = "excluded"              // Options.Exclude names it
+	ReasonReserved           = "reserved-failover"     // Options.Reserved names it: kept for recovery
 	ReasonOtherGroup         = "other-driver-or-group" // VMs move only within one driver and group
 	ReasonAdminStatus        = "admin-status"          // not AVAILABLE (or NOT_ACCEPTING when allowed)
 	ReasonMaintenance        = "maintenance"           // maintenance state is not off
@@ -34,6 +35,7 @@ const (
 	fits reason = iota
 	rSameHost
 	rExcluded
+	rReserved
 	rOtherGroup
 	rAdminStatus
 	rMaintenance
@@ -52,7 +54,7 @@ const (
 )
 
 var reasonNames = [numReasons]string{
-	"", ReasonSameHost, ReasonExcluded, ReasonOtherGroup, ReasonAdminStatus, ReasonMaintenance,
+	"", ReasonSameHost, ReasonExcluded, ReasonReserved, ReasonOtherGroup, ReasonAdminStatus, ReasonMaintenance,
 	ReasonHealth, ReasonDisconnected, ReasonVMHostAffinity, ReasonVMHostAntiAffinity, ReasonVMAffinity,
 	ReasonVMAntiAffinity, ReasonInsufficientMemory, ReasonCPUOvercommit, ReasonDisruptionBudget,
 	ReasonTargetBusy, ReasonUnknownHost,
@@ -78,6 +80,11 @@ type Options struct {
 	AllowNotAccepting bool
 	// Exclude names hosts not to choose (previous failed targets, say).
 	Exclude map[string]bool
+	// Reserved names the failover hosts (recovery.reserved_host_group):
+	// automatic placements (maintenance, balancing, a move without a
+	// target) leave them out, as vSphere HA's dedicated failover hosts.
+	// Recovery and an operator's explicit target clear it.
+	Reserved map[string]bool
 	// Prefer names hosts that win over any other feasible host.
 	Prefer map[string]bool
 	// MaxInFlightTo, when above zero, rejects hosts that already receive
