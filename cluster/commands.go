@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -31,67 +30,76 @@ type Command interface {
 	Type() CommandType
 }
 
-// Encode serialises a command: one type byte, then JSON.
+// Encode serialises a command: one type byte, then the command in msgpack
+// (see encoding.go).
 func Encode(c Command) ([]byte, error) {
-	body, err := json.Marshal(c)
+	b, err := appendMsgpack([]byte{byte(c.Type())}, c)
 	if err != nil {
 		return nil, fmt.Errorf("encode command %d: %w", c.Type(), err)
 	}
-	return append([]byte{byte(c.Type())}, body...), nil
+	return b, nil
 }
 
 // ErrUnknownCommand is returned for a command type this server does not know.
 var ErrUnknownCommand = errors.New("unknown command type")
 
-// Decode parses a log entry written by Encode.
+// Decode parses a log entry written by Encode, or by a server of the JSON
+// era (one type byte, then JSON).
 func Decode(b []byte) (Command, error) {
 	if len(b) == 0 {
 		return nil, errors.New("decode command: empty entry")
 	}
 	t := CommandType(b[0])
-	var c Command
-	switch t &^ IgnoreUnknownFlag {
-	case CmdInventory:
-		c = &InventoryDiff{}
-	case CmdEvents:
-		c = &AppendEvents{}
-	case CmdHostStatus:
-		c = &SetHostStatus{}
-	case CmdServer:
-		c = &RegisterServer{}
-	case CmdHostHealth:
-		c = &SetHostHealth{}
-	case CmdEventsConfig:
-		c = &SetEventRetention{}
-	case CmdStartOperation:
-		c = &StartOperation{}
-	case CmdStartItem:
-		c = &StartItem{}
-	case CmdFinishItem:
-		c = &FinishItem{}
-	case CmdCancelOperation:
-		c = &CancelOperation{}
-	case CmdRetryOperation:
-		c = &RetryOperation{}
-	case CmdFailOperation:
-		c = &FailOperation{}
-	case CmdSetPolicy:
-		c = &SetPolicy{}
-	case CmdHostFenced:
-		c = &HostFenced{}
-	case CmdHostLease:
-		c = &HostLease{}
-	case CmdHostReturned:
-		c = &HostReturned{}
-	case CmdForgetVMs:
-		c = &ForgetVMs{}
-	default:
+	c := newCommand(t &^ IgnoreUnknownFlag)
+	if c == nil {
 		return nil, fmt.Errorf("decode command type %d: %w", t, ErrUnknownCommand)
 	}
-	if err := json.Unmarshal(b[1:], c); err != nil {
+	if err := decodeBody(b[1:], c); err != nil {
 		return nil, fmt.Errorf("decode command type %d: %w", t, err)
 	}
 	return c, nil
+}
+
+// newCommand returns an empty command of type t, nil for a type this
+// server does not know.
+func newCommand(t CommandType) Command {
+	switch t {
+	case CmdInventory:
+		return &InventoryDiff{}
+	case CmdEvents:
+		return &AppendEvents{}
+	case CmdHostStatus:
+		return &SetHostStatus{}
+	case CmdServer:
+		return &RegisterServer{}
+	case CmdHostHealth:
+		return &SetHostHealth{}
+	case CmdEventsConfig:
+		return &SetEventRetention{}
+	case CmdStartOperation:
+		return &StartOperation{}
+	case CmdStartItem:
+		return &StartItem{}
+	case CmdFinishItem:
+		return &FinishItem{}
+	case CmdCancelOperation:
+		return &CancelOperation{}
+	case CmdRetryOperation:
+		return &RetryOperation{}
+	case CmdFailOperation:
+		return &FailOperation{}
+	case CmdSetPolicy:
+		return &SetPolicy{}
+	case CmdHostFenced:
+		return &HostFenced{}
+	case CmdHostLease:
+		return &HostLease{}
+	case CmdHostReturned:
+		return &HostReturned{}
+	case CmdForgetVMs:
+		return &ForgetVMs{}
+	}
+	return nil
 }
 
 // InventoryDiff records what inventory sync found changed at one driver:

@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -300,32 +299,6 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.mu.Unlock()
 	f.notify(s.Index)
 	return nil
-}
-
-// ReadState decodes a state written by WriteState.
-func ReadState(r io.Reader) (*State, error) {
-	s := NewState()
-	if err := json.NewDecoder(r).Decode(s); err != nil {
-		return nil, err
-	}
-	if s.Hosts == nil {
-		s.Hosts = map[string]*Host{}
-	}
-	if s.VMs == nil {
-		s.VMs = map[string]*VM{}
-	}
-	if s.Servers == nil {
-		s.Servers = map[string]*Server{}
-	}
-	if s.Operations == nil {
-		s.Operations = map[string]*Operation{}
-	}
-	return s, nil
-}
-
-// WriteState encodes the whole state.
-func WriteState(w io.Writer, s *State) error {
-	return json.NewEncoder(w).Encode(s)
 }
 
 type fsmSnapshot struct{ state *State }

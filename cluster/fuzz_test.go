@@ -6,9 +6,9 @@ import (
 	"time"
 )
 
-// FuzzDecodeCommand: Decode never panics on a raft log entry, and every
-// command it accepts encodes to an entry that decodes and re-encodes to
-// the same bytes.
+// FuzzDecodeCommand: Decode never panics on a raft log entry (msgpack, or
+// JSON from the JSON era), and every command it accepts encodes to an
+// entry that decodes and re-encodes to the same bytes.
 func FuzzDecodeCommand(f *testing.F) {
 	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
 	ev := Event{Seq: 1, Time: now, Type: "host.status", Actor: "token:alice", Host: "h1", Message: "m"}
@@ -32,6 +32,9 @@ func FuzzDecodeCommand(f *testing.F) {
 		}
 		f.Add(b)
 	}
+	// Entries of the JSON era: one type byte, then JSON.
+	f.Add([]byte("\x01{\"driver\":\"vc\",\"upsert_vms\":[{\"id\":\"v1\",\"host\":\"h1\",\"definition\":\"eyJ4IjoxfQ==\"}],\"remove_hosts\":[\"h2\"]}"))
+	f.Add([]byte("\x0c{\"op\":\"op-1\",\"vm\":\"v1\",\"ok\":true,\"time\":\"2026-11-22T12:00:00Z\"}"))
 	f.Add([]byte{})
 	f.Add([]byte{byte(CmdHostStatus) | byte(IgnoreUnknownFlag), '{', '}'})
 	f.Add([]byte{200, '{', '}'})
