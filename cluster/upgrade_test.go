@@ -20,7 +20,7 @@ func TestRestoreJSONEraDataDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	open := func() *Node {
-		cfg := TestNodeConfig(t, "s1", dir)
+		cfg := NodeConfigForTest(t, "s1", dir)
 		n, err := Open(cfg)
 		if err != nil {
 			t.Fatal(err)
