@@ -1,13 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 
+	udiff "github.com/aymanbagabas/go-udiff"
 	"github.com/spf13/cobra"
 
 	"github.com/herd-project/herd/daemon/api"
@@ -114,84 +114,16 @@ func shortHash(h string) string {
 }
 
 // unifiedDiff writes the line differences between a and b, with three
-// lines of context, in the unified format.
+// lines of context, in the unified format (a changed line's removal before
+// its addition, as diff -u prints them).
 func unifiedDiff(w io.Writer, nameA, nameB string, a, b []byte) {
-	x := strings.Split(strings.TrimRight(string(a), "\n"), "\n")
-	y := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	// Longest common subsequence table, from the ends.
-	lcs := make([][]int, len(x)+1)
-	for i := range lcs {
-		lcs[i] = make([]int, len(y)+1)
+	// Both end in one newline: the policy texts differ in content, never in
+	// a missing final newline.
+	x := strings.TrimRight(string(a), "\n") + "\n"
+	y := strings.TrimRight(string(b), "\n") + "\n"
+	out := udiff.Unified(nameA, nameB, x, y)
+	if out == "" {
+		out = fmt.Sprintf("--- %s\n+++ %s\n", nameA, nameB)
 	}
-	for i := len(x) - 1; i >= 0; i-- {
-		for j := len(y) - 1; j >= 0; j-- {
-			if x[i] == y[j] {
-				lcs[i][j] = lcs[i+1][j+1] + 1
-			} else {
-				lcs[i][j] = max(lcs[i+1][j], lcs[i][j+1])
-			}
-		}
-	}
-	type line struct {
-		op   byte
-		text string
-		i, j int
-	}
-	var lines []line
-	i, j := 0, 0
-	for i < len(x) || j < len(y) {
-		switch {
-		case i < len(x) && j < len(y) && x[i] == y[j]:
-			lines = append(lines, line{' ', x[i], i, j})
-			i, j = i+1, j+1
-		case i < len(x) && (j == len(y) || lcs[i+1][j] >= lcs[i][j+1]):
-			// Removals before additions, as diff -u prints them.
-			lines = append(lines, line{'-', x[i], i, j})
-			i++
-		default:
-			lines = append(lines, line{'+', y[j], i, j})
-			j++
-		}
-	}
-	fmt.Fprintf(w, "--- %s\n+++ %s\n", nameA, nameB)
-	const ctxLines = 3
-	for k := 0; k < len(lines); {
-		if lines[k].op == ' ' {
-			k++
-			continue
-		}
-		start := max(k-ctxLines, 0)
-		end := k
-		for end < len(lines) {
-			if lines[end].op != ' ' {
-				end++
-				continue
-			}
-			run := end
-			for run < len(lines) && lines[run].op == ' ' {
-				run++
-			}
-			if run-end > 2*ctxLines || run == len(lines) {
-				end = min(end+ctxLines, len(lines))
-				break
-			}
-			end = run
-		}
-		var buf bytes.Buffer
-		na, nb := 0, 0
-		for _, l := range lines[start:end] {
-			buf.WriteByte(l.op)
-			buf.WriteString(l.text)
-			buf.WriteByte('\n')
-			if l.op != '+' {
-				na++
-			}
-			if l.op != '-' {
-				nb++
-			}
-		}
-		fmt.Fprintf(w, "@@ -%d,%d +%d,%d @@\n", lines[start].i+1, na, lines[start].j+1, nb)
-		w.Write(buf.Bytes())
-		k = end
-	}
+	io.WriteString(w, out)
 }
