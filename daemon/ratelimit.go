@@ -10,29 +10,26 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/time/rate"
 )
 
 // maxClients bounds how many clients the write limiter remembers.
 const maxClients = 10000
 
-// writeLimiter is a token bucket per client: rate tokens a second, at most
-// burst saved up.
+// writeLimiter is a token bucket per client (golang.org/x/time/rate): rate
+// tokens a second, at most burst saved up.
 type writeLimiter struct {
 	rate  float64
 	burst float64
 	now   func() time.Time
 
 	mu      sync.Mutex
-	buckets map[string]*bucket
+	buckets map[string]*rate.Limiter
 }
 
-type bucket struct {
-	tokens float64
-	last   time.Time
-}
-
-func newWriteLimiter(rate float64, burst int) *writeLimiter {
-	return &writeLimiter{rate: rate, burst: float64(burst), now: time.Now, buckets: map[string]*bucket{}}
+func newWriteLimiter(r float64, burst int) *writeLimiter {
+	return &writeLimiter{rate: r, burst: float64(burst), now: time.Now, buckets: map[string]*rate.Limiter{}}
 }
 
 // allow takes a token from key's bucket; when there is none it says how
@@ -49,24 +46,20 @@ func (l *writeLimiter) allow(key string) (bool, time.Duration) {
 		if len(l.buckets) >= maxClients {
 			l.evict(now)
 		}
-		b = &bucket{tokens: l.burst, last: now}
+		b = rate.NewLimiter(rate.Limit(l.rate), int(l.burst))
 		l.buckets[key] = b
 	}
-	b.tokens = math.Min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
-	b.last = now
-	if b.tokens >= 1 {
-		b.tokens--
+	if b.AllowN(now, 1) {
 		return true, 0
 	}
-	wait := time.Duration((1 - b.tokens) / l.rate * float64(time.Second))
-	return false, wait
+	return false, time.Duration((1 - b.TokensAt(now)) / l.rate * float64(time.Second))
 }
 
 // evict forgets clients whose bucket has refilled (they would start full
 // anyway); if none has, it forgets all, which only forgives.
 func (l *writeLimiter) evict(now time.Time) {
 	for k, b := range l.buckets {
-		if b.tokens+now.Sub(b.last).Seconds()*l.rate >= l.burst {
+		if b.TokensAt(now) >= l.burst {
 			delete(l.buckets, k)
 		}
 	}
