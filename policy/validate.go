@@ -315,7 +315,7 @@ func (c *checker) durationAtLeast(p string, d, lo time.Duration) {
 func didYouMean(got string, names []string) string {
 	best, bestD := "", min(3, max(2, len(got)/3+1))
 	for _, n := range names {
-		if d := editDistance(strings.ToLower(got), strings.ToLower(n)); d < bestD {
+		if d := yamlfile.EditDistance(strings.ToLower(got), strings.ToLower(n)); d < bestD {
 			best, bestD = n, d
 		}
 	}
@@ -323,26 +323,6 @@ func didYouMean(got string, names []string) string {
 		return ""
 	}
 	return fmt.Sprintf(" (did you mean %q?)", best)
-}
-
-// editDistance is the Levenshtein distance between a and b.
-func editDistance(a, b string) int {
-	prev, cur := make([]int, len(b)+1), make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 func sortedKeys[V any](m map[string]V) []string {

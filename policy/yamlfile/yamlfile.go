@@ -221,7 +221,7 @@ func suggest(key string, fields map[string]reflect.Type) string {
 	norm := func(s string) string { return strings.ToLower(strings.NewReplacer("_", "", "-", "").Replace(s)) }
 	best, bestD := "", 3
 	for _, n := range names {
-		if d := distance(norm(key), norm(n)); d < bestD {
+		if d := EditDistance(norm(key), norm(n)); d < bestD {
 			best, bestD = n, d
 		}
 	}
@@ -231,14 +231,14 @@ func suggest(key string, fields map[string]reflect.Type) string {
 	return fmt.Sprintf(" (known: %s)", strings.Join(names, ", "))
 }
 
-// distance is the Levenshtein edit distance.
-func distance(a, b string) int {
-	prev := make([]int, len(b)+1)
+// EditDistance is the Levenshtein distance between a and b (in bytes),
+// for "did you mean" hints.
+func EditDistance(a, b string) int {
+	prev, cur := make([]int, len(b)+1), make([]int, len(b)+1)
 	for j := range prev {
 		prev[j] = j
 	}
 	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
 		cur[0] = i
 		for j := 1; j <= len(b); j++ {
 			cost := 1
@@ -247,7 +247,7 @@ func distance(a, b string) int {
 			}
 			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
 		}
-		prev = cur
+		prev, cur = cur, prev
 	}
 	return prev[len(b)]
 }
