@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
@@ -196,10 +198,16 @@ func newLogger(w io.Writer, level, format string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
+// isLoopback reports whether addr (host:port, or a bare host) is a
+// loopback address only: localhost, 127.0.0.0/8 or ::1.
 func isLoopback(addr string) bool {
-	h := addr
-	if i := strings.LastIndex(addr, ":"); i >= 0 {
-		h = strings.Trim(addr[:i], "[]")
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = strings.Trim(addr, "[]")
 	}
-	return h == "localhost" || strings.HasPrefix(h, "127.") || h == "::1"
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }
