@@ -113,6 +113,11 @@ type InventoryDiff struct {
 	UpsertVMs   []VM     `json:"upsert_vms,omitempty"`
 	RemoveVMs   []string `json:"remove_vms,omitempty"`
 	Events      []Event  `json:"events,omitempty"`
+	// ReadIndex is the state index the inventory was read against (taken
+	// before the driver was asked): a VM an operation step changed after
+	// it keeps what the step recorded, and its events are dropped. 0 for
+	// no such guard.
+	ReadIndex uint64 `json:"read_index,omitempty"`
 }
 
 func (*InventoryDiff) Type() CommandType { return CmdInventory }

@@ -52,6 +52,13 @@ func (f *FSM) Policy() *Policy {
 	return f.state.Policy
 }
 
+// Index is the raft index of the last entry applied.
+func (f *FSM) Index() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.state.Index
+}
+
 // Operation returns one operation (nil when unknown) without copying the state.
 func (f *FSM) Operation(id string) *Operation {
 	f.mu.RLock()
@@ -166,7 +173,7 @@ func (s *State) apply(cmd Command, index uint64) any {
 		sv := c.Server
 		s.Servers[sv.ID] = &sv
 	case *StartOperation, *StartItem, *FinishItem, *CancelOperation, *RetryOperation, *FailOperation:
-		if err := s.applyOperation(cmd); err != nil {
+		if err := s.applyOperation(cmd, index); err != nil {
 			return err
 		}
 	case *HostFenced, *HostLease, *HostReturned, *ForgetVMs:
@@ -187,6 +194,13 @@ func (s *State) apply(cmd Command, index uint64) any {
 }
 
 func (s *State) applyInventory(d *InventoryDiff) {
+	// A VM an operation step changed after the inventory was read keeps
+	// what the step recorded: the read may predate the step's effect.
+	newer := func(id string) bool {
+		old := s.VMs[id]
+		return old != nil && d.ReadIndex > 0 && old.StepIndex > d.ReadIndex
+	}
+	var kept map[string]bool
 	left := map[string]bool{}
 	for _, vm := range d.UpsertVMs {
 		if old := s.VMs[vm.ID]; old != nil {
@@ -228,10 +242,14 @@ func (s *State) applyInventory(d *InventoryDiff) {
 		delete(s.Hosts, name)
 	}
 	for _, vm := range d.UpsertVMs {
+		if newer(vm.ID) {
+			kept = keep(kept, vm.ID)
+			continue
+		}
 		nv := vm
 		nv.Driver = d.Driver
 		if old, ok := s.VMs[vm.ID]; ok {
-			nv.Priority = old.Priority
+			nv.Priority, nv.StepIndex = old.Priority, old.StepIndex
 			nv.RecreatedFrom, nv.Stale = old.RecreatedFrom, old.Stale
 			if nv.Definition == nil {
 				nv.Definition = old.Definition
@@ -240,14 +258,36 @@ func (s *State) applyInventory(d *InventoryDiff) {
 		s.VMs[vm.ID] = &nv
 	}
 	for _, id := range d.RemoveVMs {
+		if newer(id) {
+			kept = keep(kept, id)
+			continue
+		}
 		delete(s.VMs, id)
 	}
-	s.appendEvents(d.Events...)
+	events := d.Events
+	if kept != nil {
+		events = make([]Event, 0, len(d.Events))
+		for _, e := range d.Events {
+			if !kept[e.VM] {
+				events = append(events, e)
+			}
+		}
+	}
+	s.appendEvents(events...)
 	var t time.Time
 	if n := len(d.Events); n > 0 {
 		t = d.Events[n-1].Time
 	}
 	s.noteEmptied(busy, t)
+}
+
+// keep adds id to the set m, making it when nil.
+func keep(m map[string]bool, id string) map[string]bool {
+	if m == nil {
+		m = map[string]bool{}
+	}
+	m[id] = true
+	return m
 }
 
 func (s *State) appendEvents(events ...Event) {

@@ -89,7 +89,7 @@ type FailOperation struct {
 
 func (*FailOperation) Type() CommandType { return CmdFailOperation }
 
-func (s *State) applyOperation(cmd Command) *ApplyError {
+func (s *State) applyOperation(cmd Command, index uint64) *ApplyError {
 	switch c := cmd.(type) {
 	case *StartOperation:
 		return s.startOperation(c)
@@ -134,6 +134,7 @@ func (s *State) applyOperation(cmd Command) *ApplyError {
 			op.Progress = c.Time
 			busy := s.busyMaintenance(map[string]bool{it.From: true})
 			s.applyItemEffect(it)
+			s.touch(index, it.VM, it.NewID)
 			defer s.noteEmptied(busy, c.Time)
 		case c.TargetLost && it.TargetLosses < MaxTargetLosses && !op.Cancelled:
 			// Tried keeps the lost host: the next try goes elsewhere.
@@ -281,6 +282,18 @@ func (s *State) stopPending(op *Operation, t time.Time) {
 	}
 	op.Updated = t
 	s.Operations[op.ID] = op
+}
+
+// touch records that an operation step changed the VMs ids at index: an
+// inventory read against an older state leaves them as the step recorded.
+func (s *State) touch(index uint64, ids ...string) {
+	for _, id := range ids {
+		if vm := s.VMs[id]; vm != nil && id != "" {
+			nv := *vm
+			nv.StepIndex = index
+			s.VMs[id] = &nv
+		}
+	}
 }
 
 // applyItemEffect records what a finished step changed, so planners see it

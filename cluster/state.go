@@ -142,6 +142,10 @@ type VM struct {
 	// elsewhere: it is destroyed when the host answers again, and the host
 	// cannot become AVAILABLE before.
 	Stale bool `json:"stale,omitempty"`
+	// StepIndex is the raft index of the last operation step that changed
+	// the VM (a finished migration, recreation, power change): an
+	// inventory read against an older state does not overwrite it.
+	StepIndex uint64 `json:"step_index,omitempty"`
 }
 
 // Server is a raft voter: its raft and API addresses, so that followers can

@@ -68,6 +68,9 @@ func (s *Server) syncInventory(ctx context.Context, driver string) (*SyncResult,
 	}
 	tctx, cancel := context.WithTimeout(ctx, s.cfg.Inventory.Timeout)
 	defer cancel()
+	// The state the read is against: a step that changes a VM after this
+	// is newer than what the driver reports.
+	readIndex := s.node.FSM().Index()
 	inv, err := d.Inventory(tctx)
 	if err != nil {
 		if errors.Is(err, drivers.ErrUnreachable) || errors.Is(err, drivers.ErrTimeout) {
@@ -76,6 +79,7 @@ func (s *Server) syncInventory(ctx context.Context, driver string) (*SyncResult,
 		return nil, fmt.Errorf("inventory of %s: %w", driver, err)
 	}
 	diff := InventoryDiff(driver, s.node.FSM().State(), inv, time.Now().UTC())
+	diff.ReadIndex = readIndex
 	s.metrics.VMDuplicates.WithLabelValues(driver).Set(float64(countDuplicates(inv)))
 	if diff.Empty() {
 		return &SyncResult{Diff: diff}, nil

@@ -12,8 +12,14 @@ import (
 // timeouts, logging to t, shut down when the test ends.
 func StartTestDev(t testing.TB, o DevOptions) *DevServer {
 	t.Helper()
+	return startTestDevOpts(t, o, testOptions(t))
+}
+
+// startTestDevOpts is StartTestDev with the server options given.
+func startTestDevOpts(t testing.TB, o DevOptions, opts Options) *DevServer {
+	t.Helper()
 	o.APIListen, o.RaftListen = cmp.Or(o.APIListen, "127.0.0.1:0"), cmp.Or(o.RaftListen, "127.0.0.1:0")
-	dev, err := NewDevServer(o, testOptions(t))
+	dev, err := NewDevServer(o, opts)
 	if err == nil {
 		err = dev.Start()
 	}
