@@ -2,13 +2,12 @@ package daemon
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"net/http"
-	"os"
 	"time"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/daemon/api"
 )
 
 // tlsFileError names the tls key whose file is bad.
@@ -37,7 +36,7 @@ func loadTLS(t TLSConfig) (*tlsBundle, error) {
 	if err != nil {
 		return nil, &tlsFileError{key: "tls.cert_file", err: fmt.Errorf("load certificate and key: %w", err)}
 	}
-	pool, err := loadCAPool(t.CAFile)
+	pool, err := api.LoadCAPool(t.CAFile)
 	if err != nil {
 		return nil, &tlsFileError{key: "tls.ca_file", err: err}
 	}
@@ -54,19 +53,6 @@ func loadTLS(t TLSConfig) (*tlsBundle, error) {
 		client: &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool, Certificates: []tls.Certificate{cert}},
 		raft:   raftCfg,
 	}, nil
-}
-
-// loadCAPool reads PEM CA certificates.
-func loadCAPool(path string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read CA: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s holds no PEM certificate", path)
-	}
-	return pool, nil
 }
 
 // clientTransport is the HTTP transport for calls to other servers.

@@ -45,13 +45,9 @@ func NewClient(addr, token string) (*Client, error) {
 func ClientTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
+		pool, err := LoadCAPool(caFile)
 		if err != nil {
-			return nil, fmt.Errorf("read CA certificate: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%s holds no PEM certificate", caFile)
+			return nil, err
 		}
 		cfg.RootCAs = pool
 	}
@@ -66,6 +62,19 @@ func ClientTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
 		cfg.Certificates = []tls.Certificate{cert}
 	}
 	return cfg, nil
+}
+
+// LoadCAPool reads the PEM CA certificates in path.
+func LoadCAPool(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read CA certificate: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+	}
+	return pool, nil
 }
 
 // UseTLS makes the client use cfg for https addresses.
@@ -137,43 +146,18 @@ func (c *Client) doRaw(ctx context.Context, method, path string, q url.Values, c
 // Do sends a request with an optional JSON body and decodes the JSON answer
 // into out (when not nil).
 func (c *Client) Do(ctx context.Context, method, path string, q url.Values, body, out any) error {
-	u := c.Base + path
-	if len(q) > 0 {
-		u += "?" + q.Encode()
-	}
-	var rd io.Reader
+	var b []byte
+	var contentType string
 	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
+		var err error
+		if b, err = json.Marshal(body); err != nil {
 			return fmt.Errorf("encode request: %w", err)
 		}
-		rd = bytes.NewReader(b)
+		contentType = "application/json"
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	data, _, err := c.doRaw(ctx, method, path, q, contentType, b)
 	if err != nil {
 		return err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if c.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.Token)
-	}
-	resp, err := c.HTTP.Do(req)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return fmt.Errorf("%s %s: read answer: %w", method, path, err)
-	}
-	if resp.StatusCode >= 300 {
-		se := &StatusError{Code: resp.StatusCode}
-		if json.Unmarshal(data, &se.Body) != nil || se.Body.Error == "" {
-			se.Body.Error = strings.TrimSpace(string(data))
-		}
-		return se
 	}
 	if out != nil {
 		if err := json.Unmarshal(data, out); err != nil {
