@@ -173,7 +173,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	s := NewState()
 	s.applyInventory(&InventoryDiff{Driver: "dc",
 		UpsertHosts: []Host{{Name: "a", MemoryBytes: 1 << 30, Labels: map[string]string{"rack": "1"}}},
-		UpsertVMs:   []VM{{ID: "v1", Name: "web", Host: "a", MemoryBytes: 512 << 20, VCPUs: 2, Power: PoweredOn, Definition: []byte(`{"x":1}`)}},
+		UpsertVMs:   []VM{{ID: "v1", Name: "web", Host: "a", MemoryBytes: 512 << 20, VCPUs: 2, Power: PoweredOn, Definition: NewDefinition([]byte(`{"x":1}`))}},
 		Events:      []Event{NewEvent("inventory.host_added", "sync", "a", "", "added")},
 	})
 	s.Servers["s1"] = &Server{ID: "s1", RaftAddr: "127.0.0.1:1", APIAddr: "http://127.0.0.1:2"}

@@ -251,7 +251,7 @@ func (s *State) applyInventory(d *InventoryDiff) {
 		if old, ok := s.VMs[vm.ID]; ok {
 			nv.Priority, nv.StepIndex = old.Priority, old.StepIndex
 			nv.RecreatedFrom, nv.Stale = old.RecreatedFrom, old.Stale
-			if nv.Definition == nil {
+			if nv.Definition.IsZero() {
 				nv.Definition = old.Definition
 			}
 		}

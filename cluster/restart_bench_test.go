@@ -48,7 +48,7 @@ func benchLargeStateRestart(b *testing.B, defBytes int) {
 	st := clustertest.LargeStateDef(2000, 40000, defBytes)
 	var defTotal int
 	for _, vm := range st.VMs {
-		defTotal += len(vm.Definition)
+		defTotal += vm.Definition.Len()
 	}
 	// Load it through raft as the inventory sync would, then snapshot.
 	diff := &cluster.InventoryDiff{Driver: "dc"}

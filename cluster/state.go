@@ -133,8 +133,8 @@ type VM struct {
 	// off for the VMs it recovers (see the recovery controller).
 	Autostart bool `json:"autostart,omitempty"`
 	// Definition is what the driver needs to recreate the VM elsewhere;
-	// opaque to Herd.
-	Definition []byte `json:"definition,omitempty"`
+	// opaque to Herd, stored compressed and shared between VMs.
+	Definition Definition `json:"definition,omitempty,omitzero"`
 	// RecreatedFrom is the ID of the VM this one was recreated from after
 	// its host was fenced.
 	RecreatedFrom string `json:"recreated_from,omitempty"`

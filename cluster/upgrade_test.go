@@ -111,5 +111,9 @@ func TestRestoreJSONEraDataDir(t *testing.T) {
 // definitionBytes is vm's definition as the driver gave it.
 func definitionBytes(t *testing.T, vm *VM) []byte {
 	t.Helper()
-	return vm.Definition
+	b, err := vm.Definition.Bytes()
+	if err != nil {
+		t.Fatalf("definition of %s: %v", vm.Name, err)
+	}
+	return b
 }

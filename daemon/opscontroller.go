@@ -366,7 +366,7 @@ func (c *opsController) dispatch(ctx context.Context, st *cluster.State, usage m
 		if h := st.Hosts[vm.Host]; h != nil && h.Health != cluster.HealthFenced && vm.Power == cluster.PoweredOn {
 			return c.startAndFinish(ctx, op, it, "", nil, "VM runs on "+vm.Host+", which answers again: not recreated")
 		}
-		if len(vm.Definition) == 0 {
+		if vm.Definition.IsZero() {
 			return c.startAndFinish(ctx, op, it, "", errors.New("no stored definition to recreate it from"), "")
 		}
 		if it.NewID != "" && it.Target != "" {
@@ -619,7 +619,11 @@ func (c *opsController) recreate(ctx context.Context, d drivers.Driver, it *clus
 	tctx, cancel := context.WithTimeout(ctx, recreateTimeout)
 	defer cancel()
 	if it.NewID == "" {
-		id, err := d.Recreate(tctx, vm.Definition, it.Target)
+		def, err := vm.Definition.Bytes()
+		if err != nil {
+			return fmt.Errorf("recreate %s: stored definition: %w", vm.Name, err)
+		}
+		id, err := d.Recreate(tctx, def, it.Target)
 		if err != nil {
 			return fmt.Errorf("recreate %s on %s: %w", vm.Name, it.Target, err)
 		}

@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -140,7 +139,9 @@ func InventoryDiff(driver string, st *cluster.State, inv *drivers.Inventory, now
 	for _, v := range dedupeVMs(st, inv.VMs, ev) {
 		seenVMs[v.ID] = true
 		nv := cluster.VM{ID: v.ID, Name: v.Name, Host: v.Host, Driver: driver, MemoryBytes: v.MemoryBytes,
-			VCPUs: v.VCPUs, Power: cluster.PowerState(v.Power), Unmovable: v.Unmovable, Autostart: v.Autostart, Definition: v.Definition}
+			VCPUs: v.VCPUs, Power: cluster.PowerState(v.Power), Unmovable: v.Unmovable, Autostart: v.Autostart}
+		// Definitions are compared by checksum, and compressed only when new.
+		sameDef := false
 		old, ok := st.VMs[v.ID]
 		if ok && old.Host == nv.Host && (hostDown(st, nv.Host) || lost[nv.Host]) {
 			// The VMs of a host that is dead, fenced or not connected keep
@@ -150,8 +151,9 @@ func InventoryDiff(driver string, st *cluster.State, inv *drivers.Inventory, now
 			nv.Power = old.Power
 		}
 		if ok {
+			sameDef = old.Definition.Is(v.Definition)
 			if old.Name == nv.Name && old.Host == nv.Host && old.MemoryBytes == nv.MemoryBytes && old.VCPUs == nv.VCPUs &&
-				old.Power == nv.Power && old.Unmovable == nv.Unmovable && old.Autostart == nv.Autostart && bytes.Equal(old.Definition, nv.Definition) {
+				old.Power == nv.Power && old.Unmovable == nv.Unmovable && old.Autostart == nv.Autostart && sameDef {
 				continue
 			}
 			if old.Host != nv.Host {
@@ -163,6 +165,11 @@ func InventoryDiff(driver string, st *cluster.State, inv *drivers.Inventory, now
 			}
 		} else {
 			ev("inventory.vm_added", nv.Host, nv.ID, "VM %s added on %s (%d MiB, %d vCPUs, %s)", nv.Name, nv.Host, nv.MemoryBytes>>20, nv.VCPUs, nv.Power)
+		}
+		if sameDef {
+			nv.Definition = old.Definition
+		} else {
+			nv.Definition = cluster.NewDefinition(v.Definition)
 		}
 		d.UpsertVMs = append(d.UpsertVMs, nv)
 	}

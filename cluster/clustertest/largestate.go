@@ -41,11 +41,11 @@ func LargeStateDef(hosts, vms, defBytes int) *cluster.State {
 			Host: fmt.Sprintf("host-%05d", i%hosts), MemoryBytes: int64(1+i%16) << 30, VCPUs: 1 + i%8, Power: cluster.PoweredOn}
 		switch {
 		case defBytes == SmallDefinitionBytes:
-			vm.Definition = small
+			vm.Definition = cluster.NewDefinition(small)
 		case i%4 == 3:
-			vm.Definition = VSphereDefinition(vm, defBytes)
+			vm.Definition = cluster.NewDefinition(VSphereDefinition(vm, defBytes))
 		default:
-			vm.Definition = LibvirtDomainXML(vm, defBytes)
+			vm.Definition = cluster.NewDefinition(LibvirtDomainXML(vm, defBytes))
 		}
 		d.UpsertVMs = append(d.UpsertVMs, vm)
 	}
