@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"time"
 
 	"github.com/herd-project/herd/cluster"
 )
@@ -28,6 +29,15 @@ type BalanceInput struct {
 	// FailoverMin is the failover capacity (see FailoverCapacity) that
 	// power-saving must leave; 0 for no minimum.
 	FailoverMin int
+	// Moved is when each VM last moved (by balancing, maintenance or an
+	// operator); with Now and Policy.Hold, a VM moved less than Hold ago
+	// stays where it is, so that no round undoes an earlier one.
+	Moved map[string]time.Time
+	Now   time.Time
+	// Frozen names the hosts an evacuation or recovery is working on (the
+	// whole driver group of its host), with why: no balancing there until
+	// it ends.
+	Frozen map[string]string
 }
 
 // BalanceMove is one live migration of a plan.

@@ -144,6 +144,10 @@ func (b *balancer) evenTarget(g *bGroup, src *bHost, v bVM) (*bHost, float64, *b
 		if y >= bestY {
 			continue
 		}
+		// The should rules the move breaks count against its gain.
+		if gain := xa - math.Max(xa-v.load/src.cap, y); gain < math.Max(b.pol.MinGain, balanceEps)+shouldCost(v, src, h) {
+			continue
+		}
 		if !b.fitsOn(v, h) {
 			refused = h
 			continue

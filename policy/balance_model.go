@@ -21,6 +21,9 @@ const (
 type bVM struct {
 	vm   *cluster.VM
 	load float64
+	// rules are its should rules (nil for none), whose weights every move
+	// counts (see shouldCost).
+	rules *ruleView
 }
 
 // bHost is a host that can take VMs, as the balancer sees it: capacity and
@@ -67,6 +70,7 @@ type balancer struct {
 	hosts  map[string]*bHost
 	groups []*bGroup
 	stamp  uint32 // of the last reachability search
+	nHeld  int    // VMs held by the hold time
 }
 
 // newBalancer builds the model of in.State for metric (memory or cpu).
@@ -83,6 +87,12 @@ func newBalancer(in BalanceInput, metric string) *balancer {
 		// A host can take VMs when it passes the static placement filters
 		// for a VM of its own driver and group.
 		peer := &cluster.Host{Driver: h.Driver, Group: h.Group}
+		if why, frozen := in.Frozen[name]; frozen {
+			if b.note == "" {
+				b.note = why + ": no balancing on its hosts until it ends"
+			}
+			continue
+		}
 		if h.MemoryBytes > 0 && staticReason(h, peer, &b.o) == fits {
 			b.hosts[name] = &bHost{name: name, h: h}
 		}
@@ -111,15 +121,47 @@ func newBalancer(in BalanceInput, metric string) *balancer {
 		if bh == nil || vm.Power != cluster.PoweredOn {
 			continue
 		}
-		if _, moving := in.Ledger.Move(vm.ID); moving || vm.Unmovable != "" {
+		if _, moving := in.Ledger.Move(vm.ID); moving || vm.Unmovable != "" || b.held(in, vm.ID) {
 			bh.pinned++
 			continue
 		}
-		bh.vms = append(bh.vms, bVM{vm: vm, load: b.vmLoad(vm, vm.Host, "", cpu)})
+		bh.vms = append(bh.vms, bVM{vm: vm, load: b.vmLoad(vm, vm.Host, "", cpu),
+			rules: newRuleView(b.o.Policy, s, in.Ledger, vm, "")})
 	}
 	b.projectInFlight(in.Ledger, cpu)
 	b.group(names)
 	return b
+}
+
+// held reports whether the VM moved less than the policy's hold ago.
+func (b *balancer) held(in BalanceInput, id string) bool {
+	t, ok := in.Moved[id]
+	if !ok || b.pol.Hold <= 0 {
+		return false
+	}
+	if in.Now.Sub(t) < b.pol.Hold {
+		b.nHeld++
+		return true
+	}
+	return false
+}
+
+// shouldWeightCost is what one weight point of should rules broken by a
+// move costs, in utilisation gain: a move that breaks a rule of weight 10
+// (the default) must gain 0.1 more than min_gain, one of weight 100 can
+// never gain enough.
+const shouldWeightCost = 0.01
+
+// shouldCost is what moving v from src to dst costs in should rules: the
+// weights it breaks there that it keeps here, less those it newly keeps,
+// in utilisation gain (never below 0: keeping a rule is no reason to move).
+func shouldCost(v bVM, src, dst *bHost) float64 {
+	if v.rules == nil {
+		return 0
+	}
+	// keptWeight counts +w kept and -w broken: a rule that turns costs 2w.
+	lost := v.rules.score(src.h) - v.rules.score(dst.h)
+	return math.Max(0, float64(lost)/2*shouldWeightCost)
 }
 
 // missingCPU returns the first host (in order) that can take VMs but has no

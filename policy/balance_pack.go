@@ -133,7 +133,8 @@ func (b *balancer) pack(bins []*bHost, it item, minGain float64) []*bHost {
 	i, _ := slices.BinarySearchFunc(bins, w-balanceEps, func(h *bHost, w float64) int { return cmp.Compare(h.room(), w) })
 	for ; i < len(bins); i++ {
 		x := bins[i]
-		if x == it.src || x.rnd.plan+w > (it.xa-minGain)*x.cap+balanceEps || (x.rnd.source && b.reaches(x, it.src)) {
+		mg := minGain + shouldCost(it.v, it.src, x)
+		if x == it.src || x.rnd.plan+w > (it.xa-mg)*x.cap+balanceEps || (x.rnd.source && b.reaches(x, it.src)) {
 			continue
 		}
 		if !b.fitsOn(it.v, x) {
@@ -142,7 +143,7 @@ func (b *balancer) pack(bins []*bHost, it item, minGain float64) []*bHost {
 		bins = slices.Delete(bins, i, i+1)
 		b.ledger.Reserve(it.v.vm.ID, it.src.name, x.name, memoryNeed(it.v.vm))
 		x.rnd.plan += w
-		x.rnd.limit = math.Min(x.rnd.limit, (it.xa-minGain)*x.cap)
+		x.rnd.limit = math.Min(x.rnd.limit, (it.xa-mg)*x.cap)
 		it.src.rnd.packed = append(it.src.rnd.packed, packedMove{v: it.v, dst: x})
 		if x.rnd.source {
 			it.src.rnd.out = append(it.src.rnd.out, x)
@@ -155,7 +156,7 @@ func (b *balancer) pack(bins []*bHost, it item, minGain float64) []*bHost {
 		}
 		b.ledger.Reserve(it.v.vm.ID, it.src.name, x.name, memoryNeed(it.v.vm))
 		x.rnd.plan += w
-		x.rnd.limit = math.Min(x.rnd.limit, (it.xa-minGain)*x.cap)
+		x.rnd.limit = math.Min(x.rnd.limit, (it.xa-minGain-shouldCost(it.v, it.src, x))*x.cap)
 		x.rnd.chained = true
 		it.src.rnd.packed = append(it.src.rnd.packed, packedMove{v: it.v, dst: x})
 		return bins
@@ -177,7 +178,7 @@ func (b *balancer) chainTarget(bins []*bHost, it item, minGain float64) *bHost {
 	var best *bHost
 	bestSlack := math.Inf(1)
 	for _, x := range it.src.group.hosts {
-		if x == it.src || x.rnd.source || x.rnd.chained || x.rnd.plan+w > (it.xa-minGain)*x.cap+balanceEps {
+		if x == it.src || x.rnd.source || x.rnd.chained || x.rnd.plan+w > (it.xa-minGain-shouldCost(it.v, it.src, x))*x.cap+balanceEps {
 			continue
 		}
 		// The largest room elsewhere bounds the VM x can shed.
@@ -257,7 +258,7 @@ func (b *balancer) emitSource(p *BalancePlan, src *bHost, limit int, minGain flo
 		b.ledger.Release(m.v.vm.ID)
 		xa := src.util()
 		gain := xa - math.Max(xa-m.v.load/src.cap, m.dst.util()+m.v.load/m.dst.cap)
-		if len(p.Moves) >= limit || gain < minGain {
+		if len(p.Moves) >= limit || gain < minGain+shouldCost(m.v, src, m.dst) {
 			continue
 		}
 		i := slices.IndexFunc(src.vms, func(v bVM) bool { return v.vm == m.v.vm })

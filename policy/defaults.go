@@ -30,6 +30,8 @@ const (
 	DefaultMinGain           = 0.01
 	DefaultMaxMoves          = 10
 	DefaultBalanceInterval   = 5 * time.Minute
+	DefaultBalanceHold       = 15 * time.Minute
+	DefaultTargetUtilisation = 0.8
 	DefaultRuleWeight        = 10
 	DefaultPromTimeout       = 5 * time.Second
 	DefaultPromHostLabel     = "instance"
@@ -135,6 +137,8 @@ func setDefaults(d *Document, root node) {
 	orDefault(b, "min_gain", &bp.MinGain, DefaultMinGain)
 	orDefault(b, "max_moves", &bp.MaxMoves, DefaultMaxMoves)
 	orDefault(b, "interval", &bp.Interval, DefaultBalanceInterval)
+	orDefault(b, "hold", &bp.Hold, DefaultBalanceHold)
+	orDefault(b, "target_utilisation", &bp.TargetUtilisation, DefaultTargetUtilisation)
 
 	hn, hp := root.get("health"), &d.Health
 	orDefault(hn, "suspect_after", &hp.SuspectAfter, DefaultSuspectAfter)

@@ -43,6 +43,8 @@ balancing:
   min_gain: 0.01
   max_moves: 10
   interval: 5m
+  hold: 15m
+  target_utilisation: 0.8
 failover:
   min_host_failures: 0
 health:

@@ -144,6 +144,14 @@ type BalancingPolicy struct {
 	MinGain  float64       `yaml:"min_gain" json:"min_gain"`
 	MaxMoves int           `yaml:"max_moves" json:"max_moves"`
 	Interval time.Duration `yaml:"interval" json:"interval"`
+	// Hold: a VM that moved is not moved by balancing again for this long
+	// (0: no hold), so that no round undoes an earlier one.
+	Hold time.Duration `yaml:"hold" json:"hold"`
+	// TargetUtilisation is how full power-saving packs a host, 0 to 1:
+	// memory of running VMs and their vCPUs (over CPUs, times
+	// placement.cpu_overcommit when above 1) stay at or below this share,
+	// leaving headroom as DPM's target utilisation does.
+	TargetUtilisation float64 `yaml:"target_utilisation" json:"target_utilisation"`
 }
 
 // HealthPolicy sets how signals become a host's health: how long a host

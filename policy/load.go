@@ -99,7 +99,7 @@ var durationKeys = map[string]bool{
 	"migration_timeout": true, "shutdown_timeout": true, "no_progress_timeout": true,
 	"retry_backoff": true, "interval": true, "timeout": true,
 	"suspect_after": true, "dead_after": true, "alive_after": true,
-	"lease_ttl": true, "lease_margin": true, "max_backoff": true, "confirm_timeout": true,
+	"lease_ttl": true, "lease_margin": true, "max_backoff": true, "confirm_timeout": true, "hold": true,
 }
 
 // shortDurations writes durations as people do: 30m, not 30m0s.

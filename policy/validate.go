@@ -219,6 +219,10 @@ func (c *checker) balancing(b BalancingPolicy, prom *PrometheusSource) {
 	c.share("balancing.min_gain", b.MinGain)
 	c.atLeast("balancing.max_moves", b.MaxMoves, 1)
 	c.duration("balancing.interval", b.Interval)
+	c.durationAtLeast("balancing.hold", b.Hold, 0)
+	if !(b.TargetUtilisation > 0 && b.TargetUtilisation <= 1) {
+		c.add("balancing.target_utilisation", "must be above 0 and at most 1, got %v", b.TargetUtilisation)
+	}
 	if b.Metric == BalanceByCPU {
 		switch {
 		case prom == nil:
