@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -226,19 +227,59 @@ func (n *Node) Barrier(timeout time.Duration) error {
 // AddVoter adds a server to the cluster; leader only.
 func (n *Node) AddVoter(id, addr string) error {
 	err := n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 10*time.Second).Error()
+	return notLeader(err)
+}
+
+// AddNonvoter adds a server that receives the log but does not vote (a
+// joining server, until it is promoted); leader only.
+func (n *Node) AddNonvoter(id, addr string) error {
+	err := n.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 10*time.Second).Error()
+	return notLeader(err)
+}
+
+// notLeader maps raft's not-the-leader error onto ours.
+func notLeader(err error) error {
 	if errors.Is(err, raft.ErrNotLeader) {
 		return ErrNotLeader
 	}
 	return err
 }
 
+// RaftStats is where this server's raft stands.
+type RaftStats struct {
+	State        string `json:"state"`
+	Term         uint64 `json:"term"`
+	LastLogIndex uint64 `json:"last_log_index"`
+	LastLogTerm  uint64 `json:"last_log_term"`
+	CommitIndex  uint64 `json:"commit_index"`
+	AppliedIndex uint64 `json:"applied_index"`
+	// LastContactMillis is how long ago a follower last heard from the
+	// leader: 0 on the leader, -1 on a server that never has.
+	LastContactMillis int64 `json:"last_contact_ms"`
+}
+
+// Stats reads this server's raft position.
+func (n *Node) Stats() RaftStats {
+	st := n.raft.Stats()
+	num := func(k string) uint64 {
+		v, _ := strconv.ParseUint(st[k], 10, 64)
+		return v
+	}
+	out := RaftStats{State: n.raft.State().String(), Term: num("term"), LastLogIndex: num("last_log_index"),
+		LastLogTerm: num("last_log_term"), CommitIndex: n.raft.CommitIndex(), AppliedIndex: n.raft.AppliedIndex()}
+	if n.raft.State() != raft.Leader {
+		out.LastContactMillis = -1
+		if lc := n.raft.LastContact(); !lc.IsZero() {
+			out.LastContactMillis = time.Since(lc).Milliseconds()
+		}
+	}
+	return out
+}
+
 // RemoveServer removes a server from the cluster; leader only.
 func (n *Node) RemoveServer(id string) error {
 	err := n.raft.RemoveServer(raft.ServerID(id), 0, 10*time.Second).Error()
-	if errors.Is(err, raft.ErrNotLeader) {
-		return ErrNotLeader
-	}
-	return err
+	return notLeader(err)
 }
 
 // Member is one server in the raft configuration.

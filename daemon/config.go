@@ -61,6 +61,14 @@ type Config struct {
 		Join []string `yaml:"join"`
 		// SnapshotThreshold is how many log entries trigger a snapshot.
 		SnapshotThreshold uint64 `yaml:"snapshot_threshold"`
+		// ServerStabilization is how long a joining server must stay caught
+		// up and in touch with the leader before it is promoted from
+		// non-voter to voter (10s).
+		ServerStabilization time.Duration `yaml:"server_stabilization"`
+		// DeadServerTimeout is how long a non-voter may go without
+		// answering the leader before it is removed (60s). Voters are
+		// never removed automatically: herd server remove ID does it.
+		DeadServerTimeout time.Duration `yaml:"dead_server_timeout"`
 	} `yaml:"raft"`
 	// Gossip is the membership pool of servers and agents (memberlist).
 	// Off when listen is empty.
@@ -169,6 +177,12 @@ func (c *Config) applyDefaults() {
 	if c.Raft.Listen == "" {
 		c.Raft.Listen = fmt.Sprintf("0.0.0.0:%d", DefaultRaftPort)
 	}
+	if c.Raft.ServerStabilization == 0 {
+		c.Raft.ServerStabilization = 10 * time.Second
+	}
+	if c.Raft.DeadServerTimeout == 0 {
+		c.Raft.DeadServerTimeout = time.Minute
+	}
 	if c.API.WriteRate == 0 {
 		c.API.WriteRate = 10
 	}
@@ -259,6 +273,12 @@ func (c *Config) Validate(doc *yamlfile.Doc) error {
 		}
 	} else if len(c.Gossip.Join) > 0 || c.Gossip.KeyringFile != "" {
 		bad("gossip.listen", "must be set when gossip.join or gossip.keyring_file is")
+	}
+	if c.Raft.ServerStabilization < 0 || c.Raft.ServerStabilization > time.Hour {
+		bad("raft.server_stabilization", "%s is out of range (0 to 1h)", c.Raft.ServerStabilization)
+	}
+	if c.Raft.DeadServerTimeout < time.Second || c.Raft.DeadServerTimeout > 24*time.Hour {
+		bad("raft.dead_server_timeout", "%s is out of range (1s to 24h)", c.Raft.DeadServerTimeout)
 	}
 	if c.Raft.BootstrapExpect < 0 || c.Raft.BootstrapExpect > 7 {
 		bad("raft.bootstrap_expect", "%d is out of range (0 to 7)", c.Raft.BootstrapExpect)

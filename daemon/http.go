@@ -40,7 +40,7 @@ func (s *Server) routes() http.Handler {
 		}
 		mux.Handle(pattern, s.instrument(route, s.authorize(need, h)))
 	}
-	read := func(pattern string, h http.HandlerFunc) { handle(pattern, RoleRead, h) }
+	read := func(pattern string, h http.HandlerFunc) { handle(pattern, RoleRead, s.fresh(h)) }
 	// onLeader forwards to the leader after this server checked the
 	// token; the leader checks it again.
 	write := func(pattern string, need Role, h http.HandlerFunc) { handle(pattern, need, s.onLeader(h)) }
@@ -78,6 +78,9 @@ func (s *Server) routes() http.Handler {
 	write("PUT /v1/policy", RoleAdmin, s.handlePutPolicy)
 	read("POST /v1/policy/validate", s.handleValidatePolicy)
 	read("GET /v1/cluster", s.handleCluster)
+	// Read by the leader's autopilot and by followers checking readiness:
+	// no freshness check of its own.
+	handle("GET /v1/cluster/self", RoleRead, http.HandlerFunc(s.handleServerStats))
 	write("POST /v1/cluster/join", RoleAdmin, s.handleJoin)
 	write("POST /v1/cluster/remove", RoleAdmin, s.handleRemoveServer)
 	// Leaving runs on the server that leaves; it asks the leader.
@@ -134,7 +137,7 @@ func (s *Server) onLeader(h http.HandlerFunc) http.HandlerFunc {
 		addr := s.leaderAPI()
 		if addr == "" {
 			s.metrics.ForwardedRequests.WithLabelValues("no_leader").Inc()
-			writeError(w, http.StatusServiceUnavailable, "", "no raft leader: nothing can be written now")
+			writeError(w, http.StatusServiceUnavailable, "", "no raft leader: a majority of the voting servers must be up and in touch to elect one; until then nothing can be written (or read with --consistent)")
 			return
 		}
 		target, err := url.Parse(addr)
@@ -304,8 +307,9 @@ func (s *Server) handleCluster(w http.ResponseWriter, r *http.Request) {
 	out := api.Cluster{Self: s.selfInfo(), Leader: leader, LeaderAPI: s.leaderAPI(), Index: st.Index,
 		Hosts: len(st.Hosts), VMs: len(st.VMs), Discovered: s.discoveredList(), Servers: []api.Server{}, Policy: s.policyStatus(), Gossip: s.gossipMembers()}
 	members, _ := s.node.Members()
+	health := s.members.health()
 	for _, m := range members {
-		sv := api.Server{ID: m.ID, RaftAddr: m.Address, Voter: m.Voter, Leader: m.ID == leader}
+		sv := api.Server{ID: m.ID, RaftAddr: m.Address, Voter: m.Voter, Leader: m.ID == leader, Health: health[m.ID]}
 		if reg := st.Servers[m.ID]; reg != nil {
 			sv.APIAddr = reg.APIAddr
 		}
@@ -331,36 +335,37 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "api_addr", "%v", err)
 		return
 	}
-	if err := s.node.AddVoter(req.ID, req.RaftAddr); err != nil {
-		writeApplyError(w, fmt.Errorf("add voter %s: %w", req.ID, err))
+	voter, ferr := s.addServer(req)
+	if ferr != nil {
+		ferr.write(w)
 		return
 	}
 	if _, err := s.node.Apply(r.Context(), &cluster.RegisterServer{Server: cluster.Server{ID: req.ID, RaftAddr: req.RaftAddr, APIAddr: req.APIAddr}}); err != nil {
 		writeApplyError(w, err)
 		return
 	}
-	s.log.Info("server joined", "id", req.ID, "raft", req.RaftAddr, "api", req.APIAddr)
-	writeJSON(w, http.StatusOK, struct{}{})
+	msg := "joined as a non-voter: promoted to voter once caught up and healthy for " + s.cfg.Raft.ServerStabilization.String()
+	if voter {
+		msg = "a voter already"
+	}
+	s.log.Info("server joined", "id", req.ID, "raft", req.RaftAddr, "api", req.APIAddr, "voter", voter)
+	writeJSON(w, http.StatusOK, api.JoinResult{ID: req.ID, Voter: voter, Message: msg})
 }
 
 func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, api.Health{Status: "ok", Time: time.Now().UTC()})
 }
 
-// handleReadyz: ready when a leader is known and this server has applied
-// what it knows to be committed.
+// handleReadyz: ready when a leader is known, this server is in touch with
+// it, and it has applied the leader's commit index as the leader reported
+// it (a restarted server first replays its log).
 func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
-	leader, _ := s.node.Leader()
-	raft := s.node.Raft()
-	switch {
-	case leader == "":
-		writeJSON(w, http.StatusServiceUnavailable, api.Health{Status: "not ready", Reason: "no raft leader", Time: time.Now().UTC()})
-	case raft.AppliedIndex() < raft.CommitIndex():
-		writeJSON(w, http.StatusServiceUnavailable, api.Health{Status: "not ready",
-			Reason: fmt.Sprintf("catching up: applied %d of %d", raft.AppliedIndex(), raft.CommitIndex()), Time: time.Now().UTC()})
-	default:
-		writeJSON(w, http.StatusOK, api.Health{Status: "ready", Time: time.Now().UTC()})
+	s.setFreshness(w)
+	if stale := w.Header().Get(headerStale); stale != "" {
+		writeJSON(w, http.StatusServiceUnavailable, api.Health{Status: "not ready", Reason: stale, Time: time.Now().UTC()})
+		return
 	}
+	writeJSON(w, http.StatusOK, api.Health{Status: "ready", Time: time.Now().UTC()})
 }
 
 // actor names who asked for a change: the token's name, or without auth

@@ -81,6 +81,9 @@ func (s *Server) removeServer(ctx context.Context, id, who string) error {
 	case len(members) == 1:
 		return &cluster.ApplyError{Code: http.StatusConflict, Field: "id", Msg: fmt.Sprintf("server %q is the only one: it cannot leave (stop it instead)", id)}
 	}
+	if msg := s.members.removalBlocker(members, id); msg != "" {
+		return &cluster.ApplyError{Code: http.StatusConflict, Field: "id", Msg: msg}
+	}
 	ev := cluster.NewEvent("cluster.server_left", who, "", "", fmt.Sprintf("server %s leaves the cluster (%d servers remain)", id, len(members)-1))
 	if _, err := s.node.Apply(ctx, &cluster.AppendEvents{Events: []cluster.Event{ev}}); err != nil {
 		return err

@@ -65,6 +65,8 @@ type Server struct {
 	controllers []Controller
 	ops         *opsController
 	balancer    *balancer
+	members     *membership
+	catchUp     catchUp
 	leases      *leaseTable
 	// devFence powers off a simulator host (dev mode only; nil otherwise).
 	devFence func(host string) error
@@ -176,7 +178,8 @@ func NewServer(cfg *Config, opts Options) (*Server, error) {
 		s.controllers = append(s.controllers, &inventorySync{s: s, driver: dc.Name})
 	}
 	s.balancer = newBalancerController(s)
-	s.controllers = append(s.controllers, s.ops, s.balancer, &healthController{s: s}, newRecoveryController(s))
+	s.members = &membership{s: s}
+	s.controllers = append(s.controllers, s.members, s.ops, s.balancer, &healthController{s: s}, newRecoveryController(s))
 	s.http = &http.Server{
 		Handler:           s.routes(),
 		ReadHeaderTimeout: 10 * time.Second,

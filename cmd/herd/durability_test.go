@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -47,65 +45,8 @@ func (p *serverProc) kill9() {
 // writes from several clients; all three are killed with SIGKILL in the
 // middle; restarted, they hold every write that was answered 2xx.
 func TestKill9KeepsAcknowledgedWrites(t *testing.T) {
-	dir := t.TempDir()
-	var procs []*serverProc
-	apis := []string{testutil.FreePort(t), testutil.FreePort(t), testutil.FreePort(t)}
-	tok := writeTestTokens(t)
-	for i := range apis {
-		var join []string
-		for j, a := range apis {
-			if j != i {
-				join = append(join, a)
-			}
-		}
-		cfg := fmt.Sprintf(`node_name: s%d
-data_dir: %s
-policy_file: %s
-api:
-  listen: %s
-  tokens_file: %s
-  server_token_file: %s
-  write_rate: 10000
-  write_burst: 100000
-raft:
-  listen: %s
-  bootstrap_expect: 3
-  join: [%s]
-log:
-  level: error
-`, i+1, filepath.Join(dir, fmt.Sprint(i+1)), filepath.Join(dir, "none.yaml"), apis[i], tok.file, tok.server, testutil.FreePort(t), strings.Join(join, ", "))
-		path := filepath.Join(dir, fmt.Sprintf("herd%d.yaml", i+1))
-		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		p := &serverProc{cfg: path, api: apis[i]}
-		p.start(t)
-		procs = append(procs, p)
-	}
-	defer func() {
-		for _, p := range procs {
-			p.kill9()
-		}
-	}()
-	clients := make([]*api.Client, 3)
-	for i, a := range apis {
-		clients[i], _ = api.NewClient(a, tok.admin)
-		clients[i].HTTP.Timeout = 5 * time.Second
-	}
-	testutil.WaitFor(t, 30*time.Second, "a three-server cluster", func() bool {
-		for _, c := range clients {
-			cl, err := c.Cluster(context.Background())
-			if err != nil || cl.Leader == "" || len(cl.Servers) != 3 {
-				return false
-			}
-			for _, s := range cl.Servers {
-				if s.APIAddr == "" {
-					return false
-				}
-			}
-		}
-		return true
-	})
+	tc := startCluster(t, "")
+	procs, clients := tc.procs, tc.admin
 
 	// Writers on every server (followers forward) until the kill.
 	var mu sync.Mutex

@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -148,24 +150,17 @@ func newClusterCmd(g *globals) *cobra.Command {
 		Short: "Show the raft cluster: leader, servers, state size",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return read(g, func(cx context.Context, c *api.Client) (*api.Cluster, error) { return c.Cluster(cx) }, func(cl *api.Cluster) error {
+			return read(g, clusterView, func(cl *api.Cluster) error {
 				leader := cl.Leader
 				if leader == "" {
-					leader = "(none)"
+					leader = "(none: a majority of the voters must be up to elect one)"
 				}
 				fmt.Fprintf(g.stdout, "Leader: %s   Answered by: %s   Applied index: %d   Hosts: %d   VMs: %d\n\n", esc(leader), esc(cl.Self.ID), cl.Index, cl.Hosts, cl.VMs)
 				var rows [][]string
 				for _, s := range cl.Servers {
-					role := "follower"
-					if s.Leader {
-						role = "leader"
-					}
-					if !s.Voter {
-						role += " (non-voter)"
-					}
-					rows = append(rows, []string{s.ID, role, s.RaftAddr, s.APIAddr})
+					rows = append(rows, append([]string{s.ID}, serverState(s)...))
 				}
-				return table(g.stdout, "SERVER\tROLE\tRAFT\tAPI", rows)
+				return table(g.stdout, "SERVER\tROLE\tSTATE\tLAST CONTACT\tLOG LAG\tRAFT\tAPI", rows)
 			})
 		},
 	}
@@ -233,4 +228,55 @@ func newEventsCmd(g *globals) *cobra.Command {
 	cmd.Flags().IntVar(&limit, "limit", 0, "only the newest N matching events")
 	addOutput(cmd, g)
 	return cmd
+}
+
+// clusterView asks the leader for the cluster (its view of every server);
+// without a leader, the answering server's own, marked stale.
+func clusterView(cx context.Context, c *api.Client) (*api.Cluster, error) {
+	lc := *c
+	lc.Consistent = true
+	cl, err := lc.Cluster(cx)
+	var se *api.StatusError
+	if errors.As(err, &se) && se.Code == http.StatusServiceUnavailable {
+		return c.Cluster(cx)
+	}
+	return cl, err
+}
+
+// serverState is a server's role, state, last contact and log lag (with
+// the raft and API addresses) as the leader sees it.
+func serverState(s api.Server) []string {
+	h := s.Health
+	if h == nil {
+		role := "voter"
+		if !s.Voter {
+			role = "non-voter"
+		}
+		return []string{role, "unknown (no leader's view)", "-", "-", s.RaftAddr, s.APIAddr}
+	}
+	state := "down"
+	switch {
+	case h.Up && h.Healthy:
+		state = "up, healthy"
+	case h.Up:
+		state = "up, not caught up"
+	case h.Suffrage == "non-voter":
+		state = "down (never promoted)"
+	}
+	contact := "-"
+	switch {
+	case h.Suffrage == "leader":
+		contact = "leader"
+	case !h.Up && h.LastAnswer.IsZero():
+		contact = "never answered"
+	case !h.Up:
+		contact = "answered " + time.Since(h.LastAnswer).Round(time.Second).String() + " ago"
+	case h.LastContactMillis >= 0:
+		contact = (time.Duration(h.LastContactMillis) * time.Millisecond).String()
+	}
+	lag := fmt.Sprint(h.LogLag)
+	if !h.Up && h.Suffrage != "leader" {
+		lag = "-"
+	}
+	return []string{h.Suffrage, state, contact, lag, s.RaftAddr, s.APIAddr}
 }

@@ -3,10 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,25 +16,11 @@ import (
 // TestServerLeaveCommand: three server processes with API tokens form a
 // cluster; `herd server leave` takes one out, and that process exits 0.
 func TestServerLeaveCommand(t *testing.T) {
-	dir := t.TempDir()
 	tok := writeTestTokens(t)
 	apis := []string{testutil.FreePort(t), testutil.FreePort(t), testutil.FreePort(t)}
 	var cmds []*exec.Cmd
 	var logs []*bytes.Buffer
-	for i := range apis {
-		var join []string
-		for j, a := range apis {
-			if j != i {
-				join = append(join, a)
-			}
-		}
-		cfg := fmt.Sprintf("node_name: s%d\ndata_dir: %s\npolicy_file: %s\napi:\n  listen: %s\n  tokens_file: %s\n  server_token_file: %s\n"+
-			"raft:\n  listen: %s\n  bootstrap_expect: 3\n  join: [%s]\n",
-			i+1, filepath.Join(dir, fmt.Sprint(i+1)), filepath.Join(dir, "none.yaml"), apis[i], tok.file, tok.server, testutil.FreePort(t), strings.Join(join, ", "))
-		path := filepath.Join(dir, fmt.Sprintf("herd%d.yaml", i+1))
-		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-			t.Fatal(err)
-		}
+	for _, path := range serverConfigs(t, tok, apis, "") {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestServerProcess$")
 		cmd.Env = append(os.Environ(), "HERD_TEST_SERVER_ARGS=server -config "+path)
 		var stderr bytes.Buffer

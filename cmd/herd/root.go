@@ -36,6 +36,8 @@ type globals struct {
 	clientCert string
 	clientKey  string
 	output     string
+	consistent bool
+	warned     bool
 	stdout     io.Writer
 	stderr     io.Writer
 }
@@ -49,6 +51,13 @@ func (g *globals) client() (*api.Client, error) {
 	c, err := api.NewClient(addr, g.token)
 	if err != nil {
 		return nil, usageError{fmt.Errorf("--address: %w", err)}
+	}
+	c.Consistent = g.consistent
+	c.Warn = func(msg string) {
+		if !g.warned {
+			g.warned = true
+			fmt.Fprintf(g.stderr, "warning: this answer may not be current: %s (--consistent asks the leader)\n", esc(msg))
+		}
 	}
 	if tlsOn {
 		cfg, err := api.ClientTLS(g.caCert, g.clientCert, g.clientKey)
@@ -94,6 +103,7 @@ the API through HERD_ADDR (default http://127.0.0.1:7420) and HERD_TOKEN, or the
 	}
 	root.PersistentFlags().StringVar(&g.address, "address", addr, "API address (env HERD_ADDR)")
 	root.PersistentFlags().StringVar(&g.token, "token", os.Getenv("HERD_TOKEN"), "API token (env HERD_TOKEN)")
+	root.PersistentFlags().BoolVar(&g.consistent, "consistent", false, "read from the leader, never a stale copy (fails when there is no leader)")
 	root.PersistentFlags().StringVar(&g.caCert, "ca-cert", os.Getenv("HERD_CACERT"), "CA certificate (PEM) that signed the API's certificate (env HERD_CACERT)")
 	root.PersistentFlags().StringVar(&g.clientCert, "client-cert", os.Getenv("HERD_CLIENT_CERT"), "client certificate (PEM) when the API verifies clients (env HERD_CLIENT_CERT)")
 	root.PersistentFlags().StringVar(&g.clientKey, "client-key", os.Getenv("HERD_CLIENT_KEY"), "key of --client-cert (env HERD_CLIENT_KEY)")

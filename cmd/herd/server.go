@@ -74,6 +74,19 @@ func newServerCmd(g *globals) *cobra.Command {
 				return nil
 			})
 		},
+	}, &cobra.Command{
+		Use:   "remove ID",
+		Short: "Take a server (a dead one, typically) out of the raft cluster",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return write(g, func(cx context.Context, c *api.Client) error {
+				if err := c.RemoveServer(cx, args[0]); err != nil {
+					return err
+				}
+				fmt.Fprintf(g.stdout, "Server %s removed from the cluster.\n", esc(args[0]))
+				return nil
+			})
+		},
 	})
 	return cmd
 }

@@ -23,6 +23,33 @@ type Client struct {
 	Base  string // http://host:port
 	Token string
 	HTTP  *http.Client
+	// Consistent asks every read of the leader (?stale=false).
+	Consistent bool
+	// Warn, when set, hears why an answer is stale (X-Herd-Stale).
+	Warn func(msg string)
+}
+
+// StaleHeader names why a read's answer may not be current.
+const StaleHeader = "X-Herd-Stale"
+
+// prepare adds ?stale=false to a consistent client's reads.
+func (c *Client) prepare(method string, q url.Values) url.Values {
+	if !c.Consistent || method != http.MethodGet {
+		return q
+	}
+	out := url.Values{}
+	for k, v := range q {
+		out[k] = v
+	}
+	out.Set("stale", "false")
+	return out
+}
+
+// heard passes a stale answer's reason to Warn.
+func (c *Client) heard(resp *http.Response) {
+	if msg := resp.Header.Get(StaleHeader); msg != "" && c.Warn != nil {
+		c.Warn(msg)
+	}
 }
 
 // NewClient returns a client for the API at addr (host:port or URL).
@@ -110,6 +137,7 @@ func (e *StatusError) Error() string {
 
 // doRaw sends a body as is and returns the answer's body.
 func (c *Client) doRaw(ctx context.Context, method, path string, q url.Values, contentType string, body []byte) ([]byte, http.Header, error) {
+	q = c.prepare(method, q)
 	u := c.Base + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
@@ -129,6 +157,7 @@ func (c *Client) doRaw(ctx context.Context, method, path string, q url.Values, c
 		return nil, nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
+	c.heard(resp)
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s %s: read answer: %w", method, path, err)

@@ -151,6 +151,35 @@ type Server struct {
 	APIAddr  string `json:"api_addr,omitempty"`
 	Voter    bool   `json:"voter"`
 	Leader   bool   `json:"leader"`
+	// Health is the leader's view of the server; nil when the server that
+	// answered does not lead (ask with ?stale=false).
+	Health *ServerHealth `json:"health,omitempty"`
+}
+
+// ServerHealth is one server as the leader sees it (autopilot).
+type ServerHealth struct {
+	// Suffrage: leader, voter, non-voter or staging.
+	Suffrage string `json:"suffrage"`
+	// Up: the server answered the leader's last probe.
+	Up bool `json:"up"`
+	// Healthy: up, in touch with the leader and caught up; a non-voter is
+	// promoted once healthy for the stabilization time.
+	Healthy     bool      `json:"healthy"`
+	StableSince time.Time `json:"stable_since,omitzero"`
+	// LastContact is how long ago the server last heard from the leader,
+	// as it reported; LastAnswer when it last answered the leader.
+	LastContactMillis int64     `json:"last_contact_ms"`
+	LastAnswer        time.Time `json:"last_answer,omitzero"`
+	LastIndex         uint64    `json:"last_index"`
+	// LogLag is how many log entries it is behind the leader.
+	LogLag uint64 `json:"log_lag"`
+}
+
+// ServerStats is GET /v1/cluster/self: this server's raft position (what
+// the leader's autopilot and a follower's readiness check read).
+type ServerStats struct {
+	ID   string            `json:"id"`
+	Raft cluster.RaftStats `json:"raft"`
 }
 
 // JoinRequest is the body of POST /v1/cluster/join.
@@ -158,6 +187,13 @@ type JoinRequest struct {
 	ID       string `json:"id"`
 	RaftAddr string `json:"raft_addr"`
 	APIAddr  string `json:"api_addr"`
+}
+
+// JoinResult answers POST /v1/cluster/join.
+type JoinResult struct {
+	ID      string `json:"id"`
+	Voter   bool   `json:"voter"`
+	Message string `json:"message"`
 }
 
 // Health is the answer of /healthz and /readyz.

@@ -1,0 +1,152 @@
+package daemon
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/herd-project/herd/daemon/api"
+)
+
+// Every read says how fresh it is, as Consul's X-Consul-KnownLeader,
+// X-Consul-LastContact and X-Consul-Index do; a read from a server with no
+// leader, out of touch or still catching up carries X-Herd-Stale with the
+// reason (the CLI prints it as a warning). ?stale=false asks the leader.
+const (
+	headerKnownLeader = "X-Herd-Known-Leader"
+	headerLastContact = "X-Herd-Last-Contact" // milliseconds
+	headerIndex       = "X-Herd-Index"
+	headerStale       = api.StaleHeader
+	// staleAfter: a follower that has not heard from the leader for longer
+	// serves stale reads.
+	staleAfter = 3 * time.Second
+)
+
+// catchUp remembers whether this server has applied what the leader had
+// committed when this server last asked, since it started or last lost
+// touch: a restarted follower replays its log before it says it is ready.
+type catchUp struct {
+	mu       sync.Mutex
+	done     bool
+	target   uint64
+	targetAt time.Time
+}
+
+// freshness says whether this server's state is current: a leader is known,
+// it heard from it recently and it has caught up. stale is "" when so.
+func (s *Server) freshness() (knownLeader bool, lastContact time.Duration, stale string) {
+	leader, _ := s.node.Leader()
+	if leader == "" {
+		s.catchUp.reset()
+		return false, 0, "no raft leader: this server's state may be out of date (a majority of the servers must be up to elect one)"
+	}
+	r := s.node.Raft()
+	if s.node.IsLeader() {
+		if a, c := r.AppliedIndex(), r.CommitIndex(); a < c {
+			return true, 0, fmt.Sprintf("catching up: applied %d of %d", a, c)
+		}
+		return true, 0, ""
+	}
+	lc := r.LastContact()
+	if lc.IsZero() {
+		s.catchUp.reset()
+		return true, 0, "not in touch with the leader yet"
+	}
+	lastContact = time.Since(lc)
+	if lastContact > staleAfter {
+		s.catchUp.reset()
+		return true, lastContact, fmt.Sprintf("last heard from leader %s %s ago", leader, lastContact.Round(time.Millisecond))
+	}
+	if msg := s.caughtUp(); msg != "" {
+		return true, lastContact, msg
+	}
+	return true, lastContact, ""
+}
+
+func (c *catchUp) reset() {
+	c.mu.Lock()
+	c.done, c.target, c.targetAt = false, 0, time.Time{}
+	c.mu.Unlock()
+}
+
+// caughtUp returns "" once this server has applied the leader's commit
+// index as the leader reported it when first asked.
+func (s *Server) caughtUp() string {
+	c := &s.catchUp
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done {
+		return ""
+	}
+	applied := s.node.Raft().AppliedIndex()
+	if c.targetAt.IsZero() {
+		target, err := s.leaderCommitIndex()
+		if err != nil {
+			return "cannot ask the leader how far the log goes: " + err.Error()
+		}
+		c.target, c.targetAt = target, time.Now()
+	}
+	if applied < c.target {
+		return fmt.Sprintf("catching up: applied %d of the leader's %d", applied, c.target)
+	}
+	c.done = true
+	return ""
+}
+
+// leaderCommitIndex asks the leader for its commit index.
+func (s *Server) leaderCommitIndex() (uint64, error) {
+	addr := s.leaderAPI()
+	if addr == "" {
+		return 0, fmt.Errorf("the leader's API address is not known yet")
+	}
+	c, err := s.apiClient(addr, time.Second)
+	if err != nil {
+		return 0, err
+	}
+	var out api.ServerStats
+	if err := c.Get(s.ctx, "/v1/cluster/self", nil, &out); err != nil {
+		return 0, err
+	}
+	return out.Raft.CommitIndex, nil
+}
+
+// fresh wraps a read: it sets the freshness headers, and with
+// ?stale=false serves the read on the leader (forwarding it there).
+func (s *Server) fresh(h http.HandlerFunc) http.HandlerFunc {
+	leaderRead := s.onLeader(func(w http.ResponseWriter, r *http.Request) {
+		if err := s.node.Raft().VerifyLeader().Error(); err != nil {
+			writeError(w, http.StatusServiceUnavailable, "", "not the leader any more (%v); try again", err)
+			return
+		}
+		s.setFreshness(w)
+		h(w, r)
+	})
+	return func(w http.ResponseWriter, r *http.Request) {
+		if v := r.URL.Query().Get("stale"); v != "" {
+			staleOK, err := strconv.ParseBool(v)
+			if err != nil {
+				writeError(w, http.StatusBadRequest, "stale", "stale %q is not true or false", v)
+				return
+			}
+			if !staleOK {
+				leaderRead(w, r)
+				return
+			}
+		}
+		s.setFreshness(w)
+		h(w, r)
+	}
+}
+
+func (s *Server) setFreshness(w http.ResponseWriter) {
+	known, lc, stale := s.freshness()
+	hd := w.Header()
+	hd.Set(headerKnownLeader, strconv.FormatBool(known))
+	hd.Set(headerLastContact, strconv.FormatInt(lc.Milliseconds(), 10))
+	hd.Set(headerIndex, strconv.FormatUint(s.node.Raft().AppliedIndex(), 10))
+	if stale != "" {
+		hd.Set(headerStale, stale)
+	}
+}
