@@ -110,64 +110,35 @@ func (d *Driver) Shutdown(ctx context.Context, id string) error {
 	if !p.active() {
 		return nil
 	}
-	deadline, ok := ctx.Deadline()
-	if !ok {
-		deadline = time.Now().Add(defaultShutdownWait)
-	}
-	if time.Until(deadline) > hardOffMargin {
-		err := p.host.call(ctx, "shutdown", func(l *golibvirt.Libvirt) error { return l.DomainShutdown(p.dom) })
-		switch {
-		case err == nil:
-			done, err := waitShutOff(ctx, p, deadline)
-			if err != nil {
-				return fail(err)
+	err = drivers.GracefulShutdown{
+		Wait: defaultShutdownWait, Margin: hardOffMargin, Poll: shutdownPoll,
+		Log: d.log.With("vm", id, "host", p.host.cfg.Name), HardOff: "destroying",
+		Ask: func(ctx context.Context) error {
+			return p.host.call(ctx, "shutdown", func(l *golibvirt.Libvirt) error { return l.DomainShutdown(p.dom) })
+		},
+		AskFailed: func(err error) (bool, error) {
+			switch {
+			case hasCode(err, golibvirt.ErrOperationInvalid):
+				return true, nil // no longer running
+			case ctx.Err() != nil || errors.Is(err, drivers.ErrNotFound) || errors.Is(err, drivers.ErrUnreachable):
+				return false, err
 			}
-			if done {
-				d.log.Info("guest shut down", "vm", id, "host", p.host.cfg.Name)
-				return nil
-			}
-			d.log.Warn("guest did not shut down in time, destroying", "vm", id, "host", p.host.cfg.Name)
-		case hasCode(err, golibvirt.ErrOperationInvalid):
-			return nil // no longer running
-		case ctx.Err() != nil || errors.Is(err, drivers.ErrNotFound) || errors.Is(err, drivers.ErrUnreachable):
-			return fail(err)
-		default:
-			d.log.Warn("guest shutdown refused, destroying", "vm", id, "err", err)
-		}
-	}
-	if err := d.powerOff(ctx, p); err != nil {
+			return false, nil
+		},
+		IsOff: func(ctx context.Context) (bool, error) {
+			state, err := query(ctx, p.host, "state", func(l *golibvirt.Libvirt) (int32, error) {
+				state, _, err := l.DomainGetState(p.dom, 0)
+				return state, err
+			})
+			return err == nil && !(placement{state: golibvirt.DomainState(state)}).active(), err
+		},
+		Canceled: func(ctx context.Context) error { return timeoutError(ctx, "wait for shutdown") },
+		PowerOff: func(ctx context.Context) error { return d.powerOff(ctx, p) },
+	}.Run(ctx)
+	if err != nil {
 		return fail(err)
 	}
 	return nil
-}
-
-// waitShutOff polls p until it is off (done) or until deadline is within
-// hardOffMargin (not done, no error).
-func waitShutOff(ctx context.Context, p placement, deadline time.Time) (bool, error) {
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return false, timeoutError(ctx, "wait for shutdown")
-		case <-timer.C:
-		}
-		state, err := query(ctx, p.host, "state", func(l *golibvirt.Libvirt) (int32, error) {
-			state, _, err := l.DomainGetState(p.dom, 0)
-			return state, err
-		})
-		if err != nil {
-			return false, err
-		}
-		if !(placement{state: golibvirt.DomainState(state)}).active() {
-			return true, nil
-		}
-		left := time.Until(deadline) - hardOffMargin
-		if left <= 0 {
-			return false, nil
-		}
-		timer.Reset(min(shutdownPoll, left))
-	}
 }
 
 // Recreate defines a shut-off domain on host from a Definition that

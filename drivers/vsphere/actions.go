@@ -123,61 +123,35 @@ func (d *Driver) Shutdown(ctx context.Context, id string) error {
 		return fail(err)
 	}
 	vm := object.NewVirtualMachine(d.client.Client, ref)
-	deadline, ok := ctx.Deadline()
-	if !ok {
-		deadline = time.Now().Add(defaultShutdownWait)
-	}
-	if time.Until(deadline) > hardOffMargin {
-		err := vm.ShutdownGuest(ctx)
-		switch {
-		case err == nil:
-			done, err := d.waitPoweredOff(ctx, vm, deadline)
+	err = drivers.GracefulShutdown{
+		Wait: defaultShutdownWait, Margin: hardOffMargin, Poll: shutdownPoll,
+		Log: d.log.With("vm", id), HardOff: "powering off",
+		Ask: vm.ShutdownGuest,
+		AskFailed: func(err error) (bool, error) {
+			switch {
+			case isInvalidPowerState(err, types.VirtualMachinePowerStatePoweredOff):
+				return true, nil
+			case ctx.Err() != nil || errors.Is(classify(err), drivers.ErrNotFound):
+				return false, d.failVM(id, err)
+			}
+			return false, nil
+		},
+		IsOff: func(ctx context.Context) (bool, error) {
+			state, err := vm.PowerState(ctx)
 			if err != nil {
-				return fail(d.failVM(id, err))
+				return false, d.failVM(id, err)
 			}
-			if done {
-				d.log.Info("guest shut down", "vm", id)
-				return nil
-			}
-			d.log.Warn("guest did not shut down in time, powering off", "vm", id)
-		case isInvalidPowerState(err, types.VirtualMachinePowerStatePoweredOff):
-			return nil
-		case ctx.Err() != nil || errors.Is(classify(err), drivers.ErrNotFound):
-			return fail(d.failVM(id, err))
-		default:
-			d.log.Warn("guest shutdown unavailable, powering off", "vm", id, "err", err)
-		}
-	}
-	if err := d.setPower(ctx, id, types.VirtualMachinePowerStatePoweredOff); err != nil {
+			return state == types.VirtualMachinePowerStatePoweredOff, nil
+		},
+		Canceled: func(ctx context.Context) error { return d.failVM(id, ctx.Err()) },
+		PowerOff: func(ctx context.Context) error {
+			return d.setPower(ctx, id, types.VirtualMachinePowerStatePoweredOff)
+		},
+	}.Run(ctx)
+	if err != nil {
 		return fail(err)
 	}
 	return nil
-}
-
-// waitPoweredOff polls vm until it is off (done) or until deadline is
-// within hardOffMargin (not done, no error).
-func (d *Driver) waitPoweredOff(ctx context.Context, vm *object.VirtualMachine, deadline time.Time) (bool, error) {
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return false, ctx.Err()
-		case <-timer.C:
-		}
-		state, err := vm.PowerState(ctx)
-		if err != nil {
-			return false, err
-		}
-		if state == types.VirtualMachinePowerStatePoweredOff {
-			return true, nil
-		}
-		left := time.Until(deadline) - hardOffMargin
-		if left <= 0 {
-			return false, nil
-		}
-		timer.Reset(min(shutdownPoll, left))
-	}
 }
 
 // Recreate creates a powered-off VM on host from a Definition that
