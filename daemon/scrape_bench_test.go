@@ -98,7 +98,9 @@ func replaceInventory(b *testing.B, s *Server, st *cluster.State) {
 	for _, vm := range st.SortedVMs() {
 		d.UpsertVMs = append(d.UpsertVMs, *vm)
 	}
-	if _, err := s.Node().Apply(context.Background(), d); err != nil {
-		b.Fatal(err)
+	for _, part := range d.Split(cluster.MaxInventoryEntryBytes) {
+		if _, err := s.Node().Apply(context.Background(), part); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -83,8 +83,12 @@ func (s *Server) syncInventory(ctx context.Context, driver string) (*SyncResult,
 	if diff.Empty() {
 		return &SyncResult{Diff: diff}, nil
 	}
-	if _, err := s.node.Apply(ctx, diff); err != nil {
-		return nil, fmt.Errorf("write inventory of %s: %w", driver, err)
+	// A large inventory goes in bounded entries; one that fails part way
+	// leaves the parts before it written, and the next round writes the rest.
+	for _, part := range diff.Split(cluster.MaxInventoryEntryBytes) {
+		if _, err := s.node.Apply(ctx, part); err != nil {
+			return nil, fmt.Errorf("write inventory of %s: %w", driver, err)
+		}
 	}
 	for kind, n := range map[string]int{"host_upsert": len(diff.UpsertHosts), "host_remove": len(diff.RemoveHosts),
 		"vm_upsert": len(diff.UpsertVMs), "vm_remove": len(diff.RemoveVMs)} {
