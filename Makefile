@@ -82,7 +82,7 @@ install: build
 FUZZTIME ?= 60s
 fuzz:
 	cd daemon && $(GO) test -run '^$$' -fuzz '^FuzzDecodeBody$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s .
-	cd daemon && $(GO) test -run '^$$' -fuzz '^FuzzPolicyParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s .
+	cd policy && $(GO) test -run '^$$' -fuzz '^FuzzPolicyParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s .
 	cd cluster && $(GO) test -run '^$$' -fuzz '^FuzzDecodeCommand$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s .
 
 clean:
