@@ -68,7 +68,8 @@ func run(t testing.TB, name string, args ...string) string {
 	return string(out)
 }
 
-// needPrograms installs the bed's programs when it can (root, apt-get).
+// needPrograms checks for root and the bed's programs (make test-deps
+// installs them).
 func needPrograms(t *testing.T) {
 	if os.Geteuid() != 0 {
 		if os.Getenv("CI") == "true" {
