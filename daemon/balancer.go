@@ -86,7 +86,8 @@ func (s *Server) planBalance(ctx context.Context) *api.BalancePlan {
 	st := s.node.FSM().State()
 	doc := s.Policy()
 	in := policy.BalanceInput{State: st, Ledger: s.ops.LedgerCopy(), Policy: doc.Balancing,
-		Options: s.placementOptions(doc, st, 0), FailoverMin: doc.Failover.MinHostFailures}
+		Options: s.placementOptions(doc, st, 0), FailoverMin: doc.Failover.MinHostFailures,
+		Moved: lastMoves(st), Now: time.Now(), Frozen: frozenHosts(st)}
 	note := ""
 	if doc.Balancing.Metric == policy.BalanceByCPU {
 		cpu, err := s.hostCPU(ctx, doc.MetricSources.Prometheus, st)
@@ -105,6 +106,45 @@ func (s *Server) planBalance(ctx context.Context) *api.BalancePlan {
 		Threshold: doc.Balancing.Threshold, Moves: []api.BalanceMove{}, EmptyHosts: plan.EmptyHosts, Reason: plan.Reason, Note: note, Time: time.Now().UTC()}
 	for _, m := range plan.Moves {
 		out.Moves = append(out.Moves, api.BalanceMove{VM: m.VM, Name: m.Name, From: m.From, To: m.To, MemoryBytes: m.MemoryBytes, Gain: m.Gain})
+	}
+	return out
+}
+
+// lastMoves is when each VM that Herd moved reached the host it is on.
+func lastMoves(st *cluster.State) map[string]time.Time {
+	out := map[string]time.Time{}
+	for _, op := range st.Operations {
+		for _, it := range op.Items {
+			if it.State != cluster.ItemDone || (it.Action != cluster.ActionLiveMigrate && it.Action != cluster.ActionOfflineMigrate) {
+				continue
+			}
+			if vm := st.VMs[it.VM]; vm != nil && vm.Host == it.Target && it.Finished.After(out[it.VM]) {
+				out[it.VM] = it.Finished
+			}
+		}
+	}
+	return out
+}
+
+// frozenHosts are the hosts of the driver groups where an evacuation or a
+// recovery is under way: its VMs land on any of them, so balancing there
+// would move VMs the operation just placed.
+func frozenHosts(st *cluster.State) map[string]string {
+	out := map[string]string{}
+	for _, op := range runningOps(st) {
+		if op.Kind != cluster.OpEvacuate && op.Kind != cluster.OpRecover {
+			continue
+		}
+		src := st.Hosts[op.Host]
+		if src == nil {
+			continue
+		}
+		why := fmt.Sprintf("%s %s of host %s under way", op.Kind, op.ID, op.Host)
+		for name, h := range st.Hosts {
+			if _, seen := out[name]; !seen && h.Driver == src.Driver && h.Group == src.Group {
+				out[name] = why
+			}
+		}
 	}
 	return out
 }

@@ -194,3 +194,61 @@ func TestReservedHostsGetNoPlacements(t *testing.T) {
 		t.Fatalf("explicit move to the reserved host: %+v", op.Operation)
 	}
 }
+
+// No balancing round while an evacuation works on the hosts of its group:
+// automatic balancing waits for it to end, then balances.
+func TestNoBalancingDuringEvacuation(t *testing.T) {
+	pol := func(mode string) func(p *policy.Document) {
+		return func(p *policy.Document) {
+			p.Balancing.Mode, p.Balancing.Interval, p.Balancing.Threshold = mode, time.Second, 0.02
+			p.Placement.MemoryReserve = 0.5
+		}
+	}
+	dev, c := startDevWith(t, 4, 24, map[string]int{"RelocateVM_Task": 300}, pol(policy.BalanceRecommend))
+	ctx := context.Background()
+	crowd(t, dev, c, 8)
+	ref, err := c.Maintenance(ctx, dev.Sim.HostNames()[3], api.MaintenanceRequest{Status: "enable", Migrate: "active-only"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ApplyPolicy(ctx, policyYAML(t, pol(policy.BalanceAutomatic)), "test"); err != nil {
+		t.Fatal(err)
+	}
+	balanced := func() (during, after int) {
+		ops, _ := c.Operations(ctx, "")
+		var evacEnd time.Time
+		for _, o := range ops {
+			if o.ID == ref.Operation {
+				evacEnd = o.Updated
+			}
+		}
+		for _, o := range ops {
+			if o.Kind != cluster.OpBalance {
+				continue
+			}
+			if evacEnd.IsZero() || o.Created.Before(evacEnd) {
+				during++
+			} else {
+				after++
+			}
+		}
+		return during, after
+	}
+	for {
+		op, err := c.Operation(ctx, ref.Operation)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, _ := balanced(); n > 0 {
+			t.Fatalf("a balance operation started while evacuation %s was %s", ref.Operation, op.State)
+		}
+		if op.State.Terminal() {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	testutil.WaitFor(t, 20*time.Second, "balancing once the evacuation ended", func() bool {
+		during, after := balanced()
+		return during == 0 && after > 0
+	})
+}

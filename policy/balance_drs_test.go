@@ -1,7 +1,11 @@
 package policy
 
 import (
+	"math/rand/v2"
+	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/herd-project/herd/cluster"
 )
@@ -42,5 +46,141 @@ rules:
 				t.Fatalf("move %+v, want stay with a gain of 0.016", p.Moves[0])
 			}
 		})
+	}
+}
+
+// driftSim runs automatic balancing rounds every interval on a drifting
+// inventory (VMs growing, shrinking, stopping and starting), with a driven
+// clock, applying each plan at once. It counts the moves and the
+// ping-pongs: a VM moved back to a host it left within the window.
+type driftSim struct {
+	s      *cluster.State
+	pol    BalancingPolicy
+	now    time.Time
+	moved  map[string]time.Time
+	left   map[string]map[string]time.Time // VM → host it left → when
+	rng    *rand.Rand
+	moves  int
+	pongs  int
+	window time.Duration
+}
+
+func newDriftSim(s *cluster.State, pol BalancingPolicy, seed uint64) *driftSim {
+	return &driftSim{s: s, pol: pol, now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), moved: map[string]time.Time{},
+		left: map[string]map[string]time.Time{}, rng: rand.New(rand.NewPCG(seed, 7)), window: time.Hour}
+}
+
+// drift changes a few VMs: memory up or down by up to a quarter, or power.
+func (d *driftSim) drift(n int) {
+	ids := make([]string, 0, len(d.s.VMs))
+	for id := range d.s.VMs {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for range n {
+		id := ids[d.rng.IntN(len(ids))]
+		setVM(d.s, id, func(vm *cluster.VM) {
+			switch d.rng.IntN(4) {
+			case 0:
+				if vm.Power == cluster.PoweredOn {
+					vm.Power = cluster.PoweredOff
+				} else {
+					vm.Power = cluster.PoweredOn
+				}
+			default:
+				f := 0.75 + d.rng.Float64()/2
+				vm.MemoryBytes = max(gib/2, int64(float64(vm.MemoryBytes)*f))
+			}
+		})
+	}
+}
+
+// round plans with the clock and the moves so far, and applies the plan.
+func (d *driftSim) round(t *testing.T, interval time.Duration) BalancePlan {
+	t.Helper()
+	d.now = d.now.Add(interval)
+	in := BalanceInput{State: d.s, Policy: d.pol, Moved: d.moved, Now: d.now}
+	p := PlanBalance(in)
+	checkPlan(t, d.s, nil, in.Options, p)
+	for _, m := range p.Moves {
+		if at, ok := d.left[m.VM][m.To]; ok && d.now.Sub(at) <= d.window {
+			d.pongs++
+		}
+		if d.left[m.VM] == nil {
+			d.left[m.VM] = map[string]time.Time{}
+		}
+		d.left[m.VM][m.From] = d.now
+		d.moved[m.VM] = d.now
+		setVM(d.s, m.VM, func(vm *cluster.VM) { vm.Host = m.To })
+	}
+	d.moves += len(p.Moves)
+	return p
+}
+
+// No VM ping-pongs over 20 rounds of automatic balancing (a simulated
+// hour, one round every 3 minutes) on a drifting inventory: the hold keeps
+// a moved VM where it went. Without the hold, VMs go back and forth (and a
+// hold of 15 or 30 minutes still lets 8 and 4 of them go back within the
+// hour over these 5 hours).
+func TestBalanceNoPingPongOnDriftingInventory(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		hold      time.Duration
+		wantPongs bool
+	}{
+		{"hold 1h (the default)", DefaultBalanceHold, false},
+		{"no hold", 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pongs := 0
+			for seed := uint64(1); seed <= 5; seed++ {
+				s := inventory(6, 10, 10, 256, seed)
+				pol := BalancingPolicy{Strategy: BalanceEven, Metric: BalanceByMemory, Threshold: 0.05, MinGain: 0.01, MaxMoves: 10, Hold: tc.hold}
+				d := newDriftSim(s, pol, seed)
+				for range 20 {
+					d.drift(6)
+					d.round(t, 3*time.Minute)
+				}
+				pongs += d.pongs
+			}
+			if tc.wantPongs && pongs == 0 {
+				t.Fatalf("no ping-pong without a hold: the drift is too gentle to test anything")
+			}
+			if !tc.wantPongs && pongs > 0 {
+				t.Fatalf("%d ping-pongs over 5 simulated hours with a hold of %s", pongs, tc.hold)
+			}
+		})
+	}
+}
+
+// No balancing where an evacuation or recovery works: frozen hosts are
+// neither sources nor targets, and the plan says why.
+func TestBalanceFrozenHostsAndHeldVMs(t *testing.T) {
+	s := build(100, []int64{40, 25, 5}, []int64{20}, []int64{20}, []int64{20})
+	pol := even(0.05)
+	pol.Hold = 10 * time.Minute
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	frozen := map[string]string{}
+	for _, h := range s.HostNames() {
+		frozen[h] = "evacuate op-1 of host h04 under way"
+	}
+	p := PlanBalance(BalanceInput{State: s, Policy: pol, Frozen: frozen, Now: now})
+	if len(p.Moves) != 0 || !strings.Contains(p.Reason, "evacuate op-1 of host h04 under way") {
+		t.Fatalf("plan while an evacuation works: %+v", p)
+	}
+	// vm002 (25 GiB) would go; moved 5 minutes ago, it is held.
+	free := PlanBalance(BalanceInput{State: s, Policy: pol, Now: now})
+	held := PlanBalance(BalanceInput{State: s, Policy: pol, Now: now, Moved: map[string]time.Time{"vm002": now.Add(-5 * time.Minute)}})
+	if len(free.Moves) == 0 || free.Moves[0].VM != "vm002" {
+		t.Fatalf("free plan: %+v", free.Moves)
+	}
+	for _, m := range held.Moves {
+		if m.VM == "vm002" {
+			t.Fatalf("held VM moved: %+v", held.Moves)
+		}
+	}
+	later := PlanBalance(BalanceInput{State: s, Policy: pol, Now: now.Add(6 * time.Minute), Moved: map[string]time.Time{"vm002": now.Add(-5 * time.Minute)}})
+	if len(later.Moves) == 0 || later.Moves[0].VM != "vm002" {
+		t.Fatalf("after the hold: %+v", later.Moves)
 	}
 }

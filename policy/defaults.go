@@ -30,7 +30,7 @@ const (
 	DefaultMinGain           = 0.01
 	DefaultMaxMoves          = 10
 	DefaultBalanceInterval   = 5 * time.Minute
-	DefaultBalanceHold       = 15 * time.Minute
+	DefaultBalanceHold       = time.Hour
 	DefaultTargetUtilisation = 0.8
 	DefaultRuleWeight        = 10
 	DefaultPromTimeout       = 5 * time.Second

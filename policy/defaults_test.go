@@ -43,7 +43,7 @@ balancing:
   min_gain: 0.01
   max_moves: 10
   interval: 5m
-  hold: 15m
+  hold: 1h
   target_utilisation: 0.8
 failover:
   min_host_failures: 0
