@@ -106,12 +106,21 @@ func client(t *testing.T, addr, token string) *api.Client {
 // send makes a raw request and returns the code, headers and body.
 func send(t *testing.T, method, url, token, body string) (int, http.Header, string) {
 	t.Helper()
+	return sendHeaders(t, method, url, token, body, nil)
+}
+
+// sendHeaders is send with extra request headers.
+func sendHeaders(t *testing.T, method, url, token, body string, hdr map[string]string) (int, http.Header, string) {
+	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

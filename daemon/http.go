@@ -43,7 +43,9 @@ func (s *Server) routes() http.Handler {
 	read := func(pattern string, h http.HandlerFunc) { handle(pattern, RoleRead, s.fresh(h)) }
 	// onLeader forwards to the leader after this server checked the
 	// token; the leader checks it again.
-	write := func(pattern string, need Role, h http.HandlerFunc) { handle(pattern, need, s.onLeader(h)) }
+	write := func(pattern string, need Role, h http.HandlerFunc) {
+		handle(pattern, need, s.onLeader(s.idempotent(h)))
+	}
 
 	// Agents renew their leases every few seconds: checked like writes but
 	// not counted against people's write rate.

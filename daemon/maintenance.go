@@ -202,8 +202,8 @@ func (s *Server) enableMaintenance(w http.ResponseWriter, r *http.Request, name 
 	case cluster.MaintenanceOff:
 	case cluster.MaintenanceEntering, cluster.MaintenanceOn:
 		// Repeating an enable gives the same operation and stops nothing again.
-		if op := st.Operations[h.Operation]; op != nil && sameEvacuation(st, op, er) {
-			writeJSON(w, http.StatusAccepted, api.OperationRef{Operation: op.ID})
+		if id := s.sameEnable(name, er); id != "" {
+			writeJSON(w, http.StatusAccepted, api.OperationRef{Operation: id})
 			return
 		}
 		writeError(w, http.StatusConflict, "status", "host %s is already in maintenance (%s, operation %s) with other settings", name, h.Maintenance, h.Operation)
@@ -230,11 +230,36 @@ func (s *Server) enableMaintenance(w http.ResponseWriter, r *http.Request, name 
 		return
 	}
 	id, err := s.startEvacuation(r.Context(), st, name, er, pc, actor(r), "")
+	var ae *cluster.ApplyError
+	if errors.As(err, &ae) && ae.Code == http.StatusConflict {
+		// An identical request committed first (concurrent duplicates):
+		// it asked for what is now under way, so it gets the same answer.
+		if same := s.sameEnable(name, er); same != "" {
+			writeJSON(w, http.StatusAccepted, api.OperationRef{Operation: same})
+			return
+		}
+	}
 	if err != nil {
 		writeApplyError(w, err)
 		return
 	}
 	writeJSON(w, http.StatusAccepted, api.OperationRef{Operation: id})
+}
+
+// sameEnable returns the operation already taking host into maintenance
+// the way er asks, or "".
+func (s *Server) sameEnable(host string, er policy.EvacuationRequest) string {
+	var id string
+	s.node.FSM().Read(func(st *cluster.State) {
+		h := st.Hosts[host]
+		if h == nil || h.Maintenance != cluster.MaintenanceEntering && h.Maintenance != cluster.MaintenanceOn {
+			return
+		}
+		if op := st.Operations[h.Operation]; op != nil && sameEvacuation(st, op, er) {
+			id = op.ID
+		}
+	})
+	return id
 }
 
 // startEvacuation records an evacuation that passed its precheck; why, when

@@ -67,6 +67,7 @@ type Server struct {
 	balancer    *balancer
 	members     *membership
 	catchUp     catchUp
+	idem        idemStore
 	leases      *leaseTable
 	// devFence powers off a simulator host (dev mode only; nil otherwise).
 	devFence func(host string) error
