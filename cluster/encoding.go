@@ -83,6 +83,7 @@ func ReadState(r io.Reader) (*State, error) {
 	if s.Operations == nil {
 		s.Operations = map[string]*Operation{}
 	}
+	s.moveLegacyStale()
 	return s, nil
 }
 

@@ -250,7 +250,7 @@ func (s *State) applyInventory(d *InventoryDiff) {
 		nv.Driver = d.Driver
 		if old, ok := s.VMs[vm.ID]; ok {
 			nv.Priority, nv.StepIndex = old.Priority, old.StepIndex
-			nv.RecreatedFrom, nv.Stale = old.RecreatedFrom, old.Stale
+			nv.RecreatedFrom = old.RecreatedFrom
 			if nv.Definition.IsZero() {
 				nv.Definition = old.Definition
 			}

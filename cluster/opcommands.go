@@ -133,7 +133,7 @@ func (s *State) applyOperation(cmd Command, index uint64) *ApplyError {
 			it.State, it.Error, it.NewID = ItemDone, "", c.NewID
 			op.Progress = c.Time
 			busy := s.busyMaintenance(map[string]bool{it.From: true})
-			s.applyItemEffect(it)
+			s.applyItemEffect(op, it)
 			s.touch(index, it.VM, it.NewID)
 			defer s.noteEmptied(busy, c.Time)
 		case c.TargetLost && it.TargetLosses < MaxTargetLosses && !op.Cancelled:
@@ -298,7 +298,7 @@ func (s *State) touch(index uint64, ids ...string) {
 
 // applyItemEffect records what a finished step changed, so planners see it
 // before the next inventory sync does.
-func (s *State) applyItemEffect(it *OpItem) {
+func (s *State) applyItemEffect(op *Operation, it *OpItem) {
 	vm, ok := s.VMs[it.VM]
 	if !ok {
 		return
@@ -314,7 +314,7 @@ func (s *State) applyItemEffect(it *OpItem) {
 	case ActionPowerOn:
 		nv.Power = PoweredOn
 	case ActionRecreate, ActionRegister:
-		s.recreated(it)
+		s.recreated(op, it)
 		return
 	}
 	s.VMs[it.VM] = &nv

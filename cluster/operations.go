@@ -79,9 +79,12 @@ type OpItem struct {
 	Planned string `json:"planned,omitempty"`
 	Target  string `json:"target,omitempty"`
 	// NewID is, for a recreated VM, the ID of the new copy.
-	NewID    string    `json:"new_id,omitempty"`
-	State    ItemState `json:"state"`
-	Attempts int       `json:"attempts"`
+	NewID string `json:"new_id,omitempty"`
+	// WasRunning is, for a VM waiting for its host (ActionAwaitHost),
+	// whether it ran before the crash: it runs again when the host returns.
+	WasRunning bool      `json:"was_running,omitempty"`
+	State      ItemState `json:"state"`
+	Attempts   int       `json:"attempts"`
 	// TargetLosses counts the failures not counted as attempts because
 	// their target host was lost (MaxTargetLosses).
 	TargetLosses int       `json:"target_losses,omitempty"`

@@ -28,6 +28,11 @@ const (
 	// ActionRegister defines a VM that was shut off on another host,
 	// without starting it.
 	ActionRegister = "register"
+	// ActionAwaitHost is a VM the policy keeps from being recreated
+	// elsewhere (recovery.exclude_vm_groups): it waits for its host, and
+	// runs there again when the host returns (as every VM of a recovery
+	// still on its host then does).
+	ActionAwaitHost = "await-host"
 )
 
 // UnlimitedAttempts is the MaxAttempts of a recovery: it never gives up.
@@ -67,9 +72,12 @@ type HostReturned struct {
 
 func (*HostReturned) Type() CommandType { return CmdHostReturned }
 
-// ForgetVMs removes VM records whose copies were destroyed (stale copies on
-// a host that came back).
+// ForgetVMs removes the stale copies on Host with the given driver ids,
+// once they were destroyed on a host that came back. Entries written before
+// stale copies were records of their own carry no Host: they remove the VM
+// records and stale copies with those ids.
 type ForgetVMs struct {
+	Host  string   `json:"host,omitempty"`
 	IDs   []string `json:"ids"`
 	Event Event    `json:"event"`
 }
@@ -124,6 +132,13 @@ func (s *State) applyRecovery(cmd Command) *ApplyError {
 		s.appendEvents(c.Event)
 	case *ForgetVMs:
 		for _, id := range c.IDs {
+			if c.Host != "" {
+				delete(s.StaleCopies, StaleKey(c.Host, id))
+				continue
+			}
+			if vm := s.VMs[id]; vm != nil {
+				delete(s.StaleCopies, StaleKey(vm.Host, id))
+			}
 			delete(s.VMs, id)
 		}
 		s.appendEvents(c.Event)
@@ -150,32 +165,63 @@ func (s *State) startRecovery(op *Operation) *ApplyError {
 	return nil
 }
 
-// recreated records a finished recreation: the old copy is stale on its
-// fenced host, and the new one runs (or is registered) on the target.
-func (s *State) recreated(it *OpItem) {
+// recreated records a finished recreation: the VM is now on the target —
+// the same VM, under the same id when the driver kept its identity — and
+// what its fenced host still holds of it is a stale copy there.
+func (s *State) recreated(op *Operation, it *OpItem) {
 	old, ok := s.VMs[it.VM]
-	if !ok || it.NewID == "" {
+	if !ok || it.Target == "" {
 		return
 	}
-	ov := *old
-	ov.Stale = true
-	s.VMs[it.VM] = &ov
+	id := it.NewID
+	if id == "" {
+		id = it.VM
+	}
+	from := it.From
+	if from == "" {
+		from = op.Host
+	}
+	if from == it.Target {
+		// Its own host returned: the VM is where it was, with the power
+		// it had before the crash.
+		nv := *old
+		if it.Action == ActionRecreate || it.WasRunning {
+			nv.Power = PoweredOn
+		}
+		s.VMs[it.VM] = &nv
+		return
+	}
+	{
+		// Keyed by where the leftover is, not where the record is: an
+		// inventory may already show the VM on the target.
+		s.StaleCopies[StaleKey(from, it.VM)] = &StaleCopy{VM: id, ID: it.VM, Name: old.Name, Host: from, Driver: old.Driver, Since: it.Finished}
+	}
 	nv := *old
-	nv.ID, nv.Host, nv.Stale, nv.RecreatedFrom = it.NewID, it.Target, false, old.ID
+	nv.ID, nv.Host = id, it.Target
 	nv.Power = PoweredOff
 	if it.Action == ActionRecreate {
 		nv.Power = PoweredOn
 	}
-	if cur, ok := s.VMs[it.NewID]; ok && cur.Name != "" {
-		nv.Name = cur.Name // as the hypervisor named it (a taken name gets a suffix)
+	if id != it.VM {
+		nv.RecreatedFrom = it.VM
+		if cur, ok := s.VMs[id]; ok && cur.Name != "" {
+			nv.Name = cur.Name // as the hypervisor named it
+		}
+		delete(s.VMs, it.VM)
 	}
-	s.VMs[it.NewID] = &nv
+	s.VMs[id] = &nv
 }
 
 // RecoveryWord describes a recovery's end for its event.
 func recoveryEnded(op *Operation, t time.Time) Event {
 	c := op.Counts()
+	back := 0
+	for _, it := range op.Items {
+		if it.State == ItemDone && it.Target != "" && it.Target == it.From {
+			back++
+		}
+	}
 	return Event{Time: t, Type: "recovery." + string(op.State), Actor: "herd", Host: op.Host, Operation: op.ID,
-		Message: fmt.Sprintf("recovery of host %s %s: %d VMs recreated or registered elsewhere, %d failed, %d cancelled",
-			op.Host, op.State, c[ItemDone], c[ItemFailed], c[ItemCancelled])}
+		Message: fmt.Sprintf("recovery of host %s %s: %d VMs recreated or registered elsewhere, %d back on the host when it returned, %d failed, %d cancelled",
+			op.Host, op.State, c[ItemDone]-back, back, c[ItemFailed], c[ItemCancelled])}
 }

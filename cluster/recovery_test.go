@@ -55,10 +55,18 @@ func TestRecoveryLifecycle(t *testing.T) {
 	must(t, s.Apply(recovery("r1", "v1", "v2"), 4))
 	wantCode(t, s.Apply(recovery("r2", "v1"), 5), 409) // one recovery per host
 	must(t, s.Apply(&StartItem{Op: "r1", VM: "v1", Target: "b", Time: t0}, 6))
-	must(t, s.Apply(&FinishItem{Op: "r1", VM: "v1", OK: true, NewID: "v1-new", Time: t0.Add(time.Second)}, 7))
-	old, nv := s.VMs["v1"], s.VMs["v1-new"]
-	if !old.Stale || old.Host != "a" || nv == nil || nv.Host != "b" || nv.RecreatedFrom != "v1" || nv.Power != PoweredOn || nv.Stale {
-		t.Fatalf("after recreation: old %+v new %+v", old, nv)
+	must(t, s.Apply(&FinishItem{Op: "r1", VM: "v1", OK: true, NewID: "v1", Time: t0.Add(time.Second)}, 7))
+	// The same VM, same id, now on b; what a still holds of it is a stale
+	// copy, not a second VM.
+	nv, sc := s.VMs["v1"], s.StaleCopies[StaleKey("a", "v1")]
+	if nv == nil || nv.Host != "b" || nv.RecreatedFrom != "" || nv.Power != PoweredOn || nv.Name != "big" {
+		t.Fatalf("after recreation: VM %+v", nv)
+	}
+	if sc == nil || sc.VM != "v1" || sc.ID != "v1" || sc.Host != "a" || sc.Name != "big" || !sc.Since.Equal(t0.Add(time.Second)) {
+		t.Fatalf("after recreation: stale copy %+v", sc)
+	}
+	if n := len(s.SortedVMs()); n != 2 {
+		t.Fatalf("%d VMs listed, want 2 (each once)", n)
 	}
 	if u := s.Usage(); u["a"].VMs != 1 || u["b"].MemoryUsedBytes != 8<<30 {
 		t.Fatalf("usage counts the stale copy: %+v", u)
@@ -81,10 +89,10 @@ func TestRecoveryLifecycle(t *testing.T) {
 	if op := s.Operations["r1"]; op.State != OpSucceeded || s.Hosts["a"].Operation != "" {
 		t.Fatalf("recovery end: %+v, host %+v", op, s.Hosts["a"])
 	}
-	// Inventory sync keeps Herd's marks.
-	must(t, s.Apply(&InventoryDiff{Driver: "dc", UpsertVMs: []VM{{ID: "v1", Name: "big", Host: "a", MemoryBytes: 8 << 30, Power: PoweredOff}}}, 22))
-	if !s.VMs["v1"].Stale {
-		t.Fatal("inventory sync cleared the stale mark")
+	// A copy that got a new id (a driver that could not keep it): the VM
+	// record follows it, and the stale copy keeps the old id.
+	if vm, sc := s.VMs["v2-new"], s.StaleCopies[StaleKey("a", "v2")]; vm == nil || vm.RecreatedFrom != "v2" || s.VMs["v2"] != nil || sc == nil || sc.VM != "v2-new" {
+		t.Fatalf("recreated under a new id: VM %+v, old %+v, stale %+v", vm, s.VMs["v2"], sc)
 	}
 
 	// Neither an operator nor a maintenance exit opens it while it is
@@ -105,8 +113,28 @@ func TestRecoveryLifecycle(t *testing.T) {
 	}
 	wantCode(t, s.Apply(&SetHostStatus{Host: "a", Status: Available}, 26), 409) // stale copies
 	exitRefused("x2", 27, "stale")
-	must(t, s.Apply(&ForgetVMs{IDs: []string{"v1", "v2"}}, 28))
-	must(t, s.Apply(&SetHostStatus{Host: "a", Status: Available}, 29))
+	must(t, s.Apply(&ForgetVMs{Host: "b", IDs: []string{"v1", "v2"}}, 28)) // not b's
+	wantCode(t, s.Apply(&SetHostStatus{Host: "a", Status: Available}, 29), 409)
+	must(t, s.Apply(&ForgetVMs{Host: "a", IDs: []string{"v1", "v2"}}, 30))
+	if len(s.StaleCopies) != 0 || s.VMs["v1"] == nil || s.VMs["v2-new"] == nil {
+		t.Fatalf("forgetting the stale copies: stale %+v, VMs %+v", s.StaleCopies, s.VMs)
+	}
+	must(t, s.Apply(&SetHostStatus{Host: "a", Status: Available}, 31))
+}
+
+// TestReadStateMovesLegacyStaleVMs: a state written when stale copies were
+// VMs marked stale reads back with them as stale copies.
+func TestReadStateMovesLegacyStaleVMs(t *testing.T) {
+	doc := `{"hosts":{},"vms":{"old":{"id":"old","name":"web","host":"a","driver":"kvm","stale":true},` +
+		`"new":{"id":"new","name":"web","host":"b","driver":"kvm","recreated_from":"old"}}}`
+	s, err := ReadState(strings.NewReader(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := s.StaleCopies[StaleKey("a", "old")]
+	if len(s.VMs) != 1 || s.VMs["new"] == nil || sc == nil || sc.VM != "new" || sc.Name != "web" || sc.Driver != "kvm" {
+		t.Fatalf("VMs %+v, stale copies %+v", s.VMs, s.StaleCopies)
+	}
 }
 
 // TestLeaseArming: arming and disarming; the armed TTL is what the state keeps.

@@ -135,17 +135,58 @@ type VM struct {
 	// Definition is what the driver needs to recreate the VM elsewhere;
 	// opaque to Herd, stored compressed and shared between VMs.
 	Definition Definition `json:"definition,omitempty,omitzero"`
-	// RecreatedFrom is the ID of the VM this one was recreated from after
-	// its host was fenced.
+	// RecreatedFrom is the ID the VM had before a recovery gave it a new
+	// one; empty when it kept its identity (every driver keeps it now).
 	RecreatedFrom string `json:"recreated_from,omitempty"`
-	// Stale marks the copy left on a fenced host once the VM was recreated
-	// elsewhere: it is destroyed when the host answers again, and the host
-	// cannot become AVAILABLE before.
+	// Stale is read from states written before stale copies were records
+	// of their own: ReadState turns such a VM into a StaleCopy.
 	Stale bool `json:"stale,omitempty"`
 	// StepIndex is the raft index of the last operation step that changed
 	// the VM (a finished migration, recreation, power change): an
 	// inventory read against an older state does not overwrite it.
 	StepIndex uint64 `json:"step_index,omitempty"`
+}
+
+// StaleCopy is what a fenced host still holds of a VM that was recreated
+// elsewhere. It is not a VM: the VM is where it was recreated, and this is
+// its leftover, whose power is unknown while the host is down. It is
+// destroyed when the host answers again (the host cannot become AVAILABLE
+// before), and nothing else is ever done to it.
+type StaleCopy struct {
+	// VM is the Herd id of the VM it is a leftover of.
+	VM string `json:"vm"`
+	// ID is the driver's id of the leftover: the VM's own id, as recovery
+	// keeps a VM's identity (it differs only for copies recorded before).
+	ID     string `json:"id"`
+	Name   string `json:"name"`
+	Host   string `json:"host"`
+	Driver string `json:"driver"`
+	// Since is when the VM was recreated elsewhere.
+	Since time.Time `json:"since"`
+}
+
+// StaleKey is the key of the stale copy of driver id id on host.
+func StaleKey(host, id string) string { return host + "/" + id }
+
+// moveLegacyStale turns the VMs marked stale of a state written before
+// stale copies were records of their own into stale copies.
+func (s *State) moveLegacyStale() {
+	if s.StaleCopies == nil {
+		s.StaleCopies = map[string]*StaleCopy{}
+	}
+	for id, vm := range s.VMs {
+		if !vm.Stale {
+			continue
+		}
+		owner := id
+		for _, nv := range s.VMs {
+			if nv.RecreatedFrom == id {
+				owner = nv.ID
+			}
+		}
+		s.StaleCopies[StaleKey(vm.Host, id)] = &StaleCopy{VM: owner, ID: id, Name: vm.Name, Host: vm.Host, Driver: vm.Driver}
+		delete(s.VMs, id)
+	}
 }
 
 // Server is a raft voter: its raft and API addresses, so that followers can
@@ -177,9 +218,12 @@ const DefaultEventRetention = 20000
 
 // State is the whole replicated state.
 type State struct {
-	Hosts   map[string]*Host   `json:"hosts"`
-	VMs     map[string]*VM     `json:"vms"`
-	Servers map[string]*Server `json:"servers"`
+	Hosts map[string]*Host `json:"hosts"`
+	VMs   map[string]*VM   `json:"vms"`
+	// StaleCopies are the leftovers of recovered VMs on fenced hosts, by
+	// StaleKey(host, id).
+	StaleCopies map[string]*StaleCopy `json:"stale_copies,omitempty"`
+	Servers     map[string]*Server    `json:"servers"`
 	// Policy is the policy in force; nil until one is applied.
 	Policy *Policy `json:"policy,omitempty"`
 	// Operations by id: running ones and the most recent ended ones.
@@ -197,6 +241,7 @@ func NewState() *State {
 	return &State{
 		Hosts:          map[string]*Host{},
 		VMs:            map[string]*VM{},
+		StaleCopies:    map[string]*StaleCopy{},
 		Servers:        map[string]*Server{},
 		Operations:     map[string]*Operation{},
 		EventRetention: DefaultEventRetention,
@@ -210,6 +255,7 @@ func (s *State) Snapshot() *State {
 	c := &State{
 		Hosts:          make(map[string]*Host, len(s.Hosts)),
 		VMs:            make(map[string]*VM, len(s.VMs)),
+		StaleCopies:    make(map[string]*StaleCopy, len(s.StaleCopies)),
 		Servers:        make(map[string]*Server, len(s.Servers)),
 		Operations:     make(map[string]*Operation, len(s.Operations)),
 		Events:         s.Events[:len(s.Events):len(s.Events)],
@@ -223,6 +269,9 @@ func (s *State) Snapshot() *State {
 	}
 	for k, v := range s.VMs {
 		c.VMs[k] = v
+	}
+	for k, v := range s.StaleCopies {
+		c.StaleCopies[k] = v
 	}
 	for k, v := range s.Servers {
 		c.Servers[k] = v
@@ -244,15 +293,51 @@ func (s *State) HostNames() []string {
 }
 
 // StaleOn returns the stale copies on host, ordered by name then id.
-func (s *State) StaleOn(host string) []*VM {
-	var out []*VM
-	for _, vm := range s.VMs {
-		if vm.Host == host && vm.Stale {
-			out = append(out, vm)
+func (s *State) StaleOn(host string) []*StaleCopy {
+	var out []*StaleCopy
+	for _, c := range s.StaleCopies {
+		if c.Host == host {
+			out = append(out, c)
 		}
 	}
-	sortVMs(out)
+	sortStale(out)
 	return out
+}
+
+// StaleOf returns the stale copies whose driver id is id (on any host),
+// ordered by host.
+func (s *State) StaleOf(id string) []*StaleCopy {
+	var out []*StaleCopy
+	for _, c := range s.StaleCopies {
+		if c.ID == id {
+			out = append(out, c)
+		}
+	}
+	sortStale(out)
+	return out
+}
+
+// SortedStale returns every stale copy ordered by host, name and id.
+func (s *State) SortedStale() []*StaleCopy {
+	out := make([]*StaleCopy, 0, len(s.StaleCopies))
+	for _, c := range s.StaleCopies {
+		out = append(out, c)
+	}
+	sortStale(out)
+	return out
+}
+
+func sortStale(cs []*StaleCopy) {
+	sort.Slice(cs, func(i, j int) bool {
+		a, b := cs[i], cs[j]
+		if a.Host != b.Host {
+			return a.Host < b.Host
+		}
+		if a.Name != b.Name {
+			return a.Name < b.Name
+		}
+		return a.ID < b.ID
+	})
 }
 
 // HostUsage is what a host's VMs take.
@@ -267,9 +352,6 @@ type HostUsage struct {
 func (s *State) Usage() map[string]HostUsage {
 	u := make(map[string]HostUsage, len(s.Hosts))
 	for _, vm := range s.VMs {
-		if vm.Stale {
-			continue // a copy on a fenced host, already recreated elsewhere
-		}
 		h := u[vm.Host]
 		h.VMs++
 		if vm.Power == PoweredOn {

@@ -110,7 +110,9 @@ func (d *instantDriver) Shutdown(ctx context.Context, id string) error { return 
 func (d *instantDriver) Recreate(context.Context, []byte, string) (string, error) {
 	return "", drivers.ErrNotSupported
 }
-func (d *instantDriver) Destroy(context.Context, string) error { return drivers.ErrNotSupported }
+func (d *instantDriver) Destroy(context.Context, string, string) error {
+	return drivers.ErrNotSupported
+}
 func (d *instantDriver) ProbeHost(context.Context, string) (drivers.Connection, error) {
 	return drivers.Connected, nil
 }

@@ -228,10 +228,10 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 
 func (s *Server) handleHosts(w http.ResponseWriter, r *http.Request) {
 	st := s.node.FSM().State()
-	usage := st.Usage()
+	l := newListing(s.Policy(), st, time.Now())
 	out := api.Hosts{Hosts: []api.Host{}}
 	for _, name := range st.HostNames() {
-		out.Hosts = append(out.Hosts, api.NewHost(st.Hosts[name], usage[name]))
+		out.Hosts = append(out.Hosts, l.host(st.Hosts[name], false))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -244,7 +244,7 @@ func (s *Server) handleHost(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "host", "host %q not found", name)
 		return
 	}
-	writeJSON(w, http.StatusOK, api.NewHost(h, st.Usage()[name]))
+	writeJSON(w, http.StatusOK, newListing(s.Policy(), st, time.Now()).host(h, true))
 }
 
 func (s *Server) handleVMs(w http.ResponseWriter, r *http.Request) {
@@ -261,8 +261,9 @@ func (s *Server) handleVMs(w http.ResponseWriter, r *http.Request) {
 	if host != "" {
 		vms = st.VMsOn(host)
 	}
+	comp := s.compiled(s.Policy(), st)
 	for _, vm := range vms {
-		out.VMs = append(out.VMs, api.NewVMView(vm))
+		out.VMs = append(out.VMs, vmView(comp, vm))
 	}
 	writeJSON(w, http.StatusOK, out)
 }

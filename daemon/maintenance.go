@@ -543,6 +543,10 @@ func findVMByRef(st *cluster.State, ref string) (*cluster.VM, *fieldErr) {
 	}
 	switch len(found) {
 	case 0:
+		if stale := st.StaleOf(ref); len(stale) > 0 {
+			c := stale[0]
+			return nil, &fieldErr{code: http.StatusConflict, field: "vm", msg: fmt.Sprintf("%s is the stale copy of VM %s (%s) on host %s, left when the host was fenced: its power is unknown, and it is only ever destroyed (when the host returns); act on the VM itself", ref, c.Name, c.VM, c.Host)}
+		}
 		return nil, &fieldErr{code: http.StatusNotFound, field: "vm", msg: fmt.Sprintf("VM %q not found", ref)}
 	case 1:
 		return found[0], nil
@@ -585,6 +589,10 @@ func (s *Server) handleMigrateVM(w http.ResponseWriter, r *http.Request) {
 	}
 	if req.TargetHost == vm.Host {
 		writeError(w, http.StatusConflict, "target_host", "VM %s is already on %s", vm.Name, vm.Host)
+		return
+	}
+	if src := st.Hosts[vm.Host]; src != nil && (src.Health == cluster.HealthDead || src.Health == cluster.HealthFenced) {
+		writeError(w, http.StatusConflict, "vm", "VM %s is on host %s, which is %s: nothing can move it from there; recovery recreates it elsewhere once the host is fenced, or it runs there again when the host returns", vm.Name, vm.Host, src.Health)
 		return
 	}
 	if op := vmBusy(st, vm.ID); op != "" {

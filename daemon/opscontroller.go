@@ -177,17 +177,22 @@ func (c *opsController) inventory(ctx context.Context, driver string) *drivers.I
 
 // isRecovery reports whether an action recreates a VM of a fenced host.
 func isRecovery(action string) bool {
-	return action == cluster.ActionRecreate || action == cluster.ActionRegister
+	return action == cluster.ActionRecreate || action == cluster.ActionRegister || action == cluster.ActionAwaitHost
 }
 
 // findRecreated looks on target for the copy a previous leader recreated
-// of vm before it could record it: same name (or the name with the -rN
-// suffix a taken name gets), another ID, not a VM Herd knows otherwise.
+// of vm before it could record it: the same id on another host than the
+// fenced one (identity is kept), or — for a driver that gave it a new id —
+// the same name (or the name with the -rN suffix a taken name gets) under
+// an id Herd does not know otherwise.
 func findRecreated(inv *drivers.Inventory, st *cluster.State, vm *cluster.VM, target string) *drivers.VM {
 	for i := range inv.VMs {
 		v := &inv.VMs[i]
-		if v.ID == vm.ID || (target != "" && v.Host != target) || v.Host == vm.Host {
+		if (target != "" && v.Host != target) || v.Host == vm.Host {
 			continue
+		}
+		if v.ID == vm.ID {
+			return v
 		}
 		if v.Name != vm.Name && !strings.HasPrefix(v.Name, vm.Name+"-r") {
 			continue
@@ -362,9 +367,12 @@ func (c *opsController) dispatch(ctx context.Context, st *cluster.State, usage m
 	}
 	target := ""
 	switch it.Action {
-	case cluster.ActionRecreate, cluster.ActionRegister:
-		if h := st.Hosts[vm.Host]; h != nil && h.Health != cluster.HealthFenced && vm.Power == cluster.PoweredOn {
-			return c.startAndFinish(ctx, op, it, "", nil, "VM runs on "+vm.Host+", which answers again: not recreated")
+	case cluster.ActionRecreate, cluster.ActionRegister, cluster.ActionAwaitHost:
+		if h := st.Hosts[vm.Host]; h != nil && h.Health != cluster.HealthFenced && h.Health != cluster.HealthDead {
+			return c.backOnItsHost(ctx, st, op, it, vm, h)
+		}
+		if it.Action == cluster.ActionAwaitHost {
+			return true // it waits for its host
 		}
 		if vm.Definition.IsZero() {
 			return c.startAndFinish(ctx, op, it, "", errors.New("no stored definition to recreate it from"), "")
@@ -439,6 +447,36 @@ func (c *opsController) dispatch(ctx context.Context, st *cluster.State, usage m
 		return false
 	}
 	it.Target, it.Attempts = target, attempt
+	c.launchLocked(ctx, op, it, vm)
+	return true
+}
+
+// backOnItsHost ends the recovery step of a VM whose only copy is on its
+// own host, which answers again (its recreation was blocked, or the policy
+// excludes it): it gets back the power state it had before the crash
+// there — as soon as that is safe: the host is alive and connected, and
+// the stale copies of other VMs on it are gone.
+func (c *opsController) backOnItsHost(ctx context.Context, st *cluster.State, op *cluster.Operation, it cluster.OpItem, vm *cluster.VM, h *cluster.Host) bool {
+	if h.Health != cluster.HealthAlive || h.Connection != cluster.Connected || len(st.StaleOn(h.Name)) > 0 {
+		return true
+	}
+	wasRunning := it.Action == cluster.ActionRecreate || (it.Action == cluster.ActionAwaitHost && it.WasRunning)
+	why := "its recovery elsewhere was blocked"
+	if it.Error != "" {
+		why += " (" + it.Error + ")"
+	}
+	if it.Action == cluster.ActionAwaitHost {
+		why = "it is excluded from recovery elsewhere (recovery.exclude_vm_groups)"
+	}
+	if !wasRunning || vm.Power == cluster.PoweredOn {
+		return c.startAndFinish(ctx, op, it, h.Name, nil, fmt.Sprintf("VM %s is on its host %s again, which returned, and is %s as before the crash: %s", vm.Name, h.Name, vm.Power, why))
+	}
+	now := time.Now().UTC()
+	msg := fmt.Sprintf("power on VM %s on its host %s, which returned: it ran before the crash, and %s", vm.Name, h.Name, why)
+	if !c.apply(ctx, &cluster.StartItem{Op: op.ID, VM: it.VM, Target: h.Name, Time: now, Event: opEvent(op, "step.started", vm.ID, "%s", msg)}) {
+		return false
+	}
+	it.Target, it.Attempts = h.Name, it.Attempts+1
 	c.launchLocked(ctx, op, it, vm)
 	return true
 }
@@ -539,7 +577,7 @@ func (c *opsController) drive(ctx context.Context, it *cluster.OpItem, vm *clust
 	}
 	m := c.s.Policy().Maintenance
 	switch it.Action {
-	case cluster.ActionRecreate, cluster.ActionRegister:
+	case cluster.ActionRecreate, cluster.ActionRegister, cluster.ActionAwaitHost:
 		return c.recreate(ctx, d, it, vm)
 	case cluster.ActionLiveMigrate, cluster.ActionOfflineMigrate:
 		tctx, cancel := context.WithTimeout(ctx, m.MigrationTimeout)
@@ -618,6 +656,13 @@ const recreateTimeout = 2 * time.Minute
 func (c *opsController) recreate(ctx context.Context, d drivers.Driver, it *cluster.OpItem, vm *cluster.VM) error {
 	tctx, cancel := context.WithTimeout(ctx, recreateTimeout)
 	defer cancel()
+	if it.Target == it.From && it.From != "" {
+		// Its own host returned: the VM is started where it is.
+		if err := powerOnAt(tctx, d, vm.ID, it.Target); err != nil {
+			return fmt.Errorf("start %s on its host %s: %w", vm.Name, it.Target, err)
+		}
+		return nil
+	}
 	if it.NewID == "" {
 		def, err := vm.Definition.Bytes()
 		if err != nil {
@@ -632,13 +677,27 @@ func (c *opsController) recreate(ctx context.Context, d drivers.Driver, it *clus
 	if it.Action != cluster.ActionRecreate {
 		return nil
 	}
-	if err := d.PowerOn(tctx, it.NewID); err != nil {
+	if err := powerOnAt(tctx, d, it.NewID, it.Target); err != nil {
 		// The copy stays defined (it may even have started after a
 		// time-out): the next attempt starts this one, so there is never a
 		// second copy.
 		return fmt.Errorf("start recreated %s (%s) on %s: %w", vm.Name, it.NewID, it.Target, err)
 	}
 	return nil
+}
+
+// hostPowerer is a driver whose VM ids are the same on several hosts (a
+// recovered VM and its stale copy) and that can start the copy on one.
+type hostPowerer interface {
+	PowerOnAt(ctx context.Context, id, host string) error
+}
+
+// powerOnAt starts the copy of id on host.
+func powerOnAt(ctx context.Context, d drivers.Driver, id, host string) error {
+	if hp, ok := d.(hostPowerer); ok {
+		return hp.PowerOnAt(ctx, id, host)
+	}
+	return d.PowerOn(ctx, id)
 }
 
 func (c *opsController) finish(ctx context.Context, op *cluster.Operation, it cluster.OpItem, err error, note string) {
@@ -653,7 +712,10 @@ func (c *opsController) finishLocked(ctx context.Context, op *cluster.Operation,
 	fi := &cluster.FinishItem{Op: op.ID, VM: it.VM, OK: err == nil, NewID: it.NewID, Time: now}
 	if err == nil {
 		msg := fmt.Sprintf("%s VM %s done", it.Action, it.Name)
-		if it.Target != "" && it.Action != cluster.ActionPowerOn && it.Action != cluster.ActionShutdown {
+		switch {
+		case isRecovery(it.Action) && it.Target != "" && it.Target == it.From:
+			msg = fmt.Sprintf("VM %s is back on its host %s, which returned", it.Name, it.Target)
+		case it.Target != "" && it.Action != cluster.ActionPowerOn && it.Action != cluster.ActionShutdown:
 			msg = fmt.Sprintf("%s VM %s to %s done", it.Action, it.Name, it.Target)
 		}
 		if note != "" {

@@ -69,11 +69,10 @@ func (c *recoveryController) Run(ctx context.Context) {
 
 // hostView is what one round needs of a host.
 type hostView struct {
-	host      *cluster.Host
-	live      int // VMs that are not stale copies
-	stale     []*cluster.VM
-	recovered map[string]bool // VM ids already recreated elsewhere
-	active    *cluster.Operation
+	host   *cluster.Host
+	live   int // VMs on it (stale copies are not VMs)
+	stale  []*cluster.StaleCopy
+	active *cluster.Operation
 }
 
 func (c *recoveryController) round(ctx context.Context, now time.Time) {
@@ -86,26 +85,22 @@ func (c *recoveryController) round(ctx context.Context, now time.Time) {
 	c.s.node.FSM().Read(func(st *cluster.State) {
 		sc = countStorm(st.Hosts, now, doc.Health.DeadAfter)
 		for name, h := range st.Hosts {
-			views[name] = &hostView{host: h, recovered: map[string]bool{}, active: st.ActiveOperationOn(name)}
+			views[name] = &hostView{host: h, active: st.ActiveOperationOn(name)}
+		}
+		for _, sc := range st.StaleCopies {
+			if v := views[sc.Host]; v != nil {
+				v.stale = append(v.stale, sc)
+			}
 		}
 		for _, vm := range st.VMs {
 			v := views[vm.Host]
 			if v == nil {
 				continue
 			}
-			if vm.Autostart && !vm.Stale && v.host.Health == cluster.HealthAlive && v.host.Connection == cluster.Connected {
+			if vm.Autostart && v.host.Health == cluster.HealthAlive && v.host.Connection == cluster.Connected {
 				autostart = append(autostart, vm)
 			}
-			if vm.Stale {
-				v.stale = append(v.stale, vm)
-			} else {
-				v.live++
-			}
-			if vm.RecreatedFrom != "" {
-				if old := st.VMs[vm.RecreatedFrom]; old != nil && views[old.Host] != nil {
-					views[old.Host].recovered[old.ID] = true
-				}
-			}
+			v.live++
 		}
 		for id, op := range st.Operations {
 			if op.Kind == cluster.OpRecover && op.State.Terminal() && !c.observed[id] {
@@ -405,26 +400,24 @@ func (c *recoveryController) startRecovery(ctx context.Context, doc *policy.Docu
 	}
 	comp := c.s.compiled(doc, st)
 	excluded := c.excluded(doc, st)
-	recreated := map[string]bool{}
-	for _, vm := range st.VMs {
-		if vm.RecreatedFrom != "" {
-			recreated[vm.RecreatedFrom] = true
-		}
-	}
 	var items []cluster.OpItem
+	var waiting []*cluster.VM
 	for _, vm := range st.VMsOn(host) {
-		if vm.Stale || recreated[vm.ID] || excluded[vm.ID] {
-			continue
-		}
-		action := cluster.ActionRegister
-		if vm.Power == cluster.PoweredOn {
-			action = cluster.ActionRecreate
-		}
 		prio := vm.Priority
 		if comp != nil {
 			prio = comp.Priority(vm)
 		}
-		items = append(items, cluster.OpItem{VM: vm.ID, Name: vm.Name, Action: action, From: host, MemoryBytes: vm.MemoryBytes, Priority: prio})
+		it := cluster.OpItem{VM: vm.ID, Name: vm.Name, Action: cluster.ActionRegister, From: host, MemoryBytes: vm.MemoryBytes, Priority: prio}
+		switch {
+		case excluded[vm.ID]:
+			// Not recreated elsewhere: it waits for its host, and runs
+			// there again when the host returns.
+			it.Action, it.WasRunning = cluster.ActionAwaitHost, vm.Power == cluster.PoweredOn
+			waiting = append(waiting, vm)
+		case vm.Power == cluster.PoweredOn:
+			it.Action = cluster.ActionRecreate
+		}
+		items = append(items, it)
 	}
 	if len(items) == 0 {
 		return
@@ -455,17 +448,43 @@ func (c *recoveryController) startRecovery(ctx context.Context, doc *policy.Docu
 			running++
 		}
 	}
-	msg := fmt.Sprintf("recovery of host %s (fenced by %s) started: %d VMs to recreate and start, %d shut-off VMs to register, highest priority first", host, h.FencedBy, running, len(items)-running)
+	msg := fmt.Sprintf("recovery of host %s (fenced by %s) started: %d VMs to recreate and start, %d shut-off VMs to register, highest priority first", host, h.FencedBy, running, len(items)-running-len(waiting))
+	if len(waiting) > 0 {
+		msg += fmt.Sprintf("; %d VMs excluded by recovery.exclude_vm_groups wait for the host", len(waiting))
+	}
 	ev := cluster.NewEvent("recovery.started", controllerActor, host, "", msg)
 	ev.Operation = op.ID
-	if c.apply(ctx, &cluster.StartOperation{Op: op, Event: ev}) {
-		c.s.log.Info(msg, "op", op.ID)
+	if !c.apply(ctx, &cluster.StartOperation{Op: op, Event: ev}) {
+		return
 	}
+	c.s.log.Info(msg, "op", op.ID)
+	// Each VM's own story says what happened to its host and what comes.
+	evs := make([]cluster.Event, 0, len(items))
+	for _, it := range items {
+		what := "it is recreated on another host and started"
+		switch it.Action {
+		case cluster.ActionRegister:
+			what = "it was shut off: it is registered on another host, not started"
+		case cluster.ActionAwaitHost:
+			what = "it is excluded from recovery (recovery.exclude_vm_groups): it waits for its host, and runs there again when the host returns"
+			if !it.WasRunning {
+				what = "it is excluded from recovery (recovery.exclude_vm_groups): it waits for its host, shut off as before"
+			}
+		}
+		typ := "vm.host_fenced"
+		if it.Action == cluster.ActionAwaitHost {
+			typ = "vm.awaiting_host"
+		}
+		e := cluster.NewEvent(typ, controllerActor, host, it.VM, fmt.Sprintf("host %s of VM %s crashed and was fenced by %s: %s", host, it.Name, h.FencedBy, what))
+		e.Operation = op.ID
+		evs = append(evs, e)
+	}
+	c.apply(ctx, &cluster.AppendEvents{Events: evs})
 }
 
 // destroyStale removes the stale copies on a host that answers again, then
 // forgets them: until then the host cannot be made AVAILABLE.
-func (c *recoveryController) destroyStale(ctx context.Context, host string, stale []*cluster.VM) {
+func (c *recoveryController) destroyStale(ctx context.Context, host string, stale []*cluster.StaleCopy) {
 	defer func() {
 		c.mu.Lock()
 		delete(c.cleaning, host)
@@ -473,30 +492,36 @@ func (c *recoveryController) destroyStale(ctx context.Context, host string, stal
 	}()
 	var gone []string
 	var names []string
-	for _, vm := range stale {
-		d, err := c.s.drivers.Get(ctx, vm.Driver)
+	var events []cluster.Event
+	for _, sc := range stale {
+		d, err := c.s.drivers.Get(ctx, sc.Driver)
 		if err == nil {
 			tctx, cancel := context.WithTimeout(ctx, c.s.Policy().Maintenance.ShutdownTimeout)
-			err = d.Destroy(tctx, vm.ID)
+			err = d.Destroy(tctx, sc.ID, host)
 			cancel()
 		}
 		if err != nil && !errors.Is(err, drivers.ErrNotFound) {
 			if ctx.Err() == nil {
-				c.s.log.Warn("destroy stale copy", "host", host, "vm", vm.Name, "err", err)
-				c.apply(ctx, &cluster.AppendEvents{Events: []cluster.Event{cluster.NewEvent("vm.stale_destroy_failed", controllerActor, host, vm.ID,
-					fmt.Sprintf("could not destroy the stale copy of VM %s on host %s (tried again shortly): %v", vm.Name, host, err))}})
+				c.s.log.Warn("destroy stale copy", "host", host, "vm", sc.Name, "err", err)
+				c.apply(ctx, &cluster.AppendEvents{Events: []cluster.Event{cluster.NewEvent("vm.stale_destroy_failed", controllerActor, host, sc.VM,
+					fmt.Sprintf("could not destroy the stale copy of VM %s on host %s (tried again shortly): %v", sc.Name, host, err))}})
 				sleepCtx(ctx, 5*time.Second)
 			}
 			continue
 		}
-		gone = append(gone, vm.ID)
-		names = append(names, vm.Name)
+		gone = append(gone, sc.ID)
+		names = append(names, sc.Name)
+		// One entry in each VM's own story as well as the host's.
+		events = append(events, cluster.NewEvent("vm.stale_destroyed", controllerActor, host, sc.VM,
+			fmt.Sprintf("the stale copy of VM %s on host %s, left when the host was fenced, is destroyed (the VM itself was recreated elsewhere)", sc.Name, host)))
 	}
 	if len(gone) == 0 {
 		return
 	}
 	msg := fmt.Sprintf("destroyed %d stale copies on host %s (their VMs run elsewhere since the host was fenced): %s", len(gone), host, strings.Join(names, ", "))
-	c.apply(ctx, &cluster.ForgetVMs{IDs: gone, Event: cluster.NewEvent("vm.stale_destroyed", controllerActor, host, "", msg)})
+	if c.apply(ctx, &cluster.ForgetVMs{Host: host, IDs: gone, Event: cluster.NewEvent("host.stale_destroyed", controllerActor, host, "", msg)}) {
+		c.apply(ctx, &cluster.AppendEvents{Events: events})
+	}
 }
 
 // excluded returns the VMs the policy's recovery.exclude_vm_groups keep

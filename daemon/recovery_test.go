@@ -156,6 +156,10 @@ func TestCrashRecoveryInDevMode(t *testing.T) {
 	}
 	before := driverVMs(t, dev.Sim)
 	want := running(before, "")
+	ids := map[string]string{} // name → id of the victim's VMs
+	for _, v := range vms {
+		ids[v.Name] = v.ID
+	}
 
 	if err := c.DevHost(ctx, victim.Name, true); err != nil {
 		t.Fatal(err)
@@ -177,6 +181,53 @@ func TestCrashRecoveryInDevMode(t *testing.T) {
 	h, _ := c.Host(ctx, victim.Name)
 	if h.Health != cluster.HealthFenced || h.Admin != cluster.Offline || h.FencedBy != policy.FenceDev {
 		t.Errorf("victim after recovery: health %s admin %s fenced by %q", h.Health, h.Admin, h.FencedBy)
+	}
+
+	// Each VM is listed once, under its id, where it runs now: what the
+	// fenced host holds of them are stale copies, listed with the host.
+	listed, err := c.VMs(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for _, v := range listed {
+		seen[v.Name]++
+		if id, ok := ids[v.Name]; ok && (v.ID != id || v.Host == victim.Name) {
+			t.Errorf("VM %s is listed as %s on %s; want its id %s, on another host", v.Name, v.ID, v.Host, id)
+		}
+	}
+	for name, n := range seen {
+		if n != 1 {
+			t.Errorf("VM %s listed %d times", name, n)
+		}
+	}
+	if len(listed) != 12 {
+		t.Errorf("%d VMs listed, want 12", len(listed))
+	}
+	h, _ = c.Host(ctx, victim.Name)
+	if h.VMs != 0 || h.StaleCopies != len(vms) || len(h.Stale) != len(vms) {
+		t.Errorf("fenced host: %d VMs, %d stale copies (%+v); want 0 and %d", h.VMs, h.StaleCopies, h.Stale, len(vms))
+	}
+	for _, sc := range h.Stale {
+		if sc.VM != ids[sc.Name] || sc.Power != "unknown" || sc.VMHost == "" || sc.VMHost == victim.Name {
+			t.Errorf("stale copy %+v", sc)
+		}
+	}
+	// Acting on a VM whose host is fenced, or on a stale copy, is refused.
+	testutil.WaitFor(t, 5*time.Second, "stale copies metric", func() bool {
+		return containsLine(metricsText(t, dev.Server), fmt.Sprintf(`herd_host_stale_copies{host=%q} %d`, victim.Name, len(vms)))
+	})
+	// One story per VM: its host was fenced, it was recreated elsewhere,
+	// under the same id.
+	story := queryEvents(t, c, api.EventQuery{VM: ids[high]})
+	var types []string
+	for _, e := range story {
+		types = append(types, e.Type)
+	}
+	for _, want := range []string{"inventory.vm_added", "vm.host_fenced", "step.started", "step.done"} {
+		if !slices.Contains(types, want) {
+			t.Errorf("events of VM %s (%s): %v, want %s among them", high, ids[high], types, want)
+		}
 	}
 
 	// Every VM that ran runs exactly once, none on the crashed host.
@@ -232,7 +283,10 @@ func TestCrashRecoveryInDevMode(t *testing.T) {
 	testutil.WaitFor(t, 20*time.Second, "host back and cleaned", func() bool {
 		h, _ := c.Host(ctx, victim.Name)
 		vs, _ := c.VMs(ctx, victim.Name)
-		return h != nil && h.Health == cluster.HealthAlive && len(vs) == 0
+		return h != nil && h.Health == cluster.HealthAlive && len(vs) == 0 && h.StaleCopies == 0
+	})
+	testutil.WaitFor(t, 5*time.Second, "VM "+high+"'s story to tell its stale copy was destroyed", func() bool {
+		return hasEvent(queryEvents(t, c, api.EventQuery{VM: ids[high]}), "vm.stale_destroyed", victim.Name)
 	})
 	h, _ = c.Host(ctx, victim.Name)
 	if h.Admin != cluster.NotAccepting {

@@ -27,12 +27,16 @@ func (s *Server) stateSample() metrics.StateSample {
 		index = st.Index
 		usage := st.Usage()
 		out.Events = len(st.Events)
+		stale := map[string]int{}
+		for _, c := range st.StaleCopies {
+			stale[c.Host]++
+		}
 		for _, name := range st.HostNames() {
 			h, u := st.Hosts[name], usage[name]
 			out.Hosts = append(out.Hosts, metrics.HostSample{
 				Name: h.Name, Driver: h.Driver, Admin: string(h.Admin), Maintenance: string(h.Maintenance), Health: string(h.Health),
 				Connected: h.Connection == cluster.Connected, MemoryBytes: h.MemoryBytes, MemoryUsedBytes: u.MemoryUsedBytes,
-				CPUs: h.CPUs, VCPUsUsed: u.VCPUsUsed, VMs: u.VMs, RunningVMs: u.RunningVMs,
+				CPUs: h.CPUs, VCPUsUsed: u.VCPUsUsed, VMs: u.VMs, RunningVMs: u.RunningVMs, StaleCopies: stale[name],
 				FencingFailed: h.Health == cluster.HealthDead && h.FenceFailure != "", LeaseArmed: h.LeaseTTL > 0,
 			})
 		}

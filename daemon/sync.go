@@ -77,9 +77,10 @@ func (s *Server) syncInventory(ctx context.Context, driver string) (*SyncResult,
 		}
 		return nil, fmt.Errorf("inventory of %s: %w", driver, err)
 	}
-	diff := InventoryDiff(driver, s.node.FSM().State(), inv, time.Now().UTC())
+	st := s.node.FSM().State()
+	diff := InventoryDiff(driver, st, inv, time.Now().UTC())
 	diff.ReadIndex = readIndex
-	s.metrics.VMDuplicates.WithLabelValues(driver).Set(float64(countDuplicates(inv)))
+	s.metrics.VMDuplicates.WithLabelValues(driver).Set(float64(countDuplicates(st, inv)))
 	if diff.Empty() {
 		return &SyncResult{Diff: diff}, nil
 	}
@@ -140,7 +141,7 @@ func InventoryDiff(driver string, st *cluster.State, inv *drivers.Inventory, now
 		lost[h.Name] = h.Connection != drivers.Connected
 	}
 	seenVMs := map[string]bool{}
-	for _, v := range dedupeVMs(st, inv.VMs, ev) {
+	for _, v := range dedupeVMs(st, withoutStale(st, inv.VMs), ev) {
 		seenVMs[v.ID] = true
 		nv := cluster.VM{ID: v.ID, Name: v.Name, Host: v.Host, Driver: driver, MemoryBytes: v.MemoryBytes,
 			VCPUs: v.VCPUs, Power: cluster.PowerState(v.Power), Unmovable: v.Unmovable, Autostart: v.Autostart}
@@ -178,8 +179,12 @@ func InventoryDiff(driver string, st *cluster.State, inv *drivers.Inventory, now
 		d.UpsertVMs = append(d.UpsertVMs, nv)
 	}
 	var gone []*cluster.VM
+	recovering := recoveringVMs(st)
 	for id, vm := range st.VMs {
-		if vm.Driver == driver && !seenVMs[id] {
+		// A VM whose recreation is under way may be missing for a moment
+		// (vCenter: its original is unregistered before it is created
+		// again): the step records where it is.
+		if vm.Driver == driver && !seenVMs[id] && !recovering[id] {
 			gone = append(gone, vm)
 		}
 	}
@@ -226,11 +231,57 @@ func dedupeVMs(st *cluster.State, vms []drivers.VM, ev func(typ, host, vm, forma
 	return out
 }
 
-// countDuplicates counts VM ids reported on more than one host.
-func countDuplicates(inv *drivers.Inventory) int {
+// withoutStale drops the copies that are known stale copies (a VM's
+// leftover on a host that was fenced, recreated elsewhere under the same
+// id): they are not where the VM is.
+func withoutStale(st *cluster.State, vms []drivers.VM) []drivers.VM {
+	if len(st.StaleCopies) == 0 {
+		return vms
+	}
+	out := make([]drivers.VM, 0, len(vms))
+	for _, v := range vms {
+		if _, stale := st.StaleCopies[cluster.StaleKey(v.Host, v.ID)]; !stale {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// recoveringVMs are the VMs whose recovery step runs now.
+func recoveringVMs(st *cluster.State) map[string]bool {
+	out := map[string]bool{}
+	for _, op := range st.Operations {
+		if op.Kind != cluster.OpRecover || op.State != cluster.OpRunning {
+			continue
+		}
+		for _, it := range op.Items {
+			if it.State == cluster.ItemRunning {
+				out[it.VM] = true
+			}
+		}
+	}
+	return out
+}
+
+// countDuplicates counts VM ids reported on more than one connected host
+// (what a manager lists of a host it cannot reach is its memory, not a
+// sighting). A known stale copy counts only when it runs: a leftover
+// waiting to be destroyed is not a VM on two hosts, a stale copy that runs
+// is exactly that.
+func countDuplicates(st *cluster.State, inv *drivers.Inventory) int {
+	connected := make(map[string]bool, len(inv.Hosts))
+	for _, h := range inv.Hosts {
+		connected[h.Name] = h.Connection == drivers.Connected
+	}
 	seen := make(map[string]int, len(inv.VMs))
 	n := 0
 	for _, v := range inv.VMs {
+		if !connected[v.Host] {
+			continue
+		}
+		if _, stale := st.StaleCopies[cluster.StaleKey(v.Host, v.ID)]; stale && v.Power != drivers.PoweredOn {
+			continue
+		}
 		seen[v.ID]++
 		if seen[v.ID] == 2 {
 			n++

@@ -90,9 +90,78 @@ func TestInventoryDiffKeepsTheRunningCopyOfADuplicate(t *testing.T) {
 		if len(d.Events) != 1 || d.Events[0].Type != "inventory.vm_duplicate" || d.Events[0].Host != "h2" {
 			t.Fatalf("duplicate not reported: %+v", d.Events)
 		}
-		if n := countDuplicates(&drivers.Inventory{VMs: order}); n != 1 {
+		inv := &drivers.Inventory{Hosts: []drivers.Host{{Name: "h1", Connection: drivers.Connected}, {Name: "h2", Connection: drivers.Connected}}, VMs: order}
+		if n := countDuplicates(st, inv); n != 1 {
 			t.Fatalf("countDuplicates = %d, want 1", n)
 		}
+	}
+}
+
+// TestInventoryDiffStaleCopies: a recovered VM keeps its id, so its fenced
+// host (or the manager's memory of it) still lists a copy of that id. That
+// copy is the VM's stale copy, not the VM: the VM stays where it was
+// recreated, is listed once, and is not counted on two hosts — unless the
+// stale copy is seen running on a connected host, which is exactly a VM on
+// two hosts.
+func TestInventoryDiffStaleCopies(t *testing.T) {
+	now := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	st := cluster.NewState()
+	st = applyDiff(t, st, &cluster.InventoryDiff{Driver: "kvm",
+		UpsertHosts: []cluster.Host{{Name: "h1"}, {Name: "h2"}},
+		UpsertVMs:   []cluster.VM{{ID: "a", Name: "web", Host: "h1", Power: cluster.PoweredOn, MemoryBytes: 1 << 30}}})
+	for i, c := range []cluster.Command{
+		&cluster.SetHostHealth{Host: "h1", Health: cluster.HealthDead},
+		&cluster.HostFenced{Host: "h1", Method: "power", OK: true},
+		&cluster.StartOperation{Op: cluster.Operation{ID: "r1", Kind: cluster.OpRecover, Host: "h1", Created: now, MaxAttempts: 1,
+			Items: []cluster.OpItem{{VM: "a", Name: "web", Action: cluster.ActionRecreate, From: "h1"}}}},
+		&cluster.StartItem{Op: "r1", VM: "a", Target: "h2", Time: now},
+	} {
+		if err := st.Apply(c, uint64(10+i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// While the step runs, a VM missing from the inventory is not removed
+	// (vCenter: its original is unregistered before it is created again).
+	if d := InventoryDiff("kvm", st, &drivers.Inventory{Hosts: []drivers.Host{{Name: "h1"}, {Name: "h2"}}}, now); len(d.RemoveVMs) != 0 {
+		t.Fatalf("a VM being recreated was removed: %+v", d.RemoveVMs)
+	}
+	if err := st.Apply(&cluster.FinishItem{Op: "r1", VM: "a", OK: true, NewID: "a", Time: now}, 20); err != nil {
+		t.Fatal(err)
+	}
+	if vm := st.VMs["a"]; vm == nil || vm.Host != "h2" || len(st.VMs) != 1 || len(st.StaleOn("h1")) != 1 {
+		t.Fatalf("after recovery: VMs %+v, stale %+v", st.VMs, st.StaleCopies)
+	}
+	hosts := func(c1 drivers.Connection) []drivers.Host {
+		return []drivers.Host{{Name: "h1", Connection: c1}, {Name: "h2", Connection: drivers.Connected}}
+	}
+	for _, tc := range []struct {
+		name  string
+		conn  drivers.Connection
+		power drivers.PowerState
+		dups  int
+	}{
+		{"fenced host, remembered running", drivers.NotResponding, drivers.PoweredOn, 0},
+		{"returned host, shut off", drivers.Connected, drivers.PoweredOff, 0},
+		{"returned host, running", drivers.Connected, drivers.PoweredOn, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			inv := &drivers.Inventory{Hosts: hosts(tc.conn), VMs: []drivers.VM{
+				{ID: "a", Name: "web", Host: "h1", MemoryBytes: 1 << 30, Power: tc.power},
+				{ID: "a", Name: "web", Host: "h2", MemoryBytes: 1 << 30, Power: drivers.PoweredOn},
+			}}
+			d := InventoryDiff("kvm", st, inv, now)
+			if len(d.UpsertVMs) != 0 || len(d.RemoveVMs) != 0 {
+				t.Errorf("the stale copy changed the VM: %+v", d)
+			}
+			for _, e := range d.Events {
+				if e.Type == "inventory.vm_duplicate" || e.Type == "inventory.vm_moved" {
+					t.Errorf("stale copy taken for the VM: %+v", e)
+				}
+			}
+			if n := countDuplicates(st, inv); n != tc.dups {
+				t.Errorf("countDuplicates = %d, want %d", n, tc.dups)
+			}
+		})
 	}
 }
 

@@ -107,11 +107,15 @@ type Driver interface {
 	// deadline is near.
 	Shutdown(ctx context.Context, id string) error
 	// Recreate defines a VM on host from a stored Definition, powered off,
-	// and returns its ID.
+	// and returns its ID. The VM keeps its identity: its ID, name, hardware
+	// UUIDs and MAC addresses are the original's, so that the guest and
+	// everything keyed by them see the same machine.
 	Recreate(ctx context.Context, definition []byte, host string) (string, error)
-	// Destroy powers off and removes a VM (a stale copy on a host that came
-	// back) from its host or manager; its disk files are kept.
-	Destroy(ctx context.Context, id string) error
+	// Destroy powers off and removes the copy of VM id on host (a stale
+	// copy on a host that came back) from that host or its manager; its
+	// disk files are kept. A recovered VM keeps its id, so the host says
+	// which copy goes; ErrNotFound when host holds none.
+	Destroy(ctx context.Context, id, host string) error
 	// ProbeHost asks the manager how a host is.
 	ProbeHost(ctx context.Context, host string) (Connection, error)
 	// Close releases the driver's connections.

@@ -20,6 +20,9 @@ type HostSample struct {
 	MemoryBytes, MemoryUsedBytes             int64
 	CPUs, VCPUsUsed                          int
 	VMs, RunningVMs                          int
+	// StaleCopies counts the leftovers of recovered VMs the host holds
+	// (destroyed when it returns): not VMs.
+	StaleCopies int
 	// FencingFailed: the host is dead and no fencing method confirmed it.
 	FencingFailed bool
 	// LeaseArmed: an agent on the host holds a lease.
@@ -76,6 +79,7 @@ var (
 	descVCPUsUsed   = prometheus.NewDesc("herd_host_vcpus_used", "vCPUs of the host's running VMs.", []string{"host"}, nil)
 	descHostVMs     = prometheus.NewDesc("herd_host_vms", "VMs registered on the host.", []string{"host"}, nil)
 	descHostRunning = prometheus.NewDesc("herd_host_running_vms", "Running VMs on the host.", []string{"host"}, nil)
+	descHostStale   = prometheus.NewDesc("herd_host_stale_copies", "Stale copies on the host: what a fenced host still holds of VMs recreated elsewhere, destroyed when it returns (not counted in herd_host_vms).", []string{"host"}, nil)
 	descHosts       = prometheus.NewDesc("herd_hosts", "Hosts in the inventory.", nil, nil)
 	descVMs         = prometheus.NewDesc("herd_vms", "VMs in the inventory, by power state.", []string{"power_state"}, nil)
 	descEvents      = prometheus.NewDesc("herd_events_retained", "Events held in the action log.", nil, nil)
@@ -121,7 +125,7 @@ var (
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descAdmin, descMaint, descHealth, descConnected, descMemory, descMemoryUsed,
-		descCPUs, descVCPUsUsed, descHostVMs, descHostRunning, descHosts, descVMs, descEvents, descRemaining, descOperations, descFailover, descFailoverMin,
+		descCPUs, descVCPUsUsed, descHostVMs, descHostRunning, descHostStale, descHosts, descVMs, descEvents, descRemaining, descOperations, descFailover, descFailoverMin,
 		descFenceFailed, descLeases, descRecoveryVMs,
 		descLeader, descHasLeader, descRaftState, descServers, descCommit, descApplied, descLastContact,
 		descPolicyVersion, descPolicyDrift, descReloadOK, descReloadTime, descGossip} {
@@ -168,6 +172,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- gauge(descVCPUsUsed, float64(h.VCPUsUsed), h.Name)
 			ch <- gauge(descHostVMs, float64(h.VMs), h.Name)
 			ch <- gauge(descHostRunning, float64(h.RunningVMs), h.Name)
+			ch <- gauge(descHostStale, float64(h.StaleCopies), h.Name)
 			ch <- gauge(descFenceFailed, b2f(h.FencingFailed), h.Name)
 			if h.LeaseArmed {
 				leases++

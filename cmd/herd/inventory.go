@@ -84,9 +84,16 @@ func printHosts(g *globals, hosts []api.Host) error {
 	for _, h := range hosts {
 		rows = append(rows, []string{h.Name, string(h.Admin), maintenanceWord(h), string(h.Health), string(h.Connection),
 			fmt.Sprint(h.VMs), fmt.Sprint(h.RunningVMs), gib(h.MemoryUsedBytes) + "/" + gib(h.MemoryBytes),
-			fmt.Sprintf("%d/%d", h.VCPUsUsed, h.CPUs), h.Driver, h.Group})
+			fmt.Sprintf("%d/%d", h.VCPUsUsed, h.CPUs), fmt.Sprint(h.StaleCopies), h.Driver, h.Group, dash(h.NotFenced)})
 	}
-	return table(g.stdout, "NAME\tADMIN\tMAINTENANCE\tHEALTH\tCONNECTION\tVMS\tRUNNING\tMEM GiB (USED/TOTAL)\tVCPU/CPU\tDRIVER\tGROUP", rows)
+	return table(g.stdout, "NAME\tADMIN\tMAINTENANCE\tHEALTH\tCONNECTION\tVMS\tRUNNING\tMEM GiB (USED/TOTAL)\tVCPU/CPU\tSTALE\tDRIVER\tGROUP\tNOT FENCED BECAUSE", rows)
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func printHost(g *globals, h *api.Host) error {
@@ -97,6 +104,15 @@ func printHost(g *globals, h *api.Host) error {
 		{"Memory", gib(h.MemoryUsedBytes) + " of " + gib(h.MemoryBytes) + " GiB used by running VMs"},
 		{"CPUs", fmt.Sprintf("%d logical, %d vCPUs of running VMs", h.CPUs, h.VCPUsUsed)},
 		{"VMs", fmt.Sprintf("%d (%d running)", h.VMs, h.RunningVMs)},
+	}
+	if h.NotFenced != "" {
+		rows = append(rows, []string{"Not fenced because", h.NotFenced})
+	}
+	if h.StaleCopies > 0 {
+		rows = append(rows, []string{"Stale copies", fmt.Sprintf("%d, destroyed when the host returns (leftovers of VMs recreated elsewhere: not VMs, power unknown)", h.StaleCopies)})
+		for _, c := range h.Stale {
+			rows = append(rows, []string{"", fmt.Sprintf("%s (%s), the VM runs on %s", c.Name, c.VM, dash(c.VMHost))})
+		}
 	}
 	return table(g.stdout, "FIELD\tVALUE", rows)
 }
@@ -131,9 +147,9 @@ func newVMCmd(g *globals) *cobra.Command {
 			}, func(out api.VMs) error {
 				var rows [][]string
 				for _, v := range out.VMs {
-					rows = append(rows, []string{v.Name, v.Host, string(v.Power), fmt.Sprint(v.MemoryBytes >> 20), fmt.Sprint(v.VCPUs), fmt.Sprint(v.Priority), v.ID})
+					rows = append(rows, []string{v.Name, v.Host, string(v.Power), fmt.Sprint(v.MemoryBytes >> 20), fmt.Sprint(v.VCPUs), fmt.Sprint(v.Priority), dash(strings.Join(v.Groups, ",")), v.ID})
 				}
-				return table(g.stdout, "NAME\tHOST\tPOWER\tMEM MiB\tVCPUS\tPRIORITY\tID", rows)
+				return table(g.stdout, "NAME\tHOST\tPOWER\tMEM MiB\tVCPUS\tPRIORITY\tGROUPS\tID", rows)
 			})
 		},
 	}

@@ -62,12 +62,30 @@ type Host struct {
 	// MaintenanceNote says, for a host in maintenance, whether it is empty
 	// or how many VMs still run on it.
 	MaintenanceNote string `json:"maintenance_note,omitempty"`
+	// StaleCopies counts what the host still holds of VMs recreated
+	// elsewhere after it was fenced (not VMs: destroyed when it returns).
+	StaleCopies int `json:"stale_copies"`
+	// Stale lists them (GET /v1/hosts/{host} only).
+	Stale []StaleCopyView `json:"stale,omitempty"`
+	// NotFenced says why a dead host is not fenced (storm guard, no VMs,
+	// fencing failed: reason…); empty unless the host is dead.
+	NotFenced string `json:"not_fenced,omitempty"`
 }
 
 // NewHost is the view of h with its usage.
 func NewHost(h *cluster.Host, u cluster.HostUsage) Host {
 	return Host{Host: *h, HostUsage: u, Empty: u.RunningVMs == 0,
 		MaintenanceNote: cluster.MaintenanceNote(h.Name, h.Maintenance, u.RunningVMs)}
+}
+
+// StaleCopyView is one stale copy: the leftover of VM (its Herd id) on a
+// fenced host. Its power is unknown until the host answers; it is only
+// ever destroyed.
+type StaleCopyView struct {
+	cluster.StaleCopy
+	// VMHost is where the VM itself is now.
+	VMHost string `json:"vm_host,omitempty"`
+	Power  string `json:"power_state"`
 }
 
 // Hosts is the answer of GET /v1/hosts.
@@ -89,9 +107,13 @@ type VMView struct {
 	MemoryBytes int64              `json:"memory_bytes"`
 	VCPUs       int                `json:"vcpus"`
 	Power       cluster.PowerState `json:"power_state"`
-	Priority    int                `json:"priority"`
-	Unmovable   string             `json:"unmovable,omitempty"`
-	Autostart   bool               `json:"autostart,omitempty"`
+	// Priority is the effective availability priority: the highest of the
+	// VM's own and its policy groups' (what recovery and maintenance use).
+	Priority  int    `json:"priority"`
+	Unmovable string `json:"unmovable,omitempty"`
+	Autostart bool   `json:"autostart,omitempty"`
+	// Groups are the policy's vm groups the VM is in.
+	Groups []string `json:"groups,omitempty"`
 }
 
 // NewVMView drops the definition.

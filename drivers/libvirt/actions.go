@@ -36,7 +36,26 @@ func (d *Driver) PowerOn(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("power on %s: %w", id, err)
 	}
-	err = p.host.call(ctx, "power on "+id, func(l *golibvirt.Libvirt) error {
+	return d.powerOn(ctx, p)
+}
+
+// PowerOnAt is PowerOn of the copy of id on host: a recovered VM has the
+// same UUID as the stale copy its fenced host may still hold.
+func (d *Driver) PowerOnAt(ctx context.Context, id, host string) error {
+	h, err := d.host(host)
+	if err != nil {
+		return fmt.Errorf("power on %s on %s: %w", id, host, err)
+	}
+	p, err := locateOn(ctx, h, id)
+	if err != nil {
+		return fmt.Errorf("power on %s on %s: %w", id, host, err)
+	}
+	return d.powerOn(ctx, p)
+}
+
+func (d *Driver) powerOn(ctx context.Context, p placement) error {
+	id := formatUUID(p.dom.UUID)
+	err := p.host.call(ctx, "power on "+id, func(l *golibvirt.Libvirt) error {
 		switch p.state {
 		case golibvirt.DomainShutoff, golibvirt.DomainCrashed:
 			return l.DomainCreate(p.dom)
@@ -142,10 +161,12 @@ func (d *Driver) Shutdown(ctx context.Context, id string) error {
 }
 
 // Recreate defines a shut-off domain on host from a Definition that
-// Inventory produced and returns its ID. The domain gets a new UUID, so
-// that the stale original (on a host that comes back) keeps a distinct ID
-// and can be destroyed; when its name is taken on host, it is named
-// name-r1, name-r2….
+// Inventory produced and returns its ID. The domain keeps its identity: the
+// same UUID (libvirtd on another host accepts it), so the same SMBIOS
+// system UUID, the same name and MAC addresses — a guest boots as the same
+// machine. Only when another domain already has its name on host is it
+// named name-r1, name-r2…; a domain of the same UUID there (an earlier
+// attempt) is defined again.
 func (d *Driver) Recreate(ctx context.Context, definition []byte, host string) (string, error) {
 	fail := func(err error) error { return fmt.Errorf("recreate VM on %s: %w", host, err) }
 	h, err := d.host(host)
@@ -156,10 +177,7 @@ func (d *Driver) Recreate(ctx context.Context, definition []byte, host string) (
 	if err != nil {
 		return "", fail(err)
 	}
-	doc, err := withoutUUID(definition)
-	if err != nil {
-		return "", fail(err)
-	}
+	doc := definition
 	for i := range recreateNames {
 		name := ident.Name
 		if i > 0 {
@@ -172,14 +190,14 @@ func (d *Driver) Recreate(ctx context.Context, definition []byte, host string) (
 			return l.DomainDefineXML(string(doc))
 		})
 		if nameTaken(err) {
-			d.log.Info("domain name taken, trying another", "host", host, "name", name, "err", err)
+			d.log.Warn("domain name taken by another domain, trying another", "host", host, "name", name, "err", err)
 			continue
 		}
 		if err != nil {
 			return "", fail(fmt.Errorf("define %s: %w", name, err))
 		}
 		id := formatUUID(dom.UUID)
-		d.log.Info("recreated VM", "vm", id, "name", name, "host", host, "was", ident.UUID)
+		d.log.Info("recreated VM", "vm", id, "name", name, "host", host)
 		return id, nil
 	}
 	return "", fail(fmt.Errorf("names %s to %s-r%d are all taken", ident.Name, ident.Name, recreateNames-1))
@@ -196,19 +214,19 @@ func nameTaken(err error) bool {
 	return code == golibvirt.ErrDomExist || (code == golibvirt.ErrOperationFailed && strings.Contains(lerr.Message, "already exists"))
 }
 
-// Destroy stops a domain if it runs and undefines it with its managed save,
-// snapshot and checkpoint metadata and NVRAM. It refuses when the ID is on
-// several hosts: which copy is stale is the caller's call.
-func (d *Driver) Destroy(ctx context.Context, id string) error {
-	fail := func(err error) error { return fmt.Errorf("destroy %s: %w", id, err) }
-	ps, err := d.locate(ctx, id)
+// Destroy stops the domain id on host if it runs and undefines it with its
+// managed save, snapshot and checkpoint metadata and NVRAM. Copies of the
+// same UUID on other hosts (the recovered VM) are not touched.
+func (d *Driver) Destroy(ctx context.Context, id, host string) error {
+	fail := func(err error) error { return fmt.Errorf("destroy %s on %s: %w", id, host, err) }
+	h, err := d.host(host)
 	if err != nil {
 		return fail(err)
 	}
-	if len(ps) > 1 {
-		return fail(fmt.Errorf("defined on %d hosts (%s, %s…): ambiguous", len(ps), ps[0].host.cfg.Name, ps[1].host.cfg.Name))
+	p, err := locateOn(ctx, h, id)
+	if err != nil {
+		return fail(err)
 	}
-	p := ps[0]
 	if err := d.powerOff(ctx, p); err != nil {
 		return fail(err)
 	}
@@ -223,6 +241,6 @@ func (d *Driver) Destroy(ctx context.Context, id string) error {
 	if err != nil && !errors.Is(err, drivers.ErrNotFound) && !hasCode(err, golibvirt.ErrOperationInvalid) {
 		return fail(fmt.Errorf("undefine on %s: %w", p.host.cfg.Name, err))
 	}
-	d.log.Info("destroyed VM", "vm", id, "host", p.host.cfg.Name)
+	d.log.Info("destroyed VM", "vm", id, "host", host)
 	return nil
 }

@@ -1,7 +1,9 @@
 package libvirt
 
 import (
+	"encoding/xml"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -51,23 +53,28 @@ func TestPower(t *testing.T) {
 }
 
 // TestRecreate defines, from the Definition Inventory stored, a VM on
-// another host (shut off, with a new UUID) and on its own host, where its
-// name is taken (it gets name-r1).
+// another host, shut off and the same machine: the same UUID (so the same
+// SMBIOS system UUID), name and MAC addresses as the original. Where the
+// name is taken by another domain, it gets name-r1 and keeps the rest.
+// Destroy and PowerOnAt act on the copy of the host they name only.
 func TestRecreate(t *testing.T) {
-	f := libvirttest.StartFixture(t, 2)
-	id := f.DefineVM(t, "lv1", "phoenix", 80, true)
+	f := libvirttest.StartFixture(t, 3)
+	id := f.DefineDomain(t, "lv1", libvirttest.VMSpec{Name: "phoenix", MemoryMiB: 80, Running: true,
+		Devices: "<interface type='user'><mac address='52:54:00:13:13:01'/><model type='virtio'/></interface>"})
+	f.DefineVM(t, "lv3", "phoenix", 64, false) // another domain, same name
 	d := newTestDriver(t, f, nil)
 	vms := inventory(t, d).Copies(id)
 	if len(vms) != 1 || len(vms[0].Definition) == 0 {
 		t.Fatalf("inventory lists %+v, want one VM with a definition", vms)
 	}
 	def := vms[0].Definition
+	orig := f.DomainXMLOf(t, "lv1", id)
 
 	tests := []struct {
 		host, name string
 	}{
 		{"lv2", "phoenix"},
-		{"lv1", "phoenix-r1"},
+		{"lv3", "phoenix-r1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.host, func(t *testing.T) {
@@ -75,17 +82,71 @@ func TestRecreate(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Recreate on %s: %v", tt.host, err)
 			}
-			if newID == id || newID == "" {
-				t.Errorf("Recreate returned ID %q, want a new UUID (was %s)", newID, id)
+			if newID != id {
+				t.Errorf("Recreate returned ID %q, want the original's %s", newID, id)
 			}
 			wantState(t, f, tt.host, newID, drivers.PoweredOff)
 			doc := f.DomainXMLOf(t, tt.host, newID)
 			if !strings.Contains(doc, "<name>"+tt.name+"</name>") || !strings.Contains(doc, "<memory unit='KiB'>81920</memory>") {
 				t.Errorf("recreated domain is not %s with 80 MiB:\n%s", tt.name, doc)
 			}
+			if got, want := identityOf(t, doc), identityOf(t, orig); got.uuid != want.uuid || got.smbios != want.smbios || !slices.Equal(got.macs, want.macs) {
+				t.Errorf("recreated domain's identity %+v, want the original's %+v", got, want)
+			}
 		})
 	}
 	wantState(t, f, "lv1", id, drivers.PoweredOn)
+
+	// The copy on lv2 starts; the original keeps running on lv1 (the
+	// caller fences it first: here both run, as PowerOnAt names its host).
+	if err := d.PowerOnAt(testContext(t, 20*time.Second), id, "lv2"); err != nil {
+		t.Fatalf("PowerOnAt lv2: %v", err)
+	}
+	wantState(t, f, "lv2", id, drivers.PoweredOn)
+	wantState(t, f, "lv3", id, drivers.PoweredOff)
+	if err := d.Destroy(testContext(t, 20*time.Second), id, "lv1"); err != nil {
+		t.Fatalf("Destroy on lv1: %v", err)
+	}
+	wantState(t, f, "lv1", id, "")
+	wantState(t, f, "lv2", id, drivers.PoweredOn)
+	wantState(t, f, "lv3", id, drivers.PoweredOff)
+}
+
+// identity is what makes a domain the same machine to its guest.
+type identity struct {
+	uuid, smbios string
+	macs         []string
+}
+
+// identityOf reads a domain XML's UUID, the SMBIOS system UUID QEMU gives
+// the guest (the <sysinfo> one, else the domain's) and its MACs.
+func identityOf(t *testing.T, doc string) identity {
+	t.Helper()
+	var x struct {
+		UUID    string `xml:"uuid"`
+		Sysinfo struct {
+			Entries []struct {
+				Name  string `xml:"name,attr"`
+				Value string `xml:",chardata"`
+			} `xml:"system>entry"`
+		} `xml:"sysinfo"`
+		MACs []struct {
+			Address string `xml:"address,attr"`
+		} `xml:"devices>interface>mac"`
+	}
+	if err := xml.Unmarshal([]byte(doc), &x); err != nil {
+		t.Fatalf("domain XML: %v", err)
+	}
+	id := identity{uuid: x.UUID, smbios: x.UUID}
+	for _, e := range x.Sysinfo.Entries {
+		if e.Name == "uuid" {
+			id.smbios = e.Value
+		}
+	}
+	for _, m := range x.MACs {
+		id.macs = append(id.macs, m.Address)
+	}
+	return id
 }
 
 // TestDestroy removes a running VM: it is gone from its host, and a second
@@ -96,12 +157,12 @@ func TestDestroy(t *testing.T) {
 	keep := f.DefineVM(t, "lv1", "bystander", 64, false)
 	d := newTestDriver(t, f, nil)
 
-	if err := d.Destroy(testContext(t, 10*time.Second), id); err != nil {
+	if err := d.Destroy(testContext(t, 10*time.Second), id, "lv1"); err != nil {
 		t.Fatalf("Destroy: %v", err)
 	}
 	wantState(t, f, "lv1", id, "")
 	wantState(t, f, "lv1", keep, drivers.PoweredOff)
-	wantKind(t, "second Destroy", d.Destroy(testContext(t, 10*time.Second), id), drivers.ErrNotFound)
+	wantKind(t, "second Destroy", d.Destroy(testContext(t, 10*time.Second), id, "lv1"), drivers.ErrNotFound)
 }
 
 // TestAutostart: the inventory reports a domain's autostart, SetAutostart

@@ -103,6 +103,25 @@ func (d *Driver) locate(ctx context.Context, id string) ([]placement, error) {
 	return nil, fmt.Errorf("no VM with id %s: %w", id, errors.Join(append([]error{drivers.ErrNotFound}, errs...)...))
 }
 
+// locateOn finds the copy of VM id on host h.
+func locateOn(ctx context.Context, h *hostConn, id string) (placement, error) {
+	uuid, err := parseUUID(id)
+	if err != nil {
+		return placement{}, err
+	}
+	return query(ctx, h, "look up "+id, func(l *golibvirt.Libvirt) (placement, error) {
+		dom, err := l.DomainLookupByUUID(uuid)
+		if err != nil {
+			return placement{}, err
+		}
+		state, reason, err := l.DomainGetState(dom, 0)
+		if err != nil {
+			return placement{}, err
+		}
+		return placement{host: h, dom: dom, state: golibvirt.DomainState(state), reason: reason}, nil
+	})
+}
+
 // locateOne finds the one copy of VM id an action applies to: the only
 // one, or the only active one among several.
 func (d *Driver) locateOne(ctx context.Context, id string) (placement, error) {

@@ -155,23 +155,6 @@ func replaceSpans(doc []byte, spans []span, with string) []byte {
 	return b.Bytes()
 }
 
-// withoutUUID removes the domain's <uuid> (and the SMBIOS system UUID,
-// which must match it) so that libvirt assigns a new one.
-func withoutUUID(doc []byte) ([]byte, error) {
-	spans, err := elementSpans(doc, func(path []string, attrs []xml.Attr) bool {
-		if len(path) == 1 {
-			return path[0] == "uuid"
-		}
-		return slices.Equal(path, []string{"sysinfo", "system", "entry"}) && slices.ContainsFunc(attrs, func(a xml.Attr) bool {
-			return a.Name.Local == "name" && a.Value == "uuid"
-		})
-	})
-	if err != nil {
-		return nil, err
-	}
-	return replaceSpans(doc, spans, ""), nil
-}
-
 // withName sets the domain's <name>.
 func withName(doc []byte, name string) ([]byte, error) {
 	spans, err := elementSpans(doc, func(path []string, _ []xml.Attr) bool {

@@ -75,7 +75,7 @@ func TestDriverErrors(t *testing.T) {
 		{"power on unknown", func(ctx context.Context) error { return d.PowerOn(ctx, unknown) }, drivers.ErrNotFound, "power on " + unknown},
 		{"power off unknown", func(ctx context.Context) error { return d.PowerOff(ctx, unknown) }, drivers.ErrNotFound, "power off " + unknown},
 		{"shutdown unknown", func(ctx context.Context) error { return d.Shutdown(ctx, unknown) }, drivers.ErrNotFound, "shut down " + unknown},
-		{"destroy unknown", func(ctx context.Context) error { return d.Destroy(ctx, unknown) }, drivers.ErrNotFound, "destroy " + unknown},
+		{"destroy unknown", func(ctx context.Context) error { return d.Destroy(ctx, unknown, "lv1") }, drivers.ErrNotFound, "destroy " + unknown},
 		{"migrate unknown", func(ctx context.Context) error { return d.Migrate(ctx, unknown, "lv1", drivers.Live) }, drivers.ErrNotFound, "migrate " + unknown + " to lv1"},
 		{"malformed id", func(ctx context.Context) error { return d.PowerOn(ctx, "not-a-uuid") }, drivers.ErrNotFound, "power on not-a-uuid"},
 		{"unknown host", func(ctx context.Context) error { return d.Migrate(ctx, id, "nowhere", drivers.Offline) }, drivers.ErrNotFound, "migrate " + id + " to nowhere"},

@@ -182,6 +182,12 @@ func (d *Driver) Recreate(ctx context.Context, definitionJSON []byte, host strin
 			return "", fail(err)
 		}
 	}
+	if id, done, err := d.releaseOriginal(ctx, def, h.ref); err != nil || done {
+		if err != nil {
+			return "", fail(err)
+		}
+		return id, nil
+	}
 	c := d.client.Client
 	pool, hs := object.NewResourcePool(c, h.pool), object.NewHostSystem(c, h.ref)
 	for i := range recreateNames {
@@ -190,11 +196,13 @@ func (d *Driver) Recreate(ctx context.Context, definitionJSON []byte, host strin
 			name = fmt.Sprintf("%s-r%d", def.Name, i)
 		}
 		spec := types.VirtualMachineConfigSpec{
-			Name:     name,
-			GuestId:  def.GuestID,
-			MemoryMB: def.MemoryMB,
-			NumCPUs:  def.NumCPU,
-			Files:    &types.VirtualMachineFileInfo{VmPathName: "[" + def.Datastore + "]"},
+			Name:         name,
+			Uuid:         def.UUID,
+			InstanceUuid: def.InstanceUUID,
+			GuestId:      def.GuestID,
+			MemoryMB:     def.MemoryMB,
+			NumCPUs:      def.NumCPU,
+			Files:        &types.VirtualMachineFileInfo{VmPathName: "[" + def.Datastore + "]"},
 			// The original's disks, attached from their files; its
 			// adapters with their MAC addresses.
 			DeviceChange: devices,
@@ -224,6 +232,57 @@ func (d *Driver) Recreate(ctx context.Context, definitionJSON []byte, host strin
 		return id, nil
 	}
 	return "", fail(fmt.Errorf("names %s to %s-r%d are all taken", def.Name, def.Name, recreateNames-1))
+}
+
+// releaseOriginal makes room for a VM recreated on target with its
+// original identity. vCenter keeps one VM object per name and instance
+// UUID, and the original's object sits on the host the caller fenced: it is
+// unregistered (its files stay: the recreated VM attaches its disks), as a
+// stale copy would be. The object found already on target is an earlier
+// attempt's copy: done, with its id. An original that runs on a connected
+// host is refused: that host is not down, and the VM would run twice.
+func (d *Driver) releaseOriginal(ctx context.Context, def definition, target types.ManagedObjectReference) (string, bool, error) {
+	if def.InstanceUUID == "" {
+		return "", false, nil
+	}
+	d.forgetVM(def.InstanceUUID) // look it up afresh
+	ref, err := d.vmRef(ctx, def.InstanceUUID)
+	if errors.Is(err, drivers.ErrNotFound) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, err
+	}
+	var vm mo.VirtualMachine
+	pc := property.DefaultCollector(d.client.Client)
+	if err := pc.RetrieveOne(ctx, ref, []string{"runtime.host", "runtime.powerState"}, &vm); err != nil {
+		return "", false, fmt.Errorf("read original %s: %w", def.Name, d.failVM(def.InstanceUUID, err))
+	}
+	if vm.Runtime.Host != nil && *vm.Runtime.Host == target {
+		return def.InstanceUUID, true, nil
+	}
+	if vm.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOn && vm.Runtime.Host != nil {
+		var hs mo.HostSystem
+		if err := pc.RetrieveOne(ctx, *vm.Runtime.Host, []string{"name", "runtime.connectionState"}, &hs); err != nil {
+			return "", false, fmt.Errorf("read host of original %s: %w", def.Name, classify(err))
+		}
+		if hs.Runtime.ConnectionState == types.HostSystemConnectionStateConnected {
+			return "", false, fmt.Errorf("the original %s runs on host %s, which is connected: not recreated", def.Name, hs.Name)
+		}
+	}
+	if vm.Runtime.PowerState != types.VirtualMachinePowerStatePoweredOff {
+		// What vCenter still says of a VM on a host it lost; vCenter may
+		// refuse to power it off there, and unregisters it anyway.
+		if err := d.setPower(ctx, def.InstanceUUID, types.VirtualMachinePowerStatePoweredOff); err != nil {
+			d.log.Info("power off the original of a VM to recreate", "vm", def.InstanceUUID, "err", err)
+		}
+	}
+	if err := object.NewVirtualMachine(d.client.Client, ref).Unregister(ctx); err != nil {
+		return "", false, fmt.Errorf("unregister original %s: %w", def.Name, d.failVM(def.InstanceUUID, err))
+	}
+	d.forgetVM(def.InstanceUUID)
+	d.log.Info("unregistered the original of a VM to recreate (its files kept)", "vm", def.InstanceUUID, "name", def.Name)
+	return "", false, nil
 }
 
 // vmID reads the ID Inventory uses for the VM at ref.
@@ -259,16 +318,28 @@ func (d *Driver) hostDatastore(ctx context.Context, ref types.ManagedObjectRefer
 	return name, nil
 }
 
-// Destroy powers a VM off if needed and unregisters it from vCenter. Its
-// files stay on the datastore: a stale copy's disks are the disks the
-// recreated VM runs on (Recreate attaches the same files), and deleting
-// anything else is for an operator to decide.
-func (d *Driver) Destroy(ctx context.Context, id string) error {
-	if err := d.setPower(ctx, id, types.VirtualMachinePowerStatePoweredOff); err != nil {
-		return fmt.Errorf("destroy %s: %w", id, err)
-	}
+// Destroy powers the VM id off if needed and unregisters it from vCenter,
+// when it is on host (ErrNotFound otherwise: a recovered VM, same id, runs
+// elsewhere). Its files stay on the datastore: a stale copy's disks are the
+// disks the recreated VM runs on (Recreate attaches the same files), and
+// deleting anything else is for an operator to decide.
+func (d *Driver) Destroy(ctx context.Context, id, host string) error {
 	ref, err := d.vmRef(ctx, id)
 	if err != nil {
+		return fmt.Errorf("destroy %s on %s: %w", id, host, err)
+	}
+	h, err := d.host(ctx, host)
+	if err != nil {
+		return fmt.Errorf("destroy %s on %s: %w", id, host, err)
+	}
+	var vm mo.VirtualMachine
+	if err := property.DefaultCollector(d.client.Client).RetrieveOne(ctx, ref, []string{"runtime.host"}, &vm); err != nil {
+		return fmt.Errorf("destroy %s on %s: %w", id, host, d.failVM(id, err))
+	}
+	if vm.Runtime.Host == nil || *vm.Runtime.Host != h.ref {
+		return fmt.Errorf("destroy %s on %s: the VM is on another host: %w", id, host, drivers.ErrNotFound)
+	}
+	if err := d.setPower(ctx, id, types.VirtualMachinePowerStatePoweredOff); err != nil {
 		return fmt.Errorf("destroy %s: %w", id, err)
 	}
 	if err := object.NewVirtualMachine(d.client.Client, ref).Unregister(ctx); err != nil {

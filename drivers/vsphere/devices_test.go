@@ -76,6 +76,7 @@ func TestRecreateKeepsDisksAndAdapters(t *testing.T) {
 		t.Fatalf("definition %s does not describe the disk, its controller and the adapter", orig.Definition)
 	}
 
+	fenceSimHost(t, sim, orig.Host)
 	id, err := d.Recreate(testContext(t), orig.Definition, target)
 	if err != nil {
 		t.Fatalf("Recreate: %v", err)
@@ -93,7 +94,7 @@ func TestRecreateKeepsDisksAndAdapters(t *testing.T) {
 
 	// The disk's file is gone: nothing is created.
 	missing := def
-	missing.Name = "vm-missing"
+	missing.Name, missing.UUID, missing.InstanceUUID = "vm-missing", "", ""
 	missing.Disks = []diskDef{{File: "[" + def.Datastore + "] gone/gone.vmdk", CapacityKB: 1 << 20}}
 	b, _ := json.Marshal(missing)
 	if _, err := d.Recreate(testContext(t), b, target); err == nil {

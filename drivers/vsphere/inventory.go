@@ -34,11 +34,16 @@ var (
 
 // definition is the VM Definition Recreate needs, stored as JSON.
 type definition struct {
-	Name      string `json:"name"`
-	MemoryMB  int64  `json:"memoryMB"`
-	NumCPU    int32  `json:"numCPU"`
-	GuestID   string `json:"guestId,omitempty"`
-	Datastore string `json:"datastore,omitempty"`
+	Name string `json:"name"`
+	// UUID (config.uuid, the SMBIOS UUID the guest sees) and InstanceUUID
+	// (config.instanceUuid, vCenter's and Herd's id) are set on the
+	// recreated VM: it is the same machine.
+	UUID         string `json:"uuid,omitempty"`
+	InstanceUUID string `json:"instanceUuid,omitempty"`
+	MemoryMB     int64  `json:"memoryMB"`
+	NumCPU       int32  `json:"numCPU"`
+	GuestID      string `json:"guestId,omitempty"`
+	Datastore    string `json:"datastore,omitempty"`
 	deviceSet
 }
 
@@ -253,6 +258,7 @@ func decodeVM(props []types.DynamicProperty, hostNames map[types.ManagedObjectRe
 		def.Datastore = dp.Datastore
 	}
 	def.Name = vm.Name
+	def.UUID, def.InstanceUUID = biosUUID, vm.ID
 	return vm, true
 }
 

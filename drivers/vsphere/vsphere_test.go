@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -265,39 +266,74 @@ func TestShutdown(t *testing.T) {
 	}
 }
 
-func TestRecreateAndDestroy(t *testing.T) {
+// fenceSimHost leaves host as a power fence does: its VMs off, vCenter
+// without a connection to it.
+func fenceSimHost(t *testing.T, sim *Simulator, host string) {
+	t.Helper()
+	if _, err := sim.PowerOffHost(host); err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.SetHostConnection(host, drivers.NotResponding); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// uuids reads a VM's config.uuid and config.instanceUuid over SOAP.
+func uuids(t *testing.T, d *Driver, id string) (string, string) {
+	t.Helper()
+	ctx := testContext(t)
+	d.forgetVM(id)
+	ref, err := d.vmRef(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vm mo.VirtualMachine
+	if err := property.DefaultCollector(d.client.Client).RetrieveOne(ctx, ref, []string{"config.uuid", "config.instanceUuid"}, &vm); err != nil {
+		t.Fatal(err)
+	}
+	return vm.Config.Uuid, vm.Config.InstanceUuid
+}
+
+// TestRecreateKeepsIdentity: a VM recreated after its host was fenced is
+// the same VM — same instanceUuid (its id), same uuid (what the guest
+// sees), same name — and vCenter lists it once, on the target. An original
+// that still runs on a connected host is never recreated. Destroy removes
+// the copy on the host it names only, and keeps the files.
+func TestRecreateKeepsIdentity(t *testing.T) {
 	t.Parallel()
 	sim, d := newTestDriver(t, SimConfig{Hosts: 4, VMs: 8})
 	target := sim.HostNames()[3]
 	orig := mustVM(t, d, "vm-002") // 2 GiB, 2 vCPUs, running on host 1
+	wantUUID, wantInstance := uuids(t, d, orig.ID)
+	if wantUUID == "" || wantInstance != orig.ID {
+		t.Fatalf("original's uuid %q, instanceUuid %q, id %s", wantUUID, wantInstance, orig.ID)
+	}
 
-	// The simulator accepts duplicate names; vCenter answers DuplicateName,
-	// which the second Recreate gets.
-	ids := []string{orig.ID}
-	for _, wantName := range []string{"vm-002", "vm-002-r1"} {
-		if wantName != "vm-002" {
-			injectFault(sim, "CreateVM_Task", "*", &types.DuplicateName{Name: "vm-002"})
-		}
+	if _, err := d.Recreate(testContext(t), orig.Definition, target); err == nil || !strings.Contains(err.Error(), "runs on host") {
+		t.Fatalf("Recreate of a VM running on a connected host: %v, want a refusal", err)
+	}
+	fenceSimHost(t, sim, orig.Host)
+
+	for range 2 { // the second call is a resumed step: it finds the first one's VM
 		id, err := d.Recreate(testContext(t), orig.Definition, target)
 		if err != nil {
 			t.Fatalf("Recreate: %v", err)
 		}
-		for _, other := range ids {
-			if id == other {
-				t.Fatalf("Recreate returned an existing ID %s", id)
-			}
+		if id != orig.ID {
+			t.Fatalf("Recreate returned id %s, want the original's %s", id, orig.ID)
 		}
-		ids = append(ids, id)
-		var got drivers.VM
-		for _, vm := range inventory(t, d).VMs {
-			if vm.ID == id {
-				got = vm
-			}
+		copies := inventory(t, d).Copies(id)
+		if len(copies) != 1 {
+			t.Fatalf("vCenter lists %d copies of %s (%+v), want 1", len(copies), id, copies)
 		}
-		if got.Name != wantName || got.Host != target || got.MemoryBytes != orig.MemoryBytes ||
+		got := copies[0]
+		if got.Name != "vm-002" || got.Host != target || got.MemoryBytes != orig.MemoryBytes ||
 			got.VCPUs != orig.VCPUs || got.Power != drivers.PoweredOff {
-			t.Errorf("recreated VM %+v, want %s on %s, %d bytes, %d vCPUs, stopped",
-				got, wantName, target, orig.MemoryBytes, orig.VCPUs)
+			t.Errorf("recreated VM %+v, want vm-002 on %s, %d bytes, %d vCPUs, stopped",
+				got, target, orig.MemoryBytes, orig.VCPUs)
+		}
+		if u, inst := uuids(t, d, id); u != wantUUID || inst != wantInstance {
+			t.Errorf("recreated VM has uuid %s, instanceUuid %s; want %s, %s", u, inst, wantUUID, wantInstance)
 		}
 	}
 
@@ -308,19 +344,17 @@ func TestRecreateAndDestroy(t *testing.T) {
 		t.Errorf("Recreate on unknown host: %v, want ErrNotFound", err)
 	}
 
-	// Destroy the running original and both stopped copies. The original's
-	// files stay on the datastore: they may hold its only disks.
+	// Destroy names the host: not the fenced one (the VM is on target).
 	ctx := testContext(t)
-	origRef, err := d.vmRef(ctx, orig.ID)
+	ref, err := d.vmRef(ctx, orig.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var mvm mo.VirtualMachine
-	if err := property.DefaultCollector(d.client.Client).RetrieveOne(ctx, origRef, []string{"config.files.vmPathName"}, &mvm); err != nil {
+	if err := property.DefaultCollector(d.client.Client).RetrieveOne(ctx, ref, []string{"config.files.vmPathName"}, &mvm); err != nil {
 		t.Fatal(err)
 	}
 	vmx := mvm.Config.Files.VmPathName
-	// The datastore's file manager sees the .vmx before and after.
 	stat := func() error {
 		var p object.DatastorePath
 		if !p.FromString(vmx) {
@@ -333,26 +367,23 @@ func TestRecreateAndDestroy(t *testing.T) {
 		_, err = ds.Stat(ctx, p.Path)
 		return err
 	}
-	if err := stat(); err != nil {
-		t.Fatalf("the original's %s before Destroy: %v", vmx, err)
+	if err := d.Destroy(testContext(t), orig.ID, orig.Host); !errors.Is(err, drivers.ErrNotFound) {
+		t.Errorf("Destroy on the fenced host: %v, want ErrNotFound", err)
 	}
-	defer func() {
-		if err := stat(); err != nil {
-			t.Errorf("the original's %s after Destroy: %v (its files are gone)", vmx, err)
-		}
-	}()
-	for _, vmID := range ids {
-		if err := d.Destroy(testContext(t), vmID); err != nil {
-			t.Fatalf("Destroy %s: %v", vmID, err)
-		}
-		for _, vm := range inventory(t, d).VMs {
-			if vm.ID == vmID {
-				t.Errorf("VM %s (%s) still listed after Destroy", vm.Name, vmID)
-			}
-		}
-		if err := d.Destroy(testContext(t), vmID); !errors.Is(err, drivers.ErrNotFound) {
-			t.Errorf("second Destroy %s: %v, want ErrNotFound", vmID, err)
-		}
+	if len(inventory(t, d).Copies(orig.ID)) != 1 {
+		t.Fatal("Destroy on the fenced host removed the recreated VM")
+	}
+	if err := d.Destroy(testContext(t), orig.ID, target); err != nil {
+		t.Fatalf("Destroy on %s: %v", target, err)
+	}
+	if len(inventory(t, d).Copies(orig.ID)) != 0 {
+		t.Error("VM still listed after Destroy")
+	}
+	if err := stat(); err != nil {
+		t.Errorf("%s after Destroy: %v (its files are gone)", vmx, err)
+	}
+	if err := d.Destroy(testContext(t), orig.ID, target); !errors.Is(err, drivers.ErrNotFound) {
+		t.Errorf("second Destroy: %v, want ErrNotFound", err)
 	}
 	if n := len(inventory(t, d).VMs); n != 7 {
 		t.Errorf("%d VMs left, want 7", n)

@@ -1,0 +1,81 @@
+package daemon
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/daemon/api"
+	"github.com/herd-project/herd/policy"
+)
+
+// listing builds what the host listings show, from one state read: each
+// host's usage, its stale copies, and why a dead host is not fenced.
+type listing struct {
+	doc   *policy.Document
+	st    *cluster.State
+	usage map[string]cluster.HostUsage
+	stale map[string][]*cluster.StaleCopy
+	storm stormCount
+}
+
+func newListing(doc *policy.Document, st *cluster.State, now time.Time) *listing {
+	l := &listing{doc: doc, st: st, usage: st.Usage(), stale: map[string][]*cluster.StaleCopy{},
+		storm: countStorm(st.Hosts, now, doc.Health.DeadAfter)}
+	for _, c := range st.SortedStale() {
+		l.stale[c.Host] = append(l.stale[c.Host], c)
+	}
+	return l
+}
+
+// host is h as the API shows it; detail lists its stale copies.
+func (l *listing) host(h *cluster.Host, detail bool) api.Host {
+	out := api.NewHost(h, l.usage[h.Name])
+	out.StaleCopies, out.NotFenced = len(l.stale[h.Name]), l.notFenced(h)
+	if !detail {
+		return out
+	}
+	for _, c := range l.stale[h.Name] {
+		// Herd never acts on it but to destroy it, and never reads it.
+		v := api.StaleCopyView{StaleCopy: *c, Power: "unknown"}
+		if vm := l.st.VMs[c.VM]; vm != nil {
+			v.VMHost = vm.Host
+		}
+		out.Stale = append(out.Stale, v)
+	}
+	return out
+}
+
+// notFenced says why a dead host is not fenced, in the order the recovery
+// controller decides (see recoveryController.round); empty for a host that
+// is not dead.
+func (l *listing) notFenced(h *cluster.Host) string {
+	if h.Health != cluster.HealthDead {
+		return ""
+	}
+	r := l.doc.Recovery
+	switch {
+	case l.usage[h.Name].VMs == 0:
+		return "no VMs: nothing to recover, so it is not fenced"
+	case !r.Automatic:
+		return fmt.Sprintf("automatic recovery is off: confirm it is off by hand (herd host status %s OFFLINE --confirm-fenced)", h.Name)
+	case l.storm.Storm(r.StormThreshold):
+		return fmt.Sprintf("storm guard: %d of %d hosts look dead (more than %.0f%%); confirm it is off by hand (herd host status %s OFFLINE --confirm-fenced)",
+			l.storm.Dead, l.storm.Total, r.StormThreshold*100, h.Name)
+	case h.FenceFailure != "":
+		return "fencing failed: " + h.FenceFailure
+	case l.storm.Hold(r.StormThreshold):
+		return fmt.Sprintf("fencing waits: %d other hosts are suspect and could make this a storm", l.storm.Suspect)
+	}
+	return "fencing under way"
+}
+
+// vmView is vm as the API shows it: its effective priority (its policy
+// groups' included) and its groups.
+func vmView(comp *policy.Compiled, vm *cluster.VM) api.VMView {
+	v := api.NewVMView(vm)
+	if comp != nil {
+		v.Priority, v.Groups = comp.Priority(vm), comp.GroupsOf(vm)
+	}
+	return v
+}
