@@ -367,6 +367,9 @@ func TestFencingFailsThenOperatorConfirms(t *testing.T) {
 	if h.Health != cluster.HealthDead || !strings.Contains(h.FenceFailure, "ipmi (power)") {
 		t.Errorf("after failed fencing: health %s, failure %q", h.Health, h.FenceFailure)
 	}
+	if !strings.HasPrefix(h.NotFenced, "fencing failed: ipmi (power)") {
+		t.Errorf("host says it is not fenced because %q, want the failure", h.NotFenced)
+	}
 	if !hasEvent(hostEvents(t, c, victim.Name), "host.fencing_failed", "Nothing is recreated") {
 		t.Error("no fencing_failed event")
 	}
@@ -463,6 +466,19 @@ func TestFencingStormGuard(t *testing.T) {
 		}
 		if recoveryOf(t, c, h) != nil {
 			t.Errorf("host %s recovered during a storm", h)
+		}
+		if !strings.HasPrefix(host.NotFenced, "storm guard: 2 of 3 hosts look dead") {
+			t.Errorf("host %s says it is not fenced because %q, want the storm guard", h, host.NotFenced)
+		}
+	}
+	// host ls says it in a column of its own.
+	hosts, err := c.Hosts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hosts {
+		if want := slices.Contains(names[:2], h.Name); want != (h.NotFenced != "") {
+			t.Errorf("host %s (%s): not fenced because %q", h.Name, h.Health, h.NotFenced)
 		}
 	}
 	ev, _ := c.Events(ctx, api.EventQuery{})
