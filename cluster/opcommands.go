@@ -157,6 +157,9 @@ func (s *State) applyOperation(cmd Command, index uint64) *ApplyError {
 		if err != nil {
 			return err
 		}
+		if op.Cancelled {
+			return nil // cancelled already: nothing more to stop, nothing to log
+		}
 		op.Cancelled = true
 		s.stopPending(op, c.Time)
 		s.appendEvents(c.Event)
@@ -355,12 +358,15 @@ func (s *State) settle(op *Operation, t time.Time) {
 	switch op.Kind {
 	case OpEvacuate:
 		to, msg := MaintenanceOn, s.maintenanceOnMessage(op.Host)
-		if op.State != OpSucceeded {
+		switch op.State {
+		case OpSucceeded:
+		case OpCancelled:
+			// A deliberate cancel is not an error.
+			to = MaintenanceCancelled
+			msg = fmt.Sprintf("host %s stays closed: evacuation cancelled (retry the operation to go on, or disable maintenance)", op.Host)
+		default:
 			to = MaintenanceError
 			msg = fmt.Sprintf("host %s maintenance error: evacuation %s: %s", op.Host, op.State, op.Error)
-			if op.Error == "" {
-				msg = fmt.Sprintf("host %s stays closed: evacuation cancelled", op.Host)
-			}
 		}
 		s.setMaintenance(op.Host, to, op.ID)
 		s.appendEvents(Event{Time: t, Type: "maintenance." + string(to), Actor: "herd", Host: op.Host, Operation: op.ID, Message: msg})

@@ -187,11 +187,12 @@ func (s *State) ActiveOperationOn(host string) *Operation {
 
 // transitions lists the legal maintenance state changes.
 var transitions = map[MaintenanceState][]MaintenanceState{
-	MaintenanceOff:      {MaintenanceEntering},
-	MaintenanceEntering: {MaintenanceOn, MaintenanceError},
-	MaintenanceError:    {MaintenanceEntering, MaintenanceExiting},
-	MaintenanceOn:       {MaintenanceExiting},
-	MaintenanceExiting:  {MaintenanceOff},
+	MaintenanceOff:       {MaintenanceEntering},
+	MaintenanceEntering:  {MaintenanceOn, MaintenanceError, MaintenanceCancelled},
+	MaintenanceError:     {MaintenanceEntering, MaintenanceExiting},
+	MaintenanceCancelled: {MaintenanceEntering, MaintenanceExiting},
+	MaintenanceOn:        {MaintenanceExiting},
+	MaintenanceExiting:   {MaintenanceOff},
 }
 
 // CanTransition reports whether a host may go from one maintenance state to another.
@@ -240,7 +241,7 @@ func (s *State) setMaintenance(host string, to MaintenanceState, op string) *App
 	nh := *h
 	nh.Maintenance, nh.Operation = to, op
 	switch to {
-	case MaintenanceEntering, MaintenanceOn, MaintenanceError:
+	case MaintenanceEntering, MaintenanceOn, MaintenanceError, MaintenanceCancelled:
 		nh.Admin = InMaintenance
 	case MaintenanceOff:
 		nh.Admin = Available

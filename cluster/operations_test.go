@@ -107,7 +107,7 @@ func TestCancelLetsInFlightFinish(t *testing.T) {
 	}
 	wantCode(t, s.Apply(&StartItem{Op: "op1", VM: "v2", Target: "b", Time: t0}, 5), 409)
 	must(t, s.Apply(&FinishItem{Op: "op1", VM: "v1", OK: true, Time: t0}, 6))
-	if op := s.Operations["op1"]; op.State != OpCancelled || s.Hosts["a"].Maintenance != MaintenanceError || s.Hosts["a"].Admin != InMaintenance {
+	if op := s.Operations["op1"]; op.State != OpCancelled || s.Hosts["a"].Maintenance != MaintenanceCancelled || s.Hosts["a"].Admin != InMaintenance {
 		t.Fatalf("after in-flight finished: %+v host %+v", op, s.Hosts["a"])
 	}
 }

@@ -45,7 +45,11 @@ const (
 	MaintenanceEntering MaintenanceState = "entering"
 	MaintenanceOn       MaintenanceState = "on"
 	MaintenanceError    MaintenanceState = "error"
-	MaintenanceExiting  MaintenanceState = "exiting"
+	// MaintenanceCancelled: an operator cancelled the evacuation; the host
+	// stays closed (not an error) until the operation is retried or
+	// maintenance is disabled.
+	MaintenanceCancelled MaintenanceState = "cancelled"
+	MaintenanceExiting   MaintenanceState = "exiting"
 )
 
 // Health is the fused view of whether a host's hypervisor is alive.

@@ -208,8 +208,8 @@ func (s *Server) enableMaintenance(w http.ResponseWriter, r *http.Request, name 
 		}
 		writeError(w, http.StatusConflict, "status", "host %s is already in maintenance (%s, operation %s) with other settings", name, h.Maintenance, h.Operation)
 		return
-	case cluster.MaintenanceError:
-		writeError(w, http.StatusConflict, "status", "host %s is in maintenance error: retry operation %s (herd op retry %s) or disable maintenance", name, h.Operation, h.Operation)
+	case cluster.MaintenanceError, cluster.MaintenanceCancelled:
+		writeError(w, http.StatusConflict, "status", "host %s is in maintenance %s: retry operation %s (herd op retry %s) or disable maintenance", name, h.Maintenance, h.Operation, h.Operation)
 		return
 	default:
 		writeError(w, http.StatusConflict, "status", "host %s is %s maintenance; wait for operation %s", name, h.Maintenance, h.Operation)
@@ -450,7 +450,7 @@ func (s *Server) disableMaintenance(w http.ResponseWriter, r *http.Request, name
 		return
 	}
 	switch h.Maintenance {
-	case cluster.MaintenanceOn, cluster.MaintenanceError:
+	case cluster.MaintenanceOn, cluster.MaintenanceError, cluster.MaintenanceCancelled:
 	case cluster.MaintenanceExiting:
 		writeJSON(w, http.StatusAccepted, api.OperationRef{Operation: h.Operation})
 		return
@@ -673,6 +673,16 @@ func (s *Server) handleOperation(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleCancelOperation(w http.ResponseWriter, r *http.Request) {
+	// Cancelling what is cancelled already (or stopping) answers as the
+	// first cancel did, and logs nothing more.
+	if op := s.node.FSM().Operation(r.PathValue("id")); op != nil && (op.Cancelled || op.State == cluster.OpCancelled) {
+		var empty struct{}
+		if r.ContentLength != 0 && !decodeBody(w, r, &empty) {
+			return
+		}
+		writeJSON(w, http.StatusOK, api.NewOperation(op))
+		return
+	}
 	s.operationCommand(w, r, func(id string, ev cluster.Event) cluster.Command {
 		ev.Type, ev.Message = "operation.cancelled", "operation "+id+" cancelled: steps in flight finish, nothing new starts"
 		return &cluster.CancelOperation{Op: id, Time: ev.Time, Event: ev}

@@ -468,17 +468,35 @@ func TestCancelAndNoProgressDeadline(t *testing.T) {
 	if _, err := c.CancelOperation(ctx, ref.Operation); err != nil {
 		t.Fatal(err)
 	}
+	// Cancelling again while the step in flight ends, and after, answers
+	// as the first cancel did and logs nothing more.
+	if again, err := c.CancelOperation(ctx, ref.Operation); err != nil || !again.Stopping {
+		t.Fatalf("cancel while stopping: %+v %v", again, err)
+	}
 	op := waitOp(t, c, ref.Operation, 10*time.Second)
 	if op.State != cluster.OpCancelled || op.Done != 1 || op.Cancelled != op.Total-1 {
 		t.Fatalf("cancelled: in-flight should finish, nothing new start: %+v", op)
 	}
+	// A deliberate cancel is not an error: the host says cancelled and
+	// stays closed.
 	h, _ := c.Host(ctx, hosts[0].Name)
-	if h.Admin != cluster.InMaintenance || h.Maintenance != cluster.MaintenanceError {
-		t.Fatalf("host after cancel stays closed: %+v", h)
+	if h.Admin != cluster.InMaintenance || h.Maintenance != cluster.MaintenanceCancelled {
+		t.Fatalf("host after cancel: %+v, want maintenance cancelled and closed", h)
 	}
-	var se *api.StatusError
-	if _, err := c.CancelOperation(ctx, ref.Operation); !errors.As(err, &se) || se.Code != 409 {
-		t.Fatalf("cancel twice: %v", err)
+	if again, err := c.CancelOperation(ctx, ref.Operation); err != nil || again.State != cluster.OpCancelled {
+		t.Fatalf("cancel after the end: %+v %v", again, err)
+	}
+	n := 0
+	for _, e := range opEvents(t, c, ref.Operation) {
+		if e.Type == "operation.cancelled" {
+			n++
+		}
+		if e.Type == "maintenance.error" {
+			t.Errorf("a cancel logged as an error: %+v", e)
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d operation.cancelled events, want 1", n)
 	}
 }
 

@@ -8,7 +8,7 @@ import (
 // state series exists (as 0) and dashboards can sum them.
 var (
 	AdminStatuses     = []string{"AVAILABLE", "NOT_ACCEPTING", "MAINTENANCE", "OFFLINE"}
-	MaintenanceStates = []string{"off", "entering", "on", "error", "exiting"}
+	MaintenanceStates = []string{"off", "entering", "on", "error", "cancelled", "exiting"}
 	HealthStates      = []string{"unknown", "alive", "suspect", "dead", "fenced"}
 	PowerStates       = []string{"running", "stopped", "suspended"}
 )

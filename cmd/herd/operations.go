@@ -74,7 +74,7 @@ func newOpCmd(g *globals) *cobra.Command {
 					if err != nil {
 						return err
 					}
-					fmt.Fprintf(g.stdout, "Operation %s: %s\n", o.ID, o.State)
+					fmt.Fprintf(g.stdout, "Operation %s: %s\n", esc(o.ID), opStateWord(o))
 					return nil
 				})
 			},
@@ -86,8 +86,20 @@ func newOpCmd(g *globals) *cobra.Command {
 	return op
 }
 
+// opStateWord says what an operation is doing: a cancelled one whose
+// steps in flight have not ended yet is stopping, not running.
+func opStateWord(o *api.Operation) string {
+	if o.Stopping {
+		if o.Running > 0 {
+			return fmt.Sprintf("stopping (cancelled; %d steps in flight finish, nothing new starts)", o.Running)
+		}
+		return "stopping (cancelled)"
+	}
+	return string(o.State)
+}
+
 func printOperation(g *globals, o *api.Operation) error {
-	fmt.Fprintf(g.stdout, "Operation %s: %s of %s, %s (by %s)\n", esc(o.ID), o.Kind, esc(opSubject(o)), o.State, esc(o.Actor))
+	fmt.Fprintf(g.stdout, "Operation %s: %s of %s, %s (by %s)\n", esc(o.ID), o.Kind, esc(opSubject(o)), opStateWord(o), esc(o.Actor))
 	if o.Migrate != "" || o.TargetHost != "" {
 		fmt.Fprintf(g.stdout, "Migrate: %s  Target host: %s\n", o.Migrate, esc(o.TargetHost))
 	}

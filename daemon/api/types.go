@@ -314,13 +314,17 @@ type Operation struct {
 	Pending   int `json:"pending"`
 	Failed    int `json:"failed"`
 	Cancelled int `json:"cancelled"`
+	// Stopping: the operation was cancelled and its steps in flight are
+	// ending; nothing new starts.
+	Stopping bool `json:"stopping,omitempty"`
 }
 
 // NewOperation adds the totals.
 func NewOperation(op *cluster.Operation) Operation {
 	c := op.Counts()
 	return Operation{Operation: *op, Total: len(op.Items), Done: c[cluster.ItemDone], Running: c[cluster.ItemRunning],
-		Pending: c[cluster.ItemPending], Failed: c[cluster.ItemFailed], Cancelled: c[cluster.ItemCancelled]}
+		Pending: c[cluster.ItemPending], Failed: c[cluster.ItemFailed], Cancelled: c[cluster.ItemCancelled],
+		Stopping: op.State == cluster.OpRunning && op.Cancelled}
 }
 
 // Operations is the answer of GET /v1/operations.
