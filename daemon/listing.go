@@ -16,12 +16,12 @@ type listing struct {
 	st    *cluster.State
 	usage map[string]cluster.HostUsage
 	stale map[string][]*cluster.StaleCopy
-	storm stormCount
+	storm policy.StormCount
 }
 
 func newListing(doc *policy.Document, st *cluster.State, now time.Time) *listing {
 	l := &listing{doc: doc, st: st, usage: st.Usage(), stale: map[string][]*cluster.StaleCopy{},
-		storm: countStorm(st.Hosts, now, doc.Health.DeadAfter)}
+		storm: policy.CountStorm(st.Hosts, now, doc.Health.DeadAfter)}
 	for _, c := range st.SortedStale() {
 		l.stale[c.Host] = append(l.stale[c.Host], c)
 	}

@@ -81,9 +81,9 @@ func (c *recoveryController) round(ctx context.Context, now time.Time) {
 	views := map[string]*hostView{}
 	var ended []*cluster.Operation
 	var autostart []*cluster.VM
-	var sc stormCount
+	var sc policy.StormCount
 	c.s.node.FSM().Read(func(st *cluster.State) {
-		sc = countStorm(st.Hosts, now, doc.Health.DeadAfter)
+		sc = policy.CountStorm(st.Hosts, now, doc.Health.DeadAfter)
 		for name, h := range st.Hosts {
 			views[name] = &hostView{host: h, active: st.ActiveOperationOn(name)}
 		}
@@ -201,7 +201,7 @@ func (c *recoveryController) noteStorm(ctx context.Context, storm bool, dead, to
 
 // noteHold logs, once per host and hold, that a dead host's fencing waits
 // for the suspect hosts to settle.
-func (c *recoveryController) noteHold(host string, sc stormCount) {
+func (c *recoveryController) noteHold(host string, sc policy.StormCount) {
 	c.mu.Lock()
 	seen := c.held[host]
 	c.held[host] = true

@@ -1,4 +1,4 @@
-package daemon
+package policy
 
 import (
 	"testing"
@@ -44,7 +44,7 @@ func TestCountStorm(t *testing.T) {
 			for i, h := range tt.hosts {
 				hosts[string(rune('a'+i))] = h
 			}
-			c := countStorm(hosts, now, deadAfter)
+			c := CountStorm(hosts, now, deadAfter)
 			if c.Dead != tt.dead || c.Suspect != tt.susp || c.Total != len(tt.hosts) {
 				t.Errorf("count = %+v, want dead %d suspect %d total %d", c, tt.dead, tt.susp, len(tt.hosts))
 			}
