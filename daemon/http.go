@@ -55,10 +55,9 @@ func (s *Server) routes() http.Handler {
 	}
 	lease("PUT /v1/hosts/{host}/lease", s.handleLeaseRenew)
 	lease("DELETE /v1/hosts/{host}/lease", s.handleLeaseRelease)
-	if s.cfg.Dev {
-		write("POST /v1/dev/hosts/{host}/crash", RoleOperate, s.handleDevCrash(true))
-		write("POST /v1/dev/hosts/{host}/restore", RoleOperate, s.handleDevCrash(false))
-	}
+	// Served everywhere, so that a server not in dev mode says why not.
+	write("POST /v1/dev/hosts/{host}/crash", RoleOperate, s.handleDevCrash(true))
+	write("POST /v1/dev/hosts/{host}/restore", RoleOperate, s.handleDevCrash(false))
 	read("GET /v1/hosts", s.handleHosts)
 	read("GET /v1/hosts/{host}", s.handleHost)
 	write("PUT /v1/hosts/{host}/status", RoleOperate, s.handleHostStatus)
@@ -450,7 +449,7 @@ func (s *Server) handleDevCrash(crash bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("host")
 		if s.devCrash == nil {
-			writeError(w, http.StatusNotFound, "", "crash and restore work in herd server -dev only")
+			writeError(w, http.StatusConflict, "", "dev mode only: crash and restore act on herd server -dev's simulated hosts; this server drives real ones")
 			return
 		}
 		var h *cluster.Host

@@ -137,6 +137,10 @@ func TestJoinUnreachableServerChangesNothing(t *testing.T) {
 	if err := follower.AppendEvent(ctx, cluster.Event{Type: "note", Message: "still writable"}); err != nil {
 		t.Fatalf("write after a refused join: %v", err)
 	}
+	// Not in dev mode: crash says so, rather than "no such endpoint".
+	if code, _, errOut := runCLI("host", "crash", "h1", "--address="+follower.Base, "--token", tc.tok.admin); code != exitError || !strings.Contains(errOut, "dev mode only") {
+		t.Fatalf("host crash on a server not in dev mode: exit %d %q", code, errOut)
+	}
 
 	// A black hole: accepts TCP, never answers raft.
 	hole, err := net.Listen("tcp", "127.0.0.1:0")
