@@ -19,6 +19,8 @@ type FSM struct {
 	// watchers are told the index of every applied entry.
 	watchMu  sync.Mutex
 	watchers []chan<- uint64
+	// usage caches state.Usage() for ReadWithUsage.
+	usage usageCache
 }
 
 // NewFSM returns an FSM over an empty state.
@@ -336,6 +338,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	}
 	f.mu.Lock()
 	f.state = s
+	f.usage.reset()
 	f.mu.Unlock()
 	f.notify(s.Index)
 	return nil

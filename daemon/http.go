@@ -226,12 +226,17 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 }
 
 func (s *Server) handleHosts(w http.ResponseWriter, r *http.Request) {
-	st := s.node.FSM().State()
-	l := newListing(s.Policy(), st, time.Now())
+	doc, now := s.Policy(), time.Now()
 	out := api.Hosts{Hosts: []api.Host{}}
-	for _, name := range st.HostNames() {
-		out.Hosts = append(out.Hosts, l.host(st.Hosts[name], false))
-	}
+	// Under the read lock, without copying the state: hosts are
+	// immutable values, and the VMs' usage is computed once per entry.
+	s.node.FSM().ReadWithUsage(func(st *cluster.State, u *cluster.Usage) {
+		l := newListingWithUsage(doc, st, u.Hosts, now)
+		out.Hosts = make([]api.Host, 0, len(st.Hosts))
+		for _, name := range st.HostNames() {
+			out.Hosts = append(out.Hosts, l.host(st.Hosts[name], false))
+		}
+	})
 	writeJSON(w, http.StatusOK, out)
 }
 

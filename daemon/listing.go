@@ -20,7 +20,12 @@ type listing struct {
 }
 
 func newListing(doc *policy.Document, st *cluster.State, now time.Time) *listing {
-	l := &listing{doc: doc, st: st, usage: st.Usage(), stale: map[string][]*cluster.StaleCopy{},
+	return newListingWithUsage(doc, st, st.Usage(), now)
+}
+
+// newListingWithUsage is newListing with st's usage already summed.
+func newListingWithUsage(doc *policy.Document, st *cluster.State, usage map[string]cluster.HostUsage, now time.Time) *listing {
+	l := &listing{doc: doc, st: st, usage: usage, stale: map[string][]*cluster.StaleCopy{},
 		storm: policy.CountStorm(st.Hosts, now, doc.Health.DeadAfter)}
 	for _, c := range st.SortedStale() {
 		l.stale[c.Host] = append(l.stale[c.Host], c)

@@ -23,9 +23,9 @@ type failoverCache struct {
 func (s *Server) stateSample() metrics.StateSample {
 	out := metrics.StateSample{VMsByPower: map[string]int{}, EvacuationRemaining: map[string]int{}, Operations: map[[2]string]int{}, RecoveryVMs: map[string]int{}}
 	var index uint64
-	s.node.FSM().Read(func(st *cluster.State) {
+	s.node.FSM().ReadWithUsage(func(st *cluster.State, u *cluster.Usage) {
 		index = st.Index
-		usage := st.Usage()
+		usage := u.Hosts
 		out.Events = len(st.Events)
 		stale := map[string]int{}
 		for _, c := range st.StaleCopies {
@@ -40,8 +40,8 @@ func (s *Server) stateSample() metrics.StateSample {
 				FencingFailed: h.Health == cluster.HealthDead && h.FenceFailure != "", LeaseArmed: h.LeaseTTL > 0,
 			})
 		}
-		for _, vm := range st.VMs {
-			out.VMsByPower[string(vm.Power)]++
+		for p, n := range u.ByPower {
+			out.VMsByPower[string(p)] = n
 		}
 		for _, op := range st.Operations {
 			out.Operations[[2]string{string(op.Kind), string(op.State)}]++
