@@ -627,6 +627,11 @@ func (s *Server) handleMigrateVM(w http.ResponseWriter, r *http.Request) {
 	if vm.Power != cluster.PoweredOn {
 		action = cluster.ActionOfflineMigrate
 	}
+	plan := api.MigratePlan{VM: vm.Name, Action: string(action), From: vm.Host, Target: pl.Host, Chosen: req.TargetHost == ""}
+	if req.DryRun {
+		writeJSON(w, http.StatusOK, plan)
+		return
+	}
 	// A host the operator named is the only target; one Herd chose is
 	// planned, and a retry may go elsewhere (the planned host may die).
 	item := cluster.OpItem{VM: vm.ID, Name: vm.Name, Action: action, From: vm.Host, MemoryBytes: vm.MemoryBytes, Priority: vm.Priority}
@@ -643,7 +648,7 @@ func (s *Server) handleMigrateVM(w http.ResponseWriter, r *http.Request) {
 		writeApplyError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusAccepted, api.OperationRef{Operation: op.ID})
+	writeJSON(w, http.StatusAccepted, api.MigrateResult{OperationRef: api.OperationRef{Operation: op.ID}, MigratePlan: plan})
 }
 
 func (s *Server) handleOperations(w http.ResponseWriter, r *http.Request) {

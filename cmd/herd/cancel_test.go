@@ -48,3 +48,30 @@ func TestCLICancelSaysStopping(t *testing.T) {
 		t.Fatalf("host after cancel: exit %d\n%s", code, out)
 	}
 }
+
+// TestCLIMigrateWithoutTargetAsks: herd vm migrate without --to says where
+// Herd would send the VM and starts nothing unless confirmed (--yes).
+func TestCLIMigrateWithoutTargetAsks(t *testing.T) {
+	dev := startDev(t, 3, 6)
+	c, _ := api.NewClient(dev.APIAddr(), "")
+	ctx := context.Background()
+	testutil.WaitFor(t, 20*time.Second, "inventory", func() bool {
+		vms, _ := c.VMs(ctx, "")
+		return len(vms) == 6
+	})
+	addr := "--address=" + dev.APIAddr()
+	code, out, errOut := runCLI("vm", "migrate", "vm-001", addr)
+	if code != exitUsage || !strings.Contains(out, "Herd would live-migrate VM vm-001 from") || !strings.Contains(errOut, "--yes") {
+		t.Fatalf("migrate without --to: exit %d %q %q", code, out, errOut)
+	}
+	if ops, _ := c.Operations(ctx, ""); len(ops) != 0 {
+		t.Fatalf("migrate without --to started %d operations before confirmation", len(ops))
+	}
+	code, out, errOut = runCLI("vm", "migrate", "vm-001", "--yes", addr)
+	if code != 0 || !strings.Contains(out, "live-migrate vm-001 from") {
+		t.Fatalf("migrate --yes: exit %d %q %q", code, out, errOut)
+	}
+	if ops, _ := c.Operations(ctx, ""); len(ops) != 1 {
+		t.Fatalf("%d operations after migrate --yes, want 1", len(ops))
+	}
+}

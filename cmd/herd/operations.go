@@ -1,29 +1,47 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/herd-project/herd/daemon/api"
 )
 
 func addMigrateCmd(vm *cobra.Command, g *globals) {
 	var to string
-	var wait bool
+	var wait, yes bool
 	cmd := &cobra.Command{
 		Use:   "migrate VM",
 		Short: "Migrate one VM (name or id): live when running, offline when stopped",
-		Args:  cobra.ExactArgs(1),
+		Long: `Migrate one VM (name or id): live when running, offline when stopped.
+
+Without --to, Herd chooses the target: the command says which host it chose
+and asks before it starts (--yes starts without asking).`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if to == "" && !yes {
+				if err := confirmMigration(g, args[0]); err != nil {
+					return err
+				}
+			}
 			return startOperation(g, wait, "Migrating "+args[0], func(cx context.Context, c *api.Client) (*api.OperationRef, error) {
-				return c.MigrateVM(cx, args[0], api.MigrateRequest{TargetHost: to})
+				res, err := c.Migrate(cx, args[0], api.MigrateRequest{TargetHost: to})
+				if err != nil {
+					return nil, err
+				}
+				fmt.Fprintf(g.stdout, "%s %s from %s to %s\n", res.Action, esc(res.VM), esc(res.From), esc(res.Target))
+				return &res.OperationRef, nil
 			})
 		},
 	}
-	cmd.Flags().StringVar(&to, "to", "", "target host (Herd chooses when empty)")
+	cmd.Flags().StringVar(&to, "to", "", "target host (Herd chooses when empty, and the command asks first)")
+	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "start a migration whose target Herd chooses without asking")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the migration ends")
 	vm.AddCommand(cmd)
 }
@@ -140,3 +158,32 @@ func opSubject(o *api.Operation) string {
 	}
 	return strings.Join(pairs, ", ")
 }
+
+// confirmMigration says where Herd would send vm (a dry run) and asks on a
+// terminal; elsewhere it stops and says how to go on.
+func confirmMigration(g *globals, vm string) error {
+	var plan api.MigratePlan
+	err := write(g, func(cx context.Context, c *api.Client) error {
+		res, err := c.Migrate(cx, vm, api.MigrateRequest{DryRun: true})
+		if err == nil {
+			plan = res.MigratePlan
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(g.stdout, "Herd would %s VM %s from %s to %s (another host if that one fails).\n", plan.Action, esc(plan.VM), esc(plan.From), esc(plan.Target))
+	if !stdinTerminal() {
+		return usagef("not started: add --yes to start it, or name the target with --to")
+	}
+	fmt.Fprint(g.stdout, "Start the migration? [y/N] ")
+	answer, _ := bufio.NewReader(os.Stdin).ReadString('\n')
+	if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
+		return usagef("not started")
+	}
+	return nil
+}
+
+// stdinTerminal reports whether a person can answer on stdin.
+var stdinTerminal = func() bool { return term.IsTerminal(int(os.Stdin.Fd())) }

@@ -305,7 +305,17 @@ func (c *Client) ExitPrecheck(ctx context.Context, host string) (*ExitPrecheck, 
 
 // MigrateVM asks for one VM to move.
 func (c *Client) MigrateVM(ctx context.Context, vm string, req MigrateRequest) (*OperationRef, error) {
-	var out OperationRef
+	res, err := c.Migrate(ctx, vm, req)
+	if err != nil {
+		return nil, err
+	}
+	return &res.OperationRef, nil
+}
+
+// Migrate starts a migration and says where it goes; with req.DryRun it
+// only says where it would go (Operation is empty).
+func (c *Client) Migrate(ctx context.Context, vm string, req MigrateRequest) (*MigrateResult, error) {
+	var out MigrateResult
 	if err := c.Do(ctx, http.MethodPost, "/v1/vms/"+url.PathEscape(vm)+"/migrate", nil, req, &out); err != nil {
 		return nil, err
 	}

@@ -303,6 +303,25 @@ type ExitPrecheck struct {
 type MigrateRequest struct {
 	// TargetHost; Herd chooses when empty.
 	TargetHost string `json:"target_host,omitempty"`
+	// DryRun only says where the VM would go (200 MigratePlan).
+	DryRun bool `json:"dry_run,omitempty"`
+}
+
+// MigratePlan says where a migration goes: the answer of a dry run, and
+// part of the answer that starts it.
+type MigratePlan struct {
+	VM     string `json:"vm"`
+	Action string `json:"action"`
+	From   string `json:"from"`
+	Target string `json:"target"`
+	// Chosen: Herd chose the target (another host if that one fails).
+	Chosen bool `json:"chosen"`
+}
+
+// MigrateResult answers a migration that started.
+type MigrateResult struct {
+	OperationRef
+	MigratePlan
 }
 
 // Operation is an operation with totals.
