@@ -10,52 +10,61 @@ const MaxInventoryEntryBytes = 2 << 20
 // applied in order: upserted hosts first (so that VMs find their hosts),
 // then upserted VMs, removed VMs and removed hosts. An event goes with the
 // VM it names (so that a VM the state machine keeps from an older read
-// keeps its events out too), else with the host it names, else with the
-// last diff. A diff that fits is returned as it is. Every diff carries d's
+// keeps its events out too), else with the host it names; other events
+// (a summary) come after everything. A diff that fits is returned as it is. Every diff carries d's
 // other fields (driver, read index).
 func (d *InventoryDiff) Split(max int) []*InventoryDiff {
 	if d.estimate() <= max {
 		return []*InventoryDiff{d}
 	}
 	out := []*InventoryDiff{d.part()}
-	size := 0
+	sizes := []int{0}
 	add := func(n int) *InventoryDiff {
-		if size > 0 && size+n > max {
-			out = append(out, d.part())
-			size = 0
+		if last := len(out) - 1; sizes[last] > 0 && sizes[last]+n > max {
+			out, sizes = append(out, d.part()), append(sizes, 0)
 		}
-		size += n
+		sizes[len(out)-1] += n
 		return out[len(out)-1]
 	}
-	vmPart, hostPart := map[string]*InventoryDiff{}, map[string]*InventoryDiff{}
+	vmPart, hostPart := map[string]int{}, map[string]int{}
 	for _, h := range d.UpsertHosts {
 		c := add(hostBytes(&h))
 		c.UpsertHosts = append(c.UpsertHosts, h)
-		hostPart[h.Name] = c
+		hostPart[h.Name] = len(out) - 1
 	}
 	for _, vm := range d.UpsertVMs {
 		c := add(vmBytes(&vm))
 		c.UpsertVMs = append(c.UpsertVMs, vm)
-		vmPart[vm.ID] = c
+		vmPart[vm.ID] = len(out) - 1
 	}
 	for _, id := range d.RemoveVMs {
 		c := add(len(id) + 8)
 		c.RemoveVMs = append(c.RemoveVMs, id)
-		vmPart[id] = c
+		vmPart[id] = len(out) - 1
 	}
 	for _, name := range d.RemoveHosts {
 		c := add(len(name) + 8)
 		c.RemoveHosts = append(c.RemoveHosts, name)
-		hostPart[name] = c
+		hostPart[name] = len(out) - 1
 	}
-	last := out[len(out)-1]
+	// Events of a VM or host go with it (a few: a large inventory's events
+	// are summarised); the others after everything, in more parts if need be.
+	var rest []Event
 	for _, e := range d.Events {
-		c := last
-		if p, ok := vmPart[e.VM]; ok && e.VM != "" {
-			c = p
-		} else if p, ok := hostPart[e.Host]; ok && e.VM == "" {
-			c = p
+		i, ok := vmPart[e.VM]
+		if !ok || e.VM == "" {
+			i, ok = hostPart[e.Host]
+			ok = ok && e.VM == "" && e.Host != ""
 		}
+		if !ok {
+			rest = append(rest, e)
+			continue
+		}
+		out[i].Events = append(out[i].Events, e)
+		sizes[i] += eventBytes(&e)
+	}
+	for _, e := range rest {
+		c := add(eventBytes(&e))
 		c.Events = append(c.Events, e)
 	}
 	return out

@@ -28,6 +28,11 @@ func TestInventorySplitBoundsEntries(t *testing.T) {
 		{Time: time.Unix(1, 0).UTC(), Type: "inventory.vm_added", Actor: "inventory-sync", Host: "h01", VM: "v02951", Message: "vm-2951 added"},
 		{Time: time.Unix(1, 0).UTC(), Type: "inventory.synced", Actor: "inventory-sync", Message: "3000 VMs"},
 	}
+	// Events that name no VM or host of the diff: after everything, and
+	// bounded like the rest.
+	for i := 0; i < 2000; i++ {
+		d.Events = append(d.Events, Event{Time: time.Unix(2, 0).UTC(), Type: "note", Actor: "token:ops", Host: "elsewhere", VM: "x", Message: strings.Repeat("n", 40)})
+	}
 
 	whole, err := Encode(d)
 	if err != nil {
@@ -44,6 +49,7 @@ func TestInventorySplitBoundsEntries(t *testing.T) {
 	if err := one.Apply(d, 2); err != nil {
 		t.Fatal(err)
 	}
+	lastItems := -1 // the part with the last item (the removed host)
 	for i, p := range parts {
 		b, err := Encode(p)
 		if err != nil {
@@ -55,22 +61,27 @@ func TestInventorySplitBoundsEntries(t *testing.T) {
 		if p.Driver != "dc" {
 			t.Errorf("part %d lost the driver", i)
 		}
+		if containsHost(p, "h-old") {
+			lastItems = i
+		}
 		for _, e := range p.Events {
 			switch {
-			case e.VM != "" && !containsVM(p, e.VM):
+			case e.VM == "v02951" && !containsVM(p, e.VM):
 				t.Errorf("part %d carries the event of VM %s, not the VM", i, e.VM)
-			case e.VM == "" && e.Host != "" && !containsHost(p, e.Host):
+			case e.Host == "h07" && !containsHost(p, e.Host):
 				t.Errorf("part %d carries the event of host %s, not the host", i, e.Host)
-			case e.VM == "" && e.Host == "" && i != len(parts)-1:
-				t.Errorf("part %d of %d carries the summary", i, len(parts))
+			case e.Type == "inventory.synced" || e.Type == "note":
+				if lastItems == -1 {
+					t.Errorf("part %d carries a %s event before the last VMs and hosts", i, e.Type)
+				}
 			}
 		}
 		if err := split.Apply(p, 2); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if len(split.Events) != 3 || split.Events[2].Type != "inventory.synced" {
-		t.Errorf("events after the parts: %+v", split.Events)
+	if len(split.Events) != 2003 || split.Events[2].Type != "inventory.synced" || split.Events[2002].Type != "note" {
+		t.Errorf("%d events after the parts; the third %+v", len(split.Events), split.Events[2])
 	}
 	// Events go in the order of the parts; the rest of the state is the same.
 	split.Events, one.Events = nil, nil
