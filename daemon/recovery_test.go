@@ -89,6 +89,20 @@ func powerOff(t *testing.T, sim *vsphere.Simulator, id string) {
 	}
 }
 
+// setSimAutostart puts VM id in its host's automatic startup, through the
+// vSphere API as an operator would.
+func setSimAutostart(t *testing.T, sim *vsphere.Simulator, id string) {
+	t.Helper()
+	d, err := vsphere.New(context.Background(), sim.Config(), testutil.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := d.SetAutostart(context.Background(), id, true); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // running counts, per original VM name, the running copies on hosts other
 // than except.
 func running(vms map[string]drivers.VM, except string) map[string]int {
@@ -161,10 +175,24 @@ func TestCrashRecoveryInDevMode(t *testing.T) {
 		ids[v.Name] = v.ID
 	}
 
+	// Autostart of a VM Herd recovers is turned off while its host runs:
+	// the host, booting after a fence, must not start a copy that runs
+	// elsewhere (as vSphere HA does with automatic startup).
+	setSimAutostart(t, dev.Sim, ids[mid])
+	testutil.WaitFor(t, 10*time.Second, "autostart of "+mid+" off, with an event", func() bool {
+		return !slices.Contains(dev.Sim.AutostartVMs(victim.Name), mid) &&
+			hasEvent(queryEvents(t, c, api.EventQuery{VM: ids[mid]}), "vm.autostart_disabled", mid)
+	})
+
 	if err := c.DevHost(ctx, victim.Name, true); err != nil {
 		t.Fatal(err)
 	}
+	// Set once the host is lost, it is removed when the VM is recreated.
+	setSimAutostart(t, dev.Sim, ids[high])
 	op := waitRecovery(t, c, victim.Name)
+	if left := dev.Sim.AutostartVMs(victim.Name); len(left) != 0 {
+		t.Errorf("the fenced host would start %v when it boots", left)
+	}
 	evs := hostEvents(t, c, victim.Name)
 	var healthSeq []string
 	for _, e := range evs {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/property"
+	"github.com/vmware/govmomi/vim25/methods"
 	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
 
@@ -270,6 +271,11 @@ func (d *Driver) releaseOriginal(ctx context.Context, def definition, target typ
 			return "", false, fmt.Errorf("the original %s runs on host %s, which is connected: not recreated", def.Name, hs.Name)
 		}
 	}
+	// The fenced host must not start the original when it boots (Herd
+	// turns autostart off beforehand too; this covers a late change).
+	if err := d.SetAutostart(ctx, def.InstanceUUID, false); err != nil {
+		d.log.Info("remove the original of a VM to recreate from its host's automatic startup", "vm", def.InstanceUUID, "err", err)
+	}
 	if vm.Runtime.PowerState != types.VirtualMachinePowerStatePoweredOff {
 		// What vCenter still says of a VM on a host it lost; vCenter may
 		// refuse to power it off there, and unregisters it anyway.
@@ -283,6 +289,44 @@ func (d *Driver) releaseOriginal(ctx context.Context, def definition, target typ
 	d.forgetVM(def.InstanceUUID)
 	d.log.Info("unregistered the original of a VM to recreate (its files kept)", "vm", def.InstanceUUID, "name", def.Name)
 	return "", false, nil
+}
+
+// SetAutostart adds VM id to its host's automatic startup (on) or removes
+// it (off), through the host's HostAutoStartManager. Herd turns it off for
+// the VMs it recovers, as vSphere HA does: an ESXi host that boots after
+// being fenced must not start its copy of a VM recreated elsewhere.
+func (d *Driver) SetAutostart(ctx context.Context, id string, on bool) error {
+	fail := func(err error) error { return fmt.Errorf("set autostart of %s: %w", id, err) }
+	ref, err := d.vmRef(ctx, id)
+	if err != nil {
+		return fail(err)
+	}
+	pc := property.DefaultCollector(d.client.Client)
+	var vm mo.VirtualMachine
+	if err := pc.RetrieveOne(ctx, ref, []string{"runtime.host"}, &vm); err != nil {
+		return fail(d.failVM(id, err))
+	}
+	if vm.Runtime.Host == nil {
+		return fail(errors.New("the VM has no host"))
+	}
+	var hs mo.HostSystem
+	if err := pc.RetrieveOne(ctx, *vm.Runtime.Host, []string{"configManager.autoStartManager"}, &hs); err != nil {
+		return fail(classify(err))
+	}
+	if hs.ConfigManager.AutoStartManager == nil {
+		return fail(drivers.WithKind(errors.New("its host has no automatic startup manager"), drivers.ErrNotSupported))
+	}
+	info := types.AutoStartPowerInfo{Key: ref, StartAction: "none", StartDelay: -1, StartOrder: -1, StopAction: "none", StopDelay: -1,
+		WaitForHeartbeat: types.AutoStartWaitHeartbeatSettingSystemDefault}
+	if on {
+		info.StartAction, info.StartOrder, info.StopAction = "powerOn", 1, "systemDefault"
+	}
+	req := types.ReconfigureAutostart{This: *hs.ConfigManager.AutoStartManager, Spec: types.HostAutoStartManagerConfig{PowerInfo: []types.AutoStartPowerInfo{info}}}
+	if _, err := methods.ReconfigureAutostart(ctx, d.client.Client, &req); err != nil {
+		return fail(classify(err))
+	}
+	d.log.Info("VM autostart set", "vm", id, "autostart", on)
+	return nil
 }
 
 // vmID reads the ID Inventory uses for the VM at ref.

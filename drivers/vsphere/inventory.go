@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/vmware/govmomi/fault"
 	"github.com/vmware/govmomi/object"
@@ -20,7 +21,7 @@ var (
 		"name", "parent",
 		"summary.hardware.memorySize", "summary.hardware.numCpuThreads",
 		"summary.hardware.numCpuCores", "summary.hardware.cpuMhz",
-		"runtime.connectionState", "runtime.inMaintenanceMode",
+		"runtime.connectionState", "runtime.inMaintenanceMode", "config.autoStart",
 	}
 	vmProps = []string{
 		"name", "config.instanceUuid", "config.uuid", "config.template",
@@ -88,11 +89,12 @@ func (d *Driver) Inventory(ctx context.Context) (*drivers.Inventory, error) {
 	inv := &drivers.Inventory{}
 	hosts := make(map[string]hostInfo)
 	hostNames := make(map[types.ManagedObjectReference]string)
+	autostart := make(map[types.ManagedObjectReference]bool)
 	for _, oc := range content {
 		if oc.Obj.Type != "HostSystem" {
 			continue
 		}
-		h, parent := decodeHost(oc.PropSet)
+		h, parent := decodeHost(oc.PropSet, autostart)
 		cr := computes[parent]
 		h.Group = cr.name
 		inv.Hosts = append(inv.Hosts, h)
@@ -111,6 +113,7 @@ func (d *Driver) Inventory(ctx context.Context) (*drivers.Inventory, error) {
 			continue
 		}
 		vm.ref = oc.Obj
+		vm.Autostart = autostart[oc.Obj]
 		decoded = append(decoded, vm)
 		vms[vm.ID] = oc.Obj
 	}
@@ -177,13 +180,20 @@ func (d *Driver) containerView(ctx context.Context) (*view.ContainerView, error)
 	return v, nil
 }
 
-// decodeHost reads a HostSystem's properties; it also returns its parent.
-func decodeHost(props []types.DynamicProperty) (drivers.Host, types.ManagedObjectReference) {
+// decodeHost reads a HostSystem's properties; it also returns its parent,
+// and adds the VMs its automatic startup powers on to autostart.
+func decodeHost(props []types.DynamicProperty, autostart map[types.ManagedObjectReference]bool) (drivers.Host, types.ManagedObjectReference) {
 	var h drivers.Host
 	var parent types.ManagedObjectReference
 	var mhz, cores int64
 	for _, p := range props {
 		switch p.Name {
+		case "config.autoStart":
+			if cfg, ok := p.Val.(types.HostAutoStartManagerConfig); ok {
+				for ref := range autoStarted(cfg) {
+					autostart[ref] = true
+				}
+			}
 		case "name":
 			h.Name, _ = p.Val.(string)
 		case "parent":
@@ -260,6 +270,20 @@ func decodeVM(props []types.DynamicProperty, hostNames map[types.ManagedObjectRe
 	def.Name = vm.Name
 	def.UUID, def.InstanceUUID = biosUUID, vm.ID
 	return vm, true
+}
+
+// autoStarted are the VMs a host's automatic startup powers on: those in
+// its list whose start action is powerOn, or the system default while the
+// host's automatic startup is enabled.
+func autoStarted(cfg types.HostAutoStartManagerConfig) map[types.ManagedObjectReference]bool {
+	out := map[types.ManagedObjectReference]bool{}
+	enabled := cfg.Defaults != nil && cfg.Defaults.Enabled != nil && *cfg.Defaults.Enabled
+	for _, p := range cfg.PowerInfo {
+		if strings.EqualFold(p.StartAction, "powerOn") || (enabled && strings.EqualFold(p.StartAction, "systemDefault")) {
+			out[p.Key] = true
+		}
+	}
+	return out
 }
 
 func toInt64(v any) int64 {

@@ -91,6 +91,7 @@ func StartSimulator(cfg SimConfig) (*Simulator, error) {
 	}()
 
 	s.sizeHosts(cfg.HostMemoryGiB)
+	s.addAutoStartManagers()
 	if err := s.createVMs(cfg); err != nil {
 		return nil, fmt.Errorf("start simulator: %w", err)
 	}

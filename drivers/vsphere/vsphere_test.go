@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -445,5 +446,61 @@ func BenchmarkInventory(b *testing.B) {
 		if len(inv.VMs) != 1000 {
 			b.Fatalf("got %d VMs", len(inv.VMs))
 		}
+	}
+}
+
+// autostartList reads, over SOAP, the VMs in host's automatic startup list.
+func autostartList(t *testing.T, d *Driver, host string) []types.ManagedObjectReference {
+	t.Helper()
+	ctx := testContext(t)
+	h, err := d.host(ctx, host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc := property.DefaultCollector(d.client.Client)
+	var hs mo.HostSystem
+	if err := pc.RetrieveOne(ctx, h.ref, []string{"configManager.autoStartManager"}, &hs); err != nil {
+		t.Fatal(err)
+	}
+	var m mo.HostAutoStartManager
+	if err := pc.RetrieveOne(ctx, *hs.ConfigManager.AutoStartManager, []string{"config"}, &m); err != nil {
+		t.Fatal(err)
+	}
+	var out []types.ManagedObjectReference
+	for _, p := range m.Config.PowerInfo {
+		out = append(out, p.Key)
+	}
+	return out
+}
+
+// TestAutostart: SetAutostart adds a VM to its host's automatic startup
+// (HostAutoStartManager) and removes it; the inventory reports it.
+func TestAutostart(t *testing.T) {
+	t.Parallel()
+	_, d := newTestDriver(t, SimConfig{Hosts: 2, VMs: 4})
+	vm := mustVM(t, d, "vm-002")
+	if vm.Autostart || len(autostartList(t, d, vm.Host)) != 0 {
+		t.Fatalf("a new simulator starts %s automatically", vm.Name)
+	}
+	ref, err := d.vmRef(testContext(t), vm.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, on := range []bool{true, false, false} {
+		if err := d.SetAutostart(testContext(t), vm.ID, on); err != nil {
+			t.Fatalf("SetAutostart(%v): %v", on, err)
+		}
+		if got := mustVM(t, d, vm.Name).Autostart; got != on {
+			t.Errorf("after SetAutostart(%v) the inventory says %v", on, got)
+		}
+		if listed := slices.Contains(autostartList(t, d, vm.Host), ref); listed != on {
+			t.Errorf("after SetAutostart(%v) the host's autostart list has it: %v", on, listed)
+		}
+		if mustVM(t, d, "vm-001").Autostart {
+			t.Error("another VM starts automatically")
+		}
+	}
+	if err := d.SetAutostart(testContext(t), "no-such-vm", false); !errors.Is(err, drivers.ErrNotFound) {
+		t.Errorf("SetAutostart of an unknown VM: %v, want ErrNotFound", err)
 	}
 }
