@@ -299,3 +299,14 @@ func TestLoadFileMissing(t *testing.T) {
 		t.Errorf("LoadFile(missing) = %v, want a wrapped os.ErrNotExist", err)
 	}
 }
+
+// TestDuplicateKeyNoFollowOnErrors: a policy with a key twice gets that
+// one error, at the second key, and none about fields it hid.
+func TestDuplicateKeyNoFollowOnErrors(t *testing.T) {
+	in := "apiVersion: herd/v1\nkind: Policy\nhealth:\n  suspect_after: 5s\nhealth:\n  dead_after: 30s\n"
+	_, err := Parse("policy.yaml", []byte(in))
+	want := `policy.yaml:5:1: health: duplicate key "health" (first at line 3)`
+	if err == nil || err.Error() != want {
+		t.Fatalf("got\n%v\nwant\n%s", err, want)
+	}
+}

@@ -68,6 +68,14 @@ func Decode(file string, data []byte, out any) (*Doc, error) {
 	if body.Kind == yaml.DocumentNode && len(body.Content) > 0 {
 		body = body.Content[0]
 	}
+	// Duplicate keys and aliases make the decoded values untrustworthy:
+	// they are reported alone, each where it is, and nothing is checked
+	// against what they would have meant.
+	checkStructure(file, body, "", &errs)
+	if len(errs) > 0 {
+		sortErrors(errs)
+		return nil, errs
+	}
 	checkKeys(file, body, reflect.TypeOf(out), "", &errs)
 	if err := body.Decode(out); err != nil {
 		errs = append(errs, typeErrors(file, body, err)...)
@@ -329,4 +337,41 @@ func step(n *yaml.Node, part string) *yaml.Node {
 		}
 	}
 	return nil
+}
+
+// checkStructure reports duplicate mapping keys (at the second one, naming
+// the first) and YAML aliases, with their line, column and key path.
+func checkStructure(file string, n *yaml.Node, path string, errs *Errors) {
+	switch n.Kind {
+	case yaml.AliasNode:
+		name := n.Value
+		*errs = append(*errs, &Error{File: file, Line: n.Line, Column: n.Column, Path: path,
+			Msg: fmt.Sprintf("YAML alias *%s is not allowed here: write the value out", name)})
+	case yaml.MappingNode:
+		seen := map[string]*yaml.Node{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := joinPath(path, k.Value)
+			if k.Kind == yaml.AliasNode || k.Tag == "!!merge" {
+				*errs = append(*errs, &Error{File: file, Line: k.Line, Column: k.Column, Path: p,
+					Msg: "YAML aliases and merge keys (<<) are not allowed here: write the values out"})
+				continue
+			}
+			if first := seen[k.Value]; first != nil {
+				*errs = append(*errs, &Error{File: file, Line: k.Line, Column: k.Column, Path: p,
+					Msg: fmt.Sprintf("duplicate key %q (first at line %d)", k.Value, first.Line)})
+				continue
+			}
+			seen[k.Value] = k
+			checkStructure(file, v, p, errs)
+		}
+	case yaml.SequenceNode:
+		for i, v := range n.Content {
+			checkStructure(file, v, fmt.Sprintf("%s[%d]", path, i), errs)
+		}
+	case yaml.DocumentNode:
+		for _, v := range n.Content {
+			checkStructure(file, v, path, errs)
+		}
+	}
 }
