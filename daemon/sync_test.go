@@ -199,3 +199,28 @@ func TestInventoryDiffKeepsPowerOfADownHost(t *testing.T) {
 		}
 	}
 }
+
+// A definition the driver reports again unchanged is not written again; a
+// changed one is, compressed, and reads back as the driver gave it.
+func TestInventoryDiffDefinitions(t *testing.T) {
+	now := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	xml := []byte("<domain type='kvm'><name>web</name><devices><disk/></devices></domain>")
+	inv := &drivers.Inventory{
+		Hosts: []drivers.Host{{Name: "h1", MemoryBytes: 64 << 30, CPUs: 16, Connection: drivers.Connected}},
+		VMs:   []drivers.VM{{ID: "a", Name: "web", Host: "h1", MemoryBytes: 2 << 30, VCPUs: 2, Power: drivers.PoweredOn, Definition: xml}},
+	}
+	st := applyDiff(t, cluster.NewState(), InventoryDiff("dc", cluster.NewState(), inv, now))
+	if got, err := st.VMs["a"].Definition.Bytes(); err != nil || string(got) != string(xml) {
+		t.Fatalf("stored definition %q (%v)", got, err)
+	}
+	inv.VMs[0].Definition = append([]byte{}, xml...) // same bytes, another slice
+	if d := InventoryDiff("dc", st, inv, now.Add(time.Minute)); !d.Empty() {
+		t.Fatalf("an unchanged definition was written again: %+v", d.UpsertVMs)
+	}
+	changed := []byte("<domain type='kvm'><name>web</name><devices><disk/><disk/></devices></domain>")
+	inv.VMs[0].Definition = changed
+	d := InventoryDiff("dc", st, inv, now.Add(2*time.Minute))
+	if len(d.UpsertVMs) != 1 || !d.UpsertVMs[0].Definition.Is(changed) {
+		t.Fatalf("a changed definition was not written: %+v", d.UpsertVMs)
+	}
+}
