@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -205,15 +207,24 @@ func libvirtVMs(t *testing.T, fx *libvirttest.Fixture) []drivers.VM {
 // a fence agent that checks the host's libvirtd port confirms it is off;
 // the running VMs are recreated from their stored XML on the other hosts
 // and really run there (exactly once), the shut-off one is defined only.
-// The host comes back: NOT_ACCEPTING, and its stale definitions undefined.
+// Each is the same machine: the same UUID, SMBIOS UUID, name and MACs as
+// the original, read from both hosts' libvirtd. The host comes back:
+// NOT_ACCEPTING, and its stale definitions undefined. No VM runs on two
+// hosts at any moment of it.
 func TestCrashRecoveryOnLibvirtHosts(t *testing.T) {
 	bash := needProgram(t, "bash", "bash")
 	fx := libvirttest.StartFixture(t, 3)
 	hosts := fx.HostNames()
-	web := fx.DefineVM(t, hosts[0], "web-1", 64, true)
-	fx.DefineVM(t, hosts[0], "db-1", 80, true)
-	fx.DefineVM(t, hosts[0], "idle-1", 64, false)
+	web := fx.DefineDomain(t, hosts[0], libvirttest.VMSpec{Name: "web-1", MemoryMiB: 64, Running: true,
+		Devices: "<interface type='user'><mac address='52:54:00:13:00:01'/><model type='virtio'/></interface>"})
+	db := fx.DefineVM(t, hosts[0], "db-1", 80, true)
+	idle := fx.DefineVM(t, hosts[0], "idle-1", 64, false)
 	setAutostart(t, fx, web)
+	before := map[string]libvirttest.Identity{}
+	for _, id := range []string{web, db, idle} {
+		before[id] = fx.IdentityOf(t, hosts[0], id)
+	}
+	twice := watchTwoHosts(t, fx)
 	u, err := url.Parse(fx.URI(hosts[0]))
 	if err != nil {
 		t.Fatal(err)
@@ -278,6 +289,28 @@ func TestCrashRecoveryOnLibvirtHosts(t *testing.T) {
 			t.Errorf("VM %s is defined %d times on the other hosts, want exactly 1", name, count[name])
 		}
 	}
+	// The same machines, listed once each under their ids.
+	listed, err := c.VMs(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(listed) != 3 {
+		t.Errorf("GET /v1/vms lists %d VMs, want 3: %+v", len(listed), listed)
+	}
+	for _, v := range listed {
+		want, ok := before[v.ID]
+		if !ok || v.Host == hosts[0] {
+			t.Errorf("VM %s listed as %s on %s: not its id, or on the fenced host", v.Name, v.ID, v.Host)
+			continue
+		}
+		got := fx.IdentityOf(t, v.Host, v.ID)
+		if got.UUID != want.UUID || got.SMBIOS != want.SMBIOS || got.Name != want.Name || !slices.Equal(got.MACs, want.MACs) {
+			t.Errorf("VM %s on %s is %+v, was %+v on %s", v.Name, v.Host, got, want, hosts[0])
+		}
+	}
+	if h, _ := c.Host(ctx, hosts[0]); h.StaleCopies != 3 {
+		t.Errorf("the fenced host lists %d stale copies, want 3", h.StaleCopies)
+	}
 
 	// The host boots again (its domains kept, shut off): they are undefined.
 	fx.Boot(t, hosts[0])
@@ -285,9 +318,79 @@ func TestCrashRecoveryOnLibvirtHosts(t *testing.T) {
 		h, _ := c.Host(ctx, hosts[0])
 		return h != nil && h.Health == cluster.HealthAlive && len(fx.DomainStates(t, hosts[0])) == 0
 	})
-	if h, _ := c.Host(ctx, hosts[0]); h.Admin != cluster.NotAccepting {
-		t.Errorf("returned host is %s, want NOT_ACCEPTING", h.Admin)
+	if h, _ := c.Host(ctx, hosts[0]); h.Admin != cluster.NotAccepting || h.StaleCopies != 0 {
+		t.Errorf("returned host is %s with %d stale copies, want NOT_ACCEPTING and none", h.Admin, h.StaleCopies)
 	}
+	for _, v := range libvirtVMs(t, fx) {
+		if want := drivers.PoweredOn; v.Name != "idle-1" && v.Power != want {
+			t.Errorf("VM %s on %s is %s after the return, want %s", v.Name, v.Host, v.Power, want)
+		}
+	}
+	if v := twice(); len(v) > 0 {
+		t.Errorf("a VM ran on two hosts at once: %v", v)
+	}
+}
+
+// watchTwoHosts samples, four times a second until the test ends, which
+// VMs run on each host that answers (straight from the hosts' libvirtd) and
+// records every VM seen running on two at once. The returned function
+// stops it and says what it saw.
+func watchTwoHosts(t *testing.T, fx *libvirttest.Fixture) func() []string {
+	d := fixtureDriver(t, fx)
+	stop, done := make(chan struct{}), make(chan struct{})
+	var mu sync.Mutex
+	var seen []string
+	samples := 0
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(250 * time.Millisecond):
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			inv, err := d.Inventory(ctx)
+			cancel()
+			if err != nil {
+				continue
+			}
+			up := map[string]bool{}
+			for _, h := range inv.Hosts {
+				up[h.Name] = h.Connection == drivers.Connected
+			}
+			where := map[string][]string{}
+			for _, v := range inv.VMs {
+				if up[v.Host] && v.Power == drivers.PoweredOn {
+					where[v.ID] = append(where[v.ID], v.Host)
+				}
+			}
+			mu.Lock()
+			samples++
+			for id, hs := range where {
+				if len(hs) > 1 {
+					seen = append(seen, fmt.Sprintf("%s: %s runs on %v", time.Now().Format("15:04:05.000"), id, hs))
+				}
+			}
+			mu.Unlock()
+		}
+	}()
+	var once sync.Once
+	finish := func() []string {
+		once.Do(func() {
+			close(stop)
+			<-done
+			d.Close()
+		})
+		mu.Lock()
+		defer mu.Unlock()
+		if samples < 4 {
+			t.Errorf("the two-hosts watcher took %d samples", samples)
+		}
+		return seen
+	}
+	t.Cleanup(func() { finish() })
+	return finish
 }
 
 // setAutostart turns VM id's autostart on through a fresh driver, and

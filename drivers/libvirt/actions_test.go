@@ -1,7 +1,6 @@
 package libvirt
 
 import (
-	"encoding/xml"
 	"errors"
 	"slices"
 	"strings"
@@ -90,7 +89,8 @@ func TestRecreate(t *testing.T) {
 			if !strings.Contains(doc, "<name>"+tt.name+"</name>") || !strings.Contains(doc, "<memory unit='KiB'>81920</memory>") {
 				t.Errorf("recreated domain is not %s with 80 MiB:\n%s", tt.name, doc)
 			}
-			if got, want := identityOf(t, doc), identityOf(t, orig); got.uuid != want.uuid || got.smbios != want.smbios || !slices.Equal(got.macs, want.macs) {
+			got, want := libvirttest.ParseIdentity(t, doc), libvirttest.ParseIdentity(t, orig)
+			if got.UUID != want.UUID || got.SMBIOS != want.SMBIOS || !slices.Equal(got.MACs, want.MACs) || len(got.MACs) != 1 {
 				t.Errorf("recreated domain's identity %+v, want the original's %+v", got, want)
 			}
 		})
@@ -110,43 +110,6 @@ func TestRecreate(t *testing.T) {
 	wantState(t, f, "lv1", id, "")
 	wantState(t, f, "lv2", id, drivers.PoweredOn)
 	wantState(t, f, "lv3", id, drivers.PoweredOff)
-}
-
-// identity is what makes a domain the same machine to its guest.
-type identity struct {
-	uuid, smbios string
-	macs         []string
-}
-
-// identityOf reads a domain XML's UUID, the SMBIOS system UUID QEMU gives
-// the guest (the <sysinfo> one, else the domain's) and its MACs.
-func identityOf(t *testing.T, doc string) identity {
-	t.Helper()
-	var x struct {
-		UUID    string `xml:"uuid"`
-		Sysinfo struct {
-			Entries []struct {
-				Name  string `xml:"name,attr"`
-				Value string `xml:",chardata"`
-			} `xml:"system>entry"`
-		} `xml:"sysinfo"`
-		MACs []struct {
-			Address string `xml:"address,attr"`
-		} `xml:"devices>interface>mac"`
-	}
-	if err := xml.Unmarshal([]byte(doc), &x); err != nil {
-		t.Fatalf("domain XML: %v", err)
-	}
-	id := identity{uuid: x.UUID, smbios: x.UUID}
-	for _, e := range x.Sysinfo.Entries {
-		if e.Name == "uuid" {
-			id.smbios = e.Value
-		}
-	}
-	for _, m := range x.MACs {
-		id.macs = append(id.macs, m.Address)
-	}
-	return id
 }
 
 // TestDestroy removes a running VM: it is gone from its host, and a second

@@ -3,6 +3,7 @@ package libvirttest
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"net/url"
@@ -255,4 +256,50 @@ func (f *Fixture) withConn(t testing.TB, host string, fn func(*golibvirt.Libvirt
 func isOperationInvalid(err error) bool {
 	var lerr golibvirt.Error
 	return errors.As(err, &lerr) && golibvirt.ErrorNumber(lerr.Code) == golibvirt.ErrOperationInvalid
+}
+
+// Identity is what makes a domain the same machine to its guest and to
+// what keys on it: its UUID, the SMBIOS system UUID QEMU gives the guest
+// (the <sysinfo> one, else the domain's), its name and MAC addresses.
+type Identity struct {
+	UUID, SMBIOS, Name string
+	MACs               []string
+}
+
+// IdentityOf reads the identity of domain id on host from its XML, as
+// virsh dumpxml shows it.
+func (f *Fixture) IdentityOf(t testing.TB, host, id string) Identity {
+	t.Helper()
+	return ParseIdentity(t, f.DomainXMLOf(t, host, id))
+}
+
+// ParseIdentity reads a domain XML's identity.
+func ParseIdentity(t testing.TB, doc string) Identity {
+	t.Helper()
+	var x struct {
+		Name    string `xml:"name"`
+		UUID    string `xml:"uuid"`
+		Sysinfo struct {
+			Entries []struct {
+				Name  string `xml:"name,attr"`
+				Value string `xml:",chardata"`
+			} `xml:"system>entry"`
+		} `xml:"sysinfo"`
+		MACs []struct {
+			Address string `xml:"address,attr"`
+		} `xml:"devices>interface>mac"`
+	}
+	if err := xml.Unmarshal([]byte(doc), &x); err != nil {
+		t.Fatalf("fixture: domain XML: %v", err)
+	}
+	id := Identity{UUID: x.UUID, SMBIOS: x.UUID, Name: x.Name}
+	for _, e := range x.Sysinfo.Entries {
+		if e.Name == "uuid" {
+			id.SMBIOS = e.Value
+		}
+	}
+	for _, m := range x.MACs {
+		id.MACs = append(id.MACs, m.Address)
+	}
+	return id
 }
