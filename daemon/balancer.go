@@ -103,6 +103,7 @@ func (s *Server) planBalance(ctx context.Context) *api.BalancePlan {
 	s.metrics.BalanceImbalance.Set(plan.Before)
 	s.metrics.BalanceRecommended.Set(float64(len(plan.Moves)))
 	out := &api.BalancePlan{Mode: doc.Balancing.Mode, Strategy: plan.Strategy, Metric: plan.Metric, Before: plan.Before, After: plan.After,
+		SpreadBefore: plan.SpreadBefore, SpreadAfter: plan.SpreadAfter,
 		Threshold: doc.Balancing.Threshold, Moves: []api.BalanceMove{}, EmptyHosts: plan.EmptyHosts, Reason: plan.Reason, Note: note, Time: time.Now().UTC()}
 	for _, m := range plan.Moves {
 		out.Moves = append(out.Moves, api.BalanceMove{VM: m.VM, Name: m.Name, From: m.From, To: m.To, MemoryBytes: m.MemoryBytes, Gain: m.Gain})

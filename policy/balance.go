@@ -62,12 +62,18 @@ type BalancePlan struct {
 	// Metric is the one the plan balanced: memory, or cpu when every host
 	// had CPU data.
 	Metric string `json:"metric"`
-	// Before and After are the imbalance without and with the plan: the
-	// highest host utilisation minus the mean utilisation (used over
-	// capacity) of its driver and group, over the hosts that can take VMs;
-	// the worst group counts. Hosts the plan empties are left out of After.
+	// Before and After are the imbalance without and with the plan: how
+	// far host utilisations spread from the mean (used over capacity) of
+	// their driver and group, above or below, over the hosts that can take
+	// VMs; the worst group counts. Hosts the plan empties are left out of
+	// After.
 	Before float64 `json:"imbalance_before"`
 	After  float64 `json:"imbalance_after"`
+	// SpreadBefore and SpreadAfter are the coefficient of variation of the
+	// host utilisations (standard deviation over mean) of the worst group,
+	// without and with the plan.
+	SpreadBefore float64 `json:"spread_before"`
+	SpreadAfter  float64 `json:"spread_after"`
 	// Moves are in the order to run them.
 	Moves []BalanceMove `json:"moves"`
 	// EmptyHosts are the hosts a power-saving plan empties, to power off.
@@ -76,6 +82,10 @@ type BalancePlan struct {
 	// goal, and notes a fallback from cpu to memory.
 	Reason string `json:"reason,omitempty"`
 }
+
+// greedyCheck is the longest plan compared with the simple one: on large
+// plans the two differ by a few moves and the comparison doubles the time.
+const greedyCheck = 100
 
 // balanceEps absorbs rounding when utilisations are compared.
 const balanceEps = 1e-9
@@ -132,16 +142,28 @@ func PlanBalance(in BalanceInput) BalancePlan {
 	}
 	b := newBalancer(in, plan.Metric)
 	plan.Metric = b.metric
-	plan.Before = b.imbalance()
+	plan.Before, plan.SpreadBefore = b.imbalance(), b.spread()
 	switch {
 	case len(b.hosts) == 0:
 		plan.Reason = "no hosts can take VMs"
 	case plan.Strategy == BalanceEven:
 		b.planEven(&plan)
+		if len(plan.Moves) > 1 && len(plan.Moves) <= greedyCheck {
+			// The simple way (the heaviest VM of the most utilised host
+			// onto the least utilised one) sometimes needs fewer moves.
+			g := newBalancer(in, plan.Metric)
+			alt := plan
+			alt.Moves, alt.Reason = []BalanceMove{}, ""
+			g.planGreedy(&alt)
+			t := b.pol.Threshold + balanceEps
+			if ga, ba := g.imbalance(), b.imbalance(); ga <= t && (ba > t || len(alt.Moves) < len(plan.Moves)) {
+				plan, b = alt, g
+			}
+		}
 	default:
 		b.planPower(&plan, in.FailoverMin)
 	}
-	plan.After = b.imbalance()
+	plan.After, plan.SpreadAfter = b.imbalance(), b.spread()
 	if b.note != "" {
 		plan.Reason = joinReasons(b.note, plan.Reason)
 	}
@@ -169,23 +191,56 @@ func (b *balancer) imbalance() float64 {
 	return worst
 }
 
-// imbalance is the group's highest utilisation minus its mean (used over
-// capacity), over the hosts not emptied.
+// imbalance is how far the group's hosts spread from its mean (used over
+// capacity), above and below: the larger of the highest utilisation minus
+// the mean and the mean minus the lowest, over the hosts not emptied. An
+// empty host, just out of maintenance, counts as much as a crowded one.
 func (g *bGroup) imbalance() float64 {
-	var load, capacity float64
-	peak := math.Inf(-1)
+	return math.Max(g.highGap(), g.lowGap())
+}
+
+// highGap is the highest utilisation minus the mean; lowGap the mean minus
+// the lowest (hosts not emptied).
+func (g *bGroup) highGap() float64 {
+	m := g.mean()
+	gap := 0.0
 	for _, h := range g.hosts {
-		if h.role&roleEmptied != 0 {
-			continue
+		if h.role&roleEmptied == 0 {
+			gap = math.Max(gap, h.util()-m)
 		}
-		load += h.load
-		capacity += h.cap
-		peak = math.Max(peak, h.util())
 	}
-	if capacity <= 0 {
-		return 0
+	return gap
+}
+
+func (g *bGroup) lowGap() float64 {
+	m := g.mean()
+	gap := 0.0
+	for _, h := range g.hosts {
+		if h.role&roleEmptied == 0 {
+			gap = math.Max(gap, m-h.util())
+		}
 	}
-	return math.Max(0, peak-load/capacity)
+	return gap
+}
+
+// spread is the coefficient of variation of the worst group's host
+// utilisations (standard deviation over mean, as Proxmox CRS measures
+// it), over the hosts not emptied.
+func (b *balancer) spread() float64 {
+	worst := 0.0
+	for _, g := range b.groups {
+		m, n, sq := g.mean(), 0, 0.0
+		for _, h := range g.hosts {
+			if h.role&roleEmptied == 0 {
+				n++
+				sq += (h.util() - m) * (h.util() - m)
+			}
+		}
+		if n > 0 && m > 0 {
+			worst = math.Max(worst, math.Sqrt(sq/float64(n))/m)
+		}
+	}
+	return worst
 }
 
 // mean is the group's utilisation: used over capacity of the hosts not

@@ -184,3 +184,45 @@ func TestBalanceFrozenHostsAndHeldVMs(t *testing.T) {
 		t.Fatalf("after the hold: %+v", later.Moves)
 	}
 }
+
+// A host back from maintenance, empty, is filled first, with few moves,
+// and the next round has nothing to undo.
+func TestBalanceFillsAnEmptyHostFirst(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		hosts [][]int64
+	}{
+		{"even cluster, one empty host", [][]int64{{16, 16, 8}, {16, 12, 8, 4}, {20, 12, 8}, {16, 16, 8}, {}}},
+		{"uneven cluster, one empty host", [][]int64{{24, 16, 16, 8}, {16, 12, 8, 4}, {20, 8}, {16, 8}, {}}},
+		{"two empty hosts", [][]int64{{24, 16, 16, 8}, {16, 12, 8, 4, 4}, {20, 8, 8}, {}, {}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := build(100, tc.hosts...)
+			pol := even(0.1)
+			p := PlanBalance(BalanceInput{State: s, Policy: pol})
+			checkPlan(t, s, nil, Options{}, p)
+			if len(p.Moves) == 0 || p.After > pol.Threshold+balanceEps {
+				t.Fatalf("plan %+v: the empty host must be filled", p)
+			}
+			empty := map[string]bool{}
+			for _, h := range s.HostNames() {
+				if s.Usage()[h].VMs == 0 {
+					empty[h] = true
+				}
+			}
+			if !empty[p.Moves[0].To] {
+				t.Errorf("first move %+v does not go to an empty host %v", p.Moves[0], empty)
+			}
+			if p.SpreadAfter >= p.SpreadBefore {
+				t.Errorf("spread (coefficient of variation) %.3f → %.3f", p.SpreadBefore, p.SpreadAfter)
+			}
+			if opt := bruteForceMoves(s, pol.Threshold, len(p.Moves)); opt < 0 || opt < len(p.Moves)-1 {
+				t.Errorf("%d moves, brute force needs %d", len(p.Moves), opt)
+			}
+			again := PlanBalance(BalanceInput{State: applyPlan(s, p), Policy: pol})
+			if len(again.Moves) != 0 {
+				t.Fatalf("next round moves again: %+v", again.Moves)
+			}
+		})
+	}
+}

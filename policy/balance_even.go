@@ -27,6 +27,11 @@ func (b *balancer) planEven(p *BalancePlan) {
 		if g == nil {
 			break
 		}
+		// A host far below the mean (empty, back from maintenance) is
+		// filled first, from the most utilised hosts.
+		if g.highGap() <= t+balanceEps && b.fill(p, g) {
+			continue
+		}
 		if b.round(p, g, limit) > 0 {
 			continue
 		}
@@ -36,6 +41,9 @@ func (b *balancer) planEven(p *BalancePlan) {
 		src := g.hosts[len(g.hosts)-1]
 		c, why := b.evenMove(g, src)
 		if c == nil {
+			if g.lowGap() > t+balanceEps && b.fill(p, g) {
+				continue
+			}
 			g.stuck = why
 			continue
 		}
@@ -79,6 +87,84 @@ func (b *balancer) stuckReason() string {
 		return ""
 	}
 	return "no gain: " + worst.stuck
+}
+
+// fillSources bounds the most utilised hosts fill looks at.
+const fillSources = 8
+
+// fill plans one move into the least utilised host of g, from the most
+// utilised host (of the fillSources most utilised) that has a VM for it: the lightest VM that brings it up to
+// the mean less the threshold in one move, or else the heaviest. A move
+// must raise the lower utilisation of its two hosts by min_gain and the
+// should rules it breaks. It reports whether it planned one.
+func (b *balancer) fill(p *BalancePlan, g *bGroup) bool {
+	dst := g.hosts[0]
+	xd := dst.util()
+	deficit := (g.mean()-b.pol.Threshold)*dst.cap - dst.load
+	minGain := math.Max(b.pol.MinGain, balanceEps)
+	for i := len(g.hosts) - 1; i > 0 && i >= len(g.hosts)-fillSources; i-- {
+		src := g.hosts[i]
+		if src.util() <= xd+minGain {
+			break
+		}
+		best := -1
+		for j, v := range src.vms { // heaviest first
+			gain := math.Min(xd+v.load/dst.cap, src.util()-v.load/src.cap) - xd
+			if gain < minGain+shouldCost(v, src, dst) || !b.fitsOn(v, dst) {
+				continue
+			}
+			if best < 0 || v.load >= deficit-balanceEps {
+				best = j // a lighter VM that still covers the deficit
+			}
+		}
+		if best >= 0 {
+			v := src.vms[best]
+			b.emit(p, src, best, dst, math.Min(xd+v.load/dst.cap, src.util()-v.load/src.cap)-xd)
+			return true
+		}
+	}
+	return false
+}
+
+// planGreedy fills p with the simple plan: while the worst group's
+// spread is above the threshold, the heaviest VM of its most utilised host
+// that the least utilised host that takes any of them takes, when that
+// gains min_gain and the should rules it breaks.
+func (b *balancer) planGreedy(p *BalancePlan) {
+	t, limit := b.pol.Threshold, b.moveLimit()
+	minGain := math.Max(b.pol.MinGain, balanceEps)
+	for len(p.Moves) < limit {
+		g := b.worstGroup(t)
+		if g == nil {
+			break
+		}
+		src := g.hosts[len(g.hosts)-1]
+		c := b.greedyMove(g, src)
+		if c == nil || c.gain < minGain+shouldCost(src.vms[c.idx], src, c.dst) {
+			g.stuck = "no greedy move"
+			continue
+		}
+		b.emit(p, src, c.idx, c.dst, c.gain)
+	}
+}
+
+// greedyMove is the heaviest VM of src that the least utilised host of g
+// taking any VM of src takes, with its gain; nil when there is none.
+func (b *balancer) greedyMove(g *bGroup, src *bHost) *evenChoice {
+	xa := src.util()
+	for _, dst := range g.hosts {
+		if dst == src || dst.util() >= xa {
+			continue
+		}
+		for i, v := range src.vms { // largest first
+			if b.fitsOn(v, dst) {
+				gain := xa - math.Max(xa-v.load/src.cap, dst.util()+v.load/dst.cap)
+				return &evenChoice{idx: i, dst: dst, gain: gain}
+			}
+		}
+		return nil // the least utilised host takes none of them
+	}
+	return nil
 }
 
 // evenMove chooses the single move off src, the most utilised host of g,

@@ -90,14 +90,14 @@ func memImbalance(s *cluster.State, hosts ...string) float64 {
 	}
 	usage := s.Usage()
 	var used, capacity float64
-	peak := 0.0
+	peak, low := 0.0, math.Inf(1)
 	for _, h := range hosts {
 		u, c := float64(usage[h].MemoryUsedBytes), float64(s.Hosts[h].MemoryBytes)
 		used += u
 		capacity += c
-		peak = math.Max(peak, u/c)
+		peak, low = math.Max(peak, u/c), math.Min(low, u/c)
 	}
-	return peak - used/capacity
+	return math.Max(peak-used/capacity, used/capacity-low)
 }
 
 // bruteForceMoves returns the fewest moves that bring the memory imbalance
@@ -131,11 +131,11 @@ func bruteForceMoves(s *cluster.State, t float64, maxMoves int) int {
 	mean := total / totalCap
 	moved := make([]bool, len(vms))
 	done := func() bool {
-		peak := 0.0
+		peak, low := 0.0, math.Inf(1)
 		for i := range hosts {
-			peak = math.Max(peak, load[i]/capacity[i])
+			peak, low = math.Max(peak, load[i]/capacity[i]), math.Min(low, load[i]/capacity[i])
 		}
-		return peak-mean <= t+balanceEps
+		return peak-mean <= t+balanceEps && mean-low <= t+balanceEps
 	}
 	var search func(depth int) bool
 	search = func(depth int) bool {

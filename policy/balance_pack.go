@@ -11,6 +11,7 @@ import (
 type roundHost struct {
 	source  bool
 	lineCap float64 // the most load that keeps it at or under the line
+	floor   float64 // the load it lacks to reach the mean less the threshold
 	plan    float64 // load after its evictions and the VMs packed onto it
 	limit   float64 // the most load it may reach so that every VM packed onto it still gains min_gain
 	shed    float64 // its largest VM another host takes under the line, at the start
@@ -67,9 +68,10 @@ func (b *balancer) round(p *BalancePlan, g *bGroup, limit int) int {
 		}
 		line = math.Max(line, pinned/h.cap)
 	}
-	maxRoom := 0.0
+	maxRoom, floor := 0.0, g.mean()-b.pol.Threshold
 	for _, h := range g.hosts {
-		h.rnd = roundHost{lineCap: line * h.cap, plan: h.load, limit: math.Inf(1)}
+		h.rnd = roundHost{lineCap: line * h.cap, plan: h.load, limit: math.Inf(1),
+			floor: floor*h.cap - h.load}
 		maxRoom = math.Max(maxRoom, h.rnd.lineCap-h.load)
 	}
 	// A host under the line can make room for a VM too big for any host by
@@ -130,8 +132,20 @@ func (b *balancer) round(p *BalancePlan, g *bGroup, limit int) int {
 // else stays on its source.
 func (b *balancer) pack(bins []*bHost, it item, minGain float64) []*bHost {
 	w := it.v.load
+	// A host below the mean by more than the threshold (empty, back from
+	// maintenance) is filled first: the emptiest that takes the VM.
+	var order []int
+	for j, x := range bins {
+		if x.rnd.floor > x.rnd.plan-x.load+balanceEps && x.room() >= w-balanceEps {
+			order = append(order, j)
+		}
+	}
+	slices.SortFunc(order, func(p, q int) int { return cmp.Compare(bins[p].rnd.plan/bins[p].cap, bins[q].rnd.plan/bins[q].cap) })
 	i, _ := slices.BinarySearchFunc(bins, w-balanceEps, func(h *bHost, w float64) int { return cmp.Compare(h.room(), w) })
-	for ; i < len(bins); i++ {
+	for k := i; k < len(bins); k++ {
+		order = append(order, k)
+	}
+	for _, i := range order {
 		x := bins[i]
 		mg := minGain + shouldCost(it.v, it.src, x)
 		if x == it.src || x.rnd.plan+w > (it.xa-mg)*x.cap+balanceEps || (x.rnd.source && b.reaches(x, it.src)) {

@@ -20,6 +20,7 @@ func newBalanceCmd(g *globals) *cobra.Command {
 			return read(g, func(cx context.Context, c *api.Client) (*api.BalancePlan, error) { return c.BalancePlan(cx) }, func(p *api.BalancePlan) error {
 				fmt.Fprintf(g.stdout, "Mode %s, strategy %s by %s: imbalance %.3f (threshold %.3f), after the plan %.3f\n",
 					p.Mode, p.Strategy, p.Metric, p.Before, p.Threshold, p.After)
+				fmt.Fprintf(g.stdout, "Spread (coefficient of variation of host utilisation): %.3f, after the plan %.3f\n", p.SpreadBefore, p.SpreadAfter)
 				if p.Note != "" {
 					fmt.Fprintf(g.stdout, "Note: %s\n", esc(p.Note))
 				}

@@ -353,13 +353,18 @@ type Operations struct {
 
 // BalancePlan is the answer of GET /v1/balance/plan.
 type BalancePlan struct {
-	Mode      string        `json:"mode"`
-	Strategy  string        `json:"strategy"`
-	Metric    string        `json:"metric"`
-	Before    float64       `json:"imbalance_before"`
-	After     float64       `json:"imbalance_after"`
-	Threshold float64       `json:"threshold"`
-	Moves     []BalanceMove `json:"moves"`
+	Mode     string  `json:"mode"`
+	Strategy string  `json:"strategy"`
+	Metric   string  `json:"metric"`
+	Before   float64 `json:"imbalance_before"`
+	After    float64 `json:"imbalance_after"`
+	// SpreadBefore and SpreadAfter are the coefficient of variation of the
+	// host utilisations (standard deviation over mean), as Proxmox CRS
+	// reports it.
+	SpreadBefore float64       `json:"spread_before"`
+	SpreadAfter  float64       `json:"spread_after"`
+	Threshold    float64       `json:"threshold"`
+	Moves        []BalanceMove `json:"moves"`
 	// EmptyHosts are hosts a power-saving plan empties, to power off.
 	EmptyHosts []string  `json:"empty_hosts,omitempty"`
 	Reason     string    `json:"reason,omitempty"`
