@@ -8,7 +8,7 @@ UNITDIR ?= /lib/systemd/system
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build dev test test-deps e2e e2e-timing bench lint install fuzz clean
+.PHONY: all build dev dev-cluster test test-deps e2e e2e-timing bench lint install fuzz clean
 
 all: build
 
@@ -17,6 +17,10 @@ build:
 
 dev: build
 	./bin/herd server -dev
+
+# Three servers on loopback over one vSphere simulator: kill the leader and watch.
+dev-cluster: build
+	./bin/herd dev-cluster
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -47,6 +47,8 @@ type serverProbe struct {
 	firstSeen time.Time
 	lastOK    time.Time
 	stats     cluster.RaftStats
+	// noAddr: the server's API address is not registered (yet).
+	noAddr bool
 }
 
 func (m *membership) Name() string { return "membership" }
@@ -99,12 +101,13 @@ func (m *membership) probeAll(ctx context.Context) {
 		if mb.ID == m.s.cfg.NodeName {
 			continue
 		}
+		addr := apis[mb.ID]
 		m.mu.Lock()
 		if m.probes[mb.ID] == nil {
 			m.probes[mb.ID] = &serverProbe{firstSeen: now}
 		}
+		m.probes[mb.ID].noAddr = addr == ""
 		m.mu.Unlock()
-		addr := apis[mb.ID]
 		if addr == "" {
 			continue
 		}
@@ -252,8 +255,21 @@ func (m *membership) health() map[string]*api.ServerHealth {
 			LastContactMillis: ss.Stats.LastContact.Milliseconds(), LastIndex: ss.Stats.LastIndex}
 		if string(id) == m.s.cfg.NodeName {
 			h.Up, h.LastAnswer, h.LastIndex = true, now, self.LastLogIndex
-		} else if p := m.probes[string(id)]; p != nil {
+		} else if p := m.probes[string(id)]; p == nil {
+			h.Healthy, h.Unknown, h.Reason = false, true, "not probed yet"
+		} else {
 			h.Up, h.LastAnswer = p.up(now), p.lastOK
+			switch {
+			case h.Up:
+			case p.lastOK.IsZero() && now.Sub(p.firstSeen) < 3*serverProbeEvery:
+				h.Unknown, h.Reason = true, "not probed yet"
+			case p.noAddr:
+				h.Unknown, h.Reason = true, "its API address is not registered yet"
+			case p.lastOK.IsZero():
+				h.Reason = fmt.Sprintf("no answer since this leader took over %s ago", now.Sub(p.firstSeen).Round(time.Second))
+			default:
+				h.Reason = fmt.Sprintf("no answer for %s", now.Sub(p.lastOK).Round(time.Second))
+			}
 			if !h.Up {
 				h.Healthy = false
 			}

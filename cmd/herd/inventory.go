@@ -276,17 +276,15 @@ func serverState(s api.Server) []string {
 		state = "up, healthy"
 	case h.Up:
 		state = "up, not caught up"
-	case h.Suffrage == "non-voter":
-		state = "down (never promoted)"
+	case h.Unknown:
+		state = "unknown"
 	}
 	contact := "-"
 	switch {
 	case h.Suffrage == "leader":
 		contact = "leader"
-	case !h.Up && h.LastAnswer.IsZero():
-		contact = "never answered"
 	case !h.Up:
-		contact = "answered " + time.Since(h.LastAnswer).Round(time.Second).String() + " ago"
+		contact = h.Reason
 	case h.LastContactMillis >= 0:
 		contact = (time.Duration(h.LastContactMillis) * time.Millisecond).String()
 	}

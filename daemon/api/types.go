@@ -184,6 +184,11 @@ type ServerHealth struct {
 	Suffrage string `json:"suffrage"`
 	// Up: the server answered the leader's last probe.
 	Up bool `json:"up"`
+	// Unknown: the leader has not probed it yet (it just took over, or the
+	// server's API address is not registered yet): neither up nor down.
+	Unknown bool `json:"unknown,omitempty"`
+	// Reason says why a server is not up.
+	Reason string `json:"reason,omitempty"`
 	// Healthy: up, in touch with the leader and caught up; a non-voter is
 	// promoted once healthy for the stabilization time.
 	Healthy     bool      `json:"healthy"`
