@@ -106,7 +106,7 @@ func (s *Server) planBalance(ctx context.Context) *api.BalancePlan {
 		SpreadBefore: plan.SpreadBefore, SpreadAfter: plan.SpreadAfter,
 		Threshold: doc.Balancing.Threshold, Moves: []api.BalanceMove{}, EmptyHosts: plan.EmptyHosts, Reason: plan.Reason, Note: note, Time: time.Now().UTC()}
 	for _, m := range plan.Moves {
-		out.Moves = append(out.Moves, api.BalanceMove{VM: m.VM, Name: m.Name, From: m.From, To: m.To, MemoryBytes: m.MemoryBytes, Gain: m.Gain})
+		out.Moves = append(out.Moves, api.BalanceMove{VM: m.VM, Name: m.Name, From: m.From, To: m.To, MemoryBytes: m.MemoryBytes, Offline: m.Offline, Gain: m.Gain})
 	}
 	return out
 }
@@ -183,7 +183,12 @@ func (s *Server) startBalance(ctx context.Context, plan *api.BalancePlan, who st
 		if vm == nil || vm.Host != m.From || vmBusy(st, vm.ID) != "" {
 			continue
 		}
-		op.Items = append(op.Items, cluster.OpItem{VM: vm.ID, Name: vm.Name, Action: cluster.ActionLiveMigrate, From: vm.Host,
+		action := cluster.ActionLiveMigrate
+		if m.Offline {
+			action = cluster.ActionOfflineMigrate
+			op.Migrate = string(policy.MigrateAll)
+		}
+		op.Items = append(op.Items, cluster.OpItem{VM: vm.ID, Name: vm.Name, Action: action, From: vm.Host,
 			MemoryBytes: vm.MemoryBytes, Priority: vm.Priority, Planned: m.To})
 	}
 	if len(op.Items) == 0 {

@@ -47,6 +47,9 @@ type BalanceMove struct {
 	From        string `json:"from"`
 	To          string `json:"to"`
 	MemoryBytes int64  `json:"memory_bytes"`
+	// Offline: the VM is stopped and moves offline (power-saving empties
+	// hosts of their stopped VMs too).
+	Offline bool `json:"offline,omitempty"`
 	// Gain is, for evenly-distributed, how much the move lowers the higher
 	// utilisation of its two hosts: the drop of the imbalance when the
 	// source is the only most loaded host, and its share of the drop when
@@ -76,7 +79,8 @@ type BalancePlan struct {
 	SpreadAfter  float64 `json:"spread_after"`
 	// Moves are in the order to run them.
 	Moves []BalanceMove `json:"moves"`
-	// EmptyHosts are the hosts a power-saving plan empties, to power off.
+	// EmptyHosts are the hosts a power-saving plan empties of every VM,
+	// running or stopped, to power off.
 	EmptyHosts []string `json:"empty_hosts,omitempty"`
 	// Reason says why the plan has no moves, or why it stops short of its
 	// goal, and notes a fallback from cpu to memory.

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -222,6 +223,67 @@ func TestBalanceFillsAnEmptyHostFirst(t *testing.T) {
 			again := PlanBalance(BalanceInput{State: applyPlan(s, p), Policy: pol})
 			if len(again.Moves) != 0 {
 				t.Fatalf("next round moves again: %+v", again.Moves)
+			}
+		})
+	}
+}
+
+// Power-saving packs hosts to the target utilisation, no further (memory
+// and vCPUs per CPU), moves stopped VMs offline, and never lists a host as
+// emptied (to power off) while a VM is registered on it.
+func TestPowerSavingHeadroomAndStoppedVMs(t *testing.T) {
+	s := newCluster(6, 256)
+	r := rand.New(rand.NewPCG(20, 20))
+	for i := range 60 {
+		vm := addVM(s, fmt.Sprintf("vm%03d", i), s.HostNames()[i%6], 2+r.Int64N(12), cluster.PoweredOn)
+		vm.VCPUs = 1 + r.IntN(4)
+		if i%10 == 3 {
+			vm.Power = cluster.PoweredOff
+		}
+	}
+	addVM(s, "pinned-stopped", "h06", 4, cluster.PoweredOff).Unmovable = "local disk"
+	for _, tc := range []struct {
+		name   string
+		target float64
+		within bool
+	}{
+		{"target 0.8", 0.8, true},
+		{"no target", 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pol := BalancingPolicy{Strategy: BalancePowerSave, TargetUtilisation: tc.target}
+			p := PlanBalance(BalanceInput{State: s, Policy: pol})
+			checkPlan(t, s, nil, Options{}, p)
+			after := applyPlan(s, p)
+			u := after.Usage()
+			over := ""
+			for _, h := range after.HostNames() {
+				if mem, cpus := u[h].MemoryUsedBytes, u[h].VCPUsUsed; float64(mem) > 0.8*256*float64(gib) || float64(cpus) > 0.8*64 {
+					over = fmt.Sprintf("%s at %d GiB and %d vCPUs", h, mem/gib, cpus)
+				}
+			}
+			if tc.within && over != "" {
+				t.Fatalf("packed beyond the target: %s", over)
+			}
+			if !tc.within && over == "" {
+				t.Fatalf("without a target nothing is packed beyond 80%%: the case tests nothing")
+			}
+			offline := 0
+			for _, m := range p.Moves {
+				if m.Offline {
+					offline++
+				}
+			}
+			for _, h := range p.EmptyHosts {
+				if n := u[h].VMs; n != 0 {
+					t.Errorf("host %s listed as emptied with %d VMs registered", h, n)
+				}
+				if h == "h06" {
+					t.Errorf("h06 holds a stopped VM that may not move: listed as emptied")
+				}
+			}
+			if len(p.EmptyHosts) == 0 || offline == 0 {
+				t.Fatalf("plan empties %v with %d offline moves: %s", p.EmptyHosts, offline, p.Reason)
 			}
 		})
 	}

@@ -58,8 +58,8 @@ func checkPlan(t *testing.T, s *cluster.State, l *Ledger, o Options, p BalancePl
 			t.Fatalf("move %d: VM %s moves twice", i, m.VM)
 		case vm.Host != m.From:
 			t.Fatalf("move %d: VM %s is on %s, not %s", i, m.VM, vm.Host, m.From)
-		case vm.Power != cluster.PoweredOn || vm.Unmovable != "":
-			t.Fatalf("move %d: VM %s is %s, unmovable %q", i, m.VM, vm.Power, vm.Unmovable)
+		case (vm.Power != cluster.PoweredOn) != m.Offline || vm.Unmovable != "":
+			t.Fatalf("move %d: VM %s is %s (offline move %v), unmovable %q", i, m.VM, vm.Power, m.Offline, vm.Unmovable)
 		case m.MemoryBytes != vm.MemoryBytes:
 			t.Fatalf("move %d: memory %d, VM has %d", i, m.MemoryBytes, vm.MemoryBytes)
 		}
@@ -74,6 +74,9 @@ func checkPlan(t *testing.T, s *cluster.State, l *Ledger, o Options, p BalancePl
 		if dst.Admin != cluster.Available || dst.Maintenance != cluster.MaintenanceOff ||
 			(dst.Health != cluster.HealthAlive && dst.Health != cluster.HealthUnknown) || dst.Connection != cluster.Connected {
 			t.Fatalf("move %d: target %s may not take VMs: %s, %s, %s, %s", i, m.To, dst.Admin, dst.Maintenance, dst.Health, dst.Connection)
+		}
+		if m.Offline {
+			continue // a stopped VM takes no memory
 		}
 		reserved[m.To] += vm.MemoryBytes
 		if used := usage[m.To].MemoryUsedBytes + reserved[m.To]; used > usable(dst, o.MemoryReserve) {

@@ -40,6 +40,14 @@ type bHost struct {
 	vms []bVM
 	// pinned counts running VMs that may not move.
 	pinned int
+	// stopped are the stopped VMs registered on the host that may move
+	// (offline); stoppedPinned counts those that may not. Power-saving
+	// empties a host only with all of them gone.
+	stopped       []bVM
+	stoppedPinned int
+	// vcpus is the vCPUs of its running VMs, planned moves included
+	// (power-saving's headroom).
+	vcpus int
 	// busy is set when in-flight moves enter or leave the host.
 	busy bool
 	role uint8
@@ -118,9 +126,18 @@ func newBalancer(in BalanceInput, metric string) *balancer {
 	}
 	for _, vm := range s.VMs {
 		bh := b.hosts[vm.Host]
-		if bh == nil || vm.Power != cluster.PoweredOn {
+		if bh == nil || vm.Stale {
 			continue
 		}
+		if vm.Power != cluster.PoweredOn {
+			if _, moving := in.Ledger.Move(vm.ID); moving || vm.Unmovable != "" {
+				bh.stoppedPinned++
+			} else {
+				bh.stopped = append(bh.stopped, bVM{vm: vm})
+			}
+			continue
+		}
+		bh.vcpus += vm.VCPUs
 		if _, moving := in.Ledger.Move(vm.ID); moving || vm.Unmovable != "" || b.held(in, vm.ID) {
 			bh.pinned++
 			continue
@@ -279,12 +296,16 @@ func compareUtil(x, y *bHost) int {
 func (b *balancer) reserve(v bVM, src, dst *bHost) {
 	b.ledger.Reserve(v.vm.ID, src.name, dst.name, memoryNeed(v.vm))
 	b.shift(v.load, src, dst)
+	src.vcpus -= cpuNeed(v.vm)
+	dst.vcpus += cpuNeed(v.vm)
 }
 
 // unreserve undoes reserve.
 func (b *balancer) unreserve(v bVM, src, dst *bHost) {
 	b.ledger.Release(v.vm.ID)
 	b.shift(v.load, dst, src)
+	src.vcpus += cpuNeed(v.vm)
+	dst.vcpus -= cpuNeed(v.vm)
 }
 
 // shift moves load w from one host to another of the same group.

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/herd-project/herd/cluster"
 )
 
 // packed is one tentative move of a host being emptied.
@@ -42,10 +44,10 @@ func (b *balancer) planPower(p *BalancePlan, failoverMin int) {
 	})
 	var budget, stop string
 	for _, a := range cands {
-		if active[a.group] <= 1 || a.role != 0 || a.busy || a.pinned > 0 {
+		if active[a.group] <= 1 || a.role != 0 || a.busy || a.pinned > 0 || a.stoppedPinned > 0 {
 			continue
 		}
-		if len(p.Moves)+len(a.vms) > limit {
+		if len(p.Moves)+len(a.vms)+len(a.stopped) > limit {
 			budget = fmt.Sprintf("max_moves %d leaves too few moves to empty more hosts", limit)
 			continue
 		}
@@ -69,7 +71,7 @@ func (b *balancer) planPower(p *BalancePlan, failoverMin int) {
 			m.dst.role |= roleTarget
 			p.Moves = append(p.Moves, BalanceMove{
 				VM: m.v.vm.ID, Name: m.v.vm.Name, From: a.name, To: m.dst.name,
-				MemoryBytes: m.v.vm.MemoryBytes, Gain: m.v.load / a.cap,
+				MemoryBytes: m.v.vm.MemoryBytes, Gain: m.v.load / a.cap, Offline: m.v.vm.Power != cluster.PoweredOn,
 			})
 		}
 		p.EmptyHosts = append(p.EmptyHosts, a.name)
@@ -85,12 +87,14 @@ func (b *balancer) planPower(p *BalancePlan, failoverMin int) {
 	}
 }
 
-// emptyHost tentatively places every movable VM of a, largest memory first,
-// on the most utilised other host of its group that takes it, reserving as
+// emptyHost tentatively places every movable VM of a, running VMs largest
+// memory first and then the stopped ones, on the most utilised other host
+// of its group that takes it within the target utilisation, reserving as
 // it goes. When one does not fit it undoes the others and reports false.
 func (b *balancer) emptyHost(a *bHost) ([]packed, bool) {
 	order := slices.Clone(a.vms)
 	slices.SortFunc(order, func(x, y bVM) int { return compareOrder(x.vm, y.vm) })
+	order = append(order, a.stopped...)
 	moves := make([]packed, 0, len(order))
 	for _, v := range order {
 		dst := b.packTarget(a, v)
@@ -111,6 +115,22 @@ func (b *balancer) unpack(a *bHost, moves []packed) {
 	}
 }
 
+// headroom reports whether h stays within the target utilisation with v:
+// its load (memory, or busy CPUs) at most target × capacity, and the vCPUs
+// of its running VMs at most target × CPUs × cpu_overcommit (1 when not
+// above 1). Stopped VMs need none. No target (0) leaves only the filters.
+func (b *balancer) headroom(h *bHost, v bVM) bool {
+	t := b.pol.TargetUtilisation
+	if t <= 0 || v.vm.Power != cluster.PoweredOn {
+		return true
+	}
+	if h.load+v.load > t*h.cap+balanceEps*h.cap {
+		return false
+	}
+	ratio := max(1, b.o.resolved().CPUOvercommit)
+	return h.h.CPUs <= 0 || float64(h.vcpus+v.vm.VCPUs) <= t*float64(h.h.CPUs)*ratio+balanceEps
+}
+
 // packTarget returns the most utilised host of a's group, other than a and
 // the hosts being emptied, that takes v under the placement filters and,
 // for the cpu metric, stays at or below full CPU; nil when none does.
@@ -121,7 +141,7 @@ func (b *balancer) packTarget(a *bHost, v bVM) *bHost {
 		if h == a || h.role&(roleEmptied|roleSource) != 0 {
 			continue
 		}
-		if b.metric == BalanceByCPU && h.util()+v.load/h.cap > 1+balanceEps {
+		if b.metric == BalanceByCPU && h.util()+v.load/h.cap > 1+balanceEps || !b.headroom(h, v) {
 			continue
 		}
 		if b.fitsOn(v, h) {

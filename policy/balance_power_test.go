@@ -122,8 +122,8 @@ func TestPlanPowerSavingSkipsPinnedAndBusyHosts(t *testing.T) {
 	p := PlanBalance(BalanceInput{State: s, Ledger: l, Policy: power(0)})
 	checkPlan(t, s, l, Options{}, p)
 	// h01 has an unmovable VM, h03 and h05 moves in flight: only h02 is
-	// emptied (its stopped VM stays), onto the most utilised host.
-	if got := strings.Join(p.EmptyHosts, " "); got != "h02" || targetsOf(p) != "h02>h04" {
+	// emptied, its stopped VM too (offline), onto the most utilised host.
+	if got := strings.Join(p.EmptyHosts, " "); got != "h02" || targetsOf(p) != "h02>h04 h02>h04" || !p.Moves[1].Offline {
 		t.Fatalf("empty %q, moves %q", got, targetsOf(p))
 	}
 

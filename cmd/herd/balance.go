@@ -30,9 +30,13 @@ func newBalanceCmd(g *globals) *cobra.Command {
 				}
 				var rows [][]string
 				for _, m := range p.Moves {
-					rows = append(rows, []string{m.Name, m.From, m.To, fmt.Sprint(m.MemoryBytes >> 20), fmt.Sprintf("%.3f", m.Gain)})
+					kind := "live"
+					if m.Offline {
+						kind = "offline"
+					}
+					rows = append(rows, []string{m.Name, m.From, m.To, kind, fmt.Sprint(m.MemoryBytes >> 20), fmt.Sprintf("%.3f", m.Gain)})
 				}
-				if err := table(g.stdout, "VM\tFROM\tTO\tMEM MiB\tGAIN", rows); err != nil {
+				if err := table(g.stdout, "VM\tFROM\tTO\tMOVE\tMEM MiB\tGAIN", rows); err != nil {
 					return err
 				}
 				if len(p.EmptyHosts) > 0 {

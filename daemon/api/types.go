@@ -384,6 +384,7 @@ type BalanceMove struct {
 	From        string  `json:"from"`
 	To          string  `json:"to"`
 	MemoryBytes int64   `json:"memory_bytes"`
+	Offline     bool    `json:"offline,omitempty"` // a stopped VM, moved offline
 	Gain        float64 `json:"gain"`
 }
 
