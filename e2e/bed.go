@@ -541,6 +541,26 @@ func (b *Bed) Define(host, name string, running bool) {
 	b.fx.DefineVM(b.t, host, name, 64, running)
 }
 
+// DefineNIC defines a tiny VM with a network adapter of MAC mac (user
+// networking: nothing outside QEMU), so that its MAC can be checked.
+func (b *Bed) DefineNIC(host, name, mac string, running bool) {
+	b.fx.DefineDomain(b.t, host, libvirttest.VMSpec{Name: name, MemoryMiB: 64, Running: running,
+		Devices: "<interface type='user'><mac address='" + mac + "'/><model type='virtio'/></interface>"})
+}
+
+// Identity reads VM name's identity (UUID, SMBIOS UUID, name, MACs) from
+// host's libvirtd, as virsh dumpxml shows it.
+func (b *Bed) Identity(host, name string) libvirttest.Identity {
+	h := b.Host(host)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "virsh", "-c", "qemu+tcp://"+h.ip+":16509/system", "dumpxml", name).Output()
+	if err != nil {
+		b.t.Fatalf("virsh dumpxml %s on %s: %v", name, host, err)
+	}
+	return libvirttest.ParseIdentity(b.t, string(out))
+}
+
 // Domains is what each reachable libvirtd reports: host → VM name →
 // power. With all false, running VMs only (cheaper: the watcher's view).
 func (b *Bed) Domains(all bool) map[string]map[string]drivers.PowerState {

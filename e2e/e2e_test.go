@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -194,6 +195,55 @@ func waitRecovery(t *testing.T, b *Bed, host string, since time.Time, timeout ti
 	return op
 }
 
+// sameMachines checks that each recovered VM is the machine it was on
+// except: the same UUID, SMBIOS UUID, name and MACs where it runs now; that
+// Herd lists it once, under that id; and that its events tell its crash
+// and recreation as one story.
+func sameMachines(t *testing.T, b *Bed, except string, was map[string]libvirttest.Identity) {
+	t.Helper()
+	vms, err := b.Client().VMs(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := map[string]int{}
+	for _, v := range vms {
+		listed[v.Name]++
+		want, ok := was[v.Name]
+		if !ok {
+			continue
+		}
+		if v.ID != want.UUID || v.Host == except {
+			t.Errorf("VM %s listed as %s on %s, want its id %s, not on %s", v.Name, v.ID, v.Host, want.UUID, except)
+			continue
+		}
+		got := b.Identity(v.Host, v.Name)
+		if got.UUID != want.UUID || got.SMBIOS != want.SMBIOS || got.Name != want.Name || !slices.Equal(got.MACs, want.MACs) {
+			t.Errorf("VM %s on %s is %+v, was %+v on %s", v.Name, v.Host, got, want, except)
+		}
+		if v.Name == "a3" && len(got.MACs) != 1 {
+			t.Errorf("VM a3 has MACs %v, want its one adapter's", got.MACs)
+		}
+		ev, err := b.Client().Events(context.Background(), api.EventQuery{VM: v.ID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var types []string
+		for _, e := range ev.Events {
+			types = append(types, e.Type)
+		}
+		for _, typ := range []string{"vm.host_fenced", "step.done"} {
+			if !slices.Contains(types, typ) {
+				t.Errorf("events of VM %s: %v, want %s among them", v.Name, types, typ)
+			}
+		}
+	}
+	for name := range was {
+		if listed[name] != 1 {
+			t.Errorf("VM %s listed %d times, want once", name, listed[name])
+		}
+	}
+}
+
 // runningOnce checks that each VM runs (or, for stopped ones, is defined)
 // on exactly one host other than except.
 func runningOnce(t *testing.T, b *Bed, except string, running, stopped []string) {
@@ -238,7 +288,7 @@ func bringBack(t *testing.T, b *Bed, h *member, names []string) time.Duration {
 	ctx := context.Background()
 	testutil.WaitFor(t, 60*time.Second, h.name+" back, NOT_ACCEPTING, stale copies gone", func() bool {
 		hh, err := b.Client().Host(ctx, h.name)
-		if err != nil || hh.Health != cluster.HealthAlive || hh.Admin != cluster.NotAccepting {
+		if err != nil || hh.Health != cluster.HealthAlive || hh.Admin != cluster.NotAccepting || hh.StaleCopies != 0 {
 			return false
 		}
 		doms, ok := b.domainsOf(h, true)
@@ -463,8 +513,14 @@ func TestScenarios(t *testing.T) {
 	t.Run("host crash, power fencing, return", func(t *testing.T) {
 		b.Define(h1.name, "a1", true)
 		b.Define(h1.name, "a2", true)
-		b.Define(h1.name, "a3", false)
+		// Shut off, so that the adapter's start (user networking takes
+		// QEMU half a second more) does not change the timings.
+		b.DefineNIC(h1.name, "a3", "52:54:00:e2:e0:03", false)
 		waitVMs(t, b, h1.name, []string{"a1", "a2"}, []string{"a3"})
+		identity := map[string]libvirttest.Identity{}
+		for _, n := range []string{"a1", "a2", "a3"} {
+			identity[n] = b.Identity(h1.name, n)
+		}
 		start := time.Now()
 		defer dumpEvents(t, b, start)
 		b.PowerOff(h1)
@@ -480,6 +536,7 @@ func TestScenarios(t *testing.T) {
 		}
 		runningOnce(t, b, h1.name, []string{"a1", "a2"}, []string{"a3"})
 		noRecreationWithoutFencing(t, events(t, b, start, ""))
+		sameMachines(t, b, h1.name, identity)
 		b.PowerOn(h1)
 		timings["return"] = bringBack(t, b, h1, []string{"a1", "a2", "a3"})
 		w.check(t)
