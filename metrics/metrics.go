@@ -113,7 +113,7 @@ func New(reg prometheus.Registerer, src Sources) *Metrics {
 		}, []string{"source"}),
 		VMDuplicates: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "herd_vm_duplicates",
-			Help: "VMs the last inventory sync found defined on more than one host, by driver (a paused copy after an aborted migration, a stale copy on a host that came back).",
+			Help: "VMs the last inventory sync found on more than one connected host, by driver (a paused copy after an aborted migration, a stale copy that runs on a host that came back; a shut-off stale copy waiting to be destroyed is not counted).",
 		}, []string{"driver"}),
 		MigrationDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "herd_migration_duration_seconds",
