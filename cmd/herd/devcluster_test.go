@@ -111,6 +111,25 @@ read:
 	}
 	t.Logf("after kill -9 of %s:\n%s", leader[1], stdout)
 
+	// With one server down, taking out a live one would leave no majority:
+	// refused. Removing the dead one is one command.
+	var live string
+	for _, r := range rows {
+		if r[1] != leader[1] && r[1] != other[1] {
+			live = r[1]
+		}
+	}
+	if code, _, errOut := runCLI("server", "remove", live, "--address", other[2], "--token", token[1]); code != exitError || !strings.Contains(errOut, "majority") {
+		t.Fatalf("removing live %s while %s is down: exit %d %q", live, leader[1], code, errOut)
+	}
+	if code, out, errOut := runCLI("server", "remove", leader[1], "--address", other[2], "--token", token[1]); code != 0 || !strings.Contains(out, "removed") {
+		t.Fatalf("removing dead %s: exit %d %q %q", leader[1], code, out, errOut)
+	}
+	cl, err := c.Cluster(context.Background())
+	if err != nil || len(cl.Servers) != 2 {
+		t.Fatalf("servers after removing the dead one: %+v %v", cl, err)
+	}
+
 	cmd.Process.Signal(syscall.SIGINT)
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
