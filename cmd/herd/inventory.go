@@ -111,7 +111,7 @@ func printHost(g *globals, h *api.Host) error {
 	if h.StaleCopies > 0 {
 		rows = append(rows, []string{"Stale copies", fmt.Sprintf("%d, destroyed when the host returns (leftovers of VMs recreated elsewhere: not VMs, power unknown)", h.StaleCopies)})
 		for _, c := range h.Stale {
-			rows = append(rows, []string{"", fmt.Sprintf("%s (%s), the VM runs on %s", c.Name, c.VM, dash(c.VMHost))})
+			rows = append(rows, []string{"", fmt.Sprintf("%s (%s); the VM is on %s", c.Name, c.VM, dash(c.VMHost))})
 		}
 	}
 	return table(g.stdout, "FIELD\tVALUE", rows)
@@ -145,11 +145,7 @@ func newVMCmd(g *globals) *cobra.Command {
 				vms, err := c.VMs(cx, host)
 				return api.VMs{VMs: vms}, err
 			}, func(out api.VMs) error {
-				var rows [][]string
-				for _, v := range out.VMs {
-					rows = append(rows, []string{v.Name, v.Host, string(v.Power), fmt.Sprint(v.MemoryBytes >> 20), fmt.Sprint(v.VCPUs), fmt.Sprint(v.Priority), dash(strings.Join(v.Groups, ",")), v.ID})
-				}
-				return table(g.stdout, "NAME\tHOST\tPOWER\tMEM MiB\tVCPUS\tPRIORITY\tGROUPS\tID", rows)
+				return printVMs(g, out.VMs)
 			})
 		},
 	}
@@ -158,6 +154,16 @@ func newVMCmd(g *globals) *cobra.Command {
 	vm.AddCommand(ls)
 	addMigrateCmd(vm, g)
 	return vm
+}
+
+// printVMs lists VMs with their effective priority (their policy groups'
+// included) and their groups.
+func printVMs(g *globals, vms []api.VMView) error {
+	var rows [][]string
+	for _, v := range vms {
+		rows = append(rows, []string{v.Name, v.Host, string(v.Power), fmt.Sprint(v.MemoryBytes >> 20), fmt.Sprint(v.VCPUs), fmt.Sprint(v.Priority), dash(strings.Join(v.Groups, ",")), v.ID})
+	}
+	return table(g.stdout, "NAME\tHOST\tPOWER\tMEM MiB\tVCPUS\tPRIORITY\tGROUPS\tID", rows)
 }
 
 func newClusterCmd(g *globals) *cobra.Command {
