@@ -322,3 +322,62 @@ func TestReadsDuringLostQuorumAreMarkedStale(t *testing.T) {
 		t.Fatalf("/readyz without a leader: %d %+v", resp.StatusCode, h)
 	}
 }
+
+// TestJoiningServerPromotedOnceCaughtUp: a fourth server process that
+// joins a running cluster enters as a non-voter and is promoted to voter
+// once it has caught up and stayed healthy for server_stabilization.
+func TestJoiningServerPromotedOnceCaughtUp(t *testing.T) {
+	tc := startCluster(t, "  server_stabilization: 2s\n")
+	ctx := context.Background()
+	l := tc.leader(t)
+	for i := 0; i < 50; i++ {
+		if err := tc.admin[l].AppendEvent(ctx, cluster.Event{Type: "note", Message: fmt.Sprintf("before s4 %d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	api4 := testutil.FreePort(t)
+	var join []string
+	for _, p := range tc.procs {
+		join = append(join, p.api)
+	}
+	cfg := fmt.Sprintf("node_name: s4\ndata_dir: %s\npolicy_file: %s\napi:\n  listen: %s\n  tokens_file: %s\n  server_token_file: %s\n"+
+		"raft:\n  listen: %s\n  join: [%s]\n  server_stabilization: 2s\nlog:\n  level: error\n",
+		filepath.Join(dir, "data"), filepath.Join(dir, "none.yaml"), api4, tc.tok.file, tc.tok.server, testutil.FreePort(t), strings.Join(join, ", "))
+	path := filepath.Join(dir, "herd4.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p4 := &serverProc{cfg: path, api: api4}
+	p4.start(t)
+	defer p4.kill9()
+	sawNonVoter := false
+	var promoted time.Time
+	start := time.Now()
+	testutil.WaitFor(t, 40*time.Second, "s4 promoted to voter and healthy", func() bool {
+		for _, s := range tc.servers(t, tc.leader(t)) {
+			if s.ID != "s4" {
+				continue
+			}
+			if !s.Voter {
+				sawNonVoter = true
+				return false
+			}
+			if promoted.IsZero() {
+				promoted = time.Now()
+			}
+			return s.Health != nil && s.Health.Up && s.Health.Healthy
+		}
+		return false
+	})
+	if !sawNonVoter {
+		t.Fatal("s4 became a voter without first being a non-voter")
+	}
+	t.Logf("s4 joined as a non-voter and was promoted %s after it started", promoted.Sub(start).Round(100*time.Millisecond))
+	// The new voter has the log: its reads are fresh and complete.
+	c4, _ := api.NewClient(api4, tc.tok.admin)
+	ev, err := c4.Events(ctx, api.EventQuery{})
+	if err != nil || len(ev.Events) < 50 {
+		t.Fatalf("events on s4: %d %v", len(ev.Events), err)
+	}
+}
