@@ -24,6 +24,10 @@ type balancer struct {
 	wake chan uint64 // applied raft indexes (see FSM.Watch)
 	mu   sync.Mutex
 	last *api.BalancePlan
+	// violated holds the must-rule violations last reported (VM and
+	// rule), checkedAt the index they were checked at.
+	violated  map[string]bool
+	checkedAt uint64
 }
 
 func newBalancerController(s *Server) *balancer {
@@ -36,8 +40,10 @@ func (b *balancer) Name() string { return "balancer" }
 
 func (b *balancer) Run(ctx context.Context) {
 	version := b.policyVersion()
+	b.violated, b.checkedAt = nil, 0 // a new leader reports what it finds
 	for ctx.Err() == nil {
 		bp := b.s.Policy().Balancing
+		b.checkRules(ctx)
 		if bp.Mode != policy.BalanceOff {
 			plan := b.s.planBalance(ctx)
 			b.mu.Lock()
@@ -68,8 +74,50 @@ func (b *balancer) sleep(ctx context.Context, interval time.Duration, version in
 			if v := b.policyVersion(); v != version {
 				return v
 			}
+			// A new must violation (a changed rule, an inventory showing
+			// a VM where a rule forbids it) is reported at once, and in
+			// automatic mode fixed by a round now.
+			if b.checkRules(ctx) && b.s.Policy().Balancing.Mode == policy.BalanceAutomatic {
+				return version
+			}
 		}
 	}
+}
+
+// checkRules looks for VMs whose host breaks a must rule, at most once per
+// applied index (a policy change, an inventory, a finished step). It sets the
+// metric, logs each violation newly found as rules.violated, and reports
+// whether there are any new ones.
+func (b *balancer) checkRules(ctx context.Context) bool {
+	doc := b.s.Policy()
+	var found []policy.Violation
+	idx := b.s.node.FSM().Index()
+	if idx == b.checkedAt {
+		return false
+	}
+	b.checkedAt = idx
+	b.s.node.FSM().Read(func(st *cluster.State) {
+		found = policy.MustViolations(st, nil, b.s.compiled(doc, st))
+	})
+	b.s.metrics.RuleViolations.Set(float64(len(found)))
+	now := make(map[string]bool, len(found))
+	var events []cluster.Event
+	for _, v := range found {
+		k := v.VM + "/" + v.Rule
+		now[k] = true
+		if !b.violated[k] {
+			events = append(events, cluster.NewEvent("rules.violated", "balancer", v.Host, v.VM,
+				fmt.Sprintf("VM %s on %s breaks must rule %s (%s)", v.Name, v.Host, v.Rule, v.Reason)))
+		}
+	}
+	b.violated = now
+	if len(events) == 0 {
+		return false
+	}
+	if _, err := b.s.node.Apply(ctx, &cluster.AppendEvents{Events: events}); err != nil {
+		b.s.log.Warn("rule violations not logged", "err", err)
+	}
+	return true
 }
 
 // policyVersion is the version of the policy in force, 0 for none.
@@ -102,11 +150,15 @@ func (s *Server) planBalance(ctx context.Context) *api.BalancePlan {
 	plan := policy.PlanBalance(in)
 	s.metrics.BalanceImbalance.Set(plan.Before)
 	s.metrics.BalanceRecommended.Set(float64(len(plan.Moves)))
+	s.metrics.RuleViolations.Set(float64(len(plan.Violations)))
 	out := &api.BalancePlan{Mode: doc.Balancing.Mode, Strategy: plan.Strategy, Metric: plan.Metric, Before: plan.Before, After: plan.After,
 		SpreadBefore: plan.SpreadBefore, SpreadAfter: plan.SpreadAfter,
 		Threshold: doc.Balancing.Threshold, Moves: []api.BalanceMove{}, EmptyHosts: plan.EmptyHosts, Reason: plan.Reason, Note: note, Time: time.Now().UTC()}
 	for _, m := range plan.Moves {
-		out.Moves = append(out.Moves, api.BalanceMove{VM: m.VM, Name: m.Name, From: m.From, To: m.To, MemoryBytes: m.MemoryBytes, Offline: m.Offline, Gain: m.Gain})
+		out.Moves = append(out.Moves, api.BalanceMove{VM: m.VM, Name: m.Name, From: m.From, To: m.To, MemoryBytes: m.MemoryBytes, Offline: m.Offline, Rule: m.Rule, Gain: m.Gain})
+	}
+	for _, v := range plan.Violations {
+		out.Violations = append(out.Violations, api.RuleViolation(v))
 	}
 	return out
 }

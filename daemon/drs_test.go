@@ -252,3 +252,62 @@ func TestNoBalancingDuringEvacuation(t *testing.T) {
 		return during == 0 && after > 0
 	})
 }
+
+// A must rule the current placement breaks is found when the policy
+// changes, reported (event, metric, first in the plan) and, in automatic
+// mode, fixed at once.
+func TestMustViolationReportedAndFixed(t *testing.T) {
+	dev, c := startDevWith(t, 3, 9, nil, func(p *policy.Document) {
+		p.Balancing.Mode, p.Balancing.Interval = policy.BalanceRecommend, time.Hour
+	})
+	ctx := context.Background()
+	vms, _ := c.VMs(ctx, "")
+	var vm api.VMView
+	for _, v := range vms {
+		if v.Power == cluster.PoweredOn {
+			vm = v
+			break
+		}
+	}
+	rule := func(mode string) func(p *policy.Document) {
+		return func(p *policy.Document) {
+			p.Balancing.Mode, p.Balancing.Interval = mode, time.Hour
+			p.HostGroups = []policy.HostGroup{{Name: "here", Hosts: []string{vm.Host}}}
+			p.VMGroups = []policy.VMGroup{{Name: "it", VMs: []string{vm.Name}}}
+			p.Rules = []policy.Rule{{Name: "not-here", Type: policy.RuleVMHostAntiAffinity, VMGroup: "it", HostGroup: "here", Enforcement: policy.Must}}
+		}
+	}
+	if _, err := c.ApplyPolicy(ctx, policyYAML(t, rule(policy.BalanceRecommend)), "test"); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 5*time.Second, "a rules.violated event", func() bool {
+		for _, e := range queryEvents(t, c, api.EventQuery{VM: vm.ID}) {
+			if e.Type == "rules.violated" && strings.Contains(e.Message, "not-here") {
+				return true
+			}
+		}
+		return false
+	})
+	if m := metricsText(t, dev.Server); !strings.Contains(m, "herd_rule_violations 1") {
+		t.Fatalf("metric: %s", grepLines(m, "violations"))
+	}
+	plan, err := c.BalancePlan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plan.Violations) != 1 || plan.Violations[0].VM != vm.ID || plan.Violations[0].Fix == "" ||
+		len(plan.Moves) == 0 || plan.Moves[0].VM != vm.ID || plan.Moves[0].Rule != "not-here" {
+		t.Fatalf("plan: violations %+v, moves %+v", plan.Violations, plan.Moves)
+	}
+	// Automatic mode fixes it first, without waiting for the hour.
+	if _, err := c.ApplyPolicy(ctx, policyYAML(t, rule(policy.BalanceAutomatic)), "test"); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 20*time.Second, "the VM moved off the host the rule forbids", func() bool {
+		st := dev.Node().FSM().State()
+		return st.VMs[vm.ID].Host != vm.Host
+	})
+	testutil.WaitFor(t, 5*time.Second, "no violation left", func() bool {
+		return strings.Contains(metricsText(t, dev.Server), "herd_rule_violations 0")
+	})
+}

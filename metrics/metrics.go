@@ -23,6 +23,7 @@ type Metrics struct {
 	PolicyReloads      *prometheus.CounterVec
 	BalanceImbalance   prometheus.Gauge
 	BalanceRecommended prometheus.Gauge
+	RuleViolations     prometheus.Gauge
 	BalanceMoves       prometheus.Counter
 	MetricSourceErrors *prometheus.CounterVec
 	VMDuplicates       *prometheus.GaugeVec
@@ -103,6 +104,10 @@ func New(reg prometheus.Registerer, src Sources) *Metrics {
 			Name: "herd_balance_recommended_moves",
 			Help: "Moves the last balance plan recommends.",
 		}),
+		RuleViolations: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "herd_rule_violations",
+			Help: "VMs whose current host breaks a must rule (found at every policy change and inventory).",
+		}),
 		BalanceMoves: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herd_balance_moves_total",
 			Help: "Moves started by balance operations.",
@@ -165,7 +170,7 @@ func New(reg prometheus.Registerer, src Sources) *Metrics {
 		return float64(src.InFlight())
 	})
 	reg.MustRegister(m.APIRequests, m.Migrations, m.MigrationDuration, inFlightGauge, m.PolicyReloads,
-		m.BalanceImbalance, m.BalanceRecommended, m.BalanceMoves, m.MetricSourceErrors, m.VMDuplicates, m.APIRequestDuration, m.InventorySyncs, m.InventorySyncTime,
+		m.BalanceImbalance, m.BalanceRecommended, m.RuleViolations, m.BalanceMoves, m.MetricSourceErrors, m.VMDuplicates, m.APIRequestDuration, m.InventorySyncs, m.InventorySyncTime,
 		m.InventoryChanges, m.ForwardedRequests,
 		m.FencingAttempts, m.Recoveries, m.RecoveryDuration, m.Recreations, m.RecoveryStorm, m.LeaseRenewals,
 		m.GossipProbeRTT, m.GossipSuspicions,

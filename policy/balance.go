@@ -50,6 +50,9 @@ type BalanceMove struct {
 	// Offline: the VM is stopped and moves offline (power-saving empties
 	// hosts of their stopped VMs too).
 	Offline bool `json:"offline,omitempty"`
+	// Rule names the must rule the VM's host breaks: the move fixes it
+	// (such moves come first).
+	Rule string `json:"rule,omitempty"`
 	// Gain is, for evenly-distributed, how much the move lowers the higher
 	// utilisation of its two hosts: the drop of the imbalance when the
 	// source is the only most loaded host, and its share of the drop when
@@ -82,6 +85,10 @@ type BalancePlan struct {
 	// EmptyHosts are the hosts a power-saving plan empties of every VM,
 	// running or stopped, to power off.
 	EmptyHosts []string `json:"empty_hosts,omitempty"`
+	// Violations are the VMs whose host breaks a must rule, each with the
+	// host the plan moves it to (first, before any balancing move) or why
+	// it cannot.
+	Violations []Violation `json:"violations,omitempty"`
 	// Reason says why the plan has no moves, or why it stops short of its
 	// goal, and notes a fallback from cpu to memory.
 	Reason string `json:"reason,omitempty"`
@@ -147,12 +154,13 @@ func PlanBalance(in BalanceInput) BalancePlan {
 	b := newBalancer(in, plan.Metric)
 	plan.Metric = b.metric
 	plan.Before, plan.SpreadBefore = b.imbalance(), b.spread()
+	b.fixViolations(&plan)
 	switch {
 	case len(b.hosts) == 0:
 		plan.Reason = "no hosts can take VMs"
 	case plan.Strategy == BalanceEven:
 		b.planEven(&plan)
-		if len(plan.Moves) > 1 && len(plan.Moves) <= greedyCheck {
+		if len(plan.Moves) > 1 && len(plan.Moves) <= greedyCheck && len(plan.Violations) == 0 {
 			// The simple way (the heaviest VM of the most utilised host
 			// onto the least utilised one) sometimes needs fewer moves.
 			g := newBalancer(in, plan.Metric)

@@ -288,3 +288,45 @@ func TestPowerSavingHeadroomAndStoppedVMs(t *testing.T) {
 		})
 	}
 }
+
+// A must rule the current placement breaks is reported and fixed before
+// any balancing move: a vm-host anti-affinity added after placement, and
+// two VMs of a must anti-affinity group on one host.
+func TestBalanceFixesMustViolationsFirst(t *testing.T) {
+	s := build(100, []int64{10, 10, 10}, []int64{10, 10}, []int64{5}, []int64{5})
+	c := mustCompile(t, s, `host_groups: [{name: old, hosts: [h01]}]
+vm_groups: [{name: off-old, vms: [vm001]}, {name: apart, vms: [vm004, vm005]}]
+rules:
+  - {name: not-on-old, type: vm-host-anti-affinity, vm_group: off-old, host_group: old, enforcement: must}
+  - {name: keep-apart, type: vm-anti-affinity, vm_group: apart, enforcement: must}
+`)
+	in := BalanceInput{State: s, Policy: even(0.5), Options: Options{Policy: c}}
+	if got := MustViolations(s, nil, c); len(got) != 3 {
+		t.Fatalf("violations %+v, want vm001 on h01 and vm004, vm005 together on h02", got)
+	}
+	p := PlanBalance(in)
+	checkPlan(t, s, nil, in.Options, p)
+	if len(p.Violations) != 2 || len(p.Moves) != 2 {
+		t.Fatalf("plan: violations %+v, moves %+v; want vm001 and one of vm004/vm005 moved", p.Violations, p.Moves)
+	}
+	for i, m := range p.Moves {
+		if m.Rule == "" || m.To == "" || m.To == m.From {
+			t.Fatalf("move %d %+v does not fix a rule", i, m)
+		}
+	}
+	if left := MustViolations(applyPlan(s, p), nil, c); len(left) != 0 {
+		t.Fatalf("after the plan: %+v", left)
+	}
+	// A balancing plan with violations puts the fixes first.
+	crowded := build(100, []int64{40, 30, 10}, []int64{10, 10}, []int64{5}, []int64{5})
+	in.State, in.Options.Policy, in.Policy = crowded, mustCompile(t, crowded, `host_groups: [{name: old, hosts: [h01]}]
+vm_groups: [{name: off-old, vms: [vm003]}]
+rules:
+  - {name: not-on-old, type: vm-host-anti-affinity, vm_group: off-old, host_group: old, enforcement: must}
+`), even(0.05)
+	p = PlanBalance(in)
+	checkPlan(t, crowded, nil, in.Options, p)
+	if len(p.Moves) < 2 || p.Moves[0].VM != "vm003" || p.Moves[0].Rule != "not-on-old" || p.Moves[1].Rule != "" {
+		t.Fatalf("moves %+v: the fix comes first, then balancing", p.Moves)
+	}
+}

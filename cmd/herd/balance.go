@@ -24,6 +24,20 @@ func newBalanceCmd(g *globals) *cobra.Command {
 				if p.Note != "" {
 					fmt.Fprintf(g.stdout, "Note: %s\n", esc(p.Note))
 				}
+				if len(p.Violations) > 0 {
+					fmt.Fprintf(g.stdout, "Must rules broken now (fixed first):\n")
+					var rows [][]string
+					for _, v := range p.Violations {
+						fix := "→ " + v.Fix
+						if v.Fix == "" {
+							fix = "cannot fix: " + v.Why
+						}
+						rows = append(rows, []string{esc(v.Name), v.Host, esc(v.Rule), v.Reason, esc(fix)})
+					}
+					if err := table(g.stdout, "VM\tHOST\tRULE\tBROKEN\tFIX", rows); err != nil {
+						return err
+					}
+				}
 				if len(p.Moves) == 0 {
 					fmt.Fprintf(g.stdout, "No moves: %s\n", esc(p.Reason))
 					return nil

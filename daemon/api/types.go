@@ -366,15 +366,29 @@ type BalancePlan struct {
 	// SpreadBefore and SpreadAfter are the coefficient of variation of the
 	// host utilisations (standard deviation over mean), as Proxmox CRS
 	// reports it.
-	SpreadBefore float64       `json:"spread_before"`
-	SpreadAfter  float64       `json:"spread_after"`
-	Threshold    float64       `json:"threshold"`
-	Moves        []BalanceMove `json:"moves"`
+	SpreadBefore float64 `json:"spread_before"`
+	SpreadAfter  float64 `json:"spread_after"`
+	Threshold    float64 `json:"threshold"`
+	// Violations are the VMs whose host breaks a must rule, fixed by the
+	// first moves (or why not).
+	Violations []RuleViolation `json:"violations,omitempty"`
+	Moves      []BalanceMove   `json:"moves"`
 	// EmptyHosts are hosts a power-saving plan empties, to power off.
 	EmptyHosts []string  `json:"empty_hosts,omitempty"`
 	Reason     string    `json:"reason,omitempty"`
 	Note       string    `json:"note,omitempty"`
 	Time       time.Time `json:"time"`
+}
+
+// RuleViolation is a VM whose current host breaks a must rule.
+type RuleViolation struct {
+	VM     string `json:"vm"`
+	Name   string `json:"name"`
+	Host   string `json:"host"`
+	Rule   string `json:"rule"`
+	Reason string `json:"reason"`
+	Fix    string `json:"fix,omitempty"` // the host the plan moves it to
+	Why    string `json:"why,omitempty"` // why it cannot be fixed now
 }
 
 // BalanceMove is one recommended migration.
@@ -385,6 +399,7 @@ type BalanceMove struct {
 	To          string  `json:"to"`
 	MemoryBytes int64   `json:"memory_bytes"`
 	Offline     bool    `json:"offline,omitempty"` // a stopped VM, moved offline
+	Rule        string  `json:"rule,omitempty"`    // the must rule the move fixes
 	Gain        float64 `json:"gain"`
 }
 
