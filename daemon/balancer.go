@@ -163,10 +163,15 @@ func (s *Server) planBalance(ctx context.Context) *api.BalancePlan {
 	return out
 }
 
-// lastMoves is when each VM that Herd moved reached the host it is on.
+// lastMoves is when each VM that balancing moved reached the host it is on
+// (the hold keeps a round from undoing another). VMs an evacuation moved
+// are not held: balancing may bring them back to a host that returned.
 func lastMoves(st *cluster.State) map[string]time.Time {
 	out := map[string]time.Time{}
 	for _, op := range st.Operations {
+		if op.Kind != cluster.OpBalance {
+			continue
+		}
 		for _, it := range op.Items {
 			if it.State != cluster.ItemDone || (it.Action != cluster.ActionLiveMigrate && it.Action != cluster.ActionOfflineMigrate) {
 				continue

@@ -29,9 +29,9 @@ type BalanceInput struct {
 	// FailoverMin is the failover capacity (see FailoverCapacity) that
 	// power-saving must leave; 0 for no minimum.
 	FailoverMin int
-	// Moved is when each VM last moved (by balancing, maintenance or an
-	// operator); with Now and Policy.Hold, a VM moved less than Hold ago
-	// stays where it is, so that no round undoes an earlier one.
+	// Moved is when balancing last moved each VM; with Now and
+	// Policy.Hold, a VM moved less than Hold ago stays where it is, so that
+	// no round undoes an earlier one.
 	Moved map[string]time.Time
 	Now   time.Time
 	// Frozen names the hosts an evacuation or recovery is working on (the

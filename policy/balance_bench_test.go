@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"sort"
 	"testing"
+	"time"
 
 	"github.com/herd-project/herd/cluster"
 )
@@ -132,4 +133,39 @@ func highGap(s *cluster.State, p BalancePlan) float64 {
 		peak = max(peak, x/float64(a.Hosts[h].MemoryBytes))
 	}
 	return peak - used/capacity
+}
+
+// BenchmarkBalanceDriftDay runs a simulated day of automatic
+// evenly-distributed balancing (a round every 5 minutes, 288 rounds) on 20
+// hosts of 256 GiB with 300 VMs of 1–32 GiB whose load drifts: before each
+// round 6 VMs grow or shrink by up to a quarter, or stop or start. With the
+// default hold (1h) and without one. Metrics: moves per hour, ping-pongs (a
+// VM moved back to a host it left less than an hour before; target 0),
+// returns (back to a host it left at any time that day), and the mean
+// coefficient of variation of host utilisation after each round.
+func BenchmarkBalanceDriftDay(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		hold time.Duration
+	}{{"hold-1h", DefaultBalanceHold}, {"no-hold", 0}} {
+		b.Run(c.name, func(b *testing.B) {
+			var d *driftSim
+			cv := 0.0
+			for i := 0; i < b.N; i++ {
+				s := unevenCluster(20, 300, 256, uniformSizes, 1)
+				pol := BalancingPolicy{Strategy: BalanceEven, Metric: BalanceByMemory, Threshold: 0.05, MinGain: 0.01,
+					MaxMoves: 10, Hold: c.hold}
+				d = newDriftSim(s, pol, 1)
+				cv = 0
+				for range 288 {
+					d.drift(6)
+					cv += d.round(b, 5*time.Minute).SpreadAfter
+				}
+			}
+			b.ReportMetric(float64(d.moves)/24, "moves/hour")
+			b.ReportMetric(float64(d.pongs), "ping-pongs")
+			b.ReportMetric(float64(d.back), "returns/day")
+			b.ReportMetric(cv/288, "mean-cv")
+		})
+	}
 }

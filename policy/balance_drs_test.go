@@ -62,7 +62,8 @@ type driftSim struct {
 	left   map[string]map[string]time.Time // VM → host it left → when
 	rng    *rand.Rand
 	moves  int
-	pongs  int
+	pongs  int // back to a host left within window
+	back   int // back to a host left at any time
 	window time.Duration
 }
 
@@ -97,15 +98,18 @@ func (d *driftSim) drift(n int) {
 }
 
 // round plans with the clock and the moves so far, and applies the plan.
-func (d *driftSim) round(t *testing.T, interval time.Duration) BalancePlan {
+func (d *driftSim) round(t testing.TB, interval time.Duration) BalancePlan {
 	t.Helper()
 	d.now = d.now.Add(interval)
 	in := BalanceInput{State: d.s, Policy: d.pol, Moved: d.moved, Now: d.now}
 	p := PlanBalance(in)
 	checkPlan(t, d.s, nil, in.Options, p)
 	for _, m := range p.Moves {
-		if at, ok := d.left[m.VM][m.To]; ok && d.now.Sub(at) <= d.window {
-			d.pongs++
+		if at, ok := d.left[m.VM][m.To]; ok {
+			d.back++
+			if d.now.Sub(at) <= d.window {
+				d.pongs++
+			}
 		}
 		if d.left[m.VM] == nil {
 			d.left[m.VM] = map[string]time.Time{}

@@ -41,7 +41,7 @@ func applyPlan(s *cluster.State, p BalancePlan) *cluster.State {
 // was moved to by no earlier move: each VM moves once), to another host of
 // its group that may take VMs, within every host's memory counting all the
 // plan's moves and l's as reserved and no source credited.
-func checkPlan(t *testing.T, s *cluster.State, l *Ledger, o Options, p BalancePlan) {
+func checkPlan(t testing.TB, s *cluster.State, l *Ledger, o Options, p BalancePlan) {
 	t.Helper()
 	usage := s.Usage()
 	reserved := map[string]int64{}

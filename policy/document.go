@@ -144,8 +144,8 @@ type BalancingPolicy struct {
 	MinGain  float64       `yaml:"min_gain" json:"min_gain"`
 	MaxMoves int           `yaml:"max_moves" json:"max_moves"`
 	Interval time.Duration `yaml:"interval" json:"interval"`
-	// Hold: a VM that moved is not moved by balancing again for this long
-	// (0: no hold), so that no round undoes an earlier one.
+	// Hold: a VM that balancing moved is not moved by balancing again for
+	// this long (0: no hold), so that no round undoes an earlier one.
 	Hold time.Duration `yaml:"hold" json:"hold"`
 	// TargetUtilisation is how full power-saving packs a host, 0 to 1:
 	// memory of running VMs and their vCPUs (over CPUs, times
