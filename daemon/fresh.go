@@ -22,6 +22,9 @@ const (
 	// staleAfter: a follower that has not heard from the leader for longer
 	// serves stale reads.
 	staleAfter = 3 * time.Second
+	// maxApplyLag: a server with more committed entries than this still to
+	// apply serves stale reads.
+	maxApplyLag = 1000
 )
 
 // catchUp remembers whether this server has applied what the leader had
@@ -61,6 +64,9 @@ func (s *Server) freshness() (knownLeader bool, lastContact time.Duration, stale
 	}
 	if msg := s.caughtUp(); msg != "" {
 		return true, lastContact, msg
+	}
+	if a, c := r.AppliedIndex(), r.CommitIndex(); c > a+maxApplyLag {
+		return true, lastContact, fmt.Sprintf("applying: %d committed entries not applied yet", c-a)
 	}
 	return true, lastContact, ""
 }
