@@ -282,3 +282,25 @@ func startPrometheus(t *testing.T, prom, target string) (addr string, stop func(
 	t.Cleanup(stop)
 	return addr, stop
 }
+
+// The failover gauge follows the state: a scrape after a change answers
+// with the capacity computed last and computes the new one, so the change
+// shows on a following scrape.
+func TestFailoverGaugeFollowsTheState(t *testing.T) {
+	dev, c := startDevWith(t, 3, 9, nil, func(p *policy.Document) {
+		p.Placement.MemoryReserve = 0.85 // about 38 GiB usable per host
+		p.Failover.MinHostFailures = 1
+	})
+	if m := metricsText(t, dev.Server); !strings.Contains(m, "herd_cluster_failover_capacity_hosts 1") {
+		t.Fatalf("failover metrics:\n%s", grepLines(m, "failover"))
+	}
+	// No host takes recovered VMs any more: the loss of one is not absorbed.
+	for _, host := range dev.Sim.HostNames() {
+		if _, err := c.SetHostStatus(context.Background(), host, api.StatusRequest{Status: string(cluster.NotAccepting), Reason: "test"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testutil.WaitFor(t, 10*time.Second, "the failover gauge to drop to 0", func() bool {
+		return strings.Contains(metricsText(t, dev.Server), "herd_cluster_failover_capacity_hosts 0")
+	})
+}

@@ -9,13 +9,47 @@ import (
 )
 
 // failoverCache holds the failover capacity computed at one state index:
-// scrapes come more often than the state changes, and the computation
-// takes tens of milliseconds at 2,000 hosts.
+// the computation takes tens of milliseconds at 2,000 hosts, and a busy
+// cluster changes its state between most scrapes. A scrape after a change
+// answers with the capacity computed last and starts the computation for
+// the new state (one at a time), so the gauge trails the state by one
+// computation and a scrape never waits for it; the first scrape, and the
+// first under a new policy, compute it before they answer.
 type failoverCache struct {
-	mu       sync.Mutex
-	index    uint64
-	doc      *policy.Document
-	capacity int
+	mu        sync.Mutex
+	index     uint64
+	doc       *policy.Document
+	capacity  int
+	computing bool
+}
+
+// failoverCapacity returns the failover capacity for doc as the cache has
+// it, refreshing it as failoverCache says.
+func (s *Server) failoverCapacity(doc *policy.Document, index uint64) int {
+	c := &s.failover
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	compute := func() (int, uint64) {
+		st := s.node.FSM().State()
+		return policy.FailoverCapacity(st, s.placementOptions(doc, st, 0)), st.Index
+	}
+	switch {
+	case c.doc != doc:
+		c.capacity, c.index = compute()
+		c.doc = doc
+	case c.index != index && !c.computing:
+		c.computing = true
+		go func() {
+			k, at := compute()
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if c.doc == doc && at > c.index {
+				c.capacity, c.index = k, at
+			}
+			c.computing = false
+		}()
+	}
+	return c.capacity
 }
 
 // stateSample reads the state once, under the FSM's read lock (no copy of
@@ -70,13 +104,6 @@ func (s *Server) stateSample() metrics.StateSample {
 	})
 	doc := s.Policy()
 	out.FailoverMin = doc.Failover.MinHostFailures
-	c := &s.failover
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.doc != doc || c.index != index {
-		st := s.node.FSM().State()
-		c.capacity, c.index, c.doc = policy.FailoverCapacity(st, s.placementOptions(doc, st, 0)), st.Index, doc
-	}
-	out.FailoverCapacity = c.capacity
+	out.FailoverCapacity = s.failoverCapacity(doc, index)
 	return out
 }
