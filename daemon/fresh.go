@@ -35,6 +35,10 @@ type catchUp struct {
 	done     bool
 	target   uint64
 	targetAt time.Time
+	// lastTry and lastErr: a failed question to the leader is asked again
+	// at most twice a second; reads meanwhile say why they are stale.
+	lastTry time.Time
+	lastErr string
 }
 
 // freshness says whether this server's state is current: a leader is known,
@@ -73,7 +77,7 @@ func (s *Server) freshness() (knownLeader bool, lastContact time.Duration, stale
 
 func (c *catchUp) reset() {
 	c.mu.Lock()
-	c.done, c.target, c.targetAt = false, 0, time.Time{}
+	c.done, c.target, c.targetAt, c.lastTry, c.lastErr = false, 0, time.Time{}, time.Time{}, ""
 	c.mu.Unlock()
 }
 
@@ -88,9 +92,14 @@ func (s *Server) caughtUp() string {
 	}
 	applied := s.node.Raft().AppliedIndex()
 	if c.targetAt.IsZero() {
+		if time.Since(c.lastTry) < 500*time.Millisecond {
+			return c.lastErr
+		}
+		c.lastTry = time.Now()
 		target, err := s.leaderCommitIndex()
 		if err != nil {
-			return "cannot ask the leader how far the log goes: " + err.Error()
+			c.lastErr = "cannot ask the leader how far the log goes: " + err.Error()
+			return c.lastErr
 		}
 		c.target, c.targetAt = target, time.Now()
 	}
