@@ -190,7 +190,7 @@ func lastMoves(st *cluster.State) map[string]time.Time {
 func frozenHosts(st *cluster.State) map[string]string {
 	out := map[string]string{}
 	for _, op := range runningOps(st) {
-		if op.Kind != cluster.OpEvacuate && op.Kind != cluster.OpRecover {
+		if op.Kind != cluster.OpEvacuate && op.Kind != cluster.OpRecover || op.Kind == cluster.OpRecover && !placesVMs(op) {
 			continue
 		}
 		src := st.Hosts[op.Host]

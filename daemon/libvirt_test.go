@@ -316,7 +316,7 @@ func TestCrashRecoveryOnLibvirtHosts(t *testing.T) {
 	fx.Boot(t, hosts[0])
 	testutil.WaitFor(t, 60*time.Second, "returned host cleaned", func() bool {
 		h, _ := c.Host(ctx, hosts[0])
-		return h != nil && h.Health == cluster.HealthAlive && len(fx.DomainStates(t, hosts[0])) == 0
+		return h != nil && h.Health == cluster.HealthAlive && h.StaleCopies == 0 && len(fx.DomainStates(t, hosts[0])) == 0
 	})
 	if h, _ := c.Host(ctx, hosts[0]); h.Admin != cluster.NotAccepting || h.StaleCopies != 0 {
 		t.Errorf("returned host is %s with %d stale copies, want NOT_ACCEPTING and none", h.Admin, h.StaleCopies)

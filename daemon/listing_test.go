@@ -54,3 +54,24 @@ func TestNotFencedReason(t *testing.T) {
 		})
 	}
 }
+
+// TestActionsOnAStaleCopyAreRefused: a request naming a stale copy
+// recorded under an id of its own (before recovery kept ids, or from a
+// driver that could not) is refused with 409 and says what it is; an id
+// shared with its VM names the VM.
+func TestActionsOnAStaleCopyAreRefused(t *testing.T) {
+	st := cluster.NewState()
+	st.VMs["new"] = &cluster.VM{ID: "new", Name: "web", Host: "b"}
+	st.VMs["same"] = &cluster.VM{ID: "same", Name: "db", Host: "b"}
+	st.StaleCopies[cluster.StaleKey("a", "old")] = &cluster.StaleCopy{VM: "new", ID: "old", Name: "web", Host: "a"}
+	st.StaleCopies[cluster.StaleKey("a", "same")] = &cluster.StaleCopy{VM: "same", ID: "same", Name: "db", Host: "a"}
+	_, ferr := findVMByRef(st, "old")
+	if ferr == nil || ferr.code != 409 || ferr.field != "vm" || !strings.Contains(ferr.msg, "stale copy of VM web (new) on host a") {
+		t.Errorf("ref to a stale copy: %+v, want a 409 saying what it is", ferr)
+	}
+	for ref, want := range map[string]string{"same": "same", "db": "same", "web": "new"} {
+		if vm, ferr := findVMByRef(st, ref); ferr != nil || vm.ID != want {
+			t.Errorf("ref %q: %+v, %+v; want VM %s", ref, vm, ferr, want)
+		}
+	}
+}

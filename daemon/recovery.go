@@ -482,6 +482,18 @@ func (c *recoveryController) startRecovery(ctx context.Context, doc *policy.Docu
 	c.apply(ctx, &cluster.AppendEvents{Events: evs})
 }
 
+// placesVMs reports whether a recovery may still place VMs on other hosts:
+// one whose only open steps wait for their host (recovery.exclude_vm_groups)
+// places nothing, however long the host stays away.
+func placesVMs(op *cluster.Operation) bool {
+	for _, it := range op.Items {
+		if !it.State.Terminal() && it.Action != cluster.ActionAwaitHost {
+			return true
+		}
+	}
+	return false
+}
+
 // destroyStale removes the stale copies on a host that answers again, then
 // forgets them: until then the host cannot be made AVAILABLE.
 func (c *recoveryController) destroyStale(ctx context.Context, host string, stale []*cluster.StaleCopy) {

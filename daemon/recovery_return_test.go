@@ -146,3 +146,26 @@ func TestVMsThatWaitForTheirHost(t *testing.T) {
 		t.Errorf("no event says %s runs again on its host because it is excluded", kept.Name)
 	}
 }
+
+// TestRecoveryThatOnlyWaitsDoesNotFreezeBalancing: a recovery whose open
+// steps only wait for their host (excluded VMs) places nothing elsewhere,
+// so it does not hold balancing in its group for as long as the host is
+// away; one with a VM still to place does.
+func TestRecoveryThatOnlyWaitsDoesNotFreezeBalancing(t *testing.T) {
+	st := cluster.NewState()
+	for _, h := range []string{"a", "b"} {
+		st.Hosts[h] = &cluster.Host{Name: h, Driver: "dc", Group: "g"}
+	}
+	op := &cluster.Operation{ID: "r1", Kind: cluster.OpRecover, Host: "a", State: cluster.OpRunning, Items: []cluster.OpItem{
+		{VM: "v1", Action: cluster.ActionRecreate, State: cluster.ItemDone},
+		{VM: "v2", Action: cluster.ActionAwaitHost, State: cluster.ItemPending},
+	}}
+	st.Operations[op.ID] = op
+	if f := frozenHosts(st); len(f) != 0 {
+		t.Errorf("a recovery that only waits freezes %v", f)
+	}
+	op.Items[0].State = cluster.ItemPending
+	if f := frozenHosts(st); len(f) != 2 {
+		t.Errorf("a recovery with a VM to place freezes %v, want both hosts", f)
+	}
+}
