@@ -181,9 +181,10 @@ func InventoryDiff(driver string, st *cluster.State, inv *drivers.Inventory, now
 	var gone []*cluster.VM
 	recovering := recoveringVMs(st)
 	for id, vm := range st.VMs {
-		// A VM whose recreation is under way may be missing for a moment
-		// (vCenter: its original is unregistered before it is created
-		// again): the step records where it is.
+		// A VM a recovery still has to recreate is kept while missing: its
+		// record holds the definition, and vCenter has none of it between
+		// the original's unregistration and the new VM's creation (or
+		// after a creation that failed there); the step records where it is.
 		if vm.Driver == driver && !seenVMs[id] && !recovering[id] {
 			gone = append(gone, vm)
 		}
@@ -247,7 +248,7 @@ func withoutStale(st *cluster.State, vms []drivers.VM) []drivers.VM {
 	return out
 }
 
-// recoveringVMs are the VMs whose recovery step runs now.
+// recoveringVMs are the VMs whose recovery step has not ended.
 func recoveringVMs(st *cluster.State) map[string]bool {
 	out := map[string]bool{}
 	for _, op := range st.Operations {
@@ -255,7 +256,7 @@ func recoveringVMs(st *cluster.State) map[string]bool {
 			continue
 		}
 		for _, it := range op.Items {
-			if it.State == cluster.ItemRunning {
+			if !it.State.Terminal() {
 				out[it.VM] = true
 			}
 		}

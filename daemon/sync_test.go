@@ -112,7 +112,7 @@ func TestInventoryDiffStaleCopies(t *testing.T) {
 	for i, c := range []cluster.Command{
 		&cluster.SetHostHealth{Host: "h1", Health: cluster.HealthDead},
 		&cluster.HostFenced{Host: "h1", Method: "power", OK: true},
-		&cluster.StartOperation{Op: cluster.Operation{ID: "r1", Kind: cluster.OpRecover, Host: "h1", Created: now, MaxAttempts: 1,
+		&cluster.StartOperation{Op: cluster.Operation{ID: "r1", Kind: cluster.OpRecover, Host: "h1", Created: now, MaxAttempts: cluster.UnlimitedAttempts,
 			Items: []cluster.OpItem{{VM: "a", Name: "web", Action: cluster.ActionRecreate, From: "h1"}}}},
 		&cluster.StartItem{Op: "r1", VM: "a", Target: "h2", Time: now},
 	} {
@@ -120,10 +120,20 @@ func TestInventoryDiffStaleCopies(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// While the step runs, a VM missing from the inventory is not removed
-	// (vCenter: its original is unregistered before it is created again).
-	if d := InventoryDiff("kvm", st, &drivers.Inventory{Hosts: []drivers.Host{{Name: "h1"}, {Name: "h2"}}}, now); len(d.RemoveVMs) != 0 {
+	// While its step has not ended, a VM missing from the inventory is not
+	// removed (vCenter: its original is unregistered before it is created
+	// again, and a creation may fail in between): its record holds the
+	// definition.
+	empty := &drivers.Inventory{Hosts: []drivers.Host{{Name: "h1"}, {Name: "h2"}}}
+	if d := InventoryDiff("kvm", st, empty, now); len(d.RemoveVMs) != 0 {
 		t.Fatalf("a VM being recreated was removed: %+v", d.RemoveVMs)
+	}
+	failed := st.Snapshot()
+	if err := failed.Apply(&cluster.FinishItem{Op: "r1", VM: "a", Error: "create failed", Time: now}, 19); err != nil {
+		t.Fatal(err)
+	}
+	if d := InventoryDiff("kvm", failed, empty, now); len(d.RemoveVMs) != 0 {
+		t.Fatalf("a VM whose recreation failed was removed: %+v", d.RemoveVMs)
 	}
 	if err := st.Apply(&cluster.FinishItem{Op: "r1", VM: "a", OK: true, NewID: "a", Time: now}, 20); err != nil {
 		t.Fatal(err)
