@@ -591,6 +591,10 @@ func (s *Server) handleMigrateVM(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusConflict, "target_host", "VM %s is already on %s", vm.Name, vm.Host)
 		return
 	}
+	if req.TargetHost != "" && st.StaleCopies[cluster.StaleKey(req.TargetHost, vm.ID)] != nil {
+		writeError(w, http.StatusConflict, "target_host", "host %s still holds a stale copy of VM %s, left when it was fenced: it is destroyed first (the VM would share its id there)", req.TargetHost, vm.Name)
+		return
+	}
 	if src := st.Hosts[vm.Host]; src != nil && (src.Health == cluster.HealthDead || src.Health == cluster.HealthFenced) {
 		writeError(w, http.StatusConflict, "vm", "VM %s is on host %s, which is %s: nothing can move it from there; recovery recreates it elsewhere once the host is fenced, or it runs there again when the host returns", vm.Name, vm.Host, src.Health)
 		return

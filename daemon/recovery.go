@@ -502,10 +502,21 @@ func (c *recoveryController) destroyStale(ctx context.Context, host string, stal
 		delete(c.cleaning, host)
 		c.mu.Unlock()
 	}()
-	var gone []string
+	var gone, kept []string
 	var names []string
 	var events []cluster.Event
 	for _, sc := range stale {
+		var here bool
+		c.s.node.FSM().Read(func(st *cluster.State) {
+			vm := st.VMs[sc.VM]
+			here = vm != nil && vm.Host == host && vm.ID == sc.ID
+		})
+		if here {
+			// The VM itself is on this host now (moved back since): the
+			// copy there is the VM, never destroyed; the record goes.
+			kept = append(kept, sc.ID)
+			continue
+		}
 		d, err := c.s.drivers.Get(ctx, sc.Driver)
 		if err == nil {
 			tctx, cancel := context.WithTimeout(ctx, c.s.Policy().Maintenance.ShutdownTimeout)
@@ -527,11 +538,14 @@ func (c *recoveryController) destroyStale(ctx context.Context, host string, stal
 		events = append(events, cluster.NewEvent("vm.stale_destroyed", controllerActor, host, sc.VM,
 			fmt.Sprintf("the stale copy of VM %s on host %s, left when the host was fenced, is destroyed (the VM itself was recreated elsewhere)", sc.Name, host)))
 	}
-	if len(gone) == 0 {
+	if len(gone)+len(kept) == 0 {
 		return
 	}
 	msg := fmt.Sprintf("destroyed %d stale copies on host %s (their VMs run elsewhere since the host was fenced): %s", len(gone), host, strings.Join(names, ", "))
-	if c.apply(ctx, &cluster.ForgetVMs{Host: host, IDs: gone, Event: cluster.NewEvent("host.stale_destroyed", controllerActor, host, "", msg)}) {
+	if len(kept) > 0 {
+		msg += fmt.Sprintf("; %d records forgotten without destroying anything, as their VMs are on the host again", len(kept))
+	}
+	if c.apply(ctx, &cluster.ForgetVMs{Host: host, IDs: append(gone, kept...), Event: cluster.NewEvent("host.stale_destroyed", controllerActor, host, "", msg)}) {
 		c.apply(ctx, &cluster.AppendEvents{Events: events})
 	}
 }

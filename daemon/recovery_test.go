@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -241,7 +242,12 @@ func TestCrashRecoveryInDevMode(t *testing.T) {
 			t.Errorf("stale copy %+v", sc)
 		}
 	}
-	// Acting on a VM whose host is fenced, or on a stale copy, is refused.
+	// A VM never goes where a stale copy of it waits for destruction.
+	_, err = c.MigrateVM(ctx, ids[high], api.MigrateRequest{TargetHost: victim.Name})
+	var se *api.StatusError
+	if !errors.As(err, &se) || se.Code != 409 || !strings.Contains(err.Error(), "still holds a stale copy of VM "+high) {
+		t.Errorf("migrate %s to the host of its stale copy: %v, want 409", high, err)
+	}
 	testutil.WaitFor(t, 5*time.Second, "stale copies metric", func() bool {
 		return containsLine(metricsText(t, dev.Server), fmt.Sprintf(`herd_host_stale_copies{host=%q} %d`, victim.Name, len(vms)))
 	})
