@@ -33,10 +33,8 @@ func (c *usageCache) get(s *State) *Usage {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.usage == nil || c.index != s.Index {
-		u := &Usage{Hosts: s.Usage(), ByPower: map[PowerState]int{}}
-		for _, vm := range s.VMs {
-			u.ByPower[vm.Power]++
-		}
+		u := &Usage{ByPower: map[PowerState]int{}}
+		u.Hosts = s.usage(u.ByPower)
 		c.usage, c.index = u, s.Index
 	}
 	return c.usage

@@ -354,16 +354,29 @@ type HostUsage struct {
 
 // Usage sums the VMs of every host in one pass.
 func (s *State) Usage() map[string]HostUsage {
+	return s.usage(nil)
+}
+
+// usage is Usage, also counting the VMs by power state into byPower when
+// it is not nil, in the same pass over every VM.
+func (s *State) usage(byPower map[PowerState]int) map[string]HostUsage {
 	u := make(map[string]HostUsage, len(s.Hosts))
+	var running int
 	for _, vm := range s.VMs {
 		h := u[vm.Host]
 		h.VMs++
 		if vm.Power == PoweredOn {
+			running++
 			h.RunningVMs++
 			h.MemoryUsedBytes += vm.MemoryBytes
 			h.VCPUsUsed += vm.VCPUs
+		} else if byPower != nil {
+			byPower[vm.Power]++
 		}
 		u[vm.Host] = h
+	}
+	if byPower != nil && running > 0 {
+		byPower[PoweredOn] = running
 	}
 	return u
 }
