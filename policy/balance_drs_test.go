@@ -334,3 +334,24 @@ rules:
 		t.Fatalf("moves %+v: the fix comes first, then balancing", p.Moves)
 	}
 }
+
+// A host that sheds VMs in a plan is not refilled by the same plan when
+// it falls a little below the mean (the CPU shares of its VMs are coarse).
+func TestBalanceDoesNotRefillItsSource(t *testing.T) {
+	s := build(256, []int64{4, 4, 4}, []int64{4, 4, 4}, []int64{4, 4, 4})
+	for id := range s.VMs {
+		setVM(s, id, func(vm *cluster.VM) { vm.VCPUs = 2 })
+	}
+	pol := even(0.05)
+	pol.Metric = BalanceByCPU
+	p := PlanBalance(BalanceInput{State: s, Policy: pol, CPU: map[string]float64{"h01": 0.95, "h02": 0.1, "h03": 0.1}})
+	checkPlan(t, s, nil, Options{}, p)
+	if len(p.Moves) == 0 {
+		t.Fatalf("no moves off the busy host: %s", p.Reason)
+	}
+	for _, m := range p.Moves {
+		if m.From != "h01" {
+			t.Fatalf("moves %+v: only the busy host h01 sheds", p.Moves)
+		}
+	}
+}

@@ -28,8 +28,14 @@ func (b *balancer) planEven(p *BalancePlan) {
 			break
 		}
 		// A host far below the mean (empty, back from maintenance) is
-		// filled first, from the most utilised hosts.
-		if g.highGap() <= t+balanceEps && b.fill(p, g) {
+		// filled from the most utilised hosts; when the hosts above the
+		// mean are within the threshold, only that.
+		if g.highGap() <= t+balanceEps {
+			if !b.fill(p, g) {
+				low := g.hosts[0]
+				g.stuck = fmt.Sprintf("host %s at %s is below the mean by %.3f, and no VM fills it without undoing a move of this plan",
+					low.name, percent(low.util()), g.lowGap())
+			}
 			continue
 		}
 		if b.round(p, g, limit) > 0 {
@@ -92,13 +98,21 @@ func (b *balancer) stuckReason() string {
 // fillSources bounds the most utilised hosts fill looks at.
 const fillSources = 8
 
-// fill plans one move into the least utilised host of g, from the most
+// fill plans one move into the least utilised host of g that shed no VM
+// in this plan, when it is below the mean by more than the threshold, from
+// the most
 // utilised host (of the fillSources most utilised) that has a VM for it: the lightest VM that brings it up to
 // the mean less the threshold in one move, or else the heaviest. A move
 // must raise the lower utilisation of its two hosts by min_gain and the
 // should rules it breaks. It reports whether it planned one.
 func (b *balancer) fill(p *BalancePlan, g *bGroup) bool {
-	dst := g.hosts[0]
+	// A host that shed VMs in this plan is not refilled: that would undo
+	// the plan's own moves.
+	i := slices.IndexFunc(g.hosts, func(h *bHost) bool { return h.role&roleSource == 0 })
+	if i < 0 || g.hosts[i].util() >= g.mean()-b.pol.Threshold-balanceEps {
+		return false
+	}
+	dst := g.hosts[i]
 	xd := dst.util()
 	deficit := (g.mean()-b.pol.Threshold)*dst.cap - dst.load
 	minGain := math.Max(b.pol.MinGain, balanceEps)
@@ -106,6 +120,9 @@ func (b *balancer) fill(p *BalancePlan, g *bGroup) bool {
 		src := g.hosts[i]
 		if src.util() <= xd+minGain {
 			break
+		}
+		if src.role&roleTarget != 0 {
+			continue // VMs just moved in do not move on
 		}
 		best := -1
 		for j, v := range src.vms { // heaviest first
@@ -149,12 +166,13 @@ func (b *balancer) planGreedy(p *BalancePlan) {
 }
 
 // greedyMove is the heaviest VM of src that the least utilised host of g
-// taking any VM of src takes, with its gain; nil when there is none.
+// (that shed no VM in this plan) taking any VM of src takes, with its
+// gain; nil when there is none.
 func (b *balancer) greedyMove(g *bGroup, src *bHost) *evenChoice {
 	xa := src.util()
 	for _, dst := range g.hosts {
-		if dst == src || dst.util() >= xa {
-			continue
+		if dst == src || dst.util() >= xa || dst.role&roleSource != 0 {
+			continue // a host that shed VMs in this plan takes none back
 		}
 		for i, v := range src.vms { // largest first
 			if b.fitsOn(v, dst) {
