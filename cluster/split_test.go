@@ -140,3 +140,20 @@ func TestInventorySplitKeepsNewerSteps(t *testing.T) {
 		t.Errorf("%d VMs, events %+v", len(s.VMs), s.Events)
 	}
 }
+
+// Split hands every part d's scalar fields and places each list itself: a
+// list added to InventoryDiff must be placed by Split too, or every part
+// would carry all of it.
+func TestInventorySplitKnowsEveryList(t *testing.T) {
+	placed := map[string]bool{"UpsertHosts": true, "RemoveHosts": true, "UpsertVMs": true, "RemoveVMs": true, "Events": true}
+	typ := reflect.TypeOf(InventoryDiff{})
+	for i := 0; i < typ.NumField(); i++ {
+		f := typ.Field(i)
+		switch f.Type.Kind() {
+		case reflect.Slice, reflect.Map, reflect.Pointer:
+			if !placed[f.Name] {
+				t.Errorf("InventoryDiff.%s is a list Split does not place (see split.go)", f.Name)
+			}
+		}
+	}
+}
