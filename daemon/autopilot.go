@@ -295,34 +295,48 @@ func (s *Server) handleServerStats(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, api.ServerStats{ID: s.cfg.NodeName, Raft: s.node.Stats()})
 }
 
-// addServer puts a joining server into the raft configuration: as a
-// non-voter (autopilot promotes it), after checking that its raft address
-// answers at all. A server already there with the same address is left as
-// it is; a voter whose address changed keeps its vote. Nothing changes
-// when the answer is an error.
-func (s *Server) addServer(req api.JoinRequest) (voter bool, _ *fieldErr) {
+// joinPlan is what a join changes: nothing when the server is a member
+// at that address already; otherwise it is added (a voter that moved keeps
+// its vote, anyone else enters as a non-voter that autopilot promotes).
+type joinPlan struct {
+	member, voter bool
+}
+
+// planJoin checks a join before anything changes: the raft address is no
+// other member's, and a server not yet at that address answers on it.
+func (s *Server) planJoin(req api.JoinRequest) (joinPlan, *fieldErr) {
 	members, err := s.node.Members()
 	if err != nil {
-		return false, &fieldErr{code: http.StatusServiceUnavailable, msg: err.Error()}
+		return joinPlan{}, &fieldErr{code: http.StatusServiceUnavailable, msg: err.Error()}
 	}
-	var existing *cluster.Member
-	for i, m := range members {
+	var plan joinPlan
+	for _, m := range members {
 		switch {
 		case m.ID == req.ID:
-			existing = &members[i]
+			plan.voter = m.Voter
+			plan.member = m.Address == req.RaftAddr
 		case m.Address == req.RaftAddr:
-			return false, &fieldErr{code: http.StatusConflict, field: "raft_addr", msg: fmt.Sprintf("raft address %s is server %s's", req.RaftAddr, m.ID)}
+			return joinPlan{}, &fieldErr{code: http.StatusConflict, field: "raft_addr", msg: fmt.Sprintf("raft address %s is server %s's", req.RaftAddr, m.ID)}
 		}
 	}
-	if existing != nil && existing.Address == req.RaftAddr {
-		return existing.Voter, nil
+	if plan.member {
+		return plan, nil
 	}
 	conn, err := net.DialTimeout("tcp", req.RaftAddr, 2*time.Second)
 	if err != nil {
-		return false, badField("raft_addr", "raft address %s cannot be reached (%v): a server that cannot be reached is not added", req.RaftAddr, err)
+		return joinPlan{}, badField("raft_addr", "raft address %s cannot be reached (%v): a server that cannot be reached is not added", req.RaftAddr, err)
 	}
 	conn.Close()
-	if existing != nil && existing.Voter {
+	return plan, nil
+}
+
+// applyJoin makes the configuration change planJoin decided.
+func (s *Server) applyJoin(req api.JoinRequest, plan joinPlan) (voter bool, _ *fieldErr) {
+	if plan.member {
+		return plan.voter, nil
+	}
+	var err error
+	if plan.voter {
 		err = s.node.AddVoter(req.ID, req.RaftAddr)
 	} else {
 		err = s.node.AddNonvoter(req.ID, req.RaftAddr)
@@ -330,7 +344,7 @@ func (s *Server) addServer(req api.JoinRequest) (voter bool, _ *fieldErr) {
 	if err != nil {
 		return false, &fieldErr{code: http.StatusServiceUnavailable, msg: fmt.Sprintf("add server %s: %v", req.ID, err)}
 	}
-	return existing != nil && existing.Voter, nil
+	return plan.voter, nil
 }
 
 // removalBlocker says why removing id would leave the voters without a

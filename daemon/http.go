@@ -342,13 +342,21 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "api_addr", "%v", err)
 		return
 	}
-	voter, ferr := s.addServer(req)
+	plan, ferr := s.planJoin(req)
 	if ferr != nil {
 		ferr.write(w)
 		return
 	}
+	// The registration first: a configuration change that then fails
+	// leaves only a registration no member uses, never a member the
+	// answer did not admit to.
 	if _, err := s.node.Apply(r.Context(), &cluster.RegisterServer{Server: cluster.Server{ID: req.ID, RaftAddr: req.RaftAddr, APIAddr: req.APIAddr}}); err != nil {
 		writeApplyError(w, err)
+		return
+	}
+	voter, ferr := s.applyJoin(req, plan)
+	if ferr != nil {
+		ferr.write(w)
 		return
 	}
 	msg := "joined as a non-voter: promoted to voter once caught up and healthy for " + s.cfg.Raft.ServerStabilization.String()
