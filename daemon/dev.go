@@ -142,6 +142,8 @@ Try it from another terminal:
   herd host crash %s     (then: herd host ls; herd op ls; herd host restore %s)
   herd policy show   (edit %s: it reloads when it changes)
 
+Three servers instead of one, to kill a leader and watch: herd dev-cluster (make dev-cluster).
+
 Stop with Ctrl-C.
 `, d.cfg.DataDir, d.apiAddr, d.apiAddr, d.Sim.Config().URL, len(d.Sim.HostNames()), d.apiAddr, d.Sim.HostNames()[0], d.Sim.HostNames()[len(d.Sim.HostNames())-1], d.Sim.HostNames()[len(d.Sim.HostNames())-1], d.cfg.PolicyFile)
 }
