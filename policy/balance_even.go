@@ -124,14 +124,20 @@ func (b *balancer) fill(p *BalancePlan, g *bGroup) bool {
 		if src.role&roleTarget != 0 {
 			continue // VMs just moved in do not move on
 		}
+		gain := func(v bVM) float64 { return math.Min(xd+v.load/dst.cap, src.util()-v.load/src.cap) - xd }
+		ok := func(v bVM) bool { return gain(v) >= minGain+shouldCost(v, src, dst) && b.fitsOn(v, dst) }
 		best := -1
-		for j, v := range src.vms { // heaviest first
-			gain := math.Min(xd+v.load/dst.cap, src.util()-v.load/src.cap) - xd
-			if gain < minGain+shouldCost(v, src, dst) || !b.fitsOn(v, dst) {
-				continue
+		// The lightest VM that covers the deficit (VMs are heaviest first),
+		// else the heaviest that may go; placement is asked only of the
+		// candidates in that order.
+		for j := len(src.vms) - 1; j >= 0 && best < 0; j-- {
+			if src.vms[j].load >= deficit-balanceEps && ok(src.vms[j]) {
+				best = j
 			}
-			if best < 0 || v.load >= deficit-balanceEps {
-				best = j // a lighter VM that still covers the deficit
+		}
+		for j := 0; j < len(src.vms) && best < 0; j++ {
+			if src.vms[j].load < deficit-balanceEps && ok(src.vms[j]) {
+				best = j
 			}
 		}
 		if best >= 0 {

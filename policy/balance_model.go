@@ -79,6 +79,9 @@ type balancer struct {
 	groups []*bGroup
 	stamp  uint32 // of the last reachability search
 	nHeld  int    // VMs held by the hold time
+	// lowHosts counts the hosts of the round's group below its floor (the
+	// mean less the threshold): packing fills them first.
+	lowHosts int
 }
 
 // newBalancer builds the model of in.State for metric (memory or cpu).

@@ -69,9 +69,13 @@ func (b *balancer) round(p *BalancePlan, g *bGroup, limit int) int {
 		line = math.Max(line, pinned/h.cap)
 	}
 	maxRoom, floor := 0.0, g.mean()-b.pol.Threshold
+	b.lowHosts = 0
 	for _, h := range g.hosts {
 		h.rnd = roundHost{lineCap: line * h.cap, plan: h.load, limit: math.Inf(1),
 			floor: floor*h.cap - h.load}
+		if h.rnd.floor > balanceEps {
+			b.lowHosts++
+		}
 		maxRoom = math.Max(maxRoom, h.rnd.lineCap-h.load)
 	}
 	// A host under the line can make room for a VM too big for any host by
@@ -132,28 +136,38 @@ func (b *balancer) round(p *BalancePlan, g *bGroup, limit int) int {
 // else stays on its source.
 func (b *balancer) pack(bins []*bHost, it item, minGain float64) []*bHost {
 	w := it.v.load
+	cheap := func(x *bHost) bool {
+		mg := minGain + shouldCost(it.v, it.src, x)
+		return x != it.src && x.rnd.plan+w <= (it.xa-mg)*x.cap+balanceEps && !(x.rnd.source && b.reaches(x, it.src))
+	}
+	takes := func(x *bHost) bool { return cheap(x) && b.fitsOn(it.v, x) }
+	i, _ := slices.BinarySearchFunc(bins, w-balanceEps, func(h *bHost, w float64) int { return cmp.Compare(h.room(), w) })
 	// A host below the mean by more than the threshold (empty, back from
-	// maintenance) is filled first: the emptiest that takes the VM.
-	var order []int
-	for j, x := range bins {
-		if x.rnd.floor > x.rnd.plan-x.load+balanceEps && x.room() >= w-balanceEps {
-			order = append(order, j)
+	// maintenance) is filled first: the emptiest that takes the VM
+	// (placement asked of the emptiest first, until one does).
+	low := -1
+	for tries, refused := 0, []*bHost(nil); b.lowHosts > 0 && low < 0 && tries < b.lowHosts; tries++ {
+		for j := i; j < len(bins); j++ {
+			if x := bins[j]; x.rnd.floor > x.rnd.plan-x.load+balanceEps && !slices.Contains(refused, x) &&
+				(low < 0 || x.rnd.plan/x.cap < bins[low].rnd.plan/bins[low].cap) && cheap(x) {
+				low = j
+			}
+		}
+		if low < 0 {
+			break
+		}
+		if !b.fitsOn(it.v, bins[low]) {
+			refused, low = append(refused, bins[low]), -1
 		}
 	}
-	slices.SortFunc(order, func(p, q int) int { return cmp.Compare(bins[p].rnd.plan/bins[p].cap, bins[q].rnd.plan/bins[q].cap) })
-	i, _ := slices.BinarySearchFunc(bins, w-balanceEps, func(h *bHost, w float64) int { return cmp.Compare(h.room(), w) })
-	for k := i; k < len(bins); k++ {
-		order = append(order, k)
-	}
-	for _, i := range order {
+	for ; i < len(bins); i++ {
+		if low >= 0 {
+			i = low
+		} else if !takes(bins[i]) {
+			continue
+		}
 		x := bins[i]
 		mg := minGain + shouldCost(it.v, it.src, x)
-		if x == it.src || x.rnd.plan+w > (it.xa-mg)*x.cap+balanceEps || (x.rnd.source && b.reaches(x, it.src)) {
-			continue
-		}
-		if !b.fitsOn(it.v, x) {
-			continue
-		}
 		bins = slices.Delete(bins, i, i+1)
 		b.ledger.Reserve(it.v.vm.ID, it.src.name, x.name, memoryNeed(it.v.vm))
 		x.rnd.plan += w
