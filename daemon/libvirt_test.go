@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -140,6 +141,13 @@ func startLibvirtServer(t *testing.T, fx *libvirttest.Fixture, pol func(*policy.
 // configuration changed by drv.
 func startLibvirtServerWith(t *testing.T, fx *libvirttest.Fixture, pol func(*policy.Document), drv func(*DriverConfig)) *api.Client {
 	t.Helper()
+	return startLibvirtServerOpts(t, fx, pol, drv, nil)
+}
+
+// startLibvirtServerOpts is startLibvirtServerWith with the drivers opened
+// by factory (nil: as the server opens them).
+func startLibvirtServerOpts(t *testing.T, fx *libvirttest.Fixture, pol func(*policy.Document), drv func(*DriverConfig), factory DriverFactory) *api.Client {
+	t.Helper()
 	cfg := DefaultConfig()
 	cfg.NodeName, cfg.DataDir = "lv", t.TempDir()
 	cfg.API.Listen, cfg.Raft.Listen, cfg.Raft.BootstrapExpect = "127.0.0.1:0", "127.0.0.1:0", 1
@@ -159,6 +167,7 @@ func startLibvirtServerWith(t *testing.T, fx *libvirttest.Fixture, pol func(*pol
 	}
 	opts := testOptions(t)
 	opts.Logger = slog.New(slog.DiscardHandler)
+	opts.DriverFactory = factory
 	s, err := NewServer(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -212,7 +221,6 @@ func libvirtVMs(t *testing.T, fx *libvirttest.Fixture) []drivers.VM {
 // NOT_ACCEPTING, and its stale definitions undefined. No VM runs on two
 // hosts at any moment of it.
 func TestCrashRecoveryOnLibvirtHosts(t *testing.T) {
-	bash := needProgram(t, "bash", "bash")
 	fx := libvirttest.StartFixture(t, 3)
 	hosts := fx.HostNames()
 	web := fx.DefineDomain(t, hosts[0], libvirttest.VMSpec{Name: "web-1", MemoryMiB: 64, Running: true,
@@ -225,18 +233,7 @@ func TestCrashRecoveryOnLibvirtHosts(t *testing.T) {
 		before[id] = fx.IdentityOf(t, hosts[0], id)
 	}
 	twice := watchTwoHosts(t, fx)
-	u, err := url.Parse(fx.URI(hosts[0]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The fence agent: off does nothing (the host is already dead), status
-	// says off only when nothing answers on the host's libvirtd port.
-	agent := filepath.Join(t.TempDir(), "fence_port")
-	script := fmt.Sprintf("#!%s\naction=\nwhile IFS= read -r l; do case \"$l\" in action=*) action=${l#action=};; esac; done\n"+
-		"case $action in off) exit 0;; status) (exec 3<>/dev/tcp/127.0.0.1/%s) 2>/dev/null && exit 0; exit 2;; esac\nexit 1\n", bash, u.Port())
-	if err := os.WriteFile(agent, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	agent := portFence(t, fx, hosts[0])
 	c := startLibvirtServer(t, fx, func(p *policy.Document) {
 		fastRecovery(p)
 		p.Recovery.Fencing = []policy.FenceMethod{{Name: "port", Type: policy.FencePower, Agent: agent, Timeout: 5 * time.Second, ConfirmTimeout: 5 * time.Second}}
@@ -393,6 +390,25 @@ func watchTwoHosts(t *testing.T, fx *libvirttest.Fixture) func() []string {
 	return finish
 }
 
+// portFence writes a fence agent for host: off does nothing (the host is
+// already dead), status says off only when nothing answers on the host's
+// libvirtd port.
+func portFence(t *testing.T, fx *libvirttest.Fixture, host string) string {
+	t.Helper()
+	bash := needProgram(t, "bash", "bash")
+	u, err := url.Parse(fx.URI(host))
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent := filepath.Join(t.TempDir(), "fence_port")
+	script := fmt.Sprintf("#!%s\naction=\nwhile IFS= read -r l; do case \"$l\" in action=*) action=${l#action=};; esac; done\n"+
+		"case $action in off) exit 0;; status) (exec 3<>/dev/tcp/127.0.0.1/%s) 2>/dev/null && exit 0; exit 2;; esac\nexit 1\n", bash, u.Port())
+	if err := os.WriteFile(agent, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return agent
+}
+
 // setAutostart turns VM id's autostart on through a fresh driver, and
 // checks the inventory reports it.
 func setAutostart(t *testing.T, fx *libvirttest.Fixture, id string) {
@@ -406,5 +422,73 @@ func setAutostart(t *testing.T, fx *libvirttest.Fixture, id string) {
 		if v.ID == id && !v.Autostart {
 			t.Fatalf("VM %s: autostart set, the inventory says off", id)
 		}
+	}
+}
+
+// lostReply is a libvirt driver whose first Recreate defines the VM and
+// then fails, as a call whose answer a cut link or a time-out lost.
+type lostReply struct {
+	*libvirt.Driver
+	mu   sync.Mutex
+	lost bool
+}
+
+func (d *lostReply) Recreate(ctx context.Context, def []byte, host string) (string, error) {
+	id, err := d.Driver.Recreate(ctx, def, host)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err != nil || d.lost {
+		return id, err
+	}
+	d.lost = true
+	return "", drivers.WithKind(fmt.Errorf("define on %s: procedure interrupted while awaiting response", host), drivers.ErrUnreachable)
+}
+
+// TestRecreationWhoseAnswerWasLost: a recreation whose define was made but
+// whose answer was lost is tried again on another host; the copy the
+// first attempt left (same UUID: the same VM) is removed first, so the VM
+// is defined once, and runs once.
+func TestRecreationWhoseAnswerWasLost(t *testing.T) {
+	fx := libvirttest.StartFixture(t, 3)
+	hosts := fx.HostNames()
+	id := fx.DefineVM(t, hosts[0], "lost-1", 64, true)
+	agent := portFence(t, fx, hosts[0])
+	factory := func(ctx context.Context, dc DriverConfig, log *slog.Logger) (drivers.Driver, error) {
+		d, err := openDriver(ctx, dc, log)
+		if err != nil {
+			return nil, err
+		}
+		return &lostReply{Driver: d.(*libvirt.Driver)}, nil
+	}
+	c := startLibvirtServerOpts(t, fx, func(p *policy.Document) {
+		fastRecovery(p)
+		p.Recovery.Fencing = []policy.FenceMethod{{Name: "port", Type: policy.FencePower, Agent: agent, Timeout: 5 * time.Second, ConfirmTimeout: 5 * time.Second}}
+	}, nil, factory)
+	waitInventory(t, c, 3, 1)
+	ctx := context.Background()
+	testutil.WaitFor(t, 20*time.Second, "hosts alive", func() bool {
+		h, _ := c.Host(ctx, hosts[0])
+		return h != nil && h.Health == cluster.HealthAlive
+	})
+	fx.Kill(t, hosts[0])
+	var op *api.Operation
+	testutil.WaitFor(t, 90*time.Second, "recovery of "+hosts[0], func() bool {
+		op = recoveryOf(t, c, hosts[0])
+		return op != nil && op.State.Terminal()
+	})
+	if op.State != cluster.OpSucceeded || op.Items[0].Attempts < 2 {
+		t.Fatalf("recovery %s after %d attempts: %s", op.State, op.Items[0].Attempts, op.Error)
+	}
+	var where []string
+	for _, v := range libvirtVMs(t, fx) {
+		if v.ID == id && v.Host != hosts[0] {
+			where = append(where, fmt.Sprintf("%s(%s)", v.Host, v.Power))
+		}
+	}
+	if len(where) != 1 || !strings.HasSuffix(where[0], "(running)") {
+		t.Errorf("VM lost-1 is defined on %v, want once, running", where)
+	}
+	if !hasEvent(queryEvents(t, c, api.EventQuery{VM: id}), "vm.leftover_destroyed", "an earlier attempt left") {
+		t.Error("no event says the earlier attempt's copy was removed")
 	}
 }

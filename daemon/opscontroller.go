@@ -664,6 +664,7 @@ func (c *opsController) recreate(ctx context.Context, d drivers.Driver, it *clus
 		return nil
 	}
 	if it.NewID == "" {
+		c.removeEarlierCopies(tctx, d, it, vm)
 		def, err := vm.Definition.Bytes()
 		if err != nil {
 			return fmt.Errorf("recreate %s: stored definition: %w", vm.Name, err)
@@ -684,6 +685,32 @@ func (c *opsController) recreate(ctx context.Context, d drivers.Driver, it *clus
 		return fmt.Errorf("start recreated %s (%s) on %s: %w", vm.Name, it.NewID, it.Target, err)
 	}
 	return nil
+}
+
+// removeEarlierCopies destroys what an earlier attempt of a recreation may
+// have left on the hosts it tried: a definition whose call failed (a time-out,
+// a cut link) can still have been made, and as the copy keeps the VM's id
+// it would be a second copy of the VM once this attempt defines one. The
+// fenced host's copy (the stale one) is never touched here.
+func (c *opsController) removeEarlierCopies(ctx context.Context, d drivers.Driver, it *cluster.OpItem, vm *cluster.VM) {
+	for _, h := range it.Tried {
+		if h == it.Target || h == it.From || h == vm.Host {
+			continue
+		}
+		err := d.Destroy(ctx, vm.ID, h)
+		switch {
+		case errors.Is(err, drivers.ErrNotFound):
+			continue
+		case err == nil:
+			msg := fmt.Sprintf("removed the copy of VM %s that an earlier attempt left on %s (its call failed, but the definition was made): the VM is recreated on %s, once", vm.Name, h, it.Target)
+			c.s.log.Info(msg, "vm", vm.ID)
+			c.apply(ctx, &cluster.AppendEvents{Events: []cluster.Event{cluster.NewEvent("vm.leftover_destroyed", controllerActor, h, vm.ID, msg)}})
+		case ctx.Err() == nil:
+			msg := fmt.Sprintf("could not check %s for a copy of VM %s an earlier attempt may have left there: %v", h, vm.Name, err)
+			c.s.log.Warn(msg, "vm", vm.ID)
+			c.apply(ctx, &cluster.AppendEvents{Events: []cluster.Event{cluster.NewEvent("vm.leftover_unchecked", controllerActor, h, vm.ID, msg)}})
+		}
+	}
 }
 
 // hostPowerer is a driver whose VM ids are the same on several hosts (a
