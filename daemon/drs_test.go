@@ -311,3 +311,48 @@ func TestMustViolationReportedAndFixed(t *testing.T) {
 		return strings.Contains(metricsText(t, dev.Server), "herd_rule_violations 0")
 	})
 }
+
+// A host back from maintenance, empty, is the first target of balancing,
+// and applying the plan leaves nothing for the next round to undo.
+func TestReturningHostIsFilledFirst(t *testing.T) {
+	dev, c := startDevWith(t, 4, 24, nil, func(p *policy.Document) {
+		p.Balancing.Mode, p.Balancing.Interval, p.Balancing.Threshold = policy.BalanceRecommend, time.Hour, 0.05
+	})
+	ctx := context.Background()
+	back := dev.Sim.HostNames()[3]
+	for _, status := range []string{"enable", "disable"} {
+		ref, err := c.Maintenance(ctx, back, api.MaintenanceRequest{Status: status, Migrate: "all"})
+		if status == "disable" {
+			ref, err = c.Maintenance(ctx, back, api.MaintenanceRequest{Status: status})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if op := waitOp(t, c, ref.Operation, 30*time.Second); op.State != cluster.OpSucceeded {
+			t.Fatalf("maintenance %s: %+v", status, op.Operation)
+		}
+	}
+	if h, _ := c.Host(ctx, back); h.VMs != 0 || h.Admin != cluster.Available {
+		t.Fatalf("returned host: %+v", h)
+	}
+	plan, err := c.BalancePlan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plan.Moves) == 0 || plan.Moves[0].To != back || plan.SpreadAfter >= plan.SpreadBefore {
+		t.Fatalf("plan: %+v; want the returned host %s first", plan, back)
+	}
+	ref, err := c.BalanceApply(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if op := waitOp(t, c, ref.Operation, 30*time.Second); op.State != cluster.OpSucceeded {
+		t.Fatalf("balance: %+v", op.Operation)
+	}
+	again, _ := c.BalancePlan(ctx)
+	for _, m := range again.Moves {
+		if m.From == back {
+			t.Fatalf("next plan moves %s off the host just filled: %+v", m.Name, again.Moves)
+		}
+	}
+}
