@@ -379,3 +379,19 @@ func (m *membership) removalBlocker(members []cluster.Member, id string) string 
 	}
 	return ""
 }
+
+// failureTolerance is autopilot's count of voters that may fail while a
+// healthy majority stays; ok only on a leader whose autopilot has run.
+func (m *membership) failureTolerance() (int, bool) {
+	m.mu.Lock()
+	ap := m.ap
+	m.mu.Unlock()
+	if ap == nil {
+		return 0, false
+	}
+	st := ap.GetState()
+	if st == nil || len(st.Servers) == 0 {
+		return 0, false
+	}
+	return st.FailureTolerance, true
+}

@@ -386,6 +386,9 @@ func (s *Server) raftSample() metrics.RaftSample {
 			rs.LastContactSecs = time.Since(lc).Seconds()
 		}
 	}
+	_, _, stale := s.freshness()
+	rs.Ready = rs.HasLeader && stale == ""
+	rs.FailureTolerance, rs.HasTolerance = s.members.failureTolerance()
 	return rs
 }
 

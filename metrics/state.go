@@ -66,6 +66,13 @@ type RaftSample struct {
 	CommitIndex     uint64
 	AppliedIndex    uint64
 	LastContactSecs float64
+	// Ready: this server has a leader, is in touch with it and has caught
+	// up (what /readyz says).
+	Ready bool
+	// FailureTolerance is how many voters may fail while a healthy majority
+	// stays, as the leader's autopilot sees it; HasTolerance only there.
+	FailureTolerance int
+	HasTolerance     bool
 }
 
 var (
@@ -98,6 +105,8 @@ var (
 	descCommit      = prometheus.NewDesc("herd_raft_commit_index", "Raft commit index seen by this server.", nil, nil)
 	descApplied     = prometheus.NewDesc("herd_raft_applied_index", "Raft index applied to this server's state.", nil, nil)
 	descLastContact = prometheus.NewDesc("herd_raft_last_contact_seconds", "Seconds since this follower last heard from the leader (0 on the leader).", nil, nil)
+	descReady       = prometheus.NewDesc("herd_raft_ready", "1 when this server has a leader, is in touch with it and has caught up (what /readyz says).", nil, nil)
+	descTolerance   = prometheus.NewDesc("herd_raft_failure_tolerance", "How many voters may fail while a healthy majority stays, as the leader sees it (leader only).", nil, nil)
 )
 
 // stateCollector reads the state once per scrape: cardinality grows with
@@ -127,7 +136,7 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descAdmin, descMaint, descHealth, descConnected, descMemory, descMemoryUsed,
 		descCPUs, descVCPUsUsed, descHostVMs, descHostRunning, descHostStale, descHosts, descVMs, descEvents, descRemaining, descOperations, descFailover, descFailoverMin,
 		descFenceFailed, descLeases, descRecoveryVMs,
-		descLeader, descHasLeader, descRaftState, descServers, descCommit, descApplied, descLastContact,
+		descLeader, descHasLeader, descRaftState, descServers, descCommit, descApplied, descLastContact, descReady, descTolerance,
 		descPolicyVersion, descPolicyDrift, descReloadOK, descReloadTime, descGossip} {
 		ch <- d
 	}
@@ -207,6 +216,10 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- gauge(descCommit, float64(r.CommitIndex))
 		ch <- gauge(descApplied, float64(r.AppliedIndex))
 		ch <- gauge(descLastContact, r.LastContactSecs)
+		ch <- gauge(descReady, b2f(r.Ready))
+		if r.HasTolerance {
+			ch <- gauge(descTolerance, float64(r.FailureTolerance))
+		}
 	}
 	if c.gossip != nil {
 		g := c.gossip()

@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -98,6 +100,22 @@ read:
 			}
 		}
 		return false
+	})
+	// Prometheus sees it too: the leader can lose no more voters.
+	testutil.WaitFor(t, 10*time.Second, "herd_raft_failure_tolerance 0 on the new leader", func() bool {
+		cl, err := c.Cluster(context.Background())
+		if err != nil || cl.LeaderAPI == "" {
+			return false
+		}
+		req, _ := http.NewRequest("GET", cl.LeaderAPI+"/metrics", nil)
+		req.Header.Set("Authorization", "Bearer "+token[1])
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return strings.Contains(string(b), "\nherd_raft_failure_tolerance 0\n") && strings.Contains(string(b), "\nherd_raft_ready 1\n")
 	})
 	code, stdout, stderr := runCLI("cluster", "--address", other[2], "--token", token[1])
 	var killedRow string
