@@ -315,11 +315,11 @@ func TestMustViolationReportedAndFixed(t *testing.T) {
 // A host back from maintenance, empty, is the first target of balancing,
 // and applying the plan leaves nothing for the next round to undo.
 func TestReturningHostIsFilledFirst(t *testing.T) {
-	dev, c := startDevWith(t, 4, 24, nil, func(p *policy.Document) {
-		p.Balancing.Mode, p.Balancing.Interval, p.Balancing.Threshold = policy.BalanceRecommend, time.Hour, 0.05
+	dev, c := startDevWith(t, 6, 36, nil, func(p *policy.Document) {
+		p.Balancing.Mode, p.Balancing.Interval, p.Balancing.Threshold = policy.BalanceRecommend, time.Hour, 0.1
 	})
 	ctx := context.Background()
-	back := dev.Sim.HostNames()[3]
+	back := dev.Sim.HostNames()[5]
 	for _, status := range []string{"enable", "disable"} {
 		ref, err := c.Maintenance(ctx, back, api.MaintenanceRequest{Status: status, Migrate: "all"})
 		if status == "disable" {
