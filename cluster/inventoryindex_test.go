@@ -52,3 +52,24 @@ func TestInventoryOlderThanAStepKeepsTheStep(t *testing.T) {
 		t.Fatalf("fresh inventory: v1 on %s, %d new events", s.VMs["v1"].Host, len(s.Events)-events)
 	}
 }
+
+// A host in maintenance is called empty and ready only with no VM running
+// and no stale copy (power unknown) left on it.
+func TestMaintenanceNote(t *testing.T) {
+	for _, tc := range []struct {
+		m              MaintenanceState
+		running, stale int
+		want           string
+	}{
+		{MaintenanceOn, 0, 0, "host H is in maintenance: empty and ready"},
+		{MaintenanceOn, 7, 0, "host H is in maintenance, 7 VMs still running"},
+		{MaintenanceOn, 0, 2, "host H is in maintenance, 2 stale copies not yet destroyed"},
+		{MaintenanceOn, 1, 2, "host H is in maintenance, 1 VMs still running and 2 stale copies not yet destroyed"},
+		{MaintenanceEntering, 3, 0, ""},
+		{MaintenanceOff, 0, 0, ""},
+	} {
+		if got := MaintenanceNote("H", tc.m, tc.running, tc.stale); got != tc.want {
+			t.Errorf("MaintenanceNote(%s, %d running, %d stale) = %q, want %q", tc.m, tc.running, tc.stale, got, tc.want)
+		}
+	}
+}

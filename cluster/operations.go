@@ -270,18 +270,25 @@ func (s *State) RunningOn(host string) int {
 // called empty, or ready to power off, while a VM runs on it (maintenance
 // with --migrate none closes a host and moves nothing). Empty for a host
 // not in maintenance.
-func MaintenanceNote(host string, m MaintenanceState, running int) string {
-	if m != MaintenanceOn {
+//
+// stale counts the stale copies still on the host: their power is unknown
+// until they are destroyed, so the host is not empty either.
+func MaintenanceNote(host string, m MaintenanceState, running, stale int) string {
+	switch {
+	case m != MaintenanceOn:
 		return ""
-	}
-	if running > 0 {
+	case running > 0 && stale > 0:
+		return fmt.Sprintf("host %s is in maintenance, %d VMs still running and %d stale copies not yet destroyed", host, running, stale)
+	case running > 0:
 		return fmt.Sprintf("host %s is in maintenance, %d VMs still running", host, running)
+	case stale > 0:
+		return fmt.Sprintf("host %s is in maintenance, %d stale copies not yet destroyed", host, stale)
 	}
 	return fmt.Sprintf("host %s is in maintenance: empty and ready", host)
 }
 
 func (s *State) maintenanceOnMessage(host string) string {
-	return MaintenanceNote(host, MaintenanceOn, s.RunningOn(host))
+	return MaintenanceNote(host, MaintenanceOn, s.RunningOn(host), len(s.StaleOn(host)))
 }
 
 // busyMaintenance returns, for the hosts in maintenance (on) among hosts,
@@ -289,7 +296,7 @@ func (s *State) maintenanceOnMessage(host string) string {
 func (s *State) busyMaintenance(hosts map[string]bool) map[string]bool {
 	var out map[string]bool
 	for name := range hosts {
-		if h := s.Hosts[name]; h != nil && h.Maintenance == MaintenanceOn && s.RunningOn(name) > 0 {
+		if h := s.Hosts[name]; h != nil && h.Maintenance == MaintenanceOn && s.RunningOn(name)+len(s.StaleOn(name)) > 0 {
 			if out == nil {
 				out = map[string]bool{}
 			}
@@ -308,9 +315,9 @@ func (s *State) noteEmptied(busy map[string]bool, t time.Time) {
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		if h := s.Hosts[name]; h != nil && h.Maintenance == MaintenanceOn && s.RunningOn(name) == 0 {
+		if h := s.Hosts[name]; h != nil && h.Maintenance == MaintenanceOn && s.RunningOn(name) == 0 && len(s.StaleOn(name)) == 0 {
 			s.appendEvents(Event{Time: t, Type: "maintenance.empty", Actor: "herd", Host: name,
-				Message: MaintenanceNote(name, MaintenanceOn, 0)})
+				Message: MaintenanceNote(name, MaintenanceOn, 0, 0)})
 		}
 	}
 }

@@ -446,7 +446,7 @@ func (s *Server) handleHostStatus(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st = s.node.FSM().State()
-	writeJSON(w, http.StatusOK, api.NewHost(st.Hosts[name], st.Usage()[name]))
+	writeJSON(w, http.StatusOK, api.NewHost(st.Hosts[name], st.Usage()[name], len(st.StaleOn(name))))
 }
 
 func reasonSuffix(r string) string {

@@ -35,8 +35,8 @@ func newListingWithUsage(doc *policy.Document, st *cluster.State, usage map[stri
 
 // host is h as the API shows it; detail lists its stale copies.
 func (l *listing) host(h *cluster.Host, detail bool) api.Host {
-	out := api.NewHost(h, l.usage[h.Name])
-	out.StaleCopies, out.NotFenced = len(l.stale[h.Name]), l.notFenced(h)
+	out := api.NewHost(h, l.usage[h.Name], len(l.stale[h.Name]))
+	out.NotFenced = l.notFenced(h)
 	if !detail {
 		return out
 	}

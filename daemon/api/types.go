@@ -72,10 +72,11 @@ type Host struct {
 	NotFenced string `json:"not_fenced,omitempty"`
 }
 
-// NewHost is the view of h with its usage.
-func NewHost(h *cluster.Host, u cluster.HostUsage) Host {
-	return Host{Host: *h, HostUsage: u, Empty: u.RunningVMs == 0,
-		MaintenanceNote: cluster.MaintenanceNote(h.Name, h.Maintenance, u.RunningVMs)}
+// NewHost is the view of h with its usage and the number of stale copies
+// it holds (whose power is unknown: the host is not empty with them).
+func NewHost(h *cluster.Host, u cluster.HostUsage, stale int) Host {
+	return Host{Host: *h, HostUsage: u, Empty: u.RunningVMs == 0 && stale == 0, StaleCopies: stale,
+		MaintenanceNote: cluster.MaintenanceNote(h.Name, h.Maintenance, u.RunningVMs, stale)}
 }
 
 // StaleCopyView is one stale copy: the leftover of VM (its Herd id) on a
