@@ -29,7 +29,8 @@ lint:
 	@# go.mod and go.sum say exactly what the code imports.
 	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
 	@# Test helpers stay out of the binary: none of its packages is a test
-	@# package or imports testing (which hashicorp/raft's own helpers bring in).
+	@# package or imports testing (hashicorp/raft's own helpers bring testing in,
+	@# and raft-autopilot's generated mocks testify).
 	@out=$$($(GO) list -deps -f '{{.ImportPath}} {{join .Imports " "}}' ./cmd/herd | grep '^github.com/herd-project/' | \
 		grep -E '^[^ ]*test[a-z]* |^[^ ]*/internal/test| testing( |$$)' | cut -d' ' -f1); \
 	if [ -n "$$out" ]; then echo "herd links test code:"; echo "$$out"; exit 1; fi
