@@ -255,11 +255,12 @@ func opError(format string, args ...any) *ApplyError {
 	return &ApplyError{Code: 409, Field: "operation", Msg: fmt.Sprintf(format, args...)}
 }
 
-// RunningOn counts the VMs running on host (stale copies left out).
+// RunningOn counts the VMs running on host (stale copies are records of
+// their own, never among them).
 func (s *State) RunningOn(host string) int {
 	n := 0
 	for _, vm := range s.VMs {
-		if vm.Host == host && !vm.Stale && vm.Power == PoweredOn {
+		if vm.Host == host && vm.Power == PoweredOn {
 			n++
 		}
 	}

@@ -129,7 +129,7 @@ func newBalancer(in BalanceInput, metric string) *balancer {
 	}
 	for _, vm := range s.VMs {
 		bh := b.hosts[vm.Host]
-		if bh == nil || vm.Stale {
+		if bh == nil {
 			continue
 		}
 		if vm.Power != cluster.PoweredOn {

@@ -46,7 +46,7 @@ func MustViolations(s *cluster.State, l *Ledger, c *Compiled) []Violation {
 // violation reports whether vm's host breaks a must rule, and which.
 func violation(s *cluster.State, l *Ledger, c *Compiled, vm *cluster.VM) (Violation, bool) {
 	h := s.Hosts[vm.Host]
-	if vm.Stale || h == nil {
+	if h == nil {
 		return Violation{}, false
 	}
 	if _, moving := l.Move(vm.ID); moving {
