@@ -60,6 +60,7 @@ recovery:
   max_backoff: 2m
   concurrency: 8
 metric_sources: {}
+windows: []
 `
 	if string(y) != want {
 		t.Errorf("Default().YAML() =\n%s\nwant\n%s", y, want)

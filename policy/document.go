@@ -26,6 +26,9 @@ type Document struct {
 	Health            HealthPolicy       `yaml:"health" json:"health"`
 	Recovery          RecoveryPolicy     `yaml:"recovery" json:"recovery"`
 	MetricSources     MetricSources      `yaml:"metric_sources" json:"metric_sources"`
+	// Windows are the maintenance windows that rollouts and automatic
+	// balancing may be held to.
+	Windows []Window `yaml:"windows" json:"windows,omitempty"`
 }
 
 // HostGroup names a set of hosts: listed by name, or selected by labels
@@ -152,6 +155,9 @@ type BalancingPolicy struct {
 	// placement.cpu_overcommit when above 1) stay at or below this share,
 	// leaving headroom as DPM's target utilisation does.
 	TargetUtilisation float64 `yaml:"target_utilisation" json:"target_utilisation"`
+	// Window names a maintenance window (windows:): automatic balancing
+	// starts moves only while it is open. Empty: at any time.
+	Window string `yaml:"window,omitempty" json:"window,omitempty"`
 }
 
 // HealthPolicy sets how signals become a host's health: how long a host

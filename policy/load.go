@@ -150,6 +150,14 @@ func normalize(d *Document) {
 			d.VMGroups[i].VMs = nil
 		}
 	}
+	if len(d.Windows) == 0 {
+		d.Windows = nil
+	}
+	for i := range d.Windows {
+		if len(d.Windows[i].Days) == 0 {
+			d.Windows[i].Days = nil
+		}
+	}
 	r := &d.Recovery
 	if len(r.ExcludeVMGroups) == 0 {
 		r.ExcludeVMGroups = nil

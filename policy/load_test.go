@@ -25,7 +25,7 @@ func TestParseErrors(t *testing.T) {
 		{"unknown key", "placement:\n  stratgy: pack\n",
 			[]string{`p.yaml:4:3: placement.stratgy: unknown field "stratgy" (did you mean "strategy"?)`}},
 		{"unknown section", "balance:\n  mode: off\n",
-			[]string{`p.yaml:3:1: balance: unknown field "balance" (known: apiVersion, balancing, disruption_budgets, failover, health, host_groups, kind, maintenance, metric_sources, placement, recovery, rules, vm_groups)`}},
+			[]string{`p.yaml:3:1: balance: unknown field "balance" (known: apiVersion, balancing, disruption_budgets, failover, health, host_groups, kind, maintenance, metric_sources, placement, recovery, rules, vm_groups, windows)`}},
 		{"health query without prometheus", "health:\n  down_query: up == 0\n",
 			[]string{`p.yaml:4:15: health.down_query: reads Prometheus: set metric_sources.prometheus with a url`}},
 		{"recovery storm share", "recovery:\n  storm_threshold: 1.5\n",
@@ -274,14 +274,7 @@ func TestRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			y, err := d.YAML()
-			if err != nil {
-				t.Fatal(err)
-			}
-			again, err := Parse("canonical.yaml", y)
-			if err != nil {
-				t.Fatalf("canonical encoding does not parse: %v\n%s", err, y)
-			}
+			again, y := reparse(t, d)
 			if !reflect.DeepEqual(again, d) {
 				t.Errorf("round trip changed the document:\n got %+v\nwant %+v", again, d)
 			}
@@ -291,6 +284,20 @@ func TestRoundTrip(t *testing.T) {
 			}
 		})
 	}
+}
+
+// reparse parses the canonical encoding of d, which must parse.
+func reparse(t *testing.T, d *Document) (*Document, []byte) {
+	t.Helper()
+	y, err := d.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := Parse("canonical.yaml", y)
+	if err != nil {
+		t.Fatalf("canonical encoding does not parse: %v\n%s", err, y)
+	}
+	return again, y
 }
 
 func TestLoadFileMissing(t *testing.T) {

@@ -34,7 +34,11 @@ func validate(d *Document, doc *yamlfile.Doc) yamlfile.Errors {
 	c.rules(d.Rules, hosts, vms)
 	c.budgets(d.DisruptionBudgets, vms)
 	c.maintenance(d.Maintenance)
+	windows := c.windows(d.Windows)
 	c.balancing(d.Balancing, d.MetricSources.Prometheus)
+	if d.Balancing.Window != "" {
+		c.ref("balancing.window", "window", d.Balancing.Window, "windows", windows)
+	}
 	c.atLeast("failover.min_host_failures", d.Failover.MinHostFailures, 0)
 	c.health(d.Health)
 	for key, q := range map[string]string{"health.down_query": d.Health.DownQuery, "health.degraded_query": d.Health.DegradedQuery} {
