@@ -28,6 +28,8 @@ type balancer struct {
 	// rule), checkedAt the index they were checked at.
 	violated  map[string]bool
 	checkedAt uint64
+	// waitedFor is the window opening last logged as waited for.
+	waitedFor time.Time
 }
 
 func newBalancerController(s *Server) *balancer {
@@ -44,18 +46,23 @@ func (b *balancer) Run(ctx context.Context) {
 	for ctx.Err() == nil {
 		bp := b.s.Policy().Balancing
 		b.checkRules(ctx)
+		interval := bp.Interval
 		if bp.Mode != policy.BalanceOff {
 			plan := b.s.planBalance(ctx)
 			b.mu.Lock()
 			b.last = plan
 			b.mu.Unlock()
-			if bp.Mode == policy.BalanceAutomatic && len(plan.Moves) > 0 {
+			inWindow := plan.Window == nil || plan.Window.Open
+			if bp.Mode == policy.BalanceAutomatic && len(plan.Moves) > 0 && !inWindow {
+				b.noteWindowWait(ctx, plan.Window)
+			} else if bp.Mode == policy.BalanceAutomatic && len(plan.Moves) > 0 {
 				if _, err := b.s.startBalance(ctx, plan, "balancer"); err != nil {
 					b.s.log.Info("automatic balancing did not start", "reason", err)
 				}
 			}
+			interval = untilWindow(interval, plan.Window, b.s.clock.Now())
 		}
-		version = b.sleep(ctx, bp.Interval, version)
+		version = b.sleep(ctx, interval, version)
 	}
 }
 
@@ -160,6 +167,7 @@ func (s *Server) planBalance(ctx context.Context) *api.BalancePlan {
 	for _, v := range plan.Violations {
 		out.Violations = append(out.Violations, api.RuleViolation(v))
 	}
+	balanceWindow(doc, out, s.clock.Now())
 	return out
 }
 

@@ -80,6 +80,8 @@ type Server struct {
 	failover     failoverCache
 	gossip       *cluster.Gossip
 	policy       policyHolder
+	// clock is the time windows are read against (tests set it).
+	clock clock
 
 	// onClose runs at Shutdown (dev mode's simulator).
 	onClose []func()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -23,6 +24,9 @@ func newBalanceCmd(g *globals) *cobra.Command {
 				fmt.Fprintf(g.stdout, "Spread (coefficient of variation of host utilisation): %.3f, after the plan %.3f\n", p.SpreadBefore, p.SpreadAfter)
 				if p.Note != "" {
 					fmt.Fprintf(g.stdout, "Note: %s\n", esc(p.Note))
+				}
+				if p.Window != nil {
+					fmt.Fprintln(g.stdout, windowLine(p.Window, time.Now()))
 				}
 				if len(p.Violations) > 0 {
 					fmt.Fprintf(g.stdout, "Must rules broken now (fixed first):\n")

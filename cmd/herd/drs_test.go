@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
@@ -42,5 +43,27 @@ func TestOpShowNamesBalanceHosts(t *testing.T) {
 	first := strings.SplitN(out.String(), "\n", 2)[0]
 	if want := "Operation op-1: balance of H1 → H3, H2 → H3, succeeded (by balancer)"; first != want {
 		t.Fatalf("op show: %q, want %q", first, want)
+	}
+}
+
+// The balance plan's window line says open or closed, the time that
+// matters, how long until it, and what waits.
+func TestWindowLine(t *testing.T) {
+	now := time.Date(2026, 3, 2, 1, 0, 0, 0, time.UTC)
+	opens, closes := now.Add(time.Hour), now.Add(2*time.Hour)
+	for _, tc := range []struct {
+		w    api.WindowState
+		want string
+	}{
+		{api.WindowState{Name: "nightly", Opens: opens, Closes: closes},
+			"Window nightly: closed, opens 2026-03-02 02:00 UTC (in 1h0m0s)"},
+		{api.WindowState{Name: "nightly", Open: true, Opens: now, Closes: closes},
+			"Window nightly: open, closes 2026-03-02 03:00 UTC (in 2h0m0s)"},
+		{api.WindowState{Name: "nightly", Opens: opens, Closes: closes, Waiting: "automatic balancing waits for window nightly"},
+			"Window nightly: closed, opens 2026-03-02 02:00 UTC (in 1h0m0s)\nWaiting: automatic balancing waits for window nightly"},
+	} {
+		if got := windowLine(&tc.w, now); got != tc.want {
+			t.Errorf("windowLine(%+v) =\n%s\nwant\n%s", tc.w, got, tc.want)
+		}
 	}
 }

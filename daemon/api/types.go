@@ -379,6 +379,9 @@ type BalancePlan struct {
 	Reason     string    `json:"reason,omitempty"`
 	Note       string    `json:"note,omitempty"`
 	Time       time.Time `json:"time"`
+	// Window is balancing.window now; automatic balancing starts moves
+	// only while it is open.
+	Window *WindowState `json:"window,omitempty"`
 }
 
 // RuleViolation is a VM whose current host breaks a must rule.
