@@ -98,6 +98,14 @@ func newCommand(t CommandType) Command {
 		return &HostReturned{}
 	case CmdForgetVMs:
 		return &ForgetVMs{}
+	case CmdCreateRollout:
+		return &CreateRollout{}
+	case CmdRolloutStep:
+		return &RolloutStep{}
+	case CmdRolloutControl:
+		return &RolloutControl{}
+	case CmdRolloutContinue:
+		return &RolloutContinue{}
 	}
 	return nil
 }

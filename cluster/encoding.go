@@ -83,6 +83,9 @@ func ReadState(r io.Reader) (*State, error) {
 	if s.Operations == nil {
 		s.Operations = map[string]*Operation{}
 	}
+	if s.Rollouts == nil {
+		s.Rollouts = map[string]*Rollout{}
+	}
 	s.moveLegacyStale()
 	return s, nil
 }

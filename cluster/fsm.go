@@ -182,6 +182,10 @@ func (s *State) apply(cmd Command, index uint64) any {
 		if err := s.applyRecovery(cmd); err != nil {
 			return err
 		}
+	case *CreateRollout, *RolloutStep, *RolloutControl, *RolloutContinue:
+		if err := s.applyRollout(cmd); err != nil {
+			return err
+		}
 	case *SetPolicy:
 		if err := s.setPolicy(c); err != nil {
 			return err

@@ -232,6 +232,8 @@ type State struct {
 	Policy *Policy `json:"policy,omitempty"`
 	// Operations by id: running ones and the most recent ended ones.
 	Operations map[string]*Operation `json:"operations"`
+	// Rollouts by id: running ones and the most recent ended ones.
+	Rollouts map[string]*Rollout `json:"rollouts,omitempty"`
 	// Events is the action log, oldest first, at most EventRetention long.
 	Events         []Event `json:"events"`
 	EventRetention int     `json:"event_retention"`
@@ -248,6 +250,7 @@ func NewState() *State {
 		StaleCopies:    map[string]*StaleCopy{},
 		Servers:        map[string]*Server{},
 		Operations:     map[string]*Operation{},
+		Rollouts:       map[string]*Rollout{},
 		EventRetention: DefaultEventRetention,
 		NextEventSeq:   1,
 	}
@@ -262,6 +265,7 @@ func (s *State) Snapshot() *State {
 		StaleCopies:    make(map[string]*StaleCopy, len(s.StaleCopies)),
 		Servers:        make(map[string]*Server, len(s.Servers)),
 		Operations:     make(map[string]*Operation, len(s.Operations)),
+		Rollouts:       make(map[string]*Rollout, len(s.Rollouts)),
 		Events:         s.Events[:len(s.Events):len(s.Events)],
 		EventRetention: s.EventRetention,
 		NextEventSeq:   s.NextEventSeq,
@@ -282,6 +286,9 @@ func (s *State) Snapshot() *State {
 	}
 	for k, v := range s.Operations {
 		c.Operations[k] = v
+	}
+	for k, v := range s.Rollouts {
+		c.Rollouts[k] = v
 	}
 	return c
 }

@@ -159,6 +159,8 @@ func setDefaults(d *Document, root node) {
 		orDefault(fn.item(i), "confirm_timeout", &rp.Fencing[i].ConfirmTimeout, DefaultFenceConfirm)
 	}
 
+	rolloutDefaults(d, root)
+
 	if p := d.MetricSources.Prometheus; p != nil {
 		pn := root.get("metric_sources").get("prometheus")
 		orDefault(pn, "timeout", &p.Timeout, DefaultPromTimeout)

@@ -158,6 +158,7 @@ func normalize(d *Document) {
 			d.Windows[i].Days = nil
 		}
 	}
+	normalizeRollout(&d.Rollout)
 	r := &d.Recovery
 	if len(r.ExcludeVMGroups) == 0 {
 		r.ExcludeVMGroups = nil

@@ -48,6 +48,7 @@ func validate(d *Document, doc *yamlfile.Doc) yamlfile.Errors {
 	}
 	c.recovery(d.Recovery, hosts, vms)
 	c.prometheus(d.MetricSources.Prometheus)
+	c.rollout(d.Rollout)
 	c.contradictions(d)
 	return c.errs
 }
