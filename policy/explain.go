@@ -10,7 +10,8 @@ import (
 type Placement struct {
 	// Host is the chosen target, "" when no host fits.
 	Host string `json:"host"`
-	// Rejections counts the hosts rejected, by reason.
+	// Rejections counts the hosts rejected, by reason: all of them when no
+	// host fits, those examined when Place chose one after a limited scan.
 	Rejections map[string]int `json:"rejections,omitempty"`
 	// Detail says more about some reasons: which rules rejected hosts
 	// (`rule "db-on-ssd"`), which disruption budget is used up.

@@ -191,7 +191,10 @@ func (p *placer) fit(c *candidate) reason {
 // and group as vm's host that passes every filter — the static ones, the
 // policy's must rules, memory, CPU overcommit, the disruption budget, the
 // per-target limit — scored by the should rules, then by the strategy
-// (spread or pack). usage is s.Usage(), computed once by the caller and
+// (spread or pack). Among more than scanAllHosts hosts the scan is limited
+// (see placement_scan.go): the choice keeps every must rule, is ranked as
+// high by preference and should rules as any host, and only its tie-break
+// by the strategy comes from a sample. usage is s.Usage(), computed once by the caller and
 // kept up to date as it plans; l holds the in-flight moves (nil for none).
 // Place reads its arguments and changes nothing: the caller reserves the
 // move in l.
@@ -206,75 +209,101 @@ func Place(s *cluster.State, usage map[string]cluster.HostUsage, l *Ledger, vm *
 	// for hosts that would beat the best so far without it; hosts that fit
 	// without their moves but not with them are counted by countMoves.
 	lazy := !p.pack && p.budget == "" && l.Total() > 0
-	var best, c candidate
-	found := false
-	for _, h := range s.Hosts {
-		if p.filter(h) != fits {
-			continue
+	sc := scan{p: p, lazy: lazy}
+	if len(s.Hosts) <= scanAllHosts {
+		for _, h := range s.Hosts {
+			sc.consider(h)
 		}
-		u := usage[h.Name]
-		var k rank // how h ranks: without its moves when lazy, a bound
-		if lazy {
-			free := usable(h, p.o.MemoryReserve) - u.MemoryUsedBytes
-			if free < p.need {
-				p.add(rInsufficientMemory, "")
-				continue
-			}
-			if p.o.CPUOvercommit > 0 && h.CPUs > 0 &&
-				float64(u.VCPUsUsed+p.cpus) > float64(h.CPUs)*p.o.CPUOvercommit {
-				// Memory is checked first: with the moves, it may not fit.
-				if free-l.load(h.Name).reserved < p.need {
-					p.add(rInsufficientMemory, "")
-				} else {
-					p.add(rCPUOvercommit, "")
-				}
-				continue
-			}
-			k = rank{name: h.Name, preferred: p.o.Prefer[h.Name]}
-			if h.MemoryBytes > 0 {
-				k.frac = float64(free-p.need) / float64(h.MemoryBytes)
-			}
-		} else {
-			p.size(&c, h, u, l.load(h.Name))
-			if r := p.fit(&c); r != fits {
-				p.add(r, "")
-				continue
-			}
-			k = c.rank
-		}
-		// The should rules, host groups last and only for a host that
-		// could win with every one of them kept.
-		k.score = p.rules.vmScore(h)
-		if room := p.rules.hostRoom(); room > 0 {
-			if found {
-				k.score += room
-				if !better(&k, &best.rank, p.pack) {
-					continue
-				}
-				k.score -= room
-			}
-			k.score += p.rules.hostScore(h)
-		}
-		if found && !better(&k, &best.rank, p.pack) {
-			continue
-		}
-		if lazy {
-			if p.size(&c, h, u, l.load(h.Name)); p.fit(&c) != fits {
-				continue
-			}
-		}
-		c.score = k.score
-		if !found || better(&c.rank, &best.rank, p.pack) {
-			best, found = c, true
-		}
+	} else if sc.sampled() {
+		return p.placement(sc.best.name)
 	}
 	if lazy {
 		p.countMoves()
 	}
-	if found {
-		return p.placement(best.name)
+	if sc.found {
+		return p.placement(sc.best.name)
 	}
 	return p.placement("")
+}
+
+// scan is one pass of Place over candidate hosts, keeping the best.
+type scan struct {
+	p       *placer
+	lazy    bool
+	best, c candidate
+	found   bool
+}
+
+// consider filters h and keeps it if it beats the best so far.
+func (sc *scan) consider(h *cluster.Host) {
+	sc.try(h, false)
+}
+
+// try is consider reporting whether h fits and, with full, its should-rule
+// score (without full, a host that cannot beat the best is reported with
+// score 0: its host-group rules are not read).
+func (sc *scan) try(h *cluster.Host, full bool) (bool, int) {
+	p, l := sc.p, sc.p.l
+	if p.filter(h) != fits {
+		return false, 0
+	}
+	u := p.usage[h.Name]
+	var k rank // how h ranks: without its moves when lazy, a bound
+	if sc.lazy {
+		free := usable(h, p.o.MemoryReserve) - u.MemoryUsedBytes
+		if free < p.need {
+			p.add(rInsufficientMemory, "")
+			return false, 0
+		}
+		if p.o.CPUOvercommit > 0 && h.CPUs > 0 &&
+			float64(u.VCPUsUsed+p.cpus) > float64(h.CPUs)*p.o.CPUOvercommit {
+			// Memory is checked first: with the moves, it may not fit.
+			if free-l.load(h.Name).reserved < p.need {
+				p.add(rInsufficientMemory, "")
+			} else {
+				p.add(rCPUOvercommit, "")
+			}
+			return false, 0
+		}
+		k = rank{name: h.Name, preferred: p.o.Prefer[h.Name]}
+		if h.MemoryBytes > 0 {
+			k.frac = float64(free-p.need) / float64(h.MemoryBytes)
+		}
+	} else {
+		p.size(&sc.c, h, u, l.load(h.Name))
+		if r := p.fit(&sc.c); r != fits {
+			p.add(r, "")
+			return false, 0
+		}
+		k = sc.c.rank
+	}
+	// The should rules, host groups last and only for a host that could
+	// win with every one of them kept (or when the full score is asked).
+	k.score = p.rules.vmScore(h)
+	if room := p.rules.hostRoom(); room > 0 {
+		if sc.found && !full {
+			k.score += room
+			if !better(&k, &sc.best.rank, p.pack) {
+				return true, 0
+			}
+			k.score -= room
+		}
+		k.score += p.rules.hostScore(h)
+	}
+	if sc.found && !full && !better(&k, &sc.best.rank, p.pack) {
+		return true, 0
+	}
+	if sc.lazy {
+		// The moves in flight only make h worse: size it with them.
+		if p.size(&sc.c, h, u, l.load(h.Name)); p.fit(&sc.c) != fits {
+			return false, 0
+		}
+	}
+	sc.c.score = k.score
+	if !sc.found || better(&sc.c.rank, &sc.best.rank, p.pack) {
+		sc.best, sc.found = sc.c, true
+	}
+	return true, k.score
 }
 
 // countMoves counts the hosts that pass every filter without their

@@ -263,3 +263,66 @@ func TestPlaceMatchesFleetWithRules(t *testing.T) {
 		}
 	}
 }
+
+// TestLimitedScanKeepsRules places every VM of random clusters under random
+// policies with the limited scan forced on (any number of hosts, one
+// top-ranked host ends it) and compares it with the whole scan: it finds a
+// host exactly when the whole scan does, the host it finds breaks no must
+// rule and is not overfull, and it ranks as high by preference and by
+// should-rule score as the whole scan's choice.
+func TestLimitedScanKeepsRules(t *testing.T) {
+	all, limit := scanAllHosts, scanLimit
+	t.Cleanup(func() { scanAllHosts, scanLimit = all, limit })
+	place := func(s *cluster.State, usage map[string]cluster.HostUsage, l *Ledger, vm *cluster.VM, o Options, limited bool) Placement {
+		scanAllHosts, scanLimit = all, limit
+		if limited {
+			scanAllHosts, scanLimit = 0, 1
+		}
+		return Place(s, usage, l, vm, o)
+	}
+	r := rand.New(rand.NewPCG(18, 1))
+	rounds, placed, differ := 0, 0, 0
+	for rounds < 400 {
+		rc, ok := newRandomCase(r)
+		if !ok {
+			continue
+		}
+		rounds++
+		o := Options{Policy: Compile(rc.d, rc.s), MaxInFlightTo: r.IntN(3)}
+		if names := rc.s.HostNames(); r.IntN(3) == 0 {
+			o.Prefer = map[string]bool{names[r.IntN(len(names))]: true}
+		}
+		for _, vm := range rc.s.SortedVMs() {
+			usage := rc.s.Usage()
+			whole := place(rc.s, usage, rc.l, vm, o, false)
+			got := place(rc.s, usage, rc.l, vm, o, true)
+			if got.Host == "" || whole.Host == "" {
+				if got.Host != whole.Host || !maps.Equal(got.Rejections, whole.Rejections) {
+					t.Fatalf("round %d, %s: limited scan %+v, whole scan %+v", rounds, vm.ID, got, whole)
+				}
+				continue
+			}
+			if why := rc.broken(vm, got.Host); why != "" {
+				t.Fatalf("round %d: limited scan puts %s on %s, breaking %s", rounds, vm.ID, got.Host, why)
+			}
+			if rc.overfull(vm, got.Host) || PlaceOn(rc.s, usage, rc.l, vm, got.Host, o).Host == "" {
+				t.Fatalf("round %d: limited scan puts %s on %s, which PlaceOn refuses", rounds, vm.ID, got.Host)
+			}
+			rules := newPlacer(rc.s, usage, rc.l, vm, rc.s.Hosts[vm.Host], o).rules
+			gh, wh := rc.s.Hosts[got.Host], rc.s.Hosts[whole.Host]
+			if o.Prefer[got.Host] != o.Prefer[whole.Host] || rules.score(gh) != rules.score(wh) {
+				t.Fatalf("round %d, %s: limited scan chose %s (preferred %v, score %d), whole scan %s (preferred %v, score %d)",
+					rounds, vm.ID, got.Host, o.Prefer[got.Host], rules.score(gh), whole.Host, o.Prefer[whole.Host], rules.score(wh))
+			}
+			if got.Host != whole.Host {
+				differ++
+			}
+			placed++
+			rc.l.Reserve(vm.ID, vm.Host, got.Host, memoryNeed(vm))
+		}
+	}
+	if placed < 500 || differ == 0 {
+		t.Errorf("%d placements in %d rounds, %d differing from the whole scan: the cases test too little", placed, rounds, differ)
+	}
+	t.Logf("%d placements, %d on another host than the whole scan's", placed, differ)
+}
