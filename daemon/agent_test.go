@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/daemon/agent"
+	"github.com/herd-project/herd/daemon/config"
 	"github.com/herd-project/herd/drivers"
 	"github.com/herd-project/herd/drivers/vsphere"
 	"github.com/herd-project/herd/internal/testutil"
@@ -18,7 +20,8 @@ import (
 // testAgent is an agent for host, whose API traffic goes through a link the
 // test can cut, and whose local hypervisor is the dev simulator.
 type testAgent struct {
-	*Agent
+	*agent.Agent
+	name   string
 	link   *testutil.Link
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -30,27 +33,27 @@ func startAgent(t testing.TB, dev *DevServer, host, stateFile string) *testAgent
 }
 
 // startAgentWith is startAgent with options changed by opts.
-func startAgentWith(t testing.TB, dev *DevServer, host, stateFile string, opts func(*AgentOptions)) *testAgent {
+func startAgentWith(t testing.TB, dev *DevServer, host, stateFile string, opts func(*agent.Options)) *testAgent {
 	t.Helper()
 	hv, err := vsphere.New(context.Background(), dev.Sim.Config(), testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	link := testutil.NewLink(t, strings.TrimPrefix(dev.APIAddr(), "http://"))
-	cfg := &AgentConfig{NodeName: "agent-" + host, Host: host, Servers: []string{"http://" + link.Addr()}, StateFile: stateFile}
+	cfg := &config.Agent{NodeName: "agent-" + host, Host: host, Servers: []string{"http://" + link.Addr()}, StateFile: stateFile}
 	cfg.Gossip.Listen = "127.0.0.1:0"
 	cfg.Gossip.Join = []string{dev.gossip.Addr()}
-	cfg.applyDefaults()
-	o := AgentOptions{Logger: testutil.Logger(t), Hypervisor: hv, GossipFast: true}
+	cfg.ApplyDefaults()
+	o := agent.Options{Logger: testutil.Logger(t), Hypervisor: hv, GossipFast: true}
 	if opts != nil {
 		opts(&o)
 	}
-	a, err := NewAgent(cfg, o)
+	a, err := agent.New(cfg, o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	ta := &testAgent{Agent: a, link: link, cancel: cancel, done: make(chan struct{})}
+	ta := &testAgent{Agent: a, name: cfg.NodeName, link: link, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(ta.done)
 		if err := a.Run(ctx); err != nil {
@@ -94,7 +97,7 @@ func TestPartitionedHostSelfFencesBeforeRecovery(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.link.Cut()
-	if err := a.gossip.Shutdown(); err != nil {
+	if err := a.Gossip().Shutdown(); err != nil {
 		t.Fatal(err)
 	}
 	cut := time.Now()
@@ -167,10 +170,10 @@ func TestAgentRejoinsAfterLongPartition(t *testing.T) {
 	dev, _ := startDevWith(t, 2, 2, nil, fastRecovery)
 	host := dev.Sim.HostNames()[0]
 	var cut atomic.Bool
-	a := startAgentWith(t, dev, host, filepath.Join(t.TempDir(), "lease.json"), func(o *AgentOptions) { o.GossipDrop = cut.Load })
+	a := startAgentWith(t, dev, host, filepath.Join(t.TempDir(), "lease.json"), func(o *agent.Options) { o.GossipDrop = cut.Load })
 	agentAlive := func() bool {
 		for _, m := range dev.gossipMembers() {
-			if m.Name == a.cfg.NodeName && m.State == "alive" {
+			if m.Name == a.name && m.State == "alive" {
 				return true
 			}
 		}
@@ -180,7 +183,7 @@ func TestAgentRejoinsAfterLongPartition(t *testing.T) {
 	cut.Store(true)
 	testutil.WaitFor(t, 15*time.Second, "the agent declared dead by the server", func() bool { return !agentAlive() })
 	testutil.WaitFor(t, 15*time.Second, "the server declared dead by the agent", func() bool {
-		return !otherServerAlive(a.gossip.Members(), a.cfg.NodeName)
+		return !cluster.OtherServerAlive(a.Gossip().Members(), a.name)
 	})
 	time.Sleep(4 * time.Second) // past GossipToTheDeadTime on both sides
 	cut.Store(false)
@@ -233,7 +236,7 @@ func TestAgentRestartAfterLeaseRanOut(t *testing.T) {
 	// Cut off from every server, it is stopped: it cannot release its
 	// lease, so it stops the VMs (its state file stays armed).
 	a.link.Cut()
-	if err := a.gossip.Shutdown(); err != nil {
+	if err := a.Gossip().Shutdown(); err != nil {
 		t.Fatal(err)
 	}
 	a.cancel()

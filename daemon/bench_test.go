@@ -10,6 +10,7 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
+	"github.com/herd-project/herd/daemon/config"
 	"github.com/herd-project/herd/drivers"
 	"github.com/herd-project/herd/internal/testutil"
 	"github.com/herd-project/herd/policy"
@@ -20,7 +21,7 @@ import (
 // empty state) and a sync that finds nothing changed.
 func BenchmarkInventorySync(b *testing.B) {
 	start := time.Now()
-	dev := StartTestDev(b, DevOptions{Hosts: 50, VMs: 1000, Configure: func(c *Config) { c.Inventory.SyncInterval = time.Hour }})
+	dev := StartTestDev(b, DevOptions{Hosts: 50, VMs: 1000, Configure: func(c *config.Server) { c.Inventory.SyncInterval = time.Hour }})
 	b.Logf("simulator with 50 hosts and 1000 VMs built in %s", time.Since(start).Round(time.Millisecond))
 	ctx := context.Background()
 	testutil.WaitFor(b, 60*time.Second, "first sync", func() bool { return len(dev.Node().FSM().State().VMs) == 1000 })
@@ -138,7 +139,7 @@ func BenchmarkEvacuationOverhead(b *testing.B) {
 func evacuateInstant(b *testing.B, vms, perSource, clusterLimit int) time.Duration {
 	b.StopTimer()
 	drv := newInstantDriver(20, vms, 2000)
-	cfg := DefaultConfig()
+	cfg := config.DefaultServer()
 	cfg.NodeName, cfg.DataDir = "bench", b.TempDir()
 	cfg.API.Listen, cfg.Raft.Listen, cfg.Raft.BootstrapExpect = "127.0.0.1:0", "127.0.0.1:0", 1
 	cfg.Dev = true
@@ -149,9 +150,9 @@ func evacuateInstant(b *testing.B, vms, perSource, clusterLimit int) time.Durati
 	}); err != nil {
 		b.Fatal(err)
 	}
-	cfg.Drivers = []DriverConfig{{Name: "mem", Type: "vsphere", URL: "http://127.0.0.1:1/sdk"}}
+	cfg.Drivers = []config.Driver{{Name: "mem", Type: "vsphere", URL: "http://127.0.0.1:1/sdk"}}
 	opts := Options{Logger: slog.New(slog.DiscardHandler), RaftHeartbeat: 200 * time.Millisecond, RaftElection: 200 * time.Millisecond, RaftLease: 100 * time.Millisecond,
-		DriverFactory: func(context.Context, DriverConfig, *slog.Logger) (drivers.Driver, error) { return drv, nil }}
+		DriverFactory: func(context.Context, config.Driver, *slog.Logger) (drivers.Driver, error) { return drv, nil }}
 	s, err := NewServer(cfg, opts)
 	if err != nil {
 		b.Fatal(err)

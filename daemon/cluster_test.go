@@ -18,6 +18,7 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
+	"github.com/herd-project/herd/daemon/config"
 	"github.com/herd-project/herd/drivers"
 	"github.com/herd-project/herd/drivers/vsphere"
 	"github.com/herd-project/herd/internal/testutil"
@@ -31,7 +32,7 @@ func jsonDecode(r io.Reader, v any) error { return json.NewDecoder(r).Decode(v) 
 type testCluster struct {
 	t       *testing.T
 	sim     *vsphere.Simulator
-	cfgs    []*Config
+	cfgs    []*config.Server
 	servers []*Server
 	factory DriverFactory
 }
@@ -48,7 +49,7 @@ func newTestClusterWith(t *testing.T, n int, sim *vsphere.Simulator, factory Dri
 
 // newTestClusterEdit is newTestClusterWith with each server's config
 // changed by edit before it starts.
-func newTestClusterEdit(t *testing.T, n int, sim *vsphere.Simulator, factory DriverFactory, pol func(*policy.Document), edit func(*Config)) *testCluster {
+func newTestClusterEdit(t *testing.T, n int, sim *vsphere.Simulator, factory DriverFactory, pol func(*policy.Document), edit func(*config.Server)) *testCluster {
 	tc := &testCluster{t: t, sim: sim, factory: factory}
 	apis, gossips := make([]string, n), make([]string, n)
 	for i := range apis {
@@ -61,7 +62,7 @@ func newTestClusterEdit(t *testing.T, n int, sim *vsphere.Simulator, factory Dri
 	}
 	vc := sim.Config()
 	for i := 0; i < n; i++ {
-		cfg := DefaultConfig()
+		cfg := config.DefaultServer()
 		cfg.NodeName = fmt.Sprintf("s%d", i+1)
 		cfg.DataDir = t.TempDir()
 		cfg.API.Listen = apis[i]
@@ -79,7 +80,7 @@ func newTestClusterEdit(t *testing.T, n int, sim *vsphere.Simulator, factory Dri
 			}
 		}
 		cfg.Inventory.SyncInterval = time.Second
-		cfg.Drivers = []DriverConfig{{Name: "vc", Type: "vsphere", URL: vc.URL, Username: vc.Username, Insecure: true, password: vc.Password}}
+		cfg.Drivers = []config.Driver{{Name: "vc", Type: "vsphere", URL: vc.URL, Username: vc.Username, Insecure: true, Password: vc.Password}}
 		cfg.PolicyFile = filepath.Join(cfg.DataDir, "policy.yaml")
 		if err := writeDevPolicy(cfg.PolicyFile, pol); err != nil {
 			t.Fatal(err)
@@ -287,7 +288,7 @@ func TestLeaderKilledMidEvacuation(t *testing.T) {
 	defer sim.Close()
 	var mu sync.Mutex
 	targets := map[string]map[string]int{}
-	factory := func(ctx context.Context, dc DriverConfig, log *slog.Logger) (drivers.Driver, error) {
+	factory := func(ctx context.Context, dc config.Driver, log *slog.Logger) (drivers.Driver, error) {
 		d, err := openDriver(ctx, dc, log)
 		if err != nil {
 			return nil, err
@@ -354,7 +355,7 @@ func TestMinorityDoesNothing(t *testing.T) {
 	defer sim.Close()
 	var mu sync.Mutex
 	migrations := 0
-	factory := func(ctx context.Context, dc DriverConfig, log *slog.Logger) (drivers.Driver, error) {
+	factory := func(ctx context.Context, dc config.Driver, log *slog.Logger) (drivers.Driver, error) {
 		d, err := openDriver(ctx, dc, log)
 		if err != nil {
 			return nil, err
@@ -412,7 +413,7 @@ func TestClusterFormsThroughGossip(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sim.Close()
-	tc := newTestClusterEdit(t, 3, sim, nil, nil, func(c *Config) { c.Raft.Join = nil })
+	tc := newTestClusterEdit(t, 3, sim, nil, nil, func(c *config.Server) { c.Raft.Join = nil })
 	tc.leader()
 	cl, err := tc.client(0).Cluster(context.Background())
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/herd-project/herd/daemon/config"
 	"github.com/herd-project/herd/drivers"
 	"github.com/herd-project/herd/drivers/vsphere"
 	"github.com/herd-project/herd/policy"
@@ -24,7 +25,7 @@ type DevOptions struct {
 	// migrations take time as they do on real hosts.
 	MethodDelay map[string]int
 	// Configure changes the generated config before it is validated.
-	Configure func(*Config)
+	Configure func(*config.Server)
 	// Policy changes the default policy dev mode writes to its policy file.
 	Policy func(*policy.Document)
 	// HostMemoryGiB sizes the simulated hosts (256 when zero).
@@ -55,7 +56,7 @@ func NewDevServer(o DevOptions, opts Options) (*DevServer, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	cfg := DefaultConfig()
+	cfg := config.DefaultServer()
 	cfg.Dev = true
 	cfg.NodeName = "dev"
 	cfg.API.Listen = o.APIListen
@@ -88,7 +89,7 @@ func NewDevServer(o DevOptions, opts Options) (*DevServer, error) {
 		return nil, fmt.Errorf("start vSphere simulator: %w", err)
 	}
 	vc := sim.Config()
-	cfg.Drivers = []DriverConfig{{Name: "dev", Type: "vsphere", URL: vc.URL, Username: vc.Username, Insecure: true, password: vc.Password}}
+	cfg.Drivers = []config.Driver{{Name: "dev", Type: "vsphere", URL: vc.URL, Username: vc.Username, Insecure: true, Password: vc.Password}}
 	if o.Configure != nil {
 		o.Configure(cfg)
 	}

@@ -6,16 +6,17 @@ import (
 	"log/slog"
 	"sync"
 
+	"github.com/herd-project/herd/daemon/config"
 	"github.com/herd-project/herd/drivers"
 	"github.com/herd-project/herd/drivers/libvirt"
 	"github.com/herd-project/herd/drivers/vsphere"
 )
 
 // openDriver is the default DriverFactory.
-func openDriver(ctx context.Context, dc DriverConfig, log *slog.Logger) (drivers.Driver, error) {
+func openDriver(ctx context.Context, dc config.Driver, log *slog.Logger) (drivers.Driver, error) {
 	switch dc.Type {
 	case "vsphere":
-		return vsphere.New(ctx, vsphere.Config{URL: dc.URL, Username: dc.Username, Password: dc.password,
+		return vsphere.New(ctx, vsphere.Config{URL: dc.URL, Username: dc.Username, Password: dc.Password,
 			Insecure: dc.Insecure, Datacenter: dc.Datacenter}, log.With("driver", dc.Name))
 	case "libvirt":
 		cfg := libvirt.Config{CallTimeout: dc.CallTimeout, Bandwidth: dc.BandwidthMiBs}
@@ -32,14 +33,14 @@ func openDriver(ctx context.Context, dc DriverConfig, log *slog.Logger) (drivers
 // hypervisor manager that is down at start does not stop the server.
 type driverSet struct {
 	mu      sync.Mutex
-	configs map[string]DriverConfig
+	configs map[string]config.Driver
 	open    map[string]drivers.Driver
 	factory DriverFactory
 	log     *slog.Logger
 }
 
-func newDriverSet(cfgs []DriverConfig, f DriverFactory, log *slog.Logger) *driverSet {
-	ds := &driverSet{configs: map[string]DriverConfig{}, open: map[string]drivers.Driver{}, factory: f, log: log}
+func newDriverSet(cfgs []config.Driver, f DriverFactory, log *slog.Logger) *driverSet {
+	ds := &driverSet{configs: map[string]config.Driver{}, open: map[string]drivers.Driver{}, factory: f, log: log}
 	for _, c := range cfgs {
 		ds.configs[c.Name] = c
 	}

@@ -8,6 +8,8 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
+	"github.com/herd-project/herd/daemon/config"
+	"github.com/herd-project/herd/internal/ctxsleep"
 )
 
 type selfInfo = api.Self
@@ -54,7 +56,7 @@ func (s *Server) joinClients() []*api.Client {
 	var out []*api.Client
 	seen := map[string]bool{}
 	add := func(a, scheme string) {
-		addr, err := normalizeAPIAddrScheme(a, scheme)
+		addr, err := config.NormalizeAPIAddrScheme(a, scheme)
 		if err != nil || seen[addr] || addr == s.apiAddr {
 			return
 		}
@@ -179,11 +181,5 @@ func (s *Server) keepRegistered() {
 	}
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
-}
+// sleepCtx returns after d, or as soon as ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) { ctxsleep.Sleep(ctx, d) }

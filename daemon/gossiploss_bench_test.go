@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herd-project/herd/daemon/agent"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/drivers"
 	"github.com/herd-project/herd/internal/testutil"
@@ -58,7 +59,7 @@ func BenchmarkGossipLossFalseRecoveries(b *testing.B) {
 		agents := make([]*testAgent, hosts)
 		for h := range names {
 			out := func() bool { return time.Now().UnixNano() < lossUntil[h].Load() }
-			agents[h] = startAgentWith(b, dev, names[h], filepath.Join(b.TempDir(), "lease.json"), func(o *AgentOptions) {
+			agents[h] = startAgentWith(b, dev, names[h], filepath.Join(b.TempDir(), "lease.json"), func(o *agent.Options) {
 				o.GossipFast, o.GossipDrop = false, out
 				o.Transport = lossyRoundTripper{out: out, next: http.DefaultTransport}
 			})

@@ -17,6 +17,7 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
+	"github.com/herd-project/herd/daemon/config"
 )
 
 // maxBody bounds every request body.
@@ -29,21 +30,21 @@ func (s *Server) routes() http.Handler {
 	// handle serves a request on this server; a token with role need is
 	// required (when auth is on), path parameters are checked, and writes
 	// (need ≥ operate) are rate-limited per client.
-	handle := func(pattern string, need Role, h http.Handler) {
+	handle := func(pattern string, need config.Role, h http.Handler) {
 		route := pattern
 		if _, p, ok := strings.Cut(pattern, " "); ok {
 			route = p
 		}
 		h = checkPathParams(h)
-		if need >= RoleOperate {
+		if need >= config.RoleOperate {
 			h = s.limitWrites(h)
 		}
 		mux.Handle(pattern, s.instrument(route, s.authorize(need, h)))
 	}
-	read := func(pattern string, h http.HandlerFunc) { handle(pattern, RoleRead, s.fresh(h)) }
+	read := func(pattern string, h http.HandlerFunc) { handle(pattern, config.RoleRead, s.fresh(h)) }
 	// onLeader forwards to the leader after this server checked the
 	// token; the leader checks it again.
-	write := func(pattern string, need Role, h http.HandlerFunc) {
+	write := func(pattern string, need config.Role, h http.HandlerFunc) {
 		handle(pattern, need, s.onLeader(s.idempotent(h)))
 	}
 
@@ -51,46 +52,46 @@ func (s *Server) routes() http.Handler {
 	// not counted against people's write rate.
 	lease := func(pattern string, h http.HandlerFunc) {
 		_, route, _ := strings.Cut(pattern, " ")
-		mux.Handle(pattern, s.instrument(route, s.authorize(RoleOperate, checkPathParams(s.onLeader(h)))))
+		mux.Handle(pattern, s.instrument(route, s.authorize(config.RoleOperate, checkPathParams(s.onLeader(h)))))
 	}
 	lease("PUT /v1/hosts/{host}/lease", s.handleLeaseRenew)
 	lease("DELETE /v1/hosts/{host}/lease", s.handleLeaseRelease)
 	// Served everywhere, so that a server not in dev mode says why not.
-	write("POST /v1/dev/hosts/{host}/crash", RoleOperate, s.handleDevCrash(true))
-	write("POST /v1/dev/hosts/{host}/restore", RoleOperate, s.handleDevCrash(false))
+	write("POST /v1/dev/hosts/{host}/crash", config.RoleOperate, s.handleDevCrash(true))
+	write("POST /v1/dev/hosts/{host}/restore", config.RoleOperate, s.handleDevCrash(false))
 	read("GET /v1/hosts", s.handleHosts)
 	read("GET /v1/hosts/{host}", s.handleHost)
-	write("PUT /v1/hosts/{host}/status", RoleOperate, s.handleHostStatus)
-	write("PUT /v1/hosts/{host}/maintenance", RoleOperate, s.handleMaintenance)
+	write("PUT /v1/hosts/{host}/status", config.RoleOperate, s.handleHostStatus)
+	write("PUT /v1/hosts/{host}/maintenance", config.RoleOperate, s.handleMaintenance)
 	// A precheck changes nothing: readers may ask.
-	write("POST /v1/hosts/{host}/maintenance/precheck", RoleRead, s.handlePrecheck)
+	write("POST /v1/hosts/{host}/maintenance/precheck", config.RoleRead, s.handlePrecheck)
 	read("GET /v1/hosts/{host}/maintenance/exit-precheck", s.handleExitPrecheck)
-	write("POST /v1/vms/{vm}/migrate", RoleOperate, s.handleMigrateVM)
+	write("POST /v1/vms/{vm}/migrate", config.RoleOperate, s.handleMigrateVM)
 	read("GET /v1/operations", s.handleOperations)
 	read("GET /v1/operations/{id}", s.handleOperation)
-	write("POST /v1/operations/{id}/cancel", RoleOperate, s.handleCancelOperation)
-	write("POST /v1/operations/{id}/retry", RoleOperate, s.handleRetryOperation)
+	write("POST /v1/operations/{id}/cancel", config.RoleOperate, s.handleCancelOperation)
+	write("POST /v1/operations/{id}/retry", config.RoleOperate, s.handleRetryOperation)
 	read("GET /v1/vms", s.handleVMs)
 	read("GET /v1/events", s.handleEvents)
-	write("POST /v1/events", RoleOperate, s.handleAppendEvent)
-	write("GET /v1/balance/plan", RoleRead, s.handleBalancePlan)
-	write("POST /v1/balance/apply", RoleOperate, s.handleBalanceApply)
+	write("POST /v1/events", config.RoleOperate, s.handleAppendEvent)
+	write("GET /v1/balance/plan", config.RoleRead, s.handleBalancePlan)
+	write("POST /v1/balance/apply", config.RoleOperate, s.handleBalanceApply)
 	read("GET /v1/policy", s.handleGetPolicy)
-	write("PUT /v1/policy", RoleAdmin, s.handlePutPolicy)
+	write("PUT /v1/policy", config.RoleAdmin, s.handlePutPolicy)
 	read("POST /v1/policy/validate", s.handleValidatePolicy)
 	read("GET /v1/cluster", s.handleCluster)
 	// Read by the leader's autopilot and by followers checking readiness:
 	// no freshness check of its own.
-	handle("GET /v1/cluster/self", RoleRead, http.HandlerFunc(s.handleServerStats))
-	write("POST /v1/cluster/join", RoleAdmin, s.handleJoin)
-	write("POST /v1/cluster/remove", RoleAdmin, s.handleRemoveServer)
+	handle("GET /v1/cluster/self", config.RoleRead, http.HandlerFunc(s.handleServerStats))
+	write("POST /v1/cluster/join", config.RoleAdmin, s.handleJoin)
+	write("POST /v1/cluster/remove", config.RoleAdmin, s.handleRemoveServer)
 	// Leaving runs on the server that leaves; it asks the leader.
-	handle("POST /v1/cluster/leave", RoleAdmin, http.HandlerFunc(s.handleLeave))
-	handle("GET /healthz", RoleNone, http.HandlerFunc(s.handleHealthz))
-	handle("GET /readyz", RoleNone, http.HandlerFunc(s.handleReadyz))
-	metricsRole := RoleRead
+	handle("POST /v1/cluster/leave", config.RoleAdmin, http.HandlerFunc(s.handleLeave))
+	handle("GET /healthz", config.RoleNone, http.HandlerFunc(s.handleHealthz))
+	handle("GET /readyz", config.RoleNone, http.HandlerFunc(s.handleReadyz))
+	metricsRole := config.RoleRead
 	if s.cfg.API.MetricsOpen {
-		metricsRole = RoleNone
+		metricsRole = config.RoleNone
 	}
 	mux.Handle("GET /metrics", s.authorize(metricsRole, promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg})))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -330,7 +331,7 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &req) {
 		return
 	}
-	if !nodeNameRE.MatchString(req.ID) {
+	if !config.ValidNodeName(req.ID) {
 		writeError(w, http.StatusBadRequest, "id", "%q is not a valid node name", req.ID)
 		return
 	}
@@ -338,7 +339,7 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "raft_addr", "%q is not host:port", req.RaftAddr)
 		return
 	}
-	if _, err := normalizeAPIAddr(req.APIAddr); err != nil {
+	if _, err := config.NormalizeAPIAddr(req.APIAddr); err != nil {
 		writeError(w, http.StatusBadRequest, "api_addr", "%v", err)
 		return
 	}

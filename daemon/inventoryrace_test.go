@@ -10,6 +10,7 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
+	"github.com/herd-project/herd/daemon/config"
 	"github.com/herd-project/herd/drivers"
 	"github.com/herd-project/herd/internal/testutil"
 )
@@ -42,7 +43,7 @@ func (h *heldInventory) Inventory(ctx context.Context) (*drivers.Inventory, erro
 func TestSlowInventoryRacingAMigrationNeverMovesTheVMBack(t *testing.T) {
 	held := &heldInventory{read: make(chan *drivers.Inventory, 1), release: make(chan struct{})}
 	opts := testOptions(t)
-	opts.DriverFactory = func(ctx context.Context, dc DriverConfig, log *slog.Logger) (drivers.Driver, error) {
+	opts.DriverFactory = func(ctx context.Context, dc config.Driver, log *slog.Logger) (drivers.Driver, error) {
 		d, err := openDriver(ctx, dc, log)
 		if err != nil {
 			return nil, err

@@ -8,6 +8,7 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
+	"github.com/herd-project/herd/daemon/config"
 )
 
 // handleLeave (POST /v1/cluster/leave, on the server that leaves): this
@@ -52,7 +53,7 @@ func (s *Server) handleRemoveServer(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &req) {
 		return
 	}
-	if !nodeNameRE.MatchString(req.ID) {
+	if !config.ValidNodeName(req.ID) {
 		writeError(w, http.StatusBadRequest, "id", "%q is not a valid node name", req.ID)
 		return
 	}

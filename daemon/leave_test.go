@@ -10,6 +10,7 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
+	"github.com/herd-project/herd/daemon/config"
 	"github.com/herd-project/herd/drivers/vsphere"
 	"github.com/herd-project/herd/internal/testutil"
 )
@@ -77,7 +78,7 @@ func TestServersLeave(t *testing.T) {
 func TestShutdownKeepsAnsweredWrites(t *testing.T) {
 	dir := t.TempDir()
 	o := DevOptions{Hosts: 1, VMs: 1, APIListen: "127.0.0.1:0", RaftListen: "127.0.0.1:0", DataDir: dir,
-		Configure: func(c *Config) { c.API.WriteRate = 0 }}
+		Configure: func(c *config.Server) { c.API.WriteRate = 0 }}
 	dev, err := NewDevServer(o, testOptions(t))
 	if err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
+	"github.com/herd-project/herd/daemon/config"
 	"github.com/herd-project/herd/drivers"
 	"github.com/herd-project/herd/drivers/libvirt"
 	"github.com/herd-project/herd/drivers/libvirt/libvirttest"
@@ -77,7 +78,7 @@ func TestEvacuationTargetLost(t *testing.T) {
 	id := fx.DefineDomain(t, hosts[0], libvirttest.VMSpec{Name: "slow", MemoryMiB: 96, FillMiB: 48, Running: true})
 	c := startLibvirtServerWith(t, fx, func(p *policy.Document) {
 		p.Maintenance.Attempts = 1
-	}, func(dc *DriverConfig) { dc.BandwidthMiBs = 8 })
+	}, func(dc *config.Driver) { dc.BandwidthMiBs = 8 })
 	waitInventory(t, c, 3, 1)
 
 	ctx := context.Background()
@@ -139,16 +140,16 @@ func startLibvirtServer(t *testing.T, fx *libvirttest.Fixture, pol func(*policy.
 
 // startLibvirtServerWith is startLibvirtServer with the driver's
 // configuration changed by drv.
-func startLibvirtServerWith(t *testing.T, fx *libvirttest.Fixture, pol func(*policy.Document), drv func(*DriverConfig)) *api.Client {
+func startLibvirtServerWith(t *testing.T, fx *libvirttest.Fixture, pol func(*policy.Document), drv func(*config.Driver)) *api.Client {
 	t.Helper()
 	return startLibvirtServerOpts(t, fx, pol, drv, nil)
 }
 
 // startLibvirtServerOpts is startLibvirtServerWith with the drivers opened
 // by factory (nil: as the server opens them).
-func startLibvirtServerOpts(t *testing.T, fx *libvirttest.Fixture, pol func(*policy.Document), drv func(*DriverConfig), factory DriverFactory) *api.Client {
+func startLibvirtServerOpts(t *testing.T, fx *libvirttest.Fixture, pol func(*policy.Document), drv func(*config.Driver), factory DriverFactory) *api.Client {
 	t.Helper()
-	cfg := DefaultConfig()
+	cfg := config.DefaultServer()
 	cfg.NodeName, cfg.DataDir = "lv", t.TempDir()
 	cfg.API.Listen, cfg.Raft.Listen, cfg.Raft.BootstrapExpect = "127.0.0.1:0", "127.0.0.1:0", 1
 	cfg.Inventory.SyncInterval = time.Second
@@ -160,8 +161,8 @@ func startLibvirtServerOpts(t *testing.T, fx *libvirttest.Fixture, pol func(*pol
 	if drv != nil {
 		drv(&dc)
 	}
-	cfg.Drivers = []DriverConfig{dc}
-	cfg.API.TokensFile, _ = writeTokens(t)
+	cfg.Drivers = []config.Driver{dc}
+	cfg.API.TokensFile, _ = testutil.WriteTokens(t)
 	if err := cfg.Validate(nil); err != nil {
 		t.Fatal(err)
 	}
@@ -181,10 +182,10 @@ func startLibvirtServerOpts(t *testing.T, fx *libvirttest.Fixture, pol func(*pol
 }
 
 // fixtureDriverConfig is a libvirt driver for every host of fx.
-func fixtureDriverConfig(fx *libvirttest.Fixture) DriverConfig {
-	dc := DriverConfig{Name: "kvm", Type: "libvirt", CallTimeout: libvirttest.CallTimeout}
+func fixtureDriverConfig(fx *libvirttest.Fixture) config.Driver {
+	dc := config.Driver{Name: "kvm", Type: "libvirt", CallTimeout: libvirttest.CallTimeout}
 	for _, h := range fx.Hosts() {
-		dc.Hosts = append(dc.Hosts, LibvirtHost{Name: h.Name, URI: h.URI, Group: h.Group, MigrationAddress: h.MigrationAddress})
+		dc.Hosts = append(dc.Hosts, config.LibvirtHost{Name: h.Name, URI: h.URI, Group: h.Group, MigrationAddress: h.MigrationAddress})
 	}
 	return dc
 }
@@ -453,7 +454,7 @@ func TestRecreationWhoseAnswerWasLost(t *testing.T) {
 	hosts := fx.HostNames()
 	id := fx.DefineVM(t, hosts[0], "lost-1", 64, true)
 	agent := portFence(t, fx, hosts[0])
-	factory := func(ctx context.Context, dc DriverConfig, log *slog.Logger) (drivers.Driver, error) {
+	factory := func(ctx context.Context, dc config.Driver, log *slog.Logger) (drivers.Driver, error) {
 		d, err := openDriver(ctx, dc, log)
 		if err != nil {
 			return nil, err

@@ -177,7 +177,7 @@ func (s *Server) recordEvent(ctx context.Context, e cluster.Event) {
 		return
 	}
 	if c := s.leaderClient(); c != nil {
-		if s.cfg.serverToken == "" {
+		if s.cfg.ServerToken() == "" {
 			// Without the servers' internal token the leader cannot tell
 			// this server from anyone else: it takes a note only.
 			e = cluster.NewEvent(noteType, "", e.Host, e.VM, e.Type+" ("+e.Actor+"): "+e.Message)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
+	"github.com/herd-project/herd/daemon/config"
 	"github.com/herd-project/herd/policy"
 	"github.com/herd-project/herd/policy/yamlfile"
 )
@@ -137,7 +138,7 @@ func (s *Server) handleAppendEvent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p, authed := principalOf(r)
-	internal := authed && p.Name == serverTokenName
+	internal := authed && p.Name == config.ServerTokenName
 	if req.Type == "" && !internal {
 		req.Type = noteType
 	}

@@ -12,6 +12,8 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/time/rate"
+
+	"github.com/herd-project/herd/daemon/config"
 )
 
 // maxClients bounds how many clients the write limiter remembers.
@@ -84,7 +86,7 @@ func clientKey(r *http.Request) string {
 // limitWrites answers 429 with Retry-After when a client writes too fast.
 func (s *Server) limitWrites(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if p, ok := principalOf(r); ok && p.Name == serverTokenName {
+		if p, ok := principalOf(r); ok && p.Name == config.ServerTokenName {
 			// Servers' own calls (joins, events, policy reloads) are
 			// not throttled.
 			h.ServeHTTP(w, r)

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/herd-project/herd/daemon/config"
 )
 
 func TestWriteLimiterBuckets(t *testing.T) {
@@ -44,7 +46,7 @@ func TestWriteLimiterBuckets(t *testing.T) {
 }
 
 func TestWriteRateLimit429(t *testing.T) {
-	dev, _ := startAuthDev(t, func(c *Config) { c.API.WriteRate, c.API.WriteBurst = 0.5, 2 })
+	dev, _ := startAuthDev(t, func(c *config.Server) { c.API.WriteRate, c.API.WriteBurst = 0.5, 2 })
 	base := dev.APIAddr()
 	waitInventory(t, client(t, base, readToken), 2, 2)
 	body := `{"type":"note","message":"rate"}`

@@ -68,7 +68,7 @@ func benchCrash(b *testing.B, concurrency int, lease bool) {
 				b.Fatal(err)
 			}
 			a.link.Cut()
-			_ = a.gossip.Shutdown()
+			_ = a.Gossip().Shutdown()
 		} else if err := c.DevHost(context.Background(), victim, true); err != nil {
 			b.Fatal(err)
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/cluster/clustertest"
+	"github.com/herd-project/herd/daemon/config"
 	"github.com/herd-project/herd/internal/testutil"
 )
 
@@ -61,7 +62,7 @@ func scrape(b *testing.B, base string) string {
 // startBenchServer starts a dev server that leads alone; it is shut down
 // when the benchmark ends.
 func startBenchServer(b *testing.B, name string) *Server {
-	cfg := DefaultConfig()
+	cfg := config.DefaultServer()
 	cfg.NodeName, cfg.DataDir = name, b.TempDir()
 	cfg.API.Listen, cfg.Raft.Listen, cfg.Raft.BootstrapExpect = "127.0.0.1:0", "127.0.0.1:0", 1
 	cfg.Dev = true

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/herd-project/herd/daemon/api"
+	"github.com/herd-project/herd/daemon/config"
 	"github.com/herd-project/herd/drivers/vsphere"
 	"github.com/herd-project/herd/internal/testpki"
 	"github.com/herd-project/herd/internal/testutil"
@@ -22,14 +23,14 @@ import (
 // mutual TLS, formed with bootstrap_expect 3.
 func newSecureCluster(t *testing.T, sim *vsphere.Simulator, ca *testpki.CA) ([]*Server, string) {
 	t.Helper()
-	tokens, server := writeTokens(t)
+	tokens, server := testutil.WriteTokens(t)
 	certDir := t.TempDir()
 	apis := []string{testutil.FreePort(t), testutil.FreePort(t), testutil.FreePort(t)}
 	vc := sim.Config()
 	var servers []*Server
 	var caFile string
 	for i := range apis {
-		cfg := DefaultConfig()
+		cfg := config.DefaultServer()
 		cfg.NodeName = fmt.Sprintf("s%d", i+1)
 		cfg.DataDir = t.TempDir()
 		cfg.API.Listen = apis[i]
@@ -42,10 +43,10 @@ func newSecureCluster(t *testing.T, sim *vsphere.Simulator, ca *testpki.CA) ([]*
 			}
 		}
 		f := ca.WriteFiles(t, certDir, cfg.NodeName)
-		cfg.TLS = TLSConfig{CertFile: f.Cert, KeyFile: f.Key, CAFile: f.CA}
+		cfg.TLS = config.TLS{CertFile: f.Cert, KeyFile: f.Key, CAFile: f.CA}
 		caFile = f.CA
 		cfg.Inventory.SyncInterval = time.Second
-		cfg.Drivers = []DriverConfig{{Name: "vc", Type: "vsphere", URL: vc.URL, Username: vc.Username, Insecure: true, password: vc.Password}}
+		cfg.Drivers = []config.Driver{{Name: "vc", Type: "vsphere", URL: vc.URL, Username: vc.Username, Insecure: true, Password: vc.Password}}
 		cfg.PolicyFile = filepath.Join(cfg.DataDir, "policy.yaml")
 		if err := writeDevPolicy(cfg.PolicyFile, nil); err != nil {
 			t.Fatal(err)

@@ -18,17 +18,18 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
+	"github.com/herd-project/herd/daemon/config"
 	"github.com/herd-project/herd/drivers"
 	"github.com/herd-project/herd/metrics"
 )
 
 // DriverFactory opens a driver from its config. Tests and dev mode may
 // replace the default.
-type DriverFactory func(ctx context.Context, dc DriverConfig, log *slog.Logger) (drivers.Driver, error)
+type DriverFactory func(ctx context.Context, dc config.Driver, log *slog.Logger) (drivers.Driver, error)
 
 // Server is one running herd server.
 type Server struct {
-	cfg     *Config
+	cfg     *config.Server
 	log     *slog.Logger
 	node    *cluster.Node
 	reg     *prometheus.Registry
@@ -40,8 +41,8 @@ type Server struct {
 	apiAddr  string // advertised base URL
 
 	// tokens is nil without auth (dev mode); tls nil without TLS.
-	tokens    *tokenSet
-	tls       *tlsBundle
+	tokens    *config.Tokens
+	tls       *config.TLSBundle
 	transport *http.Transport
 	limiter   *writeLimiter
 
@@ -105,7 +106,7 @@ type Options struct {
 }
 
 // NewServer opens the raft node and the API listener. Nothing runs until Start.
-func NewServer(cfg *Config, opts Options) (*Server, error) {
+func NewServer(cfg *config.Server, opts Options) (*Server, error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
@@ -113,15 +114,15 @@ func NewServer(cfg *Config, opts Options) (*Server, error) {
 	if opts.DriverFactory == nil {
 		opts.DriverFactory = openDriver
 	}
-	if cfg.tokens == nil && cfg.API.TokensFile != "" {
-		if err := cfg.loadSecrets(nil); err != nil {
+	if cfg.Tokens() == nil && cfg.API.TokensFile != "" {
+		if err := cfg.LoadTokens(); err != nil {
 			return nil, err
 		}
 	}
-	var bundle *tlsBundle
+	var bundle *config.TLSBundle
 	scheme := "http"
 	if cfg.TLS.Enabled() {
-		b, err := loadTLS(cfg.TLS)
+		b, err := cfg.TLS.Load()
 		if err != nil {
 			return nil, err
 		}
@@ -137,7 +138,7 @@ func NewServer(cfg *Config, opts Options) (*Server, error) {
 	}
 	var raftTLS *tls.Config
 	if bundle != nil {
-		raftTLS = bundle.raft
+		raftTLS = bundle.Raft
 	}
 	node, err := cluster.Open(cluster.NodeConfig{
 		ID:                 cfg.NodeName,
@@ -164,12 +165,12 @@ func NewServer(cfg *Config, opts Options) (*Server, error) {
 		apiAddr:    strings.TrimRight(apiAddr, "/"),
 		discovered: map[string]selfInfo{},
 		left:       make(chan struct{}),
-		tokens:     cfg.tokens,
+		tokens:     cfg.Tokens(),
 		tls:        bundle,
 		limiter:    newWriteLimiter(cfg.API.WriteRate, cfg.API.WriteBurst),
 	}
 	if bundle != nil {
-		s.transport = newTLSTransport(bundle.client)
+		s.transport = newTLSTransport(bundle.Client)
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.ops = newOpsController(s)
@@ -192,7 +193,7 @@ func NewServer(cfg *Config, opts Options) (*Server, error) {
 		ErrorLog:          slog.NewLogLogger(log.With("component", "http").Handler(), slog.LevelWarn),
 	}
 	if bundle != nil {
-		s.http.TLSConfig = bundle.api
+		s.http.TLSConfig = bundle.API
 	}
 	return s, nil
 }
@@ -419,7 +420,7 @@ func (s *Server) leaderClient() *api.Client {
 // apiClient is a client for another server's API, with this server's
 // internal token and TLS settings.
 func (s *Server) apiClient(addr string, timeout time.Duration) (*api.Client, error) {
-	c, err := api.NewClient(addr, s.cfg.serverToken)
+	c, err := api.NewClient(addr, s.cfg.ServerToken())
 	if err != nil {
 		return nil, err
 	}

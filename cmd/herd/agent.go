@@ -10,12 +10,13 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/herd-project/herd/daemon"
+	"github.com/herd-project/herd/daemon/agent"
 	"github.com/herd-project/herd/daemon/api"
+	"github.com/herd-project/herd/daemon/config"
 )
 
 func newAgentCmd(g *globals) *cobra.Command {
-	var config string
+	var file string
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run the agent of a hypervisor host: gossip, host health, the lease and self-fencing",
@@ -25,21 +26,21 @@ a lease from the servers. When it cannot renew the lease for its TTL it
 powers off the host's VMs, so that the servers may recreate them elsewhere.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runAgent(config, g.stderr)
+			return runAgent(file, g.stderr)
 		},
 	}
-	cmd.Flags().StringVar(&config, "config", daemon.DefaultAgentConfigFile, "agent configuration file")
+	cmd.Flags().StringVar(&file, "config", config.DefaultAgentConfigFile, "agent configuration file")
 	return cmd
 }
 
-func runAgent(config string, stderr io.Writer) error {
-	cfg, err := daemon.LoadAgentConfig(config)
+func runAgent(file string, stderr io.Writer) error {
+	cfg, err := config.LoadAgent(file)
 	if err != nil {
 		return usageError{err}
 	}
 	log := newLogger(stderr, cfg.Log.Level, cfg.Log.Format)
 	notify := newNotifier(log)
-	a, err := daemon.NewAgent(cfg, daemon.AgentOptions{Logger: log, Notify: notify.send, Watchdog: 2 * notify.every})
+	a, err := agent.New(cfg, agent.Options{Logger: log, Notify: notify.send, Watchdog: 2 * notify.every})
 	if err != nil {
 		return err
 	}

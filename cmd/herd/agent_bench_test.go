@@ -13,6 +13,7 @@ import (
 
 	"github.com/herd-project/herd/daemon"
 	"github.com/herd-project/herd/daemon/api"
+	"github.com/herd-project/herd/daemon/config"
 	"github.com/herd-project/herd/daemon/daemontest"
 	"github.com/herd-project/herd/drivers/libvirt/libvirttest"
 	"github.com/herd-project/herd/internal/testutil"
@@ -34,7 +35,7 @@ func BenchmarkAgentFootprint(b *testing.B) {
 	}
 	keyring := filepath.Join(dir, "gossip.keyring")
 	os.WriteFile(keyring, []byte("AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM=\n"), 0o600)
-	dev := daemontest.StartDev(b, daemon.DevOptions{Hosts: 2, VMs: 2, Configure: func(c *daemon.Config) { c.Gossip.KeyringFile = keyring }})
+	dev := daemontest.StartDev(b, daemon.DevOptions{Hosts: 2, VMs: 2, Configure: func(c *config.Server) { c.Gossip.KeyringFile = keyring }})
 	var gossipAddr string
 	c, _ := api.NewClient(dev.APIAddr(), "")
 	testutil.WaitFor(b, 10*time.Second, "gossip address", func() bool {

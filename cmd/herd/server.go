@@ -20,6 +20,7 @@ import (
 
 	"github.com/herd-project/herd/daemon"
 	"github.com/herd-project/herd/daemon/api"
+	"github.com/herd-project/herd/daemon/config"
 )
 
 // stringList is a repeatable flag.
@@ -95,7 +96,7 @@ func parseServerFlags(args []string, stderr io.Writer) (*serverFlags, error) {
 	f := &serverFlags{}
 	fs := flag.NewFlagSet("herd server", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&f.config, "config", daemon.DefaultConfigFile, "node config file")
+	fs.StringVar(&f.config, "config", config.DefaultConfigFile, "node config file")
 	fs.BoolVar(&f.dev, "dev", false, "single node with an embedded vSphere simulator, state in a temp dir, no auth, loopback only")
 	fs.IntVar(&f.devHosts, "dev-hosts", 4, "simulator hosts in -dev mode")
 	fs.IntVar(&f.devVMs, "dev-vms", 32, "simulator VMs in -dev mode")
@@ -139,7 +140,7 @@ func runServer(args []string, stdout, stderr io.Writer) error {
 		srv = dev.Server
 		fmt.Fprint(stdout, dev.Banner())
 	} else {
-		cfg, err := daemon.LoadConfig(f.config, func(c *daemon.Config) {
+		cfg, err := config.LoadServer(f.config, func(c *config.Server) {
 			if f.nodeName != "" {
 				c.NodeName = f.nodeName
 			}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/herd-project/herd/daemon"
+	"github.com/herd-project/herd/daemon/config"
 	"github.com/herd-project/herd/daemon/daemontest"
 	"github.com/herd-project/herd/internal/testpki"
 	"github.com/herd-project/herd/internal/testutil"
@@ -16,8 +17,8 @@ import (
 func TestCLIOverTLSWithToken(t *testing.T) {
 	f := testpki.NewCA(t, "herd test CA").WriteFiles(t, t.TempDir(), "dev")
 	tok := writeTestTokens(t)
-	dev := daemontest.StartDev(t, daemon.DevOptions{Hosts: 2, VMs: 2, Configure: func(c *daemon.Config) {
-		c.TLS = daemon.TLSConfig{CertFile: f.Cert, KeyFile: f.Key, CAFile: f.CA}
+	dev := daemontest.StartDev(t, daemon.DevOptions{Hosts: 2, VMs: 2, Configure: func(c *config.Server) {
+		c.TLS = config.TLS{CertFile: f.Cert, KeyFile: f.Key, CAFile: f.CA}
 		c.API.TokensFile = tok.file
 	}})
 	if !strings.HasPrefix(dev.APIAddr(), "https://") {

@@ -1,4 +1,9 @@
-package daemon
+// Package agent is herd agent, the process that runs on each hypervisor
+// host: a gossip member that reports its host's local health and holds a
+// lease from the servers, and stops the host's VMs itself (self-fencing)
+// when it can no longer renew that lease. The lease's server side is in
+// package daemon.
+package agent
 
 import (
 	"context"
@@ -15,12 +20,14 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
+	"github.com/herd-project/herd/daemon/config"
 	"github.com/herd-project/herd/drivers"
 	"github.com/herd-project/herd/drivers/libvirt"
+	"github.com/herd-project/herd/internal/ctxsleep"
 )
 
-// AgentOptions are what a caller can pass besides the config.
-type AgentOptions struct {
+// Options are what a caller can pass besides the config.
+type Options struct {
 	Logger *slog.Logger
 	// Hypervisor replaces the local hypervisor the config names (tests).
 	Hypervisor drivers.Driver
@@ -47,8 +54,8 @@ type AgentOptions struct {
 // stop them it stops feeding the systemd watchdog, and systemd restarts it
 // (and, per herd-agent.service, resets the machine when that keeps failing).
 type Agent struct {
-	cfg  *AgentConfig
-	opts AgentOptions
+	cfg  *config.Agent
+	opts Options
 	log  *slog.Logger
 	hv   drivers.Driver
 	tls  *tls.Config
@@ -78,8 +85,8 @@ type agentState struct {
 	Deadline time.Time     `json:"deadline"` // wall clock
 }
 
-// NewAgent builds an agent; Run starts it.
-func NewAgent(cfg *AgentConfig, opts AgentOptions) (*Agent, error) {
+// New builds an agent; Run starts it.
+func New(cfg *config.Agent, opts Options) (*Agent, error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
@@ -143,6 +150,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	return nil
 }
 
+// Gossip is the agent's gossip member: nil until Run started it.
+func (a *Agent) Gossip() *cluster.Gossip { return a.gossip }
+
 func (a *Agent) meta(hv string) cluster.MemberMeta {
 	return cluster.MemberMeta{Role: cluster.RoleAgent, Host: a.cfg.Host, Hypervisor: hv}
 }
@@ -182,12 +192,12 @@ func (a *Agent) stop() {
 }
 
 // joinLoop joins gossip through the configured members, and again after a
-// partition that left it with no server alive (keepJoined).
+// partition that left it with no server alive (cluster.Gossip.KeepJoined).
 func (a *Agent) joinLoop(ctx context.Context) {
 	if len(a.cfg.Gossip.Join) == 0 {
 		return
 	}
-	keepJoined(ctx, a.gossip, a.cfg.Gossip.Join, a.cfg.NodeName, a.log)
+	a.gossip.KeepJoined(ctx, a.cfg.Gossip.Join, a.log)
 }
 
 // renewLoop renews the lease three times per TTL (every second until the
@@ -205,7 +215,7 @@ func (a *Agent) renewLoop(ctx context.Context) {
 		if !ok {
 			every = min(every, 500*time.Millisecond)
 		}
-		sleepCtx(ctx, every)
+		ctxsleep.Sleep(ctx, every)
 	}
 }
 
@@ -262,7 +272,7 @@ func (a *Agent) eachServer(ctx context.Context, fn func(*api.Client) error) erro
 	var addrs []string
 	seen := map[string]bool{}
 	add := func(s string) {
-		if u, err := normalizeAPIAddr(s); err == nil && !seen[u] {
+		if u, err := config.NormalizeAPIAddr(s); err == nil && !seen[u] {
 			seen[u] = true
 			addrs = append(addrs, u)
 		}
@@ -292,7 +302,7 @@ func (a *Agent) eachServer(ctx context.Context, fn func(*api.Client) error) erro
 		if ctx.Err() != nil {
 			break
 		}
-		c, err := api.NewClient(addr, a.cfg.token)
+		c, err := api.NewClient(addr, a.cfg.Token())
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -332,10 +342,10 @@ func (a *Agent) fenceLoop(ctx context.Context) {
 	for ctx.Err() == nil {
 		if a.expired(time.Now()) {
 			a.selfFence(ctx)
-			sleepCtx(ctx, time.Second)
+			ctxsleep.Sleep(ctx, time.Second)
 			continue
 		}
-		sleepCtx(ctx, 50*time.Millisecond)
+		ctxsleep.Sleep(ctx, 50*time.Millisecond)
 	}
 }
 
@@ -407,7 +417,7 @@ func (a *Agent) hypervisorLoop(ctx context.Context) {
 				a.log.Warn("update gossip metadata", "err", err)
 			}
 		}
-		sleepCtx(ctx, time.Second)
+		ctxsleep.Sleep(ctx, time.Second)
 	}
 }
 
@@ -415,11 +425,11 @@ func (a *Agent) hypervisorLoop(ctx context.Context) {
 // ten minutes, the binary's pages it does not use leave its resident set
 // (the herd binary carries the server too; the agent needs little of it).
 func (a *Agent) trimLoop(ctx context.Context) {
-	sleepCtx(ctx, 5*time.Second)
+	ctxsleep.Sleep(ctx, 5*time.Second)
 	for ctx.Err() == nil {
 		n := trimExecutable()
 		a.log.Debug("trimmed the resident set", "advised_bytes", n)
-		sleepCtx(ctx, 10*time.Minute)
+		ctxsleep.Sleep(ctx, 10*time.Minute)
 	}
 }
 
@@ -433,7 +443,7 @@ func (a *Agent) watchdogLoop(ctx context.Context) {
 		if a.Healthy() {
 			a.notify("WATCHDOG=1")
 		}
-		sleepCtx(ctx, a.opts.Watchdog/2)
+		ctxsleep.Sleep(ctx, a.opts.Watchdog/2)
 	}
 }
 
@@ -445,8 +455,8 @@ func (a *Agent) Healthy() bool {
 	return !out || (a.fenced && a.fenceErr == nil)
 }
 
-// AgentStatus is what the agent knows of itself.
-type AgentStatus struct {
+// Status is what the agent knows of itself.
+type Status struct {
 	Armed      bool
 	TTL        time.Duration
 	Remaining  time.Duration // of the lease; 0 when out
@@ -456,10 +466,10 @@ type AgentStatus struct {
 }
 
 // Status reports the lease and self-fencing.
-func (a *Agent) Status() AgentStatus {
+func (a *Agent) Status() Status {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	st := AgentStatus{Armed: a.armed, TTL: a.ttl, Fenced: a.fenced, FencedAt: a.fencedAt, StoppedVMs: a.stopped}
+	st := Status{Armed: a.armed, TTL: a.ttl, Fenced: a.fenced, FencedAt: a.fencedAt, StoppedVMs: a.stopped}
 	if a.armed {
 		st.Remaining = max(time.Until(a.until), 0)
 	}

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package daemon
+package agent
 
 // trimExecutable does nothing outside Linux.
 func trimExecutable() int64 { return 0 }

@@ -1,4 +1,4 @@
-package daemon
+package config
 
 import (
 	"os"
@@ -10,7 +10,7 @@ import (
 // agentConfigText is the shipped example with its files made real.
 func agentConfigText(t *testing.T) string {
 	t.Helper()
-	data, err := os.ReadFile("../configs/agent.yaml")
+	data, err := os.ReadFile("../../configs/agent.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -24,11 +24,11 @@ func agentConfigText(t *testing.T) string {
 }
 
 func TestExampleAgentConfigIsValid(t *testing.T) {
-	c, err := ParseAgentConfig("configs/agent.yaml", []byte(agentConfigText(t)))
+	c, err := ParseAgent("configs/agent.yaml", []byte(agentConfigText(t)))
 	if err != nil {
 		t.Fatalf("the shipped example does not validate:\n%v", err)
 	}
-	if c.token != "agent-token" || c.Host != c.NodeName || c.Hypervisor.URI != "qemu:///system" || len(c.Servers) != 3 {
+	if c.Token() != "agent-token" || c.Host != c.NodeName || c.Hypervisor.URI != "qemu:///system" || len(c.Servers) != 3 {
 		t.Errorf("parsed: %+v", c)
 	}
 }
@@ -61,7 +61,7 @@ func TestAgentConfigErrors(t *testing.T) {
 		}, []string{`state_file: "lease.json" must be an absolute path`}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := ParseAgentConfig("agent.yaml", []byte(tt.edit(base)))
+			_, err := ParseAgent("agent.yaml", []byte(tt.edit(base)))
 			if err == nil {
 				t.Fatal("bad config accepted")
 			}

@@ -1,4 +1,4 @@
-package daemon
+package config
 
 import (
 	"errors"
@@ -7,27 +7,21 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
-	"slices"
 	"strings"
 	"time"
 
-	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/policy/yamlfile"
 )
 
-// Default ports: API and metrics, raft, gossip.
+// Server defaults.
 const (
-	DefaultAPIPort    = 7420
-	DefaultRaftPort   = 7421
-	DefaultGossipPort = 7422
 	DefaultConfigFile = "/etc/herd/herd.yaml"
 	DefaultPolicyFile = "/etc/herd/policy.yaml"
 	DefaultDataDir    = "/var/lib/herd"
 )
 
-// Config is a server's node configuration (herd.yaml).
-type Config struct {
+// Server is a server's node configuration (herd.yaml).
+type Server struct {
 	// NodeName is this server's unique name; the host name by default.
 	NodeName string `yaml:"node_name"`
 	DataDir  string `yaml:"data_dir"`
@@ -50,7 +44,7 @@ type Config struct {
 		WriteBurst int     `yaml:"write_burst"`
 	} `yaml:"api"`
 	// TLS secures the API and raft; all three files or none.
-	TLS  TLSConfig `yaml:"tls"`
+	TLS  TLS `yaml:"tls"`
 	Raft struct {
 		Listen    string `yaml:"listen"`
 		Advertise string `yaml:"advertise"`
@@ -72,20 +66,8 @@ type Config struct {
 	} `yaml:"raft"`
 	// Gossip is the membership pool of servers and agents (memberlist).
 	// Off when listen is empty.
-	Gossip struct {
-		Listen    string `yaml:"listen"`
-		Advertise string `yaml:"advertise"`
-		// KeyringFile holds base64 keys, one a line, the primary first:
-		// with it every gossip message is encrypted and others refused.
-		KeyringFile string `yaml:"keyring_file"`
-		// Join lists other members' gossip addresses (host:port).
-		Join []string `yaml:"join"`
-		// Profile is memberlist's timing: lan (default) or local (a fast,
-		// quiet management network: a crashed host's agent is declared
-		// dead sooner). Servers and agents should use the same.
-		Profile string `yaml:"profile"`
-	} `yaml:"gossip"`
-	Drivers   []DriverConfig `yaml:"drivers"`
+	Gossip    Gossip   `yaml:"gossip"`
+	Drivers   []Driver `yaml:"drivers"`
 	Inventory struct {
 		SyncInterval time.Duration `yaml:"sync_interval"`
 		Timeout      time.Duration `yaml:"timeout"`
@@ -96,21 +78,25 @@ type Config struct {
 	// PolicyFile is this server's policy file: reloaded on SIGHUP and when
 	// it changes, and put in force cluster-wide when valid.
 	PolicyFile string `yaml:"policy_file"`
-	Log        struct {
-		Level  string `yaml:"level"`
-		Format string `yaml:"format"`
-	} `yaml:"log"`
+	Log        Log    `yaml:"log"`
 
 	// Dev is set by -dev, never by a file.
 	Dev bool `yaml:"-"`
 
 	// tokens and serverToken are read from the API token files.
-	tokens      *tokenSet
+	tokens      *Tokens
 	serverToken string
 }
 
-// DriverConfig names one hypervisor manager.
-type DriverConfig struct {
+// Tokens are the API tokens of api.tokens_file (and the servers' own);
+// nil without auth (dev mode).
+func (c *Server) Tokens() *Tokens { return c.tokens }
+
+// ServerToken is the token servers use for their calls to each other.
+func (c *Server) ServerToken() string { return c.serverToken }
+
+// Driver names one hypervisor manager.
+type Driver struct {
 	Name string `yaml:"name"`
 	Type string `yaml:"type"` // vsphere
 	URL  string `yaml:"url"`
@@ -127,13 +113,13 @@ type DriverConfig struct {
 	// BandwidthMiBs caps live migrations (0: unlimited).
 	BandwidthMiBs uint64 `yaml:"bandwidth_mibs"`
 
-	// password is read from PasswordFile (or set by dev mode).
-	password string
+	// Password is read from PasswordFile (dev mode and tests set it).
+	Password string `yaml:"-"`
 }
 
-// TLSConfig is the tls section: the API serves HTTPS, and raft between
+// TLS is the tls section: the API serves HTTPS, and raft between
 // servers uses mutual TLS, all with certificates signed by CAFile.
-type TLSConfig struct {
+type TLS struct {
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
 	CAFile   string `yaml:"ca_file"`
@@ -143,7 +129,7 @@ type TLSConfig struct {
 }
 
 // Enabled reports whether TLS is configured.
-func (t TLSConfig) Enabled() bool { return t.CertFile != "" || t.KeyFile != "" || t.CAFile != "" }
+func (t TLS) Enabled() bool { return t.CertFile != "" || t.KeyFile != "" || t.CAFile != "" }
 
 // LibvirtHost is one libvirt host.
 type LibvirtHost struct {
@@ -157,14 +143,15 @@ type LibvirtHost struct {
 	MigrationAddress string `yaml:"migration_address"`
 }
 
-// DefaultConfig returns a config with every default set.
-func DefaultConfig() *Config {
-	c := &Config{}
-	c.applyDefaults()
+// DefaultServer returns a server config with every default set.
+func DefaultServer() *Server {
+	c := &Server{}
+	c.ApplyDefaults()
 	return c
 }
 
-func (c *Config) applyDefaults() {
+// ApplyDefaults fills every unset field with its default.
+func (c *Server) ApplyDefaults() {
 	if c.NodeName == "" {
 		c.NodeName, _ = os.Hostname()
 	}
@@ -201,28 +188,15 @@ func (c *Config) applyDefaults() {
 	if c.PolicyFile == "" {
 		c.PolicyFile = DefaultPolicyFile
 	}
-	if c.Log.Level == "" {
-		c.Log.Level = "info"
-	}
-	if c.Log.Format == "" {
-		c.Log.Format = "text"
-	}
+	c.Log.applyDefaults()
 }
-
-var nodeNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 
 // Validate checks every field and returns all problems, each naming its
 // field (and, when doc is known, the file position).
-func (c *Config) Validate(doc *yamlfile.Doc) error {
-	var errs yamlfile.Errors
-	bad := func(path, format string, args ...any) {
-		if doc != nil {
-			errs = append(errs, doc.At(path, format, args...))
-		} else {
-			errs = append(errs, &yamlfile.Error{File: "config", Path: path, Msg: fmt.Sprintf(format, args...)})
-		}
-	}
-	if !nodeNameRE.MatchString(c.NodeName) {
+func (c *Server) Validate(doc *yamlfile.Doc) error {
+	p := &problems{doc: doc}
+	bad := p.add
+	if !ValidNodeName(c.NodeName) {
 		bad("node_name", "%q is not a valid node name (letters, digits, '.', '_', '-'; at most 63)", c.NodeName)
 	}
 	if !filepath.IsAbs(c.DataDir) {
@@ -248,29 +222,8 @@ func (c *Config) Validate(doc *yamlfile.Doc) error {
 		bad("raft.advertise", "must be set when raft.listen (%q) is a wildcard address", c.Raft.Listen)
 	}
 	if g := c.Gossip; g.Listen != "" {
-		if _, _, err := net.SplitHostPort(g.Listen); err != nil {
-			bad("gossip.listen", "%q is not host:port", g.Listen)
-		}
-		if g.Advertise != "" {
-			if _, _, err := net.SplitHostPort(g.Advertise); err != nil {
-				bad("gossip.advertise", "%q is not host:port", g.Advertise)
-			}
-		}
-		for i, j := range g.Join {
-			if _, _, err := net.SplitHostPort(j); err != nil {
-				bad(fmt.Sprintf("gossip.join[%d]", i), "%q is not host:port", j)
-			}
-		}
-		if !validGossipProfile(g.Profile) {
-			bad("gossip.profile", "%q is not a profile: want one of %s", g.Profile, strings.Join(cluster.GossipProfiles, ", "))
-		}
-		if g.KeyringFile != "" {
-			if _, err := cluster.ReadKeyring(g.KeyringFile); err != nil {
-				bad("gossip.keyring_file", "%v", err)
-			}
-		} else if !c.Dev {
-			bad("gossip.keyring_file", "must be set: gossip is encrypted outside -dev")
-		}
+		g.validateAddrs(p)
+		g.validateKeyring(p, !c.Dev, "gossip is encrypted outside -dev")
 	} else if len(c.Gossip.Join) > 0 || c.Gossip.KeyringFile != "" {
 		bad("gossip.listen", "must be set when gossip.join or gossip.keyring_file is")
 	}
@@ -290,7 +243,7 @@ func (c *Config) Validate(doc *yamlfile.Doc) error {
 		bad("raft.join", "must list the other servers when bootstrap_expect is %d", c.Raft.BootstrapExpect)
 	}
 	for i, j := range c.Raft.Join {
-		if _, err := normalizeAPIAddr(j); err != nil {
+		if _, err := NormalizeAPIAddr(j); err != nil {
 			bad(fmt.Sprintf("raft.join[%d]", i), "%v", err)
 		}
 	}
@@ -325,7 +278,7 @@ func (c *Config) Validate(doc *yamlfile.Doc) error {
 			names := map[string]bool{}
 			for j, h := range d.Hosts {
 				hp := fmt.Sprintf("%s.hosts[%d]", p, j)
-				if !nodeNameRE.MatchString(h.Name) {
+				if !ValidNodeName(h.Name) {
 					bad(hp+".name", "%q is not a valid host name", h.Name)
 				} else if names[h.Name] {
 					bad(hp+".name", "%q is listed twice", h.Name)
@@ -356,83 +309,24 @@ func (c *Config) Validate(doc *yamlfile.Doc) error {
 	if !filepath.IsAbs(c.PolicyFile) {
 		bad("policy_file", "%q must be an absolute path", c.PolicyFile)
 	}
-	switch c.Log.Level {
-	case "debug", "info", "warn", "error":
-	default:
-		bad("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
-	}
-	switch c.Log.Format {
-	case "text", "json":
-	default:
-		bad("log.format", "%q is not one of text, json", c.Log.Format)
-	}
-	if len(errs) > 0 {
-		return errs
-	}
-	return nil
+	c.Log.validate(p)
+	return p.err()
 }
 
-// LoadConfig reads and validates a herd.yaml. Errors name file:line:column
-// and the field.
-// Overrides (command-line flags) are applied before defaults and validation.
-func LoadConfig(path string, overrides ...func(*Config)) (*Config, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read config: %w", err)
-	}
-	return ParseConfig(path, data, overrides...)
+// LoadServer reads and validates a herd.yaml. Errors name
+// file:line:column and the field. Overrides (command-line flags) are
+// applied before defaults and validation.
+func LoadServer(path string, overrides ...func(*Server)) (*Server, error) {
+	return load(path, overrides)
 }
 
-// ParseConfig parses and validates config text.
-func ParseConfig(file string, data []byte, overrides ...func(*Config)) (*Config, error) {
-	c := &Config{}
-	doc, err := yamlfile.Decode(file, data, c)
-	if err != nil {
-		return nil, err
-	}
-	for _, o := range overrides {
-		o(c)
-	}
-	c.applyDefaults()
-	if err := c.Validate(doc); err != nil {
-		return nil, err
-	}
-	if err := c.loadSecrets(doc); err != nil {
-		return nil, err
-	}
-	for i := range c.Drivers {
-		if f := c.Drivers[i].PasswordFile; f != "" {
-			b, err := os.ReadFile(f)
-			if err != nil {
-				return nil, doc.At(fmt.Sprintf("drivers[%d].password_file", i), "cannot read: %v", err)
-			}
-			c.Drivers[i].password = strings.TrimRight(string(b), "\r\n")
-		}
-	}
-	return c, nil
-}
-
-// normalizeAPIAddr turns "host:port" or a URL into a base URL.
-func normalizeAPIAddr(s string) (string, error) { return normalizeAPIAddrScheme(s, "http") }
-
-// normalizeAPIAddrScheme is normalizeAPIAddr with the scheme a bare
-// host:port gets.
-func normalizeAPIAddrScheme(s, scheme string) (string, error) {
-	if !strings.Contains(s, "://") {
-		if _, _, err := net.SplitHostPort(s); err != nil {
-			s = net.JoinHostPort(s, fmt.Sprint(DefaultAPIPort))
-		}
-		s = scheme + "://" + s
-	}
-	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", fmt.Errorf("%q is not host:port or an http(s) URL", s)
-	}
-	return strings.TrimRight(u.String(), "/"), nil
+// ParseServer parses and validates herd.yaml text.
+func ParseServer(file string, data []byte, overrides ...func(*Server)) (*Server, error) {
+	return parse(file, data, overrides)
 }
 
 // validateSecurity checks the api token and tls keys.
-func (c *Config) validateSecurity(bad func(path, format string, args ...any)) {
+func (c *Server) validateSecurity(bad func(path, format string, args ...any)) {
 	multi := c.Raft.BootstrapExpect > 1 || len(c.Raft.Join) > 0
 	switch {
 	case c.API.TokensFile == "" && !c.Dev:
@@ -469,7 +363,7 @@ func (c *Config) validateSecurity(bad func(path, format string, args ...any)) {
 		}
 	}
 	if !missing {
-		if _, err := loadTLS(t); err != nil {
+		if _, err := t.Load(); err != nil {
 			var fe *tlsFileError
 			if errors.As(err, &fe) {
 				bad(fe.key, "%v", fe.err)
@@ -488,8 +382,29 @@ func (c *Config) validateSecurity(bad func(path, format string, args ...any)) {
 	}
 }
 
-// loadSecrets reads the API token files.
-func (c *Config) loadSecrets(doc *yamlfile.Doc) error {
+// LoadTokens reads the API token files of a config built in code (a
+// loaded one has them already).
+func (c *Server) LoadTokens() error { return c.loadTokens(nil) }
+
+// loadSecrets reads the API token files and the drivers' passwords.
+func (c *Server) loadSecrets(doc *yamlfile.Doc) error {
+	if err := c.loadTokens(doc); err != nil {
+		return err
+	}
+	for i := range c.Drivers {
+		if f := c.Drivers[i].PasswordFile; f != "" {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				return fieldError(doc, fmt.Sprintf("drivers[%d].password_file", i), "cannot read: %v", err)
+			}
+			c.Drivers[i].Password = strings.TrimRight(string(b), "\r\n")
+		}
+	}
+	return nil
+}
+
+// loadTokens reads the API token files.
+func (c *Server) loadTokens(doc *yamlfile.Doc) error {
 	if c.API.TokensFile == "" {
 		return nil
 	}
@@ -510,18 +425,4 @@ func (c *Config) loadSecrets(doc *yamlfile.Doc) error {
 		c.serverToken = string(b)
 	}
 	return nil
-}
-
-// fieldError positions an error at path when the document is known.
-func fieldError(doc *yamlfile.Doc, path, format string, args ...any) error {
-	if doc == nil {
-		return &yamlfile.Error{File: "config", Path: path, Msg: fmt.Sprintf(format, args...)}
-	}
-	return doc.At(path, format, args...)
-}
-
-// validGossipProfile reports whether p names a gossip profile ("" is the
-// default).
-func validGossipProfile(p string) bool {
-	return p == "" || slices.Contains(cluster.GossipProfiles, p)
 }

@@ -1,4 +1,4 @@
-package daemon
+package config
 
 import (
 	"os"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/herd-project/herd/internal/testpki"
+	"github.com/herd-project/herd/internal/testutil"
 )
 
 const goodConfig = `node_name: mgmt-1
@@ -45,22 +46,22 @@ func writePass(t *testing.T) string {
 // configText is goodConfig with real secret files.
 func configText(t *testing.T) string {
 	t.Helper()
-	tokens, server := writeTokens(t)
+	tokens, server := testutil.WriteTokens(t)
 	s := strings.ReplaceAll(goodConfig, "PASSFILE", writePass(t))
 	s = strings.ReplaceAll(s, "TOKENSFILE", tokens)
 	return strings.ReplaceAll(s, "SERVERTOKEN", server)
 }
 
 func TestParseConfigGood(t *testing.T) {
-	c, err := ParseConfig("herd.yaml", []byte(configText(t)))
+	c, err := ParseServer("herd.yaml", []byte(configText(t)))
 	if err != nil {
 		t.Fatalf("good config refused: %v", err)
 	}
 	if c.NodeName != "mgmt-1" || c.Raft.BootstrapExpect != 3 || len(c.Raft.Join) != 2 || c.Inventory.SyncInterval != 30*time.Second {
 		t.Fatalf("parsed: %+v", c)
 	}
-	if c.Drivers[0].password != "s3cret" {
-		t.Fatalf("password from file: %q", c.Drivers[0].password)
+	if c.Drivers[0].Password != "s3cret" {
+		t.Fatalf("password from file: %q", c.Drivers[0].Password)
 	}
 	if c.Events.Retention != 20000 || c.Inventory.Timeout != 30*time.Second || c.Log.Format != "text" {
 		t.Fatalf("defaults not applied: %+v", c)
@@ -108,7 +109,7 @@ func TestParseConfigErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := ParseConfig("herd.yaml", []byte(tt.edit(base)))
+			_, err := ParseServer("herd.yaml", []byte(tt.edit(base)))
 			if err == nil {
 				t.Fatal("bad config accepted")
 			}
@@ -128,22 +129,22 @@ func TestNormalizeAPIAddr(t *testing.T) {
 		"https://mgmt.example/":  "https://mgmt.example",
 		"http://127.0.0.1:7420/": "http://127.0.0.1:7420",
 	} {
-		got, err := normalizeAPIAddr(in)
+		got, err := NormalizeAPIAddr(in)
 		if err != nil || got != want {
-			t.Errorf("normalizeAPIAddr(%q) = %q, %v; want %q", in, got, err, want)
+			t.Errorf("NormalizeAPIAddr(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
-	if _, err := normalizeAPIAddr("ftp://x"); err == nil {
+	if _, err := NormalizeAPIAddr("ftp://x"); err == nil {
 		t.Error("ftp URL accepted")
 	}
 }
 
 func TestExampleConfigIsValid(t *testing.T) {
-	data, err := os.ReadFile("../configs/herd.yaml")
+	data, err := os.ReadFile("../../configs/herd.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	tokens, server := writeTokens(t)
+	tokens, server := testutil.WriteTokens(t)
 	text := strings.ReplaceAll(string(data), "/etc/herd/vcenter.password", writePass(t))
 	text = strings.ReplaceAll(text, "/etc/herd/tokens.yaml", tokens)
 	text = strings.ReplaceAll(text, "/etc/herd/server.token", server)
@@ -154,7 +155,7 @@ func TestExampleConfigIsValid(t *testing.T) {
 	keys := filepath.Join(t.TempDir(), "gossip.keys")
 	os.WriteFile(keys, []byte("AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM=\n"), 0o600)
 	text = strings.ReplaceAll(text, "/etc/herd/gossip.keys", keys)
-	if _, err := ParseConfig("configs/herd.yaml", []byte(text)); err != nil {
+	if _, err := ParseServer("configs/herd.yaml", []byte(text)); err != nil {
 		t.Fatalf("the shipped example does not validate:\n%v", err)
 	}
 }

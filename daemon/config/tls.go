@@ -1,10 +1,8 @@
-package daemon
+package config
 
 import (
 	"crypto/tls"
 	"fmt"
-	"net/http"
-	"time"
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
@@ -19,19 +17,19 @@ type tlsFileError struct {
 func (e *tlsFileError) Error() string { return e.key + ": " + e.err.Error() }
 func (e *tlsFileError) Unwrap() error { return e.err }
 
-// tlsBundle is every TLS configuration a server uses, from one CA and one
+// TLSBundle is every TLS configuration a server uses, from one CA and one
 // certificate (which must allow both server and client authentication).
-type tlsBundle struct {
-	// api serves HTTPS.
-	api *tls.Config
-	// client is for this server's calls to other servers' APIs.
-	client *tls.Config
-	// raft is mutual TLS between raft voters.
-	raft *tls.Config
+type TLSBundle struct {
+	// API serves HTTPS.
+	API *tls.Config
+	// Client is for this server's calls to other servers' APIs.
+	Client *tls.Config
+	// Raft is mutual TLS between raft voters.
+	Raft *tls.Config
 }
 
-// loadTLS reads the certificate, key and CA of the tls section.
-func loadTLS(t TLSConfig) (*tlsBundle, error) {
+// Load reads the certificate, key and CA of the tls section.
+func (t TLS) Load() (*TLSBundle, error) {
 	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
 	if err != nil {
 		return nil, &tlsFileError{key: "tls.cert_file", err: fmt.Errorf("load certificate and key: %w", err)}
@@ -48,24 +46,9 @@ func loadTLS(t TLSConfig) (*tlsBundle, error) {
 	if err != nil {
 		return nil, &tlsFileError{key: "tls.cert_file", err: err}
 	}
-	return &tlsBundle{
-		api:    apiCfg,
-		client: &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool, Certificates: []tls.Certificate{cert}},
-		raft:   raftCfg,
+	return &TLSBundle{
+		API:    apiCfg,
+		Client: &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool, Certificates: []tls.Certificate{cert}},
+		Raft:   raftCfg,
 	}, nil
-}
-
-// clientTransport is the HTTP transport for calls to other servers.
-func (s *Server) clientTransport() http.RoundTripper {
-	if s.tls == nil {
-		return http.DefaultTransport
-	}
-	return s.transport
-}
-
-func newTLSTransport(cfg *tls.Config) *http.Transport {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.TLSClientConfig = cfg
-	t.TLSHandshakeTimeout = 10 * time.Second
-	return t
 }

@@ -1,12 +1,10 @@
-package daemon
+package config
 
 import (
-	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
 	"fmt"
-	"net/http"
 	"os"
 	"regexp"
 	"strings"
@@ -37,7 +35,7 @@ func (r Role) String() string {
 	return "none"
 }
 
-func parseRole(s string) (Role, bool) {
+func ParseRole(s string) (Role, bool) {
 	switch s {
 	case "read":
 		return RoleRead, true
@@ -52,8 +50,8 @@ func parseRole(s string) (Role, bool) {
 // minTokenLen is the shortest secret accepted in a token file.
 const minTokenLen = 16
 
-// serverTokenName names the servers' internal token in events.
-const serverTokenName = "server"
+// ServerTokenName names the servers' internal token in events.
+const ServerTokenName = "server"
 
 // tokensFile is the format of api.tokens_file.
 type tokensFile struct {
@@ -69,16 +67,16 @@ type tokenEntry struct {
 	TokenFile   string `yaml:"token_file"`
 }
 
-// principal is an authenticated caller.
-type principal struct {
+// Principal is an authenticated caller.
+type Principal struct {
 	Name string
 	Role Role
 }
 
-// tokenSet maps token digests to who holds them.
-type tokenSet struct {
+// Tokens maps token digests to who holds them.
+type Tokens struct {
 	digests [][sha256.Size]byte
-	holders []principal
+	holders []Principal
 }
 
 var (
@@ -88,7 +86,7 @@ var (
 
 // loadTokens reads and validates a tokens file and the servers' internal
 // token (serverTokenFile, may be empty). Errors name file:line and field.
-func loadTokens(path, serverTokenFile string) (*tokenSet, error) {
+func loadTokens(path, serverTokenFile string) (*Tokens, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read tokens file: %w", err)
@@ -99,9 +97,9 @@ func loadTokens(path, serverTokenFile string) (*tokenSet, error) {
 		return nil, err
 	}
 	var errs yamlfile.Errors
-	set := &tokenSet{}
-	names := map[string]bool{serverTokenName: true}
-	add := func(p string, d [sha256.Size]byte, pr principal) {
+	set := &Tokens{}
+	names := map[string]bool{ServerTokenName: true}
+	add := func(p string, d [sha256.Size]byte, pr Principal) {
 		for _, have := range set.digests {
 			if have == d {
 				errs = append(errs, doc.At(p, "the same token is listed twice"))
@@ -123,7 +121,7 @@ func loadTokens(path, serverTokenFile string) (*tokenSet, error) {
 			errs = append(errs, doc.At(p+".name", "%q is used twice (or is reserved)", t.Name))
 		}
 		names[t.Name] = true
-		role, ok := parseRole(t.Role)
+		role, ok := ParseRole(t.Role)
 		if !ok {
 			errs = append(errs, doc.At(p+".role", "%q is not one of read, operate, admin", t.Role))
 		}
@@ -138,7 +136,7 @@ func loadTokens(path, serverTokenFile string) (*tokenSet, error) {
 			var d [sha256.Size]byte
 			hex.Decode(d[:], []byte(t.TokenSHA256))
 			if ok {
-				add(p+".token_sha256", d, principal{Name: t.Name, Role: role})
+				add(p+".token_sha256", d, Principal{Name: t.Name, Role: role})
 			}
 		case t.TokenFile != "":
 			secret, err := readSecret(t.TokenFile)
@@ -147,7 +145,7 @@ func loadTokens(path, serverTokenFile string) (*tokenSet, error) {
 				continue
 			}
 			if ok {
-				add(p+".token_file", sha256.Sum256(secret), principal{Name: t.Name, Role: role})
+				add(p+".token_file", sha256.Sum256(secret), Principal{Name: t.Name, Role: role})
 			}
 		default:
 			errs = append(errs, doc.At(p, "set token_sha256 or token_file"))
@@ -158,7 +156,7 @@ func loadTokens(path, serverTokenFile string) (*tokenSet, error) {
 		if err != nil {
 			errs = append(errs, &yamlfile.Error{File: path, Path: "api.server_token_file", Msg: err.Error()})
 		} else {
-			add("tokens", sha256.Sum256(secret), principal{Name: serverTokenName, Role: RoleAdmin})
+			add("tokens", sha256.Sum256(secret), Principal{Name: ServerTokenName, Role: RoleAdmin})
 		}
 	}
 	if len(errs) > 0 {
@@ -186,9 +184,9 @@ func readSecret(path string) ([]byte, error) {
 	return []byte(s), nil
 }
 
-// lookup finds the holder of a presented token. Every digest is compared,
+// Lookup finds the holder of a presented token. Every digest is compared,
 // in constant time, whether or not an earlier one matched.
-func (ts *tokenSet) lookup(token string) (principal, bool) {
+func (ts *Tokens) Lookup(token string) (Principal, bool) {
 	d := sha256.Sum256([]byte(token))
 	found := -1
 	for i := range ts.digests {
@@ -197,54 +195,7 @@ func (ts *tokenSet) lookup(token string) (principal, bool) {
 		}
 	}
 	if found < 0 {
-		return principal{}, false
+		return Principal{}, false
 	}
 	return ts.holders[found], true
-}
-
-type principalKey struct{}
-
-// principalOf returns the authenticated caller of a request, if any.
-func principalOf(r *http.Request) (principal, bool) {
-	p, ok := r.Context().Value(principalKey{}).(principal)
-	return p, ok
-}
-
-// bearerToken extracts the token of an "Authorization: Bearer …" header.
-func bearerToken(r *http.Request) (string, bool) {
-	h := r.Header.Get("Authorization")
-	scheme, tok, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", false
-	}
-	tok = strings.TrimSpace(tok)
-	return tok, tok != ""
-}
-
-// authorize wraps h: without auth configured (dev mode) everything passes;
-// otherwise the request needs a known token whose role is at least need.
-// The caller is put in the request context for actor().
-func (s *Server) authorize(need Role, h http.Handler) http.Handler {
-	if s.tokens == nil || need == RoleNone {
-		return h
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tok, ok := bearerToken(r)
-		if !ok {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="herd"`)
-			writeError(w, http.StatusUnauthorized, "", "an API token is required (Authorization: Bearer …; the CLI reads HERD_TOKEN or --token)")
-			return
-		}
-		p, ok := s.tokens.lookup(tok)
-		if !ok {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="herd", error="invalid_token"`)
-			writeError(w, http.StatusUnauthorized, "", "unknown API token")
-			return
-		}
-		if p.Role < need {
-			writeError(w, http.StatusForbidden, "", "token %q has role %s; %s %s needs %s", p.Name, p.Role, r.Method, r.URL.Path, need)
-			return
-		}
-		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
-	})
 }
