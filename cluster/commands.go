@@ -106,6 +106,10 @@ func newCommand(t CommandType) Command {
 		return &RolloutControl{}
 	case CmdRolloutContinue:
 		return &RolloutContinue{}
+	case CmdSetSilence &^ IgnoreUnknownFlag:
+		return &SetSilence{}
+	case CmdClearSilence &^ IgnoreUnknownFlag:
+		return &ClearSilence{}
 	}
 	return nil
 }

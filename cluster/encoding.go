@@ -80,6 +80,9 @@ func ReadState(r io.Reader) (*State, error) {
 	if s.Servers == nil {
 		s.Servers = map[string]*Server{}
 	}
+	if s.Silences == nil {
+		s.Silences = map[string]*Silence{}
+	}
 	if s.Operations == nil {
 		s.Operations = map[string]*Operation{}
 	}

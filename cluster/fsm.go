@@ -186,6 +186,8 @@ func (s *State) apply(cmd Command, index uint64) any {
 		if err := s.applyRollout(cmd); err != nil {
 			return err
 		}
+	case *SetSilence, *ClearSilence:
+		s.applySilence(cmd)
 	case *SetPolicy:
 		if err := s.setPolicy(c); err != nil {
 			return err

@@ -228,6 +228,9 @@ type State struct {
 	// StaleKey(host, id).
 	StaleCopies map[string]*StaleCopy `json:"stale_copies,omitempty"`
 	Servers     map[string]*Server    `json:"servers"`
+	// Silences are the Alertmanager silences of hosts in maintenance, by
+	// host.
+	Silences map[string]*Silence `json:"silences,omitempty"`
 	// Policy is the policy in force; nil until one is applied.
 	Policy *Policy `json:"policy,omitempty"`
 	// Operations by id: running ones and the most recent ended ones.
@@ -249,6 +252,7 @@ func NewState() *State {
 		VMs:            map[string]*VM{},
 		StaleCopies:    map[string]*StaleCopy{},
 		Servers:        map[string]*Server{},
+		Silences:       map[string]*Silence{},
 		Operations:     map[string]*Operation{},
 		Rollouts:       map[string]*Rollout{},
 		EventRetention: DefaultEventRetention,
@@ -264,6 +268,7 @@ func (s *State) Snapshot() *State {
 		VMs:            make(map[string]*VM, len(s.VMs)),
 		StaleCopies:    make(map[string]*StaleCopy, len(s.StaleCopies)),
 		Servers:        make(map[string]*Server, len(s.Servers)),
+		Silences:       make(map[string]*Silence, len(s.Silences)),
 		Operations:     make(map[string]*Operation, len(s.Operations)),
 		Rollouts:       make(map[string]*Rollout, len(s.Rollouts)),
 		Events:         s.Events[:len(s.Events):len(s.Events)],
@@ -283,6 +288,9 @@ func (s *State) Snapshot() *State {
 	}
 	for k, v := range s.Servers {
 		c.Servers[k] = v
+	}
+	for k, v := range s.Silences {
+		c.Silences[k] = v
 	}
 	for k, v := range s.Operations {
 		c.Operations[k] = v

@@ -161,6 +161,7 @@ func setDefaults(d *Document, root node) {
 
 	rolloutDefaults(d, root)
 
+	setAlertmanagerDefaults(d.Alertmanager, root.get("alertmanager"))
 	if p := d.MetricSources.Prometheus; p != nil {
 		pn := root.get("metric_sources").get("prometheus")
 		orDefault(pn, "timeout", &p.Timeout, DefaultPromTimeout)

@@ -28,8 +28,9 @@ type Document struct {
 	MetricSources     MetricSources      `yaml:"metric_sources" json:"metric_sources"`
 	// Windows are the maintenance windows that rollouts and automatic
 	// balancing may be held to.
-	Windows []Window      `yaml:"windows" json:"windows,omitempty"`
-	Rollout RolloutPolicy `yaml:"rollout" json:"rollout"`
+	Windows      []Window            `yaml:"windows" json:"windows,omitempty"`
+	Rollout      RolloutPolicy       `yaml:"rollout" json:"rollout"`
+	Alertmanager *AlertmanagerPolicy `yaml:"alertmanager,omitempty" json:"alertmanager,omitempty"`
 }
 
 // HostGroup names a set of hosts: listed by name, or selected by labels

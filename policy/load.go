@@ -100,6 +100,7 @@ var durationKeys = map[string]bool{
 	"retry_backoff": true, "interval": true, "timeout": true,
 	"suspect_after": true, "dead_after": true, "alive_after": true,
 	"lease_ttl": true, "lease_margin": true, "max_backoff": true, "confirm_timeout": true, "hold": true,
+	"silence_duration": true,
 }
 
 // shortDurations writes durations as people do: 30m, not 30m0s.
@@ -159,6 +160,7 @@ func normalize(d *Document) {
 		}
 	}
 	normalizeRollout(&d.Rollout)
+	normalizeAlertmanager(d.Alertmanager)
 	r := &d.Recovery
 	if len(r.ExcludeVMGroups) == 0 {
 		r.ExcludeVMGroups = nil

@@ -25,7 +25,7 @@ func TestParseErrors(t *testing.T) {
 		{"unknown key", "placement:\n  stratgy: pack\n",
 			[]string{`p.yaml:4:3: placement.stratgy: unknown field "stratgy" (did you mean "strategy"?)`}},
 		{"unknown section", "balance:\n  mode: off\n",
-			[]string{`p.yaml:3:1: balance: unknown field "balance" (known: apiVersion, balancing, disruption_budgets, failover, health, host_groups, kind, maintenance, metric_sources, placement, recovery, rollout, rules, vm_groups, windows)`}},
+			[]string{`p.yaml:3:1: balance: unknown field "balance" (known: alertmanager, apiVersion, balancing, disruption_budgets, failover, health, host_groups, kind, maintenance, metric_sources, placement, recovery, rollout, rules, vm_groups, windows)`}},
 		{"rollout hook relative command", "rollout:\n  hooks:\n    - name: patch\n      command: [patch-host]\n",
 			[]string{`p.yaml:6:16: rollout.hooks[0].command: the program must be an absolute path, got "patch-host"`}},
 		{"rollout hook without command", "rollout:\n  hooks:\n    - name: patch\n      timeout: 10s\n",

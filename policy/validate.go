@@ -49,6 +49,7 @@ func validate(d *Document, doc *yamlfile.Doc) yamlfile.Errors {
 	c.recovery(d.Recovery, hosts, vms)
 	c.prometheus(d.MetricSources.Prometheus)
 	c.rollout(d.Rollout)
+	c.alertmanager(d.Alertmanager)
 	c.contradictions(d)
 	return c.errs
 }
