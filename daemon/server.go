@@ -84,6 +84,8 @@ type Server struct {
 	// clock is the time windows are read against (tests set it).
 	clock clock
 
+	amMetrics *metrics.Alertmanager
+
 	// onClose runs at Shutdown (dev mode's simulator).
 	onClose []func()
 }
@@ -184,6 +186,7 @@ func NewServer(cfg *config.Server, opts Options) (*Server, error) {
 	s.balancer = newBalancerController(s)
 	s.members = &membership{s: s}
 	s.controllers = append(s.controllers, s.members, s.ops, s.balancer, &healthController{s: s}, newRecoveryController(s))
+	s.controllers = append(s.controllers, s.newSilencer())
 	s.http = &http.Server{
 		Handler:           s.routes(),
 		ReadHeaderTimeout: 10 * time.Second,
