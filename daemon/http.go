@@ -13,8 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/daemon/config"
@@ -93,7 +91,7 @@ func (s *Server) routes() http.Handler {
 	if s.cfg.API.MetricsOpen {
 		metricsRole = config.RoleNone
 	}
-	mux.Handle("GET /metrics", s.authorize(metricsRole, promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg})))
+	mux.Handle("GET /metrics", s.authorize(metricsRole, s.metrics.Handler(s.reg)))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "", "no such endpoint: %s %s", r.Method, r.URL.Path)
 	})

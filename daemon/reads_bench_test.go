@@ -73,6 +73,7 @@ func benchLargeStateReads(b *testing.B, defBytes int) {
 	report := func(lat []time.Duration, unit string) {
 		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 		b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, unit+"-p50-ms")
+		b.ReportMetric(float64(lat[(len(lat)*99)/100].Microseconds())/1000, unit+"-p99-ms")
 		b.ReportMetric(float64(lat[len(lat)-1].Microseconds())/1000, unit+"-max-ms")
 	}
 	b.ReportMetric(float64(s.Node().FSM().Index()-settled-uint64(len(metrics)))/time.Since(start).Seconds(), "entries/s")

@@ -37,9 +37,13 @@ type Metrics struct {
 	// Gossip health.
 	GossipProbeRTT   prometheus.Histogram
 	GossipSuspicions prometheus.Counter
+
+	src           Sources
+	handlerErrors *prometheus.CounterVec
 }
 
-// Sources feed the collectors that read state at scrape time.
+// Sources feed the collectors that read state at scrape time. State is read
+// once per scrape of Handler.
 type Sources struct {
 	State func() StateSample
 	Raft  func() RaftSample
@@ -62,6 +66,11 @@ type PolicySample struct {
 // runtime collectors, and the collectors that read src at scrape time.
 func New(reg prometheus.Registerer, src Sources) *Metrics {
 	m := &Metrics{
+		src: src,
+		handlerErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "promhttp_metric_handler_errors_total",
+			Help: "Total number of internal errors encountered by the promhttp metric handler.",
+		}, []string{"cause"}),
 		APIRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herd_api_requests_total",
 			Help: "API requests answered, by route pattern, method and status code.",
@@ -176,6 +185,7 @@ func New(reg prometheus.Registerer, src Sources) *Metrics {
 		m.GossipProbeRTT, m.GossipSuspicions,
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewGoCollector(),
-		&stateCollector{state: src.State, raft: src.Raft, policy: src.Policy, gossip: src.Gossip})
+		m.handlerErrors,
+		&stateCollector{raft: src.Raft, policy: src.Policy, gossip: src.Gossip})
 	return m
 }

@@ -1,6 +1,8 @@
 package metrics
 
 import (
+	"slices"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -76,24 +78,12 @@ type RaftSample struct {
 }
 
 var (
-	descAdmin       = prometheus.NewDesc("herd_host_admin_status", "The host's admin status (one series per host, value 1).", []string{"host", "status"}, nil)
-	descMaint       = prometheus.NewDesc("herd_host_maintenance_state", "The host's maintenance state (one series per host, value 1).", []string{"host", "state"}, nil)
-	descHealth      = prometheus.NewDesc("herd_host_health", "The host's fused health (one series per host, value 1).", []string{"host", "state"}, nil)
-	descConnected   = prometheus.NewDesc("herd_host_connected", "1 when the host's hypervisor manager reports it connected.", []string{"host", "driver"}, nil)
-	descMemory      = prometheus.NewDesc("herd_host_memory_bytes", "Host physical memory.", []string{"host"}, nil)
-	descMemoryUsed  = prometheus.NewDesc("herd_host_memory_used_bytes", "Memory configured for the host's running VMs.", []string{"host"}, nil)
-	descCPUs        = prometheus.NewDesc("herd_host_cpus", "Host logical CPUs.", []string{"host"}, nil)
-	descVCPUsUsed   = prometheus.NewDesc("herd_host_vcpus_used", "vCPUs of the host's running VMs.", []string{"host"}, nil)
-	descHostVMs     = prometheus.NewDesc("herd_host_vms", "VMs registered on the host.", []string{"host"}, nil)
-	descHostRunning = prometheus.NewDesc("herd_host_running_vms", "Running VMs on the host.", []string{"host"}, nil)
-	descHostStale   = prometheus.NewDesc("herd_host_stale_copies", "Stale copies on the host: what a fenced host still holds of VMs recreated elsewhere, destroyed when it returns (not counted in herd_host_vms).", []string{"host"}, nil)
 	descHosts       = prometheus.NewDesc("herd_hosts", "Hosts in the inventory.", nil, nil)
 	descVMs         = prometheus.NewDesc("herd_vms", "VMs in the inventory, by power state.", []string{"power_state"}, nil)
 	descEvents      = prometheus.NewDesc("herd_events_retained", "Events held in the action log.", nil, nil)
 	descRemaining   = prometheus.NewDesc("herd_evacuation_vms_remaining", "VMs of a host being evacuated whose step has not ended.", []string{"host"}, nil)
 	descOperations  = prometheus.NewDesc("herd_operations", "Operations held in the state, by kind and state.", []string{"kind", "state"}, nil)
 	descFailover    = prometheus.NewDesc("herd_cluster_failover_capacity_hosts", "How many of the largest hosts the cluster can lose at once and still place every running VM.", nil, nil)
-	descFenceFailed = prometheus.NewDesc("herd_host_fencing_failed", "1 when the host is dead and no fencing method confirmed it is off: nothing is recreated.", []string{"host"}, nil)
 	descLeases      = prometheus.NewDesc("herd_agent_leases", "Hosts whose agent holds a lease (lease fencing armed).", nil, nil)
 	descRecoveryVMs = prometheus.NewDesc("herd_recovery_vms", "VMs of running recoveries, by state (blocked: pending after a failed attempt).", []string{"state"}, nil)
 	descFailoverMin = prometheus.NewDesc("herd_cluster_failover_capacity_min_hosts", "The policy's minimum failover capacity (failover.min_host_failures).", nil, nil)
@@ -109,14 +99,20 @@ var (
 	descTolerance   = prometheus.NewDesc("herd_raft_failure_tolerance", "How many voters may fail while a healthy majority stays, as the leader sees it (leader only).", nil, nil)
 )
 
-// stateCollector reads the state once per scrape: cardinality grows with
-// hosts, never with VMs.
+// stateCollector reports this server's raft, policy and gossip view. The
+// state families (cluster-wide and per host) come from one state sample per
+// scrape, taken by Handler; they are described here so that their names are
+// known to the registry before a scrape. Cardinality grows with hosts,
+// never with VMs.
 type stateCollector struct {
-	state  func() StateSample
 	raft   func() RaftSample
 	policy func() PolicySample
 	gossip func() map[string]int
 }
+
+// stateDescs are the cluster-wide state families sampleCollector reports.
+var stateDescs = []*prometheus.Desc{descHosts, descVMs, descEvents, descRemaining, descOperations, descFailover, descFailoverMin,
+	descLeases, descRecoveryVMs}
 
 // GossipStates bound the labels of herd_gossip_members. memberlist lists
 // only the members it holds alive (a suspect one among them, unmarked);
@@ -133,11 +129,9 @@ var (
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descAdmin, descMaint, descHealth, descConnected, descMemory, descMemoryUsed,
-		descCPUs, descVCPUsUsed, descHostVMs, descHostRunning, descHostStale, descHosts, descVMs, descEvents, descRemaining, descOperations, descFailover, descFailoverMin,
-		descFenceFailed, descLeases, descRecoveryVMs,
-		descLeader, descHasLeader, descRaftState, descServers, descCommit, descApplied, descLastContact, descReady, descTolerance,
-		descPolicyVersion, descPolicyDrift, descReloadOK, descReloadTime, descGossip} {
+	own := []*prometheus.Desc{descLeader, descHasLeader, descRaftState, descServers, descCommit, descApplied, descLastContact, descReady, descTolerance,
+		descPolicyVersion, descPolicyDrift, descReloadOK, descReloadTime, descGossip}
+	for _, d := range slices.Concat(hostDescs, stateDescs, own) {
 		ch <- d
 	}
 }
@@ -163,50 +157,45 @@ func oneOf(ch chan<- prometheus.Metric, d *prometheus.Desc, host, value string, 
 	}
 }
 
-func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
-	if c.state != nil {
-		s := c.state()
-		leases := 0
-		for _, h := range s.Hosts {
-			// Per host only the state it is in (value 1): a 0 series for
-			// every other state would triple the host series of a large
-			// cluster for nothing that sum/count by state cannot give.
-			ch <- gauge(descAdmin, 1, h.Name, h.Admin)
-			ch <- gauge(descMaint, 1, h.Name, h.Maintenance)
-			ch <- gauge(descHealth, 1, h.Name, h.Health)
-			ch <- gauge(descConnected, b2f(h.Connected), h.Name, h.Driver)
-			ch <- gauge(descMemory, float64(h.MemoryBytes), h.Name)
-			ch <- gauge(descMemoryUsed, float64(h.MemoryUsedBytes), h.Name)
-			ch <- gauge(descCPUs, float64(h.CPUs), h.Name)
-			ch <- gauge(descVCPUsUsed, float64(h.VCPUsUsed), h.Name)
-			ch <- gauge(descHostVMs, float64(h.VMs), h.Name)
-			ch <- gauge(descHostRunning, float64(h.RunningVMs), h.Name)
-			ch <- gauge(descHostStale, float64(h.StaleCopies), h.Name)
-			ch <- gauge(descFenceFailed, b2f(h.FencingFailed), h.Name)
-			if h.LeaseArmed {
-				leases++
-			}
-		}
-		ch <- gauge(descLeases, float64(leases))
-		for _, st := range RecoveryStates {
-			ch <- gauge(descRecoveryVMs, float64(s.RecoveryVMs[st]), st)
-		}
-		ch <- gauge(descHosts, float64(len(s.Hosts)))
-		for _, p := range PowerStates {
-			ch <- gauge(descVMs, float64(s.VMsByPower[p]), p)
-		}
-		ch <- gauge(descEvents, float64(s.Events))
-		for host, n := range s.EvacuationRemaining {
-			ch <- gauge(descRemaining, float64(n), host)
-		}
-		ch <- gauge(descFailover, float64(s.FailoverCapacity))
-		ch <- gauge(descFailoverMin, float64(s.FailoverMin))
-		for _, k := range OperationKinds {
-			for _, st := range OperationStates {
-				ch <- gauge(descOperations, float64(s.Operations[[2]string{k, st}]), k, st)
-			}
+// sampleCollector reports the cluster-wide state families of one sample.
+type sampleCollector struct{ s *StateSample }
+
+func (c *sampleCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range stateDescs {
+		ch <- d
+	}
+}
+
+func (c *sampleCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.s
+	leases := 0
+	for _, h := range s.Hosts {
+		if h.LeaseArmed {
+			leases++
 		}
 	}
+	ch <- gauge(descLeases, float64(leases))
+	for _, st := range RecoveryStates {
+		ch <- gauge(descRecoveryVMs, float64(s.RecoveryVMs[st]), st)
+	}
+	ch <- gauge(descHosts, float64(len(s.Hosts)))
+	for _, p := range PowerStates {
+		ch <- gauge(descVMs, float64(s.VMsByPower[p]), p)
+	}
+	ch <- gauge(descEvents, float64(s.Events))
+	for host, n := range s.EvacuationRemaining {
+		ch <- gauge(descRemaining, float64(n), host)
+	}
+	ch <- gauge(descFailover, float64(s.FailoverCapacity))
+	ch <- gauge(descFailoverMin, float64(s.FailoverMin))
+	for _, k := range OperationKinds {
+		for _, st := range OperationStates {
+			ch <- gauge(descOperations, float64(s.Operations[[2]string{k, st}]), k, st)
+		}
+	}
+}
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	if c.raft != nil {
 		r := c.raft()
 		ch <- gauge(descLeader, b2f(r.IsLeader))
