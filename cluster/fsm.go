@@ -19,8 +19,6 @@ type FSM struct {
 	// watchers are told the index of every applied entry.
 	watchMu  sync.Mutex
 	watchers []chan<- uint64
-	// usage caches state.Usage() for ReadWithUsage.
-	usage usageCache
 }
 
 // NewFSM returns an FSM over an empty state.
@@ -28,7 +26,9 @@ func NewFSM(log *slog.Logger) *FSM {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &FSM{state: NewState(), log: log}
+	s := NewState()
+	s.track()
+	return &FSM{state: s, log: log}
 }
 
 // Read calls fn with the live state under a read lock. fn must not keep
@@ -91,8 +91,10 @@ func (f *FSM) Apply(l *raft.Log) any {
 		panic(fmt.Sprintf("raft log entry %d: %v", l.Index, err))
 	}
 	f.mu.Lock()
+	f.state.recountUsage()
 	res := f.state.apply(cmd, l.Index)
 	f.state.Index = l.Index
+	f.state.verifyUsage()
 	f.mu.Unlock()
 	f.notify(l.Index)
 	return res
@@ -113,9 +115,11 @@ func (f *FSM) notify(index uint64) {
 // an *ApplyError; on an error nothing changed. Outside the FSM it serves
 // tests, benchmarks and tools that build states from commands.
 func (s *State) Apply(cmd Command, index uint64) error {
+	s.recountUsage()
 	if err, ok := s.apply(cmd, index).(error); ok && err != nil {
 		return err
 	}
+	s.verifyUsage()
 	return nil
 }
 
@@ -263,14 +267,14 @@ func (s *State) applyInventory(d *InventoryDiff) {
 				nv.Definition = old.Definition
 			}
 		}
-		s.VMs[vm.ID] = &nv
+		s.setVM(vm.ID, &nv)
 	}
 	for _, id := range d.RemoveVMs {
 		if newer(id) {
 			kept = keep(kept, id)
 			continue
 		}
-		delete(s.VMs, id)
+		s.deleteVM(id)
 	}
 	events := d.Events
 	if kept != nil {
@@ -342,9 +346,9 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if err != nil {
 		return fmt.Errorf("restore snapshot: %w", err)
 	}
+	s.track()
 	f.mu.Lock()
 	f.state = s
-	f.usage.reset()
 	f.mu.Unlock()
 	f.notify(s.Index)
 	return nil

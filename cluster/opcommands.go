@@ -294,7 +294,7 @@ func (s *State) touch(index uint64, ids ...string) {
 		if vm := s.VMs[id]; vm != nil && id != "" {
 			nv := *vm
 			nv.StepIndex = index
-			s.VMs[id] = &nv
+			s.setVM(id, &nv)
 		}
 	}
 }
@@ -320,7 +320,7 @@ func (s *State) applyItemEffect(op *Operation, it *OpItem) {
 		s.recreated(op, it)
 		return
 	}
-	s.VMs[it.VM] = &nv
+	s.setVM(it.VM, &nv)
 }
 
 // settle ends an operation whose steps have all ended, and moves its host on.

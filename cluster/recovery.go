@@ -139,7 +139,7 @@ func (s *State) applyRecovery(cmd Command) *ApplyError {
 			if vm := s.VMs[id]; vm != nil {
 				delete(s.StaleCopies, StaleKey(vm.Host, id))
 			}
-			delete(s.VMs, id)
+			s.deleteVM(id)
 		}
 		s.appendEvents(c.Event)
 	}
@@ -188,7 +188,7 @@ func (s *State) recreated(op *Operation, it *OpItem) {
 		if it.Action == ActionRecreate || it.WasRunning {
 			nv.Power = PoweredOn
 		}
-		s.VMs[it.VM] = &nv
+		s.setVM(it.VM, &nv)
 		return
 	}
 	{
@@ -207,9 +207,9 @@ func (s *State) recreated(op *Operation, it *OpItem) {
 		if cur, ok := s.VMs[id]; ok && cur.Name != "" {
 			nv.Name = cur.Name // as the hypervisor named it
 		}
-		delete(s.VMs, it.VM)
+		s.deleteVM(it.VM)
 	}
-	s.VMs[id] = &nv
+	s.setVM(id, &nv)
 }
 
 // RecoveryWord describes a recovery's end for its event.

@@ -189,7 +189,7 @@ func (s *State) moveLegacyStale() {
 			}
 		}
 		s.StaleCopies[StaleKey(vm.Host, id)] = &StaleCopy{VM: owner, ID: id, Name: vm.Name, Host: vm.Host, Driver: vm.Driver}
-		delete(s.VMs, id)
+		s.deleteVM(id)
 	}
 }
 
@@ -243,6 +243,10 @@ type State struct {
 	NextEventSeq   uint64  `json:"next_event_seq"`
 	// Index is the raft index of the last command applied.
 	Index uint64 `json:"index"`
+
+	// usageOf is the state's Usage, kept as its VMs change, on the FSM's
+	// live state only (see track); nil elsewhere.
+	usageOf *Usage
 }
 
 // NewState returns an empty state.

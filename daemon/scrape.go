@@ -8,46 +8,29 @@ import (
 	"github.com/herd-project/herd/policy"
 )
 
-// failoverCache holds the failover capacity computed at one state index:
-// the computation takes tens of milliseconds at 2,000 hosts, and a busy
-// cluster changes its state between most scrapes. A scrape after a change
-// answers with the capacity computed last and starts the computation for
-// the new state (one at a time), so the gauge trails the state by one
-// computation and a scrape never waits for it; the first scrape, and the
-// first under a new policy, compute it before they answer.
+// failoverCache holds the failover capacity computed for one applied index
+// and policy. The capacity is computed from the usage the FSM keeps (the
+// running VMs' memory per host), not by going over every VM, and again
+// whenever the index changed: a scrape shows the capacity of the state it
+// shows, never an older one.
 type failoverCache struct {
-	mu        sync.Mutex
-	index     uint64
-	doc       *policy.Document
-	capacity  int
-	computing bool
+	mu       sync.Mutex
+	index    uint64
+	doc      *policy.Document
+	capacity int
 }
 
-// failoverCapacity returns the failover capacity for doc as the cache has
-// it, refreshing it as failoverCache says.
-func (s *Server) failoverCapacity(doc *policy.Document, index uint64) int {
+// failoverCapacity returns the failover capacity of st under doc; u is st's
+// usage. The caller holds the FSM's read lock.
+func (s *Server) failoverCapacity(doc *policy.Document, st *cluster.State, u *cluster.Usage) int {
 	c := &s.failover
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	compute := func() (int, uint64) {
-		st := s.node.FSM().State()
-		return policy.FailoverCapacity(st, s.placementOptions(doc, st, 0)), st.Index
-	}
-	switch {
-	case c.doc != doc:
-		c.capacity, c.index = compute()
-		c.doc = doc
-	case c.index != index && !c.computing:
-		c.computing = true
-		go func() {
-			k, at := compute()
-			c.mu.Lock()
-			defer c.mu.Unlock()
-			if c.doc == doc && at > c.index {
-				c.capacity, c.index = k, at
-			}
-			c.computing = false
-		}()
+	if c.doc != doc || c.index != st.Index {
+		// Only the memory reserve of the placement options counts here:
+		// no need to compile the policy against 40,000 VMs.
+		c.capacity = policy.FailoverCapacityOfUsage(st, u, policy.Options{MemoryReserve: doc.Placement.MemoryReserve})
+		c.doc, c.index = doc, st.Index
 	}
 	return c.capacity
 }
@@ -56,9 +39,9 @@ func (s *Server) failoverCapacity(doc *policy.Document, index uint64) int {
 // the 40,000-VM maps), for the state collector.
 func (s *Server) stateSample() metrics.StateSample {
 	out := metrics.StateSample{VMsByPower: map[string]int{}, EvacuationRemaining: map[string]int{}, Operations: map[[2]string]int{}, RecoveryVMs: map[string]int{}}
-	var index uint64
+	doc := s.Policy()
 	s.node.FSM().ReadWithUsage(func(st *cluster.State, u *cluster.Usage) {
-		index = st.Index
+		out.FailoverCapacity = s.failoverCapacity(doc, st, u)
 		usage := u.Hosts
 		out.Events = len(st.Events)
 		stale := map[string]int{}
@@ -102,8 +85,6 @@ func (s *Server) stateSample() metrics.StateSample {
 			}
 		}
 	})
-	doc := s.Policy()
 	out.FailoverMin = doc.Failover.MinHostFailures
-	out.FailoverCapacity = s.failoverCapacity(doc, index)
 	return out
 }

@@ -27,6 +27,12 @@ func FailoverCapacity(s *cluster.State, o Options) int {
 	return newFoModel(s, o).capacity()
 }
 
+// FailoverCapacityOfUsage is FailoverCapacity taking the running VMs from
+// u, the usage of s, instead of going over every VM of s.
+func FailoverCapacityOfUsage(s *cluster.State, u *cluster.Usage, o Options) int {
+	return newFoModelOf(s, u, o).capacity()
+}
+
 // FailoverAfterMaintenance returns the failover capacity the cluster would
 // have with host in maintenance: its running VMs placed on the other hosts
 // of its group first (largest first, each where it leaves the largest share
@@ -75,6 +81,12 @@ type foModel struct {
 
 // newFoModel builds the failover model of s.
 func newFoModel(s *cluster.State, o Options) *foModel {
+	return newFoModelOf(s, nil, o)
+}
+
+// newFoModelOf builds the failover model of s, with the running VMs of u
+// when it is not nil (u must be s's usage).
+func newFoModelOf(s *cluster.State, u *cluster.Usage, o Options) *foModel {
 	o = o.resolved()
 	m := &foModel{index: make(map[string]int, len(s.Hosts))}
 	groups := map[string]int{}
@@ -96,15 +108,28 @@ func newFoModel(s *cluster.State, o Options) *foModel {
 			absorb: h.Admin == cluster.Available,
 		})
 	}
-	for _, vm := range s.VMs {
-		if vm.Power != cluster.PoweredOn {
-			continue
-		}
-		if i, ok := m.index[vm.Host]; ok {
+	if u != nil {
+		for i := range m.hosts {
 			h := &m.hosts[i]
-			h.vms = append(h.vms, vm.MemoryBytes)
-			h.used += vm.MemoryBytes
-			h.free -= vm.MemoryBytes
+			for size, n := range u.RunningMemory[h.name] {
+				for range n {
+					h.vms = append(h.vms, size)
+				}
+				h.used += int64(n) * size
+				h.free -= int64(n) * size
+			}
+		}
+	} else {
+		for _, vm := range s.VMs {
+			if vm.Power != cluster.PoweredOn {
+				continue
+			}
+			if i, ok := m.index[vm.Host]; ok {
+				h := &m.hosts[i]
+				h.vms = append(h.vms, vm.MemoryBytes)
+				h.used += vm.MemoryBytes
+				h.free -= vm.MemoryBytes
+			}
 		}
 	}
 	m.groups = len(groups)

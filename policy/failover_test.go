@@ -133,5 +133,10 @@ func TestFailoverCapacityMatchesLinearScan(t *testing.T) {
 		if got := FailoverCapacity(s, o); got != want {
 			t.Fatalf("case %d: capacity %d, linear scan %d", i, got, want)
 		}
+		// Stopped VMs take nothing; from the usage, the same answer.
+		addVM(s, fmt.Sprintf("off-%d", i), "h00", 64, cluster.PoweredOff)
+		if got := FailoverCapacityOfUsage(s, s.CountUsage(), o); got != want {
+			t.Fatalf("case %d: capacity from the usage %d, linear scan %d", i, got, want)
+		}
 	}
 }
