@@ -140,7 +140,7 @@ func (b *balancer) policyVersion() int {
 func (s *Server) planBalance(ctx context.Context) *api.BalancePlan {
 	st := s.node.FSM().State()
 	doc := s.Policy()
-	in := policy.BalanceInput{State: st, Ledger: s.ops.LedgerCopy(), Policy: doc.Balancing,
+	in := policy.BalanceInput{State: st, Ledger: s.ops.Reservations(), Policy: doc.Balancing,
 		Options: s.placementOptions(doc, st, 0), FailoverMin: doc.Failover.MinHostFailures,
 		Moved: lastMoves(st), Now: time.Now(), Frozen: frozenHosts(st)}
 	note := ""

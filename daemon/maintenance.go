@@ -74,39 +74,6 @@ func evacuationRequest(st *cluster.State, host string, req api.MaintenanceReques
 	return er, nil
 }
 
-// plannedLedger is the leader's in-flight reservations plus room for the
-// steps other evacuations still have to run: several hosts entering
-// maintenance at once share one capacity ledger.
-func (s *Server) plannedLedger(st *cluster.State) *policy.Ledger {
-	l := s.ops.LedgerCopy()
-	usage := st.Usage()
-	o := s.ops.options(st)
-	o.MaxInFlightTo = 0
-	for _, op := range runningOps(st) {
-		for _, it := range op.Items {
-			if it.State != cluster.ItemPending || (it.Action != cluster.ActionLiveMigrate && it.Action != cluster.ActionOfflineMigrate) {
-				continue
-			}
-			vm := st.VMs[it.VM]
-			if vm == nil {
-				continue
-			}
-			if _, moving := l.Move(vm.ID); moving {
-				continue
-			}
-			req := policy.EvacuationRequest{Host: vm.Host, TargetHost: op.TargetHost}
-			if pl := policy.NextTarget(st, usage, l, vm, req, nil, o); pl.Host != "" {
-				need := vm.MemoryBytes
-				if it.Action == cluster.ActionOfflineMigrate {
-					need = 0
-				}
-				l.Reserve(vm.ID, vm.Host, pl.Host, need)
-			}
-		}
-	}
-	return l
-}
-
 func toAPIItems(items []policy.Item) []api.PrecheckItem {
 	out := make([]api.PrecheckItem, 0, len(items))
 	for _, it := range items {
@@ -128,11 +95,11 @@ func toAPIBlockers(bs []policy.Blocker) []api.Blocker {
 }
 
 func (s *Server) precheck(st *cluster.State, er policy.EvacuationRequest) policy.Precheck {
-	o := s.ops.options(st)
+	l, o := s.ops.Planning(st)
 	if er.TargetHost != "" {
 		o.Reserved = nil // an operator's explicit target
 	}
-	return policy.PrecheckEvacuation(st, s.plannedLedger(st), er, o)
+	return policy.PrecheckEvacuation(st, l, er, o)
 }
 
 func (s *Server) handlePrecheck(w http.ResponseWriter, r *http.Request) {
@@ -611,9 +578,8 @@ func (s *Server) handleMigrateVM(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusConflict, "vm", "VM %s cannot migrate: %s", vm.Name, vm.Unmovable)
 		return
 	}
-	o := s.ops.options(st)
+	l, o := s.ops.Planning(st)
 	o.AllowNotAccepting, o.MaxInFlightTo = true, 0
-	l := s.plannedLedger(st)
 	usage := st.Usage()
 	var pl policy.Placement
 	if req.TargetHost != "" {

@@ -16,11 +16,17 @@ import (
 
 const controllerActor = "herd"
 
+// applier writes commands to raft (the server's node).
+type applier interface {
+	Apply(ctx context.Context, cmd cluster.Command) (uint64, error)
+}
+
 // opsController runs operations (evacuations, exits, migrations) on the
 // leader. It is the one migration gate: every move goes through its ledger
 // and limits. Each step is written to raft before it acts and after.
 type opsController struct {
 	s    *Server
+	raft applier
 	wake chan uint64
 
 	mu       sync.Mutex
@@ -34,6 +40,7 @@ type opsController struct {
 func newOpsController(s *Server) *opsController {
 	c := &opsController{
 		s:        s,
+		raft:     s.node,
 		wake:     make(chan uint64, 1),
 		ledger:   policy.NewLedger(),
 		inflight: map[string]bool{},
@@ -59,8 +66,44 @@ func (c *opsController) options(st *cluster.State) policy.Options {
 	return o
 }
 
-// LedgerCopy returns a copy of the in-flight reservations, for prechecks.
-func (c *opsController) LedgerCopy() *policy.Ledger {
+// Planning is what a precheck (or an operator's move) plans with: the
+// ledger as it will be, the steps in flight plus room for the steps the
+// running evacuations still have to run (several hosts entering
+// maintenance at once share one capacity), and the placement options of
+// automatic moves. Both are copies the caller may change.
+func (c *opsController) Planning(st *cluster.State) (*policy.Ledger, policy.Options) {
+	l := c.Reservations()
+	usage := st.Usage()
+	opts := c.options(st)
+	o := opts
+	o.MaxInFlightTo = 0
+	for _, op := range runningOps(st) {
+		for _, it := range op.Items {
+			if it.State != cluster.ItemPending || (it.Action != cluster.ActionLiveMigrate && it.Action != cluster.ActionOfflineMigrate) {
+				continue
+			}
+			vm := st.VMs[it.VM]
+			if vm == nil {
+				continue
+			}
+			if _, moving := l.Move(vm.ID); moving {
+				continue
+			}
+			req := policy.EvacuationRequest{Host: vm.Host, TargetHost: op.TargetHost}
+			if pl := policy.NextTarget(st, usage, l, vm, req, nil, o); pl.Host != "" {
+				need := vm.MemoryBytes
+				if it.Action == cluster.ActionOfflineMigrate {
+					need = 0
+				}
+				l.Reserve(vm.ID, vm.Host, pl.Host, need)
+			}
+		}
+	}
+	return l, opts
+}
+
+// Reservations is a copy of the steps in flight's reservations.
+func (c *opsController) Reservations() *policy.Ledger {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.ledger.Clone()
@@ -271,8 +314,9 @@ func (c *opsController) step(ctx context.Context) {
 	now := time.Now().UTC()
 	m, limits, opts := c.settings(st)
 	rec := c.s.Policy().Recovery
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	// Each step is decided under c.mu (the ledger, the steps in flight)
+	// and written to raft after it is released: a reader of the ledger or
+	// of InFlight (a precheck, /metrics) never waits for a commit.
 	// Recoveries go first: their VMs are down.
 	sort.SliceStable(ops, func(i, j int) bool {
 		return ops[i].Kind == cluster.OpRecover && ops[j].Kind != cluster.OpRecover
@@ -296,16 +340,24 @@ func (c *opsController) step(ctx context.Context) {
 			view = openedForExit(st, op.Host)
 		}
 		for _, it := range op.Items {
-			if it.State != cluster.ItemPending || c.inflight[key(op.ID, it.VM)] {
+			if it.State != cluster.ItemPending {
 				continue
 			}
 			if it.Attempts > 0 && now.Before(it.Finished.Add(m.RetryBackoff)) {
 				continue
 			}
+			c.mu.Lock()
+			if c.inflight[key(op.ID, it.VM)] {
+				c.mu.Unlock()
+				continue
+			}
 			if c.ledger.Total() >= limits.Cluster {
+				c.mu.Unlock()
 				return
 			}
-			if !c.dispatch(ctx, view, usage, op, it, now, limits, opts) {
+			act := c.decide(view, usage, op, it, now, limits, opts)
+			c.mu.Unlock()
+			if !act(ctx) {
 				return
 			}
 		}
@@ -318,11 +370,18 @@ func (c *opsController) step(ctx context.Context) {
 func (c *opsController) stepRecovery(ctx context.Context, st *cluster.State, usage map[string]cluster.HostUsage, op *cluster.Operation, now time.Time, r policy.RecoveryPolicy, o policy.Options) {
 	// The failover hosts are kept for this: tried first.
 	o.MaxInFlightTo, o.Prefer, o.Reserved = 0, o.Reserved, nil
-	for _, it := range dueRecoveries(op.Items, func(it cluster.OpItem) bool { return c.inflight[key(op.ID, it.VM)] }, now, r) {
+	c.mu.Lock()
+	due := dueRecoveries(op.Items, func(it cluster.OpItem) bool { return c.inflight[key(op.ID, it.VM)] }, now, r)
+	c.mu.Unlock()
+	for _, it := range due {
+		c.mu.Lock()
 		if c.recovering >= r.Concurrency {
+			c.mu.Unlock()
 			return
 		}
-		if !c.dispatch(ctx, st, usage, op, it, now, policy.Limits{}, o) {
+		act := c.decide(st, usage, op, it, now, policy.Limits{}, o)
+		c.mu.Unlock()
+		if !act(ctx) {
 			return
 		}
 	}
@@ -358,24 +417,38 @@ func recoveryBackoff(r policy.RecoveryPolicy, attempts int) time.Duration {
 	return min(b, r.MaxBackoff)
 }
 
-// dispatch starts one pending step. It returns false when writing to raft
-// failed (leadership is probably gone).
-func (c *opsController) dispatch(ctx context.Context, st *cluster.State, usage map[string]cluster.HostUsage, op *cluster.Operation, it cluster.OpItem, now time.Time, limits policy.Limits, o policy.Options) bool {
+// action is what a decision taken under c.mu leaves to do once c.mu is
+// released: the raft writes, and starting the driver call. It returns false
+// when writing to raft failed (leadership is probably gone).
+type action func(ctx context.Context) bool
+
+// wait is the action of a step that cannot start now.
+func wait(context.Context) bool { return true }
+
+// finishAtOnce is the action of a step that needs no driver call: it is
+// done (err nil) or failed at once (counted as an attempt).
+func (c *opsController) finishAtOnce(op *cluster.Operation, it cluster.OpItem, target string, err error, note string) action {
+	return func(ctx context.Context) bool { return c.startAndFinish(ctx, op, it, target, err, note) }
+}
+
+// decide chooses how one pending step starts (c.mu held): its target is
+// reserved in the ledger at once, so the next decision counts it.
+func (c *opsController) decide(st *cluster.State, usage map[string]cluster.HostUsage, op *cluster.Operation, it cluster.OpItem, now time.Time, limits policy.Limits, o policy.Options) action {
 	vm := st.VMs[it.VM]
 	if vm == nil {
-		return c.startAndFinish(ctx, op, it, "", nil, "VM no longer exists; nothing to do")
+		return c.finishAtOnce(op, it, "", nil, "VM no longer exists; nothing to do")
 	}
 	target := ""
 	switch it.Action {
 	case cluster.ActionRecreate, cluster.ActionRegister, cluster.ActionAwaitHost:
 		if h := st.Hosts[vm.Host]; h != nil && h.Health != cluster.HealthFenced && h.Health != cluster.HealthDead {
-			return c.backOnItsHost(ctx, st, op, it, vm, h)
+			return c.backOnItsHost(st, op, it, vm, h)
 		}
 		if it.Action == cluster.ActionAwaitHost {
-			return true // it waits for its host
+			return wait // it waits for its host
 		}
 		if vm.Definition.IsZero() {
-			return c.startAndFinish(ctx, op, it, "", errors.New("no stored definition to recreate it from"), "")
+			return c.finishAtOnce(op, it, "", errors.New("no stored definition to recreate it from"), "")
 		}
 		if it.NewID != "" && it.Target != "" {
 			// A copy was defined there by an attempt that could not start
@@ -386,21 +459,21 @@ func (c *opsController) dispatch(ctx context.Context, st *cluster.State, usage m
 		pl := policy.NextTarget(st, usage, c.ledger, vm, policy.EvacuationRequest{Host: vm.Host}, it.Tried, o)
 		if pl.Host == "" {
 			if pl.Transient() {
-				return true
+				return wait
 			}
-			return c.startAndFinish(ctx, op, it, "", fmt.Errorf("no host can take it: %s", pl.Explain()), "")
+			return c.finishAtOnce(op, it, "", fmt.Errorf("no host can take it: %s", pl.Explain()), "")
 		}
 		target = pl.Host
 	case cluster.ActionLiveMigrate, cluster.ActionOfflineMigrate:
 		if op.Kind == cluster.OpEvacuate && vm.Host != op.Host {
-			return c.startAndFinish(ctx, op, it, vm.Host, nil, "VM already left the host (now on "+vm.Host+")")
+			return c.finishAtOnce(op, it, vm.Host, nil, "VM already left the host (now on "+vm.Host+")")
 		}
 		if op.TargetHost != "" && vm.Host == op.TargetHost {
-			return c.startAndFinish(ctx, op, it, vm.Host, nil, "VM already on "+vm.Host)
+			return c.finishAtOnce(op, it, vm.Host, nil, "VM already on "+vm.Host)
 		}
 		if vm.Power == cluster.PoweredOn && it.Action == cluster.ActionOfflineMigrate ||
 			vm.Power != cluster.PoweredOn && it.Action == cluster.ActionLiveMigrate {
-			return c.startAndFinish(ctx, op, it, "", fmt.Errorf("VM is %s now; cannot %s", vm.Power, it.Action), "")
+			return c.finishAtOnce(op, it, "", fmt.Errorf("VM is %s now; cannot %s", vm.Power, it.Action), "")
 		}
 		// A move to a host the operator named (or a move back on exit) may
 		// go to a NOT_ACCEPTING host; the others (evacuation, balancing, an
@@ -426,12 +499,12 @@ func (c *opsController) dispatch(ctx context.Context, st *cluster.State, usage m
 		}
 		if pl.Host == "" {
 			if pl.Transient() {
-				return true // wait for a slot
+				return wait // for a slot
 			}
-			return c.startAndFinish(ctx, op, it, "", errors.New(pl.Explain()), "")
+			return c.finishAtOnce(op, it, "", errors.New(pl.Explain()), "")
 		}
 		if !limits.Allow(c.ledger, vm.Host, pl.Host) {
-			return true
+			return wait
 		}
 		target = pl.Host
 	}
@@ -443,12 +516,24 @@ func (c *opsController) dispatch(ctx context.Context, st *cluster.State, usage m
 	case target != "":
 		msg = fmt.Sprintf("%s VM %s (%d MiB) from %s to %s, attempt %d of %d", it.Action, vm.Name, vm.MemoryBytes>>20, vm.Host, target, attempt, op.Attempts())
 	}
-	if !c.apply(ctx, &cluster.StartItem{Op: op.ID, VM: it.VM, Target: target, Time: now, Event: stepEvent(op, it, vm.Host, target, "step.started", "%s", msg)}) {
-		return false
-	}
+	start := &cluster.StartItem{Op: op.ID, VM: it.VM, Target: target, Time: now, Event: stepEvent(op, it, vm.Host, target, "step.started", "%s", msg)}
 	it.Target, it.Attempts = target, attempt
-	c.launchLocked(ctx, op, it, vm)
-	return true
+	return c.startLocked(op, it, vm, start)
+}
+
+// startLocked reserves a step's target and marks it in flight (c.mu held);
+// its action records the start in raft and runs the driver call, or gives
+// the reservation back when the start could not be recorded.
+func (c *opsController) startLocked(op *cluster.Operation, it cluster.OpItem, vm *cluster.VM, start *cluster.StartItem) action {
+	c.reserveLocked(op, it, vm)
+	return func(ctx context.Context) bool {
+		if !c.apply(ctx, start) {
+			c.release(op, it, vm)
+			return false
+		}
+		c.run(ctx, op, it, vm)
+		return true
+	}
 }
 
 // backOnItsHost ends the recovery step of a VM whose only copy is on its
@@ -456,9 +541,9 @@ func (c *opsController) dispatch(ctx context.Context, st *cluster.State, usage m
 // excludes it): it gets back the power state it had before the crash
 // there — as soon as that is safe: the host is alive and connected, and
 // the stale copies of other VMs on it are gone.
-func (c *opsController) backOnItsHost(ctx context.Context, st *cluster.State, op *cluster.Operation, it cluster.OpItem, vm *cluster.VM, h *cluster.Host) bool {
+func (c *opsController) backOnItsHost(st *cluster.State, op *cluster.Operation, it cluster.OpItem, vm *cluster.VM, h *cluster.Host) action {
 	if h.Health != cluster.HealthAlive || h.Connection != cluster.Connected || len(st.StaleOn(h.Name)) > 0 {
-		return true
+		return wait
 	}
 	wasRunning := it.Action == cluster.ActionRecreate || (it.Action == cluster.ActionAwaitHost && it.WasRunning)
 	why := "its recovery elsewhere was blocked"
@@ -469,16 +554,13 @@ func (c *opsController) backOnItsHost(ctx context.Context, st *cluster.State, op
 		why = "it is excluded from recovery elsewhere (recovery.exclude_vm_groups)"
 	}
 	if !wasRunning || vm.Power == cluster.PoweredOn {
-		return c.startAndFinish(ctx, op, it, h.Name, nil, fmt.Sprintf("VM %s is on its host %s again, which returned, and is %s as before the crash: %s", vm.Name, h.Name, vm.Power, why))
+		return c.finishAtOnce(op, it, h.Name, nil, fmt.Sprintf("VM %s is on its host %s again, which returned, and is %s as before the crash: %s", vm.Name, h.Name, vm.Power, why))
 	}
 	now := time.Now().UTC()
 	msg := fmt.Sprintf("power on VM %s on its host %s, which returned: it ran before the crash, and %s", vm.Name, h.Name, why)
-	if !c.apply(ctx, &cluster.StartItem{Op: op.ID, VM: it.VM, Target: h.Name, Time: now, Event: opEvent(op, "step.started", vm.ID, "%s", msg)}) {
-		return false
-	}
+	start := &cluster.StartItem{Op: op.ID, VM: it.VM, Target: h.Name, Time: now, Event: opEvent(op, "step.started", vm.ID, "%s", msg)}
 	it.Target, it.Attempts = h.Name, it.Attempts+1
-	c.launchLocked(ctx, op, it, vm)
-	return true
+	return c.startLocked(op, it, vm, start)
 }
 
 // startAndFinish records a step that needs no driver call: it is done (err
@@ -489,35 +571,57 @@ func (c *opsController) startAndFinish(ctx context.Context, op *cluster.Operatio
 		return false
 	}
 	it.Target, it.Attempts = target, it.Attempts+1
-	return c.finishLocked(ctx, op, it, err, note)
+	return c.finish(ctx, op, it, err, note)
 }
 
-func (c *opsController) launch(ctx context.Context, op *cluster.Operation, it cluster.OpItem, vm *cluster.VM) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.launchLocked(ctx, op, it, vm)
-}
-
-// launchLocked runs one step's driver call in the background, holding its
-// reservation in the ledger until the result is committed.
-func (c *opsController) launchLocked(ctx context.Context, op *cluster.Operation, it cluster.OpItem, vm *cluster.VM) {
-	k := key(op.ID, it.VM)
-	c.inflight[k] = true
-	kind := drivers.Live
+// migrationKind is how a step moves its VM.
+func migrationKind(it cluster.OpItem) drivers.MigrationKind {
 	if it.Action == cluster.ActionOfflineMigrate || it.Action == cluster.ActionRegister {
-		kind = drivers.Offline
+		return drivers.Offline
 	}
-	recovery := isRecovery(it.Action)
-	if recovery {
+	return drivers.Live
+}
+
+// reserveLocked marks a step in flight and holds its target's capacity in
+// the ledger (c.mu held).
+func (c *opsController) reserveLocked(op *cluster.Operation, it cluster.OpItem, vm *cluster.VM) {
+	c.inflight[key(op.ID, it.VM)] = true
+	if isRecovery(it.Action) {
 		c.recovering++
 	}
 	if it.Target != "" {
 		need := vm.MemoryBytes
-		if kind == drivers.Offline {
+		if migrationKind(it) == drivers.Offline {
 			need = 0
 		}
 		c.ledger.Reserve(vm.ID, vm.Host, it.Target, need)
 	}
+}
+
+// release ends what reserveLocked began.
+func (c *opsController) release(op *cluster.Operation, it cluster.OpItem, vm *cluster.VM) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.inflight, key(op.ID, it.VM))
+	c.ledger.Release(vm.ID)
+	if isRecovery(it.Action) {
+		c.recovering--
+	}
+}
+
+// launch drives a step already recorded as running (a resumed one).
+func (c *opsController) launch(ctx context.Context, op *cluster.Operation, it cluster.OpItem, vm *cluster.VM) {
+	c.mu.Lock()
+	c.reserveLocked(op, it, vm)
+	c.mu.Unlock()
+	c.run(ctx, op, it, vm)
+}
+
+// run makes one step's driver call in the background; its reservation in
+// the ledger is held until the result is committed.
+func (c *opsController) run(ctx context.Context, op *cluster.Operation, it cluster.OpItem, vm *cluster.VM) {
+	kind := migrationKind(it)
+	recovery := isRecovery(it.Action)
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
@@ -543,25 +647,14 @@ func (c *opsController) launchLocked(ctx context.Context, op *cluster.Operation,
 		if err != nil && !recovery && it.Target != "" && ctx.Err() == nil && c.targetLost(ctx, vm, it.Target) {
 			err = &targetLostError{host: it.Target, err: err}
 		}
+		if ctx.Err() == nil {
+			c.finish(ctx, op, it, err, fmt.Sprintf("in %.1fs", time.Since(start).Seconds()))
+		}
+		// Leadership lost: the next leader checks this step and resumes it.
+		c.release(op, it, vm)
 		if ctx.Err() != nil {
-			// Leadership lost: the next leader checks this step and resumes it.
-			c.mu.Lock()
-			delete(c.inflight, k)
-			c.ledger.Release(vm.ID)
-			if recovery {
-				c.recovering--
-			}
-			c.mu.Unlock()
 			return
 		}
-		c.mu.Lock()
-		c.finishLocked(ctx, op, it, err, fmt.Sprintf("in %.1fs", time.Since(start).Seconds()))
-		delete(c.inflight, k)
-		c.ledger.Release(vm.ID)
-		if recovery {
-			c.recovering--
-		}
-		c.mu.Unlock()
 		select {
 		case c.wake <- 0:
 		default:
@@ -727,14 +820,8 @@ func powerOnAt(ctx context.Context, d drivers.Driver, id, host string) error {
 	return d.PowerOn(ctx, id)
 }
 
-func (c *opsController) finish(ctx context.Context, op *cluster.Operation, it cluster.OpItem, err error, note string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.finishLocked(ctx, op, it, err, note)
-}
-
-// finishLocked records how a step ended.
-func (c *opsController) finishLocked(ctx context.Context, op *cluster.Operation, it cluster.OpItem, err error, note string) bool {
+// finish records how a step ended.
+func (c *opsController) finish(ctx context.Context, op *cluster.Operation, it cluster.OpItem, err error, note string) bool {
 	now := time.Now().UTC()
 	fi := &cluster.FinishItem{Op: op.ID, VM: it.VM, OK: err == nil, NewID: it.NewID, Time: now}
 	if err == nil {
@@ -773,7 +860,7 @@ func (c *opsController) finishLocked(ctx context.Context, op *cluster.Operation,
 
 // apply writes a command; on failure it logs and reports false.
 func (c *opsController) apply(ctx context.Context, cmd cluster.Command) bool {
-	if _, err := c.s.node.Apply(ctx, cmd); err != nil {
+	if _, err := c.raft.Apply(ctx, cmd); err != nil {
 		var ae *cluster.ApplyError
 		if errors.As(err, &ae) {
 			c.s.log.Warn("operation step refused", "err", err)

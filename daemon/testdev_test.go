@@ -18,8 +18,18 @@ func StartTestDev(t testing.TB, o DevOptions) *DevServer {
 // startTestDevOpts is StartTestDev with the server options given.
 func startTestDevOpts(t testing.TB, o DevOptions, opts Options) *DevServer {
 	t.Helper()
+	return startTestDevHook(t, o, opts, nil)
+}
+
+// startTestDevHook is startTestDevOpts with a change to the server made
+// before it starts (nil: none).
+func startTestDevHook(t testing.TB, o DevOptions, opts Options, before func(*DevServer)) *DevServer {
+	t.Helper()
 	o.APIListen, o.RaftListen = cmp.Or(o.APIListen, "127.0.0.1:0"), cmp.Or(o.RaftListen, "127.0.0.1:0")
 	dev, err := NewDevServer(o, opts)
+	if err == nil && before != nil {
+		before(dev)
+	}
 	if err == nil {
 		err = dev.Start()
 	}
