@@ -215,6 +215,8 @@ func (c *healthController) round(ctx context.Context, tracks map[string]policy.H
 			// this server started.
 			sig.Agent = "dead"
 		}
+		known, fresh := c.s.leases.heard(name, time.Now())
+		sig.Agent = agentSignal(sig.Agent, known, fresh)
 		tr, ok := tracks[name]
 		if !ok || tr.Health != h.Health {
 			// First look, or someone else (an operator) changed it.
@@ -259,6 +261,8 @@ func describeSignals(h *cluster.Host, conn cluster.Connection, sig policy.Health
 	switch {
 	case sig.Agent != "" && sig.HypervisorDown:
 		msg += fmt.Sprintf(", agent %s reports its hypervisor down", sig.Agent)
+	case sig.Agent == "silent":
+		msg += ", agent's heartbeats stopped (gossip still lists it)"
 	case sig.Agent != "":
 		msg += ", agent " + sig.Agent
 	default:

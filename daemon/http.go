@@ -54,6 +54,7 @@ func (s *Server) routes() http.Handler {
 	}
 	lease("PUT /v1/hosts/{host}/lease", s.handleLeaseRenew)
 	lease("DELETE /v1/hosts/{host}/lease", s.handleLeaseRelease)
+	lease("POST /v1/hosts/{host}/heartbeat", s.handleHeartbeat)
 	// Served everywhere, so that a server not in dev mode says why not.
 	write("POST /v1/dev/hosts/{host}/crash", config.RoleOperate, s.handleDevCrash(true))
 	write("POST /v1/dev/hosts/{host}/restore", config.RoleOperate, s.handleDevCrash(false))

@@ -27,6 +27,8 @@ type leaseTable struct {
 	mu      sync.Mutex
 	since   time.Time // leadership gained
 	renewed map[string]time.Time
+	// beats: when each host's agent last sent a heartbeat (heartbeat.go).
+	beats map[string]time.Time
 }
 
 func newLeaseTable() *leaseTable { return &leaseTable{renewed: map[string]time.Time{}} }
@@ -35,7 +37,7 @@ func newLeaseTable() *leaseTable { return &leaseTable{renewed: map[string]time.T
 func (l *leaseTable) reset(now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.since, l.renewed = now, map[string]time.Time{}
+	l.since, l.renewed, l.beats = now, map[string]time.Time{}, map[string]time.Time{}
 }
 
 func (l *leaseTable) renew(host string, now time.Time) {
@@ -48,6 +50,7 @@ func (l *leaseTable) forget(host string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	delete(l.renewed, host)
+	delete(l.beats, host)
 }
 
 // last returns when host's lease was last renewed, as far as this leader

@@ -11,9 +11,11 @@ type HealthSignals struct {
 	// Connected: the hypervisor manager (vCenter, the host's libvirtd)
 	// reports the host connected.
 	Connected bool
-	// Agent is the gossip state of the host's agent: "" when it runs none
-	// (or stopped cleanly), "alive" while gossip holds it alive, "dead"
-	// when gossip declared it dead while it held a lease.
+	// Agent is the state of the host's agent: "" when it runs none (or
+	// stopped cleanly), "alive" while its heartbeats reach the leader (or,
+	// before the leader heard one, while gossip holds it alive), "silent"
+	// when its heartbeats stopped though gossip still lists it, "dead" when
+	// gossip declared it dead while it held a lease.
 	Agent string
 	// HypervisorDown: the agent says its local hypervisor is not running.
 	HypervisorDown bool

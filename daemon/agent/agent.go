@@ -136,7 +136,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.gossip = g
 	a.notify("READY=1")
 	var wg sync.WaitGroup
-	for _, loop := range []func(context.Context){a.joinLoop, a.renewLoop, a.fenceLoop, a.hypervisorLoop, a.watchdogLoop, a.trimLoop} {
+	for _, loop := range []func(context.Context){a.joinLoop, a.renewLoop, a.heartbeatLoop, a.fenceLoop, a.hypervisorLoop, a.watchdogLoop, a.trimLoop} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -266,9 +266,9 @@ func (a *Agent) renew(ctx context.Context) bool {
 	return true
 }
 
-// eachServer calls fn with a client for each known server, the one that
-// answered last first, until one succeeds.
-func (a *Agent) eachServer(ctx context.Context, fn func(*api.Client) error) error {
+// serverAddrs lists the known servers' API addresses, the one that
+// answered last first.
+func (a *Agent) serverAddrs() []string {
 	var addrs []string
 	seen := map[string]bool{}
 	add := func(s string) {
@@ -277,9 +277,12 @@ func (a *Agent) eachServer(ctx context.Context, fn func(*api.Client) error) erro
 			addrs = append(addrs, u)
 		}
 	}
+	a.mu.Lock()
+	preferred := a.preferred
+	a.mu.Unlock()
 	if a.gossip != nil {
 		for _, m := range a.gossip.Members() {
-			if m.Meta.Role == cluster.RoleServer && m.State == "alive" && m.Meta.API != "" && m.Name == a.preferred {
+			if m.Meta.Role == cluster.RoleServer && m.State == "alive" && m.Meta.API != "" && m.Name == preferred {
 				add(m.Meta.API)
 			}
 		}
@@ -294,6 +297,13 @@ func (a *Agent) eachServer(ctx context.Context, fn func(*api.Client) error) erro
 			}
 		}
 	}
+	return addrs
+}
+
+// eachServer calls fn with a client for each known server, the one that
+// answered last first, until one succeeds.
+func (a *Agent) eachServer(ctx context.Context, fn func(*api.Client) error) error {
+	addrs := a.serverAddrs()
 	if len(addrs) == 0 {
 		return errors.New("no server known")
 	}
@@ -302,18 +312,11 @@ func (a *Agent) eachServer(ctx context.Context, fn func(*api.Client) error) erro
 		if ctx.Err() != nil {
 			break
 		}
-		c, err := api.NewClient(addr, a.cfg.Token())
+		c, err := a.client(addr)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		if a.tls != nil {
-			c.UseTLS(a.tls)
-		}
-		if a.opts.Transport != nil {
-			c.HTTP.Transport = a.opts.Transport
-		}
-		c.HTTP.Timeout = 5 * time.Second
 		if err := fn(c); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
 			continue
@@ -321,6 +324,23 @@ func (a *Agent) eachServer(ctx context.Context, fn func(*api.Client) error) erro
 		return nil
 	}
 	return errors.Join(errs...)
+}
+
+// client is an API client of the server at addr, as the agent talks to
+// the servers: its token, TLS and transport.
+func (a *Agent) client(addr string) (*api.Client, error) {
+	c, err := api.NewClient(addr, a.cfg.Token())
+	if err != nil {
+		return nil, err
+	}
+	if a.tls != nil {
+		c.UseTLS(a.tls)
+	}
+	if a.opts.Transport != nil {
+		c.HTTP.Transport = a.opts.Transport
+	}
+	c.HTTP.Timeout = 5 * time.Second
+	return c, nil
 }
 
 // selfFenceLead is how much of its TTL before the lease ends the agent

@@ -1,0 +1,73 @@
+package daemon
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/daemon/api"
+)
+
+// Heartbeats (api.HeartbeatEvery, sent by the agent) are the direct
+// liveness path of a host's agent; gossip stays for membership, discovery
+// and the partition view, and speaks for agents the leader has not heard a
+// heartbeat from in its term.
+
+// beat records a heartbeat from host's agent at now.
+func (l *leaseTable) beat(host string, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.beats == nil {
+		l.beats = map[string]time.Time{}
+	}
+	l.beats[host] = now
+}
+
+// heard says whether host's agent has sent this leader a heartbeat in its
+// term (known) and whether the last one is under heartbeatLost old.
+func (l *leaseTable) heard(host string, now time.Time) (known, fresh bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t, ok := l.beats[host]
+	return ok, ok && now.Sub(t) < api.HeartbeatLost
+}
+
+// agentSignal is the agent's state for health fusion: its gossip state
+// (gossip: "alive" while memberlist lists it, "" when it does not and the
+// agent holds no lease, "dead" when it holds one), overridden by the
+// heartbeats when the agent sends them: "alive" while they arrive,
+// "silent" when they stopped while gossip still lists the agent. An agent
+// gossip no longer lists keeps its gossip state: one that left cleanly
+// counts as no agent, as before heartbeats.
+func agentSignal(gossip string, known, fresh bool) string {
+	switch {
+	case known && fresh:
+		return "alive"
+	case known && gossip == "alive":
+		return "silent"
+	}
+	return gossip
+}
+
+// handleHeartbeat records a heartbeat from a host's agent (leader only:
+// the route forwards). Nothing is written to raft: a new leader hears the
+// next heartbeat within heartbeatEvery.
+func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("host")
+	var req api.Heartbeat
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	if req.Agent == "" || len(req.Agent) > 256 {
+		writeError(w, http.StatusBadRequest, "agent", "agent: the agent's name (1 to 256 bytes) is required")
+		return
+	}
+	var h *cluster.Host
+	s.node.FSM().Read(func(st *cluster.State) { h = st.Hosts[name] })
+	if h == nil {
+		writeError(w, http.StatusNotFound, "host", "host %q not found", name)
+		return
+	}
+	s.leases.beat(name, time.Now())
+	writeJSON(w, http.StatusOK, api.HeartbeatAnswer{Leader: s.cfg.NodeName})
+}
