@@ -41,6 +41,9 @@ type NodeConfig struct {
 	// TLS, when set, carries raft over mutual TLS (see MutualTLS); plain
 	// TCP otherwise.
 	TLS *tls.Config
+	// WrapLogStore, when set, wraps the raft log store (tests slow it down
+	// to play a slow disk).
+	WrapLogStore func(raft.LogStore) raft.LogStore
 }
 
 // Node is one raft voter with Herd's FSM.
@@ -117,7 +120,11 @@ func Open(cfg NodeConfig) (*Node, error) {
 		return nil, err
 	}
 	fsm := NewFSM(log)
-	r, err := raft.NewRaft(rc, fsm, store, store, snaps, transport)
+	var logs raft.LogStore = store
+	if cfg.WrapLogStore != nil {
+		logs = cfg.WrapLogStore(store)
+	}
+	r, err := raft.NewRaft(rc, fsm, logs, store, snaps, transport)
 	if err != nil {
 		transport.Close()
 		store.Close()

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/daemon/config"
@@ -138,7 +140,38 @@ func BenchmarkEvacuationOverhead(b *testing.B) {
 
 func evacuateInstant(b *testing.B, vms, perSource, clusterLimit int) time.Duration {
 	b.StopTimer()
-	drv := newInstantDriver(20, vms, 2000)
+	s := startInstantServer(b, newInstantDriver(20, vms, 2000), vms+2000, perSource, clusterLimit, nil)
+	defer s.Shutdown(context.Background())
+	return timeEvacuation(b, s)
+}
+
+// timeEvacuation evacuates h000 with the benchmark's timer running, and
+// fails unless the evacuation succeeds.
+func timeEvacuation(b *testing.B, s *Server) time.Duration {
+	c, _ := api.NewClient(s.APIAddr(), "")
+	b.StartTimer()
+	defer b.StopTimer()
+	start := time.Now()
+	ref, err := c.Maintenance(context.Background(), "h000", api.MaintenanceRequest{Status: "enable", Migrate: "all"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for {
+		op := s.Node().FSM().State().Operations[ref.Operation]
+		if op.State.Terminal() {
+			if op.State != cluster.OpSucceeded {
+				b.Fatalf("evacuation %s: %s", op.State, op.Error)
+			}
+			return time.Since(start)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// startInstantServer starts a dev server over drv, holding vms VMs, with
+// the maintenance limits given and raft's log store wrapped by logs when
+// not nil. The caller shuts it down.
+func startInstantServer(b *testing.B, drv *instantDriver, vms, perSource, clusterLimit int, logs func(raft.LogStore) raft.LogStore) *Server {
 	cfg := config.DefaultServer()
 	cfg.NodeName, cfg.DataDir = "bench", b.TempDir()
 	cfg.API.Listen, cfg.Raft.Listen, cfg.Raft.BootstrapExpect = "127.0.0.1:0", "127.0.0.1:0", 1
@@ -152,7 +185,8 @@ func evacuateInstant(b *testing.B, vms, perSource, clusterLimit int) time.Durati
 	}
 	cfg.Drivers = []config.Driver{{Name: "mem", Type: "vsphere", URL: "http://127.0.0.1:1/sdk"}}
 	opts := Options{Logger: slog.New(slog.DiscardHandler), RaftHeartbeat: 200 * time.Millisecond, RaftElection: 200 * time.Millisecond, RaftLease: 100 * time.Millisecond,
-		DriverFactory: func(context.Context, config.Driver, *slog.Logger) (drivers.Driver, error) { return drv, nil }}
+		DriverFactory: func(context.Context, config.Driver, *slog.Logger) (drivers.Driver, error) { return drv, nil },
+		RaftLogStore:  logs}
 	s, err := NewServer(cfg, opts)
 	if err != nil {
 		b.Fatal(err)
@@ -160,26 +194,6 @@ func evacuateInstant(b *testing.B, vms, perSource, clusterLimit int) time.Durati
 	if err := s.Start(); err != nil {
 		b.Fatal(err)
 	}
-	defer s.Shutdown(context.Background())
-	testutil.WaitFor(b, 20*time.Second, "inventory", func() bool { return len(s.Node().FSM().State().VMs) == vms+2000 })
-	c, _ := api.NewClient(s.APIAddr(), "")
-	b.StartTimer()
-	start := time.Now()
-	ref, err := c.Maintenance(context.Background(), "h000", api.MaintenanceRequest{Status: "enable", Migrate: "all"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	for {
-		op := s.Node().FSM().State().Operations[ref.Operation]
-		if op.State.Terminal() {
-			if op.State != cluster.OpSucceeded {
-				b.Fatalf("evacuation %s: %s", op.State, op.Error)
-			}
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
-	d := time.Since(start)
-	b.StopTimer()
-	return d
+	testutil.WaitFor(b, 20*time.Second, "inventory", func() bool { return len(s.Node().FSM().State().VMs) == vms })
+	return s
 }

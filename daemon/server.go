@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/herd-project/herd/cluster"
@@ -105,6 +106,9 @@ type Options struct {
 	RaftHeartbeat time.Duration
 	RaftElection  time.Duration
 	RaftLease     time.Duration
+	// RaftLogStore wraps the raft log store when set (tests play a slow
+	// disk with it).
+	RaftLogStore func(raft.LogStore) raft.LogStore
 }
 
 // NewServer opens the raft node and the API listener. Nothing runs until Start.
@@ -153,6 +157,7 @@ func NewServer(cfg *config.Server, opts Options) (*Server, error) {
 		LeaderLeaseTimeout: opts.RaftLease,
 		Logger:             log,
 		TLS:                raftTLS,
+		WrapLogStore:       opts.RaftLogStore,
 	})
 	if err != nil {
 		ln.Close()
