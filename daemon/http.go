@@ -75,6 +75,7 @@ func (s *Server) routes() http.Handler {
 	write("POST /v1/events", config.RoleOperate, s.handleAppendEvent)
 	write("GET /v1/balance/plan", config.RoleRead, s.handleBalancePlan)
 	write("POST /v1/balance/apply", config.RoleOperate, s.handleBalanceApply)
+	write("POST /v1/simulate/failure", config.RoleRead, s.handleSimulateFailure)
 	read("GET /v1/policy", s.handleGetPolicy)
 	write("PUT /v1/policy", config.RoleAdmin, s.handlePutPolicy)
 	read("POST /v1/policy/validate", s.handleValidatePolicy)

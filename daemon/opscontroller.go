@@ -369,7 +369,7 @@ func (c *opsController) step(ctx context.Context) {
 // no host is tried again after a backoff that doubles up to max_backoff.
 func (c *opsController) stepRecovery(ctx context.Context, st *cluster.State, usage map[string]cluster.HostUsage, op *cluster.Operation, now time.Time, r policy.RecoveryPolicy, o policy.Options) {
 	// The failover hosts are kept for this: tried first.
-	o.MaxInFlightTo, o.Prefer, o.Reserved = 0, o.Reserved, nil
+	o = policy.RecoveryOptions(o)
 	c.mu.Lock()
 	due := dueRecoveries(op.Items, func(it cluster.OpItem) bool { return c.inflight[key(op.ID, it.VM)] }, now, r)
 	c.mu.Unlock()
@@ -456,7 +456,8 @@ func (c *opsController) decide(st *cluster.State, usage map[string]cluster.HostU
 			target = it.Target
 			break
 		}
-		pl := policy.NextTarget(st, usage, c.ledger, vm, policy.EvacuationRequest{Host: vm.Host}, it.Tried, o)
+		// Placed as herd simulate failure predicts it.
+		pl := policy.PlaceRecovered(st, usage, c.ledger, vm, it.Tried, o)
 		if pl.Host == "" {
 			if pl.Transient() {
 				return wait
@@ -591,7 +592,10 @@ func (c *opsController) reserveLocked(op *cluster.Operation, it cluster.OpItem, 
 	}
 	if it.Target != "" {
 		need := vm.MemoryBytes
-		if migrationKind(it) == drivers.Offline {
+		switch {
+		case isRecovery(it.Action):
+			need = policy.RecoveryReserve(it.Action, vm)
+		case migrationKind(it) == drivers.Offline:
 			need = 0
 		}
 		c.ledger.Reserve(vm.ID, vm.Host, it.Target, need)

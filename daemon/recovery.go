@@ -398,43 +398,12 @@ func (c *recoveryController) startRecovery(ctx context.Context, doc *policy.Docu
 	if h == nil || h.Health != cluster.HealthFenced {
 		return
 	}
+	// The same steps and order herd simulate failure predicts.
 	comp := c.s.compiled(doc, st)
-	excluded := c.excluded(doc, st)
-	var items []cluster.OpItem
-	var waiting []*cluster.VM
-	for _, vm := range st.VMsOn(host) {
-		prio := vm.Priority
-		if comp != nil {
-			prio = comp.Priority(vm)
-		}
-		it := cluster.OpItem{VM: vm.ID, Name: vm.Name, Action: cluster.ActionRegister, From: host, MemoryBytes: vm.MemoryBytes, Priority: prio}
-		switch {
-		case excluded[vm.ID]:
-			// Not recreated elsewhere: it waits for its host, and runs
-			// there again when the host returns.
-			it.Action, it.WasRunning = cluster.ActionAwaitHost, vm.Power == cluster.PoweredOn
-			waiting = append(waiting, vm)
-		case vm.Power == cluster.PoweredOn:
-			it.Action = cluster.ActionRecreate
-		}
-		items = append(items, it)
-	}
+	items := policy.RecoveryItems(st.VMsOn(host), host, comp, policy.RecoveryExcluded(doc.Recovery, comp))
 	if len(items) == 0 {
 		return
 	}
-	sort.SliceStable(items, func(i, j int) bool {
-		a, b := items[i], items[j]
-		if a.Priority != b.Priority {
-			return a.Priority > b.Priority
-		}
-		if (a.Action == cluster.ActionRecreate) != (b.Action == cluster.ActionRecreate) {
-			return a.Action == cluster.ActionRecreate
-		}
-		if a.MemoryBytes != b.MemoryBytes {
-			return a.MemoryBytes > b.MemoryBytes
-		}
-		return a.Name < b.Name
-	})
 	now := time.Now().UTC()
 	detected := h.DownSince
 	if detected.IsZero() {
@@ -442,15 +411,18 @@ func (c *recoveryController) startRecovery(ctx context.Context, doc *policy.Docu
 	}
 	op := cluster.Operation{ID: newOpID(), Kind: cluster.OpRecover, Host: host, Actor: controllerActor, Created: now,
 		MaxAttempts: cluster.UnlimitedAttempts, Detected: detected, Items: items}
-	running := 0
+	running, waiting := 0, 0
 	for _, it := range items {
-		if it.Action == cluster.ActionRecreate {
+		switch it.Action {
+		case cluster.ActionRecreate:
 			running++
+		case cluster.ActionAwaitHost:
+			waiting++
 		}
 	}
-	msg := fmt.Sprintf("recovery of host %s (fenced by %s) started: %d VMs to recreate and start, %d shut-off VMs to register, highest priority first", host, h.FencedBy, running, len(items)-running-len(waiting))
-	if len(waiting) > 0 {
-		msg += fmt.Sprintf("; %d VMs excluded by recovery.exclude_vm_groups wait for the host", len(waiting))
+	msg := fmt.Sprintf("recovery of host %s (fenced by %s) started: %d VMs to recreate and start, %d shut-off VMs to register, highest priority first", host, h.FencedBy, running, len(items)-running-waiting)
+	if waiting > 0 {
+		msg += fmt.Sprintf("; %d VMs excluded by recovery.exclude_vm_groups wait for the host", waiting)
 	}
 	ev := cluster.NewEvent("recovery.started", controllerActor, host, "", msg)
 	ev.Operation = op.ID
@@ -553,20 +525,10 @@ func (c *recoveryController) destroyStale(ctx context.Context, host string, stal
 // excluded returns the VMs the policy's recovery.exclude_vm_groups keep
 // from being recreated.
 func (c *recoveryController) excluded(doc *policy.Document, st *cluster.State) map[string]bool {
-	out := map[string]bool{}
 	if len(doc.Recovery.ExcludeVMGroups) == 0 {
-		return out
+		return map[string]bool{}
 	}
-	comp := c.s.compiled(doc, st)
-	if comp == nil {
-		return out
-	}
-	for _, g := range doc.Recovery.ExcludeVMGroups {
-		for _, id := range comp.VMsIn(g) {
-			out[id] = true
-		}
-	}
-	return out
+	return policy.RecoveryExcluded(doc.Recovery, c.s.compiled(doc, st))
 }
 
 // autostartSetter is a driver that can turn a VM's start at host boot off

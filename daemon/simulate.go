@@ -1,0 +1,119 @@
+package daemon
+
+import (
+	"fmt"
+	"maps"
+	"net/http"
+	"time"
+
+	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/daemon/api"
+	"github.com/herd-project/herd/policy"
+)
+
+// handleSimulateFailure answers POST /v1/simulate/failure: the recovery
+// Herd would run if the named hosts failed now, planned from the live state
+// by the planner the recovery and operations controllers use. It is served
+// on the leader, whose ledger holds the moves in flight, and changes
+// nothing.
+func (s *Server) handleSimulateFailure(w http.ResponseWriter, r *http.Request) {
+	var req api.SimulateFailureRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	var st *cluster.State
+	var usage map[string]cluster.HostUsage
+	var before int
+	doc := s.Policy()
+	s.node.FSM().ReadWithUsage(func(live *cluster.State, u *cluster.Usage) {
+		st, usage = live.Snapshot(), maps.Clone(u.Hosts)
+		before = s.failoverCapacity(doc, live, u)
+	})
+	if len(req.Hosts) == 0 {
+		writeError(w, http.StatusBadRequest, "hosts", "name at least one host to fail")
+		return
+	}
+	seen := map[string]int{}
+	for i, h := range req.Hosts {
+		field := fmt.Sprintf("hosts[%d]", i)
+		if first, dup := seen[h]; dup {
+			writeError(w, http.StatusBadRequest, field, "host %q is named twice (also hosts[%d])", h, first)
+			return
+		}
+		seen[h] = i
+		if st.Hosts[h] == nil {
+			writeError(w, http.StatusNotFound, field, "unknown host %q", h)
+			return
+		}
+	}
+	out := s.simulateFailure(doc, st, usage, req.Hosts, time.Now())
+	out.FailoverBefore = before
+	writeJSON(w, http.StatusOK, out)
+}
+
+// simulateFailure plans the recovery of hosts failing at now, with st's
+// usage and the policy doc.
+func (s *Server) simulateFailure(doc *policy.Document, st *cluster.State, usage map[string]cluster.HostUsage, hosts []string, now time.Time) *api.FailureSimulation {
+	comp := s.compiled(doc, st)
+	out := &api.FailureSimulation{Hosts: []api.SimulatedHost{}, Steps: []api.RecoveryStep{}, FailoverMin: doc.Failover.MinHostFailures, Time: now.UTC()}
+	var failed []string
+	for _, name := range hosts {
+		h := st.Hosts[name]
+		sh := api.SimulatedHost{Name: name, Health: string(h.Health), VMs: usage[name].VMs, Simulated: true}
+		switch op := st.ActiveOperationOn(name); {
+		case op != nil && op.Kind == cluster.OpRecover:
+			sh.Simulated = false
+			sh.Note = fmt.Sprintf("already fenced and being recovered by operation %s (herd op show %s): not simulated again", op.ID, op.ID)
+		case h.Health == cluster.HealthFenced:
+			sh.Note = "already fenced: its recovery starts now"
+		case h.Health == cluster.HealthDead:
+			sh.Note = "already dead: it is being fenced, then recovered as planned here"
+		case h.Health == cluster.HealthSuspect:
+			sh.Note = "already suspect: it looks down now"
+		case h.Maintenance != cluster.MaintenanceOff:
+			sh.Note = fmt.Sprintf("in maintenance (%s): planned with the VMs it still holds", h.Maintenance)
+		}
+		if sh.Simulated {
+			failed = append(failed, name)
+		}
+		out.Hosts = append(out.Hosts, sh)
+	}
+	plan := policy.PlanRecovery(policy.RecoveryInput{State: st, Usage: usage, Ledger: s.ops.Reservations(), Failed: failed,
+		Policy: comp, Recovery: doc.Recovery, Options: s.ops.options(st)})
+	for _, step := range plan.Steps {
+		out.Steps = append(out.Steps, api.RecoveryStep(step))
+	}
+	out.Recreated, out.Registered, out.Blocked = plan.Recreated, plan.Registered, plan.Blocked
+	out.FailoverAfter = plan.FailoverAfter
+	out.Notes = failureNotes(st, doc, hosts, now)
+	if out.FailoverAfter < doc.Failover.MinHostFailures {
+		out.Notes = append(out.Notes, fmt.Sprintf("failover capacity after: %d hosts, below failover.min_host_failures (%d)", out.FailoverAfter, doc.Failover.MinHostFailures))
+	}
+	return out
+}
+
+// failureNotes says what would keep recovery from running on its own: the
+// fencing storm guard, recovery.automatic off.
+func failureNotes(st *cluster.State, doc *policy.Document, hosts []string, now time.Time) []string {
+	var notes []string
+	view := make(map[string]*cluster.Host, len(st.Hosts))
+	for n, h := range st.Hosts {
+		view[n] = h
+	}
+	for _, n := range hosts {
+		if h := view[n]; h.Health != cluster.HealthDead && h.Health != cluster.HealthFenced {
+			nh := *h
+			nh.Health, nh.DownSince = cluster.HealthDead, now
+			view[n] = &nh
+		}
+	}
+	r := doc.Recovery
+	if sc := policy.CountStorm(view, now, doc.Health.DeadAfter); sc.Storm(r.StormThreshold) {
+		notes = append(notes, fmt.Sprintf("%d of %d hosts would look dead, more than recovery.storm_threshold (%.0f%%): the fencing storm guard fences nothing automatically; this plan runs once an operator confirms each host is off (herd host status HOST OFFLINE --confirm-fenced)",
+			sc.Dead, sc.Total, r.StormThreshold*100))
+	}
+	if !r.Automatic {
+		notes = append(notes, "recovery.automatic is off: this plan runs once an operator confirms each host is off (herd host status HOST OFFLINE --confirm-fenced)")
+	}
+	return notes
+}

@@ -1,0 +1,208 @@
+package policy
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/herd-project/herd/cluster"
+)
+
+// recoverable gives a VM a stored definition, so that it can be recreated.
+func recoverable(vm *cluster.VM) *cluster.VM {
+	vm.Definition = cluster.NewDefinition([]byte("<domain><name>" + vm.Name + "</name></domain>"))
+	return vm
+}
+
+// planSummary is a plan as plain strings: the started steps in order as
+// "vm>target", and the blocked ones as "vm:reason", sorted.
+func planSummary(p RecoveryPlan) (started, blocked []string) {
+	byOrder := map[int]string{}
+	for _, s := range p.Steps {
+		if s.Order > 0 {
+			byOrder[s.Order] = s.VM + ">" + s.Target
+		} else {
+			blocked = append(blocked, s.VM+":"+s.Blocked)
+		}
+	}
+	for i := 1; i <= len(byOrder); i++ {
+		started = append(started, byOrder[i])
+	}
+	slices.Sort(blocked)
+	return started, blocked
+}
+
+// TestPlanRecovery plans the recovery of failed hosts on small clusters of
+// 64 GiB hosts (spread: most free memory first) and wants the steps that
+// start, in order with their targets, and the blocked ones with their rule.
+func TestPlanRecovery(t *testing.T) {
+	on, off := cluster.PoweredOn, cluster.PoweredOff
+	for _, tc := range []struct {
+		name    string
+		policy  string // after header
+		build   func(s *cluster.State)
+		failed  []string
+		started []string
+		blocked []string
+		check   func(t *testing.T, s *cluster.State, p RecoveryPlan)
+	}{
+		{
+			name: "priority, then running before shut off, then memory; every blocking rule",
+			policy: "vm_groups:\n  - {name: pinned, vms: [e]}\n  - {name: keep, vms: [d]}\n  - {name: vip, vms: [b], priority: 5}\n" +
+				"host_groups:\n  - {name: first, hosts: [h01]}\n" +
+				"rules:\n  - {name: e-on-first, type: vm-host-affinity, vm_group: pinned, host_group: first, enforcement: must}\n" +
+				"recovery:\n  exclude_vm_groups: [keep]\n",
+			build: func(s *cluster.State) {
+				recoverable(addVM(s, "a", "h01", 8, on))
+				recoverable(addVM(s, "b", "h01", 16, on))
+				recoverable(addVM(s, "c", "h01", 4, off))
+				recoverable(addVM(s, "d", "h01", 2, on))
+				recoverable(addVM(s, "e", "h01", 2, on))
+				recoverable(addVM(s, "f", "h01", 100, on))
+				addVM(s, "g", "h01", 2, on) // no definition stored
+				addVM(s, "busy2", "h02", 40, on)
+				addVM(s, "busy3", "h03", 20, on)
+			},
+			failed:  []string{"h01"},
+			started: []string{"b>h04", "a>h04", "c>h03"},
+			blocked: []string{"d:excluded", "e:vm-host-affinity", "f:no-capacity", "g:no-definition"},
+			check: func(t *testing.T, s *cluster.State, p RecoveryPlan) {
+				if p.Recreated != 2 || p.Registered != 1 || p.Blocked != 4 {
+					t.Errorf("counts: %d recreated, %d registered, %d blocked", p.Recreated, p.Registered, p.Blocked)
+				}
+				var order []string
+				for _, s := range p.Steps {
+					order = append(order, s.VM)
+				}
+				// The recovery operation's own order (RecoveryItems).
+				if got := strings.Join(order, ","); got != "b,f,a,e,g,c,d" {
+					t.Errorf("steps in item order %s", got)
+				}
+				for _, s := range p.Steps {
+					switch s.VM {
+					case "e":
+						if !strings.Contains(s.Why, `rule "e-on-first"`) {
+							t.Errorf("e blocked: %q does not name the rule", s.Why)
+						}
+					case "d":
+						if s.Action != cluster.ActionAwaitHost || !s.WasRunning {
+							t.Errorf("d: %+v", s)
+						}
+					case "c":
+						if s.Action != cluster.ActionRegister || s.WasRunning {
+							t.Errorf("c: %+v", s)
+						}
+					}
+				}
+			},
+		},
+		{
+			name:   "anti-affinity sees the recreation in flight before it",
+			policy: "vm_groups:\n  - {name: pair, vms: [x, y]}\nrules:\n  - {name: apart, type: vm-anti-affinity, vm_group: pair, enforcement: must}\n",
+			build: func(s *cluster.State) {
+				recoverable(addVM(s, "x", "h01", 8, on)).Priority = 1
+				recoverable(addVM(s, "y", "h01", 4, on))
+				addVM(s, "busy3", "h03", 4, on)
+				addVM(s, "busy4", "h04", 60, on)
+			},
+			failed:  []string{"h01"},
+			started: []string{"x>h02", "y>h03"},
+		},
+		{
+			name: "two hosts: the first one's VMs first, the second's find what is left",
+			build: func(s *cluster.State) {
+				recoverable(addVM(s, "p1", "h01", 40, on))
+				recoverable(addVM(s, "q1", "h02", 40, on))
+				recoverable(addVM(s, "q2", "h02", 40, on)).Priority = 9
+				recoverable(addVM(s, "q3", "h02", 40, on))
+			},
+			failed:  []string{"h01", "h02"},
+			started: []string{"p1>h03", "q2>h04"},
+			blocked: []string{"q1:no-capacity", "q3:no-capacity"},
+		},
+		{
+			name: "failover capacity before and after",
+			build: func(s *cluster.State) {
+				for _, h := range []string{"h01", "h02", "h03", "h04"} {
+					recoverable(addVM(s, "vm-"+h, h, 30, on))
+				}
+			},
+			failed:  []string{"h01"},
+			started: []string{"vm-h01>h02"},
+			check: func(t *testing.T, s *cluster.State, p RecoveryPlan) {
+				if now := FailoverCapacity(s, Options{}); now != 2 || p.FailoverAfter != 1 {
+					t.Errorf("failover capacity %d before, %d after; want 2, 1", now, p.FailoverAfter)
+				}
+			},
+		},
+		{
+			name:   "a disruption budget passes a step over until a recreation ends",
+			policy: "vm_groups:\n  - {name: web, vms: [w1, w2]}\ndisruption_budgets:\n  - {vm_group: web, max_migrating: 1}\n",
+			build: func(s *cluster.State) {
+				recoverable(addVM(s, "w1", "h01", 8, on)).Priority = 2
+				recoverable(addVM(s, "w2", "h01", 8, on)).Priority = 2
+				recoverable(addVM(s, "z", "h01", 8, on))
+			},
+			failed:  []string{"h01"},
+			started: []string{"w1>h02", "z>h03", "w2>h04"},
+		},
+		{
+			name:   "one at a time: each placed with the ones before landed",
+			policy: "recovery:\n  concurrency: 1\n",
+			build: func(s *cluster.State) {
+				recoverable(addVM(s, "m1", "h01", 8, on))
+				recoverable(addVM(s, "m2", "h01", 4, on))
+			},
+			failed:  []string{"h01"},
+			started: []string{"m1>h02", "m2>h03"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := Parse("p.yaml", []byte(header+tc.policy))
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := newCluster(4, 64)
+			tc.build(s)
+			before := fmt.Sprint(len(s.VMs), s.Usage())
+			comp := Compile(d, s)
+			p := PlanRecovery(RecoveryInput{State: s, Failed: tc.failed, Policy: comp, Recovery: d.Recovery, Options: Options{Policy: comp}})
+			started, blocked := planSummary(p)
+			if !slices.Equal(started, tc.started) || !slices.Equal(blocked, tc.blocked) {
+				t.Errorf("started %v blocked %v\nwant    %v blocked %v", started, blocked, tc.started, tc.blocked)
+			}
+			if tc.check != nil {
+				tc.check(t, s, p)
+			}
+			if after := fmt.Sprint(len(s.VMs), s.Usage()); after != before || s.Hosts["h01"].Health != cluster.HealthAlive {
+				t.Errorf("planning changed the state")
+			}
+		})
+	}
+}
+
+// BenchmarkSimulateFailure3of2000 plans the recovery of three hosts of 20
+// VMs each in 2,000 hosts and 40,000 VMs, with the failover capacity
+// after. Target: under 100 ms/op.
+func BenchmarkSimulateFailure3of2000(b *testing.B) {
+	s := inventory(2000, 20, 20, 1024, 4)
+	for _, vm := range s.VMs {
+		recoverable(vm)
+	}
+	if n := len(s.VMs); n < 40000 {
+		b.Fatalf("inventory has %d VMs", n)
+	}
+	d := Default()
+	comp := Compile(d, s)
+	failed := []string{"h0001", "h0500", "h1999"}
+	usage := s.Usage() // the daemon passes the usage the state keeps cached
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		p := PlanRecovery(RecoveryInput{State: s, Usage: usage, Failed: failed, Policy: comp, Recovery: d.Recovery, Options: Options{Policy: comp, MemoryReserve: 0.1}})
+		if len(p.Steps) != 60 || p.Blocked != 0 {
+			b.Fatalf("plan: %d steps, %d blocked", len(p.Steps), p.Blocked)
+		}
+	}
+}
