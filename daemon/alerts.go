@@ -2,6 +2,9 @@ package daemon
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"net/http"
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/alertmanager"
@@ -24,5 +27,54 @@ func (s *Server) newSilencer() Controller {
 	s.amMetrics = metrics.NewAlertmanager(s.reg)
 	wake := make(chan uint64, 1)
 	s.node.FSM().Watch(wake)
+	s.webhook = alertmanager.NewWebhook(nodeStore{s.node}, s.Policy, alertActions{s}, s.amMetrics, s.log.With("component", "alert-webhook"))
 	return alertmanager.NewSilencer(nodeStore{s.node}, s.Policy, s.log, s.amMetrics.Errors, wake)
+}
+
+// alertActions are the host actions Alertmanager's webhook may take, on
+// the paths people and the health controller use.
+type alertActions struct{ s *Server }
+
+func (a alertActions) Evacuate(ctx context.Context, host, why string) (string, error) {
+	return a.s.evacuateAuto(ctx, host, alertmanager.Actor, "alert.blocked", "is asked to evacuate by", why, "")
+}
+
+func (a alertActions) NotAccepting(ctx context.Context, host, why string) (string, error) {
+	h := a.s.node.FSM().State().Hosts[host]
+	if h == nil || h.Admin != cluster.Available {
+		if h == nil {
+			return "unchanged: host not found", nil
+		}
+		return fmt.Sprintf("unchanged: host is %s", h.Admin), nil
+	}
+	msg := fmt.Sprintf("host %s set NOT_ACCEPTING: %s", host, why)
+	_, err := a.s.node.Apply(ctx, &cluster.SetHostStatus{Host: host, Status: cluster.NotAccepting, Reason: why,
+		Event: cluster.NewEvent("host.status", alertmanager.Actor, host, "", msg)})
+	if err != nil {
+		return "", err
+	}
+	return "not accepting: host takes no new VMs", nil
+}
+
+func (a alertActions) Note(ctx context.Context, host, why string) (string, error) {
+	_, err := a.s.node.Apply(ctx, &cluster.AppendEvents{Events: []cluster.Event{cluster.NewEvent(alertmanager.EventNote, alertmanager.Actor, host, "", why)}})
+	if err != nil {
+		return "", err
+	}
+	return "noted: event recorded", nil
+}
+
+// handleAlertWebhook takes Alertmanager's webhook (POST /v1/alerts/webhook).
+func (s *Server) handleAlertWebhook(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "", "read body: %v", err)
+		return
+	}
+	res, werr := s.webhook.Handle(r.Context(), body, actor(r))
+	if werr != nil {
+		writeError(w, werr.Code, werr.Field, "%s", werr.Msg)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
 }

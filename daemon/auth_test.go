@@ -126,6 +126,8 @@ func TestAPITokensAndRoles(t *testing.T) {
 		{"read may not write", "PUT", "/v1/hosts/" + h + "/status", readToken, status, 403},
 		{"read may not cancel", "POST", "/v1/operations/x/cancel", readToken, "{}", 403},
 		{"read may not append events", "POST", "/v1/events", readToken, `{"type":"note","message":"x"}`, 403},
+		{"read may not post alerts", "POST", "/v1/alerts/webhook", readToken, `{"version":"4","alerts":[]}`, 403},
+		{"operate may post alerts (none mapped here)", "POST", "/v1/alerts/webhook", opToken, `{"version":"4","alerts":[{"status":"firing","labels":{"alertname":"X"}}]}`, 409},
 		{"read may precheck", "POST", "/v1/hosts/" + h + "/maintenance/precheck", readToken, `{"status":"enable"}`, 200},
 		{"operate may not put policy", "PUT", "/v1/policy", opToken, "apiVersion: herd/v1\nkind: Policy\n", 403},
 		{"operate may not join", "POST", "/v1/cluster/join", opToken, `{}`, 403},

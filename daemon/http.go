@@ -73,6 +73,7 @@ func (s *Server) routes() http.Handler {
 	read("GET /v1/vms", s.handleVMs)
 	read("GET /v1/events", s.handleEvents)
 	write("POST /v1/events", config.RoleOperate, s.handleAppendEvent)
+	write("POST /v1/alerts/webhook", config.RoleOperate, s.handleAlertWebhook)
 	write("GET /v1/balance/plan", config.RoleRead, s.handleBalancePlan)
 	write("POST /v1/balance/apply", config.RoleOperate, s.handleBalanceApply)
 	write("POST /v1/simulate/failure", config.RoleRead, s.handleSimulateFailure)

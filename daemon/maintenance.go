@@ -256,14 +256,32 @@ func (s *Server) startEvacuation(ctx context.Context, st *cluster.State, name st
 // dies. A host that is not AVAILABLE, alive and out of maintenance is left
 // alone; blockers are recorded as an event.
 func (s *Server) evacuateDegraded(ctx context.Context, name, why string) error {
+	_, err := s.evacuateAuto(ctx, name, "health", "health.degraded", "looks degraded", why, "hardware degraded: ")
+	return err
+}
+
+// evacuateAuto is the evacuation Herd starts by itself (degraded_query, an
+// alert): maintenance with live migration of the running VMs, only of a
+// host that is AVAILABLE, alive and out of maintenance. Blockers are
+// recorded as an event of type blockedType ("host NAME seems (why) but
+// cannot be evacuated"); the evacuation's event says cause+why. It says
+// what it did.
+func (s *Server) evacuateAuto(ctx context.Context, name, who, blockedType, seems, why, cause string) (string, error) {
 	st := s.node.FSM().State()
 	h := st.Hosts[name]
-	if h == nil || h.Admin != cluster.Available || h.Maintenance != cluster.MaintenanceOff || h.Health != cluster.HealthAlive {
-		return nil
+	switch {
+	case h == nil:
+		return "unchanged: host not found", nil
+	case h.Maintenance != cluster.MaintenanceOff:
+		return fmt.Sprintf("unchanged: host is in maintenance (%s, operation %s)", h.Maintenance, h.Operation), nil
+	case h.Admin != cluster.Available:
+		return fmt.Sprintf("unchanged: host is %s", h.Admin), nil
+	case h.Health != cluster.HealthAlive:
+		return fmt.Sprintf("unchanged: host is %s", h.Health), nil
 	}
 	er, ferr := evacuationRequest(st, name, api.MaintenanceRequest{Status: "enable", Migrate: "active-only"})
 	if ferr != nil {
-		return errors.New(ferr.msg)
+		return "", errors.New(ferr.msg)
 	}
 	pc := s.precheck(st, er)
 	if !pc.OK() {
@@ -271,12 +289,15 @@ func (s *Server) evacuateDegraded(ctx context.Context, name, why string) error {
 		for _, b := range pc.Blockers {
 			reasons = append(reasons, b.Reason)
 		}
-		msg := fmt.Sprintf("host %s looks degraded (%s) but cannot be evacuated: %s", name, why, strings.Join(reasons, "; "))
-		_, err := s.node.Apply(ctx, &cluster.AppendEvents{Events: []cluster.Event{cluster.NewEvent("health.degraded", "health", name, "", msg)}})
-		return err
+		msg := fmt.Sprintf("host %s %s (%s) but cannot be evacuated: %s", name, seems, why, strings.Join(reasons, "; "))
+		_, err := s.node.Apply(ctx, &cluster.AppendEvents{Events: []cluster.Event{cluster.NewEvent(blockedType, who, name, "", msg)}})
+		return "blocked: " + strings.Join(reasons, "; "), err
 	}
-	_, err := s.startEvacuation(ctx, st, name, er, pc, "health", "hardware degraded: "+why)
-	return err
+	id, err := s.startEvacuation(ctx, st, name, er, pc, who, cause+why)
+	if err != nil {
+		return "", err
+	}
+	return "evacuating: operation " + id, nil
 }
 
 // evacuationItems turns a precheck into operation steps, in evacuation order.

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/daemon/alertmanager"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/daemon/config"
 	"github.com/herd-project/herd/drivers"
@@ -86,6 +87,7 @@ type Server struct {
 	clock clock
 
 	amMetrics *metrics.Alertmanager
+	webhook   *alertmanager.Webhook
 
 	// onClose runs at Shutdown (dev mode's simulator).
 	onClose []func()

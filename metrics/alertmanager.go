@@ -24,7 +24,7 @@ func NewAlertmanager(reg prometheus.Registerer) *Alertmanager {
 		}, []string{"op"}),
 		WebhookAlerts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herd_alert_webhook_alerts_total",
-			Help: "Alerts received on the Alertmanager webhook, by action (evacuate, not-accepting, note, none) and result (done, unchanged, blocked, resolved, refused).",
+			Help: "Alerts received on the Alertmanager webhook, by action (evacuate, not-accepting, note, none) and result (done, unchanged, repeat, blocked, resolved, no_rule).",
 		}, []string{"action", "result"}),
 		EvacuationsRefused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herd_alert_evacuations_refused_total",
