@@ -22,11 +22,11 @@ func (s *Server) handleSimulateFailure(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var st *cluster.State
-	var usage map[string]cluster.HostUsage
+	var usage *cluster.Usage
 	var before int
 	doc := s.Policy()
 	s.node.FSM().ReadWithUsage(func(live *cluster.State, u *cluster.Usage) {
-		st, usage = live.Snapshot(), maps.Clone(u.Hosts)
+		st, usage = live.Snapshot(), cloneUsage(u)
 		before = s.failoverCapacity(doc, live, u)
 	})
 	if len(req.Hosts) == 0 {
@@ -53,13 +53,13 @@ func (s *Server) handleSimulateFailure(w http.ResponseWriter, r *http.Request) {
 
 // simulateFailure plans the recovery of hosts failing at now, with st's
 // usage and the policy doc.
-func (s *Server) simulateFailure(doc *policy.Document, st *cluster.State, usage map[string]cluster.HostUsage, hosts []string, now time.Time) *api.FailureSimulation {
+func (s *Server) simulateFailure(doc *policy.Document, st *cluster.State, usage *cluster.Usage, hosts []string, now time.Time) *api.FailureSimulation {
 	comp := s.compiled(doc, st)
 	out := &api.FailureSimulation{Hosts: []api.SimulatedHost{}, Steps: []api.RecoveryStep{}, FailoverMin: doc.Failover.MinHostFailures, Time: now.UTC()}
 	var failed []string
 	for _, name := range hosts {
 		h := st.Hosts[name]
-		sh := api.SimulatedHost{Name: name, Health: string(h.Health), VMs: usage[name].VMs, Simulated: true}
+		sh := api.SimulatedHost{Name: name, Health: string(h.Health), VMs: usage.Hosts[name].VMs, Simulated: true}
 		switch op := st.ActiveOperationOn(name); {
 		case op != nil && op.Kind == cluster.OpRecover:
 			sh.Simulated = false
@@ -116,4 +116,13 @@ func failureNotes(st *cluster.State, doc *policy.Document, hosts []string, now t
 		notes = append(notes, "recovery.automatic is off: this plan runs once an operator confirms each host is off (herd host status HOST OFFLINE --confirm-fenced)")
 	}
 	return notes
+}
+
+// cloneUsage copies u, which the FSM keeps changing, for use after its read.
+func cloneUsage(u *cluster.Usage) *cluster.Usage {
+	c := &cluster.Usage{Hosts: maps.Clone(u.Hosts), ByPower: maps.Clone(u.ByPower), RunningMemory: make(map[string]map[int64]int, len(u.RunningMemory))}
+	for h, sizes := range u.RunningMemory {
+		c.RunningMemory[h] = maps.Clone(sizes)
+	}
+	return c
 }

@@ -128,9 +128,9 @@ type RecoveryInput struct {
 	// Failed are the hosts that fail, in the order their recoveries start.
 	// Hosts already fenced and being recovered belong in Recovering.
 	Failed []string
-	// Usage is State.Usage when the caller has it (nil: computed); it is
-	// not changed.
-	Usage map[string]cluster.HostUsage
+	// Usage is the state's usage when the caller has it (nil: counted
+	// here); it is not changed.
+	Usage *cluster.Usage
 	// Policy is the compiled policy (nil: no rules); Recovery its section.
 	Policy   *Compiled
 	Recovery RecoveryPolicy
@@ -234,10 +234,8 @@ func PlanRecovery(in RecoveryInput) RecoveryPlan {
 			pending = append(pending, s)
 		}
 	}
-	usage := maps.Clone(in.Usage)
-	if usage == nil {
-		usage = st.Usage()
-	}
+	u := newPlanUsage(in.State, in.Usage)
+	usage := u.hosts
 	concurrency := max(in.Recovery.Concurrency, 1)
 	var flying []recoveryFlight
 	ownVMs := false // st.VMs is still in.State's map
@@ -254,20 +252,8 @@ func PlanRecovery(in RecoveryInput) RecoveryPlan {
 			nv.Power = cluster.PoweredOn
 		}
 		st.VMs[nv.ID] = &nv
-		from, to := usage[f.vm.Host], usage[nv.Host]
-		from.VMs--
-		to.VMs++
-		if f.vm.Power == cluster.PoweredOn {
-			from.RunningVMs--
-			from.MemoryUsedBytes -= f.vm.MemoryBytes
-			from.VCPUsUsed -= f.vm.VCPUs
-		}
-		if nv.Power == cluster.PoweredOn {
-			to.RunningVMs++
-			to.MemoryUsedBytes += nv.MemoryBytes
-			to.VCPUsUsed += nv.VCPUs
-		}
-		usage[f.vm.Host], usage[nv.Host] = from, to
+		u.count(f.vm, -1)
+		u.count(&nv, 1)
 	}
 	order := 0
 	waits := map[*RecoveryStep]Placement{}
@@ -320,8 +306,47 @@ func PlanRecovery(in RecoveryInput) RecoveryPlan {
 			plan.Registered++
 		}
 	}
-	plan.FailoverAfter = FailoverCapacity(st, in.Options)
+	plan.FailoverAfter = FailoverCapacityOfUsage(st, &cluster.Usage{Hosts: u.hosts, RunningMemory: u.running}, in.Options)
 	return plan
+}
+
+// planUsage is a usage a plan changes as VMs land, copied from the state's
+// as it is changed: the hosts' sums, and each host's running VMs by size
+// (what FailoverCapacityOfUsage packs).
+type planUsage struct {
+	hosts   map[string]cluster.HostUsage
+	running map[string]map[int64]int
+	own     map[string]bool // hosts whose sizes map is the plan's
+}
+
+func newPlanUsage(st *cluster.State, u *cluster.Usage) *planUsage {
+	if u == nil {
+		u = st.CountUsage()
+	}
+	return &planUsage{hosts: maps.Clone(u.Hosts), running: maps.Clone(u.RunningMemory), own: map[string]bool{}}
+}
+
+// count adds vm (sign 1) or takes it out (-1), as cluster.Usage counts.
+func (u *planUsage) count(vm *cluster.VM, sign int) {
+	h := u.hosts[vm.Host]
+	h.VMs += sign
+	if vm.Power == cluster.PoweredOn {
+		h.RunningVMs += sign
+		h.MemoryUsedBytes += int64(sign) * vm.MemoryBytes
+		h.VCPUsUsed += sign * vm.VCPUs
+		if !u.own[vm.Host] {
+			u.running[vm.Host], u.own[vm.Host] = maps.Clone(u.running[vm.Host]), true
+			if u.running[vm.Host] == nil {
+				u.running[vm.Host] = map[int64]int{}
+			}
+		}
+		if sizes := u.running[vm.Host]; sizes[vm.MemoryBytes]+sign <= 0 {
+			delete(sizes, vm.MemoryBytes)
+		} else {
+			sizes[vm.MemoryBytes] += sign
+		}
+	}
+	u.hosts[vm.Host] = h
 }
 
 // ruleReasons are the placement reasons that a must rule gives.

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -31,6 +32,44 @@ func planSummary(p RecoveryPlan) (started, blocked []string) {
 	}
 	slices.Sort(blocked)
 	return started, blocked
+}
+
+// failoverAfterPlan is the failover capacity of s with the plan carried
+// out: the failed hosts fenced, every started VM on its target.
+func failoverAfterPlan(s *cluster.State, p RecoveryPlan, o Options) int {
+	after := FailHosts(s, p.Failed)
+	after.VMs = maps.Clone(s.VMs)
+	for _, st := range p.Steps {
+		if st.Order > 0 {
+			vm := *after.VMs[st.VM]
+			vm.Host = st.Target
+			if st.Action == cluster.ActionRecreate {
+				vm.Power = cluster.PoweredOn
+			}
+			after.VMs[st.VM] = &vm
+		}
+	}
+	return FailoverCapacity(after, o)
+}
+
+// TestPlanRecoveryFailoverAfter: on synthetic inventories the capacity the
+// plan counts from the usage it carries along is that of the state after.
+func TestPlanRecoveryFailoverAfter(t *testing.T) {
+	for seed := uint64(1); seed <= 5; seed++ {
+		s := inventory(60, 12, 12, 256, seed)
+		for _, vm := range s.VMs {
+			recoverable(vm)
+		}
+		failed := []string{"h01", fmt.Sprintf("h%02d", 10+seed), fmt.Sprintf("h%02d", 30+seed)}
+		o := Options{MemoryReserve: 0.1}
+		p := PlanRecovery(RecoveryInput{State: s, Usage: s.CountUsage(), Failed: failed, Recovery: Default().Recovery, Options: o})
+		if len(p.Steps) != 36 {
+			t.Fatalf("seed %d: %d steps", seed, len(p.Steps))
+		}
+		if want := failoverAfterPlan(s, p, o); p.FailoverAfter != want {
+			t.Errorf("seed %d: failover capacity after %d, the state after the plan has %d", seed, p.FailoverAfter, want)
+		}
+	}
 }
 
 // TestPlanRecovery plans the recovery of failed hosts on small clusters of
@@ -175,6 +214,9 @@ func TestPlanRecovery(t *testing.T) {
 			if tc.check != nil {
 				tc.check(t, s, p)
 			}
+			if want := failoverAfterPlan(s, p, Options{Policy: comp}); p.FailoverAfter != want {
+				t.Errorf("failover capacity after %d, the state after the plan has %d", p.FailoverAfter, want)
+			}
 			if after := fmt.Sprint(len(s.VMs), s.Usage()); after != before || s.Hosts["h01"].Health != cluster.HealthAlive {
 				t.Errorf("planning changed the state")
 			}
@@ -196,7 +238,7 @@ func BenchmarkSimulateFailure3of2000(b *testing.B) {
 	d := Default()
 	comp := Compile(d, s)
 	failed := []string{"h0001", "h0500", "h1999"}
-	usage := s.Usage() // the daemon passes the usage the state keeps cached
+	usage := s.CountUsage() // the daemon passes the usage the FSM keeps
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
