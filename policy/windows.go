@@ -231,6 +231,25 @@ func (d *Document) Window(name string) (*Schedule, error) {
 	return nil, fmt.Errorf("unknown window %q%s", name, didYouMeanOr(name, names))
 }
 
+// WindowWait says whether work held to the window name may start at now:
+// "" when it may (name empty, or the window open), else why it waits, such
+// as "window nightly is closed: it opens at 2026-03-03T01:00:00Z (in
+// 5h12m0s)", and when the window opens. An unknown window is an error.
+func (d *Document) WindowWait(name string, now time.Time) (string, time.Time, error) {
+	if name == "" {
+		return "", time.Time{}, nil
+	}
+	s, err := d.Window(name)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	open, sp := s.At(now)
+	if open {
+		return "", time.Time{}, nil
+	}
+	return fmt.Sprintf("window %s is closed: it opens at %s (in %s)", name, sp.Opens.UTC().Format(time.RFC3339), sp.Opens.Sub(now).Round(time.Second)), sp.Opens, nil
+}
+
 // didYouMeanOr is a hint at a close name, or the list of known ones.
 func didYouMeanOr(name string, names []string) string {
 	if hint := didYouMean(name, names); hint != "" {

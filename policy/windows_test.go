@@ -183,3 +183,25 @@ func TestWindowParse(t *testing.T) {
 		t.Errorf("Window(weekend) error = %v", err)
 	}
 }
+
+// TestWindowWait: work held to a window waits while it is closed, saying
+// until when; not while it is open, nor without a window.
+func TestWindowWait(t *testing.T) {
+	d := &Document{Windows: []Window{{Name: "nightly", Start: "02:00", Duration: time.Hour}}}
+	for _, tc := range []struct {
+		name, window, at, want string
+		opens                  string
+	}{
+		{"no window", "", "2026-03-02 12:00", "", ""},
+		{"open", "nightly", "2026-03-02 02:30", "", ""},
+		{"closed", "nightly", "2026-03-02 12:00", "window nightly is closed: it opens at 2026-03-03T02:00:00Z (in 14h0m0s)", "2026-03-03 02:00"},
+	} {
+		msg, opens, err := d.WindowWait(tc.window, utc(t, tc.at))
+		if err != nil || msg != tc.want || (tc.opens != "" && !opens.Equal(utc(t, tc.opens))) {
+			t.Errorf("%s: %q, %v, %v", tc.name, msg, opens, err)
+		}
+	}
+	if _, _, err := d.WindowWait("weekend", time.Now()); err == nil {
+		t.Error("an unknown window is no error")
+	}
+}
