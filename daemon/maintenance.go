@@ -28,10 +28,14 @@ type fieldErr struct {
 	code  int
 	field string
 	msg   string
+	// blockers, when set, say what stands in the way.
+	blockers []api.Blocker
 }
 
+func (e *fieldErr) Error() string { return e.msg }
+
 func (e *fieldErr) write(w http.ResponseWriter) {
-	writeJSON(w, e.code, api.Error{Error: e.msg, Field: e.field})
+	writeJSON(w, e.code, api.Error{Error: e.msg, Field: e.field, Blockers: e.blockers})
 }
 
 func badField(field, format string, args ...any) *fieldErr {
@@ -161,56 +165,77 @@ func enableTarget(w http.ResponseWriter, st *cluster.State, name string, req api
 }
 
 func (s *Server) enableMaintenance(w http.ResponseWriter, r *http.Request, name string, req api.MaintenanceRequest) {
-	st, h, er, ok := enableTarget(w, s.node.FSM().State(), name, req)
-	if !ok {
+	id, err := s.enterMaintenance(r.Context(), name, req, actor(r), "", "")
+	if err != nil {
+		writeMaintenanceError(w, err)
 		return
+	}
+	writeJSON(w, http.StatusAccepted, api.OperationRef{Operation: id})
+}
+
+// writeMaintenanceError answers with a request problem (naming its field,
+// with the blockers) or a refused or uncommitted raft write.
+func writeMaintenanceError(w http.ResponseWriter, err error) {
+	var fe *fieldErr
+	if errors.As(err, &fe) {
+		fe.write(w)
+		return
+	}
+	writeApplyError(w, err)
+}
+
+// enterMaintenance starts host name's evacuation as req asks (an API
+// request, or a rollout's step); a repeated request gets the operation
+// under way. id names the operation ("": a new id); why, when set, says
+// what asked for it. Errors are *fieldErr (nothing changed) or the raft
+// write's.
+func (s *Server) enterMaintenance(ctx context.Context, name string, req api.MaintenanceRequest, who, id, why string) (string, error) {
+	st := s.node.FSM().State()
+	h := st.Hosts[name]
+	if h == nil {
+		return "", &fieldErr{code: http.StatusNotFound, field: "host", msg: fmt.Sprintf("host %q not found", name)}
+	}
+	er, ferr := evacuationRequest(st, name, req)
+	if ferr != nil {
+		return "", ferr
 	}
 	switch h.Maintenance {
 	case cluster.MaintenanceOff:
 	case cluster.MaintenanceEntering, cluster.MaintenanceOn:
 		// Repeating an enable gives the same operation and stops nothing again.
-		if id := s.sameEnable(name, er); id != "" {
-			writeJSON(w, http.StatusAccepted, api.OperationRef{Operation: id})
-			return
+		if same := s.sameEnable(name, er); same != "" {
+			return same, nil
 		}
-		writeError(w, http.StatusConflict, "status", "host %s is already in maintenance (%s, operation %s) with other settings", name, h.Maintenance, h.Operation)
-		return
+		return "", conflictErr("status", "host %s is already in maintenance (%s, operation %s) with other settings", name, h.Maintenance, h.Operation)
 	case cluster.MaintenanceError, cluster.MaintenanceCancelled:
-		writeError(w, http.StatusConflict, "status", "host %s is in maintenance %s: retry operation %s (herd op retry %s) or disable maintenance", name, h.Maintenance, h.Operation, h.Operation)
-		return
+		return "", conflictErr("status", "host %s is in maintenance %s: retry operation %s (herd op retry %s) or disable maintenance", name, h.Maintenance, h.Operation, h.Operation)
 	default:
-		writeError(w, http.StatusConflict, "status", "host %s is %s maintenance; wait for operation %s", name, h.Maintenance, h.Operation)
-		return
+		return "", conflictErr("status", "host %s is %s maintenance; wait for operation %s", name, h.Maintenance, h.Operation)
 	}
 	if h.Admin == cluster.Offline {
-		writeError(w, http.StatusConflict, "status", "host %s is OFFLINE (declared dead): it needs recovery, not maintenance", name)
-		return
+		return "", conflictErr("status", "host %s is OFFLINE (declared dead): it needs recovery, not maintenance", name)
 	}
 	pc := s.precheck(st, er)
 	if !pc.OK() {
-		writeJSON(w, http.StatusConflict, api.Error{Error: fmt.Sprintf("host %s cannot enter maintenance", name), Field: "status", Blockers: toAPIBlockers(pc.Blockers)})
-		return
+		fe := conflictErr("status", "host %s cannot enter maintenance", name)
+		fe.blockers = toAPIBlockers(pc.Blockers)
+		return "", fe
 	}
 	if b := s.failoverBlocker(st, name); b != "" && !req.Force {
-		writeJSON(w, http.StatusConflict, api.Error{Error: fmt.Sprintf("host %s cannot enter maintenance", name), Field: "force",
-			Blockers: []api.Blocker{{Reason: b + "; set force to enter anyway"}}})
-		return
+		fe := conflictErr("force", "host %s cannot enter maintenance", name)
+		fe.blockers = []api.Blocker{{Reason: b + "; set force to enter anyway"}}
+		return "", fe
 	}
-	id, err := s.startEvacuation(r.Context(), st, name, er, pc, actor(r), "")
+	id, err := s.startEvacuation(ctx, st, name, er, pc, who, id, why)
 	var ae *cluster.ApplyError
 	if errors.As(err, &ae) && ae.Code == http.StatusConflict {
 		// An identical request committed first (concurrent duplicates):
 		// it asked for what is now under way, so it gets the same answer.
 		if same := s.sameEnable(name, er); same != "" {
-			writeJSON(w, http.StatusAccepted, api.OperationRef{Operation: same})
-			return
+			return same, nil
 		}
 	}
-	if err != nil {
-		writeApplyError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusAccepted, api.OperationRef{Operation: id})
+	return id, err
 }
 
 // sameEnable returns the operation already taking host into maintenance
@@ -231,8 +256,11 @@ func (s *Server) sameEnable(host string, er policy.EvacuationRequest) string {
 
 // startEvacuation records an evacuation that passed its precheck; why, when
 // set, says what asked for it (in the event).
-func (s *Server) startEvacuation(ctx context.Context, st *cluster.State, name string, er policy.EvacuationRequest, pc policy.Precheck, who, why string) (string, error) {
-	op := cluster.Operation{ID: newOpID(), Kind: cluster.OpEvacuate, Host: name, Migrate: string(er.Migrate), TargetHost: er.TargetHost,
+func (s *Server) startEvacuation(ctx context.Context, st *cluster.State, name string, er policy.EvacuationRequest, pc policy.Precheck, who, id, why string) (string, error) {
+	if id == "" {
+		id = newOpID()
+	}
+	op := cluster.Operation{ID: id, Kind: cluster.OpEvacuate, Host: name, Migrate: string(er.Migrate), TargetHost: er.TargetHost,
 		Actor: who, Created: time.Now().UTC(), MaxAttempts: s.Policy().Maintenance.Attempts}
 	op.Items = evacuationItems(st, name, pc)
 	msg := fmt.Sprintf("host %s entering maintenance (migrate %s): %d to live-migrate, %d to offline-migrate, %d to shut down",
@@ -293,7 +321,7 @@ func (s *Server) evacuateAuto(ctx context.Context, name, who, blockedType, seems
 		_, err := s.node.Apply(ctx, &cluster.AppendEvents{Events: []cluster.Event{cluster.NewEvent(blockedType, who, name, "", msg)}})
 		return "blocked: " + strings.Join(reasons, "; "), err
 	}
-	id, err := s.startEvacuation(ctx, st, name, er, pc, who, cause+why)
+	id, err := s.startEvacuation(ctx, st, name, er, pc, who, "", cause+why)
 	if err != nil {
 		return "", err
 	}
@@ -421,6 +449,19 @@ func pick(field string, names []string, left []api.LeftVM, what string) ([]api.L
 }
 
 func (s *Server) disableMaintenance(w http.ResponseWriter, r *http.Request, name string, req api.MaintenanceRequest) {
+	id, err := s.exitMaintenance(r.Context(), name, req, actor(r), "")
+	if err != nil {
+		writeMaintenanceError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, api.OperationRef{Operation: id})
+}
+
+// exitMaintenance starts host name's exit from maintenance as req asks (an
+// API request, or a rollout's step); a host already exiting gives its
+// operation. id names the operation ("": a new id). Errors are *fieldErr
+// (nothing changed) or the raft write's.
+func (s *Server) exitMaintenance(ctx context.Context, name string, req api.MaintenanceRequest, who, id string) (string, error) {
 	if req.Migrate != "" || req.TargetHost != "" || len(req.ShutdownVMs) > 0 {
 		field := "migrate"
 		if req.TargetHost != "" {
@@ -428,42 +469,34 @@ func (s *Server) disableMaintenance(w http.ResponseWriter, r *http.Request, name
 		} else if len(req.ShutdownVMs) > 0 {
 			field = "shutdown_vms"
 		}
-		writeError(w, http.StatusBadRequest, field, "%s goes with status enable, not disable", field)
-		return
+		return "", badField(field, "%s goes with status enable, not disable", field)
 	}
 	st := s.node.FSM().State()
 	h := st.Hosts[name]
 	if h == nil {
-		writeError(w, http.StatusNotFound, "host", "host %q not found", name)
-		return
+		return "", &fieldErr{code: http.StatusNotFound, field: "host", msg: fmt.Sprintf("host %q not found", name)}
 	}
 	switch h.Maintenance {
 	case cluster.MaintenanceOn, cluster.MaintenanceError, cluster.MaintenanceCancelled:
 	case cluster.MaintenanceExiting:
-		writeJSON(w, http.StatusAccepted, api.OperationRef{Operation: h.Operation})
-		return
+		return h.Operation, nil
 	case cluster.MaintenanceEntering:
-		writeError(w, http.StatusConflict, "status", "host %s is entering maintenance: cancel operation %s first (herd op cancel %s)", name, h.Operation, h.Operation)
-		return
+		return "", conflictErr("status", "host %s is entering maintenance: cancel operation %s first (herd op cancel %s)", name, h.Operation, h.Operation)
 	default:
-		writeError(w, http.StatusConflict, "status", "host %s is not in maintenance", name)
-		return
+		return "", conflictErr("status", "host %s is not in maintenance", name)
 	}
 	left := leftVMs(st, name)
 	powerOn, ferr := pick("poweron_vms", req.PowerOnVMs, left.ShutdownVMs, "shut down")
 	if ferr != nil {
-		ferr.write(w)
-		return
+		return "", ferr
 	}
 	liveBack, ferr := pick("live_migrate_back_vms", req.LiveMigrateBackVMs, left.LiveMigratedVMs, "live-migrate away")
 	if ferr != nil {
-		ferr.write(w)
-		return
+		return "", ferr
 	}
 	offBack, ferr := pick("offline_migrate_back_vms", req.OfflineMigrateBackVMs, left.OfflineMigratedVMs, "offline-migrate away")
 	if ferr != nil {
-		ferr.write(w)
-		return
+		return "", ferr
 	}
 	if s.Policy().Maintenance.MigrateBackOnExit {
 		liveBack, offBack = nil, nil
@@ -475,7 +508,10 @@ func (s *Server) disableMaintenance(w http.ResponseWriter, r *http.Request, name
 			}
 		}
 	}
-	op := cluster.Operation{ID: newOpID(), Kind: cluster.OpExit, Host: name, Parent: left.Operation, TargetHost: name, Actor: actor(r), Created: time.Now().UTC()}
+	if id == "" {
+		id = newOpID()
+	}
+	op := cluster.Operation{ID: id, Kind: cluster.OpExit, Host: name, Parent: left.Operation, TargetHost: name, Actor: who, Created: time.Now().UTC()}
 	add := func(l api.LeftVM, action string, power cluster.PowerState, field string) *fieldErr {
 		vm := st.VMs[l.VM]
 		if vm == nil {
@@ -492,30 +528,26 @@ func (s *Server) disableMaintenance(w http.ResponseWriter, r *http.Request, name
 	}
 	for _, l := range powerOn {
 		if ferr := add(l, cluster.ActionPowerOn, cluster.PoweredOff, "poweron_vms"); ferr != nil {
-			ferr.write(w)
-			return
+			return "", ferr
 		}
 	}
 	for _, l := range liveBack {
 		if ferr := add(l, cluster.ActionLiveMigrate, cluster.PoweredOn, "live_migrate_back_vms"); ferr != nil {
-			ferr.write(w)
-			return
+			return "", ferr
 		}
 	}
 	for _, l := range offBack {
 		if ferr := add(l, cluster.ActionOfflineMigrate, cluster.PoweredOff, "offline_migrate_back_vms"); ferr != nil {
-			ferr.write(w)
-			return
+			return "", ferr
 		}
 	}
 	ev := cluster.NewEvent("maintenance.exiting", op.Actor, name, "", fmt.Sprintf("host %s leaving maintenance: %d to power on, %d to live-migrate back, %d to offline-migrate back",
 		name, len(powerOn), len(liveBack), len(offBack)))
 	ev.Operation = op.ID
-	if _, err := s.node.Apply(r.Context(), &cluster.StartOperation{Op: op, Event: ev}); err != nil {
-		writeApplyError(w, err)
-		return
+	if _, err := s.node.Apply(ctx, &cluster.StartOperation{Op: op, Event: ev}); err != nil {
+		return "", err
 	}
-	writeJSON(w, http.StatusAccepted, api.OperationRef{Operation: op.ID})
+	return op.ID, nil
 }
 
 // findVM resolves a VM by id, then by name (a name must be unique).
