@@ -275,6 +275,26 @@ func (s *State) RolloutWorking(host string) bool {
 	return p == PhaseWorking || p == PhaseReturning
 }
 
+// RolloutWorkingHosts returns the hosts in the work phase of a rollout (or
+// waiting to come back after it), as RolloutWorking, in one pass.
+func (s *State) RolloutWorkingHosts() map[string]bool {
+	var out map[string]bool
+	for _, r := range s.Rollouts {
+		if r.State.Terminal() {
+			continue
+		}
+		for _, h := range r.Hosts {
+			if h.Phase == PhaseWorking || h.Phase == PhaseReturning {
+				if out == nil {
+					out = map[string]bool{}
+				}
+				out[h.Host] = true
+			}
+		}
+	}
+	return out
+}
+
 // SortedRollouts lists rollouts, newest first.
 func (s *State) SortedRollouts() []*Rollout {
 	out := make([]*Rollout, 0, len(s.Rollouts))

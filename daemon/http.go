@@ -70,6 +70,7 @@ func (s *Server) routes() http.Handler {
 	read("GET /v1/operations/{id}", s.handleOperation)
 	write("POST /v1/operations/{id}/cancel", config.RoleOperate, s.handleCancelOperation)
 	write("POST /v1/operations/{id}/retry", config.RoleOperate, s.handleRetryOperation)
+	s.addRolloutRoutes(read, write)
 	read("GET /v1/vms", s.handleVMs)
 	read("GET /v1/events", s.handleEvents)
 	write("POST /v1/events", config.RoleOperate, s.handleAppendEvent)

@@ -73,6 +73,9 @@ type hostView struct {
 	live   int // VMs on it (stale copies are not VMs)
 	stale  []*cluster.StaleCopy
 	active *cluster.Operation
+	// rollout: the host is in its rollout work (a reboot): down is
+	// expected, and it is neither fenced nor recovered.
+	rollout bool
 }
 
 func (c *recoveryController) round(ctx context.Context, now time.Time) {
@@ -83,9 +86,21 @@ func (c *recoveryController) round(ctx context.Context, now time.Time) {
 	var autostart []*cluster.VM
 	var sc policy.StormCount
 	c.s.node.FSM().Read(func(st *cluster.State) {
-		sc = policy.CountStorm(st.Hosts, now, doc.Health.DeadAfter)
+		working := st.RolloutWorkingHosts()
+		counted := st.Hosts
+		if len(working) > 0 {
+			// Hosts rebooting for a rollout are down on purpose: they
+			// make no storm.
+			counted = make(map[string]*cluster.Host, len(st.Hosts))
+			for name, h := range st.Hosts {
+				if !working[name] {
+					counted[name] = h
+				}
+			}
+		}
+		sc = policy.CountStorm(counted, now, doc.Health.DeadAfter)
 		for name, h := range st.Hosts {
-			views[name] = &hostView{host: h, active: st.ActiveOperationOn(name)}
+			views[name] = &hostView{host: h, active: st.ActiveOperationOn(name), rollout: working[name]}
 		}
 		for _, sc := range st.StaleCopies {
 			if v := views[sc.Host]; v != nil {
@@ -141,7 +156,7 @@ func (c *recoveryController) round(ctx context.Context, now time.Time) {
 		h := v.host
 		switch {
 		case h.Health == cluster.HealthDead && v.live > 0:
-			if !r.Automatic || storm {
+			if !r.Automatic || storm || v.rollout {
 				continue
 			}
 			if hold && now.Sub(h.DownSince) < doc.Health.DeadAfter {

@@ -194,6 +194,7 @@ func NewServer(cfg *config.Server, opts Options) (*Server, error) {
 	s.members = &membership{s: s}
 	s.controllers = append(s.controllers, s.members, s.ops, s.balancer, &healthController{s: s}, newRecoveryController(s))
 	s.controllers = append(s.controllers, s.newSilencer())
+	s.controllers = append(s.controllers, newRolloutController(s))
 	s.http = &http.Server{
 		Handler:           s.routes(),
 		ReadHeaderTimeout: 10 * time.Second,

@@ -115,6 +115,7 @@ func addMaintenanceCmd(host *cobra.Command, g *globals) {
 	status.Flags().BoolVar(&confirm, "confirm-fenced", false, "with OFFLINE: I confirm the host is powered off or isolated")
 	host.AddCommand(status)
 	addDevHostCmds(host, g)
+	addDevRebootCmd(host, g)
 }
 
 func printPrecheck(w io.Writer, pc *api.Precheck) error {

@@ -108,6 +108,7 @@ the API through HERD_ADDR (default http://127.0.0.1:7420) and HERD_TOKEN, or the
 	root.PersistentFlags().StringVar(&g.clientCert, "client-cert", os.Getenv("HERD_CLIENT_CERT"), "client certificate (PEM) when the API verifies clients (env HERD_CLIENT_CERT)")
 	root.PersistentFlags().StringVar(&g.clientKey, "client-key", os.Getenv("HERD_CLIENT_KEY"), "key of --client-cert (env HERD_CLIENT_KEY)")
 	root.AddCommand(newServerCmd(g), newAgentCmd(g), newHostCmd(g), newVMCmd(g), newClusterCmd(g), newDevClusterCmd(g), newEventsCmd(g), newOpCmd(g), newPolicyCmd(g), newBalanceCmd(g), newSimulateCmd(g))
+	root.AddCommand(newRolloutCmd(g))
 	return root
 }
 
