@@ -123,7 +123,7 @@ func TestExamplePolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, key := range []string{"apiVersion", "kind", "host_groups", "vm_groups", "placement", "rules",
-		"disruption_budgets", "maintenance", "balancing", "failover", "metric_sources"} {
+		"disruption_budgets", "maintenance", "balancing", "failover", "metric_sources", "alertmanager"} {
 		if raw[key] == nil {
 			t.Errorf("the example does not show %s", key)
 		}
