@@ -13,6 +13,9 @@ type Usage struct {
 	// RunningMemory counts, per host, its running VMs by memory size in
 	// bytes (size → VMs): what the failover capacity packs.
 	RunningMemory map[string]map[int64]int
+	// RunningChanges counts the changes to RunningMemory: while it and the
+	// Usage are the same, so are the running VMs' sizes per host.
+	RunningChanges uint64
 }
 
 // ReadWithUsage calls fn like Read, with the state's Usage. The FSM keeps
@@ -70,6 +73,7 @@ func (u *Usage) count(vm *VM, sign int) {
 		h.RunningVMs += sign
 		h.MemoryUsedBytes += int64(sign) * vm.MemoryBytes
 		h.VCPUsUsed += sign * vm.VCPUs
+		u.RunningChanges++
 		sizes := u.RunningMemory[vm.Host]
 		if sizes == nil {
 			sizes = map[int64]int{}
@@ -110,9 +114,11 @@ func (s *State) verifyUsage() {
 	if !checkUsage || s.usageOf == nil {
 		return
 	}
-	kept := s.usageOf
+	kept := *s.usageOf
 	s.track()
-	if !reflect.DeepEqual(kept, s.usageOf) {
-		panic(fmt.Sprintf("usage kept as VMs changed differs from the state's at index %d:\nkept  %+v\nstate %+v", s.Index, *kept, *s.usageOf))
+	fresh := *s.usageOf
+	kept.RunningChanges, fresh.RunningChanges = 0, 0
+	if !reflect.DeepEqual(kept, fresh) {
+		panic(fmt.Sprintf("usage kept as VMs changed differs from the state's at index %d:\nkept  %+v\nstate %+v", s.Index, kept, fresh))
 	}
 }

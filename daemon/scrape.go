@@ -8,29 +8,50 @@ import (
 	"github.com/herd-project/herd/policy"
 )
 
-// failoverCache holds the failover capacity computed for one applied index
-// and policy. The capacity is computed from the usage the FSM keeps (the
-// running VMs' memory per host), not by going over every VM, and again
-// whenever the index changed: a scrape shows the capacity of the state it
-// shows, never an older one.
+// failoverCache holds the failover capacity computed last and what it was
+// computed from: the hosts as the capacity sees them, the FSM's usage and
+// how many times its running VMs changed, the memory reserve. The capacity
+// is computed from the usage the FSM keeps (no pass over every VM), and
+// again whenever any of those changed: a scrape shows the capacity of the
+// state it reads, never an older one, and most entries (events, operation
+// steps, notes) leave it as it was.
 type failoverCache struct {
 	mu       sync.Mutex
-	index    uint64
-	doc      *policy.Document
+	hosts    map[string]policy.FailoverHost
+	usage    *cluster.Usage
+	changes  uint64
+	reserve  float64
 	capacity int
 }
 
 // failoverCapacity returns the failover capacity of st under doc; u is st's
 // usage. The caller holds the FSM's read lock.
 func (s *Server) failoverCapacity(doc *policy.Document, st *cluster.State, u *cluster.Usage) int {
-	c := &s.failover
+	return s.failover.get(doc.Placement.MemoryReserve, st, u)
+}
+
+// get returns the failover capacity of st with the memory reserve given;
+// u is st's usage. The caller holds the FSM's read lock.
+func (c *failoverCache) get(reserve float64, st *cluster.State, u *cluster.Usage) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.doc != doc || c.index != st.Index {
+	same := c.usage == u && c.changes == u.RunningChanges && c.reserve == reserve && len(c.hosts) == len(st.Hosts)
+	for name, h := range st.Hosts {
+		if !same {
+			break
+		}
+		k, ok := c.hosts[name]
+		same = ok && k == policy.FailoverHostOf(h)
+	}
+	if !same {
 		// Only the memory reserve of the placement options counts here:
 		// no need to compile the policy against 40,000 VMs.
-		c.capacity = policy.FailoverCapacityOfUsage(st, u, policy.Options{MemoryReserve: doc.Placement.MemoryReserve})
-		c.doc, c.index = doc, st.Index
+		c.capacity = policy.FailoverCapacityOfUsage(st, u, policy.Options{MemoryReserve: reserve})
+		c.usage, c.changes, c.reserve = u, u.RunningChanges, reserve
+		c.hosts = make(map[string]policy.FailoverHost, len(st.Hosts))
+		for name, h := range st.Hosts {
+			c.hosts[name] = policy.FailoverHostOf(h)
+		}
 	}
 	return c.capacity
 }

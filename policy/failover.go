@@ -79,6 +79,25 @@ type foModel struct {
 	tree    maxTree
 }
 
+// FailoverHost is what the failover capacity takes of one host: states
+// whose hosts give the same FailoverHost each, whose running VMs have the
+// same sizes on the same hosts, and whose memory reserve is the same, have
+// the same failover capacity.
+type FailoverHost struct {
+	Driver, Group string
+	Admin         cluster.AdminStatus
+	Maintenance   cluster.MaintenanceState
+	Health        cluster.Health
+	Connection    cluster.Connection
+	MemoryBytes   int64
+}
+
+// FailoverHostOf returns what the failover capacity takes of h.
+func FailoverHostOf(h *cluster.Host) FailoverHost {
+	return FailoverHost{Driver: h.Driver, Group: h.Group, Admin: h.Admin, Maintenance: h.Maintenance, Health: h.Health,
+		Connection: h.Connection, MemoryBytes: h.MemoryBytes}
+}
+
 // newFoModel builds the failover model of s.
 func newFoModel(s *cluster.State, o Options) *foModel {
 	return newFoModelOf(s, nil, o)
