@@ -36,7 +36,8 @@ func (s *Server) newSilencer() Controller {
 type alertActions struct{ s *Server }
 
 func (a alertActions) Evacuate(ctx context.Context, host, why string) (string, error) {
-	return a.s.evacuateAuto(ctx, host, alertmanager.Actor, "alert.blocked", "is asked to evacuate by", why, "")
+	return a.s.evacuateAuto(ctx, host, why, autoEvacuation{who: alertmanager.Actor, blockedType: "alert.blocked",
+		seems: "is asked to evacuate by", fromNotAccepting: true})
 }
 
 func (a alertActions) NotAccepting(ctx context.Context, host, why string) (string, error) {

@@ -284,17 +284,27 @@ func (s *Server) startEvacuation(ctx context.Context, st *cluster.State, name st
 // dies. A host that is not AVAILABLE, alive and out of maintenance is left
 // alone; blockers are recorded as an event.
 func (s *Server) evacuateDegraded(ctx context.Context, name, why string) error {
-	_, err := s.evacuateAuto(ctx, name, "health", "health.degraded", "looks degraded", why, "hardware degraded: ")
+	_, err := s.evacuateAuto(ctx, name, why, autoEvacuation{who: "health", blockedType: "health.degraded", seems: "looks degraded", cause: "hardware degraded: "})
 	return err
+}
+
+// autoEvacuation says who starts an evacuateAuto and how it is told.
+type autoEvacuation struct {
+	who         string
+	blockedType string // the event type of a blocked evacuation
+	seems       string // "host NAME <seems> (why) but cannot be evacuated"
+	cause       string // put before why in the evacuation's event
+	// fromNotAccepting also evacuates a NOT_ACCEPTING host (an alert's
+	// escalation after a not-accepting one).
+	fromNotAccepting bool
 }
 
 // evacuateAuto is the evacuation Herd starts by itself (degraded_query, an
 // alert): maintenance with live migration of the running VMs, only of a
-// host that is AVAILABLE, alive and out of maintenance. Blockers are
-// recorded as an event of type blockedType ("host NAME seems (why) but
-// cannot be evacuated"); the evacuation's event says cause+why. It says
-// what it did.
-func (s *Server) evacuateAuto(ctx context.Context, name, who, blockedType, seems, why, cause string) (string, error) {
+// host that is AVAILABLE (or NOT_ACCEPTING, when a says so), alive and
+// out of maintenance. Blockers are recorded as an event; the
+// evacuation's event says a.cause+why. It says what it did.
+func (s *Server) evacuateAuto(ctx context.Context, name, why string, a autoEvacuation) (string, error) {
 	st := s.node.FSM().State()
 	h := st.Hosts[name]
 	switch {
@@ -302,7 +312,7 @@ func (s *Server) evacuateAuto(ctx context.Context, name, who, blockedType, seems
 		return "unchanged: host not found", nil
 	case h.Maintenance != cluster.MaintenanceOff:
 		return fmt.Sprintf("unchanged: host is in maintenance (%s, operation %s)", h.Maintenance, h.Operation), nil
-	case h.Admin != cluster.Available:
+	case h.Admin != cluster.Available && !(a.fromNotAccepting && h.Admin == cluster.NotAccepting):
 		return fmt.Sprintf("unchanged: host is %s", h.Admin), nil
 	case h.Health != cluster.HealthAlive:
 		return fmt.Sprintf("unchanged: host is %s", h.Health), nil
@@ -317,11 +327,11 @@ func (s *Server) evacuateAuto(ctx context.Context, name, who, blockedType, seems
 		for _, b := range pc.Blockers {
 			reasons = append(reasons, b.Reason)
 		}
-		msg := fmt.Sprintf("host %s %s (%s) but cannot be evacuated: %s", name, seems, why, strings.Join(reasons, "; "))
-		_, err := s.node.Apply(ctx, &cluster.AppendEvents{Events: []cluster.Event{cluster.NewEvent(blockedType, who, name, "", msg)}})
+		msg := fmt.Sprintf("host %s %s (%s) but cannot be evacuated: %s", name, a.seems, why, strings.Join(reasons, "; "))
+		_, err := s.node.Apply(ctx, &cluster.AppendEvents{Events: []cluster.Event{cluster.NewEvent(a.blockedType, a.who, name, "", msg)}})
 		return "blocked: " + strings.Join(reasons, "; "), err
 	}
-	id, err := s.startEvacuation(ctx, st, name, er, pc, who, "", cause+why)
+	id, err := s.startEvacuation(ctx, st, name, er, pc, a.who, "", a.cause+why)
 	if err != nil {
 		return "", err
 	}

@@ -157,9 +157,11 @@ func TestAlertWebhookRefusesBadDeliveries(t *testing.T) {
 }
 
 // TestAlertWebhookActions: not-accepting and note act once per alert;
-// resolved alerts undo nothing.
+// resolved alerts undo nothing; a host made NOT_ACCEPTING by one alert is
+// still evacuated by a worse one.
 func TestAlertWebhookActions(t *testing.T) {
 	dev, c := startDevWith(t, 3, 3, nil, webhookPolicy(0.5))
+	waitAlive(t, dev.Server)
 	hosts := dev.Sim.HostNames()
 	psu := hookAlert{Status: "firing", Labels: map[string]string{"alertname": "NodePSUFailed", "instance": hosts[1]}, StartsAt: t0, Fingerprint: "psu"}
 	fan := hookAlert{Status: "firing", Labels: map[string]string{"alertname": "NodeFanSlow", "instance": hosts[2] + ":9100"}, StartsAt: t0, Fingerprint: "fan"}
@@ -187,6 +189,12 @@ func TestAlertWebhookActions(t *testing.T) {
 	}
 	if h, _ := c.Host(context.Background(), hosts[1]); h.Admin != cluster.NotAccepting {
 		t.Errorf("a resolved alert undid NOT_ACCEPTING: %s", h.Admin)
+	}
+	if code, _ := postHook(t, dev.APIAddr(), hookBody("4", ecc(hosts[1], "firing"))); code != 200 {
+		t.Fatal(code)
+	}
+	if h, _ := c.Host(context.Background(), hosts[1]); h.Maintenance == cluster.MaintenanceOff {
+		t.Errorf("an evacuate alert left the NOT_ACCEPTING host %s out of maintenance", hosts[1])
 	}
 }
 
