@@ -191,3 +191,32 @@ func TestNewLeaderExpiresSilence(t *testing.T) {
 		}
 	}
 }
+
+// TestRolloutHostIsSilenced: a host a rollout takes into maintenance is
+// silenced while it is out, and the silence ends when the rollout brings
+// it back.
+func TestRolloutHostIsSilenced(t *testing.T) {
+	am := amtest.Start(t, "")
+	_, c := startDevWith(t, 3, 6, nil, func(d *policy.Document) {
+		rolloutPolicy()(d)
+		withAlertmanager(am.URL)(d)
+	})
+	ctx := context.Background()
+	hs, err := c.Hosts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := hs[0].Name
+	r, err := c.StartRollout(ctx, api.RolloutRequest{Hosts: []string{h}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitRollout(t, c, r.ID, 30*time.Second, h+" working", func(r *api.Rollout) bool { return phaseOf(r, h) == "working" })
+	var sl *amtest.Silence
+	testutil.WaitFor(t, 10*time.Second, "a silence for "+h, func() bool { sl = silenceOf(am, h); return sl != nil })
+	if _, err := c.ContinueRollout(ctx, r.ID, h); err != nil {
+		t.Fatal(err)
+	}
+	waitRollout(t, c, r.ID, 30*time.Second, "rollout to end", ended)
+	testutil.WaitFor(t, 10*time.Second, "the silence expired", func() bool { return silenceState(t, am, sl.ID) == "expired" })
+}
