@@ -92,7 +92,7 @@ install: build
 # Each fuzz target for FUZZTIME; what they find lands in testdata/fuzz/.
 FUZZTIME ?= 60s
 fuzz:
-	cd daemon && $(GO) test -run '^$$' -fuzz '^FuzzDecodeBody$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s .
+	cd daemon/httpapi && $(GO) test -run '^$$' -fuzz '^FuzzDecodeBody$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s .
 	cd policy && $(GO) test -run '^$$' -fuzz '^FuzzPolicyParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s .
 	cd cluster && $(GO) test -run '^$$' -fuzz '^FuzzDecodeCommand$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s .
 

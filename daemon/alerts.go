@@ -8,6 +8,7 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/alertmanager"
+	"github.com/herd-project/herd/daemon/httpapi"
 	"github.com/herd-project/herd/metrics"
 )
 
@@ -66,16 +67,14 @@ func (a alertActions) Note(ctx context.Context, host, why string) (string, error
 }
 
 // handleAlertWebhook takes Alertmanager's webhook (POST /v1/alerts/webhook).
-func (s *Server) handleAlertWebhook(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleAlertWebhook(w http.ResponseWriter, r *http.Request) (any, error) {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "", "read body: %v", err)
-		return
+		return nil, httpapi.Errorf(http.StatusBadRequest, "", "read body: %v", err)
 	}
-	res, werr := s.webhook.Handle(r.Context(), body, actor(r))
+	res, werr := s.webhook.Handle(r.Context(), body, httpapi.Actor(r))
 	if werr != nil {
-		writeError(w, werr.Code, werr.Field, "%s", werr.Msg)
-		return
+		return nil, httpapi.Errorf(werr.Code, werr.Field, "%s", werr.Msg)
 	}
-	writeJSON(w, http.StatusOK, res)
+	return res, nil
 }

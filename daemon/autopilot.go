@@ -14,6 +14,7 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
+	"github.com/herd-project/herd/daemon/httpapi"
 )
 
 // Membership follows Consul's autopilot (hashicorp/raft-autopilot): a
@@ -291,8 +292,8 @@ func (*keepVoters) FilterFailedServerRemovals(_ *autopilot.Config, _ *autopilot.
 }
 
 // handleServerStats (GET /v1/cluster/self) is this server's raft position.
-func (s *Server) handleServerStats(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, api.ServerStats{ID: s.cfg.NodeName, Raft: s.node.Stats()})
+func (s *Server) handleServerStats(w http.ResponseWriter, r *http.Request) (any, error) {
+	return api.ServerStats{ID: s.cfg.NodeName, Raft: s.node.Stats()}, nil
 }
 
 // joinPlan is what a join changes: nothing when the server is a member
@@ -304,10 +305,10 @@ type joinPlan struct {
 
 // planJoin checks a join before anything changes: the raft address is no
 // other member's, and a server not yet at that address answers on it.
-func (s *Server) planJoin(req api.JoinRequest) (joinPlan, *fieldErr) {
+func (s *Server) planJoin(req api.JoinRequest) (joinPlan, *httpapi.Error) {
 	members, err := s.node.Members()
 	if err != nil {
-		return joinPlan{}, &fieldErr{code: http.StatusServiceUnavailable, msg: err.Error()}
+		return joinPlan{}, &httpapi.Error{Code: http.StatusServiceUnavailable, Msg: err.Error()}
 	}
 	var plan joinPlan
 	for _, m := range members {
@@ -316,7 +317,7 @@ func (s *Server) planJoin(req api.JoinRequest) (joinPlan, *fieldErr) {
 			plan.voter = m.Voter
 			plan.member = m.Address == req.RaftAddr
 		case m.Address == req.RaftAddr:
-			return joinPlan{}, &fieldErr{code: http.StatusConflict, field: "raft_addr", msg: fmt.Sprintf("raft address %s is server %s's", req.RaftAddr, m.ID)}
+			return joinPlan{}, &httpapi.Error{Code: http.StatusConflict, Field: "raft_addr", Msg: fmt.Sprintf("raft address %s is server %s's", req.RaftAddr, m.ID)}
 		}
 	}
 	if plan.member {
@@ -324,14 +325,14 @@ func (s *Server) planJoin(req api.JoinRequest) (joinPlan, *fieldErr) {
 	}
 	conn, err := net.DialTimeout("tcp", req.RaftAddr, 2*time.Second)
 	if err != nil {
-		return joinPlan{}, badField("raft_addr", "raft address %s cannot be reached (%v): a server that cannot be reached is not added", req.RaftAddr, err)
+		return joinPlan{}, httpapi.BadField("raft_addr", "raft address %s cannot be reached (%v): a server that cannot be reached is not added", req.RaftAddr, err)
 	}
 	conn.Close()
 	return plan, nil
 }
 
 // applyJoin makes the configuration change planJoin decided.
-func (s *Server) applyJoin(req api.JoinRequest, plan joinPlan) (voter bool, _ *fieldErr) {
+func (s *Server) applyJoin(req api.JoinRequest, plan joinPlan) (voter bool, _ *httpapi.Error) {
 	if plan.member {
 		return plan.voter, nil
 	}
@@ -342,7 +343,7 @@ func (s *Server) applyJoin(req api.JoinRequest, plan joinPlan) (voter bool, _ *f
 		err = s.node.AddNonvoter(req.ID, req.RaftAddr)
 	}
 	if err != nil {
-		return false, &fieldErr{code: http.StatusServiceUnavailable, msg: fmt.Sprintf("add server %s: %v", req.ID, err)}
+		return false, &httpapi.Error{Code: http.StatusServiceUnavailable, Msg: fmt.Sprintf("add server %s: %v", req.ID, err)}
 	}
 	return plan.voter, nil
 }

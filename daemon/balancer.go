@@ -11,6 +11,7 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
+	"github.com/herd-project/herd/daemon/httpapi"
 	"github.com/herd-project/herd/policy"
 )
 
@@ -269,27 +270,24 @@ func (s *Server) startBalance(ctx context.Context, plan *api.BalancePlan, who st
 	return op.ID, nil
 }
 
-func (s *Server) handleBalancePlan(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, s.planBalance(r.Context()))
+func (s *Server) handleBalancePlan(w http.ResponseWriter, r *http.Request) (any, error) {
+	return s.planBalance(r.Context()), nil
 }
 
-func (s *Server) handleBalanceApply(w http.ResponseWriter, r *http.Request) {
-	var empty struct{}
-	if r.ContentLength != 0 && !decodeBody(w, r, &empty) {
-		return
+func (s *Server) handleBalanceApply(w http.ResponseWriter, r *http.Request) (any, error) {
+	if err := httpapi.DecodeEmpty(r); err != nil {
+		return nil, err
 	}
 	plan := s.planBalance(r.Context())
-	id, err := s.startBalance(r.Context(), plan, actor(r))
+	id, err := s.startBalance(r.Context(), plan, httpapi.Actor(r))
 	var refused *balanceRefused
 	switch {
 	case errors.As(err, &refused):
-		writeError(w, http.StatusConflict, "", "%v", err)
-		return
+		return nil, httpapi.Errorf(http.StatusConflict, "", "%v", err)
 	case err != nil:
-		writeApplyError(w, err)
-		return
+		return nil, httpapi.ApplyFailed(err)
 	}
-	writeJSON(w, http.StatusAccepted, api.OperationRef{Operation: id})
+	return httpapi.Accepted(api.OperationRef{Operation: id}), nil
 }
 
 // balanceRefused is why a balance cannot start now (409).

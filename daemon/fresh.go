@@ -127,37 +127,9 @@ func (s *Server) leaderCommitIndex() (uint64, error) {
 	return out.Raft.CommitIndex, nil
 }
 
-// fresh wraps a read: it sets the freshness headers, and with
-// ?stale=false serves the read on the leader (forwarding it there).
-func (s *Server) fresh(h http.HandlerFunc) http.HandlerFunc {
-	leaderRead := s.onLeader(func(w http.ResponseWriter, r *http.Request) {
-		if err := s.node.Raft().VerifyLeader().Error(); err != nil {
-			writeError(w, http.StatusServiceUnavailable, "", "not the leader any more (%v); try again", err)
-			return
-		}
-		s.setFreshness(w)
-		h(w, r)
-	})
-	return func(w http.ResponseWriter, r *http.Request) {
-		if v := r.URL.Query().Get("stale"); v != "" {
-			staleOK, err := strconv.ParseBool(v)
-			if err != nil {
-				writeError(w, http.StatusBadRequest, "stale", "stale %q is not true or false", v)
-				return
-			}
-			if !staleOK {
-				leaderRead(w, r)
-				return
-			}
-		}
-		s.setFreshness(w)
-		h(w, r)
-	}
-}
-
-func (s *Server) setFreshness(w http.ResponseWriter) {
+// setFreshness sets the headers that say how current a read is.
+func (s *Server) setFreshness(hd http.Header) {
 	known, lc, stale := s.freshness()
-	hd := w.Header()
 	hd.Set(headerKnownLeader, strconv.FormatBool(known))
 	hd.Set(headerLastContact, strconv.FormatInt(lc.Milliseconds(), 10))
 	hd.Set(headerIndex, strconv.FormatUint(s.node.Raft().AppliedIndex(), 10))

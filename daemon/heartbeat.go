@@ -6,6 +6,7 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
+	"github.com/herd-project/herd/daemon/httpapi"
 )
 
 // Heartbeats (api.HeartbeatEvery, sent by the agent) are the direct
@@ -52,22 +53,20 @@ func agentSignal(gossip string, known, fresh bool) string {
 // handleHeartbeat records a heartbeat from a host's agent (leader only:
 // the route forwards). Nothing is written to raft: a new leader hears the
 // next heartbeat within heartbeatEvery.
-func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) (any, error) {
 	name := r.PathValue("host")
 	var req api.Heartbeat
-	if !decodeBody(w, r, &req) {
-		return
+	if err := httpapi.DecodeBody(r, &req); err != nil {
+		return nil, err
 	}
 	if req.Agent == "" || len(req.Agent) > 256 {
-		writeError(w, http.StatusBadRequest, "agent", "agent: the agent's name (1 to 256 bytes) is required")
-		return
+		return nil, httpapi.Errorf(http.StatusBadRequest, "agent", "agent: the agent's name (1 to 256 bytes) is required")
 	}
 	var h *cluster.Host
 	s.node.FSM().Read(func(st *cluster.State) { h = st.Hosts[name] })
 	if h == nil {
-		writeError(w, http.StatusNotFound, "host", "host %q not found", name)
-		return
+		return nil, httpapi.Errorf(http.StatusNotFound, "host", "host %q not found", name)
 	}
 	s.leases.beat(name, time.Now())
-	writeJSON(w, http.StatusOK, api.HeartbeatAnswer{Leader: s.cfg.NodeName})
+	return api.HeartbeatAnswer{Leader: s.cfg.NodeName}, nil
 }

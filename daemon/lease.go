@@ -8,6 +8,7 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
+	"github.com/herd-project/herd/daemon/httpapi"
 )
 
 // leaseTable is the leader's memory of when each host's agent last renewed
@@ -73,37 +74,32 @@ func (l *leaseTable) deadline(host string, ttl, margin time.Duration) time.Time 
 // handleLeaseRenew renews a host's lease for its agent (leader only: the
 // route forwards). Leadership is verified with a quorum before the answer,
 // so a deposed leader never extends a lease.
-func (s *Server) handleLeaseRenew(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleLeaseRenew(w http.ResponseWriter, r *http.Request) (any, error) {
 	name := r.PathValue("host")
 	var req api.LeaseRequest
-	if !decodeBody(w, r, &req) {
-		return
+	if err := httpapi.DecodeBody(r, &req); err != nil {
+		return nil, err
 	}
 	if req.Agent == "" || len(req.Agent) > 256 {
-		writeError(w, http.StatusBadRequest, "agent", "agent: the agent's name (1 to 256 bytes) is required")
-		return
+		return nil, httpapi.Errorf(http.StatusBadRequest, "agent", "agent: the agent's name (1 to 256 bytes) is required")
 	}
 	var h *cluster.Host
 	s.node.FSM().Read(func(st *cluster.State) { h = st.Hosts[name] })
 	if h == nil {
 		s.metrics.LeaseRenewals.WithLabelValues("refused").Inc()
-		writeError(w, http.StatusNotFound, "host", "host %q not found", name)
-		return
+		return nil, httpapi.Errorf(http.StatusNotFound, "host", "host %q not found", name)
 	}
 	if err := s.node.Raft().VerifyLeader().Error(); err != nil {
 		s.metrics.LeaseRenewals.WithLabelValues("refused").Inc()
-		writeError(w, http.StatusServiceUnavailable, "", "cannot confirm leadership with a quorum: %v", err)
-		return
+		return nil, httpapi.Errorf(http.StatusServiceUnavailable, "", "cannot confirm leadership with a quorum: %v", err)
 	}
 	ttl := s.Policy().Recovery.LeaseTTL
 	if req.TTL == 0 {
 		// Asking only: the agent learns the TTL before it arms.
-		writeJSON(w, http.StatusOK, api.Lease{Host: name, TTL: ttl, Armed: h.LeaseTTL > 0, Leader: s.cfg.NodeName})
-		return
+		return api.Lease{Host: name, TTL: ttl, Armed: h.LeaseTTL > 0, Leader: s.cfg.NodeName}, nil
 	}
 	if req.TTL < 0 || req.TTL > 10*time.Minute {
-		writeError(w, http.StatusBadRequest, "ttl", "ttl: %s is out of range (up to 10m)", req.TTL)
-		return
+		return nil, httpapi.Errorf(http.StatusBadRequest, "ttl", "ttl: %s is out of range (up to 10m)", req.TTL)
 	}
 	// The state keeps the longest lease an agent may hold itself to while
 	// armed: a new leader waits that out. It never shrinks while armed.
@@ -113,33 +109,30 @@ func (s *Server) handleLeaseRenew(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("agent %s holds a lease on host %s (TTL %s): lease fencing armed", req.Agent, name, armed))
 		if _, err := s.node.Apply(r.Context(), &cluster.HostLease{Host: name, TTL: armed, Event: ev}); err != nil {
 			s.metrics.LeaseRenewals.WithLabelValues("refused").Inc()
-			writeApplyError(w, err)
-			return
+			return nil, httpapi.ApplyFailed(err)
 		}
 	}
 	s.leases.renew(name, time.Now())
 	s.metrics.LeaseRenewals.WithLabelValues("ok").Inc()
-	writeJSON(w, http.StatusOK, api.Lease{Host: name, TTL: ttl, Armed: true, Leader: s.cfg.NodeName})
+	return api.Lease{Host: name, TTL: ttl, Armed: true, Leader: s.cfg.NodeName}, nil
 }
 
 // handleLeaseRelease disarms lease fencing for a host whose agent stops
 // cleanly: without an agent, lease expiry proves nothing.
-func (s *Server) handleLeaseRelease(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleLeaseRelease(w http.ResponseWriter, r *http.Request) (any, error) {
 	name := r.PathValue("host")
 	var h *cluster.Host
 	s.node.FSM().Read(func(st *cluster.State) { h = st.Hosts[name] })
 	if h == nil {
-		writeError(w, http.StatusNotFound, "host", "host %q not found", name)
-		return
+		return nil, httpapi.Errorf(http.StatusNotFound, "host", "host %q not found", name)
 	}
 	if h.LeaseTTL > 0 {
-		ev := cluster.NewEvent("host.lease", actor(r), name, "",
+		ev := cluster.NewEvent("host.lease", httpapi.Actor(r), name, "",
 			fmt.Sprintf("the agent on host %s released its lease: lease fencing disarmed", name))
 		if _, err := s.node.Apply(r.Context(), &cluster.HostLease{Host: name, TTL: 0, Event: ev}); err != nil {
-			writeApplyError(w, err)
-			return
+			return nil, httpapi.ApplyFailed(err)
 		}
 	}
 	s.leases.forget(name)
-	w.WriteHeader(http.StatusNoContent)
+	return httpapi.NoContent, nil
 }

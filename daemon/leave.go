@@ -9,59 +9,57 @@ import (
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/daemon/config"
+	"github.com/herd-project/herd/daemon/httpapi"
 )
 
 // handleLeave (POST /v1/cluster/leave, on the server that leaves): this
 // server asks the leader to remove it from the raft configuration, with
 // the caller's own token, then signals that the process should stop.
-func (s *Server) handleLeave(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleLeave(w http.ResponseWriter, r *http.Request) (any, error) {
 	var req struct{}
-	if !decodeBody(w, r, &req) {
-		return
+	if err := httpapi.DecodeBody(r, &req); err != nil {
+		return nil, err
 	}
 	id := s.cfg.NodeName
 	var err error
 	if s.node.IsLeader() {
-		err = s.removeServer(r.Context(), id, actor(r))
+		err = s.removeServer(r.Context(), id, httpapi.Actor(r))
 	} else {
 		c := s.leaderClient()
 		if c == nil {
-			writeError(w, http.StatusServiceUnavailable, "", "no raft leader (or its API address is not known yet): cannot leave now; try again")
-			return
+			return nil, httpapi.Errorf(http.StatusServiceUnavailable, "", "no raft leader (or its API address is not known yet): cannot leave now; try again")
 		}
-		c.Token, _ = bearerToken(r)
+		c.Token, _ = httpapi.BearerToken(r)
 		err = c.RemoveServer(r.Context(), id)
 	}
 	var se *api.StatusError
 	switch {
 	case errors.As(err, &se):
-		writeJSON(w, se.Code, se.Body)
-		return
+		return nil, httpapi.FromAPI(se.Code, se.Body)
 	case err != nil:
-		writeApplyError(w, err)
-		return
+		return nil, httpapi.ApplyFailed(err)
 	}
 	s.log.Info("left the cluster: stopping", "id", id)
-	writeJSON(w, http.StatusOK, api.LeaveResult{Left: id})
+	// The answer goes out before the process is told to stop.
+	httpapi.WriteJSON(w, http.StatusOK, api.LeaveResult{Left: id})
 	s.leftOnce.Do(func() { close(s.left) })
+	return nil, nil
 }
 
 // handleRemoveServer (POST /v1/cluster/remove, on the leader) takes a
 // server out of the raft configuration.
-func (s *Server) handleRemoveServer(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleRemoveServer(w http.ResponseWriter, r *http.Request) (any, error) {
 	var req api.RemoveServerRequest
-	if !decodeBody(w, r, &req) {
-		return
+	if err := httpapi.DecodeBody(r, &req); err != nil {
+		return nil, err
 	}
 	if !config.ValidNodeName(req.ID) {
-		writeError(w, http.StatusBadRequest, "id", "%q is not a valid node name", req.ID)
-		return
+		return nil, httpapi.Errorf(http.StatusBadRequest, "id", "%q is not a valid node name", req.ID)
 	}
-	if err := s.removeServer(r.Context(), req.ID, actor(r)); err != nil {
-		writeApplyError(w, err)
-		return
+	if err := s.removeServer(r.Context(), req.ID, httpapi.Actor(r)); err != nil {
+		return nil, httpapi.ApplyFailed(err)
 	}
-	writeJSON(w, http.StatusOK, api.LeaveResult{Left: req.ID})
+	return api.LeaveResult{Left: req.ID}, nil
 }
 
 // removeServer records the departure, then removes id from the raft

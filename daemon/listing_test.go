@@ -66,7 +66,7 @@ func TestActionsOnAStaleCopyAreRefused(t *testing.T) {
 	st.StaleCopies[cluster.StaleKey("a", "old")] = &cluster.StaleCopy{VM: "new", ID: "old", Name: "web", Host: "a"}
 	st.StaleCopies[cluster.StaleKey("a", "same")] = &cluster.StaleCopy{VM: "same", ID: "same", Name: "db", Host: "a"}
 	_, ferr := findVMByRef(st, "old")
-	if ferr == nil || ferr.code != 409 || ferr.field != "vm" || !strings.Contains(ferr.msg, "stale copy of VM web (new) on host a") {
+	if ferr == nil || ferr.Code != 409 || ferr.Field != "vm" || !strings.Contains(ferr.Msg, "stale copy of VM web (new) on host a") {
 		t.Errorf("ref to a stale copy: %+v, want a 409 saying what it is", ferr)
 	}
 	for ref, want := range map[string]string{"same": "same", "db": "same", "web": "new"} {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
+	"github.com/herd-project/herd/daemon/httpapi"
 	"github.com/herd-project/herd/policy"
 )
 
@@ -23,36 +24,13 @@ func newOpID() string {
 	return "op-" + hex.EncodeToString(b)
 }
 
-// fieldErr is a request problem that names its field.
-type fieldErr struct {
-	code  int
-	field string
-	msg   string
-	// blockers, when set, say what stands in the way.
-	blockers []api.Blocker
-}
-
-func (e *fieldErr) Error() string { return e.msg }
-
-func (e *fieldErr) write(w http.ResponseWriter) {
-	writeJSON(w, e.code, api.Error{Error: e.msg, Field: e.field, Blockers: e.blockers})
-}
-
-func badField(field, format string, args ...any) *fieldErr {
-	return &fieldErr{code: http.StatusBadRequest, field: field, msg: fmt.Sprintf(format, args...)}
-}
-
-func conflictErr(field, format string, args ...any) *fieldErr {
-	return &fieldErr{code: http.StatusConflict, field: field, msg: fmt.Sprintf(format, args...)}
-}
-
 // evacuationRequest checks an enable body and turns it into the planner's
 // request.
-func evacuationRequest(st *cluster.State, host string, req api.MaintenanceRequest) (policy.EvacuationRequest, *fieldErr) {
+func evacuationRequest(st *cluster.State, host string, req api.MaintenanceRequest) (policy.EvacuationRequest, *httpapi.Error) {
 	for field, v := range map[string][]string{"poweron_vms": req.PowerOnVMs, "live_migrate_back_vms": req.LiveMigrateBackVMs,
 		"offline_migrate_back_vms": req.OfflineMigrateBackVMs} {
 		if len(v) > 0 {
-			return policy.EvacuationRequest{}, badField(field, "%s goes with status disable, not enable", field)
+			return policy.EvacuationRequest{}, httpapi.BadField(field, "%s goes with status disable, not enable", field)
 		}
 	}
 	mode := policy.MigrateMode(req.Migrate)
@@ -60,20 +38,20 @@ func evacuationRequest(st *cluster.State, host string, req api.MaintenanceReques
 		mode = policy.MigrateNone
 	}
 	if !mode.Valid() {
-		return policy.EvacuationRequest{}, badField("migrate", "migrate %q is not one of none, active-only, all", req.Migrate)
+		return policy.EvacuationRequest{}, httpapi.BadField("migrate", "migrate %q is not one of none, active-only, all", req.Migrate)
 	}
 	er := policy.EvacuationRequest{Host: host, Migrate: mode, TargetHost: req.TargetHost, ShutdownVMs: req.ShutdownVMs}
 	if err := er.Validate(); err != nil {
 		if fe, ok := err.(*policy.FieldError); ok {
-			return er, badField(fe.Field, "%s", fe.Msg)
+			return er, httpapi.BadField(fe.Field, "%s", fe.Msg)
 		}
-		return er, badField("", "%v", err)
+		return er, httpapi.BadField("", "%v", err)
 	}
 	if req.TargetHost != "" && st.Hosts[req.TargetHost] == nil {
-		return er, &fieldErr{code: http.StatusNotFound, field: "target_host", msg: fmt.Sprintf("target host %q not found", req.TargetHost)}
+		return er, &httpapi.Error{Code: http.StatusNotFound, Field: "target_host", Msg: fmt.Sprintf("target host %q not found", req.TargetHost)}
 	}
 	if req.TargetHost != "" && mode == policy.MigrateNone {
-		return er, badField("target_host", "target_host needs migrate active-only or all")
+		return er, httpapi.BadField("target_host", "target_host needs migrate active-only or all")
 	}
 	return er, nil
 }
@@ -106,19 +84,19 @@ func (s *Server) precheck(st *cluster.State, er policy.EvacuationRequest) policy
 	return policy.PrecheckEvacuation(st, l, er, o)
 }
 
-func (s *Server) handlePrecheck(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handlePrecheck(w http.ResponseWriter, r *http.Request) (any, error) {
 	name := r.PathValue("host")
 	var req api.MaintenanceRequest
-	if !decodeBody(w, r, &req) {
-		return
+	if err := httpapi.DecodeBody(r, &req); err != nil {
+		return nil, err
 	}
 	if req.Status != "" && req.Status != "enable" {
-		writeError(w, http.StatusBadRequest, "status", "a precheck is for status enable, not %q", req.Status)
-		return
+		return nil, httpapi.Errorf(http.StatusBadRequest, "status", "a precheck is for status enable, not %q", req.Status)
 	}
-	st, h, er, ok := enableTarget(w, s.node.FSM().State(), name, req)
-	if !ok {
-		return
+	st := s.node.FSM().State()
+	h, er, err := enableTarget(st, name, req)
+	if err != nil {
+		return nil, err
 	}
 	pc := s.precheck(st, er)
 	if b := s.failoverBlocker(st, name); b != "" {
@@ -129,71 +107,67 @@ func (s *Server) handlePrecheck(w http.ResponseWriter, r *http.Request) {
 	if h.Maintenance != cluster.MaintenanceOff {
 		out.Blockers = append(out.Blockers, api.Blocker{Reason: fmt.Sprintf("host is already in maintenance (%s)", h.Maintenance)})
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out, nil
 }
 
-func (s *Server) handleMaintenance(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleMaintenance(w http.ResponseWriter, r *http.Request) (any, error) {
 	name := r.PathValue("host")
 	var req api.MaintenanceRequest
-	if !decodeBody(w, r, &req) {
-		return
+	if err := httpapi.DecodeBody(r, &req); err != nil {
+		return nil, err
 	}
 	switch req.Status {
 	case "enable":
-		s.enableMaintenance(w, r, name, req)
+		return s.enableMaintenance(r, name, req)
 	case "disable":
-		s.disableMaintenance(w, r, name, req)
+		return s.disableMaintenance(r, name, req)
 	default:
-		writeError(w, http.StatusBadRequest, "status", "status %q is not one of enable, disable", req.Status)
+		return nil, httpapi.BadField("status", "status %q is not one of enable, disable", req.Status)
 	}
 }
 
 // enableTarget finds the host of an enable (or precheck) request and
-// checks the request; on a problem it answers and reports false.
-func enableTarget(w http.ResponseWriter, st *cluster.State, name string, req api.MaintenanceRequest) (*cluster.State, *cluster.Host, policy.EvacuationRequest, bool) {
+// checks the request.
+func enableTarget(st *cluster.State, name string, req api.MaintenanceRequest) (*cluster.Host, policy.EvacuationRequest, error) {
 	h := st.Hosts[name]
 	if h == nil {
-		writeError(w, http.StatusNotFound, "host", "host %q not found", name)
-		return nil, nil, policy.EvacuationRequest{}, false
+		return nil, policy.EvacuationRequest{}, httpapi.NotFound("host", "host %q not found", name)
 	}
 	er, ferr := evacuationRequest(st, name, req)
 	if ferr != nil {
-		ferr.write(w)
-		return nil, nil, er, false
+		return nil, er, ferr
 	}
-	return st, h, er, true
+	return h, er, nil
 }
 
-func (s *Server) enableMaintenance(w http.ResponseWriter, r *http.Request, name string, req api.MaintenanceRequest) {
-	id, err := s.enterMaintenance(r.Context(), name, req, actor(r), "", "")
+func (s *Server) enableMaintenance(r *http.Request, name string, req api.MaintenanceRequest) (any, error) {
+	id, err := s.enterMaintenance(r.Context(), name, req, httpapi.Actor(r), "", "")
 	if err != nil {
-		writeMaintenanceError(w, err)
-		return
+		return nil, maintenanceError(err)
 	}
-	writeJSON(w, http.StatusAccepted, api.OperationRef{Operation: id})
+	return httpapi.Accepted(api.OperationRef{Operation: id}), nil
 }
 
-// writeMaintenanceError answers with a request problem (naming its field,
+// maintenanceError is the answer for a request problem (naming its field,
 // with the blockers) or a refused or uncommitted raft write.
-func writeMaintenanceError(w http.ResponseWriter, err error) {
-	var fe *fieldErr
+func maintenanceError(err error) *httpapi.Error {
+	var fe *httpapi.Error
 	if errors.As(err, &fe) {
-		fe.write(w)
-		return
+		return fe
 	}
-	writeApplyError(w, err)
+	return httpapi.ApplyFailed(err)
 }
 
 // enterMaintenance starts host name's evacuation as req asks (an API
 // request, or a rollout's step); a repeated request gets the operation
 // under way. id names the operation ("": a new id); why, when set, says
-// what asked for it. Errors are *fieldErr (nothing changed) or the raft
+// what asked for it. Errors are *httpapi.Error (nothing changed) or the raft
 // write's.
 func (s *Server) enterMaintenance(ctx context.Context, name string, req api.MaintenanceRequest, who, id, why string) (string, error) {
 	st := s.node.FSM().State()
 	h := st.Hosts[name]
 	if h == nil {
-		return "", &fieldErr{code: http.StatusNotFound, field: "host", msg: fmt.Sprintf("host %q not found", name)}
+		return "", &httpapi.Error{Code: http.StatusNotFound, Field: "host", Msg: fmt.Sprintf("host %q not found", name)}
 	}
 	er, ferr := evacuationRequest(st, name, req)
 	if ferr != nil {
@@ -206,24 +180,24 @@ func (s *Server) enterMaintenance(ctx context.Context, name string, req api.Main
 		if same := s.sameEnable(name, er); same != "" {
 			return same, nil
 		}
-		return "", conflictErr("status", "host %s is already in maintenance (%s, operation %s) with other settings", name, h.Maintenance, h.Operation)
+		return "", httpapi.Conflict("status", "host %s is already in maintenance (%s, operation %s) with other settings", name, h.Maintenance, h.Operation)
 	case cluster.MaintenanceError, cluster.MaintenanceCancelled:
-		return "", conflictErr("status", "host %s is in maintenance %s: retry operation %s (herd op retry %s) or disable maintenance", name, h.Maintenance, h.Operation, h.Operation)
+		return "", httpapi.Conflict("status", "host %s is in maintenance %s: retry operation %s (herd op retry %s) or disable maintenance", name, h.Maintenance, h.Operation, h.Operation)
 	default:
-		return "", conflictErr("status", "host %s is %s maintenance; wait for operation %s", name, h.Maintenance, h.Operation)
+		return "", httpapi.Conflict("status", "host %s is %s maintenance; wait for operation %s", name, h.Maintenance, h.Operation)
 	}
 	if h.Admin == cluster.Offline {
-		return "", conflictErr("status", "host %s is OFFLINE (declared dead): it needs recovery, not maintenance", name)
+		return "", httpapi.Conflict("status", "host %s is OFFLINE (declared dead): it needs recovery, not maintenance", name)
 	}
 	pc := s.precheck(st, er)
 	if !pc.OK() {
-		fe := conflictErr("status", "host %s cannot enter maintenance", name)
-		fe.blockers = toAPIBlockers(pc.Blockers)
+		fe := httpapi.Conflict("status", "host %s cannot enter maintenance", name)
+		fe.Blockers = toAPIBlockers(pc.Blockers)
 		return "", fe
 	}
 	if b := s.failoverBlocker(st, name); b != "" && !req.Force {
-		fe := conflictErr("force", "host %s cannot enter maintenance", name)
-		fe.blockers = []api.Blocker{{Reason: b + "; set force to enter anyway"}}
+		fe := httpapi.Conflict("force", "host %s cannot enter maintenance", name)
+		fe.Blockers = []api.Blocker{{Reason: b + "; set force to enter anyway"}}
 		return "", fe
 	}
 	id, err := s.startEvacuation(ctx, st, name, er, pc, who, id, why)
@@ -319,7 +293,7 @@ func (s *Server) evacuateAuto(ctx context.Context, name, why string, a autoEvacu
 	}
 	er, ferr := evacuationRequest(st, name, api.MaintenanceRequest{Status: "enable", Migrate: "active-only"})
 	if ferr != nil {
-		return "", errors.New(ferr.msg)
+		return "", errors.New(ferr.Msg)
 	}
 	pc := s.precheck(st, er)
 	if !pc.OK() {
@@ -423,20 +397,19 @@ func leftVMs(st *cluster.State, host string) api.ExitPrecheck {
 	return out
 }
 
-func (s *Server) handleExitPrecheck(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleExitPrecheck(w http.ResponseWriter, r *http.Request) (any, error) {
 	name := r.PathValue("host")
 	st := s.node.FSM().State()
 	if st.Hosts[name] == nil {
-		writeError(w, http.StatusNotFound, "host", "host %q not found", name)
-		return
+		return nil, httpapi.Errorf(http.StatusNotFound, "host", "host %q not found", name)
 	}
 	out := leftVMs(st, name)
 	out.MigrateBackOnExit = s.Policy().Maintenance.MigrateBackOnExit
-	writeJSON(w, http.StatusOK, out)
+	return out, nil
 }
 
 // pick resolves names or ids against the VMs that left, for one field.
-func pick(field string, names []string, left []api.LeftVM, what string) ([]api.LeftVM, *fieldErr) {
+func pick(field string, names []string, left []api.LeftVM, what string) ([]api.LeftVM, *httpapi.Error) {
 	var out []api.LeftVM
 	seen := map[string]bool{}
 	for _, n := range names {
@@ -448,7 +421,7 @@ func pick(field string, names []string, left []api.LeftVM, what string) ([]api.L
 			}
 		}
 		if found == nil {
-			return nil, badField(field, "VM %q did not %s for this maintenance", n, what)
+			return nil, httpapi.BadField(field, "VM %q did not %s for this maintenance", n, what)
 		}
 		if !seen[found.VM] {
 			seen[found.VM] = true
@@ -458,18 +431,17 @@ func pick(field string, names []string, left []api.LeftVM, what string) ([]api.L
 	return out, nil
 }
 
-func (s *Server) disableMaintenance(w http.ResponseWriter, r *http.Request, name string, req api.MaintenanceRequest) {
-	id, err := s.exitMaintenance(r.Context(), name, req, actor(r), "")
+func (s *Server) disableMaintenance(r *http.Request, name string, req api.MaintenanceRequest) (any, error) {
+	id, err := s.exitMaintenance(r.Context(), name, req, httpapi.Actor(r), "")
 	if err != nil {
-		writeMaintenanceError(w, err)
-		return
+		return nil, maintenanceError(err)
 	}
-	writeJSON(w, http.StatusAccepted, api.OperationRef{Operation: id})
+	return httpapi.Accepted(api.OperationRef{Operation: id}), nil
 }
 
 // exitMaintenance starts host name's exit from maintenance as req asks (an
 // API request, or a rollout's step); a host already exiting gives its
-// operation. id names the operation ("": a new id). Errors are *fieldErr
+// operation. id names the operation ("": a new id). Errors are *httpapi.Error
 // (nothing changed) or the raft write's.
 func (s *Server) exitMaintenance(ctx context.Context, name string, req api.MaintenanceRequest, who, id string) (string, error) {
 	if req.Migrate != "" || req.TargetHost != "" || len(req.ShutdownVMs) > 0 {
@@ -479,21 +451,21 @@ func (s *Server) exitMaintenance(ctx context.Context, name string, req api.Maint
 		} else if len(req.ShutdownVMs) > 0 {
 			field = "shutdown_vms"
 		}
-		return "", badField(field, "%s goes with status enable, not disable", field)
+		return "", httpapi.BadField(field, "%s goes with status enable, not disable", field)
 	}
 	st := s.node.FSM().State()
 	h := st.Hosts[name]
 	if h == nil {
-		return "", &fieldErr{code: http.StatusNotFound, field: "host", msg: fmt.Sprintf("host %q not found", name)}
+		return "", &httpapi.Error{Code: http.StatusNotFound, Field: "host", Msg: fmt.Sprintf("host %q not found", name)}
 	}
 	switch h.Maintenance {
 	case cluster.MaintenanceOn, cluster.MaintenanceError, cluster.MaintenanceCancelled:
 	case cluster.MaintenanceExiting:
 		return h.Operation, nil
 	case cluster.MaintenanceEntering:
-		return "", conflictErr("status", "host %s is entering maintenance: cancel operation %s first (herd op cancel %s)", name, h.Operation, h.Operation)
+		return "", httpapi.Conflict("status", "host %s is entering maintenance: cancel operation %s first (herd op cancel %s)", name, h.Operation, h.Operation)
 	default:
-		return "", conflictErr("status", "host %s is not in maintenance", name)
+		return "", httpapi.Conflict("status", "host %s is not in maintenance", name)
 	}
 	left := leftVMs(st, name)
 	powerOn, ferr := pick("poweron_vms", req.PowerOnVMs, left.ShutdownVMs, "shut down")
@@ -522,13 +494,13 @@ func (s *Server) exitMaintenance(ctx context.Context, name string, req api.Maint
 		id = newOpID()
 	}
 	op := cluster.Operation{ID: id, Kind: cluster.OpExit, Host: name, Parent: left.Operation, TargetHost: name, Actor: who, Created: time.Now().UTC()}
-	add := func(l api.LeftVM, action string, power cluster.PowerState, field string) *fieldErr {
+	add := func(l api.LeftVM, action string, power cluster.PowerState, field string) *httpapi.Error {
 		vm := st.VMs[l.VM]
 		if vm == nil {
-			return conflictErr(field, "VM %s no longer exists", l.Name)
+			return httpapi.Conflict(field, "VM %s no longer exists", l.Name)
 		}
 		if vm.Power != power {
-			return conflictErr(field, "VM %s is %s; %s needs it %s", vm.Name, vm.Power, action, power)
+			return httpapi.Conflict(field, "VM %s is %s; %s needs it %s", vm.Name, vm.Power, action, power)
 		}
 		if action != cluster.ActionPowerOn && vm.Host == name {
 			return nil // already back
@@ -561,7 +533,7 @@ func (s *Server) exitMaintenance(ctx context.Context, name string, req api.Maint
 }
 
 // findVM resolves a VM by id, then by name (a name must be unique).
-func findVMByRef(st *cluster.State, ref string) (*cluster.VM, *fieldErr) {
+func findVMByRef(st *cluster.State, ref string) (*cluster.VM, *httpapi.Error) {
 	if vm := st.VMs[ref]; vm != nil {
 		return vm, nil
 	}
@@ -575,9 +547,9 @@ func findVMByRef(st *cluster.State, ref string) (*cluster.VM, *fieldErr) {
 	case 0:
 		if stale := st.StaleOf(ref); len(stale) > 0 {
 			c := stale[0]
-			return nil, &fieldErr{code: http.StatusConflict, field: "vm", msg: fmt.Sprintf("%s is the stale copy of VM %s (%s) on host %s, left when the host was fenced: its power is unknown, and it is only ever destroyed (when the host returns); act on the VM itself", ref, c.Name, c.VM, c.Host)}
+			return nil, &httpapi.Error{Code: http.StatusConflict, Field: "vm", Msg: fmt.Sprintf("%s is the stale copy of VM %s (%s) on host %s, left when the host was fenced: its power is unknown, and it is only ever destroyed (when the host returns); act on the VM itself", ref, c.Name, c.VM, c.Host)}
 		}
-		return nil, &fieldErr{code: http.StatusNotFound, field: "vm", msg: fmt.Sprintf("VM %q not found", ref)}
+		return nil, &httpapi.Error{Code: http.StatusNotFound, Field: "vm", Msg: fmt.Sprintf("VM %q not found", ref)}
 	case 1:
 		return found[0], nil
 	}
@@ -586,7 +558,7 @@ func findVMByRef(st *cluster.State, ref string) (*cluster.VM, *fieldErr) {
 		ids[i] = vm.ID
 	}
 	sort.Strings(ids)
-	return nil, badField("vm", "VM name %q is ambiguous: use one of the ids %s", ref, strings.Join(ids, ", "))
+	return nil, httpapi.BadField("vm", "VM name %q is ambiguous: use one of the ids %s", ref, strings.Join(ids, ", "))
 }
 
 // vmBusy names the running operation a VM is a step of.
@@ -602,44 +574,36 @@ func vmBusy(st *cluster.State, id string) string {
 	return ""
 }
 
-func (s *Server) handleMigrateVM(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleMigrateVM(w http.ResponseWriter, r *http.Request) (any, error) {
 	var req api.MigrateRequest
-	if !decodeBody(w, r, &req) {
-		return
+	if err := httpapi.DecodeBody(r, &req); err != nil {
+		return nil, err
 	}
 	st := s.node.FSM().State()
 	vm, ferr := findVMByRef(st, r.PathValue("vm"))
 	if ferr != nil {
-		ferr.write(w)
-		return
+		return nil, ferr
 	}
 	if req.TargetHost != "" && st.Hosts[req.TargetHost] == nil {
-		writeError(w, http.StatusNotFound, "target_host", "target host %q not found", req.TargetHost)
-		return
+		return nil, httpapi.Errorf(http.StatusNotFound, "target_host", "target host %q not found", req.TargetHost)
 	}
 	if req.TargetHost == vm.Host {
-		writeError(w, http.StatusConflict, "target_host", "VM %s is already on %s", vm.Name, vm.Host)
-		return
+		return nil, httpapi.Errorf(http.StatusConflict, "target_host", "VM %s is already on %s", vm.Name, vm.Host)
 	}
 	if req.TargetHost != "" && st.StaleCopies[cluster.StaleKey(req.TargetHost, vm.ID)] != nil {
-		writeError(w, http.StatusConflict, "target_host", "host %s still holds a stale copy of VM %s, left when it was fenced: it is destroyed first (the VM would share its id there)", req.TargetHost, vm.Name)
-		return
+		return nil, httpapi.Errorf(http.StatusConflict, "target_host", "host %s still holds a stale copy of VM %s, left when it was fenced: it is destroyed first (the VM would share its id there)", req.TargetHost, vm.Name)
 	}
 	if src := st.Hosts[vm.Host]; src != nil && (src.Health == cluster.HealthDead || src.Health == cluster.HealthFenced) {
-		writeError(w, http.StatusConflict, "vm", "VM %s is on host %s, which is %s: nothing can move it from there; recovery recreates it elsewhere once the host is fenced, or it runs there again when the host returns", vm.Name, vm.Host, src.Health)
-		return
+		return nil, httpapi.Errorf(http.StatusConflict, "vm", "VM %s is on host %s, which is %s: nothing can move it from there; recovery recreates it elsewhere once the host is fenced, or it runs there again when the host returns", vm.Name, vm.Host, src.Health)
 	}
 	if op := vmBusy(st, vm.ID); op != "" {
-		writeError(w, http.StatusConflict, "vm", "VM %s is a step of running operation %s", vm.Name, op)
-		return
+		return nil, httpapi.Errorf(http.StatusConflict, "vm", "VM %s is a step of running operation %s", vm.Name, op)
 	}
 	if src := st.Hosts[vm.Host]; src != nil && (src.Maintenance == cluster.MaintenanceEntering || src.Maintenance == cluster.MaintenanceOn) && vm.Power != cluster.PoweredOn {
-		writeError(w, http.StatusConflict, "vm", "VM %s is %s on host %s in maintenance: VMs there accept only stop, delete and live-migrate", vm.Name, vm.Power, vm.Host)
-		return
+		return nil, httpapi.Errorf(http.StatusConflict, "vm", "VM %s is %s on host %s in maintenance: VMs there accept only stop, delete and live-migrate", vm.Name, vm.Power, vm.Host)
 	}
 	if vm.Unmovable != "" {
-		writeError(w, http.StatusConflict, "vm", "VM %s cannot migrate: %s", vm.Name, vm.Unmovable)
-		return
+		return nil, httpapi.Errorf(http.StatusConflict, "vm", "VM %s cannot migrate: %s", vm.Name, vm.Unmovable)
 	}
 	l, o := s.ops.Planning(st)
 	o.AllowNotAccepting, o.MaxInFlightTo = true, 0
@@ -653,8 +617,7 @@ func (s *Server) handleMigrateVM(w http.ResponseWriter, r *http.Request) {
 		pl = policy.Place(st, usage, l, vm, o)
 	}
 	if pl.Host == "" {
-		writeError(w, http.StatusConflict, "target_host", "VM %s cannot go there: %s", vm.Name, pl.Explain())
-		return
+		return nil, httpapi.Errorf(http.StatusConflict, "target_host", "VM %s cannot go there: %s", vm.Name, pl.Explain())
 	}
 	action := cluster.ActionLiveMigrate
 	if vm.Power != cluster.PoweredOn {
@@ -662,8 +625,7 @@ func (s *Server) handleMigrateVM(w http.ResponseWriter, r *http.Request) {
 	}
 	plan := api.MigratePlan{VM: vm.Name, Action: string(action), From: vm.Host, Target: pl.Host, Chosen: req.TargetHost == ""}
 	if req.DryRun {
-		writeJSON(w, http.StatusOK, plan)
-		return
+		return plan, nil
 	}
 	// A host the operator named is the only target; one Herd chose is
 	// planned, and a retry may go elsewhere (the planned host may die).
@@ -673,23 +635,21 @@ func (s *Server) handleMigrateVM(w http.ResponseWriter, r *http.Request) {
 		item.Planned = pl.Host
 		msg = fmt.Sprintf("%s VM %s from %s requested; Herd chose %s (another host if that fails)", action, vm.Name, vm.Host, pl.Host)
 	}
-	op := cluster.Operation{ID: newOpID(), Kind: cluster.OpMigrate, Host: vm.Host, TargetHost: req.TargetHost, Actor: actor(r), Created: time.Now().UTC(),
+	op := cluster.Operation{ID: newOpID(), Kind: cluster.OpMigrate, Host: vm.Host, TargetHost: req.TargetHost, Actor: httpapi.Actor(r), Created: time.Now().UTC(),
 		Items: []cluster.OpItem{item}}
 	ev := cluster.NewEvent("vm.migrate_requested", op.Actor, vm.Host, vm.ID, msg)
 	ev.Operation = op.ID
 	if _, err := s.node.Apply(r.Context(), &cluster.StartOperation{Op: op, Event: ev}); err != nil {
-		writeApplyError(w, err)
-		return
+		return nil, httpapi.ApplyFailed(err)
 	}
-	writeJSON(w, http.StatusAccepted, api.MigrateResult{OperationRef: api.OperationRef{Operation: op.ID}, MigratePlan: plan})
+	return httpapi.Accepted(api.MigrateResult{OperationRef: api.OperationRef{Operation: op.ID}, MigratePlan: plan}), nil
 }
 
-func (s *Server) handleOperations(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleOperations(w http.ResponseWriter, r *http.Request) (any, error) {
 	q := r.URL.Query()
 	host, state := q.Get("host"), q.Get("state")
 	if state != "" && !slices.Contains([]string{"running", "succeeded", "failed", "cancelled"}, state) {
-		writeError(w, http.StatusBadRequest, "state", "state %q is not one of running, succeeded, failed, cancelled", state)
-		return
+		return nil, httpapi.Errorf(http.StatusBadRequest, "state", "state %q is not one of running, succeeded, failed, cancelled", state)
 	}
 	st := s.node.FSM().State()
 	out := api.Operations{Operations: []api.Operation{}}
@@ -698,60 +658,54 @@ func (s *Server) handleOperations(w http.ResponseWriter, r *http.Request) {
 			out.Operations = append(out.Operations, api.NewOperation(op))
 		}
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out, nil
 }
 
-func (s *Server) handleOperation(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleOperation(w http.ResponseWriter, r *http.Request) (any, error) {
 	op := s.node.FSM().Operation(r.PathValue("id"))
 	if op == nil {
-		writeError(w, http.StatusNotFound, "operation", "operation %q not found", r.PathValue("id"))
-		return
+		return nil, httpapi.Errorf(http.StatusNotFound, "operation", "operation %q not found", r.PathValue("id"))
 	}
-	writeJSON(w, http.StatusOK, api.NewOperation(op))
+	return api.NewOperation(op), nil
 }
 
-func (s *Server) handleCancelOperation(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleCancelOperation(w http.ResponseWriter, r *http.Request) (any, error) {
 	// Cancelling what is cancelled already (or stopping) answers as the
 	// first cancel did, and logs nothing more.
 	if op := s.node.FSM().Operation(r.PathValue("id")); op != nil && (op.Cancelled || op.State == cluster.OpCancelled) {
-		var empty struct{}
-		if r.ContentLength != 0 && !decodeBody(w, r, &empty) {
-			return
+		if err := httpapi.DecodeEmpty(r); err != nil {
+			return nil, err
 		}
-		writeJSON(w, http.StatusOK, api.NewOperation(op))
-		return
+		return api.NewOperation(op), nil
 	}
-	s.operationCommand(w, r, func(id string, ev cluster.Event) cluster.Command {
+	return s.operationCommand(r, func(id string, ev cluster.Event) cluster.Command {
 		ev.Type, ev.Message = "operation.cancelled", "operation "+id+" cancelled: steps in flight finish, nothing new starts"
 		return &cluster.CancelOperation{Op: id, Time: ev.Time, Event: ev}
 	})
 }
 
-func (s *Server) handleRetryOperation(w http.ResponseWriter, r *http.Request) {
-	s.operationCommand(w, r, func(id string, ev cluster.Event) cluster.Command {
+func (s *Server) handleRetryOperation(w http.ResponseWriter, r *http.Request) (any, error) {
+	return s.operationCommand(r, func(id string, ev cluster.Event) cluster.Command {
 		ev.Type, ev.Message = "operation.retried", "operation "+id+" retried: failed and cancelled steps start over"
 		return &cluster.RetryOperation{Op: id, Time: ev.Time, Event: ev}
 	})
 }
 
-func (s *Server) operationCommand(w http.ResponseWriter, r *http.Request, build func(id string, ev cluster.Event) cluster.Command) {
-	var empty struct{}
-	if r.ContentLength != 0 && !decodeBody(w, r, &empty) {
-		return
+func (s *Server) operationCommand(r *http.Request, build func(id string, ev cluster.Event) cluster.Command) (any, error) {
+	if err := httpapi.DecodeEmpty(r); err != nil {
+		return nil, err
 	}
 	id := r.PathValue("id")
 	op := s.node.FSM().Operation(id)
 	if op == nil {
-		writeError(w, http.StatusNotFound, "operation", "operation %q not found", id)
-		return
+		return nil, httpapi.Errorf(http.StatusNotFound, "operation", "operation %q not found", id)
 	}
-	ev := cluster.NewEvent("", actor(r), op.Host, "", "")
+	ev := cluster.NewEvent("", httpapi.Actor(r), op.Host, "", "")
 	ev.Operation = id
 	if _, err := s.node.Apply(r.Context(), build(id, ev)); err != nil {
-		writeApplyError(w, err)
-		return
+		return nil, httpapi.ApplyFailed(err)
 	}
-	writeJSON(w, http.StatusOK, api.NewOperation(s.node.FSM().Operation(id)))
+	return api.NewOperation(s.node.FSM().Operation(id)), nil
 }
 
 // failoverBlocker says why closing host would leave the cluster unable to

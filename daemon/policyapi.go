@@ -12,11 +12,12 @@ import (
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/daemon/config"
+	"github.com/herd-project/herd/daemon/httpapi"
 	"github.com/herd-project/herd/policy"
 	"github.com/herd-project/herd/policy/yamlfile"
 )
 
-func (s *Server) handleGetPolicy(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleGetPolicy(w http.ResponseWriter, r *http.Request) (any, error) {
 	st := s.node.FSM().State()
 	var body []byte
 	version, hash := 0, ""
@@ -26,8 +27,7 @@ func (s *Server) handleGetPolicy(w http.ResponseWriter, r *http.Request) {
 		d := s.Policy()
 		y, err := d.YAML()
 		if err != nil {
-			writeError(w, http.StatusInternalServerError, "", "encode default policy: %v", err)
-			return
+			return nil, httpapi.Errorf(http.StatusInternalServerError, "", "encode default policy: %v", err)
 		}
 		body, hash = y, d.Hash()
 	}
@@ -36,31 +36,31 @@ func (s *Server) handleGetPolicy(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Herd-Policy-Hash", hash)
 	w.WriteHeader(http.StatusOK)
 	w.Write(body)
+	return nil, nil
 }
 
-// readPolicyBody parses and validates a YAML body; on failure it answers
-// 400 with every problem and its line:column.
-func readPolicyBody(w http.ResponseWriter, r *http.Request) (*policy.Document, bool) {
+// readPolicyBody parses and validates a YAML body; its error is a 400
+// with every problem and its line:column.
+func readPolicyBody(r *http.Request) (*policy.Document, error) {
 	data, err := io.ReadAll(r.Body)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			writeError(w, http.StatusRequestEntityTooLarge, "", "policy larger than %d bytes", mbe.Limit)
-			return nil, false
+			return nil, httpapi.Errorf(http.StatusRequestEntityTooLarge, "", "policy larger than %d bytes", mbe.Limit)
 		}
-		writeError(w, http.StatusBadRequest, "", "read policy: %v", err)
-		return nil, false
+		return nil, httpapi.BadField("", "read policy: %v", err)
 	}
 	doc, err := policy.Parse("policy.yaml", data)
 	if err != nil {
-		writePolicyErrors(w, err)
-		return nil, false
+		return nil, policyErrors(err)
 	}
-	return doc, true
+	return doc, nil
 }
 
-func writePolicyErrors(w http.ResponseWriter, err error) {
-	body := api.Error{Error: "invalid policy"}
+// policyErrors is the 400 for an invalid policy: every problem with its
+// position.
+func policyErrors(err error) *httpapi.Error {
+	body := &httpapi.Error{Code: http.StatusBadRequest, Msg: "invalid policy"}
 	var errs yamlfile.Errors
 	var one *yamlfile.Error
 	switch {
@@ -68,58 +68,54 @@ func writePolicyErrors(w http.ResponseWriter, err error) {
 	case errors.As(err, &one):
 		errs = yamlfile.Errors{one}
 	default:
-		body.Error = "invalid policy: " + err.Error()
+		body.Msg = "invalid policy: " + err.Error()
 	}
 	for _, e := range errs {
-		body.Errors = append(body.Errors, api.ErrorDetail{Line: e.Line, Column: e.Column, Path: e.Path, Message: e.Error()})
+		body.Details = append(body.Details, api.ErrorDetail{Line: e.Line, Column: e.Column, Path: e.Path, Message: e.Error()})
 	}
 	if len(errs) > 0 {
 		body.Field = errs[0].Path
-		body.Error = fmt.Sprintf("invalid policy: %d problem(s); first: %s", len(errs), errs[0].Error())
+		body.Msg = fmt.Sprintf("invalid policy: %d problem(s); first: %s", len(errs), errs[0].Error())
 	}
-	writeJSON(w, http.StatusBadRequest, body)
+	return body
 }
 
-func (s *Server) handleValidatePolicy(w http.ResponseWriter, r *http.Request) {
-	doc, ok := readPolicyBody(w, r)
-	if !ok {
-		return
+func (s *Server) handleValidatePolicy(w http.ResponseWriter, r *http.Request) (any, error) {
+	doc, err := readPolicyBody(r)
+	if err != nil {
+		return nil, err
 	}
-	writeJSON(w, http.StatusOK, api.PolicyInfo{Hash: doc.Hash()})
+	return api.PolicyInfo{Hash: doc.Hash()}, nil
 }
 
-func (s *Server) handlePutPolicy(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handlePutPolicy(w http.ResponseWriter, r *http.Request) (any, error) {
 	ifVersion := 0
 	if v := r.Header.Get("If-Match"); v != "" {
 		n, err := strconv.Atoi(strings.Trim(v, `"`))
 		if err != nil || n < 1 {
-			writeError(w, http.StatusBadRequest, "If-Match", "If-Match %q is not a policy version", v)
-			return
+			return nil, httpapi.Errorf(http.StatusBadRequest, "If-Match", "If-Match %q is not a policy version", v)
 		}
 		ifVersion = n
 	}
-	doc, ok := readPolicyBody(w, r)
-	if !ok {
-		return
+	doc, err := readPolicyBody(r)
+	if err != nil {
+		return nil, err
 	}
 	source := r.URL.Query().Get("source")
 	if source == "" {
 		source = "api"
 	}
 	if len(source) > 256 {
-		writeError(w, http.StatusBadRequest, "source", "source is longer than 256 bytes")
-		return
+		return nil, httpapi.Errorf(http.StatusBadRequest, "source", "source is longer than 256 bytes")
 	}
-	if p := badText(source); p != "" {
-		writeError(w, http.StatusBadRequest, "source", "source: %s", p)
-		return
+	if p := httpapi.BadText(source); p != "" {
+		return nil, httpapi.Errorf(http.StatusBadRequest, "source", "source: %s", p)
 	}
-	p, err := s.applyPolicy(r.Context(), doc, source, actor(r), ifVersion)
+	p, err := s.applyPolicy(r.Context(), doc, source, httpapi.Actor(r), ifVersion)
 	if err != nil {
-		writeApplyError(w, err)
-		return
+		return nil, httpapi.ApplyFailed(err)
 	}
-	writeJSON(w, http.StatusOK, api.PolicyInfo{Version: p.Version, Hash: p.Hash, Source: p.Source, Updated: p.Updated})
+	return api.PolicyInfo{Version: p.Version, Hash: p.Hash, Source: p.Source, Updated: p.Updated}, nil
 }
 
 var eventTypeRE = regexp.MustCompile(`^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$`)
@@ -132,54 +128,46 @@ const noteType = "note"
 // annotation, whose actor is the caller's token. Only the servers' internal
 // token may record other types (a follower's own events, through the
 // leader) and name its actor.
-func (s *Server) handleAppendEvent(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleAppendEvent(w http.ResponseWriter, r *http.Request) (any, error) {
 	var req api.EventRequest
-	if !decodeBody(w, r, &req) {
-		return
+	if err := httpapi.DecodeBody(r, &req); err != nil {
+		return nil, err
 	}
-	p, authed := principalOf(r)
+	p, authed := httpapi.PrincipalOf(r)
 	internal := authed && p.Name == config.ServerTokenName
 	if req.Type == "" && !internal {
 		req.Type = noteType
 	}
 	switch {
 	case !eventTypeRE.MatchString(req.Type) || len(req.Type) > 64:
-		writeError(w, http.StatusBadRequest, "type", "type %q is not a dotted lower-case name", req.Type)
-		return
+		return nil, httpapi.Errorf(http.StatusBadRequest, "type", "type %q is not a dotted lower-case name", req.Type)
 	case !internal && req.Type != noteType:
-		writeError(w, http.StatusForbidden, "type", "type %q: only %q events may be written through the API; the others are Herd's own", req.Type, noteType)
-		return
+		return nil, httpapi.Errorf(http.StatusForbidden, "type", "type %q: only %q events may be written through the API; the others are Herd's own", req.Type, noteType)
 	case !internal && req.Actor != "":
-		writeError(w, http.StatusForbidden, "actor", "actor: a note's actor is the caller's token, it cannot be named")
-		return
+		return nil, httpapi.Errorf(http.StatusForbidden, "actor", "actor: a note's actor is the caller's token, it cannot be named")
 	case req.Message == "" || len(req.Message) > 2048:
-		writeError(w, http.StatusBadRequest, "message", "message must be 1 to 2048 bytes")
-		return
+		return nil, httpapi.Errorf(http.StatusBadRequest, "message", "message must be 1 to 2048 bytes")
 	case len(req.Actor) > 128:
-		writeError(w, http.StatusBadRequest, "actor", "actor is longer than 128 bytes")
-		return
+		return nil, httpapi.Errorf(http.StatusBadRequest, "actor", "actor is longer than 128 bytes")
 	}
 	st := s.node.FSM().State()
 	if req.Host != "" && st.Hosts[req.Host] == nil {
-		writeError(w, http.StatusNotFound, "host", "host %q not found", req.Host)
-		return
+		return nil, httpapi.Errorf(http.StatusNotFound, "host", "host %q not found", req.Host)
 	}
 	if req.VM != "" {
 		vm, ferr := findVMByRef(st, req.VM)
 		if ferr != nil {
-			ferr.write(w)
-			return
+			return nil, ferr
 		}
 		req.VM = vm.ID
 	}
-	who := actor(r)
+	who := httpapi.Actor(r)
 	if req.Actor != "" {
 		who = req.Actor + " (" + who + ")"
 	}
 	e := cluster.NewEvent(req.Type, who, req.Host, req.VM, req.Message)
 	if _, err := s.node.Apply(r.Context(), &cluster.AppendEvents{Events: []cluster.Event{e}}); err != nil {
-		writeApplyError(w, err)
-		return
+		return nil, httpapi.ApplyFailed(err)
 	}
-	writeJSON(w, http.StatusCreated, e)
+	return httpapi.Reply{Code: http.StatusCreated, Body: e}, nil
 }

@@ -15,13 +15,10 @@ import (
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/daemon/config"
 	"github.com/herd-project/herd/daemon/controller/rollout"
+	"github.com/herd-project/herd/daemon/httpapi"
 	"github.com/herd-project/herd/metrics"
 	"github.com/herd-project/herd/policy"
 )
-
-// RequestError marks a maintenance request the server refused (nothing
-// changed), as opposed to a raft write that did not commit.
-func (e *fieldErr) RequestError() bool { return true }
 
 // newRolloutController builds the leader's rollout controller and its metrics.
 func newRolloutController(s *Server) *rollout.Controller {
@@ -144,7 +141,9 @@ func (s *Server) rolloutSample() metrics.RolloutSample {
 }
 
 // addRolloutRoutes serves /v1/rollouts.
-func (s *Server) addRolloutRoutes(read func(string, http.HandlerFunc), write func(string, config.Role, http.HandlerFunc)) {
+func (s *Server) addRolloutRoutes(rt *httpapi.Router) {
+	write := rt.OnLeader
+	read := func(pattern string, h httpapi.HandlerFunc) { rt.Local(pattern, config.RoleRead, h) }
 	// A plan changes nothing: readers may ask (on the leader, which holds
 	// the ledger of moves in flight).
 	write("POST /v1/rollouts/plan", config.RoleRead, s.handleRolloutPlan)
@@ -159,7 +158,7 @@ func (s *Server) addRolloutRoutes(read func(string, http.HandlerFunc), write fun
 }
 
 // rolloutHosts resolves which hosts a request names, in the order given.
-func rolloutHosts(st *cluster.State, doc *policy.Document, comp *policy.Compiled, req api.RolloutRequest) ([]string, *fieldErr) {
+func rolloutHosts(st *cluster.State, doc *policy.Document, comp *policy.Compiled, req api.RolloutRequest) ([]string, *httpapi.Error) {
 	n := 0
 	for _, set := range []bool{len(req.Hosts) > 0, req.Group != "", req.All} {
 		if set {
@@ -167,7 +166,7 @@ func rolloutHosts(st *cluster.State, doc *policy.Document, comp *policy.Compiled
 		}
 	}
 	if n != 1 {
-		return nil, badField("hosts", "name the hosts with exactly one of hosts, group and all")
+		return nil, httpapi.BadField("hosts", "name the hosts with exactly one of hosts, group and all")
 	}
 	switch {
 	case req.All:
@@ -182,17 +181,17 @@ func rolloutHosts(st *cluster.State, doc *policy.Document, comp *policy.Compiled
 			}
 		}
 		if len(out) == 0 {
-			return nil, &fieldErr{code: http.StatusNotFound, field: "group", msg: fmt.Sprintf("group %q has no hosts (a policy host group, or a driver's group)", req.Group)}
+			return nil, &httpapi.Error{Code: http.StatusNotFound, Field: "group", Msg: fmt.Sprintf("group %q has no hosts (a policy host group, or a driver's group)", req.Group)}
 		}
 		return out, nil
 	}
 	seen := map[string]bool{}
 	for i, h := range req.Hosts {
 		if st.Hosts[h] == nil {
-			return nil, &fieldErr{code: http.StatusNotFound, field: "hosts", msg: fmt.Sprintf("hosts[%d]: host %q not found", i, h)}
+			return nil, &httpapi.Error{Code: http.StatusNotFound, Field: "hosts", Msg: fmt.Sprintf("hosts[%d]: host %q not found", i, h)}
 		}
 		if seen[h] {
-			return nil, badField("hosts", "hosts[%d]: host %s is listed twice", i, h)
+			return nil, httpapi.BadField("hosts", "hosts[%d]: host %s is listed twice", i, h)
 		}
 		seen[h] = true
 	}
@@ -201,7 +200,7 @@ func rolloutHosts(st *cluster.State, doc *policy.Document, comp *policy.Compiled
 
 // rolloutRequest checks a plan or start body, defaults applied, and
 // returns the planner's request.
-func (s *Server) rolloutRequest(st *cluster.State, req *api.RolloutRequest) (policy.RolloutRequest, *fieldErr) {
+func (s *Server) rolloutRequest(st *cluster.State, req *api.RolloutRequest) (policy.RolloutRequest, *httpapi.Error) {
 	doc := s.Policy()
 	if req.Parallel == 0 {
 		req.Parallel = 1
@@ -217,23 +216,23 @@ func (s *Server) rolloutRequest(st *cluster.State, req *api.RolloutRequest) (pol
 	}
 	switch {
 	case req.Parallel < 1 || req.Parallel > 64:
-		return policy.RolloutRequest{}, badField("parallel", "parallel must be 1 to 64, got %d", req.Parallel)
+		return policy.RolloutRequest{}, httpapi.BadField("parallel", "parallel must be 1 to 64, got %d", req.Parallel)
 	case !slices.Contains(policy.RolloutOrders, req.Order):
-		return policy.RolloutRequest{}, badField("order", "order %q is not one of %s", req.Order, strings.Join(policy.RolloutOrders, ", "))
+		return policy.RolloutRequest{}, httpapi.BadField("order", "order %q is not one of %s", req.Order, strings.Join(policy.RolloutOrders, ", "))
 	case req.Migrate != string(policy.MigrateAll) && req.Migrate != string(policy.MigrateActiveOnly):
-		return policy.RolloutRequest{}, badField("migrate", "migrate %q is not one of all, active-only (a rollout empties each host)", req.Migrate)
+		return policy.RolloutRequest{}, httpapi.BadField("migrate", "migrate %q is not one of all, active-only (a rollout empties each host)", req.Migrate)
 	case req.OnFailure != cluster.OnFailureStop && req.OnFailure != cluster.OnFailureSkip:
-		return policy.RolloutRequest{}, badField("on_failure", "on_failure %q is not one of stop, skip", req.OnFailure)
+		return policy.RolloutRequest{}, httpapi.BadField("on_failure", "on_failure %q is not one of stop, skip", req.OnFailure)
 	case req.Hook != "" && doc.Rollout.Hook(req.Hook) == nil:
 		known := "none: add them under rollout.hooks in the policy"
 		if names := doc.Rollout.HookNames(); len(names) > 0 {
 			known = strings.Join(names, ", ")
 		}
-		return policy.RolloutRequest{}, badField("hook", "hook %q is not in the policy's rollout.hooks (known: %s); a rollout runs only hooks the policy names", req.Hook, known)
+		return policy.RolloutRequest{}, httpapi.BadField("hook", "hook %q is not in the policy's rollout.hooks (known: %s); a rollout runs only hooks the policy names", req.Hook, known)
 	}
 	if req.Window != "" {
 		if _, err := doc.Window(req.Window); err != nil {
-			return policy.RolloutRequest{}, badField("window", "%v", err)
+			return policy.RolloutRequest{}, httpapi.BadField("window", "%v", err)
 		}
 	}
 	comp := s.compiled(doc, st)
@@ -296,26 +295,26 @@ func toAPIPlan(p policy.RolloutPlan) api.RolloutPlan {
 	return out
 }
 
-// readRolloutPlan reads and checks a plan or start body and plans it; on
-// a problem it answers and reports false.
-func (s *Server) readRolloutPlan(w http.ResponseWriter, r *http.Request) (api.RolloutRequest, policy.RolloutPlan, bool) {
+// readRolloutPlan reads and checks a plan or start body and plans it.
+func (s *Server) readRolloutPlan(r *http.Request) (api.RolloutRequest, policy.RolloutPlan, error) {
 	var req api.RolloutRequest
-	if !decodeBody(w, r, &req) {
-		return req, policy.RolloutPlan{}, false
+	if err := httpapi.DecodeBody(r, &req); err != nil {
+		return req, policy.RolloutPlan{}, err
 	}
 	st := s.node.FSM().State()
 	pr, ferr := s.rolloutRequest(st, &req)
 	if ferr != nil {
-		ferr.write(w)
-		return req, policy.RolloutPlan{}, false
+		return req, policy.RolloutPlan{}, ferr
 	}
-	return req, s.planRollout(st, pr), true
+	return req, s.planRollout(st, pr), nil
 }
 
-func (s *Server) handleRolloutPlan(w http.ResponseWriter, r *http.Request) {
-	if _, plan, ok := s.readRolloutPlan(w, r); ok {
-		writeJSON(w, http.StatusOK, toAPIPlan(plan))
+func (s *Server) handleRolloutPlan(w http.ResponseWriter, r *http.Request) (any, error) {
+	_, plan, err := s.readRolloutPlan(r)
+	if err != nil {
+		return nil, err
 	}
+	return toAPIPlan(plan), nil
 }
 
 func newRolloutID() string {
@@ -324,10 +323,10 @@ func newRolloutID() string {
 	return "ro-" + hex.EncodeToString(b)
 }
 
-func (s *Server) handleRolloutStart(w http.ResponseWriter, r *http.Request) {
-	req, plan, ok := s.readRolloutPlan(w, r)
-	if !ok {
-		return
+func (s *Server) handleRolloutStart(w http.ResponseWriter, r *http.Request) (any, error) {
+	req, plan, err := s.readRolloutPlan(r)
+	if err != nil {
+		return nil, err
 	}
 	if !plan.OK() && !req.Force {
 		var bs []api.Blocker
@@ -339,10 +338,9 @@ func (s *Server) handleRolloutStart(w http.ResponseWriter, r *http.Request) {
 				bs = append(bs, api.Blocker{Reason: "host " + h.Host + ": " + b})
 			}
 		}
-		writeJSON(w, http.StatusConflict, api.Error{Error: "the rollout plan has blockers (herd rollout plan shows them); set force to start anyway", Field: "force", Blockers: bs})
-		return
+		return nil, &httpapi.Error{Code: http.StatusConflict, Msg: "the rollout plan has blockers (herd rollout plan shows them); set force to start anyway", Field: "force", Blockers: bs}
 	}
-	ro := cluster.Rollout{ID: newRolloutID(), Actor: actor(r), Created: s.clock.Now().UTC(), Parallel: plan.Parallel, Order: req.Order,
+	ro := cluster.Rollout{ID: newRolloutID(), Actor: httpapi.Actor(r), Created: s.clock.Now().UTC(), Parallel: plan.Parallel, Order: req.Order,
 		OnFailure: req.OnFailure, Migrate: req.Migrate, Hook: req.Hook, MoveBack: req.MoveBack, Window: req.Window, Force: req.Force}
 	for _, h := range plan.Hosts {
 		ro.Hosts = append(ro.Hosts, cluster.RolloutHost{Host: h.Host, Wave: h.Wave})
@@ -359,10 +357,9 @@ func (s *Server) handleRolloutStart(w http.ResponseWriter, r *http.Request) {
 	ev := cluster.NewEvent("rollout.started", ro.Actor, "", "", msg)
 	ev.Operation = ro.ID
 	if _, err := s.node.Apply(r.Context(), &cluster.CreateRollout{Rollout: ro, Event: ev}); err != nil {
-		writeApplyError(w, err)
-		return
+		return nil, httpapi.ApplyFailed(err)
 	}
-	writeJSON(w, http.StatusCreated, s.apiRollout(ro.ID))
+	return httpapi.Reply{Code: http.StatusCreated, Body: s.apiRollout(ro.ID)}, nil
 }
 
 func toAPIRollout(r *cluster.Rollout) api.Rollout {
@@ -391,61 +388,56 @@ func (s *Server) apiRollout(id string) api.Rollout {
 	return out
 }
 
-func (s *Server) handleRollouts(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleRollouts(w http.ResponseWriter, r *http.Request) (any, error) {
 	out := api.Rollouts{Rollouts: []api.Rollout{}}
 	s.node.FSM().Read(func(st *cluster.State) {
 		for _, ro := range st.SortedRollouts() {
 			out.Rollouts = append(out.Rollouts, toAPIRollout(ro))
 		}
 	})
-	writeJSON(w, http.StatusOK, out)
+	return out, nil
 }
 
-func (s *Server) handleRollout(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleRollout(w http.ResponseWriter, r *http.Request) (any, error) {
 	id := r.PathValue("id")
 	var found bool
 	s.node.FSM().Read(func(st *cluster.State) { found = st.Rollouts[id] != nil })
 	if !found {
-		writeError(w, http.StatusNotFound, "rollout", "rollout %q not found", id)
-		return
+		return nil, httpapi.Errorf(http.StatusNotFound, "rollout", "rollout %q not found", id)
 	}
-	writeJSON(w, http.StatusOK, s.apiRollout(id))
+	return s.apiRollout(id), nil
 }
 
-func (s *Server) handleRolloutControl(action string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		var empty struct{}
-		if r.ContentLength != 0 && !decodeBody(w, r, &empty) {
-			return
+func (s *Server) handleRolloutControl(action string) httpapi.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) (any, error) {
+		if err := httpapi.DecodeEmpty(r); err != nil {
+			return nil, err
 		}
 		id := r.PathValue("id")
 		words := map[string]string{cluster.RolloutPause: "paused: no host starts; hosts out finish their step",
 			cluster.RolloutResume: "resumed", cluster.RolloutCancel: "cancelled: no host starts; it ends once the hosts out are back"}
-		ev := cluster.NewEvent("rollout."+action, actor(r), "", "", fmt.Sprintf("rollout %s %s", id, words[action]))
+		ev := cluster.NewEvent("rollout."+action, httpapi.Actor(r), "", "", fmt.Sprintf("rollout %s %s", id, words[action]))
 		ev.Operation = id
 		if _, err := s.node.Apply(r.Context(), &cluster.RolloutControl{Rollout: id, Action: action, Time: s.clock.Now().UTC(), Event: ev}); err != nil {
-			writeApplyError(w, err)
-			return
+			return nil, httpapi.ApplyFailed(err)
 		}
-		writeJSON(w, http.StatusOK, s.apiRollout(id))
+		return s.apiRollout(id), nil
 	}
 }
 
-func (s *Server) handleRolloutContinue(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleRolloutContinue(w http.ResponseWriter, r *http.Request) (any, error) {
 	var req api.ContinueRequest
-	if !decodeBody(w, r, &req) {
-		return
+	if err := httpapi.DecodeBody(r, &req); err != nil {
+		return nil, err
 	}
 	if req.Host == "" {
-		writeError(w, http.StatusBadRequest, "host", "host: missing; name the host whose work is done")
-		return
+		return nil, httpapi.Errorf(http.StatusBadRequest, "host", "host: missing; name the host whose work is done")
 	}
 	id := r.PathValue("id")
-	ev := cluster.NewEvent("rollout.continue", actor(r), req.Host, "", fmt.Sprintf("rollout %s: the work on host %s is done (continued by an operator)", id, req.Host))
+	ev := cluster.NewEvent("rollout.continue", httpapi.Actor(r), req.Host, "", fmt.Sprintf("rollout %s: the work on host %s is done (continued by an operator)", id, req.Host))
 	ev.Operation = id
 	if _, err := s.node.Apply(r.Context(), &cluster.RolloutContinue{Rollout: id, Host: req.Host, Time: s.clock.Now().UTC(), Event: ev}); err != nil {
-		writeApplyError(w, err)
-		return
+		return nil, httpapi.ApplyFailed(err)
 	}
-	writeJSON(w, http.StatusOK, s.apiRollout(id))
+	return s.apiRollout(id), nil
 }

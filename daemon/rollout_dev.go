@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/daemon/httpapi"
 )
 
 // defaultRebootDown is how long a dev reboot keeps its host down.
@@ -14,34 +15,29 @@ const defaultRebootDown = 5 * time.Second
 // handleDevReboot makes a simulator host go down and answer again after
 // ?down= (herd host reboot, dev mode only): what a patch reboot looks like
 // to Herd.
-func (s *Server) handleDevReboot(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleDevReboot(w http.ResponseWriter, r *http.Request) (any, error) {
 	name := r.PathValue("host")
-	var empty struct{}
-	if r.ContentLength != 0 && !decodeBody(w, r, &empty) {
-		return
+	if err := httpapi.DecodeEmpty(r); err != nil {
+		return nil, err
 	}
 	if s.devCrash == nil {
-		writeError(w, http.StatusConflict, "", "dev mode only: reboot acts on herd server -dev's simulated hosts; this server drives real ones")
-		return
+		return nil, httpapi.Errorf(http.StatusConflict, "", "dev mode only: reboot acts on herd server -dev's simulated hosts; this server drives real ones")
 	}
 	down := defaultRebootDown
 	if v := r.URL.Query().Get("down"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d < 100*time.Millisecond || d > 10*time.Minute {
-			writeError(w, http.StatusBadRequest, "down", "down %q: want a duration from 100ms to 10m, such as 5s", v)
-			return
+			return nil, httpapi.Errorf(http.StatusBadRequest, "down", "down %q: want a duration from 100ms to 10m, such as 5s", v)
 		}
 		down = d
 	}
 	var h *cluster.Host
 	s.node.FSM().Read(func(st *cluster.State) { h = st.Hosts[name] })
 	if h == nil {
-		writeError(w, http.StatusNotFound, "host", "host %q not found", name)
-		return
+		return nil, httpapi.Errorf(http.StatusNotFound, "host", "host %q not found", name)
 	}
 	if err := s.devCrash(name, true); err != nil {
-		writeError(w, http.StatusInternalServerError, "", "%v", err)
-		return
+		return nil, httpapi.Errorf(http.StatusInternalServerError, "", "%v", err)
 	}
 	s.wg.Add(1)
 	go func() {
@@ -55,9 +51,8 @@ func (s *Server) handleDevReboot(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	msg := fmt.Sprintf("dev: simulator host %s reboots: down now, back in %s", name, down)
-	if _, err := s.node.Apply(r.Context(), &cluster.AppendEvents{Events: []cluster.Event{cluster.NewEvent("dev.host", actor(r), name, "", msg)}}); err != nil {
-		writeApplyError(w, err)
-		return
+	if _, err := s.node.Apply(r.Context(), &cluster.AppendEvents{Events: []cluster.Event{cluster.NewEvent("dev.host", httpapi.Actor(r), name, "", msg)}}); err != nil {
+		return nil, httpapi.ApplyFailed(err)
 	}
-	w.WriteHeader(http.StatusNoContent)
+	return httpapi.NoContent, nil
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/herd-project/herd/daemon/alertmanager"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/daemon/config"
+	"github.com/herd-project/herd/daemon/httpapi"
 	"github.com/herd-project/herd/drivers"
 	"github.com/herd-project/herd/metrics"
 )
@@ -46,7 +47,7 @@ type Server struct {
 	tokens    *config.Tokens
 	tls       *config.TLSBundle
 	transport *http.Transport
-	limiter   *writeLimiter
+	limiter   *httpapi.WriteLimiter
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -70,7 +71,6 @@ type Server struct {
 	balancer    *balancer
 	members     *membership
 	catchUp     catchUp
-	idem        idemStore
 	leases      *leaseTable
 	// devFence powers off a simulator host (dev mode only; nil otherwise).
 	devFence func(host string) error
@@ -176,7 +176,7 @@ func NewServer(cfg *config.Server, opts Options) (*Server, error) {
 		left:       make(chan struct{}),
 		tokens:     cfg.Tokens(),
 		tls:        bundle,
-		limiter:    newWriteLimiter(cfg.API.WriteRate, cfg.API.WriteBurst),
+		limiter:    httpapi.NewWriteLimiter(cfg.API.WriteRate, cfg.API.WriteBurst),
 	}
 	if bundle != nil {
 		s.transport = newTLSTransport(bundle.Client)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
+	"github.com/herd-project/herd/daemon/httpapi"
 	"github.com/herd-project/herd/policy"
 )
 
@@ -16,10 +17,10 @@ import (
 // by the planner the recovery and operations controllers use. It is served
 // on the leader, whose ledger holds the moves in flight, and changes
 // nothing.
-func (s *Server) handleSimulateFailure(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleSimulateFailure(w http.ResponseWriter, r *http.Request) (any, error) {
 	var req api.SimulateFailureRequest
-	if !decodeBody(w, r, &req) {
-		return
+	if err := httpapi.DecodeBody(r, &req); err != nil {
+		return nil, err
 	}
 	var st *cluster.State
 	var usage *cluster.Usage
@@ -30,25 +31,22 @@ func (s *Server) handleSimulateFailure(w http.ResponseWriter, r *http.Request) {
 		before = s.failoverCapacity(doc, live, u)
 	})
 	if len(req.Hosts) == 0 {
-		writeError(w, http.StatusBadRequest, "hosts", "name at least one host to fail")
-		return
+		return nil, httpapi.Errorf(http.StatusBadRequest, "hosts", "name at least one host to fail")
 	}
 	seen := map[string]int{}
 	for i, h := range req.Hosts {
 		field := fmt.Sprintf("hosts[%d]", i)
 		if first, dup := seen[h]; dup {
-			writeError(w, http.StatusBadRequest, field, "host %q is named twice (also hosts[%d])", h, first)
-			return
+			return nil, httpapi.Errorf(http.StatusBadRequest, field, "host %q is named twice (also hosts[%d])", h, first)
 		}
 		seen[h] = i
 		if st.Hosts[h] == nil {
-			writeError(w, http.StatusNotFound, field, "unknown host %q", h)
-			return
+			return nil, httpapi.Errorf(http.StatusNotFound, field, "unknown host %q", h)
 		}
 	}
 	out := s.simulateFailure(doc, st, usage, req.Hosts, time.Now())
 	out.FailoverBefore = before
-	writeJSON(w, http.StatusOK, out)
+	return out, nil
 }
 
 // simulateFailure plans the recovery of hosts failing at now, with st's

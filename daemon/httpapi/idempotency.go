@@ -1,4 +1,4 @@
-package daemon
+package httpapi
 
 import (
 	"bytes"
@@ -38,14 +38,14 @@ type idemStore struct {
 }
 
 // idempotent wraps a write served on the leader.
-func (s *Server) idempotent(h http.HandlerFunc) http.HandlerFunc {
+func (rt *Router) idempotent(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		key := r.Header.Get(idemHeader)
 		if key == "" {
 			h(w, r)
 			return
 		}
-		if len(key) > idemMaxKey || badText(key) != "" {
+		if len(key) > idemMaxKey || BadText(key) != "" {
 			writeError(w, http.StatusBadRequest, idemHeader, "%s must be 1 to %d printable characters", idemHeader, idemMaxKey)
 			return
 		}
@@ -56,12 +56,12 @@ func (s *Server) idempotent(h http.HandlerFunc) http.HandlerFunc {
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		caller := r.Header.Get("Authorization")
-		if p, ok := principalOf(r); ok {
+		if p, ok := PrincipalOf(r); ok {
 			caller = p.Name
 		}
 		sum := sha256.Sum256(append([]byte(r.Method+" "+r.URL.RequestURI()+"\n"), body...))
 		id := caller + "\x00" + key
-		e, first := s.idem.claim(id, sum)
+		e, first := rt.idem.claim(id, sum)
 		if !first {
 			select {
 			case <-e.done:
@@ -74,8 +74,8 @@ func (s *Server) idempotent(h http.HandlerFunc) http.HandlerFunc {
 			case e.code == idemPending:
 				// The first try was not answered with a result to keep
 				// (5xx: nothing committed): this one runs afresh.
-				s.idem.forget(id, e)
-				s.idempotent(h)(w, r)
+				rt.idem.forget(id, e)
+				rt.idempotent(h)(w, r)
 			default:
 				for k, v := range e.header {
 					w.Header()[k] = v
@@ -88,7 +88,7 @@ func (s *Server) idempotent(h http.HandlerFunc) http.HandlerFunc {
 		}
 		rec := &bodyRecorder{ResponseWriter: w, code: http.StatusOK}
 		h(rec, r)
-		s.idem.finish(id, e, rec)
+		rt.idem.finish(id, e, rec)
 	}
 }
 

@@ -1,4 +1,4 @@
-package daemon
+package httpapi
 
 import (
 	"fmt"
@@ -19,9 +19,9 @@ import (
 // maxClients bounds how many clients the write limiter remembers.
 const maxClients = 10000
 
-// writeLimiter is a token bucket per client (golang.org/x/time/rate): rate
+// WriteLimiter is a token bucket per client (golang.org/x/time/rate): rate
 // tokens a second, at most burst saved up.
-type writeLimiter struct {
+type WriteLimiter struct {
 	rate  float64
 	burst float64
 	now   func() time.Time
@@ -30,13 +30,15 @@ type writeLimiter struct {
 	buckets map[string]*rate.Limiter
 }
 
-func newWriteLimiter(r float64, burst int) *writeLimiter {
-	return &writeLimiter{rate: r, burst: float64(burst), now: time.Now, buckets: map[string]*rate.Limiter{}}
+// NewWriteLimiter allows r writes a second per client, burst at once (r 0:
+// no limit).
+func NewWriteLimiter(r float64, burst int) *WriteLimiter {
+	return &WriteLimiter{rate: r, burst: float64(burst), now: time.Now, buckets: map[string]*rate.Limiter{}}
 }
 
 // allow takes a token from key's bucket; when there is none it says how
 // long until there is.
-func (l *writeLimiter) allow(key string) (bool, time.Duration) {
+func (l *WriteLimiter) allow(key string) (bool, time.Duration) {
 	if l.rate <= 0 {
 		return true, 0
 	}
@@ -59,7 +61,7 @@ func (l *writeLimiter) allow(key string) (bool, time.Duration) {
 
 // evict forgets clients whose bucket has refilled (they would start full
 // anyway); if none has, it forgets all, which only forgives.
-func (l *writeLimiter) evict(now time.Time) {
+func (l *WriteLimiter) evict(now time.Time) {
 	for k, b := range l.buckets {
 		if b.TokensAt(now) >= l.burst {
 			delete(l.buckets, k)
@@ -73,7 +75,7 @@ func (l *writeLimiter) evict(now time.Time) {
 // clientKey names who a write counts against: the token's holder, or the
 // remote address without auth.
 func clientKey(r *http.Request) string {
-	if p, ok := principalOf(r); ok {
+	if p, ok := PrincipalOf(r); ok {
 		return "token:" + p.Name
 	}
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
@@ -84,19 +86,20 @@ func clientKey(r *http.Request) string {
 }
 
 // limitWrites answers 429 with Retry-After when a client writes too fast.
-func (s *Server) limitWrites(h http.Handler) http.Handler {
+func (rt *Router) limitWrites(h http.Handler) http.Handler {
+	l := rt.o.Limiter
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if p, ok := principalOf(r); ok && p.Name == config.ServerTokenName {
+		if p, ok := PrincipalOf(r); ok && p.Name == config.ServerTokenName {
 			// Servers' own calls (joins, events, policy reloads) are
 			// not throttled.
 			h.ServeHTTP(w, r)
 			return
 		}
-		ok, wait := s.limiter.allow(clientKey(r))
+		ok, wait := l.allow(clientKey(r))
 		if !ok {
 			secs := int(math.Ceil(wait.Seconds()))
 			w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
-			writeError(w, http.StatusTooManyRequests, "", "too many writes from this client: at most %g a second (burst %g); retry in %ds", s.limiter.rate, s.limiter.burst, max(secs, 1))
+			writeError(w, http.StatusTooManyRequests, "", "too many writes from this client: at most %g a second (burst %g); retry in %ds", l.rate, l.burst, max(secs, 1))
 			return
 		}
 		h.ServeHTTP(w, r)

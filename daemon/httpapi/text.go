@@ -1,4 +1,4 @@
-package daemon
+package httpapi
 
 import (
 	"fmt"
@@ -8,10 +8,10 @@ import (
 	"unicode/utf8"
 )
 
-// badText names the first control character (other than tab) or invalid
+// BadText names the first control character (other than tab) or invalid
 // UTF-8 in v, or returns "". Free text that reaches the action log or a
 // terminal must not carry escape sequences, bells, NULs or line breaks.
-func badText(v string) string {
+func BadText(v string) string {
 	if !utf8.ValidString(v) {
 		return "invalid UTF-8"
 	}
@@ -38,7 +38,7 @@ func walkStrings(v reflect.Value, path string) (string, string) {
 		}
 		return walkStrings(v.Elem(), path)
 	case reflect.String:
-		if p := badText(v.String()); p != "" {
+		if p := BadText(v.String()); p != "" {
 			return path, p
 		}
 	case reflect.Slice, reflect.Array:
@@ -51,7 +51,7 @@ func walkStrings(v reflect.Value, path string) (string, string) {
 		iter := v.MapRange()
 		for iter.Next() {
 			key := fmt.Sprint(iter.Key().Interface())
-			if p := badText(key); p != "" {
+			if p := BadText(key); p != "" {
 				return fieldPath(path, "(key)"), p
 			}
 			if f, p := walkStrings(iter.Value(), fieldPath(path, key)); p != "" {

@@ -1,4 +1,4 @@
-package daemon
+package httpapi
 
 import (
 	"bytes"
@@ -11,7 +11,7 @@ import (
 	"github.com/herd-project/herd/daemon/api"
 )
 
-// bodyTypes are the API request bodies decodeBody reads.
+// bodyTypes are the API request bodies DecodeBody reads.
 var bodyTypes = []func() any{
 	func() any { return &api.StatusRequest{} },
 	func() any { return &api.MaintenanceRequest{} },
@@ -41,8 +41,9 @@ func FuzzDecodeBody(f *testing.F) {
 		w := httptest.NewRecorder()
 		r := httptest.NewRequest(http.MethodPost, "/v1/x", bytes.NewReader(body))
 		r.Header.Set("Content-Type", "application/json")
-		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
-		if !decodeBody(w, r, v) {
+		r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
+		if err := DecodeBody(r, v); err != nil {
+			WriteErr(w, err)
 			if w.Code < 400 || w.Code > 499 {
 				t.Fatalf("refusal with status %d", w.Code)
 			}
@@ -56,11 +57,10 @@ func FuzzDecodeBody(f *testing.F) {
 		if err != nil {
 			t.Fatalf("accepted value does not encode: %v", err)
 		}
-		w2 := httptest.NewRecorder()
 		r2 := httptest.NewRequest(http.MethodPost, "/v1/x", bytes.NewReader(again))
 		v2 := reflect.New(reflect.TypeOf(v).Elem()).Interface()
-		if !decodeBody(w2, r2, v2) {
-			t.Fatalf("re-encoded %s refused: %s", again, w2.Body.String())
+		if err := DecodeBody(r2, v2); err != nil {
+			t.Fatalf("re-encoded %s refused: %v", again, err)
 		}
 		// omitempty makes [] and null the same; the encoding is the
 		// fixed point.
