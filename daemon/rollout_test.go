@@ -222,7 +222,7 @@ func TestRolloutRebootsEveryDevHost(t *testing.T) {
 // resumed, it goes on; cancelled, the host out finishes and the rest is
 // skipped.
 func TestRolloutWaitPauseResumeCancel(t *testing.T) {
-	_, c := startDevWith(t, 3, 6, nil, rolloutPolicy())
+	dev, c := startDevWith(t, 3, 6, nil, rolloutPolicy())
 	ctx := context.Background()
 	r, err := c.StartRollout(ctx, api.RolloutRequest{All: true, Order: "listed"})
 	if err != nil {
@@ -232,6 +232,11 @@ func TestRolloutWaitPauseResumeCancel(t *testing.T) {
 	r = waitRollout(t, c, r.ID, 30*time.Second, h1+" waiting in its work", func(r *api.Rollout) bool {
 		return phaseOf(r, h1) == "working" && r.Hosts[0].Note == ""
 	})
+	// The metrics say where the hosts are.
+	if m := metricsText(t, dev.Server); !strings.Contains(m, `herd_rollout_hosts{state="working"} 1`) || !strings.Contains(m, `herd_rollout_hosts{state="pending"} 2`) ||
+		!strings.Contains(m, `herd_rollouts{state="running"} 1`) {
+		t.Errorf("rollout metrics while %s works:\n%s", h1, grepLines(m, "herd_rollout"))
+	}
 	if _, err := c.RolloutAction(ctx, r.ID, "pause"); err != nil {
 		t.Fatal(err)
 	}
@@ -272,6 +277,11 @@ func TestRolloutWaitPauseResumeCancel(t *testing.T) {
 		if h.Maintenance != cluster.MaintenanceOff {
 			t.Errorf("host %s left in maintenance %s", h.Name, h.Maintenance)
 		}
+	}
+	// Two hosts went through every phase: each phase's duration was observed twice.
+	if m := metricsText(t, dev.Server); !strings.Contains(m, `herd_rollout_step_duration_seconds_count{step="working"} 2`) ||
+		!strings.Contains(m, `herd_rollout_step_duration_seconds_count{step="exiting"} 2`) {
+		t.Errorf("step durations:\n%s", grepLines(m, "herd_rollout_step_duration_seconds_count"))
 	}
 }
 

@@ -21,6 +21,10 @@ var (
 	RolloutStates = []string{"running", "paused", "succeeded", "failed", "cancelled"}
 )
 
+// RolloutSteps bound the label of herd_rollout_step_duration_seconds: the
+// phases a host of a rollout passes through and leaves.
+var RolloutSteps = []string{"entering", "working", "returning", "exiting"}
+
 // Rollout holds the rollout controller's collectors.
 type Rollout struct {
 	// StepDuration observes how long each phase of a host step took.
@@ -49,6 +53,13 @@ func NewRollout(reg prometheus.Registerer, src func() RolloutSample) *Rollout {
 			Name: "herd_rollout_hook_runs_total",
 			Help: "Rollout hook runs that ended on this server (the leader), by result (ok, error).",
 		}, []string{"result"}),
+	}
+	// Every bounded label value is exposed from the start, at zero.
+	for _, step := range RolloutSteps {
+		m.StepDuration.WithLabelValues(step)
+	}
+	for _, r := range []string{"ok", "error"} {
+		m.HookRuns.WithLabelValues(r)
 	}
 	reg.MustRegister(m.StepDuration, m.HookRuns, &rolloutCollector{src: src})
 	return m
