@@ -55,6 +55,7 @@ func (s *Server) simulateFailure(doc *policy.Document, st *cluster.State, usage 
 	comp := s.compiled(doc, st)
 	out := &api.FailureSimulation{Hosts: []api.SimulatedHost{}, Steps: []api.RecoveryStep{}, FailoverMin: doc.Failover.MinHostFailures, Time: now.UTC()}
 	var failed []string
+	working := st.RolloutWorkingHosts()
 	for _, name := range hosts {
 		h := st.Hosts[name]
 		sh := api.SimulatedHost{Name: name, Health: string(h.Health), VMs: usage.Hosts[name].VMs, Simulated: true}
@@ -62,6 +63,9 @@ func (s *Server) simulateFailure(doc *policy.Document, st *cluster.State, usage 
 		case op != nil && op.Kind == cluster.OpRecover:
 			sh.Simulated = false
 			sh.Note = fmt.Sprintf("already fenced and being recovered by operation %s (herd op show %s): not simulated again", op.ID, op.ID)
+		case working[name]:
+			sh.Simulated = false
+			sh.Note = "in its rollout work: going down is expected there (a reboot), so it would be neither fenced nor recovered"
 		case h.Health == cluster.HealthFenced:
 			sh.Note = "already fenced: its recovery starts now"
 		case h.Health == cluster.HealthDead:
@@ -83,7 +87,7 @@ func (s *Server) simulateFailure(doc *policy.Document, st *cluster.State, usage 
 	}
 	out.Recreated, out.Registered, out.Blocked = plan.Recreated, plan.Registered, plan.Blocked
 	out.FailoverAfter = plan.FailoverAfter
-	out.Notes = failureNotes(st, doc, hosts, now)
+	out.Notes = failureNotes(st, doc, failed, now)
 	if out.FailoverAfter < doc.Failover.MinHostFailures {
 		out.Notes = append(out.Notes, fmt.Sprintf("failover capacity after: %d hosts, below failover.min_host_failures (%d)", out.FailoverAfter, doc.Failover.MinHostFailures))
 	}
@@ -94,12 +98,15 @@ func (s *Server) simulateFailure(doc *policy.Document, st *cluster.State, usage 
 // fencing storm guard, recovery.automatic off.
 func failureNotes(st *cluster.State, doc *policy.Document, hosts []string, now time.Time) []string {
 	var notes []string
+	working := st.RolloutWorkingHosts()
 	view := make(map[string]*cluster.Host, len(st.Hosts))
 	for n, h := range st.Hosts {
-		view[n] = h
+		if !working[n] { // down on purpose: no storm (as recovery counts)
+			view[n] = h
+		}
 	}
 	for _, n := range hosts {
-		if h := view[n]; h.Health != cluster.HealthDead && h.Health != cluster.HealthFenced {
+		if h := view[n]; h != nil && h.Health != cluster.HealthDead && h.Health != cluster.HealthFenced {
 			nh := *h
 			nh.Health, nh.DownSince = cluster.HealthDead, now
 			view[n] = &nh
