@@ -176,10 +176,9 @@ func PlanRollout(s *cluster.State, req RolloutRequest, o Options) RolloutPlan {
 		wo.Exclude = out
 		wo.MaxInFlightTo = 0
 		touched := map[string]bool{}
-		fleets := map[string]*fleet{}
 		moving := 0
 		for _, name := range wave {
-			ph := planHost(s, usage, onHost, fleets, name, mode, wo, touched)
+			ph := planHost(s, usage, onHost, name, mode, wo, touched)
 			ph.Wave = w.Number
 			moving += len(ph.VMs)
 			ph.EstimatedSeconds = math.Ceil(float64(len(ph.VMs))/float64(limits.PerSource)) * p.MigrationSeconds
@@ -200,10 +199,11 @@ func PlanRollout(s *cluster.State, req RolloutRequest, o Options) RolloutPlan {
 }
 
 // planHost plans the evacuation of one host of a wave: its VMs, where each
-// goes (moving them in the model), and its blockers. The hosts of a wave
-// that share a driver and group share one fleet (every host of the wave is
-// excluded from it), so it sees what the wave's earlier hosts placed.
-func planHost(s *cluster.State, usage map[string]cluster.HostUsage, onHost map[string][]*cluster.VM, fleets map[string]*fleet,
+// goes (moving them in the model: usage, and the VMs on each host), and its
+// blockers. Each VM is placed as an evacuation places it (Place, which
+// samples among many hosts), from the host it is on in the model, with
+// every host of the wave excluded.
+func planHost(s *cluster.State, usage map[string]cluster.HostUsage, onHost map[string][]*cluster.VM,
 	name string, mode MigrateMode, o Options, touched map[string]bool) RolloutPlanHost {
 	ph := RolloutPlanHost{Host: name, VMs: []RolloutPlanVM{}, Blockers: []string{}}
 	src := s.Hosts[name]
@@ -222,13 +222,6 @@ func planHost(s *cluster.State, usage map[string]cluster.HostUsage, onHost map[s
 	}
 	vms := slices.Clone(onHost[name])
 	Order(vms)
-	key := src.Driver + "/" + src.Group
-	f := fleets[key]
-	if f == nil {
-		f = newFleet(s, usage, nil, src, "", o)
-		fleets[key] = f
-	}
-	f.src = src
 	var stay []*cluster.VM
 	for _, vm := range vms {
 		action, _ := decide(vm, mode, false)
@@ -240,19 +233,29 @@ func planHost(s *cluster.State, usage map[string]cluster.HostUsage, onHost map[s
 			continue
 		case action == "":
 			ph.Blockers = append(ph.Blockers, fmt.Sprintf("VM %s: power state %q unknown", vm.Name, vm.Power))
+			stay = append(stay, vm)
 			continue
 		case vm.Unmovable != "":
 			ph.Blockers = append(ph.Blockers, fmt.Sprintf("VM %s cannot migrate: %s", vm.Name, vm.Unmovable))
 			stay = append(stay, vm)
 			continue
 		}
-		i, pl := f.pick(vm)
-		if i < 0 {
-			ph.Blockers = append(ph.Blockers, fmt.Sprintf("VM %s: %s", vm.Name, placeFailure(f, EvacuationRequest{Host: name}, memoryNeed(vm), pl)))
+		here := vm
+		if vm.Host != name {
+			moved := *vm
+			moved.Host = name
+			here = &moved
+		}
+		pl := Place(s, usage, nil, here, o)
+		if pl.Host == "" {
+			why := pl.Explain()
+			if pl.Rejections[ReasonInsufficientMemory] > 0 {
+				why = "not enough capacity: " + why
+			}
+			ph.Blockers = append(ph.Blockers, fmt.Sprintf("VM %s: %s", vm.Name, why))
 			stay = append(stay, vm)
 			continue
 		}
-		f.take(i, vm)
 		pv.Target = pl.Host
 		ph.VMs = append(ph.VMs, pv)
 		// Move it in the model: later hosts and waves see it there.
