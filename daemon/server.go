@@ -21,6 +21,7 @@ import (
 	"github.com/herd-project/herd/daemon/alertmanager"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/daemon/config"
+	"github.com/herd-project/herd/daemon/controller/inventory"
 	"github.com/herd-project/herd/daemon/httpapi"
 	"github.com/herd-project/herd/drivers"
 	"github.com/herd-project/herd/metrics"
@@ -68,6 +69,7 @@ type Server struct {
 	// controllers are started on the leader, in order.
 	controllers []Controller
 	ops         *opsController
+	syncers     []*inventory.Controller
 	balancer    *balancer
 	members     *membership
 	catchUp     catchUp
@@ -187,8 +189,12 @@ func NewServer(cfg *config.Server, opts Options) (*Server, error) {
 	s.metrics = metrics.New(s.reg, metrics.Sources{State: s.stateSample, Raft: s.raftSample, InFlight: s.ops.InFlight, Policy: s.policySample,
 		Gossip: s.gossipStates})
 	s.drivers = newDriverSet(cfg.Drivers, opts.DriverFactory, log)
+	syncDeps := inventory.Deps{State: node.FSM(), Raft: node, Drivers: s.drivers, Metrics: s.metrics, Log: log,
+		Interval: cfg.Inventory.SyncInterval, Timeout: cfg.Inventory.Timeout}
 	for _, dc := range cfg.Drivers {
-		s.controllers = append(s.controllers, &inventorySync{s: s, driver: dc.Name})
+		sc := inventory.New(syncDeps, dc.Name)
+		s.syncers = append(s.syncers, sc)
+		s.controllers = append(s.controllers, sc)
 	}
 	s.balancer = newBalancerController(s)
 	s.members = &membership{s: s}
@@ -454,4 +460,15 @@ func (s *Server) apiScheme() string {
 		return "https"
 	}
 	return "http"
+}
+
+// SyncInventory reads one driver's inventory and writes what changed, now.
+// Leader only.
+func (s *Server) SyncInventory(ctx context.Context, driver string) (*inventory.Result, error) {
+	for _, sc := range s.syncers {
+		if sc.Driver() == driver {
+			return sc.Sync(ctx)
+		}
+	}
+	return nil, fmt.Errorf("no driver %q", driver)
 }

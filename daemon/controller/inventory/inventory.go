@@ -1,110 +1,155 @@
-package daemon
+// Package inventory is the leader's inventory sync: one controller per
+// driver copies the driver's inventory into the replicated state, as
+// diffs (Diff, pure): unchanged hosts and VMs are not written again.
+package inventory
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sort"
 	"time"
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/drivers"
+	"github.com/herd-project/herd/internal/ctxsleep"
+	"github.com/herd-project/herd/metrics"
 )
 
-// inventorySync copies one driver's inventory into the state, as diffs:
-// unchanged hosts and VMs are not written again.
-type inventorySync struct {
-	s      *Server
+// State is the replicated state as the sync reads it (cluster.FSM).
+type State interface {
+	// Index is the last applied raft index.
+	Index() uint64
+	// State is a copy of the state.
+	State() *cluster.State
+}
+
+// Applier writes commands to raft (cluster.Node).
+type Applier interface {
+	Apply(ctx context.Context, cmd cluster.Command) (uint64, error)
+}
+
+// Drivers opens drivers by name, and opens one again after Reset.
+type Drivers interface {
+	Get(ctx context.Context, name string) (drivers.Driver, error)
+	Reset(name string)
+}
+
+// Deps are what a sync controller works with.
+type Deps struct {
+	State   State
+	Raft    Applier
+	Drivers Drivers
+	Metrics *metrics.Metrics
+	Log     *slog.Logger
+	// Interval between rounds; Timeout bounds one inventory read.
+	Interval, Timeout time.Duration
+}
+
+// Controller syncs one driver's inventory while this server leads.
+type Controller struct {
+	d      Deps
 	driver string
 }
 
-func (c *inventorySync) Name() string { return "inventory-sync/" + c.driver }
+// New is the sync controller of driver.
+func New(d Deps, driver string) *Controller { return &Controller{d: d, driver: driver} }
 
-func (c *inventorySync) Run(ctx context.Context) {
-	interval := c.s.cfg.Inventory.SyncInterval
+// Name names the controller in logs.
+func (c *Controller) Name() string { return "inventory-sync/" + c.driver }
+
+// Driver is the driver this controller syncs.
+func (c *Controller) Driver() string { return c.driver }
+
+// Run syncs every interval until ctx ends, backing off after a failure.
+func (c *Controller) Run(ctx context.Context) {
+	interval := c.d.Interval
 	backoff := time.Second
 	for ctx.Err() == nil {
-		if _, err := c.s.SyncInventory(ctx, c.driver); err != nil {
+		if _, err := c.Sync(ctx); err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			c.s.log.Warn("inventory sync failed", "driver", c.driver, "err", err, "retry_in", backoff)
-			sleepCtx(ctx, backoff)
+			c.d.Log.Warn("inventory sync failed", "driver", c.driver, "err", err, "retry_in", backoff)
+			ctxsleep.Sleep(ctx, backoff)
 			backoff = min(backoff*2, interval)
 			continue
 		}
 		backoff = time.Second
-		sleepCtx(ctx, interval)
+		ctxsleep.Sleep(ctx, interval)
 	}
 }
 
-// SyncResult says what one sync round changed.
-type SyncResult struct {
+// Result says what one sync round changed.
+type Result struct {
 	Diff     *cluster.InventoryDiff
 	Duration time.Duration
 }
 
-// SyncInventory reads one driver's inventory and writes what changed. Leader only.
-func (s *Server) SyncInventory(ctx context.Context, driver string) (*SyncResult, error) {
+// Sync reads the driver's inventory and writes what changed. Leader only.
+func (c *Controller) Sync(ctx context.Context) (*Result, error) {
 	start := time.Now()
-	res, err := s.syncInventory(ctx, driver)
+	res, err := c.sync(ctx)
 	result := "ok"
 	if err != nil {
 		result = "error"
 	}
-	s.metrics.InventorySyncs.WithLabelValues(driver, result).Inc()
-	s.metrics.InventorySyncTime.WithLabelValues(driver).Observe(time.Since(start).Seconds())
+	m := c.d.Metrics
+	m.InventorySyncs.WithLabelValues(c.driver, result).Inc()
+	m.InventorySyncTime.WithLabelValues(c.driver).Observe(time.Since(start).Seconds())
 	if res != nil {
 		res.Duration = time.Since(start)
 	}
 	return res, err
 }
 
-func (s *Server) syncInventory(ctx context.Context, driver string) (*SyncResult, error) {
-	d, err := s.drivers.Get(ctx, driver)
+func (c *Controller) sync(ctx context.Context) (*Result, error) {
+	driver, m := c.driver, c.d.Metrics
+	d, err := c.d.Drivers.Get(ctx, driver)
 	if err != nil {
 		return nil, err
 	}
-	tctx, cancel := context.WithTimeout(ctx, s.cfg.Inventory.Timeout)
+	tctx, cancel := context.WithTimeout(ctx, c.d.Timeout)
 	defer cancel()
 	// The state the read is against: a step that changes a VM after this
 	// is newer than what the driver reports.
-	readIndex := s.node.FSM().Index()
+	readIndex := c.d.State.Index()
 	inv, err := d.Inventory(tctx)
 	if err != nil {
 		if errors.Is(err, drivers.ErrUnreachable) || errors.Is(err, drivers.ErrTimeout) {
-			s.drivers.Reset(driver)
+			c.d.Drivers.Reset(driver)
 		}
 		return nil, fmt.Errorf("inventory of %s: %w", driver, err)
 	}
-	st := s.node.FSM().State()
-	diff := InventoryDiff(driver, st, inv, time.Now().UTC())
+	st := c.d.State.State()
+	diff := Diff(driver, st, inv, time.Now().UTC())
 	diff.ReadIndex = readIndex
-	s.metrics.VMDuplicates.WithLabelValues(driver).Set(float64(countDuplicates(st, inv)))
+	m.VMDuplicates.WithLabelValues(driver).Set(float64(countDuplicates(st, inv)))
 	if diff.Empty() {
-		return &SyncResult{Diff: diff}, nil
+		return &Result{Diff: diff}, nil
 	}
 	// A large inventory goes in bounded entries; one that fails part way
 	// leaves the parts before it written, and the next round writes the rest.
 	for _, part := range diff.Split(cluster.MaxInventoryEntryBytes) {
-		if _, err := s.node.Apply(ctx, part); err != nil {
+		if _, err := c.d.Raft.Apply(ctx, part); err != nil {
 			return nil, fmt.Errorf("write inventory of %s: %w", driver, err)
 		}
 	}
 	for kind, n := range map[string]int{"host_upsert": len(diff.UpsertHosts), "host_remove": len(diff.RemoveHosts),
 		"vm_upsert": len(diff.UpsertVMs), "vm_remove": len(diff.RemoveVMs)} {
 		if n > 0 {
-			s.metrics.InventoryChanges.WithLabelValues(driver, kind).Add(float64(n))
+			m.InventoryChanges.WithLabelValues(driver, kind).Add(float64(n))
 		}
 	}
-	return &SyncResult{Diff: diff}, nil
+	return &Result{Diff: diff}, nil
 }
 
 const syncActor = "inventory-sync"
 
-// InventoryDiff compares a driver's inventory with the state and returns
-// what changed, with an event for each change people care about. Pure.
-func InventoryDiff(driver string, st *cluster.State, inv *drivers.Inventory, now time.Time) *cluster.InventoryDiff {
+// Diff compares a driver's inventory with the state and returns what
+// changed, with an event for each change people care about. Pure.
+func Diff(driver string, st *cluster.State, inv *drivers.Inventory, now time.Time) *cluster.InventoryDiff {
 	d := &cluster.InventoryDiff{Driver: driver}
 	ev := func(typ, host, vm, format string, args ...any) {
 		e := cluster.Event{Time: now, Type: typ, Actor: syncActor, Host: host, VM: vm, Message: fmt.Sprintf(format, args...)}

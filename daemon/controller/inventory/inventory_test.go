@@ -1,4 +1,4 @@
-package daemon
+package inventory
 
 import (
 	"testing"
@@ -21,7 +21,7 @@ func TestInventoryDiff(t *testing.T) {
 		},
 	}
 	st := cluster.NewState()
-	first := InventoryDiff("dc", st, inv, now)
+	first := Diff("dc", st, inv, now)
 	if len(first.UpsertHosts) != 2 || len(first.UpsertVMs) != 2 || len(first.RemoveHosts)+len(first.RemoveVMs) != 0 {
 		t.Fatalf("first diff: %+v", first)
 	}
@@ -31,7 +31,7 @@ func TestInventoryDiff(t *testing.T) {
 
 	// Apply it, then the same inventory again: nothing to write.
 	st = applyDiff(t, st, first)
-	if again := InventoryDiff("dc", st, inv, now.Add(time.Minute)); !again.Empty() || len(again.Events) != 0 {
+	if again := Diff("dc", st, inv, now.Add(time.Minute)); !again.Empty() || len(again.Events) != 0 {
 		t.Fatalf("no-change sync wrote %+v", again)
 	}
 
@@ -42,7 +42,7 @@ func TestInventoryDiff(t *testing.T) {
 	inv.Hosts[0].Connection = drivers.NotResponding
 	inv.Hosts = append(inv.Hosts, drivers.Host{Name: "h3", Group: "c1", MemoryBytes: 32 << 30, Connection: drivers.Connected})
 	st = applyDiff(t, st, &cluster.InventoryDiff{Driver: "dc", UpsertVMs: []cluster.VM{{ID: "gone", Name: "old", Host: "h1", Driver: "dc"}}})
-	d := InventoryDiff("dc", st, inv, now.Add(2*time.Minute))
+	d := Diff("dc", st, inv, now.Add(2*time.Minute))
 	if len(d.UpsertVMs) != 2 || len(d.RemoveVMs) != 1 || d.RemoveVMs[0] != "gone" || len(d.UpsertHosts) != 2 {
 		t.Fatalf("change diff: %+v", d)
 	}
@@ -60,7 +60,7 @@ func TestInventoryDiff(t *testing.T) {
 	}
 
 	// Another driver's hosts and VMs are not touched.
-	other := InventoryDiff("other", st, &drivers.Inventory{}, now)
+	other := Diff("other", st, &drivers.Inventory{}, now)
 	if !other.Empty() {
 		t.Fatalf("diff for another driver removes foreign objects: %+v", other)
 	}
@@ -83,7 +83,7 @@ func TestInventoryDiffKeepsTheRunningCopyOfADuplicate(t *testing.T) {
 		{{ID: "a", Name: "web", Host: "h1", Power: drivers.PoweredOn}, {ID: "a", Name: "web", Host: "h2", Power: drivers.Suspended}},
 		{{ID: "a", Name: "web", Host: "h2", Power: drivers.Suspended}, {ID: "a", Name: "web", Host: "h1", Power: drivers.PoweredOn}},
 	} {
-		d := InventoryDiff("kvm", st, &drivers.Inventory{VMs: order}, now)
+		d := Diff("kvm", st, &drivers.Inventory{VMs: order}, now)
 		if len(d.UpsertVMs) != 0 || len(d.RemoveVMs) != 0 {
 			t.Fatalf("a paused copy on another host changed the VM: %+v", d)
 		}
@@ -125,14 +125,14 @@ func TestInventoryDiffStaleCopies(t *testing.T) {
 	// again, and a creation may fail in between): its record holds the
 	// definition.
 	empty := &drivers.Inventory{Hosts: []drivers.Host{{Name: "h1"}, {Name: "h2"}}}
-	if d := InventoryDiff("kvm", st, empty, now); len(d.RemoveVMs) != 0 {
+	if d := Diff("kvm", st, empty, now); len(d.RemoveVMs) != 0 {
 		t.Fatalf("a VM being recreated was removed: %+v", d.RemoveVMs)
 	}
 	failed := st.Snapshot()
 	if err := failed.Apply(&cluster.FinishItem{Op: "r1", VM: "a", Error: "create failed", Time: now}, 19); err != nil {
 		t.Fatal(err)
 	}
-	if d := InventoryDiff("kvm", failed, empty, now); len(d.RemoveVMs) != 0 {
+	if d := Diff("kvm", failed, empty, now); len(d.RemoveVMs) != 0 {
 		t.Fatalf("a VM whose recreation failed was removed: %+v", d.RemoveVMs)
 	}
 	if err := st.Apply(&cluster.FinishItem{Op: "r1", VM: "a", OK: true, NewID: "a", Time: now}, 20); err != nil {
@@ -159,7 +159,7 @@ func TestInventoryDiffStaleCopies(t *testing.T) {
 				{ID: "a", Name: "web", Host: "h1", MemoryBytes: 1 << 30, Power: tc.power},
 				{ID: "a", Name: "web", Host: "h2", MemoryBytes: 1 << 30, Power: drivers.PoweredOn},
 			}}
-			d := InventoryDiff("kvm", st, inv, now)
+			d := Diff("kvm", st, inv, now)
 			if len(d.UpsertVMs) != 0 || len(d.RemoveVMs) != 0 {
 				t.Errorf("the stale copy changed the VM: %+v", d)
 			}
@@ -196,14 +196,14 @@ func TestInventoryDiffKeepsPowerOfADownHost(t *testing.T) {
 		{cluster.HealthAlive, drivers.Disconnected, false},
 		{cluster.HealthAlive, drivers.Connected, true},
 	} {
-		st := applyDiff(t, cluster.NewState(), InventoryDiff("dc", cluster.NewState(), inv, now))
+		st := applyDiff(t, cluster.NewState(), Diff("dc", cluster.NewState(), inv, now))
 		if err := st.Apply(&cluster.SetHostHealth{Host: "h1", Health: tc.health}, 2); err != nil {
 			t.Fatal(err)
 		}
 		off := &drivers.Inventory{Hosts: []drivers.Host{inv.Hosts[0]}, VMs: []drivers.VM{inv.VMs[0]}}
 		off.Hosts[0].Connection = tc.conn
 		off.VMs[0].Power = drivers.PoweredOff
-		d := InventoryDiff("dc", st, off, now)
+		d := Diff("dc", st, off, now)
 		if changed := len(d.UpsertVMs) > 0; changed != tc.changed {
 			t.Errorf("host %s, %s: power change recorded %v, want %v", tc.health, tc.conn, changed, tc.changed)
 		}
@@ -219,17 +219,17 @@ func TestInventoryDiffDefinitions(t *testing.T) {
 		Hosts: []drivers.Host{{Name: "h1", MemoryBytes: 64 << 30, CPUs: 16, Connection: drivers.Connected}},
 		VMs:   []drivers.VM{{ID: "a", Name: "web", Host: "h1", MemoryBytes: 2 << 30, VCPUs: 2, Power: drivers.PoweredOn, Definition: xml}},
 	}
-	st := applyDiff(t, cluster.NewState(), InventoryDiff("dc", cluster.NewState(), inv, now))
+	st := applyDiff(t, cluster.NewState(), Diff("dc", cluster.NewState(), inv, now))
 	if got, err := st.VMs["a"].Definition.Bytes(); err != nil || string(got) != string(xml) {
 		t.Fatalf("stored definition %q (%v)", got, err)
 	}
 	inv.VMs[0].Definition = append([]byte{}, xml...) // same bytes, another slice
-	if d := InventoryDiff("dc", st, inv, now.Add(time.Minute)); !d.Empty() {
+	if d := Diff("dc", st, inv, now.Add(time.Minute)); !d.Empty() {
 		t.Fatalf("an unchanged definition was written again: %+v", d.UpsertVMs)
 	}
 	changed := []byte("<domain type='kvm'><name>web</name><devices><disk/><disk/></devices></domain>")
 	inv.VMs[0].Definition = changed
-	d := InventoryDiff("dc", st, inv, now.Add(2*time.Minute))
+	d := Diff("dc", st, inv, now.Add(2*time.Minute))
 	if len(d.UpsertVMs) != 1 || !d.UpsertVMs[0].Definition.Is(changed) {
 		t.Fatalf("a changed definition was not written: %+v", d.UpsertVMs)
 	}
