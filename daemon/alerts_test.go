@@ -67,12 +67,14 @@ func TestMaintenanceSilencesHostAlerts(t *testing.T) {
 	ctx := context.Background()
 	hosts := dev.Sim.HostNames()
 	h, other := hosts[0], hosts[1]
+	start := time.Now()
 	ref, err := c.Maintenance(ctx, h, api.MaintenanceRequest{Status: "enable", Migrate: "active-only"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var sl *amtest.Silence
 	testutil.WaitFor(t, 20*time.Second, "a silence for "+h, func() bool { sl = silenceOf(am, h); return sl != nil })
+	t.Logf("silence active %s after the maintenance request", time.Since(start).Round(time.Millisecond))
 	if sl.CreatedBy != "herd" || !strings.Contains(sl.Comment, ref.Operation) || !strings.Contains(sl.Comment, "api:127.0.0.1") {
 		t.Errorf("silence should be made by herd and name the operation %s and its actor: %+v", ref.Operation, sl)
 	}
@@ -98,6 +100,7 @@ func TestMaintenanceSilencesHostAlerts(t *testing.T) {
 		return true
 	})
 	waitOp(t, c, ref.Operation, 30*time.Second)
+	exitAt := time.Now()
 	exit, err := c.Maintenance(ctx, h, api.MaintenanceRequest{Status: "disable"})
 	if err != nil {
 		t.Fatal(err)
@@ -106,6 +109,7 @@ func TestMaintenanceSilencesHostAlerts(t *testing.T) {
 	testutil.WaitFor(t, 10*time.Second, "the silence expired", func() bool {
 		return silenceState(t, am, sl.ID) == "expired" && recordedSilence(dev.Server, h) == nil
 	})
+	t.Logf("silence expired %s after the exit request", time.Since(exitAt).Round(time.Millisecond))
 	testutil.WaitFor(t, 10*time.Second, "the host's alert active again", func() bool { return am.AlertState(alerts[0].Labels) == "active" })
 	evs := queryEvents(t, c, api.EventQuery{Host: h})
 	if !hasEvent(evs, "alertmanager.silenced", sl.ID) || !hasEvent(evs, "alertmanager.unsilenced", sl.ID) {
