@@ -28,8 +28,9 @@ func (s *Server) newSilencer() Controller {
 	s.amMetrics = metrics.NewAlertmanager(s.reg)
 	wake := make(chan uint64, 1)
 	s.node.FSM().Watch(wake)
-	s.webhook = alertmanager.NewWebhook(nodeStore{s.node}, s.Policy, alertActions{s}, s.amMetrics, s.log.With("component", "alert-webhook"))
-	return alertmanager.NewSilencer(nodeStore{s.node}, s.Policy, s.log, s.amMetrics.Errors, wake)
+	d := alertmanager.Deps{Store: nodeStore{s.node}, Policy: s.Policy, Log: s.log, Metrics: s.amMetrics, Wake: wake}
+	s.webhook = alertmanager.NewWebhook(d, alertActions{s})
+	return alertmanager.NewSilencer(d)
 }
 
 // alertActions are the host actions Alertmanager's webhook may take, on

@@ -12,6 +12,7 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/internal/amtest"
+	"github.com/herd-project/herd/metrics"
 	"github.com/herd-project/herd/policy"
 )
 
@@ -45,8 +46,8 @@ func TestSilenceExtendedBeforeItEnds(t *testing.T) {
 	store := &memStore{st: st}
 	doc := policy.Default()
 	doc.Alertmanager = policy.NewAlertmanagerPolicy(am.URL)
-	errs := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "e"}, []string{"op"})
-	c := NewSilencer(store, func() *policy.Document { return doc }, slog.New(slog.NewTextHandler(io.Discard, nil)), errs, nil)
+	c := NewSilencer(Deps{Store: store, Policy: func() *policy.Document { return doc }, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Metrics: metrics.NewAlertmanager(prometheus.NewRegistry())})
 	now := time.Now()
 	c.now = func() time.Time { return now }
 	ctx := context.Background()

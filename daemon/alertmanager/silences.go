@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/metrics"
 	"github.com/herd-project/herd/policy"
 )
 
@@ -22,6 +23,18 @@ type Store interface {
 	// Read calls fn with the live state under a read lock.
 	Read(fn func(st *cluster.State))
 	Apply(ctx context.Context, cmd cluster.Command) (uint64, error)
+}
+
+// Deps are what the Alertmanager controller and webhook use of the
+// server.
+type Deps struct {
+	Store   Store
+	Policy  func() *policy.Document
+	Log     *slog.Logger
+	Metrics *metrics.Alertmanager
+	// Wake receives the index of every applied raft entry
+	// (cluster.FSM.Watch); nil: the silencer wakes on its timer only.
+	Wake <-chan uint64
 }
 
 // Actor is the name Herd's Alertmanager work has in events.
@@ -52,7 +65,7 @@ type Silencer struct {
 	policy func() *policy.Document
 	log    *slog.Logger
 	errs   *prometheus.CounterVec
-	wake   chan uint64
+	wake   <-chan uint64
 	now    func() time.Time
 
 	mu      sync.Mutex
@@ -61,10 +74,9 @@ type Silencer struct {
 	failing bool
 }
 
-// NewSilencer builds the controller. wake receives the index of every
-// applied raft entry (cluster.FSM.Watch); errs counts failed calls by op.
-func NewSilencer(store Store, pol func() *policy.Document, log *slog.Logger, errs *prometheus.CounterVec, wake chan uint64) *Silencer {
-	return &Silencer{store: store, policy: pol, log: log.With("component", "silences"), errs: errs, wake: wake, now: time.Now}
+// NewSilencer builds the controller.
+func NewSilencer(d Deps) *Silencer {
+	return &Silencer{store: d.Store, policy: d.Policy, log: d.Log.With("component", "silences"), errs: d.Metrics.Errors, wake: d.Wake, now: time.Now}
 }
 
 // Name implements the daemon's Controller.

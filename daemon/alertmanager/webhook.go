@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"sort"
@@ -76,15 +77,15 @@ type Webhook struct {
 	policy  func() *policy.Document
 	actions Actions
 	metrics *metrics.Alertmanager
-	log     interface{ Warn(string, ...any) }
+	log     *slog.Logger
 	// mu serialises deliveries: the storm count of one sees what the one
 	// before started.
 	mu sync.Mutex
 }
 
-// NewWebhook builds the receiver.
-func NewWebhook(store Store, pol func() *policy.Document, actions Actions, m *metrics.Alertmanager, log interface{ Warn(string, ...any) }) *Webhook {
-	return &Webhook{store: store, policy: pol, actions: actions, metrics: m, log: log}
+// NewWebhook builds the receiver; actions carry out what alerts ask.
+func NewWebhook(d Deps, actions Actions) *Webhook {
+	return &Webhook{store: d.Store, policy: d.Policy, actions: actions, metrics: d.Metrics, log: d.Log.With("component", "alert-webhook")}
 }
 
 // planned is one alert's checked action.
