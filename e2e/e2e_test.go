@@ -783,6 +783,7 @@ func TestScenarios(t *testing.T) {
 		}
 		record(t, map[string]time.Duration{"recovered": last.Sub(start)})
 	})
+	t.Run("rollout across the hosts, each powered off and on by the hook", func(t *testing.T) { rolloutPowerCycle(t, b, w) })
 	w.mu.Lock()
 	t.Logf("invariant 1 checked in %d samples", w.samples)
 	w.mu.Unlock()
