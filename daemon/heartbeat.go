@@ -33,23 +33,6 @@ func (l *leaseTable) heard(host string, now time.Time) (known, fresh bool) {
 	return ok, ok && now.Sub(t) < api.HeartbeatLost
 }
 
-// agentSignal is the agent's state for health fusion: its gossip state
-// (gossip: "alive" while memberlist lists it, "" when it does not and the
-// agent holds no lease, "dead" when it holds one), overridden by the
-// heartbeats when the agent sends them: "alive" while they arrive,
-// "silent" when they stopped while gossip still lists the agent. An agent
-// gossip no longer lists keeps its gossip state: one that left cleanly
-// counts as no agent, as before heartbeats.
-func agentSignal(gossip string, known, fresh bool) string {
-	switch {
-	case known && fresh:
-		return "alive"
-	case known && gossip == "alive":
-		return "silent"
-	}
-	return gossip
-}
-
 // handleHeartbeat records a heartbeat from a host's agent (leader only:
 // the route forwards). Nothing is written to raft: a new leader hears the
 // next heartbeat within heartbeatEvery.

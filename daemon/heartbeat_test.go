@@ -11,6 +11,7 @@ import (
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/agent"
 	"github.com/herd-project/herd/daemon/api"
+	"github.com/herd-project/herd/daemon/controller/health"
 	"github.com/herd-project/herd/drivers"
 	"github.com/herd-project/herd/internal/testutil"
 	"github.com/herd-project/herd/policy"
@@ -32,8 +33,8 @@ func TestAgentSignal(t *testing.T) {
 		{"dead", true, false, "dead"},
 		{"", true, false, ""}, // left gossip cleanly: no agent, as before
 	} {
-		if got := agentSignal(tc.gossip, tc.known, tc.fresh); got != tc.want {
-			t.Errorf("agentSignal(%q, known %v, fresh %v) = %q, want %q", tc.gossip, tc.known, tc.fresh, got, tc.want)
+		if got := health.AgentSignal(tc.gossip, tc.known, tc.fresh); got != tc.want {
+			t.Errorf("AgentSignal(%q, known %v, fresh %v) = %q, want %q", tc.gossip, tc.known, tc.fresh, got, tc.want)
 		}
 	}
 }

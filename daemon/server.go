@@ -21,6 +21,7 @@ import (
 	"github.com/herd-project/herd/daemon/alertmanager"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/daemon/config"
+	"github.com/herd-project/herd/daemon/controller/health"
 	"github.com/herd-project/herd/daemon/controller/inventory"
 	"github.com/herd-project/herd/daemon/httpapi"
 	"github.com/herd-project/herd/drivers"
@@ -198,7 +199,9 @@ func NewServer(cfg *config.Server, opts Options) (*Server, error) {
 	}
 	s.balancer = newBalancerController(s)
 	s.members = &membership{s: s}
-	s.controllers = append(s.controllers, s.members, s.ops, s.balancer, &healthController{s: s}, newRecoveryController(s))
+	s.controllers = append(s.controllers, s.members, s.ops, s.balancer, health.New(health.Deps{State: node.FSM(), Raft: node, Drivers: s.drivers,
+		Leases: healthLeases{s.leases}, Policy: s.Policy, Gossip: s.gossipMembers, HostQuery: s.hostQuery, Evacuate: s.evacuateDegraded,
+		Metrics: s.metrics, Log: log}), newRecoveryController(s))
 	s.controllers = append(s.controllers, s.newSilencer())
 	s.controllers = append(s.controllers, newRolloutController(s))
 	s.http = &http.Server{
@@ -471,4 +474,15 @@ func (s *Server) SyncInventory(ctx context.Context, driver string) (*inventory.R
 		}
 	}
 	return nil, fmt.Errorf("no driver %q", driver)
+}
+
+// healthLeases is the lease table as the health controller reads it.
+type healthLeases struct{ *leaseTable }
+
+func (l healthLeases) Deadline(host string, ttl, margin time.Duration) time.Time {
+	return l.deadline(host, ttl, margin)
+}
+
+func (l healthLeases) Heard(host string, now time.Time) (known, fresh bool) {
+	return l.heard(host, now)
 }

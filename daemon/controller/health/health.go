@@ -1,22 +1,75 @@
-package daemon
+// Package health is the leader's health controller: it fuses each host's
+// signals (its manager's connection, probes, its agent's gossip state,
+// heartbeats and lease, Prometheus queries) into the host's health with
+// policy.FuseHealth, and records each change in raft.
+package health
 
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/drivers"
+	"github.com/herd-project/herd/internal/ctxsleep"
+	"github.com/herd-project/herd/metrics"
 	"github.com/herd-project/herd/policy"
 )
 
-// healthController fuses, on the leader, each host's signals — its
+// State is the replicated state as the controller reads it (cluster.FSM).
+type State interface {
+	// Read runs fn under the state's read lock; fn must not keep st.
+	Read(fn func(st *cluster.State))
+	// State is a copy of the state.
+	State() *cluster.State
+}
+
+// Applier writes commands to raft (cluster.Node).
+type Applier interface {
+	Apply(ctx context.Context, cmd cluster.Command) (uint64, error)
+}
+
+// Drivers opens drivers by name.
+type Drivers interface {
+	Get(ctx context.Context, name string) (drivers.Driver, error)
+}
+
+// Leases is the leader's memory of agents' leases and heartbeats.
+type Leases interface {
+	// Deadline is when host's lease counts as expired on the leader.
+	Deadline(host string, ttl, margin time.Duration) time.Time
+	// Heard says whether host's agent sends heartbeats (known) and
+	// whether the last one is recent (fresh).
+	Heard(host string, now time.Time) (known, fresh bool)
+}
+
+// Deps are what the health controller works with.
+type Deps struct {
+	State   State
+	Raft    Applier
+	Drivers Drivers
+	Leases  Leases
+	// Policy is the policy in force.
+	Policy func() *policy.Document
+	// Gossip lists the gossip pool as this server sees it.
+	Gossip func() []cluster.GossipMember
+	// HostQuery runs a Prometheus query, its value by host.
+	HostQuery func(ctx context.Context, src *policy.PrometheusSource, name, query string, st *cluster.State) (map[string]float64, error)
+	// Evacuate sends a degraded host into maintenance.
+	Evacuate func(ctx context.Context, host, why string) error
+	Metrics  *metrics.Metrics
+	Log      *slog.Logger
+}
+
+// Controller fuses, on the leader, each host's signals — its
 // hypervisor manager's connection state (from inventory sync) and its
 // agent's gossip state when it runs one — into the host's health, with the
 // policy's thresholds. Timers live in memory: a new leader starts them
 // afresh, which only ever delays a verdict.
-type healthController struct {
-	s *Server
+type Controller struct {
+	d Deps
 
 	mu     sync.Mutex
 	probes map[string]probeResult
@@ -33,7 +86,11 @@ type probeResult struct {
 	at   time.Time
 }
 
-func (c *healthController) Name() string { return "health" }
+// New is the health controller.
+func New(d Deps) *Controller { return &Controller{d: d} }
+
+// Name names the controller in logs.
+func (c *Controller) Name() string { return "health" }
 
 // probeEvery is how often the drivers are asked about every host: a
 // quarter of suspect_after (so detection does not wait for inventory
@@ -42,7 +99,8 @@ func probeEvery(p policy.HealthPolicy) time.Duration {
 	return min(max(p.SuspectAfter/4, 200*time.Millisecond), 2*time.Second)
 }
 
-func (c *healthController) Run(ctx context.Context) {
+// Run fuses the signals until ctx ends.
+func (c *Controller) Run(ctx context.Context) {
 	c.mu.Lock()
 	c.probes, c.down, c.degraded, c.evacuated = map[string]probeResult{}, nil, nil, map[string]bool{}
 	c.mu.Unlock()
@@ -51,16 +109,16 @@ func (c *healthController) Run(ctx context.Context) {
 	tracks := map[string]policy.HealthTrack{}
 	for ctx.Err() == nil {
 		c.round(ctx, tracks, time.Now().UTC())
-		sleepCtx(ctx, min(probeEvery(c.s.Policy().Health), 500*time.Millisecond))
+		ctxsleep.Sleep(ctx, min(probeEvery(c.d.Policy().Health), 500*time.Millisecond))
 	}
 }
 
 // probeLoop asks each host's driver how the host is, on its own clock.
-func (c *healthController) probeLoop(ctx context.Context) {
+func (c *Controller) probeLoop(ctx context.Context) {
 	for ctx.Err() == nil {
-		every := probeEvery(c.s.Policy().Health)
+		every := probeEvery(c.d.Policy().Health)
 		var hosts []*cluster.Host
-		c.s.node.FSM().Read(func(st *cluster.State) {
+		c.d.State.Read(func(st *cluster.State) {
 			for _, h := range st.Hosts {
 				hosts = append(hosts, h)
 			}
@@ -82,14 +140,14 @@ func (c *healthController) probeLoop(ctx context.Context) {
 			}()
 		}
 		wg.Wait()
-		sleepCtx(ctx, every)
+		ctxsleep.Sleep(ctx, every)
 	}
 }
 
 // probe asks h's driver; a call that fails or times out means the host
 // does not respond. "" when nothing can be said (no driver, shutting down).
-func (c *healthController) probe(ctx context.Context, h *cluster.Host, every time.Duration) cluster.Connection {
-	d, err := c.s.drivers.Get(ctx, h.Driver)
+func (c *Controller) probe(ctx context.Context, h *cluster.Host, every time.Duration) cluster.Connection {
+	d, err := c.d.Drivers.Get(ctx, h.Driver)
 	if err != nil {
 		return ""
 	}
@@ -110,12 +168,12 @@ const promEvery = 5 * time.Second
 
 // promLoop asks Prometheus which hosts look down and which degraded; a
 // degraded host is evacuated through maintenance, once while it stays so.
-func (c *healthController) promLoop(ctx context.Context) {
+func (c *Controller) promLoop(ctx context.Context) {
 	for ctx.Err() == nil {
-		doc := c.s.Policy()
+		doc := c.d.Policy()
 		src, hp := doc.MetricSources.Prometheus, doc.Health
 		if src != nil && (hp.DownQuery != "" || hp.DegradedQuery != "") {
-			st := c.s.node.FSM().State()
+			st := c.d.State.State()
 			down, derr := c.hostSet(ctx, src, "down_query", hp.DownQuery, st)
 			degraded, gerr := c.hostSet(ctx, src, "degraded_query", hp.DegradedQuery, st)
 			c.mu.Lock()
@@ -136,26 +194,26 @@ func (c *healthController) promLoop(ctx context.Context) {
 			}
 			c.mu.Unlock()
 			for _, h := range todo {
-				if err := c.s.evacuateDegraded(ctx, h, "degraded_query "+hp.DegradedQuery); err != nil {
-					c.s.log.Warn("evacuate degraded host", "host", h, "err", err)
+				if err := c.d.Evacuate(ctx, h, "degraded_query "+hp.DegradedQuery); err != nil {
+					c.d.Log.Warn("evacuate degraded host", "host", h, "err", err)
 				}
 			}
 		}
-		sleepCtx(ctx, promEvery)
+		ctxsleep.Sleep(ctx, promEvery)
 	}
 }
 
 // hostSet runs one query: the hosts it returns a sample for (an empty
 // query returns none). Errors are counted and logged.
-func (c *healthController) hostSet(ctx context.Context, src *policy.PrometheusSource, name, query string, st *cluster.State) (map[string]bool, error) {
+func (c *Controller) hostSet(ctx context.Context, src *policy.PrometheusSource, name, query string, st *cluster.State) (map[string]bool, error) {
 	out := map[string]bool{}
 	if query == "" {
 		return out, nil
 	}
-	vals, err := c.s.hostQuery(ctx, src, name, query, st)
+	vals, err := c.d.HostQuery(ctx, src, name, query, st)
 	if err != nil {
-		c.s.metrics.MetricSourceErrors.WithLabelValues("prometheus").Inc()
-		c.s.log.Warn("health query failed", "query", name, "err", err)
+		c.d.Metrics.MetricSourceErrors.WithLabelValues("prometheus").Inc()
+		c.d.Log.Warn("health query failed", "query", name, "err", err)
 		return nil, err
 	}
 	for h := range vals {
@@ -165,7 +223,7 @@ func (c *healthController) hostSet(ctx context.Context, src *policy.PrometheusSo
 }
 
 // metricsDown reports whether the down query (fresh) lists h.
-func (c *healthController) metricsDown(h string) bool {
+func (c *Controller) metricsDown(h string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.down[h] && time.Since(c.promAt) < 3*promEvery
@@ -173,7 +231,7 @@ func (c *healthController) metricsDown(h string) bool {
 
 // connection is the freshest word on h's management connection: a recent
 // probe, else what inventory sync last saw.
-func (c *healthController) connection(h *cluster.Host, now time.Time, every time.Duration) cluster.Connection {
+func (c *Controller) connection(h *cluster.Host, now time.Time, every time.Duration) cluster.Connection {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if p, ok := c.probes[h.Name]; ok && now.Sub(p.at) < 3*every+time.Second {
@@ -182,17 +240,17 @@ func (c *healthController) connection(h *cluster.Host, now time.Time, every time
 	return h.Connection
 }
 
-func (c *healthController) round(ctx context.Context, tracks map[string]policy.HealthTrack, now time.Time) {
+func (c *Controller) round(ctx context.Context, tracks map[string]policy.HealthTrack, now time.Time) {
 	// The hosts only (values are immutable): no copy of the VM maps.
 	var hosts []*cluster.Host
-	c.s.node.FSM().Read(func(st *cluster.State) {
+	c.d.State.Read(func(st *cluster.State) {
 		for _, name := range st.HostNames() {
 			hosts = append(hosts, st.Hosts[name])
 		}
 	})
-	p := c.s.Policy().Health
+	p := c.d.Policy().Health
 	agents := map[string]cluster.GossipMember{}
-	for _, m := range c.s.gossipMembers() {
+	for _, m := range c.d.Gossip() {
 		if m.Meta.Role == cluster.RoleAgent && m.Meta.Host != "" {
 			agents[m.Meta.Host] = m
 		}
@@ -205,7 +263,7 @@ func (c *healthController) round(ctx context.Context, tracks map[string]policy.H
 		conn := c.connection(h, time.Now(), every)
 		sig := policy.HealthSignals{Connected: conn == cluster.Connected, MetricsDown: c.metricsDown(name)}
 		if h.LeaseTTL > 0 {
-			sig.LeaseExpired = !time.Now().Before(c.s.leases.deadline(name, h.LeaseTTL, c.s.Policy().Recovery.LeaseMargin))
+			sig.LeaseExpired = !time.Now().Before(c.d.Leases.Deadline(name, h.LeaseTTL, c.d.Policy().Recovery.LeaseMargin))
 		}
 		if a, ok := agents[name]; ok {
 			sig.Agent, sig.HypervisorDown = a.State, a.Meta.Hypervisor == "down"
@@ -215,8 +273,8 @@ func (c *healthController) round(ctx context.Context, tracks map[string]policy.H
 			// this server started.
 			sig.Agent = "dead"
 		}
-		known, fresh := c.s.leases.heard(name, time.Now())
-		sig.Agent = agentSignal(sig.Agent, known, fresh)
+		known, fresh := c.d.Leases.Heard(name, time.Now())
+		sig.Agent = AgentSignal(sig.Agent, known, fresh)
 		tr, ok := tracks[name]
 		if !ok || tr.Health != h.Health {
 			// First look, or someone else (an operator) changed it.
@@ -226,8 +284,8 @@ func (c *healthController) round(ctx context.Context, tracks map[string]policy.H
 		tracks[name] = next
 		if next.Returned {
 			msg := fmt.Sprintf("host %s answers again after being fenced (%s): it is NOT_ACCEPTING; its stale VM copies are destroyed before it can be made AVAILABLE", name, describeSignals(h, conn, sig))
-			if _, err := c.s.node.Apply(ctx, &cluster.HostReturned{Host: name, Event: cluster.NewEvent("host.returned", "health", name, "", msg)}); err != nil {
-				c.s.log.Warn("record host return", "host", name, "err", err)
+			if _, err := c.d.Raft.Apply(ctx, &cluster.HostReturned{Host: name, Event: cluster.NewEvent("host.returned", "health", name, "", msg)}); err != nil {
+				c.d.Log.Warn("record host return", "host", name, "err", err)
 			}
 			delete(tracks, name)
 			continue
@@ -236,10 +294,10 @@ func (c *healthController) round(ctx context.Context, tracks map[string]policy.H
 			continue
 		}
 		msg := fmt.Sprintf("host %s is %s (was %s): %s", name, next.Health, h.Health, describeSignals(h, conn, sig))
-		_, err := c.s.node.Apply(ctx, &cluster.SetHostHealth{Host: name, Health: next.Health,
+		_, err := c.d.Raft.Apply(ctx, &cluster.SetHostHealth{Host: name, Health: next.Health,
 			Event: cluster.NewEvent("host.health", "health", name, "", msg)})
 		if err != nil {
-			c.s.log.Warn("record host health", "host", name, "err", err)
+			c.d.Log.Warn("record host health", "host", name, "err", err)
 			delete(tracks, name)
 		}
 	}
@@ -269,4 +327,21 @@ func describeSignals(h *cluster.Host, conn cluster.Connection, sig policy.Health
 		msg += ", no agent"
 	}
 	return msg
+}
+
+// AgentSignal is the agent's state for health fusion: its gossip state
+// (gossip: "alive" while memberlist lists it, "" when it does not and the
+// agent holds no lease, "dead" when it holds one), overridden by the
+// heartbeats when the agent sends them: "alive" while they arrive,
+// "silent" when they stopped while gossip still lists the agent. An agent
+// gossip no longer lists keeps its gossip state: one that left cleanly
+// counts as no agent, as before heartbeats.
+func AgentSignal(gossip string, known, fresh bool) string {
+	switch {
+	case known && fresh:
+		return "alive"
+	case known && gossip == "alive":
+		return "silent"
+	}
+	return gossip
 }
