@@ -82,6 +82,9 @@ func TestMaintenanceSilencesHostAlerts(t *testing.T) {
 		rec := recordedSilence(dev.Server, h)
 		return rec != nil && rec.ID == sl.ID
 	})
+	if hv, err := c.Host(ctx, h); err != nil || hv.Silence == nil || hv.Silence.ID != sl.ID {
+		t.Errorf("GET /v1/hosts/%s does not show the silence %s: %+v", h, sl.ID, hv)
+	}
 	alerts := []amtest.Alert{
 		{Labels: map[string]string{"alertname": "NodeDiskFailing", "instance": h + ":9100"}},
 		{Labels: map[string]string{"alertname": "NodeDiskFailing", "instance": other + ":9100"}},

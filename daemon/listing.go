@@ -48,6 +48,10 @@ func (l *listing) host(h *cluster.Host, detail bool) api.Host {
 		}
 		out.Stale = append(out.Stale, v)
 	}
+	if sl := l.st.Silences[h.Name]; sl != nil {
+		c := *sl
+		out.Silence = &c
+	}
 	return out
 }
 

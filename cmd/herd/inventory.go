@@ -108,6 +108,10 @@ func printHost(g *globals, h *api.Host) error {
 	if h.NotFenced != "" {
 		rows = append(rows, []string{"Not fenced because", h.NotFenced})
 	}
+	if s := h.Silence; s != nil {
+		rows = append(rows, []string{"Alertmanager silence", fmt.Sprintf("%s, until %s (extended while in maintenance, expired when it ends)",
+			s.ID, s.EndsAt.Local().Format("2006-01-02 15:04:05"))})
+	}
 	if h.StaleCopies > 0 {
 		rows = append(rows, []string{"Stale copies", fmt.Sprintf("%d, destroyed when the host returns (leftovers of VMs recreated elsewhere: not VMs, power unknown)", h.StaleCopies)})
 		for _, c := range h.Stale {

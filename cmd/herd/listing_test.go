@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
@@ -65,5 +66,20 @@ func TestVMListingShowsGroups(t *testing.T) {
 	}
 	if f := strings.Fields(lines[2]); f[5] != "0" || f[6] != "-" {
 		t.Errorf("row %q", lines[2])
+	}
+}
+
+// TestHostShowTellsTheSilence: host show names the Alertmanager silence
+// of a host in maintenance and until when it runs.
+func TestHostShowTellsTheSilence(t *testing.T) {
+	ends := time.Date(2026, 3, 4, 5, 6, 7, 0, time.Local)
+	h := api.Host{Host: cluster.Host{Name: "h1", Admin: cluster.Available, Maintenance: cluster.MaintenanceOn},
+		Silence: &cluster.Silence{Host: "h1", ID: "5f1c", EndsAt: ends}}
+	var out bytes.Buffer
+	if err := printHost(&globals{stdout: &out}, &h); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "Alertmanager silence  5f1c, until 2026-03-04 05:06:07") {
+		t.Errorf("host show:\n%s", out.String())
 	}
 }

@@ -70,6 +70,10 @@ type Host struct {
 	// NotFenced says why a dead host is not fenced (storm guard, no VMs,
 	// fencing failed: reason…); empty unless the host is dead.
 	NotFenced string `json:"not_fenced,omitempty"`
+	// Silence is the Alertmanager silence Herd keeps for the host while it
+	// is in maintenance, as recorded when made or last extended (GET
+	// /v1/hosts/{host} only).
+	Silence *cluster.Silence `json:"silence,omitempty"`
 }
 
 // NewHost is the view of h with its usage and the number of stale copies
