@@ -24,6 +24,28 @@ func (l *leaseTable) beat(host string, now time.Time) {
 	l.beats[host] = now
 }
 
+// agentStart records when host's agent says it started (zero: an agent
+// that does not say).
+func (l *leaseTable) agentStart(host string, started time.Time) {
+	if started.IsZero() {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.starts == nil {
+		l.starts = map[string]time.Time{}
+	}
+	l.starts[host] = started
+}
+
+// agentStarted is when host's agent last said it started, zero when this
+// leader has not heard it say: a change means the agent restarted.
+func (l *leaseTable) agentStarted(host string) time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.starts[host]
+}
+
 // heard says whether host's agent has sent this leader a heartbeat in its
 // term (known) and whether the last one is under heartbeatLost old.
 func (l *leaseTable) heard(host string, now time.Time) (known, fresh bool) {
@@ -51,5 +73,6 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) (any, e
 		return nil, httpapi.Errorf(http.StatusNotFound, "host", "host %q not found", name)
 	}
 	s.leases.beat(name, time.Now())
+	s.leases.agentStart(name, req.Started)
 	return api.HeartbeatAnswer{Leader: s.cfg.NodeName}, nil
 }

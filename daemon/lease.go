@@ -30,6 +30,8 @@ type leaseTable struct {
 	renewed map[string]time.Time
 	// beats: when each host's agent last sent a heartbeat (heartbeat.go).
 	beats map[string]time.Time
+	// starts: when each host's agent says it started (heartbeat.go).
+	starts map[string]time.Time
 }
 
 func newLeaseTable() *leaseTable { return &leaseTable{renewed: map[string]time.Time{}} }

@@ -24,16 +24,17 @@ import (
 func newRolloutController(s *Server) *rollout.Controller {
 	m := metrics.NewRollout(s.reg, s.rolloutSample)
 	return rollout.New(rollout.Deps{
-		State:       func() *cluster.State { return s.node.FSM().State() },
-		Policy:      s.Policy,
-		Apply:       rolloutApplier{s},
-		Maintenance: rolloutMaintenance{s},
-		Hooks:       rollout.ExecRunner{},
-		Gate:        windowGate{s},
-		Clock:       &s.clock,
-		Observer:    rolloutObserver{m},
-		APIAddr:     s.apiAddr,
-		Log:         s.log.With("controller", "rollout"),
+		State:        func() *cluster.State { return s.node.FSM().State() },
+		Policy:       s.Policy,
+		Apply:        rolloutApplier{s},
+		Maintenance:  rolloutMaintenance{s},
+		Hooks:        rollout.ExecRunner{},
+		Gate:         windowGate{s},
+		Clock:        &s.clock,
+		Observer:     rolloutObserver{m},
+		APIAddr:      s.apiAddr,
+		AgentStarted: s.leases.agentStarted,
+		Log:          s.log.With("controller", "rollout"),
 	})
 }
 

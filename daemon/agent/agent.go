@@ -76,6 +76,8 @@ type Agent struct {
 	stopped   int
 	hvState   string
 	preferred string // the server that answered last
+	// started is when Run started (sent with every heartbeat).
+	started time.Time
 }
 
 // agentState is what the state file keeps across restarts.
@@ -113,6 +115,9 @@ func New(cfg *config.Agent, opts Options) (*Agent, error) {
 // lease (or, when no server hears it, stops the VMs it can no longer vouch
 // for) and leaves gossip.
 func (a *Agent) Run(ctx context.Context) error {
+	a.mu.Lock()
+	a.started = time.Now().UTC()
+	a.mu.Unlock()
 	if err := a.loadState(); err != nil {
 		return err
 	}

@@ -40,7 +40,10 @@ func (a *Agent) heartbeat(ctx context.Context, clients map[string]*api.Client) {
 			clients[addr] = c
 		}
 		hctx, cancel := context.WithTimeout(ctx, api.HeartbeatTimeout)
-		got, err := c.Heartbeat(hctx, a.cfg.Host, api.Heartbeat{Agent: a.cfg.NodeName})
+		a.mu.Lock()
+		started := a.started
+		a.mu.Unlock()
+		got, err := c.Heartbeat(hctx, a.cfg.Host, api.Heartbeat{Agent: a.cfg.NodeName, Started: started})
 		cancel()
 		if err != nil {
 			if i == 0 {

@@ -26,6 +26,9 @@ const (
 type Heartbeat struct {
 	// Agent is the agent's gossip name.
 	Agent string `json:"agent"`
+	// Started is when this agent process started: a new value means the
+	// agent restarted (the host rebooted, or its agent was restarted).
+	Started time.Time `json:"started,omitzero"`
 }
 
 // HeartbeatAnswer names the leader that recorded the heartbeat, so that

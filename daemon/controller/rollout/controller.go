@@ -73,6 +73,9 @@ type Deps struct {
 	Gate     Gate
 	Clock    Clock
 	Observer Observer
+	// AgentStarted says when host's agent (if it runs one) last said it
+	// started; zero when unknown. May be nil.
+	AgentStarted func(host string) time.Time
 	// APIAddr is given to hooks as HERD_ADDR.
 	APIAddr string
 	Log     *slog.Logger
@@ -89,7 +92,10 @@ type Controller struct {
 	hooks map[string]*hookRun
 	// upSince is when a returning host was first seen up and healthy.
 	upSince map[string]time.Time
-	wg      sync.WaitGroup
+	// agentSeen is the start time a waiting host's agent reported when
+	// this leader first looked: another one means the agent restarted.
+	agentSeen map[string]time.Time
+	wg        sync.WaitGroup
 }
 
 type hookRun struct {
@@ -115,7 +121,7 @@ func (c *Controller) Name() string { return "rollout" }
 // Run drives the rollouts until ctx ends (leadership lost).
 func (c *Controller) Run(ctx context.Context) {
 	c.mu.Lock()
-	c.hooks, c.upSince = map[string]*hookRun{}, map[string]time.Time{}
+	c.hooks, c.upSince, c.agentSeen = map[string]*hookRun{}, map[string]time.Time{}, map[string]time.Time{}
 	c.mu.Unlock()
 	t := time.NewTicker(c.d.Tick)
 	defer t.Stop()
@@ -361,6 +367,9 @@ func (c *Controller) working(ctx context.Context, st *cluster.State, r *cluster.
 	// A wait, or a hook the previous leader started: its result is
 	// unknown and it is not run again.
 	switch {
+	case c.agentRestarted(k, h.Host):
+		c.step(ctx, r, h, cluster.PhaseReturning, stepOpts{}, "rollout.host_back",
+			"rollout %s: the agent of host %s restarted (a reboot): its work is done; waiting for it to be back and healthy", r.ID, h.Host)
 	case h.Continued:
 		c.step(ctx, r, h, cluster.PhaseReturning, stepOpts{}, "rollout.host_continued",
 			"rollout %s: host %s's work is done (continued by an operator); waiting for it to be back and healthy", r.ID, h.Host)
@@ -370,10 +379,37 @@ func (c *Controller) working(ctx context.Context, st *cluster.State, r *cluster.
 	case hostUp(host) && h.DownSeen:
 		c.step(ctx, r, h, cluster.PhaseReturning, stepOpts{}, "rollout.host_back",
 			"rollout %s: host %s is back after going down", r.ID, h.Host)
+	case r.Hook == "" && h.Note == "":
+		c.step(ctx, r, h, cluster.PhaseWorking, stepOpts{note: "waiting for herd rollout continue " + r.ID + " " + h.Host + ", the host's return after a reboot, or its agent's restart"},
+			"rollout.host_waiting", "rollout %s: host %s is in maintenance, waiting for herd rollout continue %s %s, its return after a reboot, or its agent's restart", r.ID, h.Host, r.ID, h.Host)
 	case r.Hook != "" && h.Note == "":
 		c.step(ctx, r, h, cluster.PhaseWorking, stepOpts{note: "hook " + r.Hook + " was started by a previous leader and is not run again: waiting for the host's return after a reboot, or herd rollout continue " + r.ID + " " + h.Host},
 			"rollout.hook_orphaned", "rollout %s: the leader that ran hook %s on host %s was lost; the hook is not run again: the host waits for its return after a reboot, or herd rollout continue %s %s", r.ID, r.Hook, h.Host, r.ID, h.Host)
 	}
+}
+
+// agentRestarted reports whether the agent of a waiting host says it
+// started at another time than when this leader first looked.
+func (c *Controller) agentRestarted(k, host string) bool {
+	if c.d.AgentStarted == nil {
+		return false
+	}
+	t := c.d.AgentStarted(host)
+	if t.IsZero() {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	seen, ok := c.agentSeen[k]
+	if !ok {
+		c.agentSeen[k] = t
+		return false
+	}
+	if seen.Equal(t) {
+		return false
+	}
+	delete(c.agentSeen, k)
+	return true
 }
 
 // settle is how long a returning host must stay up and healthy before it
