@@ -14,6 +14,7 @@ import (
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/daemon/config"
+	"github.com/herd-project/herd/daemon/controller/balance"
 	"github.com/herd-project/herd/daemon/controller/rollout"
 	"github.com/herd-project/herd/daemon/httpapi"
 	"github.com/herd-project/herd/metrics"
@@ -110,7 +111,7 @@ func (g windowGate) MayStart(r *cluster.Rollout, host string, now time.Time) (bo
 	if r.Window == "" {
 		return true, ""
 	}
-	w := windowState(g.s.Policy(), r.Window, now)
+	w := balance.WindowState(g.s.Policy(), r.Window, now)
 	if w == nil {
 		return false, fmt.Sprintf("window %s is not in the policy (windows)", r.Window)
 	}

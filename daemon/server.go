@@ -21,6 +21,7 @@ import (
 	"github.com/herd-project/herd/daemon/alertmanager"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/daemon/config"
+	"github.com/herd-project/herd/daemon/controller/balance"
 	"github.com/herd-project/herd/daemon/controller/health"
 	"github.com/herd-project/herd/daemon/controller/inventory"
 	"github.com/herd-project/herd/daemon/httpapi"
@@ -71,7 +72,7 @@ type Server struct {
 	controllers []Controller
 	ops         *opsController
 	syncers     []*inventory.Controller
-	balancer    *balancer
+	balancer    *balance.Controller
 	members     *membership
 	catchUp     catchUp
 	leases      *leaseTable
@@ -81,11 +82,9 @@ type Server struct {
 	// again (false); dev mode only.
 	devCrash func(host string, crash bool) error
 
-	fallbackMu   sync.Mutex
-	lastFallback time.Time
-	failover     failoverCache
-	gossip       *cluster.Gossip
-	policy       policyHolder
+	failover failoverCache
+	gossip   *cluster.Gossip
+	policy   policyHolder
 	// clock is the time windows are read against (tests set it).
 	clock clock
 
@@ -197,7 +196,9 @@ func NewServer(cfg *config.Server, opts Options) (*Server, error) {
 		s.syncers = append(s.syncers, sc)
 		s.controllers = append(s.controllers, sc)
 	}
-	s.balancer = newBalancerController(s)
+	s.balancer = balance.New(balance.Deps{State: node.FSM(), Raft: node, Ledger: s.ops, Clock: &s.clock, Policy: s.Policy,
+		Options: s.placementOptions, Compiled: s.compiled, HostCPU: s.hostCPU, Frozen: frozenHosts, Busy: vmBusy, NewOpID: newOpID,
+		Record: s.recordEvent, Metrics: s.metrics, Log: log})
 	s.members = &membership{s: s}
 	s.controllers = append(s.controllers, s.members, s.ops, s.balancer, health.New(health.Deps{State: node.FSM(), Raft: node, Drivers: s.drivers,
 		Leases: healthLeases{s.leases}, Policy: s.Policy, Gossip: s.gossipMembers, HostQuery: s.hostQuery, Evacuate: s.evacuateDegraded,

@@ -1,27 +1,84 @@
-package daemon
+// Package balance is the leader's balancer: every balancing interval it
+// plans (policy.PlanBalance) with the policy in force, the moves in
+// flight and, for the cpu metric, Prometheus; in recommend mode it keeps
+// the plan for people to read, in automatic mode it starts it as an
+// operation that the operations controller runs through the same
+// migration gate as maintenance. It also reports must-rule violations.
+package balance
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net/http"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
-	"github.com/herd-project/herd/daemon/httpapi"
+	"github.com/herd-project/herd/metrics"
 	"github.com/herd-project/herd/policy"
 )
 
-// balancer plans on the leader every balancing interval: in recommend mode
-// it keeps the plan for people to read, in automatic mode it runs it as an
-// operation through the same migration gate as maintenance. A new policy
+// State is the replicated state as the balancer reads it (cluster.FSM).
+type State interface {
+	// Read runs fn under the state's read lock; fn must not keep st.
+	Read(fn func(st *cluster.State))
+	// State is a copy of the state.
+	State() *cluster.State
+	// Index is the last applied raft index.
+	Index() uint64
+	// Policy is the policy in force as stored (nil before the first).
+	Policy() *cluster.Policy
+	// Watch sends each applied index to ch, without blocking.
+	Watch(ch chan<- uint64)
+}
+
+// Applier writes commands to raft (cluster.Node).
+type Applier interface {
+	Apply(ctx context.Context, cmd cluster.Command) (uint64, error)
+}
+
+// Ledger holds the moves in flight (the operations controller).
+type Ledger interface {
+	// Reservations is a copy of the moves in flight's reservations.
+	Reservations() *policy.Ledger
+}
+
+// Clock is the time windows are read against.
+type Clock interface{ Now() time.Time }
+
+// Deps are what the balancer works with.
+type Deps struct {
+	State  State
+	Raft   Applier
+	Ledger Ledger
+	Clock  Clock
+	// Policy is the policy in force.
+	Policy func() *policy.Document
+	// Options are the placement options the policy gives for st.
+	Options func(doc *policy.Document, st *cluster.State, perTarget int) policy.Options
+	// Compiled is the policy's rules compiled against st.
+	Compiled func(doc *policy.Document, st *cluster.State) *policy.Compiled
+	// HostCPU asks Prometheus for each host's CPU utilisation (0 to 1).
+	HostCPU func(ctx context.Context, src *policy.PrometheusSource, st *cluster.State) (map[string]float64, error)
+	// Frozen are the hosts balancing leaves alone, and why.
+	Frozen func(st *cluster.State) map[string]string
+	// Busy names the running operation a VM is a step of, or "".
+	Busy func(st *cluster.State, vm string) string
+	// NewOpID names a new operation.
+	NewOpID func() string
+	// Record writes an event, through the leader when needed.
+	Record  func(ctx context.Context, e cluster.Event)
+	Metrics *metrics.Metrics
+	Log     *slog.Logger
+}
+
+// Controller plans on the leader every balancing interval. A new policy
 // wakes it at once: a changed mode or interval takes effect now, not once
 // the interval read before it has run out.
-type balancer struct {
-	s    *Server
+type Controller struct {
+	d    Deps
 	wake chan uint64 // applied raft indexes (see FSM.Watch)
 	mu   sync.Mutex
 	last *api.BalancePlan
@@ -31,25 +88,32 @@ type balancer struct {
 	checkedAt uint64
 	// waitedFor is the window opening last logged as waited for.
 	waitedFor time.Time
+	// fallbackMu and lastFallback: a fallback from the cpu metric to
+	// memory is logged at most once a minute.
+	fallbackMu   sync.Mutex
+	lastFallback time.Time
 }
 
-func newBalancerController(s *Server) *balancer {
-	b := &balancer{s: s, wake: make(chan uint64, 1)}
-	s.node.FSM().Watch(b.wake)
+// New is the balancer; it watches the state from now on.
+func New(d Deps) *Controller {
+	b := &Controller{d: d, wake: make(chan uint64, 1)}
+	d.State.Watch(b.wake)
 	return b
 }
 
-func (b *balancer) Name() string { return "balancer" }
+// Name names the controller in logs.
+func (b *Controller) Name() string { return "balancer" }
 
-func (b *balancer) Run(ctx context.Context) {
+// Run plans every interval until ctx ends.
+func (b *Controller) Run(ctx context.Context) {
 	version := b.policyVersion()
 	b.violated, b.checkedAt = nil, 0 // a new leader reports what it finds
 	for ctx.Err() == nil {
-		bp := b.s.Policy().Balancing
+		bp := b.d.Policy().Balancing
 		b.checkRules(ctx)
 		interval := bp.Interval
 		if bp.Mode != policy.BalanceOff {
-			plan := b.s.planBalance(ctx)
+			plan := b.Plan(ctx)
 			b.mu.Lock()
 			b.last = plan
 			b.mu.Unlock()
@@ -57,11 +121,11 @@ func (b *balancer) Run(ctx context.Context) {
 			if bp.Mode == policy.BalanceAutomatic && len(plan.Moves) > 0 && !inWindow {
 				b.noteWindowWait(ctx, plan.Window)
 			} else if bp.Mode == policy.BalanceAutomatic && len(plan.Moves) > 0 {
-				if _, err := b.s.startBalance(ctx, plan, "balancer"); err != nil {
-					b.s.log.Info("automatic balancing did not start", "reason", err)
+				if _, err := b.Start(ctx, plan, "balancer"); err != nil {
+					b.d.Log.Info("automatic balancing did not start", "reason", err)
 				}
 			}
-			interval = untilWindow(interval, plan.Window, b.s.clock.Now())
+			interval = untilWindow(interval, plan.Window, b.d.Clock.Now())
 		}
 		version = b.sleep(ctx, interval, version)
 	}
@@ -69,7 +133,7 @@ func (b *balancer) Run(ctx context.Context) {
 
 // sleep waits for interval, or until the policy in force is no longer
 // version; it returns the version in force then.
-func (b *balancer) sleep(ctx context.Context, interval time.Duration, version int) int {
+func (b *Controller) sleep(ctx context.Context, interval time.Duration, version int) int {
 	t := time.NewTimer(interval)
 	defer t.Stop()
 	for {
@@ -85,7 +149,7 @@ func (b *balancer) sleep(ctx context.Context, interval time.Duration, version in
 			// A new must violation (a changed rule, an inventory showing
 			// a VM where a rule forbids it) is reported at once, and in
 			// automatic mode fixed by a round now.
-			if b.checkRules(ctx) && b.s.Policy().Balancing.Mode == policy.BalanceAutomatic {
+			if b.checkRules(ctx) && b.d.Policy().Balancing.Mode == policy.BalanceAutomatic {
 				return version
 			}
 		}
@@ -96,18 +160,18 @@ func (b *balancer) sleep(ctx context.Context, interval time.Duration, version in
 // applied index (a policy change, an inventory, a finished step). It sets the
 // metric, logs each violation newly found as rules.violated, and reports
 // whether there are any new ones.
-func (b *balancer) checkRules(ctx context.Context) bool {
-	doc := b.s.Policy()
+func (b *Controller) checkRules(ctx context.Context) bool {
+	doc := b.d.Policy()
 	var found []policy.Violation
-	idx := b.s.node.FSM().Index()
+	idx := b.d.State.Index()
 	if idx == b.checkedAt {
 		return false
 	}
 	b.checkedAt = idx
-	b.s.node.FSM().Read(func(st *cluster.State) {
-		found = policy.MustViolations(st, nil, b.s.compiled(doc, st))
+	b.d.State.Read(func(st *cluster.State) {
+		found = policy.MustViolations(st, nil, b.d.Compiled(doc, st))
 	})
-	b.s.metrics.RuleViolations.Set(float64(len(found)))
+	b.d.Metrics.RuleViolations.Set(float64(len(found)))
 	now := make(map[string]bool, len(found))
 	var events []cluster.Event
 	for _, v := range found {
@@ -122,43 +186,44 @@ func (b *balancer) checkRules(ctx context.Context) bool {
 	if len(events) == 0 {
 		return false
 	}
-	if _, err := b.s.node.Apply(ctx, &cluster.AppendEvents{Events: events}); err != nil {
-		b.s.log.Warn("rule violations not logged", "err", err)
+	if _, err := b.d.Raft.Apply(ctx, &cluster.AppendEvents{Events: events}); err != nil {
+		b.d.Log.Warn("rule violations not logged", "err", err)
 	}
 	return true
 }
 
 // policyVersion is the version of the policy in force, 0 for none.
-func (b *balancer) policyVersion() int {
-	if p := b.s.node.FSM().Policy(); p != nil {
+func (b *Controller) policyVersion() int {
+	if p := b.d.State.Policy(); p != nil {
 		return p.Version
 	}
 	return 0
 }
 
-// planBalance plans with the policy in force, the moves in flight and,
-// for the cpu metric, Prometheus.
-func (s *Server) planBalance(ctx context.Context) *api.BalancePlan {
-	st := s.node.FSM().State()
-	doc := s.Policy()
-	in := policy.BalanceInput{State: st, Ledger: s.ops.Reservations(), Policy: doc.Balancing,
-		Options: s.placementOptions(doc, st, 0), FailoverMin: doc.Failover.MinHostFailures,
-		Moved: lastMoves(st), Now: time.Now(), Frozen: frozenHosts(st)}
+// Plan plans with the policy in force, the moves in flight and, for the
+// cpu metric, Prometheus.
+func (b *Controller) Plan(ctx context.Context) *api.BalancePlan {
+	d := b.d
+	st := d.State.State()
+	doc := d.Policy()
+	in := policy.BalanceInput{State: st, Ledger: d.Ledger.Reservations(), Policy: doc.Balancing,
+		Options: d.Options(doc, st, 0), FailoverMin: doc.Failover.MinHostFailures,
+		Moved: lastMoves(st), Now: time.Now(), Frozen: d.Frozen(st)}
 	note := ""
 	if doc.Balancing.Metric == policy.BalanceByCPU {
-		cpu, err := s.hostCPU(ctx, doc.MetricSources.Prometheus, st)
+		cpu, err := d.HostCPU(ctx, doc.MetricSources.Prometheus, st)
 		if err != nil {
 			note = "cpu metric unavailable, balanced by memory: " + err.Error()
-			s.noteMetricFallback(ctx, note)
+			b.noteMetricFallback(ctx, note)
 			in.Policy.Metric = policy.BalanceByMemory
 		} else {
 			in.CPU = cpu
 		}
 	}
 	plan := policy.PlanBalance(in)
-	s.metrics.BalanceImbalance.Set(plan.Before)
-	s.metrics.BalanceRecommended.Set(float64(len(plan.Moves)))
-	s.metrics.RuleViolations.Set(float64(len(plan.Violations)))
+	d.Metrics.BalanceImbalance.Set(plan.Before)
+	d.Metrics.BalanceRecommended.Set(float64(len(plan.Moves)))
+	d.Metrics.RuleViolations.Set(float64(len(plan.Violations)))
 	out := &api.BalancePlan{Mode: doc.Balancing.Mode, Strategy: plan.Strategy, Metric: plan.Metric, Before: plan.Before, After: plan.After,
 		SpreadBefore: plan.SpreadBefore, SpreadAfter: plan.SpreadAfter,
 		Threshold: doc.Balancing.Threshold, Moves: []api.BalanceMove{}, EmptyHosts: plan.EmptyHosts, Reason: plan.Reason, Note: note, Time: time.Now().UTC()}
@@ -168,7 +233,7 @@ func (s *Server) planBalance(ctx context.Context) *api.BalancePlan {
 	for _, v := range plan.Violations {
 		out.Violations = append(out.Violations, api.RuleViolation(v))
 	}
-	balanceWindow(doc, out, s.clock.Now())
+	balanceWindow(doc, out, d.Clock.Now())
 	return out
 }
 
@@ -193,60 +258,38 @@ func lastMoves(st *cluster.State) map[string]time.Time {
 	return out
 }
 
-// frozenHosts are the hosts of the driver groups where an evacuation or a
-// recovery is under way: its VMs land on any of them, so balancing there
-// would move VMs the operation just placed.
-func frozenHosts(st *cluster.State) map[string]string {
-	out := map[string]string{}
-	for _, op := range runningOps(st) {
-		if op.Kind != cluster.OpEvacuate && op.Kind != cluster.OpRecover || op.Kind == cluster.OpRecover && !placesVMs(op) {
-			continue
-		}
-		src := st.Hosts[op.Host]
-		if src == nil {
-			continue
-		}
-		why := fmt.Sprintf("%s %s of host %s under way", op.Kind, op.ID, op.Host)
-		for name, h := range st.Hosts {
-			if _, seen := out[name]; !seen && h.Driver == src.Driver && h.Group == src.Group {
-				out[name] = why
-			}
-		}
-	}
-	return out
-}
-
 // noteMetricFallback records, at most once a minute, that balancing fell
 // back to memory.
-func (s *Server) noteMetricFallback(ctx context.Context, msg string) {
-	s.fallbackMu.Lock()
-	quiet := time.Since(s.lastFallback) < time.Minute
+func (b *Controller) noteMetricFallback(ctx context.Context, msg string) {
+	b.fallbackMu.Lock()
+	quiet := time.Since(b.lastFallback) < time.Minute
 	if !quiet {
-		s.lastFallback = time.Now()
+		b.lastFallback = time.Now()
 	}
-	s.fallbackMu.Unlock()
-	s.metrics.MetricSourceErrors.WithLabelValues("prometheus").Inc()
+	b.fallbackMu.Unlock()
+	b.d.Metrics.MetricSourceErrors.WithLabelValues("prometheus").Inc()
 	if !quiet {
-		s.recordEvent(ctx, cluster.NewEvent("balance.metric_fallback", "balancer", "", "", msg))
+		b.d.Record(ctx, cluster.NewEvent("balance.metric_fallback", "balancer", "", "", msg))
 	}
 }
 
-// startBalance runs a plan's moves as one operation; only one balance
-// operation runs at a time.
-func (s *Server) startBalance(ctx context.Context, plan *api.BalancePlan, who string) (string, error) {
-	st := s.node.FSM().State()
+// Start records a plan's moves as one operation, for the operations
+// controller to run; only one balance operation runs at a time. A plan
+// that cannot start is refused with a *Refused.
+func (b *Controller) Start(ctx context.Context, plan *api.BalancePlan, who string) (string, error) {
+	st := b.d.State.State()
 	for _, op := range st.Operations {
 		if op.Kind == cluster.OpBalance && op.State == cluster.OpRunning {
-			return "", &balanceRefused{fmt.Sprintf("balance operation %s is still running", op.ID)}
+			return "", &Refused{fmt.Sprintf("balance operation %s is still running", op.ID)}
 		}
 	}
 	if len(plan.Moves) == 0 {
-		return "", &balanceRefused{"nothing to move: " + plan.Reason}
+		return "", &Refused{"nothing to move: " + plan.Reason}
 	}
-	op := cluster.Operation{ID: newOpID(), Kind: cluster.OpBalance, Actor: who, Created: time.Now().UTC(), Migrate: string(policy.MigrateActiveOnly)}
+	op := cluster.Operation{ID: b.d.NewOpID(), Kind: cluster.OpBalance, Actor: who, Created: time.Now().UTC(), Migrate: string(policy.MigrateActiveOnly)}
 	for _, m := range plan.Moves {
 		vm := st.VMs[m.VM]
-		if vm == nil || vm.Host != m.From || vmBusy(st, vm.ID) != "" {
+		if vm == nil || vm.Host != m.From || b.d.Busy(st, vm.ID) != "" {
 			continue
 		}
 		action := cluster.ActionLiveMigrate
@@ -258,42 +301,22 @@ func (s *Server) startBalance(ctx context.Context, plan *api.BalancePlan, who st
 			MemoryBytes: vm.MemoryBytes, Priority: vm.Priority, Planned: m.To})
 	}
 	if len(op.Items) == 0 {
-		return "", &balanceRefused{"the plan's VMs moved or are busy; plan again"}
+		return "", &Refused{"the plan's VMs moved or are busy; plan again"}
 	}
 	ev := cluster.NewEvent("balance.started", who, "", "", fmt.Sprintf("balancing: %d moves (imbalance %.3f, planned %.3f): %s",
 		len(op.Items), plan.Before, plan.After, movePairs(op.Items)))
 	ev.Operation = op.ID
-	if _, err := s.node.Apply(ctx, &cluster.StartOperation{Op: op, Event: ev}); err != nil {
+	if _, err := b.d.Raft.Apply(ctx, &cluster.StartOperation{Op: op, Event: ev}); err != nil {
 		return "", err
 	}
-	s.metrics.BalanceMoves.Add(float64(len(op.Items)))
+	b.d.Metrics.BalanceMoves.Add(float64(len(op.Items)))
 	return op.ID, nil
 }
 
-func (s *Server) handleBalancePlan(w http.ResponseWriter, r *http.Request) (any, error) {
-	return s.planBalance(r.Context()), nil
-}
+// Refused is why a balance cannot start now (409).
+type Refused struct{ msg string }
 
-func (s *Server) handleBalanceApply(w http.ResponseWriter, r *http.Request) (any, error) {
-	if err := httpapi.DecodeEmpty(r); err != nil {
-		return nil, err
-	}
-	plan := s.planBalance(r.Context())
-	id, err := s.startBalance(r.Context(), plan, httpapi.Actor(r))
-	var refused *balanceRefused
-	switch {
-	case errors.As(err, &refused):
-		return nil, httpapi.Errorf(http.StatusConflict, "", "%v", err)
-	case err != nil:
-		return nil, httpapi.ApplyFailed(err)
-	}
-	return httpapi.Accepted(api.OperationRef{Operation: id}), nil
-}
-
-// balanceRefused is why a balance cannot start now (409).
-type balanceRefused struct{ msg string }
-
-func (e *balanceRefused) Error() string { return e.msg }
+func (e *Refused) Error() string { return e.msg }
 
 // movePairs names the hosts of the moves, "H1 → H3 (2), H2 → H4".
 func movePairs(items []cluster.OpItem) string {

@@ -1,4 +1,4 @@
-package daemon
+package balance
 
 import (
 	"context"
@@ -10,9 +10,9 @@ import (
 	"github.com/herd-project/herd/policy"
 )
 
-// windowState is the named window at now; nil when name is empty or the
+// WindowState is the named window at now; nil when name is empty or the
 // policy no longer defines it (validation keeps that from happening).
-func windowState(doc *policy.Document, name string, now time.Time) *api.WindowState {
+func WindowState(doc *policy.Document, name string, now time.Time) *api.WindowState {
 	if name == "" {
 		return nil
 	}
@@ -29,7 +29,7 @@ func windowState(doc *policy.Document, name string, now time.Time) *api.WindowSt
 // automatic balancing starts moves only while the window is open (a
 // balance operation started inside it runs to its end).
 func balanceWindow(doc *policy.Document, plan *api.BalancePlan, now time.Time) {
-	w := windowState(doc, doc.Balancing.Window, now)
+	w := WindowState(doc, doc.Balancing.Window, now)
 	plan.Window = w
 	if w != nil && !w.Open && doc.Balancing.Mode == policy.BalanceAutomatic && len(plan.Moves) > 0 {
 		w.Waiting = fmt.Sprintf("automatic balancing waits for window %s: %d moves start when it opens at %s (in %s)",
@@ -39,12 +39,12 @@ func balanceWindow(doc *policy.Document, plan *api.BalancePlan, now time.Time) {
 
 // noteWindowWait logs, once per opening waited for, that automatic
 // balancing waits for its window (balance.window_wait).
-func (b *balancer) noteWindowWait(ctx context.Context, w *api.WindowState) {
+func (b *Controller) noteWindowWait(ctx context.Context, w *api.WindowState) {
 	if w == nil || w.Waiting == "" || b.waitedFor.Equal(w.Opens) {
 		return
 	}
 	b.waitedFor = w.Opens
-	b.s.recordEvent(ctx, cluster.NewEvent("balance.window_wait", "balancer", "", "", w.Waiting))
+	b.d.Record(ctx, cluster.NewEvent("balance.window_wait", "balancer", "", "", w.Waiting))
 }
 
 // untilWindow shortens a sleep of interval so that the balancer wakes when
