@@ -177,16 +177,32 @@ func PlanRollout(s *cluster.State, req RolloutRequest, o Options) RolloutPlan {
 		wo.MaxInFlightTo = 0
 		touched := map[string]bool{}
 		moving := 0
+		budgeted := map[DisruptionBudget]int{} // VMs of the wave under each budget
 		for _, name := range wave {
 			ph := planHost(s, usage, onHost, name, mode, wo, touched)
 			ph.Wave = w.Number
 			moving += len(ph.VMs)
+			if o.Policy != nil {
+				for _, v := range ph.VMs {
+					if vm := s.VMs[v.VM]; vm != nil && v.Target != "" {
+						for _, b := range o.Policy.BudgetsFor(vm) {
+							budgeted[b]++
+						}
+					}
+				}
+			}
 			ph.EstimatedSeconds = math.Ceil(float64(len(ph.VMs))/float64(limits.PerSource)) * p.MigrationSeconds
 			w.EstimatedSeconds = max(w.EstimatedSeconds, ph.EstimatedSeconds)
 			p.Hosts = append(p.Hosts, ph)
 		}
-		// The cluster-wide limit caps the wave's migrations at once.
+		// The cluster-wide limit caps the wave's migrations at once, and
+		// each disruption budget those of its VM group: the migration gate
+		// holds the rest, so the wave takes longer (it never has more
+		// migrating at once).
 		w.EstimatedSeconds = max(w.EstimatedSeconds, math.Ceil(float64(moving)/float64(limits.Cluster))*p.MigrationSeconds)
+		for b, n := range budgeted {
+			w.EstimatedSeconds = max(w.EstimatedSeconds, math.Ceil(float64(n)/float64(b.MaxMigrating))*p.MigrationSeconds)
+		}
 		for _, h := range sortedKeys(touched) {
 			host := s.Hosts[h]
 			used := usage[h].MemoryUsedBytes
@@ -246,7 +262,9 @@ func planHost(s *cluster.State, usage map[string]cluster.HostUsage, onHost map[s
 			moved.Host = name
 			here = &moved
 		}
-		pl := Place(s, usage, nil, here, o)
+		// The plan places on capacity; moves in flight are the gate's,
+		// so the ledger is empty (and never nil: rules read it).
+		pl := Place(s, usage, emptyLedger, here, o)
 		if pl.Host == "" {
 			why := pl.Explain()
 			if pl.Rejections[ReasonInsufficientMemory] > 0 {
@@ -278,6 +296,10 @@ func planHost(s *cluster.State, usage map[string]cluster.HostUsage, onHost map[s
 	onHost[name] = stay
 	return ph
 }
+
+// emptyLedger is the ledger the plan places with: nothing in flight. It is
+// only read.
+var emptyLedger = NewLedger()
 
 // groupKey is a host's key for --order group or rack.
 func groupKey(h *cluster.Host, order string) string {

@@ -115,6 +115,25 @@ func TestPlanRolloutParallelCappedByFailover(t *testing.T) {
 	}
 }
 
+// TestPlanRolloutBudgetsLengthenWaves: a disruption budget of one VM at a
+// time for the db group makes a wave that moves three db VMs take three
+// migrations' time, where per_source alone would allow two at once.
+func TestPlanRolloutBudgetsLengthenWaves(t *testing.T) {
+	s := newCluster(3, 64)
+	for _, id := range []string{"db-1", "db-2", "db-3"} {
+		addVM(s, id, "h01", 4, cluster.PoweredOn)
+	}
+	req := RolloutRequest{Hosts: []string{"h01"}, Parallel: 1, History: MigrationHistory{Count: 1, Seconds: 10}}
+	if p := PlanRollout(s, req, Options{}); p.EstimatedSeconds != 20 {
+		t.Fatalf("without a budget: %v s, want 20 (two at a time)", p.EstimatedSeconds)
+	}
+	c := mustCompile(t, s, "vm_groups:\n  - {name: db, pattern: \"db-*\"}\ndisruption_budgets:\n  - {vm_group: db, max_migrating: 1}\n")
+	p := PlanRollout(s, req, Options{Policy: c})
+	if !p.OK() || p.EstimatedSeconds != 30 {
+		t.Fatalf("with max_migrating 1: %v s, want 30; blockers %v", p.EstimatedSeconds, p.Hosts[0].Blockers)
+	}
+}
+
 func TestPlanRolloutOrders(t *testing.T) {
 	s := newCluster(4, 64)
 	addVM(s, "x1", "h01", 1, cluster.PoweredOn)
