@@ -61,6 +61,7 @@ recovery:
   concurrency: 8
 metric_sources: {}
 windows: []
+rollout: {}
 `
 	if string(y) != want {
 		t.Errorf("Default().YAML() =\n%s\nwant\n%s", y, want)
