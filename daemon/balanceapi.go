@@ -8,6 +8,7 @@ import (
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/daemon/controller/balance"
+	"github.com/herd-project/herd/daemon/controller/recovery"
 	"github.com/herd-project/herd/daemon/httpapi"
 )
 
@@ -37,7 +38,7 @@ func (s *Server) handleBalanceApply(w http.ResponseWriter, r *http.Request) (any
 func frozenHosts(st *cluster.State) map[string]string {
 	out := map[string]string{}
 	for _, op := range runningOps(st) {
-		if op.Kind != cluster.OpEvacuate && op.Kind != cluster.OpRecover || op.Kind == cluster.OpRecover && !placesVMs(op) {
+		if op.Kind != cluster.OpEvacuate && op.Kind != cluster.OpRecover || op.Kind == cluster.OpRecover && !recovery.PlacesVMs(op) {
 			continue
 		}
 		src := st.Hosts[op.Host]

@@ -56,7 +56,7 @@ func (l *listing) host(h *cluster.Host, detail bool) api.Host {
 }
 
 // notFenced says why a dead host is not fenced, in the order the recovery
-// controller decides (see recoveryController.round); empty for a host that
+// controller decides (see recovery.Controller.round); empty for a host that
 // is not dead.
 func (l *listing) notFenced(h *cluster.Host) string {
 	if h.Health != cluster.HealthDead {

@@ -24,6 +24,7 @@ import (
 	"github.com/herd-project/herd/daemon/controller/balance"
 	"github.com/herd-project/herd/daemon/controller/health"
 	"github.com/herd-project/herd/daemon/controller/inventory"
+	"github.com/herd-project/herd/daemon/controller/recovery"
 	"github.com/herd-project/herd/daemon/httpapi"
 	"github.com/herd-project/herd/drivers"
 	"github.com/herd-project/herd/metrics"
@@ -200,9 +201,12 @@ func NewServer(cfg *config.Server, opts Options) (*Server, error) {
 		Options: s.placementOptions, Compiled: s.compiled, HostCPU: s.hostCPU, Frozen: frozenHosts, Busy: vmBusy, NewOpID: newOpID,
 		Record: s.recordEvent, Metrics: s.metrics, Log: log})
 	s.members = &membership{s: s}
-	s.controllers = append(s.controllers, s.members, s.ops, s.balancer, health.New(health.Deps{State: node.FSM(), Raft: node, Drivers: s.drivers,
-		Leases: healthLeases{s.leases}, Policy: s.Policy, Gossip: s.gossipMembers, HostQuery: s.hostQuery, Evacuate: s.evacuateDegraded,
-		Metrics: s.metrics, Log: log}), newRecoveryController(s))
+	leases := leaseView{s.leases}
+	healthCtl := health.New(health.Deps{State: node.FSM(), Raft: node, Drivers: s.drivers, Leases: leases, Policy: s.Policy,
+		Gossip: s.gossipMembers, HostQuery: s.hostQuery, Evacuate: s.evacuateDegraded, Metrics: s.metrics, Log: log})
+	recoveryCtl := recovery.New(recovery.Deps{State: node.FSM(), Raft: node, Drivers: s.drivers, Leases: leases, Policy: s.Policy,
+		Compiled: s.compiled, DevFence: s.fenceDevHost, NewOpID: newOpID, Metrics: s.metrics, Log: log})
+	s.controllers = append(s.controllers, s.members, s.ops, s.balancer, healthCtl, recoveryCtl)
 	s.controllers = append(s.controllers, s.newSilencer())
 	s.controllers = append(s.controllers, newRolloutController(s))
 	s.http = &http.Server{
@@ -477,13 +481,22 @@ func (s *Server) SyncInventory(ctx context.Context, driver string) (*inventory.R
 	return nil, fmt.Errorf("no driver %q", driver)
 }
 
-// healthLeases is the lease table as the health controller reads it.
-type healthLeases struct{ *leaseTable }
+// fenceDevHost powers off a dev simulator host (fencing type dev).
+func (s *Server) fenceDevHost(host string) error {
+	if s.devFence == nil {
+		return fmt.Errorf("dev fencing works in herd server -dev only: %w", recovery.ErrUnavailable)
+	}
+	return s.devFence(host)
+}
 
-func (l healthLeases) Deadline(host string, ttl, margin time.Duration) time.Time {
+// leaseView is the lease table as the health and recovery controllers
+// read it.
+type leaseView struct{ *leaseTable }
+
+func (l leaseView) Last(host string) time.Time { return l.last(host) }
+
+func (l leaseView) Deadline(host string, ttl, margin time.Duration) time.Time {
 	return l.deadline(host, ttl, margin)
 }
 
-func (l healthLeases) Heard(host string, now time.Time) (known, fresh bool) {
-	return l.heard(host, now)
-}
+func (l leaseView) Heard(host string, now time.Time) (known, fresh bool) { return l.heard(host, now) }

@@ -1,9 +1,14 @@
-package daemon
+// Package recovery is the leader's recovery controller: it fences dead
+// hosts through the policy's chain (with the storm guard), starts the
+// recovery of fenced hosts' VMs as operations the operations controller
+// runs, and destroys the stale copies on hosts that came back.
+package recovery
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,20 +20,71 @@ import (
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/drivers"
 	"github.com/herd-project/herd/drivers/fence"
+	"github.com/herd-project/herd/internal/ctxsleep"
+	"github.com/herd-project/herd/metrics"
 	"github.com/herd-project/herd/policy"
 )
+
+// controllerActor names the controllers in events.
+const controllerActor = "herd"
+
+// State is the replicated state as the controller reads it (cluster.FSM).
+type State interface {
+	// Read runs fn under the state's read lock; fn must not keep st.
+	Read(fn func(st *cluster.State))
+	// State is a copy of the state.
+	State() *cluster.State
+}
+
+// Applier writes commands to raft (cluster.Node).
+type Applier interface {
+	Apply(ctx context.Context, cmd cluster.Command) (uint64, error)
+}
+
+// Drivers opens drivers by name.
+type Drivers interface {
+	Get(ctx context.Context, name string) (drivers.Driver, error)
+}
+
+// Leases is the leader's memory of agents' leases.
+type Leases interface {
+	// Last is when host's lease was last renewed, as far as this leader
+	// may assume (never before it took over).
+	Last(host string) time.Time
+	// Deadline is when host's lease counts as expired on the leader.
+	Deadline(host string, ttl, margin time.Duration) time.Time
+}
+
+// Deps are what the recovery controller works with.
+type Deps struct {
+	State   State
+	Raft    Applier
+	Drivers Drivers
+	Leases  Leases
+	// Policy is the policy in force.
+	Policy func() *policy.Document
+	// Compiled is the policy's rules compiled against st.
+	Compiled func(doc *policy.Document, st *cluster.State) *policy.Compiled
+	// DevFence powers off a dev simulator host (fencing type dev); it
+	// fails with ErrUnavailable outside dev mode.
+	DevFence func(host string) error
+	// NewOpID names a new operation.
+	NewOpID func() string
+	Metrics *metrics.Metrics
+	Log     *slog.Logger
+}
 
 // fenceRetry is how long a failed fencing chain waits before it runs again.
 const fenceRetry = 30 * time.Second
 
-// recoveryController runs on the leader: it fences dead hosts through the
+// Controller runs on the leader: it fences dead hosts through the
 // policy's chain, recovers fenced hosts' VMs (as operations the operations
 // controller runs), and destroys the stale copies on hosts that came back.
 // Invariant: nothing is recreated from a host that is not fenced — a
 // recovery operation can only start for a fenced host (the state machine
 // refuses it otherwise).
-type recoveryController struct {
-	s *Server
+type Controller struct {
+	d Deps
 
 	mu       sync.Mutex
 	fencing  map[string]bool      // hosts whose chain runs now
@@ -42,16 +98,19 @@ type recoveryController struct {
 	wg        sync.WaitGroup
 }
 
-func newRecoveryController(s *Server) *recoveryController { return &recoveryController{s: s} }
+// New is the recovery controller.
+func New(d Deps) *Controller { return &Controller{d: d} }
 
-func (c *recoveryController) Name() string { return "recovery" }
+// Name names the controller in logs.
+func (c *Controller) Name() string { return "recovery" }
 
-func (c *recoveryController) Run(ctx context.Context) {
+// Run fences and recovers until ctx ends.
+func (c *Controller) Run(ctx context.Context) {
 	c.mu.Lock()
 	c.fencing, c.retryAt, c.cleaning, c.storm = map[string]bool{}, map[string]time.Time{}, map[string]bool{}, false
 	c.autostart, c.held = map[string]bool{}, map[string]bool{}
 	c.observed = map[string]bool{}
-	c.s.node.FSM().Read(func(st *cluster.State) {
+	c.d.State.Read(func(st *cluster.State) {
 		for id, op := range st.Operations {
 			if op.Kind == cluster.OpRecover && op.State.Terminal() {
 				c.observed[id] = true
@@ -59,10 +118,10 @@ func (c *recoveryController) Run(ctx context.Context) {
 		}
 	})
 	c.mu.Unlock()
-	defer c.s.metrics.RecoveryStorm.Set(0)
+	defer c.d.Metrics.RecoveryStorm.Set(0)
 	for ctx.Err() == nil {
 		c.round(ctx, time.Now())
-		sleepCtx(ctx, 200*time.Millisecond)
+		ctxsleep.Sleep(ctx, 200*time.Millisecond)
 	}
 	c.wg.Wait()
 }
@@ -78,14 +137,14 @@ type hostView struct {
 	rollout bool
 }
 
-func (c *recoveryController) round(ctx context.Context, now time.Time) {
-	doc := c.s.Policy()
+func (c *Controller) round(ctx context.Context, now time.Time) {
+	doc := c.d.Policy()
 	r := doc.Recovery
 	views := map[string]*hostView{}
 	var ended []*cluster.Operation
 	var autostart []*cluster.VM
 	var sc policy.StormCount
-	c.s.node.FSM().Read(func(st *cluster.State) {
+	c.d.State.Read(func(st *cluster.State) {
 		working := st.RolloutWorkingHosts()
 		counted := st.Hosts
 		if len(working) > 0 {
@@ -125,9 +184,9 @@ func (c *recoveryController) round(ctx context.Context, now time.Time) {
 	})
 	for _, op := range ended {
 		c.observed[op.ID] = true
-		c.s.metrics.Recoveries.WithLabelValues(string(op.State)).Inc()
+		c.d.Metrics.Recoveries.WithLabelValues(string(op.State)).Inc()
 		if op.State == cluster.OpSucceeded && !op.Detected.IsZero() {
-			c.s.metrics.RecoveryDuration.Observe(op.Updated.Sub(op.Detected).Seconds())
+			c.d.Metrics.RecoveryDuration.Observe(op.Updated.Sub(op.Detected).Seconds())
 		}
 	}
 
@@ -196,12 +255,12 @@ func (c *recoveryController) round(ctx context.Context, now time.Time) {
 }
 
 // noteStorm records entering and leaving a fencing storm.
-func (c *recoveryController) noteStorm(ctx context.Context, storm bool, dead, total int, share float64) {
+func (c *Controller) noteStorm(ctx context.Context, storm bool, dead, total int, share float64) {
 	c.mu.Lock()
 	changed := storm != c.storm
 	c.storm = storm
 	c.mu.Unlock()
-	c.s.metrics.RecoveryStorm.Set(b2f(storm))
+	c.d.Metrics.RecoveryStorm.Set(b2f(storm))
 	if !changed {
 		return
 	}
@@ -210,19 +269,19 @@ func (c *recoveryController) noteStorm(ctx context.Context, storm bool, dead, to
 	if !storm {
 		msg, typ = fmt.Sprintf("fencing storm over: %d of %d hosts look dead; automatic fencing resumes", dead, total), "recovery.storm_over"
 	}
-	c.s.log.Warn(msg)
+	c.d.Log.Warn(msg)
 	c.apply(ctx, &cluster.AppendEvents{Events: []cluster.Event{cluster.NewEvent(typ, controllerActor, "", "", msg)}})
 }
 
 // noteHold logs, once per host and hold, that a dead host's fencing waits
 // for the suspect hosts to settle.
-func (c *recoveryController) noteHold(host string, sc policy.StormCount) {
+func (c *Controller) noteHold(host string, sc policy.StormCount) {
 	c.mu.Lock()
 	seen := c.held[host]
 	c.held[host] = true
 	c.mu.Unlock()
 	if !seen {
-		c.s.log.Info("fencing waits: other hosts are suspect and could make this a fencing storm", "host", host, "dead", sc.Dead, "suspect", sc.Suspect, "hosts", sc.Total)
+		c.d.Log.Info("fencing waits: other hosts are suspect and could make this a fencing storm", "host", host, "dead", sc.Dead, "suspect", sc.Suspect, "hosts", sc.Total)
 	}
 }
 
@@ -233,12 +292,12 @@ func b2f(b bool) float64 {
 	return 0
 }
 
-// errUnavailable marks a method that does not apply to a host (no agent
+// ErrUnavailable marks a method that does not apply to a host (no agent
 // lease, no dev simulator): tried, but not a failure of the device.
-var errUnavailable = errors.New("not available for this host")
+var ErrUnavailable = errors.New("not available for this host")
 
 // fence runs the chain for a dead host until one method confirms it is off.
-func (c *recoveryController) fence(ctx context.Context, doc *policy.Document, host string) {
+func (c *Controller) fence(ctx context.Context, doc *policy.Document, host string) {
 	defer func() {
 		c.mu.Lock()
 		delete(c.fencing, host)
@@ -254,21 +313,21 @@ func (c *recoveryController) fence(ctx context.Context, doc *policy.Document, ho
 		}
 		result := "success"
 		switch {
-		case errors.Is(err, errUnavailable):
+		case errors.Is(err, ErrUnavailable):
 			result = "unavailable"
 		case err != nil:
 			result = "failure"
 		}
-		c.s.metrics.FencingAttempts.WithLabelValues(host, m.Type, result).Inc()
+		c.d.Metrics.FencingAttempts.WithLabelValues(host, m.Type, result).Inc()
 		if err == nil {
 			msg := fmt.Sprintf("host %s fenced by %s (%s) in %.1fs: it is off; its VMs are recreated elsewhere", host, m.Name, m.Type, time.Since(start).Seconds())
 			ev := cluster.NewEvent("host.fenced", controllerActor, host, "", msg)
 			if c.apply(ctx, &cluster.HostFenced{Host: host, Method: m.Type, OK: true, Event: ev}) {
-				c.s.log.Info(msg)
+				c.d.Log.Info(msg)
 			}
 			return
 		}
-		c.s.log.Warn("fencing method did not confirm", "host", host, "method", m.Name, "type", m.Type, "err", err)
+		c.d.Log.Warn("fencing method did not confirm", "host", host, "method", m.Name, "type", m.Type, "err", err)
 		reasons = append(reasons, fmt.Sprintf("%s (%s): %v", m.Name, m.Type, err))
 	}
 	why := strings.Join(reasons, "; ")
@@ -284,7 +343,7 @@ func (c *recoveryController) fence(ctx context.Context, doc *policy.Document, ho
 
 // methodsFor returns the chain's methods that cover host, in order; the
 // agent lease alone when the policy names none.
-func (c *recoveryController) methodsFor(doc *policy.Document, host string) []policy.FenceMethod {
+func (c *Controller) methodsFor(doc *policy.Document, host string) []policy.FenceMethod {
 	chain := doc.Recovery.Fencing
 	if len(chain) == 0 {
 		chain = []policy.FenceMethod{{Name: "lease", Type: policy.FenceLease}}
@@ -297,9 +356,9 @@ func (c *recoveryController) methodsFor(doc *policy.Document, host string) []pol
 			covers = covers || h == host
 		}
 		if !covers && m.HostGroup != "" {
-			st := c.s.node.FSM().State()
+			st := c.d.State.State()
 			if comp == nil {
-				comp = c.s.compiled(doc, st)
+				comp = c.d.Compiled(doc, st)
 			}
 			h := st.Hosts[host]
 			covers = h != nil && comp != nil && comp.InHostGroup(h, m.HostGroup)
@@ -312,7 +371,7 @@ func (c *recoveryController) methodsFor(doc *policy.Document, host string) []pol
 }
 
 // tryMethod runs one fencing method; nil means the host is confirmed off.
-func (c *recoveryController) tryMethod(ctx context.Context, doc *policy.Document, m policy.FenceMethod, host string) error {
+func (c *Controller) tryMethod(ctx context.Context, doc *policy.Document, m policy.FenceMethod, host string) error {
 	switch m.Type {
 	case policy.FencePower:
 		a, err := powerAgent(m, host)
@@ -323,10 +382,7 @@ func (c *recoveryController) tryMethod(ctx context.Context, doc *policy.Document
 	case policy.FenceLease:
 		return c.waitLease(ctx, doc, host)
 	case policy.FenceDev:
-		if c.s.devFence == nil {
-			return fmt.Errorf("dev fencing works in herd server -dev only: %w", errUnavailable)
-		}
-		return c.s.devFence(host)
+		return c.d.DevFence(host)
 	}
 	return fmt.Errorf("unknown fencing type %q", m.Type)
 }
@@ -335,22 +391,22 @@ func (c *recoveryController) tryMethod(ctx context.Context, doc *policy.Document
 // clock (plus the margin): the agent has stopped its VMs by then. It fails
 // at once when no agent holds a lease, and when the agent renews meanwhile
 // (it is alive: the host is not dead).
-func (c *recoveryController) waitLease(ctx context.Context, doc *policy.Document, host string) error {
+func (c *Controller) waitLease(ctx context.Context, doc *policy.Document, host string) error {
 	r := doc.Recovery
-	start := c.s.leases.last(host)
+	start := c.d.Leases.Last(host)
 	for {
-		if last := c.s.leases.last(host); last.After(start) {
+		if last := c.d.Leases.Last(host); last.After(start) {
 			return fmt.Errorf("the agent renewed its lease %s ago: the host is alive", time.Since(last).Round(time.Millisecond))
 		}
 		var h *cluster.Host
-		c.s.node.FSM().Read(func(st *cluster.State) { h = st.Hosts[host] })
+		c.d.State.Read(func(st *cluster.State) { h = st.Hosts[host] })
 		if h == nil || h.LeaseTTL <= 0 {
-			return fmt.Errorf("no agent holds a lease on this host: %w", errUnavailable)
+			return fmt.Errorf("no agent holds a lease on this host: %w", ErrUnavailable)
 		}
 		if h.Health != cluster.HealthDead {
 			return fmt.Errorf("host is %s again while waiting for its lease to expire", h.Health)
 		}
-		deadline := c.s.leases.deadline(host, h.LeaseTTL, r.LeaseMargin)
+		deadline := c.d.Leases.Deadline(host, h.LeaseTTL, r.LeaseMargin)
 		wait := time.Until(deadline)
 		if wait <= 0 {
 			return nil
@@ -407,14 +463,14 @@ func agentPath(name string) (string, error) {
 // is neither a stale copy, already recreated, nor excluded by the policy —
 // running ones are recreated and started, shut-off ones registered only —
 // highest restart priority first.
-func (c *recoveryController) startRecovery(ctx context.Context, doc *policy.Document, host string) {
-	st := c.s.node.FSM().State()
+func (c *Controller) startRecovery(ctx context.Context, doc *policy.Document, host string) {
+	st := c.d.State.State()
 	h := st.Hosts[host]
 	if h == nil || h.Health != cluster.HealthFenced {
 		return
 	}
 	// The same steps and order herd simulate failure predicts.
-	comp := c.s.compiled(doc, st)
+	comp := c.d.Compiled(doc, st)
 	items := policy.RecoveryItems(st.VMsOn(host), host, comp, policy.RecoveryExcluded(doc.Recovery, comp))
 	if len(items) == 0 {
 		return
@@ -424,7 +480,7 @@ func (c *recoveryController) startRecovery(ctx context.Context, doc *policy.Docu
 	if detected.IsZero() {
 		detected = now
 	}
-	op := cluster.Operation{ID: newOpID(), Kind: cluster.OpRecover, Host: host, Actor: controllerActor, Created: now,
+	op := cluster.Operation{ID: c.d.NewOpID(), Kind: cluster.OpRecover, Host: host, Actor: controllerActor, Created: now,
 		MaxAttempts: cluster.UnlimitedAttempts, Detected: detected, Items: items}
 	running, waiting := 0, 0
 	for _, it := range items {
@@ -444,7 +500,7 @@ func (c *recoveryController) startRecovery(ctx context.Context, doc *policy.Docu
 	if !c.apply(ctx, &cluster.StartOperation{Op: op, Event: ev}) {
 		return
 	}
-	c.s.log.Info(msg, "op", op.ID)
+	c.d.Log.Info(msg, "op", op.ID)
 	// Each VM's own story says what happened to its host and what comes.
 	evs := make([]cluster.Event, 0, len(items))
 	for _, it := range items {
@@ -469,10 +525,10 @@ func (c *recoveryController) startRecovery(ctx context.Context, doc *policy.Docu
 	c.apply(ctx, &cluster.AppendEvents{Events: evs})
 }
 
-// placesVMs reports whether a recovery may still place VMs on other hosts:
+// PlacesVMs reports whether a recovery may still place VMs on other hosts:
 // one whose only open steps wait for their host (recovery.exclude_vm_groups)
 // places nothing, however long the host stays away.
-func placesVMs(op *cluster.Operation) bool {
+func PlacesVMs(op *cluster.Operation) bool {
 	for _, it := range op.Items {
 		if !it.State.Terminal() && it.Action != cluster.ActionAwaitHost {
 			return true
@@ -483,7 +539,7 @@ func placesVMs(op *cluster.Operation) bool {
 
 // destroyStale removes the stale copies on a host that answers again, then
 // forgets them: until then the host cannot be made AVAILABLE.
-func (c *recoveryController) destroyStale(ctx context.Context, host string, stale []*cluster.StaleCopy) {
+func (c *Controller) destroyStale(ctx context.Context, host string, stale []*cluster.StaleCopy) {
 	defer func() {
 		c.mu.Lock()
 		delete(c.cleaning, host)
@@ -494,7 +550,7 @@ func (c *recoveryController) destroyStale(ctx context.Context, host string, stal
 	var events []cluster.Event
 	for _, sc := range stale {
 		var here bool
-		c.s.node.FSM().Read(func(st *cluster.State) {
+		c.d.State.Read(func(st *cluster.State) {
 			vm := st.VMs[sc.VM]
 			here = vm != nil && vm.Host == host && vm.ID == sc.ID
 		})
@@ -504,18 +560,18 @@ func (c *recoveryController) destroyStale(ctx context.Context, host string, stal
 			kept = append(kept, sc.ID)
 			continue
 		}
-		d, err := c.s.drivers.Get(ctx, sc.Driver)
+		d, err := c.d.Drivers.Get(ctx, sc.Driver)
 		if err == nil {
-			tctx, cancel := context.WithTimeout(ctx, c.s.Policy().Maintenance.ShutdownTimeout)
+			tctx, cancel := context.WithTimeout(ctx, c.d.Policy().Maintenance.ShutdownTimeout)
 			err = d.Destroy(tctx, sc.ID, host)
 			cancel()
 		}
 		if err != nil && !errors.Is(err, drivers.ErrNotFound) {
 			if ctx.Err() == nil {
-				c.s.log.Warn("destroy stale copy", "host", host, "vm", sc.Name, "err", err)
+				c.d.Log.Warn("destroy stale copy", "host", host, "vm", sc.Name, "err", err)
 				c.apply(ctx, &cluster.AppendEvents{Events: []cluster.Event{cluster.NewEvent("vm.stale_destroy_failed", controllerActor, host, sc.VM,
 					fmt.Sprintf("could not destroy the stale copy of VM %s on host %s (tried again shortly): %v", sc.Name, host, err))}})
-				sleepCtx(ctx, 5*time.Second)
+				ctxsleep.Sleep(ctx, 5*time.Second)
 			}
 			continue
 		}
@@ -539,11 +595,11 @@ func (c *recoveryController) destroyStale(ctx context.Context, host string, stal
 
 // excluded returns the VMs the policy's recovery.exclude_vm_groups keep
 // from being recreated.
-func (c *recoveryController) excluded(doc *policy.Document, st *cluster.State) map[string]bool {
+func (c *Controller) excluded(doc *policy.Document, st *cluster.State) map[string]bool {
 	if len(doc.Recovery.ExcludeVMGroups) == 0 {
 		return map[string]bool{}
 	}
-	return policy.RecoveryExcluded(doc.Recovery, c.s.compiled(doc, st))
+	return policy.RecoveryExcluded(doc.Recovery, c.d.Compiled(doc, st))
 }
 
 // autostartSetter is a driver that can turn a VM's start at host boot off
@@ -557,7 +613,7 @@ type autostartSetter interface {
 // its copy of a VM that was recreated elsewhere before Herd can destroy it,
 // and the VM would run twice. (vSphere HA does the same with its hosts'
 // automatic VM startup.) VMs of recovery.exclude_vm_groups keep theirs.
-func (c *recoveryController) disableAutostart(ctx context.Context, doc *policy.Document, vms []*cluster.VM) {
+func (c *Controller) disableAutostart(ctx context.Context, doc *policy.Document, vms []*cluster.VM) {
 	c.mu.Lock()
 	seen := make(map[string]bool, len(vms))
 	for _, vm := range vms {
@@ -580,7 +636,7 @@ func (c *recoveryController) disableAutostart(ctx context.Context, doc *policy.D
 		return
 	}
 	var excluded map[string]bool
-	c.s.node.FSM().Read(func(st *cluster.State) { excluded = c.excluded(doc, st) })
+	c.d.State.Read(func(st *cluster.State) { excluded = c.excluded(doc, st) })
 	for _, vm := range todo {
 		if excluded[vm.ID] {
 			continue
@@ -597,10 +653,10 @@ func (c *recoveryController) disableAutostart(ctx context.Context, doc *policy.D
 			if ctx.Err() != nil {
 				return
 			}
-			c.s.log.Warn("turn autostart off", "vm", vm.Name, "host", vm.Host, "err", err)
+			c.d.Log.Warn("turn autostart off", "vm", vm.Name, "host", vm.Host, "err", err)
 			c.apply(ctx, &cluster.AppendEvents{Events: []cluster.Event{cluster.NewEvent("vm.autostart_disable_failed", controllerActor, vm.Host, vm.ID,
 				fmt.Sprintf("could not turn autostart of VM %s on host %s off (tried again in a minute): %v", vm.Name, vm.Host, err))}})
-			sleepCtx(ctx, time.Minute)
+			ctxsleep.Sleep(ctx, time.Minute)
 			c.mu.Lock()
 			delete(c.autostart, vm.ID)
 			c.mu.Unlock()
@@ -608,8 +664,8 @@ func (c *recoveryController) disableAutostart(ctx context.Context, doc *policy.D
 	}
 }
 
-func (c *recoveryController) setAutostartOff(ctx context.Context, vm *cluster.VM) error {
-	d, err := c.s.drivers.Get(ctx, vm.Driver)
+func (c *Controller) setAutostartOff(ctx context.Context, vm *cluster.VM) error {
+	d, err := c.d.Drivers.Get(ctx, vm.Driver)
 	if err != nil {
 		return err
 	}
@@ -623,10 +679,10 @@ func (c *recoveryController) setAutostartOff(ctx context.Context, vm *cluster.VM
 }
 
 // apply writes a command; it reports whether it was committed.
-func (c *recoveryController) apply(ctx context.Context, cmd cluster.Command) bool {
-	if _, err := c.s.node.Apply(ctx, cmd); err != nil {
+func (c *Controller) apply(ctx context.Context, cmd cluster.Command) bool {
+	if _, err := c.d.Raft.Apply(ctx, cmd); err != nil {
 		if ctx.Err() == nil {
-			c.s.log.Warn("recovery step not recorded", "err", err)
+			c.d.Log.Warn("recovery step not recorded", "err", err)
 		}
 		return false
 	}
