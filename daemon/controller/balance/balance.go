@@ -16,27 +16,20 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
+	"github.com/herd-project/herd/daemon/controller"
 	"github.com/herd-project/herd/metrics"
 	"github.com/herd-project/herd/policy"
 )
 
 // State is the replicated state as the balancer reads it (cluster.FSM).
 type State interface {
-	// Read runs fn under the state's read lock; fn must not keep st.
-	Read(fn func(st *cluster.State))
-	// State is a copy of the state.
-	State() *cluster.State
+	controller.State
 	// Index is the last applied raft index.
 	Index() uint64
 	// Policy is the policy in force as stored (nil before the first).
 	Policy() *cluster.Policy
 	// Watch sends each applied index to ch, without blocking.
 	Watch(ch chan<- uint64)
-}
-
-// Applier writes commands to raft (cluster.Node).
-type Applier interface {
-	Apply(ctx context.Context, cmd cluster.Command) (uint64, error)
 }
 
 // Ledger holds the moves in flight (the operations controller).
@@ -51,7 +44,7 @@ type Clock interface{ Now() time.Time }
 // Deps are what the balancer works with.
 type Deps struct {
 	State  State
-	Raft   Applier
+	Raft   controller.Applier
 	Ledger Ledger
 	Clock  Clock
 	// Policy is the policy in force.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/daemon/controller"
 	"github.com/herd-project/herd/drivers"
 	"github.com/herd-project/herd/internal/ctxsleep"
 	"github.com/herd-project/herd/metrics"
@@ -25,21 +26,16 @@ type State interface {
 	State() *cluster.State
 }
 
-// Applier writes commands to raft (cluster.Node).
-type Applier interface {
-	Apply(ctx context.Context, cmd cluster.Command) (uint64, error)
-}
-
 // Drivers opens drivers by name, and opens one again after Reset.
 type Drivers interface {
-	Get(ctx context.Context, name string) (drivers.Driver, error)
+	controller.Drivers
 	Reset(name string)
 }
 
 // Deps are what a sync controller works with.
 type Deps struct {
 	State   State
-	Raft    Applier
+	Raft    controller.Applier
 	Drivers Drivers
 	Metrics *metrics.Metrics
 	Log     *slog.Logger

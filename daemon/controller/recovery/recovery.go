@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/daemon/controller"
 	"github.com/herd-project/herd/drivers"
 	"github.com/herd-project/herd/drivers/fence"
 	"github.com/herd-project/herd/internal/ctxsleep"
@@ -27,24 +28,6 @@ import (
 
 // controllerActor names the controllers in events.
 const controllerActor = "herd"
-
-// State is the replicated state as the controller reads it (cluster.FSM).
-type State interface {
-	// Read runs fn under the state's read lock; fn must not keep st.
-	Read(fn func(st *cluster.State))
-	// State is a copy of the state.
-	State() *cluster.State
-}
-
-// Applier writes commands to raft (cluster.Node).
-type Applier interface {
-	Apply(ctx context.Context, cmd cluster.Command) (uint64, error)
-}
-
-// Drivers opens drivers by name.
-type Drivers interface {
-	Get(ctx context.Context, name string) (drivers.Driver, error)
-}
 
 // Leases is the leader's memory of agents' leases.
 type Leases interface {
@@ -57,9 +40,9 @@ type Leases interface {
 
 // Deps are what the recovery controller works with.
 type Deps struct {
-	State   State
-	Raft    Applier
-	Drivers Drivers
+	State   controller.State
+	Raft    controller.Applier
+	Drivers controller.Drivers
 	Leases  Leases
 	// Policy is the policy in force.
 	Policy func() *policy.Document
