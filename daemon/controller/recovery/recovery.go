@@ -79,10 +79,12 @@ type Controller struct {
 	held      map[string]bool // dead hosts whose fencing waits for suspects (logged once)
 	observed  map[string]bool // recovery operations whose end is counted
 	wg        sync.WaitGroup
+	// fenced wakes the rounds when a host is fenced (wake.go).
+	fenced chan struct{}
 }
 
 // New is the recovery controller.
-func New(d Deps) *Controller { return &Controller{d: d} }
+func New(d Deps) *Controller { return &Controller{d: d, fenced: make(chan struct{}, 1)} }
 
 // Name names the controller in logs.
 func (c *Controller) Name() string { return "recovery" }
@@ -104,7 +106,7 @@ func (c *Controller) Run(ctx context.Context) {
 	defer c.d.Metrics.RecoveryStorm.Set(0)
 	for ctx.Err() == nil {
 		c.round(ctx, time.Now())
-		ctxsleep.Sleep(ctx, 200*time.Millisecond)
+		c.nextRound(ctx)
 	}
 	c.wg.Wait()
 }
@@ -307,6 +309,7 @@ func (c *Controller) fence(ctx context.Context, doc *policy.Document, host strin
 			ev := cluster.NewEvent("host.fenced", controllerActor, host, "", msg)
 			if c.apply(ctx, &cluster.HostFenced{Host: host, Method: m.Type, OK: true, Event: ev}) {
 				c.d.Log.Info(msg)
+				c.wakeRound()
 			}
 			return
 		}
