@@ -328,6 +328,11 @@ func (a *Agent) eachServer(ctx context.Context, fn func(*api.Client) error) erro
 		}
 		return nil
 	}
+	if len(errs) == 0 {
+		// Stopped before asking any: errors.Join of nothing is nil, which
+		// would read as an answer.
+		return fmt.Errorf("no server asked: %w", context.Cause(ctx))
+	}
 	return errors.Join(errs...)
 }
 
