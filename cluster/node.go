@@ -204,25 +204,36 @@ func (n *Node) LeaderCh() <-chan bool { return n.raft.LeaderCh() }
 // committed at, or the state machine's refusal as an *ApplyError. Only the
 // leader can apply; others return ErrNotLeader.
 func (n *Node) Apply(ctx context.Context, cmd Command) (uint64, error) {
+	return n.Submit(ctx, cmd)()
+}
+
+// Submit hands cmd to raft and returns once raft has taken it, before it
+// is committed; wait then blocks until it is committed and applied, with
+// Apply's results. Commands submitted one after another are committed in
+// that order, so a caller can start several without waiting for each
+// commit in turn.
+func (n *Node) Submit(ctx context.Context, cmd Command) (wait func() (uint64, error)) {
 	b, err := Encode(cmd)
 	if err != nil {
-		return 0, err
+		return func() (uint64, error) { return 0, err }
 	}
 	timeout := n.cfg.ApplyTimeout
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
 	}
 	f := n.raft.Apply(b, timeout)
-	if err := f.Error(); err != nil {
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrLeadershipTransferInProgress) {
-			return 0, fmt.Errorf("apply command %d: %w", cmd.Type(), ErrNotLeader)
+	return func() (uint64, error) {
+		if err := f.Error(); err != nil {
+			if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrLeadershipTransferInProgress) {
+				return 0, fmt.Errorf("apply command %d: %w", cmd.Type(), ErrNotLeader)
+			}
+			return 0, fmt.Errorf("apply command %d: %w", cmd.Type(), err)
 		}
-		return 0, fmt.Errorf("apply command %d: %w", cmd.Type(), err)
+		if resErr, ok := f.Response().(error); ok && resErr != nil {
+			return f.Index(), resErr
+		}
+		return f.Index(), nil
 	}
-	if resErr, ok := f.Response().(error); ok && resErr != nil {
-		return f.Index(), resErr
-	}
-	return f.Index(), nil
 }
 
 // Barrier waits until every entry committed before it is applied here (used

@@ -527,6 +527,9 @@ func (c *opsController) decide(st *cluster.State, usage map[string]cluster.HostU
 // the reservation back when the start could not be recorded.
 func (c *opsController) startLocked(op *cluster.Operation, it cluster.OpItem, vm *cluster.VM, start *cluster.StartItem) action {
 	c.reserveLocked(op, it, vm)
+	if sub, ok := c.raft.(submitter); ok && isRecovery(it.Action) {
+		return c.startAside(sub, op, it, vm, start)
+	}
 	return func(ctx context.Context) bool {
 		if !c.apply(ctx, start) {
 			c.release(op, it, vm)
@@ -864,7 +867,15 @@ func (c *opsController) finish(ctx context.Context, op *cluster.Operation, it cl
 
 // apply writes a command; on failure it logs and reports false.
 func (c *opsController) apply(ctx context.Context, cmd cluster.Command) bool {
-	if _, err := c.raft.Apply(ctx, cmd); err != nil {
+	_, err := c.raft.Apply(ctx, cmd)
+	return c.applied(err)
+}
+
+// applied is apply's verdict on a write's result: false when it was not
+// recorded (leadership is probably gone), true when it was or when the
+// state machine refused it (logged).
+func (c *opsController) applied(err error) bool {
+	if err != nil {
 		var ae *cluster.ApplyError
 		if errors.As(err, &ae) {
 			c.s.log.Warn("operation step refused", "err", err)
