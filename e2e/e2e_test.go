@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -534,6 +535,7 @@ func TestScenarios(t *testing.T) {
 				timings["detection"] = e.Time.Sub(start)
 			}
 		}
+		maps.Copy(timings, recoveryBreakdown(evs, start))
 		runningOnce(t, b, h1.name, []string{"a1", "a2"}, []string{"a3"})
 		noRecreationWithoutFencing(t, events(t, b, start, ""))
 		sameMachines(t, b, h1.name, identity)
@@ -840,6 +842,7 @@ func TestCrashTiming(t *testing.T) {
 					timings["detection"] = e.Time.Sub(start)
 				}
 			}
+			maps.Copy(timings, recoveryBreakdown(evs, start))
 			runningOnce(t, b, h.name, names, nil)
 			if !t.Failed() {
 				totals = append(totals, timings["recovered"])

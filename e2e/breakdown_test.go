@@ -1,0 +1,48 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"sort"
+	"time"
+
+	"github.com/herd-project/herd/cluster"
+)
+
+// recoveryBreakdown splits a crash's recovery, from start, into when the
+// recovery operation started, when its first and last recreation started,
+// and the median and longest recreation (step.started to step.done).
+func recoveryBreakdown(evs []cluster.Event, start time.Time) map[string]time.Duration {
+	out := map[string]time.Duration{}
+	began := map[string]time.Time{}
+	var steps []time.Duration
+	var first, last time.Time
+	for _, e := range evs {
+		switch e.Type {
+		case "recovery.started":
+			if _, ok := out["op_started"]; !ok {
+				out["op_started"] = e.Time.Sub(start)
+			}
+		case "step.started":
+			if _, ok := began[e.VM]; !ok {
+				began[e.VM] = e.Time
+				if first.IsZero() {
+					first = e.Time
+				}
+				last = e.Time
+			}
+		case "step.done":
+			if b, ok := began[e.VM]; ok {
+				steps = append(steps, e.Time.Sub(b))
+			}
+		}
+	}
+	if !first.IsZero() {
+		out["first_step"], out["last_step"] = first.Sub(start), last.Sub(start)
+	}
+	if len(steps) > 0 {
+		sort.Slice(steps, func(i, j int) bool { return steps[i] < steps[j] })
+		out["step_median"], out["step_max"] = steps[len(steps)/2], steps[len(steps)-1]
+	}
+	return out
+}
