@@ -34,35 +34,43 @@ type watcher struct {
 	done       chan struct{}
 }
 
-func watch(b *Bed) *watcher {
-	w := &watcher{stop: make(chan struct{}), done: make(chan struct{})}
+// sample runs fn four times a second until stop is closed, then closes
+// done.
+func sample(stop, done chan struct{}, fn func()) {
 	go func() {
-		defer close(w.done)
+		defer close(done)
 		for {
 			select {
-			case <-w.stop:
+			case <-stop:
 				return
 			case <-time.After(250 * time.Millisecond):
 			}
-			where := map[string][]string{}
-			for host, vms := range b.Domains(false) {
-				for name, p := range vms {
-					if p == drivers.PoweredOn {
-						where[name] = append(where[name], host)
-					}
-				}
-			}
-			w.mu.Lock()
-			w.samples++
-			for name, hosts := range where {
-				if len(hosts) > 1 {
-					sort.Strings(hosts)
-					w.violations = append(w.violations, fmt.Sprintf("%s: VM %s runs on %v", time.Now().Format("15:04:05.000"), name, hosts))
-				}
-			}
-			w.mu.Unlock()
+			fn()
 		}
 	}()
+}
+
+func watch(b *Bed) *watcher {
+	w := &watcher{stop: make(chan struct{}), done: make(chan struct{})}
+	sample(w.stop, w.done, func() {
+		where := map[string][]string{}
+		for host, vms := range b.Domains(false) {
+			for name, p := range vms {
+				if p == drivers.PoweredOn {
+					where[name] = append(where[name], host)
+				}
+			}
+		}
+		w.mu.Lock()
+		w.samples++
+		for name, hosts := range where {
+			if len(hosts) > 1 {
+				sort.Strings(hosts)
+				w.violations = append(w.violations, fmt.Sprintf("%s: VM %s runs on %v", time.Now().Format("15:04:05.000"), name, hosts))
+			}
+		}
+		w.mu.Unlock()
+	})
 	return w
 }
 

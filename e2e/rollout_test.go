@@ -87,43 +87,35 @@ type upWatcher struct {
 
 func watchUp(b *Bed, vms []string, off func() string) *upWatcher {
 	u := &upWatcher{stop: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(u.done)
-		for {
-			select {
-			case <-u.stop:
-				return
-			case <-time.After(250 * time.Millisecond):
+	sample(u.stop, u.done, func() {
+		cut := off()
+		active := map[string]bool{}
+		ok := true
+		for _, h := range b.Hosts {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			out, err := exec.CommandContext(ctx, "virsh", "-c", "qemu+tcp://"+h.ip+":16509/system", "list", "--name").Output()
+			cancel()
+			if err != nil {
+				ok = ok && h.name == cut
+				continue
 			}
-			cut := off()
-			active := map[string]bool{}
-			ok := true
-			for _, h := range b.Hosts {
-				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-				out, err := exec.CommandContext(ctx, "virsh", "-c", "qemu+tcp://"+h.ip+":16509/system", "list", "--name").Output()
-				cancel()
-				if err != nil {
-					ok = ok && h.name == cut
-					continue
-				}
-				for _, n := range strings.Fields(string(out)) {
-					active[n] = true
-				}
+			for _, n := range strings.Fields(string(out)) {
+				active[n] = true
 			}
-			u.mu.Lock()
-			if !ok {
-				u.inconclusive++
-			} else {
-				u.samples++
-				for _, vm := range vms {
-					if !active[vm] {
-						u.down = append(u.down, fmt.Sprintf("%s: VM %s runs on no host", time.Now().Format("15:04:05.000"), vm))
-					}
-				}
-			}
-			u.mu.Unlock()
 		}
-	}()
+		u.mu.Lock()
+		if !ok {
+			u.inconclusive++
+		} else {
+			u.samples++
+			for _, vm := range vms {
+				if !active[vm] {
+					u.down = append(u.down, fmt.Sprintf("%s: VM %s runs on no host", time.Now().Format("15:04:05.000"), vm))
+				}
+			}
+		}
+		u.mu.Unlock()
+	})
 	return u
 }
 
