@@ -157,7 +157,7 @@ func printRolloutPlan(g *globals, p *api.RolloutPlan) error {
 	if p.FromHistory {
 		src = "mean of past migrations"
 	}
-	fmt.Fprintf(g.stdout, "%d hosts in %d waves, parallel %d; failover capacity %d host(s); about %s (%s per migration, %s)\n",
+	fmt.Fprintf(g.stdout, "%d hosts in %d waves, parallel %d; failover capacity %d host(s); evacuations about %s (%s per migration, %s), the hosts' work on top\n",
 		len(p.Hosts), len(p.Waves), p.Parallel, p.FailoverCapacity, fmtSeconds(p.EstimatedSeconds), fmtSeconds(p.MigrationSeconds), src)
 	if p.ParallelNote != "" {
 		fmt.Fprintln(g.stdout, "Note: "+esc(p.ParallelNote))

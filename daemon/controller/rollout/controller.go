@@ -268,9 +268,12 @@ func (c *Controller) entering(ctx context.Context, st *cluster.State, r *cluster
 	case op.State == cluster.OpSucceeded && host != nil && host.Maintenance == cluster.MaintenanceOn:
 		hookName := r.Hook
 		opts := stepOpts{hookRun: hookName != ""}
-		msg := "waits for herd rollout continue " + r.ID + " " + h.Host + ", or the host's return after a reboot"
-		if hookName != "" {
-			msg = "runs hook " + hookName
+		msg := "runs hook " + hookName
+		if hookName == "" {
+			// Its agent's start now, so that a restart later shows.
+			c.agentRestarted(key(r, h.Host), h.Host)
+			msg = waitNote(r, h.Host)
+			opts.note = msg
 		}
 		if c.step(ctx, r, h, cluster.PhaseWorking, opts, "rollout.host_working", "rollout %s: host %s is in maintenance and %s", r.ID, h.Host, msg) && hookName != "" {
 			c.startHook(ctx, r, h)
@@ -379,13 +382,15 @@ func (c *Controller) working(ctx context.Context, st *cluster.State, r *cluster.
 	case hostUp(host) && h.DownSeen:
 		c.step(ctx, r, h, cluster.PhaseReturning, stepOpts{}, "rollout.host_back",
 			"rollout %s: host %s is back after going down", r.ID, h.Host)
-	case r.Hook == "" && h.Note == "":
-		c.step(ctx, r, h, cluster.PhaseWorking, stepOpts{note: "waiting for herd rollout continue " + r.ID + " " + h.Host + ", the host's return after a reboot, or its agent's restart"},
-			"rollout.host_waiting", "rollout %s: host %s is in maintenance, waiting for herd rollout continue %s %s, its return after a reboot, or its agent's restart", r.ID, h.Host, r.ID, h.Host)
 	case r.Hook != "" && h.Note == "":
-		c.step(ctx, r, h, cluster.PhaseWorking, stepOpts{note: "hook " + r.Hook + " was started by a previous leader and is not run again: waiting for the host's return after a reboot, or herd rollout continue " + r.ID + " " + h.Host},
+		c.step(ctx, r, h, cluster.PhaseWorking, stepOpts{note: "hook " + r.Hook + " was started by a previous leader and is not run again: " + waitNote(r, h.Host)},
 			"rollout.hook_orphaned", "rollout %s: the leader that ran hook %s on host %s was lost; the hook is not run again: the host waits for its return after a reboot, or herd rollout continue %s %s", r.ID, r.Hook, h.Host, r.ID, h.Host)
 	}
+}
+
+// waitNote says what a host in its work waits for.
+func waitNote(r *cluster.Rollout, host string) string {
+	return "waits for herd rollout continue " + r.ID + " " + host + ", its return after a reboot, or its agent's restart"
 }
 
 // agentRestarted reports whether the agent of a waiting host says it
