@@ -38,7 +38,9 @@ type fakeMaintenance struct {
 	enter map[string]int
 }
 
-func (m *fakeMaintenance) CanEnter(*cluster.State, string, string, bool) (string, error) { return m.wait, nil }
+func (m *fakeMaintenance) CanEnter(*cluster.State, string, string, bool) (string, error) {
+	return m.wait, nil
+}
 
 func (m *fakeMaintenance) Enter(ctx context.Context, host, migrate string, force bool, id, why string) error {
 	m.enter[host]++
