@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -183,5 +184,58 @@ func TestWaitsSayWhy(t *testing.T) {
 				t.Fatalf("note %q, phase %s, entered %d", got.Note, got.Hosts[0].Phase, m.enter["a"])
 			}
 		})
+	}
+}
+
+// failingMaintenance starts evacuations whose one VM fails every attempt.
+type failingMaintenance struct{ *fakeMaintenance }
+
+func (m failingMaintenance) Enter(ctx context.Context, host, migrate string, force bool, id, why string) error {
+	m.enter[host]++
+	op := cluster.Operation{ID: id, Kind: cluster.OpEvacuate, Host: host, MaxAttempts: 1,
+		Items: []cluster.OpItem{{VM: "vm-1", Name: "db-1", Action: cluster.ActionLiveMigrate, From: host}}}
+	for _, cmd := range []cluster.Command{
+		&cluster.StartOperation{Op: op},
+		&cluster.StartItem{Op: id, VM: "vm-1", Target: "b"},
+		&cluster.FinishItem{Op: id, VM: "vm-1", Error: "migration refused"},
+	} {
+		if err := m.raft.Apply(ctx, cmd); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// TestEvacuationErrorStopsTheRollout: a host whose evacuation ends in
+// error is left in maintenance and named; on_failure stop starts no other
+// host and the rollout fails naming it.
+func TestEvacuationErrorStopsTheRollout(t *testing.T) {
+	c, raft, m, _, _ := setup(t, "a", "b")
+	c.d.Maintenance = failingMaintenance{m}
+	ctx := context.Background()
+	if err := raft.Apply(ctx, &cluster.InventoryDiff{Driver: "d", UpsertVMs: []cluster.VM{{ID: "vm-1", Name: "db-1", Host: "a", Driver: "d", Power: cluster.PoweredOn}}}); err != nil {
+		t.Fatal(err)
+	}
+	r := cluster.Rollout{ID: "ro-1", Parallel: 1, OnFailure: cluster.OnFailureStop, Migrate: "all", Created: t0,
+		Hosts: []cluster.RolloutHost{{Host: "a", Wave: 1}, {Host: "b", Wave: 2}}}
+	if err := raft.Apply(ctx, &cluster.CreateRollout{Rollout: r}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		c.Round(ctx)
+	}
+	st := raft.State()
+	got := st.Rollouts["ro-1"]
+	if got.State != cluster.RolloutFailed || got.Hosts[0].Phase != cluster.PhaseFailed || got.Hosts[1].Phase != cluster.PhaseSkipped {
+		t.Fatalf("rollout: %+v", got)
+	}
+	if !strings.Contains(got.Error, "host a failed") || !strings.Contains(got.Hosts[0].Error, "left in maintenance") {
+		t.Fatalf("error %q, host error %q", got.Error, got.Hosts[0].Error)
+	}
+	if h := st.Hosts["a"]; h.Maintenance != cluster.MaintenanceError {
+		t.Fatalf("host a: maintenance %s", h.Maintenance)
+	}
+	if m.enter["b"] != 0 {
+		t.Fatal("b entered maintenance after a failed")
 	}
 }
