@@ -236,7 +236,7 @@ func (s *Server) startEvacuation(ctx context.Context, st *cluster.State, name st
 	}
 	op := cluster.Operation{ID: id, Kind: cluster.OpEvacuate, Host: name, Migrate: string(er.Migrate), TargetHost: er.TargetHost,
 		Actor: who, Created: time.Now().UTC(), MaxAttempts: s.Policy().Maintenance.Attempts}
-	op.Items = evacuationItems(st, name, pc)
+	op.Items = policy.EvacuationItems(st, name, pc)
 	msg := fmt.Sprintf("host %s entering maintenance (migrate %s): %d to live-migrate, %d to offline-migrate, %d to shut down",
 		name, er.Migrate, len(pc.LiveMigrate), len(pc.OfflineMigrate), len(pc.Shutdown))
 	if er.TargetHost != "" {
@@ -310,26 +310,6 @@ func (s *Server) evacuateAuto(ctx context.Context, name, why string, a autoEvacu
 		return "", err
 	}
 	return "evacuating: operation " + id, nil
-}
-
-// evacuationItems turns a precheck into operation steps, in evacuation order.
-func evacuationItems(st *cluster.State, host string, pc policy.Precheck) []cluster.OpItem {
-	var vms []*cluster.VM
-	action := map[string]string{}
-	for _, list := range [][]policy.Item{pc.LiveMigrate, pc.OfflineMigrate, pc.Shutdown} {
-		for _, it := range list {
-			if vm := st.VMs[it.VM]; vm != nil {
-				vms = append(vms, vm)
-				action[vm.ID] = it.Action
-			}
-		}
-	}
-	policy.Order(vms)
-	items := make([]cluster.OpItem, 0, len(vms))
-	for _, vm := range vms {
-		items = append(items, cluster.OpItem{VM: vm.ID, Name: vm.Name, Action: action[vm.ID], From: host, MemoryBytes: vm.MemoryBytes, Priority: vm.Priority})
-	}
-	return items
 }
 
 // sameEvacuation reports whether a repeated enable asks for what op does.

@@ -371,7 +371,7 @@ func (c *opsController) stepRecovery(ctx context.Context, st *cluster.State, usa
 	// The failover hosts are kept for this: tried first.
 	o = policy.RecoveryOptions(o)
 	c.mu.Lock()
-	due := dueRecoveries(op.Items, func(it cluster.OpItem) bool { return c.inflight[key(op.ID, it.VM)] }, now, r)
+	due := policy.DueRecoveries(op.Items, func(it cluster.OpItem) bool { return c.inflight[key(op.ID, it.VM)] }, now, r)
 	c.mu.Unlock()
 	for _, it := range due {
 		c.mu.Lock()
@@ -385,36 +385,6 @@ func (c *opsController) stepRecovery(ctx context.Context, st *cluster.State, usa
 			return
 		}
 	}
-}
-
-// dueRecoveries are the pending recreations of a recovery to try now, in
-// its items' order (priority, highest first), leaving out those running.
-// A VM whose backoff is over takes the ones before it along, backoff or
-// not: when room appears, higher priorities get it first.
-func dueRecoveries(items []cluster.OpItem, running func(cluster.OpItem) bool, now time.Time, r policy.RecoveryPolicy) []cluster.OpItem {
-	last := -1
-	for i, it := range items {
-		if it.State == cluster.ItemPending && !running(it) &&
-			(it.Attempts == 0 || !now.Before(it.Finished.Add(recoveryBackoff(r, it.Attempts)))) {
-			last = i
-		}
-	}
-	var out []cluster.OpItem
-	for _, it := range items[:last+1] {
-		if it.State == cluster.ItemPending && !running(it) {
-			out = append(out, it)
-		}
-	}
-	return out
-}
-
-// recoveryBackoff is the pause after a VM's attempts-th failed recreation.
-func recoveryBackoff(r policy.RecoveryPolicy, attempts int) time.Duration {
-	b := r.RetryBackoff
-	for i := 1; i < attempts && b < r.MaxBackoff; i++ {
-		b *= 2
-	}
-	return min(b, r.MaxBackoff)
 }
 
 // action is what a decision taken under c.mu leaves to do once c.mu is
@@ -858,7 +828,7 @@ func (c *opsController) finish(ctx context.Context, op *cluster.Operation, it cl
 		}
 		fi.Event = stepEvent(op, it, it.From, it.Target, "step.failed", "%s VM %s failed (attempt %d of %d, %s): %v", it.Action, it.Name, it.Attempts, op.Attempts(), next, err)
 		if op.Kind == cluster.OpRecover {
-			wait := recoveryBackoff(c.s.Policy().Recovery, it.Attempts)
+			wait := c.s.Policy().Recovery.Backoff(it.Attempts)
 			fi.Event = stepEvent(op, it, it.From, it.Target, "recovery.blocked", "%s VM %s failed (attempt %d; tried again in %s — recovery never gives up): %v", it.Action, it.Name, it.Attempts, wait, err)
 		}
 	}

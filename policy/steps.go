@@ -1,0 +1,58 @@
+package policy
+
+import (
+	"time"
+
+	"github.com/herd-project/herd/cluster"
+)
+
+// EvacuationItems turns a precheck into operation steps, in evacuation order.
+func EvacuationItems(st *cluster.State, host string, pc Precheck) []cluster.OpItem {
+	var vms []*cluster.VM
+	action := map[string]string{}
+	for _, list := range [][]Item{pc.LiveMigrate, pc.OfflineMigrate, pc.Shutdown} {
+		for _, it := range list {
+			if vm := st.VMs[it.VM]; vm != nil {
+				vms = append(vms, vm)
+				action[vm.ID] = it.Action
+			}
+		}
+	}
+	Order(vms)
+	items := make([]cluster.OpItem, 0, len(vms))
+	for _, vm := range vms {
+		items = append(items, cluster.OpItem{VM: vm.ID, Name: vm.Name, Action: action[vm.ID], From: host, MemoryBytes: vm.MemoryBytes, Priority: vm.Priority})
+	}
+	return items
+}
+
+// DueRecoveries are the pending recreations of a recovery to try now, in
+// its items' order (priority, highest first), leaving out those running.
+// A VM whose backoff is over takes the ones before it along, backoff or
+// not: when room appears, higher priorities get it first.
+func DueRecoveries(items []cluster.OpItem, running func(cluster.OpItem) bool, now time.Time, r RecoveryPolicy) []cluster.OpItem {
+	last := -1
+	for i, it := range items {
+		if it.State == cluster.ItemPending && !running(it) &&
+			(it.Attempts == 0 || !now.Before(it.Finished.Add(r.Backoff(it.Attempts)))) {
+			last = i
+		}
+	}
+	var out []cluster.OpItem
+	for _, it := range items[:last+1] {
+		if it.State == cluster.ItemPending && !running(it) {
+			out = append(out, it)
+		}
+	}
+	return out
+}
+
+// Backoff is the pause after a VM's attempts-th failed recreation: the
+// retry backoff, doubled after each failure, up to the maximum.
+func (r RecoveryPolicy) Backoff(attempts int) time.Duration {
+	b := r.RetryBackoff
+	for i := 1; i < attempts && b < r.MaxBackoff; i++ {
+		b *= 2
+	}
+	return min(b, r.MaxBackoff)
+}
