@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -18,12 +19,21 @@ import (
 // really crashes it, and compares: the recovery has the same VMs in the
 // same order, starts them in the order and on the hosts the simulation
 // said, and blocks the same VMs (one excluded, one pinned to the host by a
-// must rule); the shut-off VM is registered, not started.
+// must rule); the shut-off VM is registered, not started. It holds with
+// recreations one at a time and side by side.
 func TestSimulateFailureMatchesCrash(t *testing.T) {
+	// One at a time (each recreation placed after the one before landed),
+	// and side by side (each placed with those before it in flight).
+	for _, concurrency := range []int{1, policy.DefaultRecoveryParallel} {
+		t.Run(fmt.Sprintf("concurrency %d", concurrency), func(t *testing.T) { simulateThenCrash(t, concurrency) })
+	}
+}
+
+func simulateThenCrash(t *testing.T, concurrency int) {
 	ctx := context.Background()
 	dev, c := startDevWith(t, 4, 28, nil, func(p *policy.Document) {
 		fastRecovery(p)
-		p.Recovery.Concurrency = 1 // one at a time: the real order is the planned one
+		p.Recovery.Concurrency = concurrency
 	})
 	victim := busiestHost(t, c).Name
 	vms, _ := c.VMs(ctx, victim)
