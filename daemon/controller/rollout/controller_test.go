@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -237,5 +238,49 @@ func TestEvacuationErrorStopsTheRollout(t *testing.T) {
 	}
 	if m.enter["b"] != 0 {
 		t.Fatal("b entered maintenance after a failed")
+	}
+}
+
+type failingHooks struct{ countingHooks }
+
+func (h *failingHooks) Run(ctx context.Context, hook policy.RolloutHook, env map[string]string) (string, error) {
+	h.countingHooks.Run(ctx, hook, env)
+	return "yum: no space left", errors.New("exit status 1")
+}
+
+// TestHookFailureSkips: a hook that fails leaves its host in maintenance,
+// named with the hook's output; on_failure skip goes on with the next host.
+func TestHookFailureSkips(t *testing.T) {
+	c, raft, _, _, clk := setup(t, "a", "b")
+	hooks := &failingHooks{countingHooks{runs: map[string]int{}}}
+	c.d.Hooks = hooks
+	ctx := context.Background()
+	r := cluster.Rollout{ID: "ro-1", Parallel: 1, OnFailure: cluster.OnFailureSkip, Migrate: "all", Hook: "patch", Created: t0,
+		Hosts: []cluster.RolloutHost{{Host: "a", Wave: 1}, {Host: "b", Wave: 2}}}
+	if err := raft.Apply(ctx, &cluster.CreateRollout{Rollout: r}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10 && !raft.State().Rollouts["ro-1"].State.Terminal(); i++ {
+		c.Round(ctx)
+		c.wg.Wait()
+		clk.t = clk.t.Add(10 * time.Second)
+	}
+	st := raft.State()
+	got := st.Rollouts["ro-1"]
+	if got.State != cluster.RolloutFailed || got.Hosts[0].Phase != cluster.PhaseFailed || got.Hosts[1].Phase != cluster.PhaseFailed {
+		t.Fatalf("rollout: %+v", got)
+	}
+	if hooks.runs["a"] != 1 || hooks.runs["b"] != 1 || !strings.Contains(got.Hosts[0].Error, "hook patch: exit status 1") {
+		t.Fatalf("runs %v, error %q", hooks.runs, got.Hosts[0].Error)
+	}
+	if st.Hosts["a"].Maintenance != cluster.MaintenanceOn {
+		t.Fatalf("host a: %s", st.Hosts["a"].Maintenance)
+	}
+	found := false
+	for _, e := range st.Events {
+		found = found || e.Type == "rollout.hook_failed" && strings.Contains(e.Message, "no space left")
+	}
+	if !found {
+		t.Fatal("the hook's output is not in the event log")
 	}
 }
