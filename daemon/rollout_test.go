@@ -352,3 +352,46 @@ func TestRolloutBadInputNamesTheField(t *testing.T) {
 		}
 	}
 }
+
+// TestRolloutMoveBack: with move_back, the VMs that left a host for its
+// maintenance are back on it when its step is done, in the power state
+// they had.
+func TestRolloutMoveBack(t *testing.T) {
+	dev, c := startDevWith(t, 2, 6, nil, rolloutPolicy())
+	ctx := context.Background()
+	host := dev.Sim.HostNames()[0]
+	before, err := c.VMs(ctx, host)
+	if err != nil || len(before) == 0 {
+		t.Fatalf("VMs of %s: %v %v", host, before, err)
+	}
+	r, err := c.StartRollout(ctx, api.RolloutRequest{Hosts: []string{host}, MoveBack: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitRollout(t, c, r.ID, 30*time.Second, host+" in its work", func(r *api.Rollout) bool { return phaseOf(r, host) == "working" })
+	if vms, _ := c.VMs(ctx, host); len(vms) != 0 {
+		t.Fatalf("%d VMs still on %s in its work", len(vms), host)
+	}
+	if _, err := c.ContinueRollout(ctx, r.ID, host); err != nil {
+		t.Fatal(err)
+	}
+	if r = waitRollout(t, c, r.ID, 60*time.Second, "rollout to end", ended); r.State != "succeeded" {
+		t.Fatalf("rollout: %+v", r)
+	}
+	testutil.WaitFor(t, 20*time.Second, "the VMs back on "+host, func() bool {
+		after, err := c.VMs(ctx, host)
+		if err != nil || len(after) != len(before) {
+			return false
+		}
+		power := map[string]cluster.PowerState{}
+		for _, vm := range after {
+			power[vm.ID] = vm.Power
+		}
+		for _, vm := range before {
+			if p, ok := power[vm.ID]; !ok || p != vm.Power {
+				return false
+			}
+		}
+		return true
+	})
+}
