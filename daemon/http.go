@@ -17,7 +17,8 @@ func (s *Server) handleHosts(w http.ResponseWriter, r *http.Request) (any, error
 	doc, now := s.Policy(), time.Now()
 	out := api.Hosts{Hosts: []api.Host{}}
 	// Under the read lock, without copying the state: hosts are
-	// immutable values, and the VMs' usage is computed once per entry.
+	// immutable values, and the FSM keeps the VMs' usage as entries change
+	// them.
 	s.node.FSM().ReadWithUsage(func(st *cluster.State, u *cluster.Usage) {
 		l := newListingWithUsage(doc, st, u.Hosts, now)
 		out.Hosts = make([]api.Host, 0, len(st.Hosts))
@@ -30,12 +31,19 @@ func (s *Server) handleHosts(w http.ResponseWriter, r *http.Request) (any, error
 
 func (s *Server) handleHost(w http.ResponseWriter, r *http.Request) (any, error) {
 	name := r.PathValue("host")
-	st := s.node.FSM().State()
-	h, ok := st.Hosts[name]
-	if !ok {
+	doc, now := s.Policy(), time.Now()
+	var out *api.Host
+	// As handleHosts: no copy of the state, no pass over every VM.
+	s.node.FSM().ReadWithUsage(func(st *cluster.State, u *cluster.Usage) {
+		if h, ok := st.Hosts[name]; ok {
+			v := newListingWithUsage(doc, st, u.Hosts, now).host(h, true)
+			out = &v
+		}
+	})
+	if out == nil {
 		return nil, httpapi.Errorf(http.StatusNotFound, "host", "host %q not found", name)
 	}
-	return newListing(s.Policy(), st, time.Now()).host(h, true), nil
+	return out, nil
 }
 
 func (s *Server) handleVMs(w http.ResponseWriter, r *http.Request) (any, error) {
