@@ -128,6 +128,8 @@ func BenchmarkGossipLossFalseRecoveries(b *testing.B) {
 		for _, a := range agents {
 			selfFenced += a.Status().StoppedVMs
 		}
+		fmt.Fprintf(b.Output(), "%d losses, %d suspect verdicts (%.1f a minute), %d dead, %d fencings, %d recoveries, %d self-fenced VMs over %s\n",
+			losses.Load(), suspect, float64(suspect)/run.Minutes(), dead, fenced, recoveries, selfFenced, run)
 		b.ReportMetric(float64(losses.Load()), "losses")
 		b.ReportMetric(float64(suspect), "suspect")
 		b.ReportMetric(float64(suspect)/run.Minutes(), "suspect/min")
@@ -138,6 +140,6 @@ func BenchmarkGossipLossFalseRecoveries(b *testing.B) {
 		if dead+fenced+recoveries+selfFenced > 0 {
 			b.Errorf("short losses caused %d dead, %d fencings, %d recoveries, %d self-fenced VMs", dead, fenced, recoveries, selfFenced)
 		}
-		fmt.Fprintf(b.Output(), "%d losses, %d suspect verdicts over %s\n", losses.Load(), suspect, run)
+
 	}
 }
