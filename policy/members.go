@@ -112,6 +112,9 @@ func closing(h *cluster.Host) bool {
 // migrating counts the members of group g other than except that l has in
 // flight.
 func (c *Compiled) migrating(g int32, l *Ledger, except string) int {
+	if l == nil {
+		return 0
+	}
 	n := 0
 	members := c.vmGroups[g].members
 	if l.Total() < len(members) {

@@ -290,3 +290,16 @@ func TestPlaceMatchesFullScan(t *testing.T) {
 		}
 	}
 }
+
+// TestPlaceWithBudgetAndNoLedger: Place without a ledger (nothing in flight)
+// under a policy with a disruption budget places the VM; it used to
+// dereference the nil ledger.
+func TestPlaceWithBudgetAndNoLedger(t *testing.T) {
+	s := groupsState()
+	c := mustCompile(t, s, groupsPolicy)
+	vm := s.VMs["web-1"]
+	p := Place(s, s.Usage(), nil, vm, Options{Policy: c})
+	if p.Host == "" || p.Host == vm.Host {
+		t.Errorf("Place(web-1) with a budget and no ledger = %+v, want another host", p)
+	}
+}
