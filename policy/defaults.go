@@ -17,8 +17,8 @@ import (
 const (
 	DefaultPerSource         = 2
 	DefaultAttempts          = 3
-	DefaultSuspectAfter      = 5 * time.Second
-	DefaultDeadAfter         = 30 * time.Second
+	DefaultSuspectAfter      = 2 * time.Second
+	DefaultDeadAfter         = 10 * time.Second
 	DefaultAliveAfter        = 10 * time.Second
 	DefaultPerTarget         = 2
 	DefaultClusterMigrations = 8

@@ -48,8 +48,8 @@ balancing:
 failover:
   min_host_failures: 0
 health:
-  suspect_after: 5s
-  dead_after: 30s
+  suspect_after: 2s
+  dead_after: 10s
   alive_after: 10s
 recovery:
   automatic: true

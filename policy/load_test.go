@@ -225,7 +225,7 @@ func TestDefaults(t *testing.T) {
 			ShutdownTimeout: 5 * time.Minute, NoProgressTimeout: time.Hour, RetryBackoff: 5 * time.Second},
 		Balancing: BalancingPolicy{Mode: BalanceOff, Strategy: BalanceEven, Metric: BalanceByMemory, Threshold: 0.10,
 			MinGain: 0.01, MaxMoves: 10, Interval: 5 * time.Minute, Hold: time.Hour, TargetUtilisation: 0.8},
-		Health: HealthPolicy{SuspectAfter: 5 * time.Second, DeadAfter: 30 * time.Second, AliveAfter: 10 * time.Second},
+		Health: HealthPolicy{SuspectAfter: 2 * time.Second, DeadAfter: 10 * time.Second, AliveAfter: 10 * time.Second},
 		Recovery: RecoveryPolicy{Automatic: true, StormThreshold: 0.5, LeaseTTL: 10 * time.Second, LeaseMargin: time.Second,
 			RetryBackoff: 5 * time.Second, MaxBackoff: 2 * time.Minute, Concurrency: 8},
 	}
