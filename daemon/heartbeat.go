@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/daemon/httpapi"
 )
@@ -64,13 +63,8 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) (any, e
 	if err := httpapi.DecodeBody(r, &req); err != nil {
 		return nil, err
 	}
-	if req.Agent == "" || len(req.Agent) > 256 {
-		return nil, httpapi.Errorf(http.StatusBadRequest, "agent", "agent: the agent's name (1 to 256 bytes) is required")
-	}
-	var h *cluster.Host
-	s.node.FSM().Read(func(st *cluster.State) { h = st.Hosts[name] })
-	if h == nil {
-		return nil, httpapi.Errorf(http.StatusNotFound, "host", "host %q not found", name)
+	if _, err := s.agentsHost(name, req.Agent); err != nil {
+		return nil, err
 	}
 	s.leases.beat(name, time.Now())
 	s.leases.agentStart(name, req.Started)

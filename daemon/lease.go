@@ -82,14 +82,10 @@ func (s *Server) handleLeaseRenew(w http.ResponseWriter, r *http.Request) (any, 
 	if err := httpapi.DecodeBody(r, &req); err != nil {
 		return nil, err
 	}
-	if req.Agent == "" || len(req.Agent) > 256 {
-		return nil, httpapi.Errorf(http.StatusBadRequest, "agent", "agent: the agent's name (1 to 256 bytes) is required")
-	}
-	var h *cluster.Host
-	s.node.FSM().Read(func(st *cluster.State) { h = st.Hosts[name] })
-	if h == nil {
+	h, err := s.agentsHost(name, req.Agent)
+	if err != nil {
 		s.metrics.LeaseRenewals.WithLabelValues("refused").Inc()
-		return nil, httpapi.Errorf(http.StatusNotFound, "host", "host %q not found", name)
+		return nil, err
 	}
 	if err := s.node.Raft().VerifyLeader().Error(); err != nil {
 		s.metrics.LeaseRenewals.WithLabelValues("refused").Inc()
@@ -117,6 +113,20 @@ func (s *Server) handleLeaseRenew(w http.ResponseWriter, r *http.Request) (any, 
 	s.leases.renew(name, time.Now())
 	s.metrics.LeaseRenewals.WithLabelValues("ok").Inc()
 	return api.Lease{Host: name, TTL: ttl, Armed: true, Leader: s.cfg.NodeName}, nil
+}
+
+// agentsHost checks the agent's name an agent's request carries and
+// returns the host it speaks for.
+func (s *Server) agentsHost(name, agent string) (*cluster.Host, error) {
+	if agent == "" || len(agent) > 256 {
+		return nil, httpapi.Errorf(http.StatusBadRequest, "agent", "agent: the agent's name (1 to 256 bytes) is required")
+	}
+	var h *cluster.Host
+	s.node.FSM().Read(func(st *cluster.State) { h = st.Hosts[name] })
+	if h == nil {
+		return nil, httpapi.Errorf(http.StatusNotFound, "host", "host %q not found", name)
+	}
+	return h, nil
 }
 
 // handleLeaseRelease disarms lease fencing for a host whose agent stops
