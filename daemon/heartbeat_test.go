@@ -50,7 +50,7 @@ func heartbeatPolicy(p *policy.Document) {
 func waitHeartbeats(t *testing.T, dev *DevServer, host string) {
 	t.Helper()
 	testutil.WaitFor(t, 15*time.Second, "heartbeats from "+host, func() bool {
-		_, fresh := dev.leases.heard(host, time.Now())
+		_, fresh := dev.leases.Heard(host, time.Now())
 		return fresh
 	})
 }

@@ -3,75 +3,12 @@ package daemon
 import (
 	"fmt"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/daemon/httpapi"
 )
-
-// leaseTable is the leader's memory of when each host's agent last renewed
-// its lease. Renewals are not written to raft (an agent renews every few
-// seconds); instead a new leader counts every armed lease as renewed the
-// moment it took over, which only ever makes it wait longer:
-//
-//	agent:  lease ends at send + TTL (its own monotonic clock)
-//	leader: lease counts as expired at max(receipt, leadership) + TTL + margin
-//
-// receipt follows send, and a renewal answered by an old leader was
-// answered before the new leader's term began (the old one verified its
-// leadership with a quorum first), so the leader's deadline is never
-// earlier than the agent's. The margin covers clock rate drift and the
-// agent's time to stop its VMs.
-type leaseTable struct {
-	mu      sync.Mutex
-	since   time.Time // leadership gained
-	renewed map[string]time.Time
-	// beats: when each host's agent last sent a heartbeat (heartbeat.go).
-	beats map[string]time.Time
-	// starts: when each host's agent says it started (heartbeat.go).
-	starts map[string]time.Time
-}
-
-func newLeaseTable() *leaseTable { return &leaseTable{renewed: map[string]time.Time{}} }
-
-// reset starts a leadership term at now.
-func (l *leaseTable) reset(now time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.since, l.renewed, l.beats = now, map[string]time.Time{}, map[string]time.Time{}
-}
-
-func (l *leaseTable) renew(host string, now time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.renewed[host] = now
-}
-
-func (l *leaseTable) forget(host string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	delete(l.renewed, host)
-	delete(l.beats, host)
-}
-
-// last returns when host's lease was last renewed, as far as this leader
-// may assume: never before it took over.
-func (l *leaseTable) last(host string) time.Time {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	t := l.since
-	if r, ok := l.renewed[host]; ok && r.After(t) {
-		t = r
-	}
-	return t
-}
-
-// deadline is when host's lease counts as expired on the leader.
-func (l *leaseTable) deadline(host string, ttl, margin time.Duration) time.Time {
-	return l.last(host).Add(ttl + margin)
-}
 
 // handleLeaseRenew renews a host's lease for its agent (leader only: the
 // route forwards). Leadership is verified with a quorum before the answer,
@@ -110,7 +47,7 @@ func (s *Server) handleLeaseRenew(w http.ResponseWriter, r *http.Request) (any, 
 			return nil, httpapi.ApplyFailed(err)
 		}
 	}
-	s.leases.renew(name, time.Now())
+	s.leases.Renew(name, time.Now())
 	s.metrics.LeaseRenewals.WithLabelValues("ok").Inc()
 	return api.Lease{Host: name, TTL: ttl, Armed: true, Leader: s.cfg.NodeName}, nil
 }
@@ -145,6 +82,6 @@ func (s *Server) handleLeaseRelease(w http.ResponseWriter, r *http.Request) (any
 			return nil, httpapi.ApplyFailed(err)
 		}
 	}
-	s.leases.forget(name)
+	s.leases.Forget(name)
 	return httpapi.NoContent, nil
 }

@@ -34,7 +34,7 @@ func newRolloutController(s *Server) *rollout.Controller {
 		Clock:        &s.clock,
 		Observer:     rolloutObserver{m},
 		APIAddr:      s.apiAddr,
-		AgentStarted: s.leases.agentStarted,
+		AgentStarted: s.leases.AgentStarted,
 		Log:          s.log.With("controller", "rollout"),
 	})
 }

@@ -28,7 +28,7 @@ func TestRolloutWaitEndsWhenTheAgentRestarts(t *testing.T) {
 	waitRollout(t, c, r.ID, 30*time.Second, host+" waiting in its work", func(r *api.Rollout) bool {
 		return phaseOf(r, host) == "working" && strings.Contains(r.Hosts[0].Note, "agent's restart")
 	})
-	if dev.leases.agentStarted(host).IsZero() {
+	if dev.leases.AgentStarted(host).IsZero() {
 		t.Fatal("the leader has no start time of the agent")
 	}
 	a.stop()

@@ -26,6 +26,7 @@ import (
 	"github.com/herd-project/herd/daemon/controller/inventory"
 	"github.com/herd-project/herd/daemon/controller/recovery"
 	"github.com/herd-project/herd/daemon/httpapi"
+	"github.com/herd-project/herd/daemon/lease"
 	"github.com/herd-project/herd/drivers"
 	"github.com/herd-project/herd/metrics"
 )
@@ -76,7 +77,7 @@ type Server struct {
 	balancer    *balance.Controller
 	members     *membership
 	catchUp     catchUp
-	leases      *leaseTable
+	leases      *lease.Table
 	// devFence powers off a simulator host (dev mode only; nil otherwise).
 	devFence func(host string) error
 	// devCrash makes a simulator host stop answering (true) or answer
@@ -186,7 +187,7 @@ func NewServer(cfg *config.Server, opts Options) (*Server, error) {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.ops = newOpsController(s)
-	s.leases = newLeaseTable()
+	s.leases = lease.New()
 	s.metrics = metrics.New(s.reg, metrics.Sources{State: s.stateSample, Raft: s.raftSample, InFlight: s.ops.InFlight, Policy: s.policySample,
 		Gossip: s.gossipStates})
 	s.drivers = newDriverSet(cfg.Drivers, opts.DriverFactory, log)
@@ -201,10 +202,9 @@ func NewServer(cfg *config.Server, opts Options) (*Server, error) {
 		Options: s.placementOptions, Compiled: s.compiled, HostCPU: s.hostCPU, Frozen: frozenHosts, Busy: vmBusy, NewOpID: newOpID,
 		Record: s.recordEvent, Metrics: s.metrics, Log: log})
 	s.members = &membership{s: s}
-	leases := leaseView{s.leases}
-	healthCtl := health.New(health.Deps{State: node.FSM(), Raft: node, Drivers: s.drivers, Leases: leases, Policy: s.Policy,
+	healthCtl := health.New(health.Deps{State: node.FSM(), Raft: node, Drivers: s.drivers, Leases: s.leases, Policy: s.Policy,
 		Gossip: s.gossipMembers, HostQuery: s.hostQuery, Evacuate: s.evacuateDegraded, Metrics: s.metrics, Log: log})
-	recoveryCtl := recovery.New(recovery.Deps{State: node.FSM(), Raft: node, Drivers: s.drivers, Leases: leases, Policy: s.Policy,
+	recoveryCtl := recovery.New(recovery.Deps{State: node.FSM(), Raft: node, Drivers: s.drivers, Leases: s.leases, Policy: s.Policy,
 		Compiled: s.compiled, DevFence: s.fenceDevHost, NewOpID: newOpID, Metrics: s.metrics, Log: log})
 	s.controllers = append(s.controllers, s.members, s.ops, s.balancer, healthCtl, recoveryCtl)
 	s.controllers = append(s.controllers, s.newSilencer())
@@ -326,7 +326,7 @@ func (s *Server) startControllers() {
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
 	s.controlCtx = cancel
-	s.leases.reset(time.Now())
+	s.leases.Reset(time.Now())
 	s.ctrlWG.Add(1)
 	go func() {
 		defer s.ctrlWG.Done()
@@ -488,15 +488,3 @@ func (s *Server) fenceDevHost(host string) error {
 	}
 	return s.devFence(host)
 }
-
-// leaseView is the lease table as the health and recovery controllers
-// read it.
-type leaseView struct{ *leaseTable }
-
-func (l leaseView) Last(host string) time.Time { return l.last(host) }
-
-func (l leaseView) Deadline(host string, ttl, margin time.Duration) time.Time {
-	return l.deadline(host, ttl, margin)
-}
-
-func (l leaseView) Heard(host string, now time.Time) (known, fresh bool) { return l.heard(host, now) }
