@@ -108,7 +108,7 @@ func TestPartitionedHostSelfFencesBeforeRecovery(t *testing.T) {
 			for _, e := range hostEvents(t, c, victim) {
 				t.Logf("event %s %s: %s", e.Time.Format("15:04:05.000"), e.Type, e.Message)
 			}
-			for _, m := range dev.gossipMembers() {
+			for _, m := range dev.gossip.Members() {
 				t.Logf("member %+v", m)
 			}
 		}
@@ -172,7 +172,7 @@ func TestAgentRejoinsAfterLongPartition(t *testing.T) {
 	var cut atomic.Bool
 	a := startAgentWith(t, dev, host, filepath.Join(t.TempDir(), "lease.json"), func(o *agent.Options) { o.GossipDrop = cut.Load })
 	agentAlive := func() bool {
-		for _, m := range dev.gossipMembers() {
+		for _, m := range dev.gossip.Members() {
 			if m.Name == a.name && m.State == "alive" {
 				return true
 			}

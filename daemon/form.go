@@ -68,7 +68,7 @@ func (s *Server) joinClients() []*api.Client {
 	for _, j := range s.cfg.Raft.Join {
 		add(j, s.apiScheme())
 	}
-	for _, m := range s.gossipMembers() {
+	for _, m := range s.gossip.Members() {
 		if m.Meta.Role == cluster.RoleServer && m.State == "alive" && m.Name != s.cfg.NodeName && m.Meta.API != "" {
 			add(m.Meta.API, s.apiScheme())
 		}

@@ -56,7 +56,7 @@ func waitHeartbeats(t *testing.T, dev *DevServer, host string) {
 }
 
 func gossipAlive(dev *DevServer, name string) bool {
-	for _, m := range dev.gossipMembers() {
+	for _, m := range dev.gossip.Members() {
 		if m.Name == name && m.State == "alive" {
 			return true
 		}

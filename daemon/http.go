@@ -103,9 +103,9 @@ func (s *Server) handleCluster(w http.ResponseWriter, r *http.Request) (any, err
 	st := s.node.FSM().State()
 	leader, _ := s.node.Leader()
 	out := api.Cluster{Self: s.selfInfo(), Leader: leader, LeaderAPI: s.leaderAPI(), Index: st.Index,
-		Hosts: len(st.Hosts), VMs: len(st.VMs), Discovered: s.discoveredList(), Servers: []api.Server{}, Policy: s.policyStatus(), Gossip: s.gossipMembers()}
+		Hosts: len(st.Hosts), VMs: len(st.VMs), Discovered: s.discoveredList(), Servers: []api.Server{}, Policy: s.policyStatus(), Gossip: s.gossip.Members()}
 	members, _ := s.node.Members()
-	health := s.members.health()
+	health := s.members.Health()
 	for _, m := range members {
 		sv := api.Server{ID: m.ID, RaftAddr: m.Address, Voter: m.Voter, Leader: m.ID == leader, Health: health[m.ID]}
 		if reg := st.Servers[m.ID]; reg != nil {
@@ -130,9 +130,9 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) (any, error)
 	if _, err := config.NormalizeAPIAddr(req.APIAddr); err != nil {
 		return nil, httpapi.Errorf(http.StatusBadRequest, "api_addr", "%v", err)
 	}
-	plan, ferr := s.planJoin(req)
-	if ferr != nil {
-		return nil, ferr
+	plan, err := s.members.PlanJoin(req)
+	if err != nil {
+		return nil, httpapi.ApplyFailed(err)
 	}
 	// The registration first: a configuration change that then fails
 	// leaves only a registration no member uses, never a member the
@@ -140,9 +140,9 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) (any, error)
 	if _, err := s.node.Apply(r.Context(), &cluster.RegisterServer{Server: cluster.Server{ID: req.ID, RaftAddr: req.RaftAddr, APIAddr: req.APIAddr}}); err != nil {
 		return nil, httpapi.ApplyFailed(err)
 	}
-	voter, ferr := s.applyJoin(req, plan)
-	if ferr != nil {
-		return nil, ferr
+	voter, err := s.members.ApplyJoin(req, plan)
+	if err != nil {
+		return nil, httpapi.ApplyFailed(err)
 	}
 	msg := "joined as a non-voter: promoted to voter once caught up and healthy for " + s.cfg.Raft.ServerStabilization.String()
 	if voter {

@@ -1,12 +1,9 @@
 package daemon
 
 import (
-	"context"
 	"errors"
-	"fmt"
 	"net/http"
 
-	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/daemon/config"
 	"github.com/herd-project/herd/daemon/httpapi"
@@ -23,7 +20,7 @@ func (s *Server) handleLeave(w http.ResponseWriter, r *http.Request) (any, error
 	id := s.cfg.NodeName
 	var err error
 	if s.node.IsLeader() {
-		err = s.removeServer(r.Context(), id, httpapi.Actor(r))
+		err = s.members.Remove(r.Context(), id, httpapi.Actor(r))
 	} else {
 		c := s.leaderClient()
 		if c == nil {
@@ -56,40 +53,13 @@ func (s *Server) handleRemoveServer(w http.ResponseWriter, r *http.Request) (any
 	if !config.ValidNodeName(req.ID) {
 		return nil, httpapi.Errorf(http.StatusBadRequest, "id", "%q is not a valid node name", req.ID)
 	}
-	if err := s.removeServer(r.Context(), req.ID, httpapi.Actor(r)); err != nil {
+	if err := s.members.Remove(r.Context(), req.ID, httpapi.Actor(r)); err != nil {
 		return nil, httpapi.ApplyFailed(err)
 	}
 	return api.LeaveResult{Left: req.ID}, nil
 }
 
-// removeServer records the departure, then removes id from the raft
-// configuration (leader only). A leader removing itself steps down once
-// the change is committed.
-func (s *Server) removeServer(ctx context.Context, id, who string) error {
-	members, err := s.node.Members()
-	if err != nil {
-		return err
-	}
-	found := false
-	for _, m := range members {
-		found = found || m.ID == id
-	}
-	switch {
-	case !found:
-		return &cluster.ApplyError{Code: http.StatusNotFound, Field: "id", Msg: fmt.Sprintf("server %q is not in the raft configuration", id)}
-	case len(members) == 1:
-		return &cluster.ApplyError{Code: http.StatusConflict, Field: "id", Msg: fmt.Sprintf("server %q is the only one: it cannot leave (stop it instead)", id)}
-	}
-	if msg := s.members.removalBlocker(members, id); msg != "" {
-		return &cluster.ApplyError{Code: http.StatusConflict, Field: "id", Msg: msg}
-	}
-	ev := cluster.NewEvent("cluster.server_left", who, "", "", fmt.Sprintf("server %s leaves the cluster (%d servers remain)", id, len(members)-1))
-	if _, err := s.node.Apply(ctx, &cluster.AppendEvents{Events: []cluster.Event{ev}}); err != nil {
-		return err
-	}
-	if err := s.node.RemoveServer(id); err != nil {
-		return fmt.Errorf("remove server %s: %w", id, err)
-	}
-	s.log.Info("server removed from the cluster", "id", id, "by", who)
-	return nil
+// handleServerStats (GET /v1/cluster/self) is this server's raft position.
+func (s *Server) handleServerStats(w http.ResponseWriter, r *http.Request) (any, error) {
+	return api.ServerStats{ID: s.cfg.NodeName, Raft: s.node.Stats()}, nil
 }

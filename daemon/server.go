@@ -27,6 +27,7 @@ import (
 	"github.com/herd-project/herd/daemon/controller/recovery"
 	"github.com/herd-project/herd/daemon/httpapi"
 	"github.com/herd-project/herd/daemon/lease"
+	"github.com/herd-project/herd/daemon/membership"
 	"github.com/herd-project/herd/drivers"
 	"github.com/herd-project/herd/metrics"
 )
@@ -75,7 +76,7 @@ type Server struct {
 	ops         *opsController
 	syncers     []*inventory.Controller
 	balancer    *balance.Controller
-	members     *membership
+	members     *membership.Controller
 	catchUp     catchUp
 	leases      *lease.Table
 	// devFence powers off a simulator host (dev mode only; nil otherwise).
@@ -85,7 +86,7 @@ type Server struct {
 	devCrash func(host string, crash bool) error
 
 	failover failoverCache
-	gossip   *cluster.Gossip
+	gossip   *membership.Gossip
 	policy   policyHolder
 	// clock is the time windows are read against (tests set it).
 	clock clock
@@ -186,10 +187,11 @@ func NewServer(cfg *config.Server, opts Options) (*Server, error) {
 		s.transport = newTLSTransport(bundle.Client)
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.gossip = &membership.Gossip{}
 	s.ops = newOpsController(s)
 	s.leases = lease.New()
 	s.metrics = metrics.New(s.reg, metrics.Sources{State: s.stateSample, Raft: s.raftSample, InFlight: s.ops.InFlight, Policy: s.policySample,
-		Gossip: s.gossipStates})
+		Gossip: s.gossip.States})
 	s.drivers = newDriverSet(cfg.Drivers, opts.DriverFactory, log)
 	syncDeps := inventory.Deps{State: node.FSM(), Raft: node, Drivers: s.drivers, Metrics: s.metrics, Log: log,
 		Interval: cfg.Inventory.SyncInterval, Timeout: cfg.Inventory.Timeout}
@@ -201,9 +203,10 @@ func NewServer(cfg *config.Server, opts Options) (*Server, error) {
 	s.balancer = balance.New(balance.Deps{State: node.FSM(), Raft: node, Ledger: s.ops, Clock: &s.clock, Policy: s.Policy,
 		Options: s.placementOptions, Compiled: s.compiled, HostCPU: s.hostCPU, Frozen: frozenHosts, Busy: vmBusy, NewOpID: newOpID,
 		Record: s.recordEvent, Metrics: s.metrics, Log: log})
-	s.members = &membership{s: s}
+	s.members = membership.New(membership.Deps{Self: cfg.NodeName, Node: node, Raft: node.Raft(), State: node.FSM(), Client: s.apiClient,
+		ServerStabilization: cfg.Raft.ServerStabilization, DeadServerTimeout: cfg.Raft.DeadServerTimeout, Done: s.ctx, Log: log})
 	healthCtl := health.New(health.Deps{State: node.FSM(), Raft: node, Drivers: s.drivers, Leases: s.leases, Policy: s.Policy,
-		Gossip: s.gossipMembers, HostQuery: s.hostQuery, Evacuate: s.evacuateDegraded, Metrics: s.metrics, Log: log})
+		Gossip: s.gossip.Members, HostQuery: s.hostQuery, Evacuate: s.evacuateDegraded, Metrics: s.metrics, Log: log})
 	recoveryCtl := recovery.New(recovery.Deps{State: node.FSM(), Raft: node, Drivers: s.drivers, Leases: s.leases, Policy: s.Policy,
 		Compiled: s.compiled, DevFence: s.fenceDevHost, NewOpID: newOpID, Metrics: s.metrics, Log: log})
 	s.controllers = append(s.controllers, s.members, s.ops, s.balancer, healthCtl, recoveryCtl)
@@ -237,7 +240,7 @@ func advertiseHostPort(addr string) string {
 
 // Start serves the API, forms or joins the cluster, and follows leadership.
 func (s *Server) Start() error {
-	if err := s.startGossip(); err != nil {
+	if err := s.gossip.Start(s.ctx, &s.wg, s.cfg.Gossip, s.cfg.NodeName, s.apiAddr, s.metrics, s.log); err != nil {
 		return err
 	}
 	s.wg.Add(4)
@@ -272,9 +275,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	herr := s.http.Shutdown(ctx)
 	werr := waitCtx(ctx, &s.ctrlWG, "controllers")
 	rerr := s.node.Shutdown()
-	if s.gossip != nil {
-		s.gossip.Leave(2 * time.Second)
-	}
+	_ = s.gossip.Leave(2 * time.Second)
 	s.wg.Wait()
 	s.drivers.Close()
 	for _, f := range s.onClose {
@@ -416,7 +417,7 @@ func (s *Server) raftSample() metrics.RaftSample {
 	}
 	_, _, stale := s.freshness()
 	rs.Ready = rs.HasLeader && stale == ""
-	rs.FailureTolerance, rs.HasTolerance = s.members.failureTolerance()
+	rs.FailureTolerance, rs.HasTolerance = s.members.FailureTolerance()
 	return rs
 }
 

@@ -1,10 +1,13 @@
-package daemon
+// Package membership is the servers' side of cluster membership: the
+// gossip pool a server joins, the leader's autopilot (a joining server
+// enters as a non-voter and is promoted once caught up; a non-voter that
+// stops answering is removed), joins and safe removals.
+package membership
 
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/http"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -14,7 +17,6 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
-	"github.com/herd-project/herd/daemon/httpapi"
 )
 
 // Membership follows Consul's autopilot (hashicorp/raft-autopilot): a
@@ -33,10 +35,44 @@ const (
 	serverProbeEvery = time.Second
 )
 
-// membership is the leader's autopilot: a controller, with a probe loop
+// Node is the server's raft node as membership changes it (cluster.Node).
+type Node interface {
+	Apply(ctx context.Context, cmd cluster.Command) (uint64, error)
+	Members() ([]cluster.Member, error)
+	Stats() cluster.RaftStats
+	AddVoter(id, addr string) error
+	AddNonvoter(id, addr string) error
+	RemoveServer(id string) error
+}
+
+// State reads the replicated state (cluster.FSM).
+type State interface {
+	Read(fn func(st *cluster.State))
+}
+
+// Deps are what membership works with.
+type Deps struct {
+	// Self is this server's node name.
+	Self string
+	Node Node
+	// Raft is the raft library's own handle, which autopilot drives.
+	Raft  autopilot.Raft
+	State State
+	// Client is a client for another server's API.
+	Client func(addr string, timeout time.Duration) (*api.Client, error)
+	// ServerStabilization and DeadServerTimeout are raft.server_stabilization
+	// and raft.dead_server_timeout.
+	ServerStabilization time.Duration
+	DeadServerTimeout   time.Duration
+	// Done ends with the server: autopilot's removals run within it.
+	Done context.Context
+	Log  *slog.Logger
+}
+
+// Controller is the leader's autopilot: a controller, with a probe loop
 // that reads every server's raft position over the API.
-type membership struct {
-	s *Server
+type Controller struct {
+	d Deps
 
 	mu     sync.Mutex
 	ap     *autopilot.Autopilot
@@ -52,11 +88,16 @@ type serverProbe struct {
 	noAddr bool
 }
 
-func (m *membership) Name() string { return "membership" }
+// New is the membership controller.
+func New(d Deps) *Controller { return &Controller{d: d} }
 
-func (m *membership) Run(ctx context.Context) {
-	ap := autopilot.New(m.s.node.Raft(), m,
-		autopilot.WithLogger(cluster.HCLogger(m.s.log, "autopilot")),
+// Name names the controller in logs.
+func (m *Controller) Name() string { return "membership" }
+
+// Run runs autopilot and probes the servers until ctx ends.
+func (m *Controller) Run(ctx context.Context) {
+	ap := autopilot.New(m.d.Raft, m,
+		autopilot.WithLogger(cluster.HCLogger(m.d.Log, "autopilot")),
 		autopilot.WithPromoter(&keepVoters{}),
 		autopilot.WithUpdateInterval(serverProbeEvery),
 		autopilot.WithReconcileInterval(2*time.Second))
@@ -83,13 +124,13 @@ func (m *membership) Run(ctx context.Context) {
 
 // probeAll asks every other server in the raft configuration for its raft
 // position, all at once, each within a second.
-func (m *membership) probeAll(ctx context.Context) {
-	members, err := m.s.node.Members()
+func (m *Controller) probeAll(ctx context.Context) {
+	members, err := m.d.Node.Members()
 	if err != nil {
 		return
 	}
 	apis := map[string]string{}
-	m.s.node.FSM().Read(func(st *cluster.State) {
+	m.d.State.Read(func(st *cluster.State) {
 		for _, mb := range members {
 			if sv := st.Servers[mb.ID]; sv != nil {
 				apis[mb.ID] = sv.APIAddr
@@ -99,7 +140,7 @@ func (m *membership) probeAll(ctx context.Context) {
 	now := time.Now()
 	var wg sync.WaitGroup
 	for _, mb := range members {
-		if mb.ID == m.s.cfg.NodeName {
+		if mb.ID == m.d.Self {
 			continue
 		}
 		addr := apis[mb.ID]
@@ -115,7 +156,7 @@ func (m *membership) probeAll(ctx context.Context) {
 		wg.Add(1)
 		go func(id, addr string) {
 			defer wg.Done()
-			c, err := m.s.apiClient(addr, serverProbeEvery)
+			c, err := m.d.Client(addr, serverProbeEvery)
 			if err != nil {
 				return
 			}
@@ -150,27 +191,27 @@ func (p *serverProbe) up(now time.Time) bool {
 	return !p.lastOK.IsZero() && now.Sub(p.lastOK) < 3*serverProbeEvery
 }
 
-func (m *membership) AutopilotConfig() *autopilot.Config {
+func (m *Controller) AutopilotConfig() *autopilot.Config {
 	return &autopilot.Config{
 		CleanupDeadServers:      true,
 		LastContactThreshold:    lastContactThreshold,
 		MaxTrailingLogs:         maxTrailingLogs,
-		ServerStabilizationTime: m.s.cfg.Raft.ServerStabilization,
+		ServerStabilizationTime: m.d.ServerStabilization,
 	}
 }
 
-func (m *membership) NotifyState(*autopilot.State) {}
+func (m *Controller) NotifyState(*autopilot.State) {}
 
 // FetchServerStats answers from the probe loop's last readings: a server
 // that has not answered recently has no stats, so it is not healthy.
-func (m *membership) FetchServerStats(_ context.Context, servers map[raft.ServerID]*autopilot.Server) map[raft.ServerID]*autopilot.ServerStats {
+func (m *Controller) FetchServerStats(_ context.Context, servers map[raft.ServerID]*autopilot.Server) map[raft.ServerID]*autopilot.ServerStats {
 	out := map[raft.ServerID]*autopilot.ServerStats{}
 	now := time.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for id := range servers {
-		if string(id) == m.s.cfg.NodeName {
-			st := m.s.node.Stats()
+		if string(id) == m.d.Self {
+			st := m.d.Node.Stats()
 			out[id] = &autopilot.ServerStats{LastTerm: st.LastLogTerm, LastIndex: st.LastLogIndex}
 			continue
 		}
@@ -187,19 +228,19 @@ func (m *membership) FetchServerStats(_ context.Context, servers map[raft.Server
 // KnownServers is every server in the raft configuration: alive while it
 // answers, or while a newcomer is still within dead_server_timeout of
 // being first seen; failed otherwise.
-func (m *membership) KnownServers() map[raft.ServerID]*autopilot.Server {
-	members, err := m.s.node.Members()
+func (m *Controller) KnownServers() map[raft.ServerID]*autopilot.Server {
+	members, err := m.d.Node.Members()
 	if err != nil {
 		return nil
 	}
 	now := time.Now()
-	dead := m.s.cfg.Raft.DeadServerTimeout
+	dead := m.d.DeadServerTimeout
 	out := map[raft.ServerID]*autopilot.Server{}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, mb := range members {
 		status := autopilot.NodeAlive
-		if mb.ID != m.s.cfg.NodeName {
+		if mb.ID != m.d.Self {
 			p := m.probes[mb.ID]
 			switch {
 			case p == nil:
@@ -209,33 +250,33 @@ func (m *membership) KnownServers() map[raft.ServerID]*autopilot.Server {
 			}
 		}
 		out[raft.ServerID(mb.ID)] = &autopilot.Server{ID: raft.ServerID(mb.ID), Name: mb.ID, Address: raft.ServerAddress(mb.Address),
-			NodeStatus: status, NodeType: autopilot.NodeVoter, IsLeader: mb.ID == m.s.cfg.NodeName}
+			NodeStatus: status, NodeType: autopilot.NodeVoter, IsLeader: mb.ID == m.d.Self}
 	}
 	return out
 }
 
 // RemoveFailedServer takes a non-voter that stopped answering (or never
 // did) out of the configuration, and says so in the action log.
-func (m *membership) RemoveFailedServer(srv *autopilot.Server) {
-	ctx, cancel := context.WithTimeout(m.s.ctx, 10*time.Second)
+func (m *Controller) RemoveFailedServer(srv *autopilot.Server) {
+	ctx, cancel := context.WithTimeout(m.d.Done, 10*time.Second)
 	defer cancel()
 	id := string(srv.ID)
 	ev := cluster.NewEvent("cluster.server_removed", "autopilot", "", "",
-		fmt.Sprintf("non-voter %s (raft %s) removed: it did not answer for %s", id, srv.Address, m.s.cfg.Raft.DeadServerTimeout))
-	if _, err := m.s.node.Apply(ctx, &cluster.AppendEvents{Events: []cluster.Event{ev}}); err != nil {
-		m.s.log.Warn("autopilot: record removal", "id", id, "err", err)
+		fmt.Sprintf("non-voter %s (raft %s) removed: it did not answer for %s", id, srv.Address, m.d.DeadServerTimeout))
+	if _, err := m.d.Node.Apply(ctx, &cluster.AppendEvents{Events: []cluster.Event{ev}}); err != nil {
+		m.d.Log.Warn("autopilot: record removal", "id", id, "err", err)
 		return
 	}
-	if err := m.s.node.RemoveServer(id); err != nil {
-		m.s.log.Warn("autopilot: remove failed non-voter", "id", id, "err", err)
+	if err := m.d.Node.RemoveServer(id); err != nil {
+		m.d.Log.Warn("autopilot: remove failed non-voter", "id", id, "err", err)
 		return
 	}
-	m.s.log.Info("autopilot removed a non-voter that did not answer", "id", id, "raft", srv.Address)
+	m.d.Log.Info("autopilot removed a non-voter that did not answer", "id", id, "raft", srv.Address)
 }
 
-// health is the leader's view of each server, nil when this server does
+// Health is the leader's view of each server, nil when this server does
 // not lead (or autopilot has not run yet).
-func (m *membership) health() map[string]*api.ServerHealth {
+func (m *Controller) Health() map[string]*api.ServerHealth {
 	m.mu.Lock()
 	ap := m.ap
 	m.mu.Unlock()
@@ -246,7 +287,7 @@ func (m *membership) health() map[string]*api.ServerHealth {
 	if st == nil || len(st.Servers) == 0 {
 		return nil
 	}
-	self := m.s.node.Stats()
+	self := m.d.Node.Stats()
 	now := time.Now()
 	out := map[string]*api.ServerHealth{}
 	m.mu.Lock()
@@ -254,7 +295,7 @@ func (m *membership) health() map[string]*api.ServerHealth {
 	for id, ss := range st.Servers {
 		h := &api.ServerHealth{Suffrage: string(ss.State), Healthy: ss.Health.Healthy, StableSince: ss.Health.StableSince,
 			LastContactMillis: ss.Stats.LastContact.Milliseconds(), LastIndex: ss.Stats.LastIndex}
-		if string(id) == m.s.cfg.NodeName {
+		if string(id) == m.d.Self {
 			h.Up, h.LastAnswer, h.LastIndex = true, now, self.LastLogIndex
 		} else if p := m.probes[string(id)]; p == nil {
 			h.Healthy, h.Unknown, h.Reason = false, true, "not probed yet"
@@ -291,69 +332,12 @@ func (*keepVoters) FilterFailedServerRemovals(_ *autopilot.Config, _ *autopilot.
 	return &autopilot.FailedServers{StaleNonVoters: f.StaleNonVoters, FailedNonVoters: f.FailedNonVoters}
 }
 
-// handleServerStats (GET /v1/cluster/self) is this server's raft position.
-func (s *Server) handleServerStats(w http.ResponseWriter, r *http.Request) (any, error) {
-	return api.ServerStats{ID: s.cfg.NodeName, Raft: s.node.Stats()}, nil
-}
-
-// joinPlan is what a join changes: nothing when the server is a member
-// at that address already; otherwise it is added (a voter that moved keeps
-// its vote, anyone else enters as a non-voter that autopilot promotes).
-type joinPlan struct {
-	member, voter bool
-}
-
-// planJoin checks a join before anything changes: the raft address is no
-// other member's, and a server not yet at that address answers on it.
-func (s *Server) planJoin(req api.JoinRequest) (joinPlan, *httpapi.Error) {
-	members, err := s.node.Members()
-	if err != nil {
-		return joinPlan{}, &httpapi.Error{Code: http.StatusServiceUnavailable, Msg: err.Error()}
-	}
-	var plan joinPlan
-	for _, m := range members {
-		switch {
-		case m.ID == req.ID:
-			plan.voter = m.Voter
-			plan.member = m.Address == req.RaftAddr
-		case m.Address == req.RaftAddr:
-			return joinPlan{}, &httpapi.Error{Code: http.StatusConflict, Field: "raft_addr", Msg: fmt.Sprintf("raft address %s is server %s's", req.RaftAddr, m.ID)}
-		}
-	}
-	if plan.member {
-		return plan, nil
-	}
-	conn, err := net.DialTimeout("tcp", req.RaftAddr, 2*time.Second)
-	if err != nil {
-		return joinPlan{}, httpapi.BadField("raft_addr", "raft address %s cannot be reached (%v): a server that cannot be reached is not added", req.RaftAddr, err)
-	}
-	conn.Close()
-	return plan, nil
-}
-
-// applyJoin makes the configuration change planJoin decided.
-func (s *Server) applyJoin(req api.JoinRequest, plan joinPlan) (voter bool, _ *httpapi.Error) {
-	if plan.member {
-		return plan.voter, nil
-	}
-	var err error
-	if plan.voter {
-		err = s.node.AddVoter(req.ID, req.RaftAddr)
-	} else {
-		err = s.node.AddNonvoter(req.ID, req.RaftAddr)
-	}
-	if err != nil {
-		return false, &httpapi.Error{Code: http.StatusServiceUnavailable, Msg: fmt.Sprintf("add server %s: %v", req.ID, err)}
-	}
-	return plan.voter, nil
-}
-
 // removalBlocker says why removing id would leave the voters without a
 // majority that answers, or "". A server counts as down once it has
 // stopped answering the leader's probes, or never answered them for a few
 // seconds; without the leader's probes (autopilot not running) nothing is
 // blocked.
-func (m *membership) removalBlocker(members []cluster.Member, id string) string {
+func (m *Controller) removalBlocker(members []cluster.Member, id string) string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.ap == nil {
@@ -368,7 +352,7 @@ func (m *membership) removalBlocker(members []cluster.Member, id string) string 
 		}
 		voters++
 		p := m.probes[mb.ID]
-		answering := mb.ID == m.s.cfg.NodeName || p == nil || p.up(now) || p.lastOK.IsZero() && now.Sub(p.firstSeen) < 3*serverProbeEvery
+		answering := mb.ID == m.d.Self || p == nil || p.up(now) || p.lastOK.IsZero() && now.Sub(p.firstSeen) < 3*serverProbeEvery
 		if answering {
 			up++
 		} else {
@@ -381,9 +365,9 @@ func (m *membership) removalBlocker(members []cluster.Member, id string) string 
 	return ""
 }
 
-// failureTolerance is autopilot's count of voters that may fail while a
+// FailureTolerance is autopilot's count of voters that may fail while a
 // healthy majority stays; ok only on a leader whose autopilot has run.
-func (m *membership) failureTolerance() (int, bool) {
+func (m *Controller) FailureTolerance() (int, bool) {
 	m.mu.Lock()
 	ap := m.ap
 	m.mu.Unlock()

@@ -1,18 +1,28 @@
-package daemon
+package membership
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/daemon/config"
+	"github.com/herd-project/herd/metrics"
 )
 
-// startGossip joins the server to the gossip pool when gossip.listen is
-// set: it announces its role and API address, and retries the join list
-// until a member answers — and again whenever it sees no other server
-// alive (cluster.Gossip.KeepJoined).
-func (s *Server) startGossip() error {
-	g := s.cfg.Gossip
+// Gossip is a server's place in the gossip pool. Without gossip.listen
+// there is no pool: it lists no members.
+type Gossip struct {
+	pool *cluster.Gossip
+}
+
+// Start joins the server to the gossip pool when g.Listen is set: it
+// announces its role and API address, and retries the join list until a
+// member answers — and again whenever it sees no other server alive
+// (cluster.Gossip.KeepJoined) — until ctx ends; wg counts that loop.
+func (gs *Gossip) Start(ctx context.Context, wg *sync.WaitGroup, g config.Gossip, name, apiAddr string, m *metrics.Metrics, log *slog.Logger) error {
 	if g.Listen == "" {
 		return nil
 	}
@@ -24,38 +34,54 @@ func (s *Server) startGossip() error {
 		}
 		keys = k
 	}
-	gs, err := cluster.StartGossip(cluster.GossipConfig{Name: s.cfg.NodeName, Bind: g.Listen, Advertise: g.Advertise, Keys: keys, Profile: g.Profile,
-		Meta: cluster.MemberMeta{Role: cluster.RoleServer, API: s.apiAddr}, Logger: s.log,
-		OnProbe:   func(rtt time.Duration) { s.metrics.GossipProbeRTT.Observe(rtt.Seconds()) },
-		OnSuspect: s.metrics.GossipSuspicions.Inc})
+	pool, err := cluster.StartGossip(cluster.GossipConfig{Name: name, Bind: g.Listen, Advertise: g.Advertise, Keys: keys, Profile: g.Profile,
+		Meta: cluster.MemberMeta{Role: cluster.RoleServer, API: apiAddr}, Logger: log,
+		OnProbe:   func(rtt time.Duration) { m.GossipProbeRTT.Observe(rtt.Seconds()) },
+		OnSuspect: m.GossipSuspicions.Inc})
 	if err != nil {
 		return fmt.Errorf("gossip: %w", err)
 	}
-	s.gossip = gs
+	gs.pool = pool
 	if len(g.Join) == 0 {
 		return nil
 	}
-	s.wg.Add(1)
+	wg.Add(1)
 	go func() {
-		defer s.wg.Done()
-		gs.KeepJoined(s.ctx, g.Join, s.log)
+		defer wg.Done()
+		pool.KeepJoined(ctx, g.Join, log)
 	}()
 	return nil
 }
 
-// gossipMembers lists the pool as this server sees it (nil without gossip).
-func (s *Server) gossipMembers() []cluster.GossipMember {
-	if s.gossip == nil {
+// Members lists the pool as this server sees it (nil without gossip).
+func (gs *Gossip) Members() []cluster.GossipMember {
+	if gs.pool == nil {
 		return nil
 	}
-	return s.gossip.Members()
+	return gs.pool.Members()
 }
 
-// gossipStates counts members by state for the metrics.
-func (s *Server) gossipStates() map[string]int {
+// Addr is the pool's address this server gossips on ("" without gossip).
+func (gs *Gossip) Addr() string {
+	if gs.pool == nil {
+		return ""
+	}
+	return gs.pool.Addr()
+}
+
+// States counts members by state for the metrics.
+func (gs *Gossip) States() map[string]int {
 	out := map[string]int{}
-	for _, m := range s.gossipMembers() {
+	for _, m := range gs.Members() {
 		out[m.State]++
 	}
 	return out
+}
+
+// Leave tells the pool this server leaves, within timeout.
+func (gs *Gossip) Leave(timeout time.Duration) error {
+	if gs.pool == nil {
+		return nil
+	}
+	return gs.pool.Leave(timeout)
 }
