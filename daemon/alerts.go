@@ -3,12 +3,9 @@ package daemon
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/alertmanager"
-	"github.com/herd-project/herd/daemon/httpapi"
 	"github.com/herd-project/herd/metrics"
 )
 
@@ -65,17 +62,4 @@ func (a alertActions) Note(ctx context.Context, host, why string) (string, error
 		return "", err
 	}
 	return "noted: event recorded", nil
-}
-
-// handleAlertWebhook takes Alertmanager's webhook (POST /v1/alerts/webhook).
-func (s *Server) handleAlertWebhook(w http.ResponseWriter, r *http.Request) (any, error) {
-	body, err := io.ReadAll(r.Body)
-	if err != nil {
-		return nil, httpapi.Errorf(http.StatusBadRequest, "", "read body: %v", err)
-	}
-	res, werr := s.webhook.Handle(r.Context(), body, httpapi.Actor(r))
-	if werr != nil {
-		return nil, httpapi.Errorf(werr.Code, werr.Field, "%s", werr.Msg)
-	}
-	return res, nil
 }

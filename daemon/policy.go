@@ -10,6 +10,7 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
+	"github.com/herd-project/herd/daemon/handlers"
 	"github.com/herd-project/herd/policy"
 )
 
@@ -180,7 +181,7 @@ func (s *Server) recordEvent(ctx context.Context, e cluster.Event) {
 		if s.cfg.ServerToken() == "" {
 			// Without the servers' internal token the leader cannot tell
 			// this server from anyone else: it takes a note only.
-			e = cluster.NewEvent(noteType, "", e.Host, e.VM, e.Type+" ("+e.Actor+"): "+e.Message)
+			e = cluster.NewEvent(handlers.NoteType, "", e.Host, e.VM, e.Type+" ("+e.Actor+"): "+e.Message)
 		}
 		if err := c.AppendEvent(ctx, e); err != nil {
 			s.log.Warn("record event through the leader", "err", err)

@@ -1,9 +1,12 @@
 package daemon
 
 import (
+	"context"
 	"net/http"
 
+	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/daemon/config"
+	"github.com/herd-project/herd/daemon/handlers"
 	"github.com/herd-project/herd/daemon/httpapi"
 )
 
@@ -14,36 +17,37 @@ func (s *Server) routes() http.Handler {
 	rt := httpapi.NewRouter(httpapi.Options{Cluster: routerCluster{s}, Name: s.cfg.NodeName, Transport: s.clientTransport(),
 		Tokens: s.tokens, Limiter: s.limiter, Metrics: s.metrics})
 	local := func(pattern string, h httpapi.HandlerFunc) { rt.Local(pattern, config.RoleRead, h) }
+	h := s.handlers()
 
-	rt.Lease("PUT /v1/hosts/{host}/lease", s.handleLeaseRenew)
-	rt.Lease("DELETE /v1/hosts/{host}/lease", s.handleLeaseRelease)
-	rt.Lease("POST /v1/hosts/{host}/heartbeat", s.handleHeartbeat)
+	rt.Lease("PUT /v1/hosts/{host}/lease", h.LeaseRenew)
+	rt.Lease("DELETE /v1/hosts/{host}/lease", h.LeaseRelease)
+	rt.Lease("POST /v1/hosts/{host}/heartbeat", h.Heartbeat)
 	// Served everywhere, so that a server not in dev mode says why not.
-	rt.OnLeader("POST /v1/dev/hosts/{host}/crash", config.RoleOperate, s.handleDevCrash(true))
-	rt.OnLeader("POST /v1/dev/hosts/{host}/restore", config.RoleOperate, s.handleDevCrash(false))
-	local("GET /v1/hosts", s.handleHosts)
-	local("GET /v1/hosts/{host}", s.handleHost)
-	rt.OnLeader("PUT /v1/hosts/{host}/status", config.RoleOperate, s.handleHostStatus)
+	rt.OnLeader("POST /v1/dev/hosts/{host}/crash", config.RoleOperate, h.DevHost(true))
+	rt.OnLeader("POST /v1/dev/hosts/{host}/restore", config.RoleOperate, h.DevHost(false))
+	local("GET /v1/hosts", h.Hosts)
+	local("GET /v1/hosts/{host}", h.Host)
+	rt.OnLeader("PUT /v1/hosts/{host}/status", config.RoleOperate, h.HostStatus)
 	rt.OnLeader("PUT /v1/hosts/{host}/maintenance", config.RoleOperate, s.handleMaintenance)
 	// A precheck changes nothing: readers may ask.
 	rt.OnLeader("POST /v1/hosts/{host}/maintenance/precheck", config.RoleRead, s.handlePrecheck)
 	local("GET /v1/hosts/{host}/maintenance/exit-precheck", s.handleExitPrecheck)
-	rt.OnLeader("POST /v1/vms/{vm}/migrate", config.RoleOperate, s.handleMigrateVM)
+	rt.OnLeader("POST /v1/vms/{vm}/migrate", config.RoleOperate, h.MigrateVM)
 	local("GET /v1/operations", s.handleOperations)
 	local("GET /v1/operations/{id}", s.handleOperation)
 	rt.OnLeader("POST /v1/operations/{id}/cancel", config.RoleOperate, s.handleCancelOperation)
 	rt.OnLeader("POST /v1/operations/{id}/retry", config.RoleOperate, s.handleRetryOperation)
 	s.addRolloutRoutes(rt)
-	local("GET /v1/vms", s.handleVMs)
-	local("GET /v1/events", s.handleEvents)
-	rt.OnLeader("POST /v1/events", config.RoleOperate, s.handleAppendEvent)
-	rt.OnLeader("POST /v1/alerts/webhook", config.RoleOperate, s.handleAlertWebhook)
-	rt.OnLeader("GET /v1/balance/plan", config.RoleRead, s.handleBalancePlan)
-	rt.OnLeader("POST /v1/balance/apply", config.RoleOperate, s.handleBalanceApply)
-	rt.OnLeader("POST /v1/simulate/failure", config.RoleRead, s.handleSimulateFailure)
-	local("GET /v1/policy", s.handleGetPolicy)
-	rt.OnLeader("PUT /v1/policy", config.RoleAdmin, s.handlePutPolicy)
-	local("POST /v1/policy/validate", s.handleValidatePolicy)
+	local("GET /v1/vms", h.VMs)
+	local("GET /v1/events", h.Events)
+	rt.OnLeader("POST /v1/events", config.RoleOperate, h.AppendEvent)
+	rt.OnLeader("POST /v1/alerts/webhook", config.RoleOperate, h.AlertWebhook)
+	rt.OnLeader("GET /v1/balance/plan", config.RoleRead, h.BalancePlan)
+	rt.OnLeader("POST /v1/balance/apply", config.RoleOperate, h.BalanceApply)
+	rt.OnLeader("POST /v1/simulate/failure", config.RoleRead, h.SimulateFailure)
+	local("GET /v1/policy", h.GetPolicy)
+	rt.OnLeader("PUT /v1/policy", config.RoleAdmin, h.PutPolicy)
+	local("POST /v1/policy/validate", h.ValidatePolicy)
 	local("GET /v1/cluster", s.handleCluster)
 	// Read by the leader's autopilot and by followers checking readiness:
 	// no freshness check of its own.
@@ -52,8 +56,8 @@ func (s *Server) routes() http.Handler {
 	rt.OnLeader("POST /v1/cluster/remove", config.RoleAdmin, s.handleRemoveServer)
 	// Leaving runs on the server that leaves; it asks the leader.
 	rt.Self("POST /v1/cluster/leave", config.RoleAdmin, httpapi.Wrap(s.handleLeave))
-	rt.Self("GET /healthz", config.RoleNone, httpapi.Wrap(s.handleHealthz))
-	rt.Self("GET /readyz", config.RoleNone, httpapi.Wrap(s.handleReadyz))
+	rt.Self("GET /healthz", config.RoleNone, httpapi.Wrap(h.Healthz))
+	rt.Self("GET /readyz", config.RoleNone, httpapi.Wrap(h.Readyz))
 	rt.Metrics(s.metrics.Handler(s.reg), s.cfg.API.MetricsOpen)
 	return rt.Handler()
 }
@@ -65,3 +69,44 @@ func (c routerCluster) IsLeader() bool             { return c.s.node.IsLeader() 
 func (c routerCluster) LeaderAPI() string          { return c.s.leaderAPI() }
 func (c routerCluster) VerifyLeader() error        { return c.s.node.Raft().VerifyLeader().Error() }
 func (c routerCluster) SetFreshness(h http.Header) { c.s.setFreshness(h) }
+
+// handlers builds the API's handlers on this server.
+func (s *Server) handlers() *handlers.API {
+	return handlers.New(handlers.Deps{
+		State:            s.node.FSM(),
+		Raft:             s.node,
+		Ledger:           s.ops,
+		Policy:           s.Policy,
+		Compiled:         s.compiled,
+		Options:          s.placementOptions,
+		FailoverCapacity: s.failoverCapacity,
+		ApplyPolicy:      s.applyPolicy,
+		Maintenance:      maintenanceEntry{s},
+		Balancer:         s.balancer,
+		Busy:             vmBusy,
+		NewOpID:          newOpID,
+		Freshness:        s.setFreshness,
+		Dev:              devHosts{s},
+		Leases:           s.leases,
+		VerifyLeader:     func() error { return s.node.Raft().VerifyLeader().Error() },
+		Webhook:          s.webhook,
+		NodeName:         s.cfg.NodeName,
+		Metrics:          s.metrics,
+		Log:              s.log,
+	})
+}
+
+// maintenanceEntry is the server's maintenance entry points as the
+// handlers use them.
+type maintenanceEntry struct{ s *Server }
+
+func (m maintenanceEntry) Enter(ctx context.Context, host string, req api.MaintenanceRequest, who, id, why string) (string, error) {
+	return m.s.enterMaintenance(ctx, host, req, who, id, why)
+}
+
+// devHosts are dev mode's simulated hosts (s.devCrash is set after the
+// routes are built).
+type devHosts struct{ s *Server }
+
+func (d devHosts) Enabled() bool                       { return d.s.devCrash != nil }
+func (d devHosts) Crash(host string, crash bool) error { return d.s.devCrash(host, crash) }

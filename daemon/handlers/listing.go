@@ -1,4 +1,4 @@
-package daemon
+package handlers
 
 import (
 	"fmt"
@@ -77,14 +77,4 @@ func (l *listing) notFenced(h *cluster.Host) string {
 		return fmt.Sprintf("fencing waits: %d other hosts are suspect and could make this a storm", l.storm.Suspect)
 	}
 	return "fencing under way"
-}
-
-// vmView is vm as the API shows it: its effective priority (its policy
-// groups' included) and its groups.
-func vmView(comp *policy.Compiled, vm *cluster.VM) api.VMView {
-	v := api.NewVMView(vm)
-	if comp != nil {
-		v.Priority, v.Groups = comp.Priority(vm), comp.GroupsOf(vm)
-	}
-	return v
 }

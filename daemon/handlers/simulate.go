@@ -1,4 +1,4 @@
-package daemon
+package handlers
 
 import (
 	"fmt"
@@ -12,12 +12,12 @@ import (
 	"github.com/herd-project/herd/policy"
 )
 
-// handleSimulateFailure answers POST /v1/simulate/failure: the recovery
+// SimulateFailure answers POST /v1/simulate/failure: the recovery
 // Herd would run if the named hosts failed now, planned from the live state
 // by the planner the recovery and operations controllers use. It is served
 // on the leader, whose ledger holds the moves in flight, and changes
 // nothing.
-func (s *Server) handleSimulateFailure(w http.ResponseWriter, r *http.Request) (any, error) {
+func (a *API) SimulateFailure(w http.ResponseWriter, r *http.Request) (any, error) {
 	var req api.SimulateFailureRequest
 	if err := httpapi.DecodeBody(r, &req); err != nil {
 		return nil, err
@@ -25,10 +25,10 @@ func (s *Server) handleSimulateFailure(w http.ResponseWriter, r *http.Request) (
 	var st *cluster.State
 	var usage *cluster.Usage
 	var before int
-	doc := s.Policy()
-	s.node.FSM().ReadWithUsage(func(live *cluster.State, u *cluster.Usage) {
+	doc := a.Policy()
+	a.State.ReadWithUsage(func(live *cluster.State, u *cluster.Usage) {
 		st, usage = live.Snapshot(), cloneUsage(u)
-		before = s.failoverCapacity(doc, live, u)
+		before = a.FailoverCapacity(doc, live, u)
 	})
 	if len(req.Hosts) == 0 {
 		return nil, httpapi.Errorf(http.StatusBadRequest, "hosts", "name at least one host to fail")
@@ -44,15 +44,15 @@ func (s *Server) handleSimulateFailure(w http.ResponseWriter, r *http.Request) (
 			return nil, httpapi.Errorf(http.StatusNotFound, field, "unknown host %q", h)
 		}
 	}
-	out := s.simulateFailure(doc, st, usage, req.Hosts, time.Now())
+	out := a.simulateFailure(doc, st, usage, req.Hosts, time.Now())
 	out.FailoverBefore = before
 	return out, nil
 }
 
 // simulateFailure plans the recovery of hosts failing at now, with st's
 // usage and the policy doc.
-func (s *Server) simulateFailure(doc *policy.Document, st *cluster.State, usage *cluster.Usage, hosts []string, now time.Time) *api.FailureSimulation {
-	comp := s.compiled(doc, st)
+func (a *API) simulateFailure(doc *policy.Document, st *cluster.State, usage *cluster.Usage, hosts []string, now time.Time) *api.FailureSimulation {
+	comp := a.Compiled(doc, st)
 	out := &api.FailureSimulation{Hosts: []api.SimulatedHost{}, Steps: []api.RecoveryStep{}, FailoverMin: doc.Failover.MinHostFailures, Time: now.UTC()}
 	var failed []string
 	working := st.RolloutWorkingHosts()
@@ -80,8 +80,8 @@ func (s *Server) simulateFailure(doc *policy.Document, st *cluster.State, usage 
 		}
 		out.Hosts = append(out.Hosts, sh)
 	}
-	plan := policy.PlanRecovery(policy.RecoveryInput{State: st, Usage: usage, Ledger: s.ops.Reservations(), Failed: failed,
-		Policy: comp, Recovery: doc.Recovery, Options: s.ops.options(st)})
+	plan := policy.PlanRecovery(policy.RecoveryInput{State: st, Usage: usage, Ledger: a.Ledger.Reservations(), Failed: failed,
+		Policy: comp, Recovery: doc.Recovery, Options: a.Options(doc, st, doc.Maintenance.PerTarget)})
 	for _, step := range plan.Steps {
 		out.Steps = append(out.Steps, api.RecoveryStep(step))
 	}
