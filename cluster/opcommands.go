@@ -43,12 +43,17 @@ func (*StartItem) Type() CommandType { return CmdStartItem }
 // acted) back without counting an attempt. TargetLost, on a failure, says
 // the step's target host was lost meanwhile: up to MaxTargetLosses such
 // failures are not counted either, and the next try goes elsewhere.
+// SourceLost says the connection to the VM's own host dropped during the
+// step (and is back, and the inventory shows the VM did not move): up to
+// MaxSourceLosses such failures are not counted, and the target stays a
+// candidate.
 type FinishItem struct {
 	Op         string `json:"op"`
 	VM         string `json:"vm"`
 	OK         bool   `json:"ok"`
 	Requeue    bool   `json:"requeue,omitempty"`
 	TargetLost bool   `json:"target_lost,omitempty"`
+	SourceLost bool   `json:"source_lost,omitempty"`
 	// NewID is the ID of a recreated VM's new copy.
 	NewID string    `json:"new_id,omitempty"`
 	Error string    `json:"error,omitempty"`
@@ -136,6 +141,13 @@ func (s *State) applyOperation(cmd Command, index uint64) *ApplyError {
 			s.applyItemEffect(op, it)
 			s.touch(index, it.VM, it.NewID)
 			defer s.noteEmptied(busy, c.Time)
+		case c.SourceLost && it.SourceLosses < MaxSourceLosses && !op.Cancelled:
+			// The target was not at fault: it stays a candidate.
+			it.State, it.Error = ItemPending, c.Error
+			it.Attempts, it.SourceLosses = it.Attempts-1, it.SourceLosses+1
+			if n := len(it.Tried); n > 0 {
+				it.Tried = it.Tried[:n-1]
+			}
 		case c.TargetLost && it.TargetLosses < MaxTargetLosses && !op.Cancelled:
 			// Tried keeps the lost host: the next try goes elsewhere.
 			it.State, it.Error = ItemPending, c.Error
@@ -245,7 +257,7 @@ func (s *State) retryOperation(c *RetryOperation) *ApplyError {
 	op.State, op.Cancelled, op.Error, op.Updated, op.Progress = OpRunning, false, "", c.Time, c.Time
 	for i := range op.Items {
 		if it := &op.Items[i]; it.State == ItemFailed || it.State == ItemCancelled {
-			it.State, it.Attempts, it.TargetLosses, it.Tried, it.Error = ItemPending, 0, 0, nil, ""
+			it.State, it.Attempts, it.TargetLosses, it.SourceLosses, it.Tried, it.Error = ItemPending, 0, 0, 0, nil, ""
 		}
 	}
 	s.Operations[op.ID] = op

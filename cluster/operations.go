@@ -66,6 +66,14 @@ const MaxAttempts = 3
 // so that a VM is not tried for ever on hosts that keep dying.
 const MaxTargetLosses = 3
 
+// MaxSourceLosses is how many failed steps of one VM during which the
+// management connection to its own host dropped are not counted as
+// attempts: the step waited for the connection to return and the
+// inventory showed the VM still there. Bounded, so that a host whose
+// connection drops at every migration does not hold an evacuation for
+// ever.
+const MaxSourceLosses = 3
+
 // OpItem is one VM's step in an operation.
 type OpItem struct {
 	VM          string `json:"vm"`
@@ -87,7 +95,10 @@ type OpItem struct {
 	Attempts   int       `json:"attempts"`
 	// TargetLosses counts the failures not counted as attempts because
 	// their target host was lost (MaxTargetLosses).
-	TargetLosses int       `json:"target_losses,omitempty"`
+	TargetLosses int `json:"target_losses,omitempty"`
+	// SourceLosses counts the failures not counted as attempts because the
+	// connection to the VM's host dropped (MaxSourceLosses).
+	SourceLosses int       `json:"source_losses,omitempty"`
 	Tried        []string  `json:"tried,omitempty"`
 	Error        string    `json:"error,omitempty"`
 	Started      time.Time `json:"started,omitempty"`

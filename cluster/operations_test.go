@@ -149,19 +149,54 @@ func TestLostTargetIsNotAnAttempt(t *testing.T) {
 	if it := step("c", true); it.State != ItemFailed || it.Attempts != 1 {
 		t.Fatalf("after %d lost targets and one more: %+v", MaxTargetLosses, it)
 	}
+	retryThenCancel(t, s, idx, &FinishItem{Op: "op1", VM: "v1", TargetLost: true, Error: "target gone", Time: t0})
+}
+
+// retryThenCancel checks, on op1's failed v1, that the operator's retry
+// starts every count over, and that a step of a cancelled operation that
+// ends with lost (a failure not counted otherwise) ends, not requeued.
+func retryThenCancel(t *testing.T, s *State, idx uint64, lost *FinishItem) {
+	t.Helper()
 	must(t, s.Apply(&RetryOperation{Op: "op1", Time: t0}, idx))
-	idx++
-	if it := s.Operations["op1"].Items[0]; it.TargetLosses != 0 || it.Attempts != 0 || len(it.Tried) != 0 {
+	if it := s.Operations["op1"].Items[0]; it.TargetLosses != 0 || it.SourceLosses != 0 || it.Attempts != 0 || len(it.Tried) != 0 {
 		t.Fatalf("after the operator's retry: %+v", it)
 	}
-
-	// Cancelled: in flight, then lost — it ends, not requeued.
-	must(t, s.Apply(&StartItem{Op: "op1", VM: "v1", Target: "b", Time: t0}, idx))
-	must(t, s.Apply(&CancelOperation{Op: "op1", Time: t0}, idx+1))
-	must(t, s.Apply(&FinishItem{Op: "op1", VM: "v1", TargetLost: true, Error: "target gone", Time: t0}, idx+2))
+	must(t, s.Apply(&StartItem{Op: "op1", VM: "v1", Target: "b", Time: t0}, idx+1))
+	must(t, s.Apply(&CancelOperation{Op: "op1", Time: t0}, idx+2))
+	must(t, s.Apply(lost, idx+3))
 	if it := s.Operations["op1"].Items[0]; it.State != ItemFailed {
-		t.Fatalf("lost target of a cancelled operation: %+v", it)
+		t.Fatalf("%s of a cancelled operation: %+v", lost.Error, it)
 	}
+}
+
+// TestLostSourceIsNotAnAttempt: a step that failed because the
+// connection to its VM's host dropped is not counted, up to
+// MaxSourceLosses, and its target stays a candidate (not kept as tried);
+// the operator's retry starts the count over; a cancelled operation gets
+// none.
+func TestLostSourceIsNotAnAttempt(t *testing.T) {
+	s := opState(t)
+	op := evacuation("op1", "v1")
+	op.Op.MaxAttempts = 1
+	must(t, s.Apply(op, 2))
+	idx := uint64(3)
+	step := func(lost bool) OpItem {
+		t.Helper()
+		must(t, s.Apply(&StartItem{Op: "op1", VM: "v1", Target: "b", Time: t0}, idx))
+		must(t, s.Apply(&FinishItem{Op: "op1", VM: "v1", SourceLost: lost, Error: "source not responding", Time: t0}, idx+1))
+		idx += 2
+		return s.Operations["op1"].Items[0]
+	}
+	for i := 1; i <= MaxSourceLosses; i++ {
+		it := step(true)
+		if it.State != ItemPending || it.Attempts != 0 || it.SourceLosses != i || len(it.Tried) != 0 || it.Error != "source not responding" {
+			t.Fatalf("after %d lost sources: %+v", i, it)
+		}
+	}
+	if it := step(true); it.State != ItemFailed || it.Attempts != 1 {
+		t.Fatalf("after %d lost sources and one more: %+v", MaxSourceLosses, it)
+	}
+	retryThenCancel(t, s, idx, &FinishItem{Op: "op1", VM: "v1", SourceLost: true, Error: "source not responding", Time: t0})
 }
 
 func TestEmptyEvacuationIsOnAtOnce(t *testing.T) {
