@@ -32,6 +32,9 @@ type opsController struct {
 	mu       sync.Mutex
 	ledger   *policy.Ledger
 	inflight map[string]bool // op/vm
+	// waiting is when each step (op/vm) began waiting for the connection
+	// to its source host (sourceGate).
+	waiting map[string]time.Time
 	// recovering counts the recreations in flight (recovery.concurrency).
 	recovering int
 	wg         sync.WaitGroup
@@ -44,6 +47,7 @@ func newOpsController(s *Server) *opsController {
 		wake:     make(chan uint64, 1),
 		ledger:   policy.NewLedger(),
 		inflight: map[string]bool{},
+		waiting:  map[string]time.Time{},
 	}
 	s.node.FSM().Watch(c.wake)
 	return c
@@ -118,7 +122,7 @@ func (c *opsController) InFlight() int {
 
 func (c *opsController) Run(ctx context.Context) {
 	c.mu.Lock()
-	c.ledger, c.inflight, c.recovering = policy.NewLedger(), map[string]bool{}, 0
+	c.ledger, c.inflight, c.recovering, c.waiting = policy.NewLedger(), map[string]bool{}, 0, map[string]time.Time{}
 	c.mu.Unlock()
 	c.resume(ctx)
 	tick := time.NewTicker(250 * time.Millisecond)
@@ -446,6 +450,9 @@ func (c *opsController) decide(st *cluster.State, usage map[string]cluster.HostU
 			vm.Power != cluster.PoweredOn && it.Action == cluster.ActionLiveMigrate {
 			return c.finishAtOnce(op, it, "", fmt.Errorf("VM is %s now; cannot %s", vm.Power, it.Action), "")
 		}
+		if act := c.sourceGate(st, op, it, vm, now); act != nil {
+			return act
+		}
 		// A move to a host the operator named (or a move back on exit) may
 		// go to a NOT_ACCEPTING host; the others (evacuation, balancing, an
 		// operator's move to a host Herd chose) never.
@@ -604,6 +611,10 @@ func (c *opsController) run(ctx context.Context, op *cluster.Operation, it clust
 		defer c.wg.Done()
 		start := time.Now()
 		err := c.drive(ctx, &it, vm, kind)
+		note := ""
+		if err != nil && !recovery && it.Target != "" && ctx.Err() == nil {
+			err, note = c.afterFailure(ctx, op, it, vm, err)
+		}
 		switch {
 		case recovery:
 			result := "ok"
@@ -621,11 +632,11 @@ func (c *opsController) run(ctx context.Context, op *cluster.Operation, it clust
 				c.s.metrics.MigrationDuration.WithLabelValues(string(kind)).Observe(time.Since(start).Seconds())
 			}
 		}
-		if err != nil && !recovery && it.Target != "" && ctx.Err() == nil && c.targetLost(ctx, vm, it.Target) {
-			err = &targetLostError{host: it.Target, err: err}
-		}
 		if ctx.Err() == nil {
-			c.finish(ctx, op, it, err, fmt.Sprintf("in %.1fs", time.Since(start).Seconds()))
+			if note != "" {
+				note = ", " + note
+			}
+			c.finish(ctx, op, it, err, fmt.Sprintf("in %.1fs%s", time.Since(start).Seconds(), note))
 		}
 		// Leadership lost: the next leader checks this step and resumes it.
 		c.release(op, it, vm)
@@ -824,6 +835,12 @@ func (c *opsController) finish(ctx context.Context, op *cluster.Operation, it cl
 			fi.TargetLost = true
 			if it.TargetLosses < cluster.MaxTargetLosses && !op.Cancelled {
 				next = "not counted: the target was lost; will try elsewhere"
+			}
+		}
+		if _, ok := sourceLost(err); ok {
+			fi.SourceLost = true
+			if it.SourceLosses < cluster.MaxSourceLosses && !op.Cancelled {
+				next = "not counted: the connection to its host dropped; will try again"
 			}
 		}
 		fi.Event = stepEvent(op, it, it.From, it.Target, "step.failed", "%s VM %s failed (attempt %d of %d, %s): %v", it.Action, it.Name, it.Attempts, op.Attempts(), next, err)
