@@ -16,6 +16,8 @@ import (
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/daemon/httpapi"
 	"github.com/herd-project/herd/policy"
+	"github.com/herd-project/herd/policy/failover"
+	"github.com/herd-project/herd/policy/plan"
 )
 
 func newOpID() string {
@@ -236,7 +238,7 @@ func (s *Server) startEvacuation(ctx context.Context, st *cluster.State, name st
 	}
 	op := cluster.Operation{ID: id, Kind: cluster.OpEvacuate, Host: name, Migrate: string(er.Migrate), TargetHost: er.TargetHost,
 		Actor: who, Created: time.Now().UTC(), MaxAttempts: s.Policy().Maintenance.Attempts}
-	op.Items = policy.EvacuationItems(st, name, pc)
+	op.Items = plan.EvacuationItems(st, name, pc)
 	msg := fmt.Sprintf("host %s entering maintenance (migrate %s): %d to live-migrate, %d to offline-migrate, %d to shut down",
 		name, er.Migrate, len(pc.LiveMigrate), len(pc.OfflineMigrate), len(pc.Shutdown))
 	if er.TargetHost != "" {
@@ -583,7 +585,7 @@ func (s *Server) failoverBlocker(st *cluster.State, host string) string {
 	if min <= 0 {
 		return ""
 	}
-	after := policy.FailoverAfterMaintenance(st, host, s.placementOptions(doc, st, 0))
+	after := failover.AfterMaintenance(st, host, s.placementOptions(doc, st, 0))
 	if after >= min {
 		return ""
 	}

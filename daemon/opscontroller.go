@@ -12,6 +12,7 @@ import (
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/drivers"
 	"github.com/herd-project/herd/policy"
+	"github.com/herd-project/herd/policy/plan"
 )
 
 const controllerActor = "herd"
@@ -373,9 +374,9 @@ func (c *opsController) step(ctx context.Context) {
 // no host is tried again after a backoff that doubles up to max_backoff.
 func (c *opsController) stepRecovery(ctx context.Context, st *cluster.State, usage map[string]cluster.HostUsage, op *cluster.Operation, now time.Time, r policy.RecoveryPolicy, o policy.Options) {
 	// The failover hosts are kept for this: tried first.
-	o = policy.RecoveryOptions(o)
+	o = plan.RecoveryOptions(o)
 	c.mu.Lock()
-	due := policy.DueRecoveries(op.Items, func(it cluster.OpItem) bool { return c.inflight[key(op.ID, it.VM)] }, now, r)
+	due := plan.DueRecoveries(op.Items, func(it cluster.OpItem) bool { return c.inflight[key(op.ID, it.VM)] }, now, r)
 	c.mu.Unlock()
 	for _, it := range due {
 		c.mu.Lock()
@@ -431,7 +432,7 @@ func (c *opsController) decide(st *cluster.State, usage map[string]cluster.HostU
 			break
 		}
 		// Placed as herd simulate failure predicts it.
-		pl := policy.PlaceRecovered(st, usage, c.ledger, vm, it.Tried, o)
+		pl := plan.PlaceRecovered(st, usage, c.ledger, vm, it.Tried, o)
 		if pl.Host == "" {
 			if pl.Transient() {
 				return wait
@@ -574,7 +575,7 @@ func (c *opsController) reserveLocked(op *cluster.Operation, it cluster.OpItem, 
 		need := vm.MemoryBytes
 		switch {
 		case isRecovery(it.Action):
-			need = policy.RecoveryReserve(it.Action, vm)
+			need = plan.RecoveryReserve(it.Action, vm)
 		case migrationKind(it) == drivers.Offline:
 			need = 0
 		}

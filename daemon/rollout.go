@@ -19,6 +19,7 @@ import (
 	"github.com/herd-project/herd/daemon/httpapi"
 	"github.com/herd-project/herd/metrics"
 	"github.com/herd-project/herd/policy"
+	"github.com/herd-project/herd/policy/plan"
 )
 
 // newRolloutController builds the leader's rollout controller and its metrics.
@@ -202,13 +203,13 @@ func rolloutHosts(st *cluster.State, doc *policy.Document, comp *policy.Compiled
 
 // rolloutRequest checks a plan or start body, defaults applied, and
 // returns the planner's request.
-func (s *Server) rolloutRequest(st *cluster.State, req *api.RolloutRequest) (policy.RolloutRequest, *httpapi.Error) {
+func (s *Server) rolloutRequest(st *cluster.State, req *api.RolloutRequest) (plan.RolloutRequest, *httpapi.Error) {
 	doc := s.Policy()
 	if req.Parallel == 0 {
 		req.Parallel = 1
 	}
 	if req.Order == "" {
-		req.Order = policy.OrderFewestVMs
+		req.Order = plan.OrderFewestVMs
 	}
 	if req.Migrate == "" {
 		req.Migrate = string(policy.MigrateAll)
@@ -218,31 +219,31 @@ func (s *Server) rolloutRequest(st *cluster.State, req *api.RolloutRequest) (pol
 	}
 	switch {
 	case req.Parallel < 1 || req.Parallel > 64:
-		return policy.RolloutRequest{}, httpapi.BadField("parallel", "parallel must be 1 to 64, got %d", req.Parallel)
-	case !slices.Contains(policy.RolloutOrders, req.Order):
-		return policy.RolloutRequest{}, httpapi.BadField("order", "order %q is not one of %s", req.Order, strings.Join(policy.RolloutOrders, ", "))
+		return plan.RolloutRequest{}, httpapi.BadField("parallel", "parallel must be 1 to 64, got %d", req.Parallel)
+	case !slices.Contains(plan.RolloutOrders, req.Order):
+		return plan.RolloutRequest{}, httpapi.BadField("order", "order %q is not one of %s", req.Order, strings.Join(plan.RolloutOrders, ", "))
 	case req.Migrate != string(policy.MigrateAll) && req.Migrate != string(policy.MigrateActiveOnly):
-		return policy.RolloutRequest{}, httpapi.BadField("migrate", "migrate %q is not one of all, active-only (a rollout empties each host)", req.Migrate)
+		return plan.RolloutRequest{}, httpapi.BadField("migrate", "migrate %q is not one of all, active-only (a rollout empties each host)", req.Migrate)
 	case req.OnFailure != cluster.OnFailureStop && req.OnFailure != cluster.OnFailureSkip:
-		return policy.RolloutRequest{}, httpapi.BadField("on_failure", "on_failure %q is not one of stop, skip", req.OnFailure)
+		return plan.RolloutRequest{}, httpapi.BadField("on_failure", "on_failure %q is not one of stop, skip", req.OnFailure)
 	case req.Hook != "" && doc.Rollout.Hook(req.Hook) == nil:
 		known := "none: add them under rollout.hooks in the policy"
 		if names := doc.Rollout.HookNames(); len(names) > 0 {
 			known = strings.Join(names, ", ")
 		}
-		return policy.RolloutRequest{}, httpapi.BadField("hook", "hook %q is not in the policy's rollout.hooks (known: %s); a rollout runs only hooks the policy names", req.Hook, known)
+		return plan.RolloutRequest{}, httpapi.BadField("hook", "hook %q is not in the policy's rollout.hooks (known: %s); a rollout runs only hooks the policy names", req.Hook, known)
 	}
 	if req.Window != "" {
 		if _, err := doc.Window(req.Window); err != nil {
-			return policy.RolloutRequest{}, httpapi.BadField("window", "%v", err)
+			return plan.RolloutRequest{}, httpapi.BadField("window", "%v", err)
 		}
 	}
 	comp := s.compiled(doc, st)
 	hosts, ferr := rolloutHosts(st, doc, comp, *req)
 	if ferr != nil {
-		return policy.RolloutRequest{}, ferr
+		return plan.RolloutRequest{}, ferr
 	}
-	pr := policy.RolloutRequest{Hosts: hosts, Parallel: req.Parallel, Order: req.Order, Migrate: policy.MigrateMode(req.Migrate),
+	pr := plan.RolloutRequest{Hosts: hosts, Parallel: req.Parallel, Order: req.Order, Migrate: policy.MigrateMode(req.Migrate),
 		MinHostFailures: doc.Failover.MinHostFailures, History: migrationHistory(st),
 		Limits: policy.Limits{PerSource: doc.Maintenance.PerSource, PerTarget: doc.Maintenance.PerTarget, Cluster: doc.Maintenance.Cluster}}
 	return pr, nil
@@ -250,8 +251,8 @@ func (s *Server) rolloutRequest(st *cluster.State, req *api.RolloutRequest) (pol
 
 // migrationHistory sums the migrations the state remembers (the steps of
 // the operations it keeps), so that every server estimates alike.
-func migrationHistory(st *cluster.State) policy.MigrationHistory {
-	var h policy.MigrationHistory
+func migrationHistory(st *cluster.State) plan.MigrationHistory {
+	var h plan.MigrationHistory
 	for _, op := range st.Operations {
 		for _, it := range op.Items {
 			if it.State == cluster.ItemDone && (it.Action == cluster.ActionLiveMigrate || it.Action == cluster.ActionOfflineMigrate) &&
@@ -264,9 +265,9 @@ func migrationHistory(st *cluster.State) policy.MigrationHistory {
 	return h
 }
 
-func (s *Server) planRollout(st *cluster.State, pr policy.RolloutRequest) policy.RolloutPlan {
+func (s *Server) planRollout(st *cluster.State, pr plan.RolloutRequest) plan.RolloutPlan {
 	o := s.placementOptions(s.Policy(), st, 0)
-	p := policy.PlanRollout(st, pr, o)
+	p := plan.Rollout(st, pr, o)
 	// A host in another rollout is not this one's to take.
 	for i := range p.Hosts {
 		if r := st.ActiveRolloutOn(p.Hosts[i].Host); r != nil {
@@ -276,7 +277,7 @@ func (s *Server) planRollout(st *cluster.State, pr policy.RolloutRequest) policy
 	return p
 }
 
-func toAPIPlan(p policy.RolloutPlan) api.RolloutPlan {
+func toAPIPlan(p plan.RolloutPlan) api.RolloutPlan {
 	out := api.RolloutPlan{Parallel: p.Parallel, ParallelNote: p.ParallelNote, FailoverCapacity: p.FailoverCapacity, Blockers: p.Blockers,
 		MigrationSeconds: p.MigrationSeconds, FromHistory: p.FromHistory, EstimatedSeconds: p.EstimatedSeconds, OK: p.OK(),
 		Waves: make([]api.RolloutWave, 0, len(p.Waves)), Hosts: make([]api.RolloutPlanHost, 0, len(p.Hosts))}
@@ -298,15 +299,15 @@ func toAPIPlan(p policy.RolloutPlan) api.RolloutPlan {
 }
 
 // readRolloutPlan reads and checks a plan or start body and plans it.
-func (s *Server) readRolloutPlan(r *http.Request) (api.RolloutRequest, policy.RolloutPlan, error) {
+func (s *Server) readRolloutPlan(r *http.Request) (api.RolloutRequest, plan.RolloutPlan, error) {
 	var req api.RolloutRequest
 	if err := httpapi.DecodeBody(r, &req); err != nil {
-		return req, policy.RolloutPlan{}, err
+		return req, plan.RolloutPlan{}, err
 	}
 	st := s.node.FSM().State()
 	pr, ferr := s.rolloutRequest(st, &req)
 	if ferr != nil {
-		return req, policy.RolloutPlan{}, ferr
+		return req, plan.RolloutPlan{}, ferr
 	}
 	return req, s.planRollout(st, pr), nil
 }

@@ -6,6 +6,7 @@ import (
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/metrics"
 	"github.com/herd-project/herd/policy"
+	"github.com/herd-project/herd/policy/failover"
 )
 
 // failoverCache holds the failover capacity computed last and what it was
@@ -17,7 +18,7 @@ import (
 // steps, notes) leave it as it was.
 type failoverCache struct {
 	mu       sync.Mutex
-	hosts    map[string]policy.FailoverHost
+	hosts    map[string]failover.Host
 	usage    *cluster.Usage
 	changes  uint64
 	reserve  float64
@@ -41,16 +42,16 @@ func (c *failoverCache) get(reserve float64, st *cluster.State, u *cluster.Usage
 			break
 		}
 		k, ok := c.hosts[name]
-		same = ok && k == policy.FailoverHostOf(h)
+		same = ok && k == failover.HostOf(h)
 	}
 	if !same {
 		// Only the memory reserve of the placement options counts here:
 		// no need to compile the policy against 40,000 VMs.
-		c.capacity = policy.FailoverCapacityOfUsage(st, u, policy.Options{MemoryReserve: reserve})
+		c.capacity = failover.CapacityOfUsage(st, u, policy.Options{MemoryReserve: reserve})
 		c.usage, c.changes, c.reserve = u, u.RunningChanges, reserve
-		c.hosts = make(map[string]policy.FailoverHost, len(st.Hosts))
+		c.hosts = make(map[string]failover.Host, len(st.Hosts))
 		for name, h := range st.Hosts {
-			c.hosts[name] = policy.FailoverHostOf(h)
+			c.hosts[name] = failover.HostOf(h)
 		}
 	}
 	return c.capacity

@@ -11,6 +11,7 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/policy"
+	"github.com/herd-project/herd/policy/failover"
 )
 
 // The failover capacity the scrape shows is always that of the state it
@@ -77,7 +78,7 @@ func TestFailoverCacheIsTheStatesCapacity(t *testing.T) {
 		}
 		f.ReadWithUsage(func(st *cluster.State, u *cluster.Usage) {
 			got := c.get(reserve, st, u)
-			if want := policy.FailoverCapacity(st, policy.Options{MemoryReserve: reserve}); got != want {
+			if want := failover.Capacity(st, policy.Options{MemoryReserve: reserve}); got != want {
 				t.Fatalf("step %d: cached capacity %d, the state's %d", step, got, want)
 			}
 		})
@@ -112,7 +113,7 @@ func TestFailoverCacheAfterRestore(t *testing.T) {
 		if err := f.Restore(io.NopCloser(&buf)); err != nil {
 			t.Fatal(err)
 		}
-		if got, want := capacity(), policy.FailoverCapacity(st, policy.Options{}); got != want {
+		if got, want := capacity(), failover.Capacity(st, policy.Options{}); got != want {
 			t.Fatalf("restore %d: cached capacity %d, the state's %d", i, got, want)
 		}
 	}

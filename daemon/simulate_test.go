@@ -13,6 +13,7 @@ import (
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/internal/testutil"
 	"github.com/herd-project/herd/policy"
+	"github.com/herd-project/herd/policy/plan"
 )
 
 // TestSimulateFailureMatchesCrash simulates the failure of a dev host, then
@@ -104,7 +105,7 @@ func simulateThenCrash(t *testing.T, concurrency int) {
 	if s := byName[pinned]; s.Blocked != policy.ReasonVMHostAffinity || !strings.Contains(s.Why, "stay-home") {
 		t.Errorf("pinned VM in the simulation: %+v", s)
 	}
-	if s := byName[excluded]; s.Blocked != policy.BlockedExcluded || s.Action != cluster.ActionAwaitHost {
+	if s := byName[excluded]; s.Blocked != plan.BlockedExcluded || s.Action != cluster.ActionAwaitHost {
 		t.Errorf("excluded VM in the simulation: %+v", s)
 	}
 	if s := byName[stopped]; s.Action != cluster.ActionRegister || s.Target == "" || s.Order == 0 {

@@ -6,18 +6,18 @@ import (
 	"github.com/herd-project/herd/cluster"
 )
 
-// memoryNeed is the memory a VM takes on its target: only a VM that will
+// MemoryNeed is the memory a VM takes on its target: only a VM that will
 // run there needs free memory.
-func memoryNeed(vm *cluster.VM) int64 {
+func MemoryNeed(vm *cluster.VM) int64 {
 	if vm.Power == cluster.PoweredOn {
 		return vm.MemoryBytes
 	}
 	return 0
 }
 
-// cpuNeed is the vCPUs a VM takes on its target under a CPU overcommit
+// CPUNeed is the vCPUs a VM takes on its target under a CPU overcommit
 // limit: those of a VM that will run there.
-func cpuNeed(vm *cluster.VM) int {
+func CPUNeed(vm *cluster.VM) int {
 	if vm.Power == cluster.PoweredOn {
 		return vm.VCPUs
 	}
@@ -34,13 +34,17 @@ func inFlightCPUs(s *cluster.State, l *Ledger, o *Options) map[string]int {
 	in := make(map[string]int, 8)
 	for id, m := range l.moves {
 		if vm := s.VMs[id]; vm != nil {
-			if n := cpuNeed(vm); n > 0 {
+			if n := CPUNeed(vm); n > 0 {
 				in[m.To] += n
 			}
 		}
 	}
 	return in
 }
+
+// StaticallyFits reports whether h passes the filters that do not depend on
+// memory or moves: whether h may take VMs from src at all.
+func StaticallyFits(h, src *cluster.Host, o *Options) bool { return staticReason(h, src, o) == fits }
 
 // staticReason applies the filters that do not depend on memory or moves:
 // whether h may take VMs from src at all.
@@ -100,7 +104,7 @@ func (c *candidate) size(h *cluster.Host, u cluster.HostUsage, moves hostLoad, c
 	*c = candidate{
 		rank:   rank{name: h.Name, inFlight: moves.to, preferred: o.Prefer[h.Name]},
 		host:   h,
-		free:   usable(h, o.MemoryReserve) - u.MemoryUsedBytes - moves.reserved,
+		free:   Usable(h, o.MemoryReserve) - u.MemoryUsedBytes - moves.reserved,
 		memory: float64(h.MemoryBytes),
 		cpuCap: math.Inf(1),
 	}
@@ -110,8 +114,8 @@ func (c *candidate) size(h *cluster.Host, u cluster.HostUsage, moves hostLoad, c
 	}
 }
 
-// usable is the memory of h that VMs may use.
-func usable(h *cluster.Host, reserve float64) int64 {
+// Usable is the memory of h that VMs may use.
+func Usable(h *cluster.Host, reserve float64) int64 {
 	if reserve == 0 {
 		return h.MemoryBytes
 	}

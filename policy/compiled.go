@@ -20,6 +20,9 @@ func (c *Compiled) Options() Options {
 	return Options{MemoryReserve: p.MemoryReserve, CPUOvercommit: p.CPUOvercommit, Strategy: p.Strategy, Policy: c}
 }
 
+// HasRules reports whether the policy has any rule.
+func (c *Compiled) HasRules() bool { return c != nil && len(c.rules) > 0 }
+
 // HostsIn returns the names of the hosts in the host group, sorted; nil for
 // an unknown group.
 func (c *Compiled) HostsIn(group string) []string {

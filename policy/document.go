@@ -278,3 +278,13 @@ type FenceMethod struct {
 	Timeout        time.Duration `yaml:"timeout" json:"timeout"`
 	ConfirmTimeout time.Duration `yaml:"confirm_timeout" json:"confirm_timeout"`
 }
+
+// Backoff is the pause after a VM's attempts-th failed recreation: the
+// retry backoff, doubled after each failure, up to the maximum.
+func (r RecoveryPolicy) Backoff(attempts int) time.Duration {
+	b := r.RetryBackoff
+	for i := 1; i < attempts && b < r.MaxBackoff; i++ {
+		b *= 2
+	}
+	return min(b, r.MaxBackoff)
+}

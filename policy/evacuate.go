@@ -67,11 +67,11 @@ func (r EvacuationRequest) mode() MigrateMode {
 // Order sorts vms in place into evacuation order: largest memory first;
 // equal memory, higher priority first; then by name, then id.
 func Order(vms []*cluster.VM) {
-	slices.SortFunc(vms, compareOrder)
+	slices.SortFunc(vms, CompareOrder)
 }
 
-// compareOrder is the comparison Order sorts by.
-func compareOrder(a, b *cluster.VM) int {
+// CompareOrder is the comparison Order sorts by.
+func CompareOrder(a, b *cluster.VM) int {
 	if c := cmp.Compare(b.MemoryBytes, a.MemoryBytes); c != 0 {
 		return c
 	}
@@ -131,8 +131,8 @@ func (p *Precheck) block(vm *cluster.VM, format string, args ...any) {
 	p.Blockers = append(p.Blockers, b)
 }
 
-// notOperating says why a host's hypervisor cannot be evacuated, or "".
-func notOperating(h *cluster.Host) string {
+// NotOperating says why a host's hypervisor cannot be evacuated, or "".
+func NotOperating(h *cluster.Host) string {
 	if h.Connection != cluster.Connected || h.Health == cluster.HealthDead || h.Health == cluster.HealthFenced {
 		return fmt.Sprintf("host hypervisor not operating: connection %s, health %s; it needs recovery, not maintenance",
 			h.Connection, h.Health)
@@ -140,9 +140,9 @@ func notOperating(h *cluster.Host) string {
 	return ""
 }
 
-// decide returns what the request does with vm, and why when it stays or is
+// Decide returns what the request does with vm, and why when it stays or is
 // shut down. An unknown power state blocks ("") unless nothing moves.
-func decide(vm *cluster.VM, mode MigrateMode, shutdown bool) (string, string) {
+func Decide(vm *cluster.VM, mode MigrateMode, shutdown bool) (string, string) {
 	if shutdown {
 		if vm.Power == cluster.PoweredOff {
 			return ActionStay, "listed in shutdown_vms; already stopped"
@@ -183,7 +183,7 @@ func PrecheckEvacuation(s *cluster.State, l *Ledger, req EvacuationRequest, o Op
 		p.block(nil, "migrate: must be none, active-only or all, got %q", req.Migrate)
 		return p
 	}
-	if why := notOperating(src); why != "" {
+	if why := NotOperating(src); why != "" {
 		p.block(nil, "%s", why)
 	}
 	vms := s.VMsOn(req.Host)
@@ -211,7 +211,7 @@ func PrecheckEvacuation(s *cluster.State, l *Ledger, req EvacuationRequest, o Op
 	}
 
 	for _, vm := range vms {
-		action, why := decide(vm, mode, shutdown[vm.ID])
+		action, why := Decide(vm, mode, shutdown[vm.ID])
 		it := Item{VM: vm.ID, Name: vm.Name, Action: action, MemoryBytes: vm.MemoryBytes, Reason: why}
 		switch action {
 		case ActionStay:
@@ -239,7 +239,7 @@ func PrecheckEvacuation(s *cluster.State, l *Ledger, req EvacuationRequest, o Op
 		} else {
 			i, pl := f.pick(vm)
 			if i < 0 {
-				p.block(vm, "%s", placeFailure(f, req, memoryNeed(vm), pl))
+				p.block(vm, "%s", placeFailure(f, req, MemoryNeed(vm), pl))
 				continue
 			}
 			f.take(i, vm)

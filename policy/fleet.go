@@ -29,7 +29,7 @@ type fleet struct {
 // newFleet gathers the targets for VMs leaving src. With only set, the named
 // host is the sole candidate.
 func newFleet(s *cluster.State, usage map[string]cluster.HostUsage, l *Ledger, src *cluster.Host, only string, o Options) *fleet {
-	o = o.resolved()
+	o = o.Resolved()
 	f := &fleet{s: s, src: src, o: o, pack: o.Strategy == StrategyPack}
 	if o.Policy != nil {
 		f.plan = l.Clone()
@@ -60,8 +60,8 @@ func newFleet(s *cluster.State, usage map[string]cluster.HostUsage, l *Ledger, s
 // pick returns the index of the best candidate for vm, or -1 and the
 // placement that explains why none fits.
 func (f *fleet) pick(vm *cluster.VM) (int, Placement) {
-	need, cpus := memoryNeed(vm), cpuNeed(vm)
-	rules := newRuleView(f.o.Policy, f.s, f.plan, vm, f.src.Name)
+	need, cpus := MemoryNeed(vm), CPUNeed(vm)
+	rules := NewRuleView(f.o.Policy, f.s, f.plan, vm, f.src.Name)
 	best, bestRank := -1, rank{}
 	for i := range f.cands {
 		c := &f.cands[i]
@@ -98,11 +98,11 @@ func (f *fleet) pick(vm *cluster.VM) (int, Placement) {
 // take records the placement of vm on candidate i.
 func (f *fleet) take(i int, vm *cluster.VM) {
 	c := &f.cands[i]
-	c.free -= memoryNeed(vm)
-	c.cpuUsed += cpuNeed(vm)
+	c.free -= MemoryNeed(vm)
+	c.cpuUsed += CPUNeed(vm)
 	c.inFlight++
 	if f.plan != nil {
-		f.plan.Reserve(vm.ID, vm.Host, c.name, memoryNeed(vm))
+		f.plan.Reserve(vm.ID, vm.Host, c.name, MemoryNeed(vm))
 	}
 }
 

@@ -5,6 +5,11 @@
 // driver, raft, a clock or the network; controllers execute the plans.
 package policy
 
+import (
+	"slices"
+	"strings"
+)
+
 // Move is one in-flight migration recorded in a Ledger.
 type Move struct {
 	VM    string `json:"vm"`
@@ -122,6 +127,19 @@ func (l *Ledger) Move(vmID string) (Move, bool) {
 	}
 	m, ok := l.moves[vmID]
 	return m, ok
+}
+
+// Moves returns the in-flight moves, by VM id.
+func (l *Ledger) Moves() []Move {
+	if l == nil {
+		return nil
+	}
+	out := make([]Move, 0, len(l.moves))
+	for _, m := range l.moves {
+		out = append(out, m)
+	}
+	slices.SortFunc(out, func(a, b Move) int { return strings.Compare(a.VM, b.VM) })
+	return out
 }
 
 // Clone returns an independent copy of l, for planning "what if" without

@@ -110,8 +110,8 @@ func (o Options) Validate() error {
 	return nil
 }
 
-// resolved fills the zero placement settings from the policy.
-func (o Options) resolved() Options {
+// Resolved fills the zero placement settings from the policy.
+func (o Options) Resolved() Options {
 	if p := o.Policy; p != nil {
 		pp := p.doc.Placement
 		if o.MemoryReserve == 0 {
@@ -139,18 +139,18 @@ type placer struct {
 	need  int64
 	cpus  int
 	cpuIn map[string]int // vCPUs moving in, per host; nil without a CPU limit
-	rules *ruleView
+	rules *RuleView
 	pack  bool
 }
 
 // newPlacer prepares the placement of vm from src: options resolved, the
 // vCPUs moving in, the rules and the budget.
 func newPlacer(s *cluster.State, usage map[string]cluster.HostUsage, l *Ledger, vm *cluster.VM, src *cluster.Host, o Options) *placer {
-	o = o.resolved()
-	p := &placer{s: s, usage: usage, l: l, src: src, o: o, need: memoryNeed(vm), cpus: cpuNeed(vm),
+	o = o.Resolved()
+	p := &placer{s: s, usage: usage, l: l, src: src, o: o, need: MemoryNeed(vm), cpus: CPUNeed(vm),
 		pack: o.Strategy == StrategyPack}
 	p.cpuIn = inFlightCPUs(s, l, &p.o)
-	p.rules = newRuleView(o.Policy, s, l, vm, "")
+	p.rules = NewRuleView(o.Policy, s, l, vm, "")
 	p.budget = p.rules.budgetSpent()
 	return p
 }
@@ -250,7 +250,7 @@ func (sc *scan) try(h *cluster.Host, full bool) (bool, int) {
 	u := p.usage[h.Name]
 	var k rank // how h ranks: without its moves when lazy, a bound
 	if sc.lazy {
-		free := usable(h, p.o.MemoryReserve) - u.MemoryUsedBytes
+		free := Usable(h, p.o.MemoryReserve) - u.MemoryUsedBytes
 		if free < p.need {
 			p.add(rInsufficientMemory, "")
 			return false, 0
@@ -356,6 +356,6 @@ func PlaceOn(s *cluster.State, usage map[string]cluster.HostUsage, l *Ledger, vm
 // usable memory minus running VMs minus in-flight reservations. It can be
 // negative on an overcommitted host.
 func FreeMemory(h *cluster.Host, usage map[string]cluster.HostUsage, l *Ledger, o Options) int64 {
-	o = o.resolved()
+	o = o.Resolved()
 	return newCandidate(h, usage, l.load(h.Name), 0, &o).free
 }

@@ -77,7 +77,7 @@ func (p *placer) specialHosts() []*cluster.Host {
 // topScore is the highest should-rule score a host other than the anchors
 // of the should vm-affinity rules can have: every rule kept but those
 // affinities, which only their anchor keeps.
-func (v *ruleView) topScore() int {
+func (v *RuleView) topScore() int {
 	if v == nil {
 		return 0
 	}

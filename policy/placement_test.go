@@ -280,7 +280,7 @@ func TestPlaceMatchesFullScan(t *testing.T) {
 			if want.Host != "" { // pick counts rejections only when nothing fits
 				counts := f.static
 				for i := range f.cands {
-					counts[f.cands[i].check(memoryNeed(vm), cpuNeed(vm), &o)]++
+					counts[f.cands[i].check(MemoryNeed(vm), CPUNeed(vm), &o)]++
 				}
 				want.Rejections = rejectionMap(&counts)
 			}

@@ -44,7 +44,7 @@ func newRandomCase(r *rand.Rand) (randomCase, bool) {
 	vms := s.SortedVMs()
 	for i := 0; i < r.IntN(4); i++ {
 		vm := vms[r.IntN(len(vms))]
-		l.Reserve(vm.ID, vm.Host, names[r.IntN(len(names))], memoryNeed(vm))
+		l.Reserve(vm.ID, vm.Host, names[r.IntN(len(names))], MemoryNeed(vm))
 	}
 	d := Default()
 	d.Placement.Strategy = []string{StrategySpread, StrategyPack}[r.IntN(2)]
@@ -170,14 +170,14 @@ func (rc randomCase) broken(vm *cluster.VM, target string) string {
 // overfull says whether target lacks the memory or vCPUs for vm.
 func (rc randomCase) overfull(vm *cluster.VM, target string) bool {
 	h, u := rc.s.Hosts[target], rc.s.Usage()[target]
-	if h.MemoryBytes-u.MemoryUsedBytes-rc.l.Reserved(target) < memoryNeed(vm) {
+	if h.MemoryBytes-u.MemoryUsedBytes-rc.l.Reserved(target) < MemoryNeed(vm) {
 		return true
 	}
 	limit := rc.d.Placement.CPUOvercommit
-	vcpus := u.VCPUsUsed + cpuNeed(vm)
+	vcpus := u.VCPUsUsed + CPUNeed(vm)
 	for _, m := range rc.s.SortedVMs() {
 		if mv, ok := rc.l.Move(m.ID); ok && mv.To == target {
-			vcpus += cpuNeed(m)
+			vcpus += CPUNeed(m)
 		}
 	}
 	return limit > 0 && float64(vcpus) > float64(h.CPUs)*limit
@@ -225,7 +225,7 @@ func TestMustRulesNeverBroken(t *testing.T) {
 				t.Fatalf("round %d: Place(%s) = %s, which PlaceOn refuses", rounds, vm.ID, p.Host)
 			}
 			placed++
-			rc.l.Reserve(vm.ID, vm.Host, p.Host, memoryNeed(vm))
+			rc.l.Reserve(vm.ID, vm.Host, p.Host, MemoryNeed(vm))
 		}
 	}
 	if placed < 500 {
@@ -318,7 +318,7 @@ func TestLimitedScanKeepsRules(t *testing.T) {
 				differ++
 			}
 			placed++
-			rc.l.Reserve(vm.ID, vm.Host, got.Host, memoryNeed(vm))
+			rc.l.Reserve(vm.ID, vm.Host, got.Host, MemoryNeed(vm))
 		}
 	}
 	if placed < 500 || differ == 0 {

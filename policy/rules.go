@@ -6,10 +6,10 @@ import (
 	"github.com/herd-project/herd/cluster"
 )
 
-// ruleView is the policy resolved for placing one VM: its must rules as
+// RuleView is the policy resolved for placing one VM: its must rules as
 // filters, its should rules as a score, and whether its disruption budget
-// is used up. A nil *ruleView has no rules.
-type ruleView struct {
+// is used up. A nil *RuleView has no rules.
+type RuleView struct {
 	c     *Compiled
 	hosts []hostRule
 	vms   []vmRule
@@ -47,12 +47,12 @@ type vmRule struct {
 	anchor   *cluster.Host
 }
 
-// newRuleView gathers the rules for placing vm, reading the other members'
+// NewRuleView gathers the rules for placing vm, reading the other members'
 // places from s and l. Members on the host leaving (being evacuated, "" for
 // none) or on any host closing to VMs do not anchor a vm-affinity group:
 // they are about to move as well. It returns nil when no rule or budget
 // applies.
-func newRuleView(c *Compiled, s *cluster.State, l *Ledger, vm *cluster.VM, leaving string) *ruleView {
+func NewRuleView(c *Compiled, s *cluster.State, l *Ledger, vm *cluster.VM, leaving string) *RuleView {
 	if c == nil {
 		return nil
 	}
@@ -60,7 +60,7 @@ func newRuleView(c *Compiled, s *cluster.State, l *Ledger, vm *cluster.VM, leavi
 	if len(gs) == 0 {
 		return nil
 	}
-	v := &ruleView{c: c}
+	v := &RuleView{c: c}
 	for _, g := range gs {
 		for _, ri := range c.groupRules[g] {
 			r := &c.rules[ri]
@@ -105,7 +105,7 @@ func newRuleView(c *Compiled, s *cluster.State, l *Ledger, vm *cluster.VM, leavi
 
 // must applies the must rules to h: the reason and rule name of the first
 // one it breaks, or fits.
-func (v *ruleView) must(h *cluster.Host) (reason, string) {
+func (v *RuleView) must(h *cluster.Host) (reason, string) {
 	if v == nil || v.mustN == 0 {
 		return fits, ""
 	}
@@ -135,7 +135,7 @@ func (v *ruleView) must(h *cluster.Host) (reason, string) {
 // in reports whether h is in the host group of r: by identity for a short
 // list, else as compiled for a host the compiled state held as it is, else
 // from its name and labels.
-func (v *ruleView) in(r *hostRule, h *cluster.Host) bool {
+func (v *RuleView) in(r *hostRule, h *cluster.Host) bool {
 	if r.listed != nil {
 		for _, x := range r.listed {
 			if x == h {
@@ -159,7 +159,7 @@ func (v *ruleView) in(r *hostRule, h *cluster.Host) bool {
 // (hostWeight more).
 
 // vmScore sums the should rules between VMs on h.
-func (v *ruleView) vmScore(h *cluster.Host) int {
+func (v *RuleView) vmScore(h *cluster.Host) int {
 	if v == nil {
 		return 0
 	}
@@ -178,7 +178,7 @@ func (v *ruleView) vmScore(h *cluster.Host) int {
 }
 
 // hostScore sums the should vm-host rules on h.
-func (v *ruleView) hostScore(h *cluster.Host) int {
+func (v *RuleView) hostScore(h *cluster.Host) int {
 	if v == nil {
 		return 0
 	}
@@ -192,10 +192,20 @@ func (v *ruleView) hostScore(h *cluster.Host) int {
 }
 
 // score is the whole should-rule score of h.
-func (v *ruleView) score(h *cluster.Host) int { return v.vmScore(h) + v.hostScore(h) }
+func (v *RuleView) score(h *cluster.Host) int { return v.vmScore(h) + v.hostScore(h) }
+
+// Score is the whole should-rule score of h for the VM: higher is better.
+func (v *RuleView) Score(h *cluster.Host) int { return v.score(h) }
+
+// Broken returns the first must rule that h breaks for the VM, with the
+// Reason* it counts under; "", "" when h breaks none.
+func (v *RuleView) Broken(h *cluster.Host) (reason, rule string) {
+	r, rule := v.must(h)
+	return reasonNames[r], rule
+}
 
 // hostRoom is the most hostScore can add.
-func (v *ruleView) hostRoom() int {
+func (v *RuleView) hostRoom() int {
 	if v == nil {
 		return 0
 	}
@@ -210,7 +220,7 @@ func keptWeight(kept bool, w int) int {
 }
 
 // budgetSpent says which disruption budget holds vm back, or "".
-func (v *ruleView) budgetSpent() string {
+func (v *RuleView) budgetSpent() string {
 	if v == nil {
 		return ""
 	}

@@ -108,7 +108,7 @@ func runEvacuation(s *cluster.State, req EvacuationRequest, limits Limits, o Opt
 			if !limits.Allow(ledger, vm.Host, p.Host) {
 				continue
 			}
-			need := memoryNeed(vm)
+			need := MemoryNeed(vm)
 			ledger.Reserve(vm.ID, vm.Host, p.Host, need)
 			inFlight = append(inFlight, flight{end: now + took[vm.ID], vm: vm, to: p.Host, need: need})
 			pending = slices.Delete(pending, i, i+1)

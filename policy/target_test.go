@@ -119,7 +119,7 @@ func TestPrecheckListsEveryVMOnce(t *testing.T) {
 		p := PrecheckEvacuation(s, nil, EvacuationRequest{Host: "h01", Migrate: mode, ShutdownVMs: []string{"vm000010"}}, Options{MemoryReserve: 0.1})
 		seen := map[string]int{}
 		for _, list := range [][]Item{p.LiveMigrate, p.OfflineMigrate, p.Shutdown, p.Stay} {
-			if !slices.IsSortedFunc(list, func(a, b Item) int { return compareOrder(s.VMs[a.VM], s.VMs[b.VM]) }) {
+			if !slices.IsSortedFunc(list, func(a, b Item) int { return CompareOrder(s.VMs[a.VM], s.VMs[b.VM]) }) {
 				t.Errorf("%s: list not in order: %s", mode, ids(list))
 			}
 			for _, it := range list {

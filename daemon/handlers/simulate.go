@@ -10,6 +10,7 @@ import (
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/daemon/httpapi"
 	"github.com/herd-project/herd/policy"
+	"github.com/herd-project/herd/policy/plan"
 )
 
 // SimulateFailure answers POST /v1/simulate/failure: the recovery
@@ -80,13 +81,13 @@ func (a *API) simulateFailure(doc *policy.Document, st *cluster.State, usage *cl
 		}
 		out.Hosts = append(out.Hosts, sh)
 	}
-	plan := policy.PlanRecovery(policy.RecoveryInput{State: st, Usage: usage, Ledger: a.Ledger.Reservations(), Failed: failed,
+	rp := plan.Recovery(plan.RecoveryInput{State: st, Usage: usage, Ledger: a.Ledger.Reservations(), Failed: failed,
 		Policy: comp, Recovery: doc.Recovery, Options: a.Options(doc, st, doc.Maintenance.PerTarget)})
-	for _, step := range plan.Steps {
+	for _, step := range rp.Steps {
 		out.Steps = append(out.Steps, api.RecoveryStep(step))
 	}
-	out.Recreated, out.Registered, out.Blocked = plan.Recreated, plan.Registered, plan.Blocked
-	out.FailoverAfter = plan.FailoverAfter
+	out.Recreated, out.Registered, out.Blocked = rp.Recreated, rp.Registered, rp.Blocked
+	out.FailoverAfter = rp.FailoverAfter
 	out.Notes = failureNotes(st, doc, failed, now)
 	if out.FailoverAfter < doc.Failover.MinHostFailures {
 		out.Notes = append(out.Notes, fmt.Sprintf("failover capacity after: %d hosts, below failover.min_host_failures (%d)", out.FailoverAfter, doc.Failover.MinHostFailures))

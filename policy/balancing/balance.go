@@ -1,4 +1,8 @@
-package policy
+// Package balancing plans balancing, as DRS does: moves that even out the
+// load of each driver group (or empty hosts to save power), fix the must
+// rules the placement breaks, and count the should rules in every score.
+// Pure: it takes a snapshot and returns a plan.
+package balancing
 
 import (
 	"fmt"
@@ -7,21 +11,22 @@ import (
 	"time"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/policy"
 )
 
-// BalanceInput is what PlanBalance plans from: a snapshot of the state, the
+// Input is what Compute plans from: a snapshot of the state, the
 // moves in flight, the balancing policy and, for the cpu metric, each host's
 // measured CPU utilisation.
-type BalanceInput struct {
+type Input struct {
 	State *cluster.State
-	// Ledger holds the moves in flight (nil for none). PlanBalance plans on
+	// Ledger holds the moves in flight (nil for none). Compute plans on
 	// a copy and leaves it unchanged.
-	Ledger *Ledger
-	Policy BalancingPolicy
+	Ledger *policy.Ledger
+	Policy policy.BalancingPolicy
 	// Options are the placement options. AllowNotAccepting and MaxInFlightTo
 	// are ignored: balancing is automatic placement, and a plan is a list of
 	// moves run over time, whose concurrency the migration gate limits.
-	Options Options
+	Options policy.Options
 	// CPU is each host's CPU utilisation, 0 to 1, from Prometheus, read
 	// when the policy's metric is cpu. A host without a value makes the
 	// whole plan fall back to memory.
@@ -40,8 +45,8 @@ type BalanceInput struct {
 	Frozen map[string]string
 }
 
-// BalanceMove is one live migration of a plan.
-type BalanceMove struct {
+// Move is one live migration of a plan.
+type Move struct {
 	VM          string `json:"vm"` // id
 	Name        string `json:"name"`
 	From        string `json:"from"`
@@ -61,9 +66,9 @@ type BalanceMove struct {
 	Gain float64 `json:"gain"`
 }
 
-// BalancePlan is what PlanBalance proposes. The controller decides whether
+// Plan is what Compute proposes. The controller decides whether
 // to recommend or apply it.
-type BalancePlan struct {
+type Plan struct {
 	Strategy string `json:"strategy"`
 	// Metric is the one the plan balanced: memory, or cpu when every host
 	// had CPU data.
@@ -81,7 +86,7 @@ type BalancePlan struct {
 	SpreadBefore float64 `json:"spread_before"`
 	SpreadAfter  float64 `json:"spread_after"`
 	// Moves are in the order to run them.
-	Moves []BalanceMove `json:"moves"`
+	Moves []Move `json:"moves"`
 	// EmptyHosts are the hosts a power-saving plan empties of every VM,
 	// running or stopped, to power off.
 	EmptyHosts []string `json:"empty_hosts,omitempty"`
@@ -101,7 +106,7 @@ const greedyCheck = 100
 // balanceEps absorbs rounding when utilisations are compared.
 const balanceEps = 1e-9
 
-// PlanBalance plans the live migrations that balance the cluster under
+// Compute plans the live migrations that balance the cluster under
 // in.Policy. It reads its input and changes nothing.
 //
 // evenly-distributed works in rounds while the imbalance is above the
@@ -132,23 +137,23 @@ const balanceEps = 1e-9
 // Hosts that cannot take VMs (not AVAILABLE, in maintenance, unhealthy,
 // disconnected, excluded) are neither sources nor targets, and their load
 // is not measured. max_moves of 0 or less sets no limit.
-func PlanBalance(in BalanceInput) BalancePlan {
-	plan := BalancePlan{Strategy: in.Policy.Strategy, Metric: in.Policy.Metric, Moves: []BalanceMove{}}
+func Compute(in Input) Plan {
+	plan := Plan{Strategy: in.Policy.Strategy, Metric: in.Policy.Metric, Moves: []Move{}}
 	if plan.Strategy == "" {
-		plan.Strategy = BalanceEven
+		plan.Strategy = policy.BalanceEven
 	}
 	if plan.Metric == "" {
-		plan.Metric = BalanceByMemory
+		plan.Metric = policy.BalanceByMemory
 	}
 	switch {
 	case in.State == nil:
 		plan.Reason = "no state to plan from"
 		return plan
-	case plan.Strategy != BalanceEven && plan.Strategy != BalancePowerSave:
-		plan.Reason = fmt.Sprintf("strategy: must be %s or %s, got %q", BalanceEven, BalancePowerSave, plan.Strategy)
+	case plan.Strategy != policy.BalanceEven && plan.Strategy != policy.BalancePowerSave:
+		plan.Reason = fmt.Sprintf("strategy: must be %s or %s, got %q", policy.BalanceEven, policy.BalancePowerSave, plan.Strategy)
 		return plan
-	case plan.Metric != BalanceByMemory && plan.Metric != BalanceByCPU:
-		plan.Reason = fmt.Sprintf("metric: must be %s or %s, got %q", BalanceByMemory, BalanceByCPU, plan.Metric)
+	case plan.Metric != policy.BalanceByMemory && plan.Metric != policy.BalanceByCPU:
+		plan.Reason = fmt.Sprintf("metric: must be %s or %s, got %q", policy.BalanceByMemory, policy.BalanceByCPU, plan.Metric)
 		return plan
 	}
 	b := newBalancer(in, plan.Metric)
@@ -158,14 +163,14 @@ func PlanBalance(in BalanceInput) BalancePlan {
 	switch {
 	case len(b.hosts) == 0:
 		plan.Reason = "no hosts can take VMs"
-	case plan.Strategy == BalanceEven:
+	case plan.Strategy == policy.BalanceEven:
 		b.planEven(&plan)
 		if len(plan.Moves) > 1 && len(plan.Moves) <= greedyCheck && len(plan.Violations) == 0 {
 			// The simple way (the heaviest VM of the most utilised host
 			// onto the least utilised one) sometimes needs fewer moves.
 			g := newBalancer(in, plan.Metric)
 			alt := plan
-			alt.Moves, alt.Reason = []BalanceMove{}, ""
+			alt.Moves, alt.Reason = []Move{}, ""
 			g.planGreedy(&alt)
 			t := b.pol.Threshold + balanceEps
 			if ga, ba := g.imbalance(), b.imbalance(); ga <= t && (ba > t || len(alt.Moves) < len(plan.Moves)) {

@@ -1,4 +1,4 @@
-package policy
+package balancing
 
 import (
 	"math/rand/v2"
@@ -6,11 +6,12 @@ import (
 	"testing"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/policy"
 )
 
 // even is an evenly-distributed memory policy.
-func even(threshold float64) BalancingPolicy {
-	return BalancingPolicy{Strategy: BalanceEven, Metric: BalanceByMemory, Threshold: threshold}
+func even(threshold float64) policy.BalancingPolicy {
+	return policy.BalancingPolicy{Strategy: policy.BalanceEven, Metric: policy.BalanceByMemory, Threshold: threshold}
 }
 
 // TestPlanBalanceBestMatchNotBiggest: the VM whose size matches the gap goes,
@@ -18,8 +19,8 @@ func even(threshold float64) BalancingPolicy {
 func TestPlanBalanceBestMatchNotBiggest(t *testing.T) {
 	// 100 GiB hosts; mean 32.5%, line 52.5%: h01 must shed 17.5 GiB.
 	s := build(100, []int64{40, 25, 5}, []int64{20}, []int64{20}, []int64{20})
-	in := BalanceInput{State: s, Policy: even(0.2)}
-	p := PlanBalance(in)
+	in := Input{State: s, Policy: even(0.2)}
+	p := Compute(in)
 	checkPlan(t, s, nil, in.Options, p)
 	if len(p.Moves) != 1 || p.Moves[0].VM != "vm002" || p.Moves[0].From != "h01" {
 		t.Fatalf("moves %+v, want vm002 (25 GiB) off h01 alone", p.Moves)
@@ -56,8 +57,8 @@ func TestPlanBalanceMatchesBruteForce(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			s := build(64, c.hosts...)
 			opt := bruteForceMoves(s, c.t, 5)
-			p := PlanBalance(BalanceInput{State: s, Policy: even(c.t)})
-			checkPlan(t, s, nil, Options{}, p)
+			p := Compute(Input{State: s, Policy: even(c.t)})
+			checkPlan(t, s, nil, policy.Options{}, p)
 			if opt < 0 || len(p.Moves) != opt || p.After > c.t+balanceEps {
 				t.Fatalf("plan: %d moves, imbalance %.3f → %.3f (%s); optimum %d moves", len(p.Moves), p.Before, p.After, p.Reason, opt)
 			}
@@ -72,8 +73,8 @@ func TestPlanBalanceMatchesBruteForce(t *testing.T) {
 			continue
 		}
 		th := []float64{0.02, 0.05, 0.1, 0.15}[r.IntN(4)]
-		p := PlanBalance(BalanceInput{State: s, Policy: even(th)})
-		checkPlan(t, s, nil, Options{}, p)
+		p := Compute(Input{State: s, Policy: even(th)})
+		checkPlan(t, s, nil, policy.Options{}, p)
 		opt := bruteForceMoves(s, th, 5)
 		if opt < 0 {
 			continue
@@ -102,8 +103,8 @@ func TestPlanBalanceNeverMoreMovesThanGreedy(t *testing.T) {
 	for i := 0; i < 300; i++ {
 		s := randomCluster(r, 6+r.IntN(25), 20, 256, 32)
 		th := []float64{0.02, 0.05, 0.1, 0.15}[r.IntN(4)]
-		in := BalanceInput{State: s, Policy: even(th), Options: Options{MemoryReserve: 0.05}}
-		p, g := PlanBalance(in), planBalanceGreedy(in)
+		in := Input{State: s, Policy: even(th), Options: policy.Options{MemoryReserve: 0.05}}
+		p, g := Compute(in), planBalanceGreedy(in)
 		checkPlan(t, s, nil, in.Options, p)
 		pr, gr := p.After <= th+balanceEps, g.After <= th+balanceEps
 		switch {
@@ -129,11 +130,11 @@ func TestPlanBalanceNeverMoreMovesThanGreedy(t *testing.T) {
 
 func TestPlanBalanceBalanced(t *testing.T) {
 	s := build(100, []int64{30, 10}, []int64{20, 15}, []int64{35})
-	p := PlanBalance(BalanceInput{State: s, Policy: even(0.1)})
+	p := Compute(Input{State: s, Policy: even(0.1)})
 	if len(p.Moves) != 0 || !strings.HasPrefix(p.Reason, "balanced: imbalance 0.033 within threshold 0.100") {
 		t.Fatalf("moves %v, reason %q", p.Moves, p.Reason)
 	}
-	if p.Before != p.After || p.Strategy != BalanceEven || p.Metric != BalanceByMemory {
+	if p.Before != p.After || p.Strategy != policy.BalanceEven || p.Metric != policy.BalanceByMemory {
 		t.Fatalf("plan %+v", p)
 	}
 }
@@ -150,12 +151,12 @@ func TestPlanBalanceMinGain(t *testing.T) {
 	s := build(100, sizes(15), sizes(10))
 	pol := even(0.02)
 	pol.MinGain = 0.05
-	p := PlanBalance(BalanceInput{State: s, Policy: pol})
+	p := Compute(Input{State: s, Policy: pol})
 	if len(p.Moves) != 0 || !strings.Contains(p.Reason, "no gain") || !strings.Contains(p.Reason, "min_gain 0.050") {
 		t.Fatalf("min_gain 0.05: moves %v, reason %q", p.Moves, p.Reason)
 	}
 	pol.MinGain = 0.03
-	p = PlanBalance(BalanceInput{State: s, Policy: pol})
+	p = Compute(Input{State: s, Policy: pol})
 	if len(p.Moves) != 2 || p.After > 0.02+balanceEps {
 		t.Fatalf("min_gain 0.03: %d moves, after %.3f: %s", len(p.Moves), p.After, p.Reason)
 	}
@@ -178,7 +179,7 @@ func TestPlanBalanceMaxMoves(t *testing.T) {
 	} {
 		pol := even(0.08)
 		pol.MaxMoves = c.max
-		p := PlanBalance(BalanceInput{State: s, Policy: pol})
+		p := Compute(Input{State: s, Policy: pol})
 		if len(p.Moves) != c.want || p.Reason != c.reason {
 			t.Errorf("max_moves %d: %d moves, reason %q; want %d, %q", c.max, len(p.Moves), p.Reason, c.want, c.reason)
 		}
@@ -194,8 +195,8 @@ func TestPlanBalanceClosedHosts(t *testing.T) {
 	setHost(s, "h04", func(h *cluster.Host) { h.Health = cluster.HealthSuspect })
 	setHost(s, "h05", func(h *cluster.Host) { h.Connection = cluster.Disconnected })
 	setHost(s, "h06", func(h *cluster.Host) { h.Maintenance = cluster.MaintenanceError })
-	o := Options{Exclude: map[string]bool{"h08": true}, AllowNotAccepting: true}
-	p := PlanBalance(BalanceInput{State: s, Policy: even(0.1), Options: o})
+	o := policy.Options{Exclude: map[string]bool{"h08": true}, AllowNotAccepting: true}
+	p := Compute(Input{State: s, Policy: even(0.1), Options: o})
 	checkPlan(t, s, nil, o, p)
 	if want := memImbalance(s, "h01", "h07"); p.Before != want {
 		t.Fatalf("before %.4f, want %.4f over h01 and h07 only", p.Before, want)
@@ -215,8 +216,8 @@ func TestPlanBalanceUnmovableAndStoppedStay(t *testing.T) {
 	setVM(s, "vm001", func(vm *cluster.VM) { vm.Unmovable = "pinned to local disk" })
 	setVM(s, "vm002", func(vm *cluster.VM) { vm.Unmovable = "PCI passthrough" })
 	addVM(s, "stopped", "h01", 20, cluster.PoweredOff)
-	p := PlanBalance(BalanceInput{State: s, Policy: even(0.05)})
-	checkPlan(t, s, nil, Options{}, p)
+	p := Compute(Input{State: s, Policy: even(0.05)})
+	checkPlan(t, s, nil, policy.Options{}, p)
 	// h01 keeps at least 70 GiB: the imbalance cannot drop below 70% - 35%.
 	if ids := moveIDs(p); strings.Join(ids, ",") != "vm003,vm004" {
 		t.Fatalf("moved %v, want only vm003 and vm004", ids)
@@ -227,7 +228,7 @@ func TestPlanBalanceUnmovableAndStoppedStay(t *testing.T) {
 
 	setVM(s, "vm003", func(vm *cluster.VM) { vm.Unmovable = "pinned" })
 	setVM(s, "vm004", func(vm *cluster.VM) { vm.Unmovable = "pinned" })
-	if p := PlanBalance(BalanceInput{State: s, Policy: even(0.05)}); len(p.Moves) != 0 ||
+	if p := Compute(Input{State: s, Policy: even(0.05)}); len(p.Moves) != 0 ||
 		!strings.HasPrefix(p.Reason, "no gain: host h01 at 85.0% has no running VM that may move") {
 		t.Fatalf("all pinned: moves %v, reason %q", p.Moves, p.Reason)
 	}
@@ -238,11 +239,11 @@ func TestPlanBalanceUnmovableAndStoppedStay(t *testing.T) {
 // alone.
 func TestPlanBalanceLedger(t *testing.T) {
 	s := build(100, []int64{30, 20, 20, 10}, []int64{10}, []int64{10})
-	l := NewLedger()
+	l := policy.NewLedger()
 	l.Reserve("vm001", "h01", "h02", 30*gib) // h01 → 50%, h02 → 40%
 	l.Reserve("other", "elsewhere", "h03", 85*gib)
-	p := PlanBalance(BalanceInput{State: s, Ledger: l, Policy: even(0.05)})
-	checkPlan(t, s, l, Options{}, p)
+	p := Compute(Input{State: s, Ledger: l, Policy: even(0.05)})
+	checkPlan(t, s, l, policy.Options{}, p)
 	// Counted as done: h01 50, h02 40, h03 10 (+85 reserved, not a VM
 	// here): h03 is furthest from the mean, below it.
 	if want := 100.0/300 - 0.1; abs(p.Before-want) > 1e-9 {
@@ -265,8 +266,8 @@ func TestPlanBalanceGroups(t *testing.T) {
 	for _, n := range []string{"h03", "h04"} {
 		setHost(s, n, func(h *cluster.Host) { h.Group = "g2" })
 	}
-	p := PlanBalance(BalanceInput{State: s, Policy: even(0.05)})
-	checkPlan(t, s, nil, Options{}, p)
+	p := Compute(Input{State: s, Policy: even(0.05)})
+	checkPlan(t, s, nil, policy.Options{}, p)
 	if len(p.Moves) != 1 || p.Moves[0].From != "h01" || p.Moves[0].To != "h02" || p.After != 0 {
 		t.Fatalf("plan %+v", p)
 	}
@@ -275,22 +276,22 @@ func TestPlanBalanceGroups(t *testing.T) {
 func TestPlanBalanceBadPolicy(t *testing.T) {
 	s := build(100, []int64{10})
 	for _, c := range []struct {
-		pol  BalancingPolicy
+		pol  policy.BalancingPolicy
 		want string
 	}{
-		{BalancingPolicy{Strategy: "round-robin"}, `strategy: must be evenly-distributed or power-saving, got "round-robin"`},
-		{BalancingPolicy{Metric: "disk"}, `metric: must be memory or cpu, got "disk"`},
+		{policy.BalancingPolicy{Strategy: "round-robin"}, `strategy: must be evenly-distributed or power-saving, got "round-robin"`},
+		{policy.BalancingPolicy{Metric: "disk"}, `metric: must be memory or cpu, got "disk"`},
 	} {
-		if p := PlanBalance(BalanceInput{State: s, Policy: c.pol}); p.Reason != c.want || len(p.Moves) != 0 {
+		if p := Compute(Input{State: s, Policy: c.pol}); p.Reason != c.want || len(p.Moves) != 0 {
 			t.Errorf("policy %+v: reason %q, want %q", c.pol, p.Reason, c.want)
 		}
 	}
-	if p := PlanBalance(BalanceInput{}); p.Reason != "no state to plan from" {
+	if p := Compute(Input{}); p.Reason != "no state to plan from" {
 		t.Errorf("nil state: %q", p.Reason)
 	}
 	s = build(100, []int64{10})
 	setHost(s, "h01", func(h *cluster.Host) { h.Admin = cluster.Offline })
-	if p := PlanBalance(BalanceInput{State: s, Policy: even(0.1)}); p.Reason != "no hosts can take VMs" {
+	if p := Compute(Input{State: s, Policy: even(0.1)}); p.Reason != "no hosts can take VMs" {
 		t.Errorf("no hosts: %q", p.Reason)
 	}
 }

@@ -1,46 +1,13 @@
-package policy
+package balancing
 
 import (
-	"fmt"
 	"math/rand/v2"
-	"sort"
 	"testing"
 	"time"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/policy"
 )
-
-// unevenCluster returns hosts of hostGiB with vms running VMs of the sizes
-// size draws, in GiB: each VM lands on a host drawn with a weight between
-// 0.25 and 1.75, so that loads range from light to heavy; a VM that would
-// overfill its host goes to the next host that takes it.
-func unevenCluster(hosts, vms int, hostGiB int64, size func(r *rand.Rand) int64, seed uint64) *cluster.State {
-	r := rand.New(rand.NewPCG(seed, 3))
-	s := newCluster(hosts, hostGiB)
-	names := s.HostNames()
-	cum := make([]float64, hosts)
-	total := 0.0
-	for i := range cum {
-		total += 0.25 + 1.5*r.Float64()
-		cum[i] = total
-	}
-	used := make([]int64, hosts)
-	for n := 1; n <= vms; n++ {
-		gb := size(r)
-		i := sort.SearchFloat64s(cum, r.Float64()*total)
-		for k := 0; k < hosts && used[i]+gb > hostGiB; k++ {
-			i = (i + 1) % hosts
-		}
-		used[i] += gb
-		vm := addVM(s, fmt.Sprintf("vm%06d", n), names[i], gb, cluster.PoweredOn)
-		vm.VCPUs = 1 + r.IntN(8)
-	}
-	return s
-}
-
-// uniformSizes draws 1 to 32 GiB; mixedSizes one of 2, 4, 8, 16, 32 and 64.
-func uniformSizes(r *rand.Rand) int64 { return 1 + r.Int64N(32) }
-func mixedSizes(r *rand.Rand) int64   { return 2 << r.IntN(6) }
 
 // BenchmarkPlanBalance plans evenly-distributed balancing of 2,000 hosts
 // holding 40,000 VMs with uneven load, threshold 0.05, min_gain 0.001 and a
@@ -72,14 +39,14 @@ func BenchmarkPlanBalance(b *testing.B) {
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			s := unevenCluster(2000, 40000, c.hostGiB, c.size, 1)
-			in := BalanceInput{State: s, Policy: BalancingPolicy{
-				Strategy: BalanceEven, Threshold: 0.05, MinGain: 0.001, MaxMoves: 20000,
+			in := Input{State: s, Policy: policy.BalancingPolicy{
+				Strategy: policy.BalanceEven, Threshold: 0.05, MinGain: 0.001, MaxMoves: 20000,
 			}}
-			var p BalancePlan
+			var p Plan
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				p = PlanBalance(in)
+				p = Compute(in)
 			}
 			b.StopTimer()
 			g := planBalanceGreedy(in)
@@ -109,20 +76,20 @@ func BenchmarkPlanBalance(b *testing.B) {
 // 2,000 moves.
 func BenchmarkPlanBalancePowerSaving(b *testing.B) {
 	s := unevenCluster(2000, 40000, 640, uniformSizes, 1)
-	in := BalanceInput{State: s, Options: Options{MemoryReserve: 0.1},
-		Policy: BalancingPolicy{Strategy: BalancePowerSave, MaxMoves: 2000}}
-	var p BalancePlan
+	in := Input{State: s, Options: policy.Options{MemoryReserve: 0.1},
+		Policy: policy.BalancingPolicy{Strategy: policy.BalancePowerSave, MaxMoves: 2000}}
+	var p Plan
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		p = PlanBalance(in)
+		p = Compute(in)
 	}
 	b.ReportMetric(float64(len(p.Moves)), "moves")
 	b.ReportMetric(float64(len(p.EmptyHosts)), "empty-hosts")
 }
 
 // highGap is the highest host utilisation minus the mean once p is done.
-func highGap(s *cluster.State, p BalancePlan) float64 {
+func highGap(s *cluster.State, p Plan) float64 {
 	a := applyPlan(s, p)
 	u := a.Usage()
 	var used, capacity, peak float64
@@ -147,13 +114,13 @@ func BenchmarkBalanceDriftDay(b *testing.B) {
 	for _, c := range []struct {
 		name string
 		hold time.Duration
-	}{{"hold-1h", DefaultBalanceHold}, {"no-hold", 0}} {
+	}{{"hold-1h", policy.DefaultBalanceHold}, {"no-hold", 0}} {
 		b.Run(c.name, func(b *testing.B) {
 			var d *driftSim
 			cv := 0.0
 			for i := 0; i < b.N; i++ {
 				s := unevenCluster(20, 300, 256, uniformSizes, 1)
-				pol := BalancingPolicy{Strategy: BalanceEven, Metric: BalanceByMemory, Threshold: 0.05, MinGain: 0.01,
+				pol := policy.BalancingPolicy{Strategy: policy.BalanceEven, Metric: policy.BalanceByMemory, Threshold: 0.05, MinGain: 0.01,
 					MaxMoves: 10, Hold: c.hold}
 				d = newDriftSim(s, pol, 1)
 				cv = 0

@@ -1,4 +1,4 @@
-package policy
+package balancing
 
 import (
 	"math"
@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/policy"
 )
 
 // cpuCluster has three hosts of 100 GiB and 64 CPUs with 30 GiB used each:
@@ -23,15 +24,15 @@ func cpuCluster() (*cluster.State, map[string]float64) {
 func TestPlanBalanceCPU(t *testing.T) {
 	s, cpu := cpuCluster()
 	pol := even(0.1)
-	pol.Metric = BalanceByCPU
-	if p := PlanBalance(BalanceInput{State: s, Policy: even(0.1), CPU: cpu}); len(p.Moves) != 0 {
+	pol.Metric = policy.BalanceByCPU
+	if p := Compute(Input{State: s, Policy: even(0.1), CPU: cpu}); len(p.Moves) != 0 {
 		t.Fatalf("by memory the cluster is balanced, got %v", p.Moves)
 	}
-	p := PlanBalance(BalanceInput{State: s, Policy: pol, CPU: cpu})
-	checkPlan(t, s, nil, Options{}, p)
+	p := Compute(Input{State: s, Policy: pol, CPU: cpu})
+	checkPlan(t, s, nil, policy.Options{}, p)
 	// Line 60%: h01 sheds 30% with the fewest VMs, least load first: the
 	// 4-vCPU VM (22.5%) and a 2-vCPU one (11.25%), not the 8-vCPU one.
-	if p.Metric != BalanceByCPU || p.Reason != "" || math.Abs(p.Before-0.4) > 1e-9 {
+	if p.Metric != policy.BalanceByCPU || p.Reason != "" || math.Abs(p.Before-0.4) > 1e-9 {
 		t.Fatalf("plan %+v", p)
 	}
 	if len(p.Moves) != 2 || p.Moves[0].VM != "vm002" || p.Moves[1].VM != "vm003" ||
@@ -45,7 +46,7 @@ func TestPlanBalanceCPU(t *testing.T) {
 func TestPlanBalanceCPUFallsBackToMemory(t *testing.T) {
 	s, cpu := cpuCluster()
 	pol := even(0.1)
-	pol.Metric = BalanceByCPU
+	pol.Metric = policy.BalanceByCPU
 	for _, c := range []struct {
 		name, host string
 		data       map[string]float64
@@ -55,15 +56,15 @@ func TestPlanBalanceCPUFallsBackToMemory(t *testing.T) {
 		{"negative", "h03", map[string]float64{"h01": 0.9, "h02": 0.3, "h03": -1}},
 		{"no data", "h01", nil},
 	} {
-		p := PlanBalance(BalanceInput{State: s, Policy: pol, CPU: c.data})
+		p := Compute(Input{State: s, Policy: pol, CPU: c.data})
 		want := "no cpu data for host " + c.host + ": balanced by memory; balanced: imbalance 0.000"
-		if p.Metric != BalanceByMemory || len(p.Moves) != 0 || !strings.HasPrefix(p.Reason, want) {
+		if p.Metric != policy.BalanceByMemory || len(p.Moves) != 0 || !strings.HasPrefix(p.Reason, want) {
 			t.Errorf("%s: metric %s, moves %v, reason %q", c.name, p.Metric, p.Moves, p.Reason)
 		}
 	}
 	// A host with data but no CPUs cannot be measured either.
 	setHost(s, "h02", func(h *cluster.Host) { h.CPUs = 0 })
-	if p := PlanBalance(BalanceInput{State: s, Policy: pol, CPU: cpu}); p.Metric != BalanceByMemory ||
+	if p := Compute(Input{State: s, Policy: pol, CPU: cpu}); p.Metric != policy.BalanceByMemory ||
 		!strings.HasPrefix(p.Reason, "no cpu data for host h02") {
 		t.Errorf("no CPUs: metric %s, reason %q", p.Metric, p.Reason)
 	}
@@ -72,7 +73,7 @@ func TestPlanBalanceCPUFallsBackToMemory(t *testing.T) {
 	addVM(s, "x", "h04", 1, cluster.PoweredOn)
 	s.Hosts["h04"] = &cluster.Host{Name: "h04", Driver: "vc", Group: "g1", Admin: cluster.InMaintenance,
 		Maintenance: cluster.MaintenanceOn, Health: cluster.HealthAlive, Connection: cluster.Connected, MemoryBytes: 100 * gib, CPUs: 64}
-	if p := PlanBalance(BalanceInput{State: s, Policy: pol, CPU: cpu}); p.Metric != BalanceByCPU || len(p.Moves) != 2 {
+	if p := Compute(Input{State: s, Policy: pol, CPU: cpu}); p.Metric != policy.BalanceByCPU || len(p.Moves) != 2 {
 		t.Errorf("closed host without data: metric %s, %d moves, reason %q", p.Metric, len(p.Moves), p.Reason)
 	}
 }

@@ -1,4 +1,4 @@
-package policy
+package balancing
 
 import (
 	"fmt"
@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/policy"
 )
 
 // A VM with a weight-100 should affinity to its host is not moved for a
@@ -19,7 +20,7 @@ func TestBalanceKeepsShouldRules(t *testing.T) {
 	addVM(s, "big", "h01", 30, cluster.PoweredOn)
 	addVM(s, "b2", "h02", 28, cluster.PoweredOn)
 	addVMBytes(s, "b3", "h03", 284*gib/10, cluster.PoweredOn)
-	pol := BalancingPolicy{Strategy: BalanceEven, Metric: BalanceByMemory, Threshold: 0.01, MinGain: 0.01}
+	pol := policy.BalancingPolicy{Strategy: policy.BalanceEven, Metric: policy.BalanceByMemory, Threshold: 0.01, MinGain: 0.01}
 	for _, tc := range []struct {
 		name, rules string
 		moves       int
@@ -37,8 +38,8 @@ rules:
 `, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			in := BalanceInput{State: s, Policy: pol, Options: Options{Policy: mustCompile(t, s, tc.rules)}}
-			p := PlanBalance(in)
+			in := Input{State: s, Policy: pol, Options: policy.Options{Policy: mustCompile(t, s, tc.rules)}}
+			p := Compute(in)
 			checkPlan(t, s, nil, in.Options, p)
 			if len(p.Moves) != tc.moves {
 				t.Fatalf("moves %+v (%s), want %d", p.Moves, p.Reason, tc.moves)
@@ -56,7 +57,7 @@ rules:
 // ping-pongs: a VM moved back to a host it left within the window.
 type driftSim struct {
 	s      *cluster.State
-	pol    BalancingPolicy
+	pol    policy.BalancingPolicy
 	now    time.Time
 	moved  map[string]time.Time
 	left   map[string]map[string]time.Time // VM → host it left → when
@@ -67,7 +68,7 @@ type driftSim struct {
 	window time.Duration
 }
 
-func newDriftSim(s *cluster.State, pol BalancingPolicy, seed uint64) *driftSim {
+func newDriftSim(s *cluster.State, pol policy.BalancingPolicy, seed uint64) *driftSim {
 	return &driftSim{s: s, pol: pol, now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), moved: map[string]time.Time{},
 		left: map[string]map[string]time.Time{}, rng: rand.New(rand.NewPCG(seed, 7)), window: time.Hour}
 }
@@ -98,11 +99,11 @@ func (d *driftSim) drift(n int) {
 }
 
 // round plans with the clock and the moves so far, and applies the plan.
-func (d *driftSim) round(t testing.TB, interval time.Duration) BalancePlan {
+func (d *driftSim) round(t testing.TB, interval time.Duration) Plan {
 	t.Helper()
 	d.now = d.now.Add(interval)
-	in := BalanceInput{State: d.s, Policy: d.pol, Moved: d.moved, Now: d.now}
-	p := PlanBalance(in)
+	in := Input{State: d.s, Policy: d.pol, Moved: d.moved, Now: d.now}
+	p := Compute(in)
 	checkPlan(t, d.s, nil, in.Options, p)
 	for _, m := range p.Moves {
 		if at, ok := d.left[m.VM][m.To]; ok {
@@ -133,14 +134,14 @@ func TestBalanceNoPingPongOnDriftingInventory(t *testing.T) {
 		hold      time.Duration
 		wantPongs bool
 	}{
-		{"hold 1h (the default)", DefaultBalanceHold, false},
+		{"hold 1h (the default)", policy.DefaultBalanceHold, false},
 		{"no hold", 0, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			pongs := 0
 			for seed := uint64(1); seed <= 5; seed++ {
 				s := inventory(6, 10, 10, 256, seed)
-				pol := BalancingPolicy{Strategy: BalanceEven, Metric: BalanceByMemory, Threshold: 0.05, MinGain: 0.01, MaxMoves: 10, Hold: tc.hold}
+				pol := policy.BalancingPolicy{Strategy: policy.BalanceEven, Metric: policy.BalanceByMemory, Threshold: 0.05, MinGain: 0.01, MaxMoves: 10, Hold: tc.hold}
 				d := newDriftSim(s, pol, seed)
 				for range 20 {
 					d.drift(6)
@@ -169,13 +170,13 @@ func TestBalanceFrozenHostsAndHeldVMs(t *testing.T) {
 	for _, h := range s.HostNames() {
 		frozen[h] = "evacuate op-1 of host h04 under way"
 	}
-	p := PlanBalance(BalanceInput{State: s, Policy: pol, Frozen: frozen, Now: now})
+	p := Compute(Input{State: s, Policy: pol, Frozen: frozen, Now: now})
 	if len(p.Moves) != 0 || !strings.Contains(p.Reason, "evacuate op-1 of host h04 under way") {
 		t.Fatalf("plan while an evacuation works: %+v", p)
 	}
 	// vm002 (25 GiB) would go; moved 5 minutes ago, it is held.
-	free := PlanBalance(BalanceInput{State: s, Policy: pol, Now: now})
-	held := PlanBalance(BalanceInput{State: s, Policy: pol, Now: now, Moved: map[string]time.Time{"vm002": now.Add(-5 * time.Minute)}})
+	free := Compute(Input{State: s, Policy: pol, Now: now})
+	held := Compute(Input{State: s, Policy: pol, Now: now, Moved: map[string]time.Time{"vm002": now.Add(-5 * time.Minute)}})
 	if len(free.Moves) == 0 || free.Moves[0].VM != "vm002" {
 		t.Fatalf("free plan: %+v", free.Moves)
 	}
@@ -184,7 +185,7 @@ func TestBalanceFrozenHostsAndHeldVMs(t *testing.T) {
 			t.Fatalf("held VM moved: %+v", held.Moves)
 		}
 	}
-	later := PlanBalance(BalanceInput{State: s, Policy: pol, Now: now.Add(6 * time.Minute), Moved: map[string]time.Time{"vm002": now.Add(-5 * time.Minute)}})
+	later := Compute(Input{State: s, Policy: pol, Now: now.Add(6 * time.Minute), Moved: map[string]time.Time{"vm002": now.Add(-5 * time.Minute)}})
 	if len(later.Moves) == 0 || later.Moves[0].VM != "vm002" {
 		t.Fatalf("after the hold: %+v", later.Moves)
 	}
@@ -204,8 +205,8 @@ func TestBalanceFillsAnEmptyHostFirst(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := build(100, tc.hosts...)
 			pol := even(0.1)
-			p := PlanBalance(BalanceInput{State: s, Policy: pol})
-			checkPlan(t, s, nil, Options{}, p)
+			p := Compute(Input{State: s, Policy: pol})
+			checkPlan(t, s, nil, policy.Options{}, p)
 			if len(p.Moves) == 0 || p.After > pol.Threshold+balanceEps {
 				t.Fatalf("plan %+v: the empty host must be filled", p)
 			}
@@ -224,7 +225,7 @@ func TestBalanceFillsAnEmptyHostFirst(t *testing.T) {
 			if opt := bruteForceMoves(s, pol.Threshold, len(p.Moves)); opt < 0 || opt < len(p.Moves)-1 {
 				t.Errorf("%d moves, brute force needs %d", len(p.Moves), opt)
 			}
-			again := PlanBalance(BalanceInput{State: applyPlan(s, p), Policy: pol})
+			again := Compute(Input{State: applyPlan(s, p), Policy: pol})
 			if len(again.Moves) != 0 {
 				t.Fatalf("next round moves again: %+v", again.Moves)
 			}
@@ -255,9 +256,9 @@ func TestPowerSavingHeadroomAndStoppedVMs(t *testing.T) {
 		{"no target", 0, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			pol := BalancingPolicy{Strategy: BalancePowerSave, TargetUtilisation: tc.target}
-			p := PlanBalance(BalanceInput{State: s, Policy: pol})
-			checkPlan(t, s, nil, Options{}, p)
+			pol := policy.BalancingPolicy{Strategy: policy.BalancePowerSave, TargetUtilisation: tc.target}
+			p := Compute(Input{State: s, Policy: pol})
+			checkPlan(t, s, nil, policy.Options{}, p)
 			after := applyPlan(s, p)
 			u := after.Usage()
 			over := ""
@@ -304,11 +305,11 @@ rules:
   - {name: not-on-old, type: vm-host-anti-affinity, vm_group: off-old, host_group: old, enforcement: must}
   - {name: keep-apart, type: vm-anti-affinity, vm_group: apart, enforcement: must}
 `)
-	in := BalanceInput{State: s, Policy: even(0.5), Options: Options{Policy: c}}
+	in := Input{State: s, Policy: even(0.5), Options: policy.Options{Policy: c}}
 	if got := MustViolations(s, nil, c); len(got) != 3 {
 		t.Fatalf("violations %+v, want vm001 on h01 and vm004, vm005 together on h02", got)
 	}
-	p := PlanBalance(in)
+	p := Compute(in)
 	checkPlan(t, s, nil, in.Options, p)
 	if len(p.Violations) != 2 || len(p.Moves) != 2 {
 		t.Fatalf("plan: violations %+v, moves %+v; want vm001 and one of vm004/vm005 moved", p.Violations, p.Moves)
@@ -328,7 +329,7 @@ vm_groups: [{name: off-old, vms: [vm003]}]
 rules:
   - {name: not-on-old, type: vm-host-anti-affinity, vm_group: off-old, host_group: old, enforcement: must}
 `), even(0.05)
-	p = PlanBalance(in)
+	p = Compute(in)
 	checkPlan(t, crowded, nil, in.Options, p)
 	if len(p.Moves) < 2 || p.Moves[0].VM != "vm003" || p.Moves[0].Rule != "not-on-old" || p.Moves[1].Rule != "" {
 		t.Fatalf("moves %+v: the fix comes first, then balancing", p.Moves)
@@ -343,9 +344,9 @@ func TestBalanceDoesNotRefillItsSource(t *testing.T) {
 		setVM(s, id, func(vm *cluster.VM) { vm.VCPUs = 2 })
 	}
 	pol := even(0.05)
-	pol.Metric = BalanceByCPU
-	p := PlanBalance(BalanceInput{State: s, Policy: pol, CPU: map[string]float64{"h01": 0.95, "h02": 0.1, "h03": 0.1}})
-	checkPlan(t, s, nil, Options{}, p)
+	pol.Metric = policy.BalanceByCPU
+	p := Compute(Input{State: s, Policy: pol, CPU: map[string]float64{"h01": 0.95, "h02": 0.1, "h03": 0.1}})
+	checkPlan(t, s, nil, policy.Options{}, p)
 	if len(p.Moves) == 0 {
 		t.Fatalf("no moves off the busy host: %s", p.Reason)
 	}

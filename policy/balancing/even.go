@@ -1,7 +1,8 @@
-package policy
+package balancing
 
 import (
 	"fmt"
+	"github.com/herd-project/herd/policy"
 	"math"
 	"slices"
 )
@@ -14,8 +15,8 @@ type evenChoice struct {
 	gain float64
 }
 
-// planEven fills p with evenly-distributed moves. See PlanBalance.
-func (b *balancer) planEven(p *BalancePlan) {
+// planEven fills p with evenly-distributed moves. See Compute.
+func (b *balancer) planEven(p *Plan) {
 	t := b.pol.Threshold
 	if p.Before <= t+balanceEps {
 		p.Reason = fmt.Sprintf("balanced: imbalance %.3f within threshold %.3f", p.Before, t)
@@ -105,7 +106,7 @@ const fillSources = 8
 // the mean less the threshold in one move, or else the heaviest. A move
 // must raise the lower utilisation of its two hosts by min_gain and the
 // should rules it breaks. It reports whether it planned one.
-func (b *balancer) fill(p *BalancePlan, g *bGroup) bool {
+func (b *balancer) fill(p *Plan, g *bGroup) bool {
 	// A host that shed VMs in this plan is not refilled: that would undo
 	// the plan's own moves.
 	i := slices.IndexFunc(g.hosts, func(h *bHost) bool { return h.role&roleSource == 0 })
@@ -153,7 +154,7 @@ func (b *balancer) fill(p *BalancePlan, g *bGroup) bool {
 // spread is above the threshold, the heaviest VM of its most utilised host
 // that the least utilised host that takes any of them takes, when that
 // gains min_gain and the should rules it breaks.
-func (b *balancer) planGreedy(p *BalancePlan) {
+func (b *balancer) planGreedy(p *Plan) {
 	t, limit := b.pol.Threshold, b.moveLimit()
 	minGain := math.Max(b.pol.MinGain, balanceEps)
 	for len(p.Moves) < limit {
@@ -227,7 +228,7 @@ func (b *balancer) evenMove(g *bGroup, src *bHost) (*evenChoice, string) {
 	case best != nil:
 		return best, ""
 	case refused != nil && !targets:
-		p := PlaceOn(b.s, b.usage, b.ledger, refusedVM.vm, refused.name, b.o)
+		p := policy.PlaceOn(b.s, b.usage, b.ledger, refusedVM.vm, refused.name, b.o)
 		return nil, fmt.Sprintf("no less utilised host can take a VM of host %s at %s (%s: %s)",
 			src.name, percent(xa), refused.name, p.Explain())
 	}
@@ -268,13 +269,13 @@ func (b *balancer) evenTarget(g *bGroup, src *bHost, v bVM) (*bHost, float64, *b
 }
 
 // emit records the move of src.vms[i] to dst.
-func (b *balancer) emit(p *BalancePlan, src *bHost, i int, dst *bHost, gain float64) {
+func (b *balancer) emit(p *Plan, src *bHost, i int, dst *bHost, gain float64) {
 	v := src.vms[i]
 	b.reserve(v, src, dst)
 	src.vms = slices.Delete(src.vms, i, i+1)
 	src.role |= roleSource
 	dst.role |= roleTarget
-	p.Moves = append(p.Moves, BalanceMove{
+	p.Moves = append(p.Moves, Move{
 		VM: v.vm.ID, Name: v.vm.Name, From: src.name, To: dst.name,
 		MemoryBytes: v.vm.MemoryBytes, Gain: gain,
 	})

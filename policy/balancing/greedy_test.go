@@ -1,17 +1,18 @@
-package policy
+package balancing
 
 import (
 	"fmt"
 	"math/rand/v2"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/policy"
 )
 
 // planBalanceGreedy is the simple plan alone (see planGreedy): the
 // heaviest VM of the most utilised host onto the least utilised host that
 // takes it, until the threshold.
-func planBalanceGreedy(in BalanceInput) BalancePlan {
-	plan := BalancePlan{Strategy: BalanceEven, Moves: []BalanceMove{}}
+func planBalanceGreedy(in Input) Plan {
+	plan := Plan{Strategy: policy.BalanceEven, Moves: []Move{}}
 	b := newBalancer(in, in.Policy.Metric)
 	plan.Metric, plan.Before = b.metric, b.imbalance()
 	b.planGreedy(&plan)

@@ -1,32 +1,35 @@
-package policy
+package balancing
 
 import (
-	"fmt"
 	"math"
 	"slices"
 	"sort"
 	"testing"
 
+	"github.com/herd-project/herd/policy/policytest"
+
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/policy"
 )
 
-// build returns one host of hostGiB per entry of hosts (h01, h02, …), each
-// holding running VMs of the sizes listed, in GiB, named vm001, vm002, … in
-// order.
-func build(hostGiB int64, hosts ...[]int64) *cluster.State {
-	s := newCluster(len(hosts), hostGiB)
-	n := 0
-	for i, vms := range hosts {
-		for _, m := range vms {
-			n++
-			addVM(s, fmt.Sprintf("vm%03d", n), s.HostNames()[i], m, cluster.PoweredOn)
-		}
-	}
-	return s
-}
+const gib = policytest.GiB
+
+// The synthetic states of policytest, under the names the tests use.
+var (
+	newCluster    = policytest.NewCluster
+	setHost       = policytest.SetHost
+	addVMBytes    = policytest.AddVMBytes
+	addVM         = policytest.AddVM
+	setVM         = policytest.SetVM
+	inventory     = policytest.Inventory
+	unevenCluster = policytest.UnevenCluster
+	uniformSizes  = policytest.UniformSizes
+	mixedSizes    = policytest.MixedSizes
+	build         = policytest.Build
+)
 
 // applyPlan returns s with the plan's moves done.
-func applyPlan(s *cluster.State, p BalancePlan) *cluster.State {
+func applyPlan(s *cluster.State, p Plan) *cluster.State {
 	c := s.Snapshot()
 	for _, m := range p.Moves {
 		vm := *c.VMs[m.VM]
@@ -41,11 +44,11 @@ func applyPlan(s *cluster.State, p BalancePlan) *cluster.State {
 // was moved to by no earlier move: each VM moves once), to another host of
 // its group that may take VMs, within every host's memory counting all the
 // plan's moves and l's as reserved and no source credited.
-func checkPlan(t testing.TB, s *cluster.State, l *Ledger, o Options, p BalancePlan) {
+func checkPlan(t testing.TB, s *cluster.State, l *policy.Ledger, o policy.Options, p Plan) {
 	t.Helper()
 	usage := s.Usage()
 	reserved := map[string]int64{}
-	for _, m := range l.Clone().moves {
+	for _, m := range l.Moves() {
 		reserved[m.To] += m.Bytes
 	}
 	seen := map[string]bool{}
@@ -79,8 +82,8 @@ func checkPlan(t testing.TB, s *cluster.State, l *Ledger, o Options, p BalancePl
 			continue // a stopped VM takes no memory
 		}
 		reserved[m.To] += vm.MemoryBytes
-		if used := usage[m.To].MemoryUsedBytes + reserved[m.To]; used > usable(dst, o.MemoryReserve) {
-			t.Fatalf("move %d: target %s overfilled: %d of %d usable", i, m.To, used, usable(dst, o.MemoryReserve))
+		if used := usage[m.To].MemoryUsedBytes + reserved[m.To]; used > policy.Usable(dst, o.MemoryReserve) {
+			t.Fatalf("move %d: target %s overfilled: %d of %d usable", i, m.To, used, policy.Usable(dst, o.MemoryReserve))
 		}
 	}
 }
@@ -104,7 +107,7 @@ func memImbalance(s *cluster.State, hosts ...string) float64 {
 }
 
 // bruteForceMoves returns the fewest moves that bring the memory imbalance
-// of s (one group, no reserve) to at most t, where, as in PlanBalance, each
+// of s (one group, no reserve) to at most t, where, as in Compute, each
 // move takes a running movable VM that has not moved yet to another host
 // with the memory for it and lowers the higher utilisation of its two hosts;
 // -1 when no sequence of at most maxMoves does. It tries every sequence:
@@ -210,11 +213,24 @@ func movesLowerBound(s *cluster.State, t float64) int {
 }
 
 // moveIDs lists the VM ids of the plan's moves, sorted.
-func moveIDs(p BalancePlan) []string {
+func moveIDs(p Plan) []string {
 	out := make([]string, len(p.Moves))
 	for i, m := range p.Moves {
 		out[i] = m.VM
 	}
 	slices.Sort(out)
 	return out
+}
+
+// header opens every test policy.
+const header = "apiVersion: herd/v1\nkind: Policy\n"
+
+// mustCompile compiles the policy of header+body against s.
+func mustCompile(t testing.TB, s *cluster.State, body string) *policy.Compiled {
+	t.Helper()
+	d, err := policy.Parse("test.yaml", []byte(header+body))
+	if err != nil {
+		t.Fatalf("policy: %v", err)
+	}
+	return policy.Compile(d, s)
 }

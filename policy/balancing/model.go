@@ -1,4 +1,4 @@
-package policy
+package balancing
 
 import (
 	"cmp"
@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/policy"
 )
 
 // Roles a host takes in a plan.
@@ -23,7 +24,7 @@ type bVM struct {
 	load float64
 	// rules are its should rules (nil for none), whose weights every move
 	// counts (see shouldCost).
-	rules *ruleView
+	rules *policy.RuleView
 }
 
 // bHost is a host that can take VMs, as the balancer sees it: capacity and
@@ -70,9 +71,9 @@ type bGroup struct {
 type balancer struct {
 	s      *cluster.State
 	usage  map[string]cluster.HostUsage
-	ledger *Ledger
-	o      Options
-	pol    BalancingPolicy
+	ledger *policy.Ledger
+	o      policy.Options
+	pol    policy.BalancingPolicy
 	metric string
 	note   string // a fallback to report
 	hosts  map[string]*bHost
@@ -85,11 +86,11 @@ type balancer struct {
 }
 
 // newBalancer builds the model of in.State for metric (memory or cpu).
-func newBalancer(in BalanceInput, metric string) *balancer {
+func newBalancer(in Input, metric string) *balancer {
 	s := in.State
 	b := &balancer{
 		s: s, usage: s.Usage(), ledger: in.Ledger.Clone(), o: in.Options,
-		pol: in.Policy, metric: BalanceByMemory, hosts: make(map[string]*bHost, len(s.Hosts)),
+		pol: in.Policy, metric: policy.BalanceByMemory, hosts: make(map[string]*bHost, len(s.Hosts)),
 	}
 	b.o.AllowNotAccepting, b.o.MaxInFlightTo = false, 0
 	names := s.HostNames()
@@ -104,19 +105,19 @@ func newBalancer(in BalanceInput, metric string) *balancer {
 			}
 			continue
 		}
-		if h.MemoryBytes > 0 && staticReason(h, peer, &b.o) == fits {
+		if h.MemoryBytes > 0 && policy.StaticallyFits(h, peer, &b.o) {
 			b.hosts[name] = &bHost{name: name, h: h}
 		}
 	}
-	if metric == BalanceByCPU {
+	if metric == policy.BalanceByCPU {
 		if missing := missingCPU(s, names, b.hosts, in.CPU); missing != "" {
 			b.note = fmt.Sprintf("no cpu data for host %s: balanced by memory", missing)
 		} else {
-			b.metric = BalanceByCPU
+			b.metric = policy.BalanceByCPU
 		}
 	}
 	cpu := in.CPU
-	if b.metric != BalanceByCPU {
+	if b.metric != policy.BalanceByCPU {
 		cpu = nil
 	}
 	for name, bh := range b.hosts {
@@ -146,7 +147,7 @@ func newBalancer(in BalanceInput, metric string) *balancer {
 			continue
 		}
 		bh.vms = append(bh.vms, bVM{vm: vm, load: b.vmLoad(vm, vm.Host, "", cpu),
-			rules: newRuleView(b.o.Policy, s, in.Ledger, vm, "")})
+			rules: policy.NewRuleView(b.o.Policy, s, in.Ledger, vm, "")})
 	}
 	b.projectInFlight(in.Ledger, cpu)
 	b.group(names)
@@ -154,7 +155,7 @@ func newBalancer(in BalanceInput, metric string) *balancer {
 }
 
 // held reports whether the VM moved less than the policy's hold ago.
-func (b *balancer) held(in BalanceInput, id string) bool {
+func (b *balancer) held(in Input, id string) bool {
 	t, ok := in.Moved[id]
 	if !ok || b.pol.Hold <= 0 {
 		return false
@@ -180,7 +181,7 @@ func shouldCost(v bVM, src, dst *bHost) float64 {
 		return 0
 	}
 	// keptWeight counts +w kept and -w broken: a rule that turns costs 2w.
-	lost := v.rules.score(src.h) - v.rules.score(dst.h)
+	lost := v.rules.Score(src.h) - v.rules.Score(dst.h)
 	return math.Max(0, float64(lost)/2*shouldWeightCost)
 }
 
@@ -223,18 +224,9 @@ func (b *balancer) vmLoad(vm *cluster.VM, host, fallback string, cpu map[string]
 // projectInFlight counts the moves of the ledger as done: their VMs' load
 // leaves the source and lands on the target. Hosts with moves in flight are
 // marked busy.
-func (b *balancer) projectInFlight(l *Ledger, cpu map[string]float64) {
-	if l == nil || len(l.moves) == 0 {
-		return
-	}
-	ids := make([]string, 0, len(l.moves))
-	for id := range l.moves {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids) // sum in a fixed order
-	for _, id := range ids {
-		m := l.moves[id]
-		vm := b.s.VMs[id]
+func (b *balancer) projectInFlight(l *policy.Ledger, cpu map[string]float64) {
+	for _, m := range l.Moves() { // sum in a fixed order
+		vm := b.s.VMs[m.VM]
 		if vm == nil || vm.Power != cluster.PoweredOn || vm.Host != m.From {
 			continue // not running, or already on its target
 		}
@@ -282,7 +274,7 @@ func compareLoad(x, y bVM) int {
 	if c := cmp.Compare(y.load, x.load); c != 0 {
 		return c
 	}
-	return compareOrder(x.vm, y.vm)
+	return policy.CompareOrder(x.vm, y.vm)
 }
 
 // compareUtil orders hosts by utilisation, least first, then by name.
@@ -297,18 +289,18 @@ func compareUtil(x, y *bHost) int {
 // ledger, so that later placements see it, and in the model's loads,
 // keeping the group's hosts in utilisation order.
 func (b *balancer) reserve(v bVM, src, dst *bHost) {
-	b.ledger.Reserve(v.vm.ID, src.name, dst.name, memoryNeed(v.vm))
+	b.ledger.Reserve(v.vm.ID, src.name, dst.name, policy.MemoryNeed(v.vm))
 	b.shift(v.load, src, dst)
-	src.vcpus -= cpuNeed(v.vm)
-	dst.vcpus += cpuNeed(v.vm)
+	src.vcpus -= policy.CPUNeed(v.vm)
+	dst.vcpus += policy.CPUNeed(v.vm)
 }
 
 // unreserve undoes reserve.
 func (b *balancer) unreserve(v bVM, src, dst *bHost) {
 	b.ledger.Release(v.vm.ID)
 	b.shift(v.load, dst, src)
-	src.vcpus += cpuNeed(v.vm)
-	dst.vcpus -= cpuNeed(v.vm)
+	src.vcpus += policy.CPUNeed(v.vm)
+	dst.vcpus -= policy.CPUNeed(v.vm)
 }
 
 // shift moves load w from one host to another of the same group.
@@ -345,9 +337,9 @@ func (g *bGroup) insert(h *bHost) {
 // migration gate holds each move until its budget allows it. Hosts without
 // the free memory are turned away first, without allocating.
 func (b *balancer) fitsOn(v bVM, dst *bHost) bool {
-	if FreeMemory(dst.h, b.usage, b.ledger, b.o) < memoryNeed(v.vm) {
+	if policy.FreeMemory(dst.h, b.usage, b.ledger, b.o) < policy.MemoryNeed(v.vm) {
 		return false
 	}
-	p := PlaceOn(b.s, b.usage, b.ledger, v.vm, dst.name, b.o)
-	return p.Host != "" || p.Rejections[ReasonDisruptionBudget] > 0
+	p := policy.PlaceOn(b.s, b.usage, b.ledger, v.vm, dst.name, b.o)
+	return p.Host != "" || p.Rejections[policy.ReasonDisruptionBudget] > 0
 }

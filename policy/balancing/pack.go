@@ -1,7 +1,8 @@
-package policy
+package balancing
 
 import (
 	"cmp"
+	"github.com/herd-project/herd/policy"
 	"math"
 	"slices"
 	"strings"
@@ -56,7 +57,7 @@ func compareRoom(x, y *bHost) int {
 // best-fit into the room under the line of the other hosts, drained sources
 // included; the moves are then emitted source by source, a source that
 // receives VMs draining before. It returns the number of moves emitted.
-func (b *balancer) round(p *BalancePlan, g *bGroup, limit int) int {
+func (b *balancer) round(p *Plan, g *bGroup, limit int) int {
 	minGain := math.Max(b.pol.MinGain, balanceEps)
 	line := g.mean() + b.pol.Threshold
 	for _, h := range g.hosts {
@@ -169,7 +170,7 @@ func (b *balancer) pack(bins []*bHost, it item, minGain float64) []*bHost {
 		x := bins[i]
 		mg := minGain + shouldCost(it.v, it.src, x)
 		bins = slices.Delete(bins, i, i+1)
-		b.ledger.Reserve(it.v.vm.ID, it.src.name, x.name, memoryNeed(it.v.vm))
+		b.ledger.Reserve(it.v.vm.ID, it.src.name, x.name, policy.MemoryNeed(it.v.vm))
 		x.rnd.plan += w
 		x.rnd.limit = math.Min(x.rnd.limit, (it.xa-mg)*x.cap)
 		it.src.rnd.packed = append(it.src.rnd.packed, packedMove{v: it.v, dst: x})
@@ -182,7 +183,7 @@ func (b *balancer) pack(bins []*bHost, it item, minGain float64) []*bHost {
 		if j := slices.Index(bins, x); j >= 0 {
 			bins = slices.Delete(bins, j, j+1)
 		}
-		b.ledger.Reserve(it.v.vm.ID, it.src.name, x.name, memoryNeed(it.v.vm))
+		b.ledger.Reserve(it.v.vm.ID, it.src.name, x.name, policy.MemoryNeed(it.v.vm))
 		x.rnd.plan += w
 		x.rnd.limit = math.Min(x.rnd.limit, (it.xa-minGain-shouldCost(it.v, it.src, x))*x.cap)
 		x.rnd.chained = true
@@ -274,7 +275,7 @@ func (b *balancer) reaches(from, to *bHost) bool {
 // emitSource emits the packed moves of src after those of the sources it
 // sends to. A move that would exceed limit or no longer gain min_gain is
 // dropped and its reservation released.
-func (b *balancer) emitSource(p *BalancePlan, src *bHost, limit int, minGain float64) {
+func (b *balancer) emitSource(p *Plan, src *bHost, limit int, minGain float64) {
 	if src.rnd.done {
 		return
 	}

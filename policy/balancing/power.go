@@ -1,4 +1,4 @@
-package policy
+package balancing
 
 import (
 	"cmp"
@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/policy"
+	"github.com/herd-project/herd/policy/failover"
 )
 
 // packed is one tentative move of a host being emptied.
@@ -15,14 +17,23 @@ type packed struct {
 	dst *bHost
 }
 
+// failoverMoves gives moves to the failover model.
+func failoverMoves(moves []packed) []failover.Move {
+	out := make([]failover.Move, len(moves))
+	for i, mv := range moves {
+		out[i] = failover.Move{To: mv.dst.name, MemoryBytes: mv.v.vm.MemoryBytes}
+	}
+	return out
+}
+
 // planPower fills p with the moves that empty the lightest hosts. See
-// PlanBalance.
-func (b *balancer) planPower(p *BalancePlan, failoverMin int) {
+// Compute.
+func (b *balancer) planPower(p *Plan, failoverMin int) {
 	limit := b.moveLimit()
-	var fo *foModel
+	var fo *failover.Model
 	if failoverMin > 0 {
-		fo = newFoModel(b.s, b.o)
-		if c := fo.capacity(); c < failoverMin {
+		fo = failover.NewModel(b.s, b.o)
+		if c := fo.Capacity(); c < failoverMin {
 			p.Reason = fmt.Sprintf("failover capacity %d is already below the minimum %d: no host may be emptied", c, failoverMin)
 			return
 		}
@@ -56,8 +67,8 @@ func (b *balancer) planPower(p *BalancePlan, failoverMin int) {
 			continue
 		}
 		if fo != nil {
-			undo := fo.evacuate(a.name, moves)
-			if c := fo.capacity(); c < failoverMin {
+			undo := fo.Evacuate(a.name, failoverMoves(moves))
+			if c := fo.Capacity(); c < failoverMin {
 				undo()
 				b.unpack(a, moves)
 				stop = fmt.Sprintf("emptying host %s would drop the failover capacity to %d, below the minimum %d",
@@ -69,7 +80,7 @@ func (b *balancer) planPower(p *BalancePlan, failoverMin int) {
 		active[a.group]--
 		for _, m := range moves {
 			m.dst.role |= roleTarget
-			p.Moves = append(p.Moves, BalanceMove{
+			p.Moves = append(p.Moves, Move{
 				VM: m.v.vm.ID, Name: m.v.vm.Name, From: a.name, To: m.dst.name,
 				MemoryBytes: m.v.vm.MemoryBytes, Gain: m.v.load / a.cap, Offline: m.v.vm.Power != cluster.PoweredOn,
 			})
@@ -93,7 +104,7 @@ func (b *balancer) planPower(p *BalancePlan, failoverMin int) {
 // it goes. When one does not fit it undoes the others and reports false.
 func (b *balancer) emptyHost(a *bHost) ([]packed, bool) {
 	order := slices.Clone(a.vms)
-	slices.SortFunc(order, func(x, y bVM) int { return compareOrder(x.vm, y.vm) })
+	slices.SortFunc(order, func(x, y bVM) int { return policy.CompareOrder(x.vm, y.vm) })
 	order = append(order, a.stopped...)
 	moves := make([]packed, 0, len(order))
 	for _, v := range order {
@@ -127,7 +138,7 @@ func (b *balancer) headroom(h *bHost, v bVM) bool {
 	if h.load+v.load > t*h.cap+balanceEps*h.cap {
 		return false
 	}
-	ratio := max(1, b.o.resolved().CPUOvercommit)
+	ratio := max(1, b.o.Resolved().CPUOvercommit)
 	return h.h.CPUs <= 0 || float64(h.vcpus+v.vm.VCPUs) <= t*float64(h.h.CPUs)*ratio+balanceEps
 }
 
@@ -141,7 +152,7 @@ func (b *balancer) packTarget(a *bHost, v bVM) *bHost {
 		if h == a || h.role&(roleEmptied|roleSource) != 0 {
 			continue
 		}
-		if b.metric == BalanceByCPU && h.util()+v.load/h.cap > 1+balanceEps || !b.headroom(h, v) {
+		if b.metric == policy.BalanceByCPU && h.util()+v.load/h.cap > 1+balanceEps || !b.headroom(h, v) {
 			continue
 		}
 		if b.fitsOn(v, h) {

@@ -1,19 +1,21 @@
-package policy
+package balancing
 
 import (
 	"strings"
 	"testing"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/policy"
+	"github.com/herd-project/herd/policy/failover"
 )
 
 // power is a power-saving policy.
-func power(maxMoves int) BalancingPolicy {
-	return BalancingPolicy{Strategy: BalancePowerSave, MaxMoves: maxMoves}
+func power(maxMoves int) policy.BalancingPolicy {
+	return policy.BalancingPolicy{Strategy: policy.BalancePowerSave, MaxMoves: maxMoves}
 }
 
 // targetsOf lists p's moves as from>to.
-func targetsOf(p BalancePlan) string {
+func targetsOf(p Plan) string {
 	out := make([]string, len(p.Moves))
 	for i, m := range p.Moves {
 		out[i] = m.From + ">" + m.To
@@ -34,13 +36,13 @@ func TestPlanPowerSavingEmptiesLightestHosts(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s := build(100, []int64{5, 5}, []int64{10, 10}, []int64{25, 25}, []int64{30, 30})
-			o := Options{MemoryReserve: c.reserve}
-			p := PlanBalance(BalanceInput{State: s, Policy: power(0), Options: o})
+			o := policy.Options{MemoryReserve: c.reserve}
+			p := Compute(Input{State: s, Policy: power(0), Options: o})
 			checkPlan(t, s, nil, o, p)
 			if got := strings.Join(p.EmptyHosts, " "); got != c.empty || targetsOf(p) != c.moves {
 				t.Fatalf("empty %q, moves %q; want %q, %q (%s)", got, targetsOf(p), c.empty, c.moves, p.Reason)
 			}
-			if p.Strategy != BalancePowerSave || p.Reason != "" {
+			if p.Strategy != policy.BalancePowerSave || p.Reason != "" {
 				t.Fatalf("plan %+v", p)
 			}
 			// Every running VM of an emptied host moves.
@@ -62,8 +64,8 @@ func TestPlanPowerSavingKeepsAHostPerGroup(t *testing.T) {
 	for _, n := range []string{"h03", "h04"} {
 		setHost(s, n, func(h *cluster.Host) { h.Group = "g2" })
 	}
-	p := PlanBalance(BalanceInput{State: s, Policy: power(0)})
-	checkPlan(t, s, nil, Options{}, p)
+	p := Compute(Input{State: s, Policy: power(0)})
+	checkPlan(t, s, nil, policy.Options{}, p)
 	if got := strings.Join(p.EmptyHosts, " "); got != "h01 h03" || targetsOf(p) != "h01>h02 h03>h04" {
 		t.Fatalf("empty %q, moves %q", got, targetsOf(p))
 	}
@@ -73,7 +75,7 @@ func TestPlanPowerSavingKeepsAHostPerGroup(t *testing.T) {
 // lose three; emptying one leaves two, emptying two would leave one.
 func TestPlanPowerSavingFailoverMin(t *testing.T) {
 	s := build(100, []int64{10, 10}, []int64{10, 10}, []int64{10, 10}, []int64{10, 10})
-	if k := FailoverCapacity(s, Options{}); k != 3 {
+	if k := failover.Capacity(s, policy.Options{}); k != 3 {
 		t.Fatalf("failover capacity %d, want 3", k)
 	}
 	for _, c := range []struct {
@@ -86,8 +88,8 @@ func TestPlanPowerSavingFailoverMin(t *testing.T) {
 		{3, "", "emptying host h01 would drop the failover capacity to 2, below the minimum 3"},
 		{4, "", "failover capacity 3 is already below the minimum 4: no host may be emptied"},
 	} {
-		p := PlanBalance(BalanceInput{State: s, Policy: power(0), FailoverMin: c.min})
-		checkPlan(t, s, nil, Options{}, p)
+		p := Compute(Input{State: s, Policy: power(0), FailoverMin: c.min})
+		checkPlan(t, s, nil, policy.Options{}, p)
 		if got := strings.Join(p.EmptyHosts, " "); got != c.empty || p.Reason != c.reason {
 			t.Errorf("failover min %d: empty %q, reason %q; want %q, %q", c.min, got, p.Reason, c.empty, c.reason)
 		}
@@ -95,7 +97,7 @@ func TestPlanPowerSavingFailoverMin(t *testing.T) {
 		for _, h := range p.EmptyHosts { // powered off
 			setHost(after, h, func(h *cluster.Host) { h.Admin, h.Maintenance = cluster.InMaintenance, cluster.MaintenanceOn })
 		}
-		if k := FailoverCapacity(after, Options{}); k < c.min && c.empty != "" {
+		if k := failover.Capacity(after, policy.Options{}); k < c.min && c.empty != "" {
 			t.Errorf("failover min %d: capacity after the plan %d", c.min, k)
 		}
 	}
@@ -103,11 +105,11 @@ func TestPlanPowerSavingFailoverMin(t *testing.T) {
 
 func TestPlanPowerSavingMaxMoves(t *testing.T) {
 	s := build(100, []int64{5, 5}, []int64{10, 10}, []int64{25, 25}, []int64{30, 30})
-	p := PlanBalance(BalanceInput{State: s, Policy: power(3)})
+	p := Compute(Input{State: s, Policy: power(3)})
 	if got := strings.Join(p.EmptyHosts, " "); got != "h01" || len(p.Moves) != 2 {
 		t.Fatalf("max_moves 3: empty %q, %d moves", got, len(p.Moves))
 	}
-	p = PlanBalance(BalanceInput{State: s, Policy: power(1)})
+	p = Compute(Input{State: s, Policy: power(1)})
 	if len(p.EmptyHosts) != 0 || len(p.Moves) != 0 || p.Reason != "max_moves 1 leaves too few moves to empty more hosts" {
 		t.Fatalf("max_moves 1: empty %v, moves %v, reason %q", p.EmptyHosts, p.Moves, p.Reason)
 	}
@@ -116,11 +118,11 @@ func TestPlanPowerSavingMaxMoves(t *testing.T) {
 func TestPlanPowerSavingSkipsPinnedAndBusyHosts(t *testing.T) {
 	s := build(100, []int64{5, 5}, []int64{10}, []int64{12}, []int64{30, 30}, []int64{})
 	setVM(s, "vm001", func(vm *cluster.VM) { vm.Unmovable = "local disk" })
-	l := NewLedger()
+	l := policy.NewLedger()
 	l.Reserve("vm004", "h03", "h05", 12*gib) // h03 and h05 have moves in flight
 	addVM(s, "stopped", "h02", 50, cluster.PoweredOff)
-	p := PlanBalance(BalanceInput{State: s, Ledger: l, Policy: power(0)})
-	checkPlan(t, s, l, Options{}, p)
+	p := Compute(Input{State: s, Ledger: l, Policy: power(0)})
+	checkPlan(t, s, l, policy.Options{}, p)
 	// h01 has an unmovable VM, h03 and h05 moves in flight: only h02 is
 	// emptied, its stopped VM too (offline), onto the most utilised host.
 	if got := strings.Join(p.EmptyHosts, " "); got != "h02" || targetsOf(p) != "h02>h04 h02>h04" || !p.Moves[1].Offline {
@@ -128,7 +130,7 @@ func TestPlanPowerSavingSkipsPinnedAndBusyHosts(t *testing.T) {
 	}
 
 	s = build(100, []int64{50}, []int64{60})
-	p = PlanBalance(BalanceInput{State: s, Policy: power(0)})
+	p = Compute(Input{State: s, Policy: power(0)})
 	if len(p.EmptyHosts) != 0 || !strings.HasPrefix(p.Reason, "no host can be emptied") {
 		t.Fatalf("nothing fits: empty %v, reason %q", p.EmptyHosts, p.Reason)
 	}
@@ -136,7 +138,7 @@ func TestPlanPowerSavingSkipsPinnedAndBusyHosts(t *testing.T) {
 
 func TestPlanPowerSavingListsEmptyHosts(t *testing.T) {
 	s := build(100, []int64{}, []int64{40}, []int64{30})
-	p := PlanBalance(BalanceInput{State: s, Policy: power(0)})
+	p := Compute(Input{State: s, Policy: power(0)})
 	// h01 is already empty: listed without moves; then h03 goes to h02.
 	if got := strings.Join(p.EmptyHosts, " "); got != "h01 h03" || targetsOf(p) != "h03>h02" {
 		t.Fatalf("empty %q, moves %q", got, targetsOf(p))

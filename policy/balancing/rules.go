@@ -1,4 +1,4 @@
-package policy
+package balancing
 
 import (
 	"fmt"
@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/policy"
 )
 
 // Violation is a VM whose current host breaks a must rule: a rule added or
@@ -24,8 +25,8 @@ type Violation struct {
 
 // MustViolations lists the VMs (not stale, not moving in l) whose current
 // host breaks one of c's must rules, in name order; nil without rules.
-func MustViolations(s *cluster.State, l *Ledger, c *Compiled) []Violation {
-	if c == nil || len(c.rules) == 0 {
+func MustViolations(s *cluster.State, l *policy.Ledger, c *policy.Compiled) []Violation {
+	if !c.HasRules() {
 		return nil
 	}
 	var out []Violation
@@ -44,7 +45,7 @@ func MustViolations(s *cluster.State, l *Ledger, c *Compiled) []Violation {
 }
 
 // violation reports whether vm's host breaks a must rule, and which.
-func violation(s *cluster.State, l *Ledger, c *Compiled, vm *cluster.VM) (Violation, bool) {
+func violation(s *cluster.State, l *policy.Ledger, c *policy.Compiled, vm *cluster.VM) (Violation, bool) {
 	h := s.Hosts[vm.Host]
 	if h == nil {
 		return Violation{}, false
@@ -52,11 +53,11 @@ func violation(s *cluster.State, l *Ledger, c *Compiled, vm *cluster.VM) (Violat
 	if _, moving := l.Move(vm.ID); moving {
 		return Violation{}, false
 	}
-	r, rule := newRuleView(c, s, l, vm, "").must(h)
-	if r == fits {
+	reason, rule := policy.NewRuleView(c, s, l, vm, "").Broken(h)
+	if reason == "" {
 		return Violation{}, false
 	}
-	return Violation{VM: vm.ID, Name: vm.Name, Host: vm.Host, Rule: rule, Reason: reasonNames[r]}, true
+	return Violation{VM: vm.ID, Name: vm.Name, Host: vm.Host, Rule: rule, Reason: reason}, true
 }
 
 // fixViolations plans, before any balancing move, a move for each VM whose
@@ -64,7 +65,7 @@ func violation(s *cluster.State, l *Ledger, c *Compiled, vm *cluster.VM) (Violat
 // placement chooses under the rules; each is checked again with the moves
 // planned before it (moving one member of a pair may fix the other).
 // Stopped VMs move offline. It records the violations in p.
-func (b *balancer) fixViolations(p *BalancePlan) {
+func (b *balancer) fixViolations(p *Plan) {
 	found := MustViolations(b.s, b.ledger, b.o.Policy)
 	limit := b.moveLimit()
 	var after *cluster.State // the state with the fixes planned so far done
@@ -75,7 +76,7 @@ func (b *balancer) fixViolations(p *BalancePlan) {
 				continue // an earlier fix moved its partner
 			}
 		}
-		switch pl := Place(b.s, b.usage, b.ledger, vm, b.o); {
+		switch pl := policy.Place(b.s, b.usage, b.ledger, vm, b.o); {
 		case vm.Unmovable != "":
 			v.Why = "cannot move: " + vm.Unmovable
 		case len(p.Moves) >= limit:
@@ -93,7 +94,7 @@ func (b *balancer) fixViolations(p *BalancePlan) {
 
 // fixMove records the move of vm to host: in the planning ledger, and in
 // the model when its hosts are in it.
-func (b *balancer) fixMove(p *BalancePlan, vm *cluster.VM, to, rule string) {
+func (b *balancer) fixMove(p *Plan, vm *cluster.VM, to, rule string) {
 	src, dst := b.hosts[vm.Host], b.hosts[to]
 	load := float64(vm.MemoryBytes)
 	if vm.Power != cluster.PoweredOn {
@@ -105,7 +106,7 @@ func (b *balancer) fixMove(p *BalancePlan, vm *cluster.VM, to, rule string) {
 			src.vms = slices.Delete(src.vms, i, i+1)
 		}
 	}
-	b.ledger.Reserve(vm.ID, vm.Host, to, memoryNeed(vm))
+	b.ledger.Reserve(vm.ID, vm.Host, to, policy.MemoryNeed(vm))
 	switch {
 	case src != nil && dst != nil:
 		b.shift(load, src, dst)
@@ -120,7 +121,7 @@ func (b *balancer) fixMove(p *BalancePlan, vm *cluster.VM, to, rule string) {
 		src.load -= load
 		g.insert(src)
 	}
-	p.Moves = append(p.Moves, BalanceMove{VM: vm.ID, Name: vm.Name, From: vm.Host, To: to, MemoryBytes: vm.MemoryBytes,
+	p.Moves = append(p.Moves, Move{VM: vm.ID, Name: vm.Name, From: vm.Host, To: to, MemoryBytes: vm.MemoryBytes,
 		Offline: vm.Power != cluster.PoweredOn, Rule: rule})
 }
 

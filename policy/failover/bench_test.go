@@ -1,18 +1,22 @@
-package policy
+package failover
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/herd-project/herd/policy"
+)
 
 // BenchmarkFailoverCapacity computes the failover capacity of 2,000 hosts of
 // 640 GiB holding 40,000 VMs of 1–32 GiB with uneven load. Target: under
 // 100 ms/op.
 func BenchmarkFailoverCapacity(b *testing.B) {
 	s := unevenCluster(2000, 40000, 640, uniformSizes, 1)
-	o := Options{MemoryReserve: 0.1}
+	o := policy.Options{MemoryReserve: 0.1}
 	var k int
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		k = FailoverCapacity(s, o)
+		k = Capacity(s, o)
 	}
 	b.ReportMetric(float64(k), "hosts")
 }
@@ -20,12 +24,12 @@ func BenchmarkFailoverCapacity(b *testing.B) {
 // BenchmarkFailoverAfterMaintenance is the same with one host closed first.
 func BenchmarkFailoverAfterMaintenance(b *testing.B) {
 	s := unevenCluster(2000, 40000, 640, uniformSizes, 1)
-	o := Options{MemoryReserve: 0.1}
+	o := policy.Options{MemoryReserve: 0.1}
 	var k int
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		k = FailoverAfterMaintenance(s, "h0001", o)
+		k = AfterMaintenance(s, "h0001", o)
 	}
 	b.ReportMetric(float64(k), "hosts")
 }

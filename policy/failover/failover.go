@@ -1,4 +1,7 @@
-package policy
+// Package failover computes the failover capacity: how many of the largest
+// hosts the cluster can lose at once and still place every running VM of
+// the lost hosts on the survivors.
+package failover
 
 import (
 	"cmp"
@@ -6,9 +9,10 @@ import (
 	"strings"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/policy"
 )
 
-// FailoverCapacity returns how many of the largest hosts the cluster can
+// Capacity returns how many of the largest hosts the cluster can
 // lose at once and still place every running VM of the lost hosts on the
 // survivors: 0 when even the loss of the largest host cannot be absorbed.
 //
@@ -23,33 +27,33 @@ import (
 // most free memory first, where it fits. The largest such k is found by
 // binary search, bounded first by comparing total memory, in
 // O(n log n) per step for n hosts and VMs.
-func FailoverCapacity(s *cluster.State, o Options) int {
-	return newFoModel(s, o).capacity()
+func Capacity(s *cluster.State, o policy.Options) int {
+	return NewModel(s, o).Capacity()
 }
 
-// FailoverCapacityOfUsage is FailoverCapacity taking the running VMs from
+// CapacityOfUsage is Capacity taking the running VMs from
 // u, the usage of s, instead of going over every VM of s.
-func FailoverCapacityOfUsage(s *cluster.State, u *cluster.Usage, o Options) int {
-	return newFoModelOf(s, u, o).capacity()
+func CapacityOfUsage(s *cluster.State, u *cluster.Usage, o policy.Options) int {
+	return newModelOf(s, u, o).Capacity()
 }
 
-// FailoverAfterMaintenance returns the failover capacity the cluster would
+// AfterMaintenance returns the failover capacity the cluster would
 // have with host in maintenance: its running VMs placed on the other hosts
 // of its group first (largest first, each where it leaves the largest share
 // of memory free, as Place spreads them), and the host then neither failing
 // nor absorbing. It returns 0 when those VMs do not all fit, and the
 // current capacity when host is not one that can fail (unknown, already
 // closed, unhealthy).
-func FailoverAfterMaintenance(s *cluster.State, host string, o Options) int {
-	m := newFoModel(s, o)
+func AfterMaintenance(s *cluster.State, host string, o policy.Options) int {
+	m := NewModel(s, o)
 	i, ok := m.index[host]
 	if !ok {
-		return m.capacity()
+		return m.Capacity()
 	}
 	if !m.drain(i) {
 		return 0
 	}
-	return m.capacity()
+	return m.Capacity()
 }
 
 // foHost is one host that can fail, as the failover model sees it.
@@ -64,9 +68,9 @@ type foHost struct {
 	closed bool    // in maintenance or emptied: neither fails nor absorbs
 }
 
-// foModel is the failover view of a cluster, with scratch space reused by
+// Model is the failover view of a cluster, with scratch space reused by
 // every feasibility check.
-type foModel struct {
+type Model struct {
 	hosts   []foHost
 	index   map[string]int
 	groups  int
@@ -79,11 +83,11 @@ type foModel struct {
 	tree    maxTree
 }
 
-// FailoverHost is what the failover capacity takes of one host: states
-// whose hosts give the same FailoverHost each, whose running VMs have the
+// Host is what the failover capacity takes of one host: states
+// whose hosts give the same Host each, whose running VMs have the
 // same sizes on the same hosts, and whose memory reserve is the same, have
 // the same failover capacity.
-type FailoverHost struct {
+type Host struct {
 	Driver, Group string
 	Admin         cluster.AdminStatus
 	Maintenance   cluster.MaintenanceState
@@ -92,22 +96,22 @@ type FailoverHost struct {
 	MemoryBytes   int64
 }
 
-// FailoverHostOf returns what the failover capacity takes of h.
-func FailoverHostOf(h *cluster.Host) FailoverHost {
-	return FailoverHost{Driver: h.Driver, Group: h.Group, Admin: h.Admin, Maintenance: h.Maintenance, Health: h.Health,
+// HostOf returns what the failover capacity takes of h.
+func HostOf(h *cluster.Host) Host {
+	return Host{Driver: h.Driver, Group: h.Group, Admin: h.Admin, Maintenance: h.Maintenance, Health: h.Health,
 		Connection: h.Connection, MemoryBytes: h.MemoryBytes}
 }
 
-// newFoModel builds the failover model of s.
-func newFoModel(s *cluster.State, o Options) *foModel {
-	return newFoModelOf(s, nil, o)
+// NewModel builds the failover model of s.
+func NewModel(s *cluster.State, o policy.Options) *Model {
+	return newModelOf(s, nil, o)
 }
 
-// newFoModelOf builds the failover model of s, with the running VMs of u
+// newModelOf builds the failover model of s, with the running VMs of u
 // when it is not nil (u must be s's usage).
-func newFoModelOf(s *cluster.State, u *cluster.Usage, o Options) *foModel {
-	o = o.resolved()
-	m := &foModel{index: make(map[string]int, len(s.Hosts))}
+func newModelOf(s *cluster.State, u *cluster.Usage, o policy.Options) *Model {
+	o = o.Resolved()
+	m := &Model{index: make(map[string]int, len(s.Hosts))}
 	groups := map[string]int{}
 	for _, name := range s.HostNames() {
 		h := s.Hosts[name]
@@ -123,7 +127,7 @@ func newFoModelOf(s *cluster.State, u *cluster.Usage, o Options) *foModel {
 		}
 		m.index[name] = len(m.hosts)
 		m.hosts = append(m.hosts, foHost{
-			name: name, group: g, mem: h.MemoryBytes, free: usable(h, o.MemoryReserve),
+			name: name, group: g, mem: h.MemoryBytes, free: policy.Usable(h, o.MemoryReserve),
 			absorb: h.Admin == cluster.Available,
 		})
 	}
@@ -158,7 +162,7 @@ func newFoModelOf(s *cluster.State, u *cluster.Usage, o Options) *foModel {
 }
 
 // place puts a VM of size bytes on host j.
-func (m *foModel) place(j int, size int64) {
+func (m *Model) place(j int, size int64) {
 	h := &m.hosts[j]
 	h.vms = append(h.vms, size)
 	h.used += size
@@ -168,7 +172,7 @@ func (m *foModel) place(j int, size int64) {
 // drain closes host i after placing its running VMs on the absorbing hosts
 // of its group, largest first, each where it leaves the largest share of
 // memory free. It reports false when a VM fits nowhere.
-func (m *foModel) drain(i int) bool {
+func (m *Model) drain(i int) bool {
 	src := &m.hosts[i]
 	src.closed = true
 	vms := slices.Clone(src.vms)
@@ -193,20 +197,26 @@ func (m *foModel) drain(i int) bool {
 	return true
 }
 
-// evacuate applies a power-saving emptying of host name to the model: its
+// Move is one VM of a host being emptied: its memory and where it goes.
+type Move struct {
+	To          string
+	MemoryBytes int64
+}
+
+// Evacuate applies a power-saving emptying of host name to the model: its
 // VMs go where moves say and it closes. The returned function undoes it.
-func (m *foModel) evacuate(name string, moves []packed) func() {
+func (m *Model) Evacuate(name string, moves []Move) func() {
 	i, ok := m.index[name]
 	if !ok {
 		return func() {}
 	}
 	saved := map[int]foHost{i: m.hosts[i]}
 	for _, mv := range moves {
-		if j, ok := m.index[mv.dst.name]; ok {
+		if j, ok := m.index[mv.To]; ok {
 			if _, seen := saved[j]; !seen {
 				saved[j] = m.hosts[j]
 			}
-			m.place(j, mv.v.vm.MemoryBytes)
+			m.place(j, mv.MemoryBytes)
 		}
 	}
 	h := &m.hosts[i]
@@ -220,7 +230,7 @@ func (m *foModel) evacuate(name string, moves []packed) func() {
 
 // order returns the open hosts, largest memory first, then most used, then
 // by name.
-func (m *foModel) order() []int {
+func (m *Model) order() []int {
 	out := make([]int, 0, len(m.hosts))
 	for i := range m.hosts {
 		if !m.hosts[i].closed {

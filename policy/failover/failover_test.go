@@ -1,4 +1,4 @@
-package policy
+package failover
 
 import (
 	"fmt"
@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/policy"
 )
 
 // each returns n hosts that each hold the VMs given, in GiB.
@@ -63,7 +64,7 @@ func TestFailoverCapacity(t *testing.T) {
 			if c.change != nil {
 				c.change(s)
 			}
-			if got := FailoverCapacity(s, Options{MemoryReserve: c.reserve}); got != c.want {
+			if got := Capacity(s, policy.Options{MemoryReserve: c.reserve}); got != c.want {
 				t.Fatalf("capacity %d, want %d", got, c.want)
 			}
 		})
@@ -72,32 +73,32 @@ func TestFailoverCapacity(t *testing.T) {
 
 func TestFailoverCapacityPolicyReserve(t *testing.T) {
 	s := build(100, each(4, 10, 10, 10, 10, 10)...)
-	d := Default()
+	d := policy.Default()
 	d.Placement.MemoryReserve = 0.2
-	if got := FailoverCapacity(s, Options{Policy: Compile(d, s)}); got != 1 {
+	if got := Capacity(s, policy.Options{Policy: policy.Compile(d, s)}); got != 1 {
 		t.Fatalf("capacity %d with the policy's 20%% reserve, want 1", got)
 	}
 }
 
 func TestFailoverAfterMaintenance(t *testing.T) {
 	s := build(100, each(4, 10, 10, 10, 10, 10)...)
-	before := FailoverCapacity(s, Options{})
+	before := Capacity(s, policy.Options{})
 	// h01's 50 GiB spread over three hosts (70, 70, 60): losing the most
 	// used puts 70 into 30 + 40 free; losing two cannot be absorbed.
-	after := FailoverAfterMaintenance(s, "h01", Options{})
+	after := AfterMaintenance(s, "h01", policy.Options{})
 	if before != 2 || after != 1 {
 		t.Fatalf("capacity %d, after maintenance of h01 %d; want 2 and 1", before, after)
 	}
-	if got := FailoverAfterMaintenance(s, "nope", Options{}); got != before {
+	if got := AfterMaintenance(s, "nope", policy.Options{}); got != before {
 		t.Fatalf("unknown host: %d, want %d", got, before)
 	}
 	setHost(s, "h02", func(h *cluster.Host) { h.Admin, h.Maintenance = cluster.InMaintenance, cluster.MaintenanceOn })
-	if got, want := FailoverAfterMaintenance(s, "h02", Options{}), FailoverCapacity(s, Options{}); got != want {
+	if got, want := AfterMaintenance(s, "h02", policy.Options{}), Capacity(s, policy.Options{}); got != want {
 		t.Fatalf("host already in maintenance: %d, want the current %d", got, want)
 	}
 	// The host's VMs do not fit on the others: nothing is left to fail over.
 	s = build(100, []int64{60}, []int64{50}, []int64{50})
-	if got := FailoverAfterMaintenance(s, "h01", Options{}); got != 0 {
+	if got := AfterMaintenance(s, "h01", policy.Options{}); got != 0 {
 		t.Fatalf("evacuation does not fit: %d, want 0", got)
 	}
 }
@@ -122,20 +123,20 @@ func TestFailoverCapacityMatchesLinearScan(t *testing.T) {
 				addVM(s, fmt.Sprintf("vm%02d-%02d", h, v), name, 1+r.Int64N(24), cluster.PoweredOn)
 			}
 		}
-		o := Options{MemoryReserve: 0.1 * float64(r.IntN(3))}
-		m := newFoModel(s, o)
+		o := policy.Options{MemoryReserve: 0.1 * float64(r.IntN(3))}
+		m := NewModel(s, o)
 		order := m.order()
 		m.byFree = m.absorbersByFree()
 		want := 0
 		for want < len(order) && m.fits(order[:want+1]) {
 			want++
 		}
-		if got := FailoverCapacity(s, o); got != want {
+		if got := Capacity(s, o); got != want {
 			t.Fatalf("case %d: capacity %d, linear scan %d", i, got, want)
 		}
 		// Stopped VMs take nothing; from the usage, the same answer.
 		addVM(s, fmt.Sprintf("off-%d", i), "h00", 64, cluster.PoweredOff)
-		if got := FailoverCapacityOfUsage(s, s.CountUsage(), o); got != want {
+		if got := CapacityOfUsage(s, s.CountUsage(), o); got != want {
 			t.Fatalf("case %d: capacity from the usage %d, linear scan %d", i, got, want)
 		}
 	}

@@ -1,13 +1,13 @@
-package policy
+package failover
 
 import (
 	"cmp"
 	"slices"
 )
 
-// capacity returns the failover capacity of the model: the largest k such
-// that the first k hosts of order() can be lost (see FailoverCapacity).
-func (m *foModel) capacity() int {
+// Capacity returns the failover capacity of the model: the largest k such
+// that the first k hosts of order() can be lost (see the function Capacity).
+func (m *Model) Capacity() int {
 	order := m.order()
 	hi := m.memoryBound(order)
 	m.byFree = m.absorbersByFree()
@@ -30,7 +30,7 @@ func (m *foModel) capacity() int {
 // VMs of the first k hosts of order take no more memory than the surviving
 // absorbers have free: a necessary condition for k losses, and one that
 // only gets harder as k grows.
-func (m *foModel) memoryBound(order []int) int {
+func (m *Model) memoryBound(order []int) int {
 	free := make([]int64, m.groups)
 	need := make([]int64, m.groups)
 	for _, i := range order {
@@ -55,7 +55,7 @@ func (m *foModel) memoryBound(order []int) int {
 // the open absorbing hosts of its group that are not lost, by first-fit
 // decreasing with the hosts in order of most free memory. A max segment
 // tree over the hosts' free memory finds each first fit in O(log n).
-func (m *foModel) fits(lost []int) bool {
+func (m *Model) fits(lost []int) bool {
 	m.stamp++
 	if m.stamp == 0 { // wrapped: clear old stamps
 		clear(m.lost)
@@ -105,7 +105,7 @@ func (m *foModel) fits(lost []int) bool {
 
 // absorbersByFree returns, per group, the open absorbing hosts with free
 // memory, most free first, then by name.
-func (m *foModel) absorbersByFree() [][]int {
+func (m *Model) absorbersByFree() [][]int {
 	out := make([][]int, m.groups)
 	for i := range m.hosts {
 		if h := &m.hosts[i]; h.absorb && !h.closed && h.free > 0 {

@@ -1,4 +1,4 @@
-package policy
+package plan
 
 import (
 	"cmp"
@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/policy"
+	"github.com/herd-project/herd/policy/failover"
 )
 
 // The recovery of a fenced host, as the recovery controller builds it and
@@ -18,7 +20,7 @@ import (
 
 // RecoveryExcluded returns the VMs that recovery.exclude_vm_groups keep
 // from being recreated elsewhere: they wait for their host.
-func RecoveryExcluded(r RecoveryPolicy, comp *Compiled) map[string]bool {
+func RecoveryExcluded(r policy.RecoveryPolicy, comp *policy.Compiled) map[string]bool {
 	out := map[string]bool{}
 	if comp == nil {
 		return out
@@ -37,7 +39,7 @@ func RecoveryExcluded(r RecoveryPolicy, comp *Compiled) map[string]bool {
 // recreated and started, shut-off ones registered only, excluded ones wait
 // for their host — highest restart priority first, then VMs to start before
 // VMs to register, larger memory first, then by name.
-func RecoveryItems(vms []*cluster.VM, host string, comp *Compiled, excluded map[string]bool) []cluster.OpItem {
+func RecoveryItems(vms []*cluster.VM, host string, comp *policy.Compiled, excluded map[string]bool) []cluster.OpItem {
 	var items []cluster.OpItem
 	for _, vm := range vms {
 		prio := vm.Priority
@@ -74,15 +76,15 @@ func RecoveryItems(vms []*cluster.VM, host string, comp *Compiled, excluded map[
 // RecoveryOptions turns the placement options of automatic moves into
 // those of a recreation: the failover hosts (Reserved) are no longer kept
 // out but tried first, and no per-target limit applies.
-func RecoveryOptions(o Options) Options {
+func RecoveryOptions(o policy.Options) policy.Options {
 	o.MaxInFlightTo, o.Prefer, o.Reserved = 0, o.Reserved, nil
 	return o
 }
 
 // PlaceRecovered chooses the host a VM of a fenced host is recreated on,
 // preferably not one an earlier attempt tried; o are RecoveryOptions.
-func PlaceRecovered(st *cluster.State, usage map[string]cluster.HostUsage, l *Ledger, vm *cluster.VM, tried []string, o Options) Placement {
-	return NextTarget(st, usage, l, vm, EvacuationRequest{Host: vm.Host}, tried, o)
+func PlaceRecovered(st *cluster.State, usage map[string]cluster.HostUsage, l *policy.Ledger, vm *cluster.VM, tried []string, o policy.Options) policy.Placement {
+	return policy.NextTarget(st, usage, l, vm, policy.EvacuationRequest{Host: vm.Host}, tried, o)
 }
 
 // RecoveryReserve is the memory a recreation holds on its target while it
@@ -124,7 +126,7 @@ type RecoveryStep struct {
 type RecoveryInput struct {
 	State *cluster.State
 	// Ledger holds the moves in flight now (nil: none); it is not changed.
-	Ledger *Ledger
+	Ledger *policy.Ledger
 	// Failed are the hosts that fail, in the order their recoveries start.
 	// Hosts already fenced and being recovered belong in Recovering.
 	Failed []string
@@ -132,11 +134,11 @@ type RecoveryInput struct {
 	// here); it is not changed.
 	Usage *cluster.Usage
 	// Policy is the compiled policy (nil: no rules); Recovery its section.
-	Policy   *Compiled
-	Recovery RecoveryPolicy
+	Policy   *policy.Compiled
+	Recovery policy.RecoveryPolicy
 	// Options are the placement options of automatic moves, as the
 	// operations controller has them; RecoveryOptions is applied here.
-	Options Options
+	Options policy.Options
 }
 
 // RecoveryPlan is the recovery Herd would run if the failed hosts were
@@ -150,7 +152,7 @@ type RecoveryPlan struct {
 	Registered int `json:"registered"`
 	Blocked    int `json:"blocked"`
 	// FailoverAfter is the failover capacity (hosts the cluster can lose,
-	// FailoverCapacity) once the plan ran: the failed hosts neither fail
+	// failover.Capacity) once the plan ran: the failed hosts neither fail
 	// again nor take VMs, the recreated VMs run on their targets.
 	FailoverAfter int `json:"failover_after"`
 }
@@ -199,7 +201,7 @@ type recoveryFlight struct {
 	vm   *cluster.VM
 }
 
-// PlanRecovery predicts the recovery of in.Failed: the steps each host's
+// Recovery predicts the recovery of in.Failed: the steps each host's
 // recovery gets (RecoveryItems), started as the operations controller
 // starts them — recoveries in order, each one's steps in order, at most
 // recovery.concurrency at a time, each placed by PlaceRecovered at the
@@ -209,7 +211,7 @@ type recoveryFlight struct {
 // step that finds no host is blocked (recovery tries it again after its
 // backoff, and it runs on its own host again when that returns). It reads
 // its input and changes nothing.
-func PlanRecovery(in RecoveryInput) RecoveryPlan {
+func Recovery(in RecoveryInput) RecoveryPlan {
 	st := FailHosts(in.State, in.Failed)
 	l := in.Ledger.Clone()
 	o := RecoveryOptions(in.Options)
@@ -256,7 +258,7 @@ func PlanRecovery(in RecoveryInput) RecoveryPlan {
 		u.count(&nv, 1)
 	}
 	order := 0
-	waits := map[*RecoveryStep]Placement{}
+	waits := map[*RecoveryStep]policy.Placement{}
 	for len(pending) > 0 {
 		var left []*RecoveryStep
 		for i, s := range pending {
@@ -306,13 +308,13 @@ func PlanRecovery(in RecoveryInput) RecoveryPlan {
 			plan.Registered++
 		}
 	}
-	plan.FailoverAfter = FailoverCapacityOfUsage(st, &cluster.Usage{Hosts: u.hosts, RunningMemory: u.running}, in.Options)
+	plan.FailoverAfter = failover.CapacityOfUsage(st, &cluster.Usage{Hosts: u.hosts, RunningMemory: u.running}, in.Options)
 	return plan
 }
 
 // planUsage is a usage a plan changes as VMs land, copied from the state's
 // as it is changed: the hosts' sums, and each host's running VMs by size
-// (what FailoverCapacityOfUsage packs).
+// (what failover.CapacityOfUsage packs).
 type planUsage struct {
 	hosts   map[string]cluster.HostUsage
 	running map[string]map[int64]int
@@ -350,12 +352,12 @@ func (u *planUsage) count(vm *cluster.VM, sign int) {
 }
 
 // ruleReasons are the placement reasons that a must rule gives.
-var ruleReasons = map[string]bool{ReasonVMHostAffinity: true, ReasonVMHostAntiAffinity: true, ReasonVMAffinity: true, ReasonVMAntiAffinity: true}
+var ruleReasons = map[string]bool{policy.ReasonVMHostAffinity: true, policy.ReasonVMHostAntiAffinity: true, policy.ReasonVMAffinity: true, policy.ReasonVMAntiAffinity: true}
 
 // blockedBy names what keeps a placement from finding a host: a must rule
 // when one rejected any host (its name in Detail), no-capacity when hosts
 // were only short of memory or CPUs, else the most common reason.
-func blockedBy(pl Placement) (string, string) {
+func blockedBy(pl policy.Placement) (string, string) {
 	why := strings.TrimPrefix(pl.Explain(), "no target: ")
 	rule, top, n := "", "", 0
 	for r, c := range pl.Rejections {
@@ -369,7 +371,7 @@ func blockedBy(pl Placement) (string, string) {
 	switch {
 	case rule != "":
 		return rule, fmt.Sprintf("a must rule leaves no host (%s): it waits for its host or for room", why)
-	case pl.Rejections[ReasonInsufficientMemory]+pl.Rejections[ReasonCPUOvercommit] > 0 && top != ReasonDisruptionBudget:
+	case pl.Rejections[policy.ReasonInsufficientMemory]+pl.Rejections[policy.ReasonCPUOvercommit] > 0 && top != policy.ReasonDisruptionBudget:
 		return BlockedNoCapacity, "no host has room (" + why + "): tried again after its backoff"
 	case top == "":
 		return BlockedNoCapacity, "no host to recreate it on"

@@ -1,4 +1,4 @@
-package policy
+package plan
 
 import (
 	"fmt"
@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/policy"
+	"github.com/herd-project/herd/policy/failover"
 )
 
 // recoverable gives a VM a stored definition, so that it can be recreated.
@@ -36,7 +38,7 @@ func planSummary(p RecoveryPlan) (started, blocked []string) {
 
 // failoverAfterPlan is the failover capacity of s with the plan carried
 // out: the failed hosts fenced, every started VM on its target.
-func failoverAfterPlan(s *cluster.State, p RecoveryPlan, o Options) int {
+func failoverAfterPlan(s *cluster.State, p RecoveryPlan, o policy.Options) int {
 	after := FailHosts(s, p.Failed)
 	after.VMs = maps.Clone(s.VMs)
 	for _, st := range p.Steps {
@@ -49,7 +51,7 @@ func failoverAfterPlan(s *cluster.State, p RecoveryPlan, o Options) int {
 			after.VMs[st.VM] = &vm
 		}
 	}
-	return FailoverCapacity(after, o)
+	return failover.Capacity(after, o)
 }
 
 // TestPlanRecoveryFailoverAfter: on synthetic inventories the capacity the
@@ -61,8 +63,8 @@ func TestPlanRecoveryFailoverAfter(t *testing.T) {
 			recoverable(vm)
 		}
 		failed := []string{"h01", fmt.Sprintf("h%02d", 10+seed), fmt.Sprintf("h%02d", 30+seed)}
-		o := Options{MemoryReserve: 0.1}
-		p := PlanRecovery(RecoveryInput{State: s, Usage: s.CountUsage(), Failed: failed, Recovery: Default().Recovery, Options: o})
+		o := policy.Options{MemoryReserve: 0.1}
+		p := Recovery(RecoveryInput{State: s, Usage: s.CountUsage(), Failed: failed, Recovery: policy.Default().Recovery, Options: o})
 		if len(p.Steps) != 36 {
 			t.Fatalf("seed %d: %d steps", seed, len(p.Steps))
 		}
@@ -170,7 +172,7 @@ func TestPlanRecovery(t *testing.T) {
 			failed:  []string{"h01"},
 			started: []string{"vm-h01>h02"},
 			check: func(t *testing.T, s *cluster.State, p RecoveryPlan) {
-				if now := FailoverCapacity(s, Options{}); now != 2 || p.FailoverAfter != 1 {
+				if now := failover.Capacity(s, policy.Options{}); now != 2 || p.FailoverAfter != 1 {
 					t.Errorf("failover capacity %d before, %d after; want 2, 1", now, p.FailoverAfter)
 				}
 			},
@@ -198,15 +200,15 @@ func TestPlanRecovery(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d, err := Parse("p.yaml", []byte(header+tc.policy))
+			d, err := policy.Parse("p.yaml", []byte(header+tc.policy))
 			if err != nil {
 				t.Fatal(err)
 			}
 			s := newCluster(4, 64)
 			tc.build(s)
 			before := fmt.Sprint(len(s.VMs), s.Usage())
-			comp := Compile(d, s)
-			p := PlanRecovery(RecoveryInput{State: s, Failed: tc.failed, Policy: comp, Recovery: d.Recovery, Options: Options{Policy: comp}})
+			comp := policy.Compile(d, s)
+			p := Recovery(RecoveryInput{State: s, Failed: tc.failed, Policy: comp, Recovery: d.Recovery, Options: policy.Options{Policy: comp}})
 			started, blocked := planSummary(p)
 			if !slices.Equal(started, tc.started) || !slices.Equal(blocked, tc.blocked) {
 				t.Errorf("started %v blocked %v\nwant    %v blocked %v", started, blocked, tc.started, tc.blocked)
@@ -214,7 +216,7 @@ func TestPlanRecovery(t *testing.T) {
 			if tc.check != nil {
 				tc.check(t, s, p)
 			}
-			if want := failoverAfterPlan(s, p, Options{Policy: comp}); p.FailoverAfter != want {
+			if want := failoverAfterPlan(s, p, policy.Options{Policy: comp}); p.FailoverAfter != want {
 				t.Errorf("failover capacity after %d, the state after the plan has %d", p.FailoverAfter, want)
 			}
 			if after := fmt.Sprint(len(s.VMs), s.Usage()); after != before || s.Hosts["h01"].Health != cluster.HealthAlive {
@@ -235,14 +237,14 @@ func BenchmarkSimulateFailure3of2000(b *testing.B) {
 	if n := len(s.VMs); n < 40000 {
 		b.Fatalf("inventory has %d VMs", n)
 	}
-	d := Default()
-	comp := Compile(d, s)
+	d := policy.Default()
+	comp := policy.Compile(d, s)
 	failed := []string{"h0001", "h0500", "h1999"}
 	usage := s.CountUsage() // the daemon passes the usage the FSM keeps
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		p := PlanRecovery(RecoveryInput{State: s, Usage: usage, Failed: failed, Policy: comp, Recovery: d.Recovery, Options: Options{Policy: comp, MemoryReserve: 0.1}})
+		p := Recovery(RecoveryInput{State: s, Usage: usage, Failed: failed, Policy: comp, Recovery: d.Recovery, Options: policy.Options{Policy: comp, MemoryReserve: 0.1}})
 		if len(p.Steps) != 60 || p.Blocked != 0 {
 			b.Fatalf("plan: %d steps, %d blocked", len(p.Steps), p.Blocked)
 		}

@@ -1,12 +1,19 @@
-package policy
+// Package plan holds the planners of operations over many VMs or hosts:
+// rolling maintenances (waves, ledger, blockers), recoveries of failed
+// hosts (which VM goes where, what waits), and the steps an evacuation or a
+// recovery starts with. Pure: each takes a snapshot and returns a plan.
+package plan
 
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/policy"
+	"github.com/herd-project/herd/policy/failover"
 )
 
 // Rollout orders.
@@ -27,11 +34,11 @@ type RolloutRequest struct {
 	Parallel int
 	Order    string
 	// Migrate is the evacuation mode: active-only or all (default all).
-	Migrate MigrateMode
+	Migrate policy.MigrateMode
 	// MinHostFailures is the policy's failover.min_host_failures.
 	MinHostFailures int
 	// Limits are the migration limits (for the duration estimate).
-	Limits Limits
+	Limits policy.Limits
 	// History is what past migrations took.
 	History MigrationHistory
 }
@@ -125,21 +132,21 @@ func (p *RolloutPlan) OK() bool {
 	return true
 }
 
-// PlanRollout plans a rolling maintenance: the hosts in order, in waves of
+// Rollout plans a rolling maintenance: the hosts in order, in waves of
 // at most Parallel hosts (never more than the failover capacity above
 // failover.min_host_failures allows), each host's VMs and where they would
 // go with the capacity of the hosts already out taken away and the moves
 // of earlier waves kept (VMs do not move back), the blockers per host, and
 // an estimated duration. Targets are estimates: an evacuation chooses each
 // target again as it moves the VM.
-func PlanRollout(s *cluster.State, req RolloutRequest, o Options) RolloutPlan {
+func Rollout(s *cluster.State, req RolloutRequest, o policy.Options) RolloutPlan {
 	p := RolloutPlan{Waves: []RolloutWave{}, Hosts: []RolloutPlanHost{}, Blockers: []string{}}
 	mode := req.Migrate
 	if mode == "" {
-		mode = MigrateAll
+		mode = policy.MigrateAll
 	}
 	p.MigrationSeconds, p.FromHistory = req.History.Mean()
-	p.FailoverCapacity = FailoverCapacity(s, o)
+	p.FailoverCapacity = failover.Capacity(s, o)
 	p.Parallel = max(req.Parallel, 1)
 	if m := req.MinHostFailures; m > 0 {
 		allowed := p.FailoverCapacity - m
@@ -164,7 +171,7 @@ func PlanRollout(s *cluster.State, req RolloutRequest, o Options) RolloutPlan {
 	}
 	limits := req.Limits
 	if limits.PerSource < 1 || limits.Cluster < 1 {
-		limits = DefaultLimits()
+		limits = policy.DefaultLimits()
 	}
 	for wi, wave := range waves {
 		w := RolloutWave{Number: wi + 1, Hosts: wave, Ledger: []LedgerEntry{}}
@@ -177,7 +184,7 @@ func PlanRollout(s *cluster.State, req RolloutRequest, o Options) RolloutPlan {
 		wo.MaxInFlightTo = 0
 		touched := map[string]bool{}
 		moving := 0
-		budgeted := map[DisruptionBudget]int{} // VMs of the wave under each budget
+		budgeted := map[policy.DisruptionBudget]int{} // VMs of the wave under each budget
 		for _, name := range wave {
 			ph := planHost(s, usage, onHost, name, mode, wo, touched)
 			ph.Wave = w.Number
@@ -203,10 +210,10 @@ func PlanRollout(s *cluster.State, req RolloutRequest, o Options) RolloutPlan {
 		for b, n := range budgeted {
 			w.EstimatedSeconds = max(w.EstimatedSeconds, math.Ceil(float64(n)/float64(b.MaxMigrating))*p.MigrationSeconds)
 		}
-		for _, h := range sortedKeys(touched) {
+		for _, h := range slices.Sorted(maps.Keys(touched)) {
 			host := s.Hosts[h]
 			used := usage[h].MemoryUsedBytes
-			w.Ledger = append(w.Ledger, LedgerEntry{Host: h, UsedBytes: used, FreeBytes: usable(host, o.resolved().MemoryReserve) - used})
+			w.Ledger = append(w.Ledger, LedgerEntry{Host: h, UsedBytes: used, FreeBytes: policy.Usable(host, o.Resolved().MemoryReserve) - used})
 		}
 		p.EstimatedSeconds += w.EstimatedSeconds
 		p.Waves = append(p.Waves, w)
@@ -220,14 +227,14 @@ func PlanRollout(s *cluster.State, req RolloutRequest, o Options) RolloutPlan {
 // samples among many hosts), from the host it is on in the model, with
 // every host of the wave excluded.
 func planHost(s *cluster.State, usage map[string]cluster.HostUsage, onHost map[string][]*cluster.VM,
-	name string, mode MigrateMode, o Options, touched map[string]bool) RolloutPlanHost {
+	name string, mode policy.MigrateMode, o policy.Options, touched map[string]bool) RolloutPlanHost {
 	ph := RolloutPlanHost{Host: name, VMs: []RolloutPlanVM{}, Blockers: []string{}}
 	src := s.Hosts[name]
 	if src == nil {
 		ph.Blockers = append(ph.Blockers, fmt.Sprintf("unknown host %q", name))
 		return ph
 	}
-	if why := notOperating(src); why != "" {
+	if why := policy.NotOperating(src); why != "" {
 		ph.Blockers = append(ph.Blockers, why)
 	}
 	switch {
@@ -237,13 +244,13 @@ func planHost(s *cluster.State, usage map[string]cluster.HostUsage, onHost map[s
 		ph.Blockers = append(ph.Blockers, "OFFLINE (declared dead): it needs recovery, not maintenance")
 	}
 	vms := slices.Clone(onHost[name])
-	Order(vms)
+	policy.Order(vms)
 	var stay []*cluster.VM
 	for _, vm := range vms {
-		action, _ := decide(vm, mode, false)
+		action, _ := policy.Decide(vm, mode, false)
 		pv := RolloutPlanVM{VM: vm.ID, Name: vm.Name, Action: action, MemoryBytes: vm.MemoryBytes}
 		switch {
-		case action == ActionStay:
+		case action == policy.ActionStay:
 			stay = append(stay, vm)
 			ph.VMs = append(ph.VMs, pv)
 			continue
@@ -264,10 +271,10 @@ func planHost(s *cluster.State, usage map[string]cluster.HostUsage, onHost map[s
 		}
 		// The plan places on capacity; moves in flight are the gate's,
 		// so the ledger is empty (and never nil: rules read it).
-		pl := Place(s, usage, emptyLedger, here, o)
+		pl := policy.Place(s, usage, emptyLedger, here, o)
 		if pl.Host == "" {
 			why := pl.Explain()
-			if pl.Rejections[ReasonInsufficientMemory] > 0 {
+			if pl.Rejections[policy.ReasonInsufficientMemory] > 0 {
 				why = "not enough capacity: " + why
 			}
 			ph.Blockers = append(ph.Blockers, fmt.Sprintf("VM %s: %s", vm.Name, why))
@@ -277,7 +284,7 @@ func planHost(s *cluster.State, usage map[string]cluster.HostUsage, onHost map[s
 		pv.Target = pl.Host
 		ph.VMs = append(ph.VMs, pv)
 		// Move it in the model: later hosts and waves see it there.
-		need := memoryNeed(vm)
+		need := policy.MemoryNeed(vm)
 		su, tu := usage[name], usage[pl.Host]
 		su.VMs--
 		tu.VMs++
@@ -299,7 +306,7 @@ func planHost(s *cluster.State, usage map[string]cluster.HostUsage, onHost map[s
 
 // emptyLedger is the ledger the plan places with: nothing in flight. It is
 // only read.
-var emptyLedger = NewLedger()
+var emptyLedger = policy.NewLedger()
 
 // groupKey is a host's key for --order group or rack.
 func groupKey(h *cluster.Host, order string) string {

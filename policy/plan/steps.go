@@ -1,16 +1,17 @@
-package policy
+package plan
 
 import (
 	"time"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/policy"
 )
 
 // EvacuationItems turns a precheck into operation steps, in evacuation order.
-func EvacuationItems(st *cluster.State, host string, pc Precheck) []cluster.OpItem {
+func EvacuationItems(st *cluster.State, host string, pc policy.Precheck) []cluster.OpItem {
 	var vms []*cluster.VM
 	action := map[string]string{}
-	for _, list := range [][]Item{pc.LiveMigrate, pc.OfflineMigrate, pc.Shutdown} {
+	for _, list := range [][]policy.Item{pc.LiveMigrate, pc.OfflineMigrate, pc.Shutdown} {
 		for _, it := range list {
 			if vm := st.VMs[it.VM]; vm != nil {
 				vms = append(vms, vm)
@@ -18,7 +19,7 @@ func EvacuationItems(st *cluster.State, host string, pc Precheck) []cluster.OpIt
 			}
 		}
 	}
-	Order(vms)
+	policy.Order(vms)
 	items := make([]cluster.OpItem, 0, len(vms))
 	for _, vm := range vms {
 		items = append(items, cluster.OpItem{VM: vm.ID, Name: vm.Name, Action: action[vm.ID], From: host, MemoryBytes: vm.MemoryBytes, Priority: vm.Priority})
@@ -30,7 +31,7 @@ func EvacuationItems(st *cluster.State, host string, pc Precheck) []cluster.OpIt
 // its items' order (priority, highest first), leaving out those running.
 // A VM whose backoff is over takes the ones before it along, backoff or
 // not: when room appears, higher priorities get it first.
-func DueRecoveries(items []cluster.OpItem, running func(cluster.OpItem) bool, now time.Time, r RecoveryPolicy) []cluster.OpItem {
+func DueRecoveries(items []cluster.OpItem, running func(cluster.OpItem) bool, now time.Time, r policy.RecoveryPolicy) []cluster.OpItem {
 	last := -1
 	for i, it := range items {
 		if it.State == cluster.ItemPending && !running(it) &&
@@ -45,14 +46,4 @@ func DueRecoveries(items []cluster.OpItem, running func(cluster.OpItem) bool, no
 		}
 	}
 	return out
-}
-
-// Backoff is the pause after a VM's attempts-th failed recreation: the
-// retry backoff, doubled after each failure, up to the maximum.
-func (r RecoveryPolicy) Backoff(attempts int) time.Duration {
-	b := r.RetryBackoff
-	for i := 1; i < attempts && b < r.MaxBackoff; i++ {
-		b *= 2
-	}
-	return min(b, r.MaxBackoff)
 }

@@ -1,4 +1,4 @@
-package policy
+package plan
 
 import (
 	"slices"
@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/policy"
 )
 
 // TestDueRecoveries: the pending recreations tried in a round, in priority
@@ -14,7 +15,7 @@ import (
 // those only behind it in backoff wait.
 func TestDueRecoveries(t *testing.T) {
 	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
-	r := RecoveryPolicy{RetryBackoff: time.Second, MaxBackoff: 8 * time.Second}
+	r := policy.RecoveryPolicy{RetryBackoff: time.Second, MaxBackoff: 8 * time.Second}
 	item := func(vm string, state cluster.ItemState, attempts int, ago time.Duration) cluster.OpItem {
 		return cluster.OpItem{VM: vm, State: state, Attempts: attempts, Finished: now.Add(-ago)}
 	}
@@ -48,13 +49,13 @@ func TestDueRecoveries(t *testing.T) {
 // TestRecoveryBackoff: the pause after each failed recreation doubles from
 // retry_backoff up to max_backoff.
 func TestRecoveryBackoff(t *testing.T) {
-	r := RecoveryPolicy{RetryBackoff: time.Second, MaxBackoff: 5 * time.Second}
+	r := policy.RecoveryPolicy{RetryBackoff: time.Second, MaxBackoff: 5 * time.Second}
 	for attempts, want := range map[int]time.Duration{1: time.Second, 2: 2 * time.Second, 3: 4 * time.Second, 4: 5 * time.Second, 10: 5 * time.Second} {
 		if got := r.Backoff(attempts); got != want {
 			t.Errorf("Backoff(%d) = %s, want %s", attempts, got, want)
 		}
 	}
-	if got := (RecoveryPolicy{RetryBackoff: 10 * time.Second, MaxBackoff: 3 * time.Second}).Backoff(1); got != 3*time.Second {
+	if got := (policy.RecoveryPolicy{RetryBackoff: 10 * time.Second, MaxBackoff: 3 * time.Second}).Backoff(1); got != 3*time.Second {
 		t.Errorf("a retry backoff above the maximum: %s, want the maximum", got)
 	}
 }
@@ -67,13 +68,13 @@ func TestEvacuationItems(t *testing.T) {
 	st.VMs["big"] = &cluster.VM{ID: "big", Name: "big", Host: "h1", MemoryBytes: 8 << 30, Priority: 10}
 	st.VMs["small"] = &cluster.VM{ID: "small", Name: "small", Host: "h1", MemoryBytes: 1 << 30, Priority: 10}
 	st.VMs["off"] = &cluster.VM{ID: "off", Name: "off", Host: "h1", MemoryBytes: 2 << 30}
-	pc := Precheck{
-		LiveMigrate:    []Item{{VM: "small", Action: cluster.ActionLiveMigrate}, {VM: "big", Action: cluster.ActionLiveMigrate}, {VM: "gone", Action: cluster.ActionLiveMigrate}},
-		OfflineMigrate: []Item{{VM: "off", Action: cluster.ActionOfflineMigrate}},
+	pc := policy.Precheck{
+		LiveMigrate:    []policy.Item{{VM: "small", Action: cluster.ActionLiveMigrate}, {VM: "big", Action: cluster.ActionLiveMigrate}, {VM: "gone", Action: cluster.ActionLiveMigrate}},
+		OfflineMigrate: []policy.Item{{VM: "off", Action: cluster.ActionOfflineMigrate}},
 	}
 	items := EvacuationItems(st, "h1", pc)
 	want := []*cluster.VM{st.VMs["small"], st.VMs["big"], st.VMs["off"]}
-	Order(want)
+	policy.Order(want)
 	if len(items) != len(want) {
 		t.Fatalf("%d items, want %d: %+v", len(items), len(want), items)
 	}

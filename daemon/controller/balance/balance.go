@@ -1,5 +1,5 @@
 // Package balance is the leader's balancer: every balancing interval it
-// plans (policy.PlanBalance) with the policy in force, the moves in
+// plans (balancing.Compute) with the policy in force, the moves in
 // flight and, for the cpu metric, Prometheus; in recommend mode it keeps
 // the plan for people to read, in automatic mode it starts it as an
 // operation that the operations controller runs through the same
@@ -19,6 +19,7 @@ import (
 	"github.com/herd-project/herd/daemon/controller"
 	"github.com/herd-project/herd/metrics"
 	"github.com/herd-project/herd/policy"
+	"github.com/herd-project/herd/policy/balancing"
 )
 
 // State is the replicated state as the balancer reads it (cluster.FSM).
@@ -155,14 +156,14 @@ func (b *Controller) sleep(ctx context.Context, interval time.Duration, version 
 // whether there are any new ones.
 func (b *Controller) checkRules(ctx context.Context) bool {
 	doc := b.d.Policy()
-	var found []policy.Violation
+	var found []balancing.Violation
 	idx := b.d.State.Index()
 	if idx == b.checkedAt {
 		return false
 	}
 	b.checkedAt = idx
 	b.d.State.Read(func(st *cluster.State) {
-		found = policy.MustViolations(st, nil, b.d.Compiled(doc, st))
+		found = balancing.MustViolations(st, nil, b.d.Compiled(doc, st))
 	})
 	b.d.Metrics.RuleViolations.Set(float64(len(found)))
 	now := make(map[string]bool, len(found))
@@ -199,7 +200,7 @@ func (b *Controller) Plan(ctx context.Context) *api.BalancePlan {
 	d := b.d
 	st := d.State.State()
 	doc := d.Policy()
-	in := policy.BalanceInput{State: st, Ledger: d.Ledger.Reservations(), Policy: doc.Balancing,
+	in := balancing.Input{State: st, Ledger: d.Ledger.Reservations(), Policy: doc.Balancing,
 		Options: d.Options(doc, st, 0), FailoverMin: doc.Failover.MinHostFailures,
 		Moved: lastMoves(st), Now: time.Now(), Frozen: d.Frozen(st)}
 	note := ""
@@ -213,7 +214,7 @@ func (b *Controller) Plan(ctx context.Context) *api.BalancePlan {
 			in.CPU = cpu
 		}
 	}
-	plan := policy.PlanBalance(in)
+	plan := balancing.Compute(in)
 	d.Metrics.BalanceImbalance.Set(plan.Before)
 	d.Metrics.BalanceRecommended.Set(float64(len(plan.Moves)))
 	d.Metrics.RuleViolations.Set(float64(len(plan.Violations)))

@@ -24,6 +24,7 @@ import (
 	"github.com/herd-project/herd/internal/ctxsleep"
 	"github.com/herd-project/herd/metrics"
 	"github.com/herd-project/herd/policy"
+	"github.com/herd-project/herd/policy/plan"
 )
 
 // controllerActor names the controllers in events.
@@ -457,7 +458,7 @@ func (c *Controller) startRecovery(ctx context.Context, doc *policy.Document, ho
 	}
 	// The same steps and order herd simulate failure predicts.
 	comp := c.d.Compiled(doc, st)
-	items := policy.RecoveryItems(st.VMsOn(host), host, comp, policy.RecoveryExcluded(doc.Recovery, comp))
+	items := plan.RecoveryItems(st.VMsOn(host), host, comp, plan.RecoveryExcluded(doc.Recovery, comp))
 	if len(items) == 0 {
 		return
 	}
@@ -585,7 +586,7 @@ func (c *Controller) excluded(doc *policy.Document, st *cluster.State) map[strin
 	if len(doc.Recovery.ExcludeVMGroups) == 0 {
 		return map[string]bool{}
 	}
-	return policy.RecoveryExcluded(doc.Recovery, c.d.Compiled(doc, st))
+	return plan.RecoveryExcluded(doc.Recovery, c.d.Compiled(doc, st))
 }
 
 // autostartSetter is a driver that can turn a VM's start at host boot off
