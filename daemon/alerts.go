@@ -6,6 +6,7 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/alertmanager"
+	"github.com/herd-project/herd/daemon/maintenance"
 	"github.com/herd-project/herd/metrics"
 )
 
@@ -35,8 +36,8 @@ func (s *Server) newSilencer() Controller {
 type alertActions struct{ s *Server }
 
 func (a alertActions) Evacuate(ctx context.Context, host, why string) (string, error) {
-	return a.s.evacuateAuto(ctx, host, why, autoEvacuation{who: alertmanager.Actor, blockedType: "alert.blocked",
-		seems: "is asked to evacuate by", fromNotAccepting: true})
+	return a.s.maint.Evacuate(ctx, host, why, maintenance.Auto{Who: alertmanager.Actor, BlockedType: "alert.blocked",
+		Seems: "is asked to evacuate by", FromNotAccepting: true})
 }
 
 func (a alertActions) NotAccepting(ctx context.Context, host, why string) (string, error) {

@@ -172,3 +172,30 @@ func writeDevPolicy(path string, edit func(*policy.Document)) error {
 	}
 	return nil
 }
+
+// devHosts are dev mode's simulated hosts (s.devCrash is set after the
+// routes are built).
+type devHosts struct{ s *Server }
+
+func (d devHosts) Enabled() bool { return d.s.devCrash != nil }
+
+func (d devHosts) Crash(host string, crash bool) error { return d.s.devCrash(host, crash) }
+
+func (d devHosts) Reboot(host string, down time.Duration) error {
+	s := d.s
+	if err := s.devCrash(host, true); err != nil {
+		return err
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		select {
+		case <-time.After(down):
+		case <-s.ctx.Done():
+		}
+		if err := s.devCrash(host, false); err != nil {
+			s.log.Warn("dev reboot: host does not come back", "host", host, "err", err)
+		}
+	}()
+	return nil
+}

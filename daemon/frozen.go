@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 
 	"github.com/herd-project/herd/cluster"
@@ -41,4 +43,10 @@ func vmBusy(st *cluster.State, id string) string {
 		}
 	}
 	return ""
+}
+
+func newOpID() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return "op-" + hex.EncodeToString(b)
 }

@@ -1,10 +1,9 @@
 package daemon
 
 import (
-	"context"
 	"net/http"
 
-	"github.com/herd-project/herd/daemon/api"
+	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/config"
 	"github.com/herd-project/herd/daemon/handlers"
 	"github.com/herd-project/herd/daemon/httpapi"
@@ -28,16 +27,26 @@ func (s *Server) routes() http.Handler {
 	local("GET /v1/hosts", h.Hosts)
 	local("GET /v1/hosts/{host}", h.Host)
 	rt.OnLeader("PUT /v1/hosts/{host}/status", config.RoleOperate, h.HostStatus)
-	rt.OnLeader("PUT /v1/hosts/{host}/maintenance", config.RoleOperate, s.handleMaintenance)
+	rt.OnLeader("PUT /v1/hosts/{host}/maintenance", config.RoleOperate, h.SetMaintenance)
 	// A precheck changes nothing: readers may ask.
-	rt.OnLeader("POST /v1/hosts/{host}/maintenance/precheck", config.RoleRead, s.handlePrecheck)
-	local("GET /v1/hosts/{host}/maintenance/exit-precheck", s.handleExitPrecheck)
+	rt.OnLeader("POST /v1/hosts/{host}/maintenance/precheck", config.RoleRead, h.Precheck)
+	local("GET /v1/hosts/{host}/maintenance/exit-precheck", h.ExitPrecheck)
 	rt.OnLeader("POST /v1/vms/{vm}/migrate", config.RoleOperate, h.MigrateVM)
-	local("GET /v1/operations", s.handleOperations)
-	local("GET /v1/operations/{id}", s.handleOperation)
-	rt.OnLeader("POST /v1/operations/{id}/cancel", config.RoleOperate, s.handleCancelOperation)
-	rt.OnLeader("POST /v1/operations/{id}/retry", config.RoleOperate, s.handleRetryOperation)
-	s.addRolloutRoutes(rt)
+	local("GET /v1/operations", h.Operations)
+	local("GET /v1/operations/{id}", h.Operation)
+	rt.OnLeader("POST /v1/operations/{id}/cancel", config.RoleOperate, h.CancelOperation)
+	rt.OnLeader("POST /v1/operations/{id}/retry", config.RoleOperate, h.RetryOperation)
+	// A rollout plan changes nothing: readers may ask (on the leader,
+	// which holds the ledger of moves in flight).
+	rt.OnLeader("POST /v1/rollouts/plan", config.RoleRead, h.RolloutPlan)
+	rt.OnLeader("POST /v1/rollouts", config.RoleOperate, h.RolloutStart)
+	local("GET /v1/rollouts", h.Rollouts)
+	local("GET /v1/rollouts/{id}", h.Rollout)
+	for _, action := range []string{cluster.RolloutPause, cluster.RolloutResume, cluster.RolloutCancel} {
+		rt.OnLeader("POST /v1/rollouts/{id}/"+action, config.RoleOperate, h.RolloutControl(action))
+	}
+	rt.OnLeader("POST /v1/rollouts/{id}/continue", config.RoleOperate, h.RolloutContinue)
+	rt.OnLeader("POST /v1/dev/hosts/{host}/reboot", config.RoleOperate, h.DevReboot)
 	local("GET /v1/vms", h.VMs)
 	local("GET /v1/events", h.Events)
 	rt.OnLeader("POST /v1/events", config.RoleOperate, h.AppendEvent)
@@ -81,12 +90,13 @@ func (s *Server) handlers() *handlers.API {
 		Options:          s.placementOptions,
 		FailoverCapacity: s.failoverCapacity,
 		ApplyPolicy:      s.applyPolicy,
-		Maintenance:      maintenanceEntry{s},
+		Maintenance:      s.maint,
 		Balancer:         s.balancer,
 		Busy:             vmBusy,
 		NewOpID:          newOpID,
 		Freshness:        s.setFreshness,
 		Dev:              devHosts{s},
+		Clock:            &s.clock,
 		Leases:           s.leases,
 		VerifyLeader:     func() error { return s.node.Raft().VerifyLeader().Error() },
 		Webhook:          s.webhook,
@@ -95,18 +105,3 @@ func (s *Server) handlers() *handlers.API {
 		Log:              s.log,
 	})
 }
-
-// maintenanceEntry is the server's maintenance entry points as the
-// handlers use them.
-type maintenanceEntry struct{ s *Server }
-
-func (m maintenanceEntry) Enter(ctx context.Context, host string, req api.MaintenanceRequest, who, id, why string) (string, error) {
-	return m.s.enterMaintenance(ctx, host, req, who, id, why)
-}
-
-// devHosts are dev mode's simulated hosts (s.devCrash is set after the
-// routes are built).
-type devHosts struct{ s *Server }
-
-func (d devHosts) Enabled() bool                       { return d.s.devCrash != nil }
-func (d devHosts) Crash(host string, crash bool) error { return d.s.devCrash(host, crash) }

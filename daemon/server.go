@@ -27,6 +27,7 @@ import (
 	"github.com/herd-project/herd/daemon/controller/recovery"
 	"github.com/herd-project/herd/daemon/httpapi"
 	"github.com/herd-project/herd/daemon/lease"
+	"github.com/herd-project/herd/daemon/maintenance"
 	"github.com/herd-project/herd/daemon/membership"
 	"github.com/herd-project/herd/drivers"
 	"github.com/herd-project/herd/metrics"
@@ -74,6 +75,7 @@ type Server struct {
 	// controllers are started on the leader, in order.
 	controllers []Controller
 	ops         *opsController
+	maint       *maintenance.Service
 	syncers     []*inventory.Controller
 	balancer    *balance.Controller
 	members     *membership.Controller
@@ -189,6 +191,8 @@ func NewServer(cfg *config.Server, opts Options) (*Server, error) {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.gossip = &membership.Gossip{}
 	s.ops = newOpsController(s)
+	s.maint = maintenance.New(maintenance.Deps{State: node.FSM(), Raft: node, Ledger: s.ops, Policy: s.Policy, Options: s.placementOptions,
+		NewOpID: newOpID})
 	s.leases = lease.New()
 	s.metrics = metrics.New(s.reg, metrics.Sources{State: s.stateSample, Raft: s.raftSample, InFlight: s.ops.InFlight, Policy: s.policySample,
 		Gossip: s.gossip.States})
@@ -206,7 +210,7 @@ func NewServer(cfg *config.Server, opts Options) (*Server, error) {
 	s.members = membership.New(membership.Deps{Self: cfg.NodeName, Node: node, Raft: node.Raft(), State: node.FSM(), Client: s.apiClient,
 		ServerStabilization: cfg.Raft.ServerStabilization, DeadServerTimeout: cfg.Raft.DeadServerTimeout, Done: s.ctx, Log: log})
 	healthCtl := health.New(health.Deps{State: node.FSM(), Raft: node, Drivers: s.drivers, Leases: s.leases, Policy: s.Policy,
-		Gossip: s.gossip.Members, HostQuery: s.hostQuery, Evacuate: s.evacuateDegraded, Metrics: s.metrics, Log: log})
+		Gossip: s.gossip.Members, HostQuery: s.hostQuery, Evacuate: s.maint.EvacuateDegraded, Metrics: s.metrics, Log: log})
 	recoveryCtl := recovery.New(recovery.Deps{State: node.FSM(), Raft: node, Drivers: s.drivers, Leases: s.leases, Policy: s.Policy,
 		Compiled: s.compiled, DevFence: s.fenceDevHost, NewOpID: newOpID, Metrics: s.metrics, Log: log})
 	s.controllers = append(s.controllers, s.members, s.ops, s.balancer, healthCtl, recoveryCtl)

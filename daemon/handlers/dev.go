@@ -1,4 +1,4 @@
-package daemon
+package handlers
 
 import (
 	"fmt"
@@ -12,15 +12,15 @@ import (
 // defaultRebootDown is how long a dev reboot keeps its host down.
 const defaultRebootDown = 5 * time.Second
 
-// handleDevReboot makes a simulator host go down and answer again after
+// DevReboot makes a simulator host go down and answer again after
 // ?down= (herd host reboot, dev mode only): what a patch reboot looks like
 // to Herd.
-func (s *Server) handleDevReboot(w http.ResponseWriter, r *http.Request) (any, error) {
+func (a *API) DevReboot(w http.ResponseWriter, r *http.Request) (any, error) {
 	name := r.PathValue("host")
 	if err := httpapi.DecodeEmpty(r); err != nil {
 		return nil, err
 	}
-	if s.devCrash == nil {
+	if !a.Dev.Enabled() {
 		return nil, httpapi.Errorf(http.StatusConflict, "", "dev mode only: reboot acts on herd server -dev's simulated hosts; this server drives real ones")
 	}
 	down := defaultRebootDown
@@ -32,27 +32,44 @@ func (s *Server) handleDevReboot(w http.ResponseWriter, r *http.Request) (any, e
 		down = d
 	}
 	var h *cluster.Host
-	s.node.FSM().Read(func(st *cluster.State) { h = st.Hosts[name] })
+	a.State.Read(func(st *cluster.State) { h = st.Hosts[name] })
 	if h == nil {
 		return nil, httpapi.Errorf(http.StatusNotFound, "host", "host %q not found", name)
 	}
-	if err := s.devCrash(name, true); err != nil {
+	if err := a.Dev.Reboot(name, down); err != nil {
 		return nil, httpapi.Errorf(http.StatusInternalServerError, "", "%v", err)
 	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		select {
-		case <-time.After(down):
-		case <-s.ctx.Done():
-		}
-		if err := s.devCrash(name, false); err != nil {
-			s.log.Warn("dev reboot: host does not come back", "host", name, "err", err)
-		}
-	}()
 	msg := fmt.Sprintf("dev: simulator host %s reboots: down now, back in %s", name, down)
-	if _, err := s.node.Apply(r.Context(), &cluster.AppendEvents{Events: []cluster.Event{cluster.NewEvent("dev.host", httpapi.Actor(r), name, "", msg)}}); err != nil {
+	if _, err := a.Raft.Apply(r.Context(), &cluster.AppendEvents{Events: []cluster.Event{cluster.NewEvent("dev.host", httpapi.Actor(r), name, "", msg)}}); err != nil {
 		return nil, httpapi.ApplyFailed(err)
 	}
 	return httpapi.NoContent, nil
+}
+
+// DevHost makes a simulator host stop answering or answer again
+// (herd host crash|restore, dev mode only).
+func (a *API) DevHost(crash bool) httpapi.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) (any, error) {
+		name := r.PathValue("host")
+		if !a.Dev.Enabled() {
+			return nil, httpapi.Errorf(http.StatusConflict, "", "dev mode only: crash and restore act on herd server -dev's simulated hosts; this server drives real ones")
+		}
+		var h *cluster.Host
+		a.State.Read(func(st *cluster.State) { h = st.Hosts[name] })
+		if h == nil {
+			return nil, httpapi.Errorf(http.StatusNotFound, "host", "host %q not found", name)
+		}
+		if err := a.Dev.Crash(name, crash); err != nil {
+			return nil, httpapi.Errorf(http.StatusInternalServerError, "", "%v", err)
+		}
+		what := "restored: it answers again"
+		if crash {
+			what = "crashed: it stops answering"
+		}
+		msg := fmt.Sprintf("dev: simulator host %s %s", name, what)
+		if _, err := a.Raft.Apply(r.Context(), &cluster.AppendEvents{Events: []cluster.Event{cluster.NewEvent("dev.host", httpapi.Actor(r), name, "", msg)}}); err != nil {
+			return nil, httpapi.ApplyFailed(err)
+		}
+		return httpapi.NoContent, nil
+	}
 }

@@ -46,6 +46,12 @@ type Maintenance interface {
 	// Enter starts host's evacuation as req asks; id names the operation
 	// ("": a new one), why says what asked for it.
 	Enter(ctx context.Context, host string, req api.MaintenanceRequest, who, id, why string) (string, error)
+	// Exit starts host's exit from maintenance as req asks.
+	Exit(ctx context.Context, host string, req api.MaintenanceRequest, who, id string) (string, error)
+	// Precheck says what entering maintenance as req asks would do now.
+	Precheck(host string, req api.MaintenanceRequest) (api.Precheck, error)
+	// ExitPrecheck lists what left host for its maintenance.
+	ExitPrecheck(host string) (api.ExitPrecheck, error)
 }
 
 // Balancer plans and starts balancing (the balance controller).
@@ -80,6 +86,9 @@ type Dev interface {
 	// Crash makes a simulator host stop answering (true) or answer
 	// again (false).
 	Crash(host string, crash bool) error
+	// Reboot makes a simulator host stop answering now and answer again
+	// after down.
+	Reboot(host string, down time.Duration) error
 }
 
 // Clock is the time rollouts and windows are read against.
@@ -111,6 +120,7 @@ type Deps struct {
 	// Freshness sets the headers that say how current a read is.
 	Freshness func(h http.Header)
 	Dev       Dev
+	Clock     Clock
 	// Leases is the leader's lease table.
 	Leases Leases
 	// VerifyLeader confirms this server's leadership with a quorum.

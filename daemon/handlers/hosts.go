@@ -94,31 +94,3 @@ func reasonSuffix(r string) string {
 	}
 	return ": " + r
 }
-
-// DevHost makes a simulator host stop answering or answer again
-// (herd host crash|restore, dev mode only).
-func (a *API) DevHost(crash bool) httpapi.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) (any, error) {
-		name := r.PathValue("host")
-		if !a.Dev.Enabled() {
-			return nil, httpapi.Errorf(http.StatusConflict, "", "dev mode only: crash and restore act on herd server -dev's simulated hosts; this server drives real ones")
-		}
-		var h *cluster.Host
-		a.State.Read(func(st *cluster.State) { h = st.Hosts[name] })
-		if h == nil {
-			return nil, httpapi.Errorf(http.StatusNotFound, "host", "host %q not found", name)
-		}
-		if err := a.Dev.Crash(name, crash); err != nil {
-			return nil, httpapi.Errorf(http.StatusInternalServerError, "", "%v", err)
-		}
-		what := "restored: it answers again"
-		if crash {
-			what = "crashed: it stops answering"
-		}
-		msg := fmt.Sprintf("dev: simulator host %s %s", name, what)
-		if _, err := a.Raft.Apply(r.Context(), &cluster.AppendEvents{Events: []cluster.Event{cluster.NewEvent("dev.host", httpapi.Actor(r), name, "", msg)}}); err != nil {
-			return nil, httpapi.ApplyFailed(err)
-		}
-		return httpapi.NoContent, nil
-	}
-}

@@ -1,164 +1,19 @@
-package daemon
+package handlers
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"net/http"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
-	"github.com/herd-project/herd/daemon/config"
-	"github.com/herd-project/herd/daemon/controller/balance"
-	"github.com/herd-project/herd/daemon/controller/rollout"
 	"github.com/herd-project/herd/daemon/httpapi"
-	"github.com/herd-project/herd/metrics"
 	"github.com/herd-project/herd/policy"
 	"github.com/herd-project/herd/policy/plan"
 )
-
-// newRolloutController builds the leader's rollout controller and its metrics.
-func newRolloutController(s *Server) *rollout.Controller {
-	m := metrics.NewRollout(s.reg, s.rolloutSample)
-	return rollout.New(rollout.Deps{
-		State:        func() *cluster.State { return s.node.FSM().State() },
-		Policy:       s.Policy,
-		Apply:        rolloutApplier{s},
-		Maintenance:  rolloutMaintenance{s},
-		Hooks:        rollout.ExecRunner{},
-		Gate:         windowGate{s},
-		Clock:        &s.clock,
-		Observer:     rolloutObserver{m},
-		APIAddr:      s.apiAddr,
-		AgentStarted: s.leases.AgentStarted,
-		Log:          s.log.With("controller", "rollout"),
-	})
-}
-
-type rolloutApplier struct{ s *Server }
-
-func (a rolloutApplier) Apply(ctx context.Context, cmd cluster.Command) error {
-	_, err := a.s.node.Apply(ctx, cmd)
-	return err
-}
-
-type rolloutObserver struct{ m *metrics.Rollout }
-
-func (o rolloutObserver) PhaseEnded(p cluster.RolloutPhase, seconds float64) {
-	o.m.StepDuration.WithLabelValues(string(p)).Observe(seconds)
-}
-
-func (o rolloutObserver) HookEnded(result string) { o.m.HookRuns.WithLabelValues(result).Inc() }
-
-// rolloutMaintenance enters and leaves maintenance for the rollout
-// controller through the same functions as the API.
-type rolloutMaintenance struct{ s *Server }
-
-func (m rolloutMaintenance) CanEnter(st *cluster.State, host, migrate string, force bool) (string, error) {
-	er, ferr := evacuationRequest(st, host, api.MaintenanceRequest{Status: "enable", Migrate: migrate})
-	if ferr != nil {
-		return "", ferr
-	}
-	if pc := m.s.precheck(st, er); !pc.OK() {
-		var reasons []string
-		for _, b := range toAPIBlockers(pc.Blockers) {
-			if b.VM != "" {
-				reasons = append(reasons, b.VM+": "+b.Reason)
-			} else {
-				reasons = append(reasons, b.Reason)
-			}
-		}
-		return "", errors.New(strings.Join(reasons, "; "))
-	}
-	if b := m.s.failoverBlocker(st, host); b != "" && !force {
-		return b, nil
-	}
-	return "", nil
-}
-
-func (m rolloutMaintenance) Enter(ctx context.Context, host, migrate string, force bool, id, why string) error {
-	_, err := m.s.enterMaintenance(ctx, host, api.MaintenanceRequest{Status: "enable", Migrate: migrate, Force: force}, "rollout", id, why)
-	return err
-}
-
-func (m rolloutMaintenance) Exit(ctx context.Context, host string, moveBack bool, id string) error {
-	req := api.MaintenanceRequest{Status: "disable"}
-	if moveBack {
-		left := leftVMs(m.s.node.FSM().State(), host)
-		for _, l := range left.LiveMigratedVMs {
-			if l.PowerState == string(cluster.PoweredOn) {
-				req.LiveMigrateBackVMs = append(req.LiveMigrateBackVMs, l.VM)
-			}
-		}
-		for _, l := range left.OfflineMigratedVMs {
-			if l.PowerState == string(cluster.PoweredOff) {
-				req.OfflineMigrateBackVMs = append(req.OfflineMigrateBackVMs, l.VM)
-			}
-		}
-	}
-	_, err := m.s.exitMaintenance(ctx, host, req, "rollout", id)
-	return err
-}
-
-// windowGate holds host steps to the rollout's maintenance window.
-type windowGate struct{ s *Server }
-
-func (g windowGate) MayStart(r *cluster.Rollout, host string, now time.Time) (bool, string) {
-	if r.Window == "" {
-		return true, ""
-	}
-	w := balance.WindowState(g.s.Policy(), r.Window, now)
-	if w == nil {
-		return false, fmt.Sprintf("window %s is not in the policy (windows)", r.Window)
-	}
-	if w.Open {
-		return true, ""
-	}
-	return false, fmt.Sprintf("window %s is closed: the next host step starts when it opens at %s", r.Window, w.Opens.Format(time.RFC3339))
-}
-
-// rolloutSample counts the rollouts for the metrics.
-func (s *Server) rolloutSample() metrics.RolloutSample {
-	out := metrics.RolloutSample{Hosts: map[string]int{}, Rollouts: map[string]int{}}
-	now := s.clock.Now()
-	s.node.FSM().Read(func(st *cluster.State) {
-		for _, r := range st.Rollouts {
-			out.Rollouts[string(r.State)]++
-			if r.State.Terminal() {
-				continue
-			}
-			for _, h := range r.Hosts {
-				out.Hosts[string(h.Phase)]++
-			}
-			if r.State == cluster.RolloutRunning {
-				out.SinceProgress = max(out.SinceProgress, now.Sub(r.Updated).Seconds())
-			}
-		}
-	})
-	return out
-}
-
-// addRolloutRoutes serves /v1/rollouts.
-func (s *Server) addRolloutRoutes(rt *httpapi.Router) {
-	write := rt.OnLeader
-	read := func(pattern string, h httpapi.HandlerFunc) { rt.Local(pattern, config.RoleRead, h) }
-	// A plan changes nothing: readers may ask (on the leader, which holds
-	// the ledger of moves in flight).
-	write("POST /v1/rollouts/plan", config.RoleRead, s.handleRolloutPlan)
-	write("POST /v1/rollouts", config.RoleOperate, s.handleRolloutStart)
-	read("GET /v1/rollouts", s.handleRollouts)
-	read("GET /v1/rollouts/{id}", s.handleRollout)
-	for _, action := range []string{cluster.RolloutPause, cluster.RolloutResume, cluster.RolloutCancel} {
-		write("POST /v1/rollouts/{id}/"+action, config.RoleOperate, s.handleRolloutControl(action))
-	}
-	write("POST /v1/rollouts/{id}/continue", config.RoleOperate, s.handleRolloutContinue)
-	write("POST /v1/dev/hosts/{host}/reboot", config.RoleOperate, s.handleDevReboot)
-}
 
 // rolloutHosts resolves which hosts a request names, in the order given.
 func rolloutHosts(st *cluster.State, doc *policy.Document, comp *policy.Compiled, req api.RolloutRequest) ([]string, *httpapi.Error) {
@@ -203,8 +58,8 @@ func rolloutHosts(st *cluster.State, doc *policy.Document, comp *policy.Compiled
 
 // rolloutRequest checks a plan or start body, defaults applied, and
 // returns the planner's request.
-func (s *Server) rolloutRequest(st *cluster.State, req *api.RolloutRequest) (plan.RolloutRequest, *httpapi.Error) {
-	doc := s.Policy()
+func (a *API) rolloutRequest(st *cluster.State, req *api.RolloutRequest) (plan.RolloutRequest, *httpapi.Error) {
+	doc := a.Policy()
 	if req.Parallel == 0 {
 		req.Parallel = 1
 	}
@@ -238,7 +93,7 @@ func (s *Server) rolloutRequest(st *cluster.State, req *api.RolloutRequest) (pla
 			return plan.RolloutRequest{}, httpapi.BadField("window", "%v", err)
 		}
 	}
-	comp := s.compiled(doc, st)
+	comp := a.Compiled(doc, st)
 	hosts, ferr := rolloutHosts(st, doc, comp, *req)
 	if ferr != nil {
 		return plan.RolloutRequest{}, ferr
@@ -265,8 +120,8 @@ func migrationHistory(st *cluster.State) plan.MigrationHistory {
 	return h
 }
 
-func (s *Server) planRollout(st *cluster.State, pr plan.RolloutRequest) plan.RolloutPlan {
-	o := s.placementOptions(s.Policy(), st, 0)
+func (a *API) planRollout(st *cluster.State, pr plan.RolloutRequest) plan.RolloutPlan {
+	o := a.Options(a.Policy(), st, 0)
 	p := plan.Rollout(st, pr, o)
 	// A host in another rollout is not this one's to take.
 	for i := range p.Hosts {
@@ -299,21 +154,21 @@ func toAPIPlan(p plan.RolloutPlan) api.RolloutPlan {
 }
 
 // readRolloutPlan reads and checks a plan or start body and plans it.
-func (s *Server) readRolloutPlan(r *http.Request) (api.RolloutRequest, plan.RolloutPlan, error) {
+func (a *API) readRolloutPlan(r *http.Request) (api.RolloutRequest, plan.RolloutPlan, error) {
 	var req api.RolloutRequest
 	if err := httpapi.DecodeBody(r, &req); err != nil {
 		return req, plan.RolloutPlan{}, err
 	}
-	st := s.node.FSM().State()
-	pr, ferr := s.rolloutRequest(st, &req)
+	st := a.State.State()
+	pr, ferr := a.rolloutRequest(st, &req)
 	if ferr != nil {
 		return req, plan.RolloutPlan{}, ferr
 	}
-	return req, s.planRollout(st, pr), nil
+	return req, a.planRollout(st, pr), nil
 }
 
-func (s *Server) handleRolloutPlan(w http.ResponseWriter, r *http.Request) (any, error) {
-	_, plan, err := s.readRolloutPlan(r)
+func (a *API) RolloutPlan(w http.ResponseWriter, r *http.Request) (any, error) {
+	_, plan, err := a.readRolloutPlan(r)
 	if err != nil {
 		return nil, err
 	}
@@ -326,8 +181,8 @@ func newRolloutID() string {
 	return "ro-" + hex.EncodeToString(b)
 }
 
-func (s *Server) handleRolloutStart(w http.ResponseWriter, r *http.Request) (any, error) {
-	req, plan, err := s.readRolloutPlan(r)
+func (a *API) RolloutStart(w http.ResponseWriter, r *http.Request) (any, error) {
+	req, plan, err := a.readRolloutPlan(r)
 	if err != nil {
 		return nil, err
 	}
@@ -343,7 +198,7 @@ func (s *Server) handleRolloutStart(w http.ResponseWriter, r *http.Request) (any
 		}
 		return nil, &httpapi.Error{Code: http.StatusConflict, Msg: "the rollout plan has blockers (herd rollout plan shows them); set force to start anyway", Field: "force", Blockers: bs}
 	}
-	ro := cluster.Rollout{ID: newRolloutID(), Actor: httpapi.Actor(r), Created: s.clock.Now().UTC(), Parallel: plan.Parallel, Order: req.Order,
+	ro := cluster.Rollout{ID: newRolloutID(), Actor: httpapi.Actor(r), Created: a.Clock.Now().UTC(), Parallel: plan.Parallel, Order: req.Order,
 		OnFailure: req.OnFailure, Migrate: req.Migrate, Hook: req.Hook, MoveBack: req.MoveBack, Window: req.Window, Force: req.Force}
 	for _, h := range plan.Hosts {
 		ro.Hosts = append(ro.Hosts, cluster.RolloutHost{Host: h.Host, Wave: h.Wave})
@@ -359,10 +214,10 @@ func (s *Server) handleRolloutStart(w http.ResponseWriter, r *http.Request) (any
 	}
 	ev := cluster.NewEvent("rollout.started", ro.Actor, "", "", msg)
 	ev.Operation = ro.ID
-	if _, err := s.node.Apply(r.Context(), &cluster.CreateRollout{Rollout: ro, Event: ev}); err != nil {
+	if _, err := a.Raft.Apply(r.Context(), &cluster.CreateRollout{Rollout: ro, Event: ev}); err != nil {
 		return nil, httpapi.ApplyFailed(err)
 	}
-	return httpapi.Reply{Code: http.StatusCreated, Body: s.apiRollout(ro.ID)}, nil
+	return httpapi.Reply{Code: http.StatusCreated, Body: a.apiRollout(ro.ID)}, nil
 }
 
 func toAPIRollout(r *cluster.Rollout) api.Rollout {
@@ -381,9 +236,9 @@ func toAPIRollout(r *cluster.Rollout) api.Rollout {
 	return out
 }
 
-func (s *Server) apiRollout(id string) api.Rollout {
+func (a *API) apiRollout(id string) api.Rollout {
 	var out api.Rollout
-	s.node.FSM().Read(func(st *cluster.State) {
+	a.State.Read(func(st *cluster.State) {
 		if r := st.Rollouts[id]; r != nil {
 			out = toAPIRollout(r)
 		}
@@ -391,9 +246,9 @@ func (s *Server) apiRollout(id string) api.Rollout {
 	return out
 }
 
-func (s *Server) handleRollouts(w http.ResponseWriter, r *http.Request) (any, error) {
+func (a *API) Rollouts(w http.ResponseWriter, r *http.Request) (any, error) {
 	out := api.Rollouts{Rollouts: []api.Rollout{}}
-	s.node.FSM().Read(func(st *cluster.State) {
+	a.State.Read(func(st *cluster.State) {
 		for _, ro := range st.SortedRollouts() {
 			out.Rollouts = append(out.Rollouts, toAPIRollout(ro))
 		}
@@ -401,17 +256,17 @@ func (s *Server) handleRollouts(w http.ResponseWriter, r *http.Request) (any, er
 	return out, nil
 }
 
-func (s *Server) handleRollout(w http.ResponseWriter, r *http.Request) (any, error) {
+func (a *API) Rollout(w http.ResponseWriter, r *http.Request) (any, error) {
 	id := r.PathValue("id")
 	var found bool
-	s.node.FSM().Read(func(st *cluster.State) { found = st.Rollouts[id] != nil })
+	a.State.Read(func(st *cluster.State) { found = st.Rollouts[id] != nil })
 	if !found {
 		return nil, httpapi.Errorf(http.StatusNotFound, "rollout", "rollout %q not found", id)
 	}
-	return s.apiRollout(id), nil
+	return a.apiRollout(id), nil
 }
 
-func (s *Server) handleRolloutControl(action string) httpapi.HandlerFunc {
+func (a *API) RolloutControl(action string) httpapi.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) (any, error) {
 		if err := httpapi.DecodeEmpty(r); err != nil {
 			return nil, err
@@ -421,14 +276,14 @@ func (s *Server) handleRolloutControl(action string) httpapi.HandlerFunc {
 			cluster.RolloutResume: "resumed", cluster.RolloutCancel: "cancelled: no host starts; it ends once the hosts out are back"}
 		ev := cluster.NewEvent("rollout."+action, httpapi.Actor(r), "", "", fmt.Sprintf("rollout %s %s", id, words[action]))
 		ev.Operation = id
-		if _, err := s.node.Apply(r.Context(), &cluster.RolloutControl{Rollout: id, Action: action, Time: s.clock.Now().UTC(), Event: ev}); err != nil {
+		if _, err := a.Raft.Apply(r.Context(), &cluster.RolloutControl{Rollout: id, Action: action, Time: a.Clock.Now().UTC(), Event: ev}); err != nil {
 			return nil, httpapi.ApplyFailed(err)
 		}
-		return s.apiRollout(id), nil
+		return a.apiRollout(id), nil
 	}
 }
 
-func (s *Server) handleRolloutContinue(w http.ResponseWriter, r *http.Request) (any, error) {
+func (a *API) RolloutContinue(w http.ResponseWriter, r *http.Request) (any, error) {
 	var req api.ContinueRequest
 	if err := httpapi.DecodeBody(r, &req); err != nil {
 		return nil, err
@@ -439,8 +294,8 @@ func (s *Server) handleRolloutContinue(w http.ResponseWriter, r *http.Request) (
 	id := r.PathValue("id")
 	ev := cluster.NewEvent("rollout.continue", httpapi.Actor(r), req.Host, "", fmt.Sprintf("rollout %s: the work on host %s is done (continued by an operator)", id, req.Host))
 	ev.Operation = id
-	if _, err := s.node.Apply(r.Context(), &cluster.RolloutContinue{Rollout: id, Host: req.Host, Time: s.clock.Now().UTC(), Event: ev}); err != nil {
+	if _, err := a.Raft.Apply(r.Context(), &cluster.RolloutContinue{Rollout: id, Host: req.Host, Time: a.Clock.Now().UTC(), Event: ev}); err != nil {
 		return nil, httpapi.ApplyFailed(err)
 	}
-	return s.apiRollout(id), nil
+	return a.apiRollout(id), nil
 }

@@ -1,9 +1,13 @@
-package daemon
+// Package maintenance enters and leaves maintenance: it checks a request,
+// prechecks the evacuation against the ledger of moves in flight and the
+// failover capacity, and records the evacuation or exit as an operation
+// that the operations controller then runs. The API's handlers, the
+// rollout controller, the alert webhook and the health controller (for a
+// degraded host) all come in here.
+package maintenance
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -14,17 +18,38 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
+	"github.com/herd-project/herd/daemon/controller"
 	"github.com/herd-project/herd/daemon/httpapi"
 	"github.com/herd-project/herd/policy"
 	"github.com/herd-project/herd/policy/failover"
 	"github.com/herd-project/herd/policy/plan"
 )
 
-func newOpID() string {
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	return "op-" + hex.EncodeToString(b)
+// Ledger is what a precheck plans with (the operations controller).
+type Ledger interface {
+	// Planning is the ledger as it will be and the automatic moves'
+	// placement options; both are copies.
+	Planning(st *cluster.State) (*policy.Ledger, policy.Options)
 }
+
+// Deps are what entering and leaving maintenance work with.
+type Deps struct {
+	State  controller.State
+	Raft   controller.Applier
+	Ledger Ledger
+	// Policy is the policy in force.
+	Policy func() *policy.Document
+	// Options are the placement options the policy gives for st.
+	Options func(doc *policy.Document, st *cluster.State, perTarget int) policy.Options
+	// NewOpID names a new operation.
+	NewOpID func() string
+}
+
+// Service enters and leaves maintenance.
+type Service struct{ d Deps }
+
+// New builds the service.
+func New(d Deps) *Service { return &Service{d: d} }
 
 // evacuationRequest checks an enable body and turns it into the planner's
 // request.
@@ -58,14 +83,6 @@ func evacuationRequest(st *cluster.State, host string, req api.MaintenanceReques
 	return er, nil
 }
 
-func toAPIItems(items []policy.Item) []api.PrecheckItem {
-	out := make([]api.PrecheckItem, 0, len(items))
-	for _, it := range items {
-		out = append(out, api.PrecheckItem{VM: it.VM, Name: it.Name, Action: it.Action, Target: it.Target, MemoryBytes: it.MemoryBytes, Reason: it.Reason})
-	}
-	return out
-}
-
 func toAPIBlockers(bs []policy.Blocker) []api.Blocker {
 	out := make([]api.Blocker, 0, len(bs))
 	for _, b := range bs {
@@ -78,30 +95,25 @@ func toAPIBlockers(bs []policy.Blocker) []api.Blocker {
 	return out
 }
 
-func (s *Server) precheck(st *cluster.State, er policy.EvacuationRequest) policy.Precheck {
-	l, o := s.ops.Planning(st)
+func (m *Service) precheck(st *cluster.State, er policy.EvacuationRequest) policy.Precheck {
+	l, o := m.d.Ledger.Planning(st)
 	if er.TargetHost != "" {
 		o.Reserved = nil // an operator's explicit target
 	}
 	return policy.PrecheckEvacuation(st, l, er, o)
 }
 
-func (s *Server) handlePrecheck(w http.ResponseWriter, r *http.Request) (any, error) {
-	name := r.PathValue("host")
-	var req api.MaintenanceRequest
-	if err := httpapi.DecodeBody(r, &req); err != nil {
-		return nil, err
-	}
-	if req.Status != "" && req.Status != "enable" {
-		return nil, httpapi.Errorf(http.StatusBadRequest, "status", "a precheck is for status enable, not %q", req.Status)
-	}
-	st := s.node.FSM().State()
+// Precheck is what entering maintenance as req asks would do on host now:
+// the moves and shutdowns, and what blocks it (what only force overrides
+// included).
+func (m *Service) Precheck(name string, req api.MaintenanceRequest) (api.Precheck, error) {
+	st := m.d.State.State()
 	h, er, err := enableTarget(st, name, req)
 	if err != nil {
-		return nil, err
+		return api.Precheck{}, err
 	}
-	pc := s.precheck(st, er)
-	if b := s.failoverBlocker(st, name); b != "" {
+	pc := m.precheck(st, er)
+	if b := m.failoverBlocker(st, name); b != "" {
 		pc.Blockers = append(pc.Blockers, policy.Blocker{Reason: b + "; set force to enter anyway"})
 	}
 	out := api.Precheck{Host: name, LiveMigrateVMs: toAPIItems(pc.LiveMigrate), OfflineMigrateVMs: toAPIItems(pc.OfflineMigrate),
@@ -112,20 +124,12 @@ func (s *Server) handlePrecheck(w http.ResponseWriter, r *http.Request) (any, er
 	return out, nil
 }
 
-func (s *Server) handleMaintenance(w http.ResponseWriter, r *http.Request) (any, error) {
-	name := r.PathValue("host")
-	var req api.MaintenanceRequest
-	if err := httpapi.DecodeBody(r, &req); err != nil {
-		return nil, err
+func toAPIItems(items []policy.Item) []api.PrecheckItem {
+	out := make([]api.PrecheckItem, 0, len(items))
+	for _, it := range items {
+		out = append(out, api.PrecheckItem{VM: it.VM, Name: it.Name, Action: it.Action, Target: it.Target, MemoryBytes: it.MemoryBytes, Reason: it.Reason})
 	}
-	switch req.Status {
-	case "enable":
-		return s.enableMaintenance(r, name, req)
-	case "disable":
-		return s.disableMaintenance(r, name, req)
-	default:
-		return nil, httpapi.BadField("status", "status %q is not one of enable, disable", req.Status)
-	}
+	return out
 }
 
 // enableTarget finds the host of an enable (or precheck) request and
@@ -142,31 +146,13 @@ func enableTarget(st *cluster.State, name string, req api.MaintenanceRequest) (*
 	return h, er, nil
 }
 
-func (s *Server) enableMaintenance(r *http.Request, name string, req api.MaintenanceRequest) (any, error) {
-	id, err := s.enterMaintenance(r.Context(), name, req, httpapi.Actor(r), "", "")
-	if err != nil {
-		return nil, maintenanceError(err)
-	}
-	return httpapi.Accepted(api.OperationRef{Operation: id}), nil
-}
-
-// maintenanceError is the answer for a request problem (naming its field,
-// with the blockers) or a refused or uncommitted raft write.
-func maintenanceError(err error) *httpapi.Error {
-	var fe *httpapi.Error
-	if errors.As(err, &fe) {
-		return fe
-	}
-	return httpapi.ApplyFailed(err)
-}
-
-// enterMaintenance starts host name's evacuation as req asks (an API
+// Enter starts host name's evacuation as req asks (an API
 // request, or a rollout's step); a repeated request gets the operation
 // under way. id names the operation ("": a new id); why, when set, says
 // what asked for it. Errors are *httpapi.Error (nothing changed) or the raft
 // write's.
-func (s *Server) enterMaintenance(ctx context.Context, name string, req api.MaintenanceRequest, who, id, why string) (string, error) {
-	st := s.node.FSM().State()
+func (m *Service) Enter(ctx context.Context, name string, req api.MaintenanceRequest, who, id, why string) (string, error) {
+	st := m.d.State.State()
 	h := st.Hosts[name]
 	if h == nil {
 		return "", &httpapi.Error{Code: http.StatusNotFound, Field: "host", Msg: fmt.Sprintf("host %q not found", name)}
@@ -179,7 +165,7 @@ func (s *Server) enterMaintenance(ctx context.Context, name string, req api.Main
 	case cluster.MaintenanceOff:
 	case cluster.MaintenanceEntering, cluster.MaintenanceOn:
 		// Repeating an enable gives the same operation and stops nothing again.
-		if same := s.sameEnable(name, er); same != "" {
+		if same := m.sameEnable(name, er); same != "" {
 			return same, nil
 		}
 		return "", httpapi.Conflict("status", "host %s is already in maintenance (%s, operation %s) with other settings", name, h.Maintenance, h.Operation)
@@ -191,23 +177,23 @@ func (s *Server) enterMaintenance(ctx context.Context, name string, req api.Main
 	if h.Admin == cluster.Offline {
 		return "", httpapi.Conflict("status", "host %s is OFFLINE (declared dead): it needs recovery, not maintenance", name)
 	}
-	pc := s.precheck(st, er)
+	pc := m.precheck(st, er)
 	if !pc.OK() {
 		fe := httpapi.Conflict("status", "host %s cannot enter maintenance", name)
 		fe.Blockers = toAPIBlockers(pc.Blockers)
 		return "", fe
 	}
-	if b := s.failoverBlocker(st, name); b != "" && !req.Force {
+	if b := m.failoverBlocker(st, name); b != "" && !req.Force {
 		fe := httpapi.Conflict("force", "host %s cannot enter maintenance", name)
 		fe.Blockers = []api.Blocker{{Reason: b + "; set force to enter anyway"}}
 		return "", fe
 	}
-	id, err := s.startEvacuation(ctx, st, name, er, pc, who, id, why)
+	id, err := m.startEvacuation(ctx, st, name, er, pc, who, id, why)
 	var ae *cluster.ApplyError
 	if errors.As(err, &ae) && ae.Code == http.StatusConflict {
 		// An identical request committed first (concurrent duplicates):
 		// it asked for what is now under way, so it gets the same answer.
-		if same := s.sameEnable(name, er); same != "" {
+		if same := m.sameEnable(name, er); same != "" {
 			return same, nil
 		}
 	}
@@ -216,9 +202,9 @@ func (s *Server) enterMaintenance(ctx context.Context, name string, req api.Main
 
 // sameEnable returns the operation already taking host into maintenance
 // the way er asks, or "".
-func (s *Server) sameEnable(host string, er policy.EvacuationRequest) string {
+func (m *Service) sameEnable(host string, er policy.EvacuationRequest) string {
 	var id string
-	s.node.FSM().Read(func(st *cluster.State) {
+	m.d.State.Read(func(st *cluster.State) {
 		h := st.Hosts[host]
 		if h == nil || h.Maintenance != cluster.MaintenanceEntering && h.Maintenance != cluster.MaintenanceOn {
 			return
@@ -232,12 +218,12 @@ func (s *Server) sameEnable(host string, er policy.EvacuationRequest) string {
 
 // startEvacuation records an evacuation that passed its precheck; why, when
 // set, says what asked for it (in the event).
-func (s *Server) startEvacuation(ctx context.Context, st *cluster.State, name string, er policy.EvacuationRequest, pc policy.Precheck, who, id, why string) (string, error) {
+func (m *Service) startEvacuation(ctx context.Context, st *cluster.State, name string, er policy.EvacuationRequest, pc policy.Precheck, who, id, why string) (string, error) {
 	if id == "" {
-		id = newOpID()
+		id = m.d.NewOpID()
 	}
 	op := cluster.Operation{ID: id, Kind: cluster.OpEvacuate, Host: name, Migrate: string(er.Migrate), TargetHost: er.TargetHost,
-		Actor: who, Created: time.Now().UTC(), MaxAttempts: s.Policy().Maintenance.Attempts}
+		Actor: who, Created: time.Now().UTC(), MaxAttempts: m.d.Policy().Maintenance.Attempts}
 	op.Items = plan.EvacuationItems(st, name, pc)
 	msg := fmt.Sprintf("host %s entering maintenance (migrate %s): %d to live-migrate, %d to offline-migrate, %d to shut down",
 		name, er.Migrate, len(pc.LiveMigrate), len(pc.OfflineMigrate), len(pc.Shutdown))
@@ -249,46 +235,47 @@ func (s *Server) startEvacuation(ctx context.Context, st *cluster.State, name st
 	}
 	ev := cluster.NewEvent("maintenance.entering", op.Actor, name, "", msg)
 	ev.Operation = op.ID
-	if _, err := s.node.Apply(ctx, &cluster.StartOperation{Op: op, Event: ev}); err != nil {
+	if _, err := m.d.Raft.Apply(ctx, &cluster.StartOperation{Op: op, Event: ev}); err != nil {
 		return "", err
 	}
 	return op.ID, nil
 }
 
-// evacuateDegraded moves the running VMs off a host whose hardware is
+// EvacuateDegraded moves the running VMs off a host whose hardware is
 // failing (the policy's degraded_query), through maintenance, before it
 // dies. A host that is not AVAILABLE, alive and out of maintenance is left
 // alone; blockers are recorded as an event.
-func (s *Server) evacuateDegraded(ctx context.Context, name, why string) error {
-	_, err := s.evacuateAuto(ctx, name, why, autoEvacuation{who: "health", blockedType: "health.degraded", seems: "looks degraded", cause: "hardware degraded: "})
+func (m *Service) EvacuateDegraded(ctx context.Context, name, why string) error {
+	_, err := m.Evacuate(ctx, name, why, Auto{Who: "health", BlockedType: "health.degraded", Seems: "looks degraded", Cause: "hardware degraded: "})
 	return err
 }
 
-// autoEvacuation says who starts an evacuateAuto and how it is told.
-type autoEvacuation struct {
-	who         string
-	blockedType string // the event type of a blocked evacuation
-	seems       string // "host NAME <seems> (why) but cannot be evacuated"
-	cause       string // put before why in the evacuation's event
-	// fromNotAccepting also evacuates a NOT_ACCEPTING host (an alert's
+// Auto says who starts an automatic evacuation (Evacuate) and how it is
+// told.
+type Auto struct {
+	Who         string
+	BlockedType string // the event type of a blocked evacuation
+	Seems       string // "host NAME <Seems> (why) but cannot be evacuated"
+	Cause       string // put before why in the evacuation's event
+	// FromNotAccepting also evacuates a NOT_ACCEPTING host (an alert's
 	// escalation after a not-accepting one).
-	fromNotAccepting bool
+	FromNotAccepting bool
 }
 
-// evacuateAuto is the evacuation Herd starts by itself (degraded_query, an
+// Evacuate is the evacuation Herd starts by itself (degraded_query, an
 // alert): maintenance with live migration of the running VMs, only of a
 // host that is AVAILABLE (or NOT_ACCEPTING, when a says so), alive and
 // out of maintenance. Blockers are recorded as an event; the
-// evacuation's event says a.cause+why. It says what it did.
-func (s *Server) evacuateAuto(ctx context.Context, name, why string, a autoEvacuation) (string, error) {
-	st := s.node.FSM().State()
+// evacuation's event says a.Cause+why. It says what it did.
+func (m *Service) Evacuate(ctx context.Context, name, why string, a Auto) (string, error) {
+	st := m.d.State.State()
 	h := st.Hosts[name]
 	switch {
 	case h == nil:
 		return "unchanged: host not found", nil
 	case h.Maintenance != cluster.MaintenanceOff:
 		return fmt.Sprintf("unchanged: host is in maintenance (%s, operation %s)", h.Maintenance, h.Operation), nil
-	case h.Admin != cluster.Available && !(a.fromNotAccepting && h.Admin == cluster.NotAccepting):
+	case h.Admin != cluster.Available && !(a.FromNotAccepting && h.Admin == cluster.NotAccepting):
 		return fmt.Sprintf("unchanged: host is %s", h.Admin), nil
 	case h.Health != cluster.HealthAlive:
 		return fmt.Sprintf("unchanged: host is %s", h.Health), nil
@@ -297,17 +284,17 @@ func (s *Server) evacuateAuto(ctx context.Context, name, why string, a autoEvacu
 	if ferr != nil {
 		return "", errors.New(ferr.Msg)
 	}
-	pc := s.precheck(st, er)
+	pc := m.precheck(st, er)
 	if !pc.OK() {
 		var reasons []string
 		for _, b := range pc.Blockers {
 			reasons = append(reasons, b.Reason)
 		}
-		msg := fmt.Sprintf("host %s %s (%s) but cannot be evacuated: %s", name, a.seems, why, strings.Join(reasons, "; "))
-		_, err := s.node.Apply(ctx, &cluster.AppendEvents{Events: []cluster.Event{cluster.NewEvent(a.blockedType, a.who, name, "", msg)}})
+		msg := fmt.Sprintf("host %s %s (%s) but cannot be evacuated: %s", name, a.Seems, why, strings.Join(reasons, "; "))
+		_, err := m.d.Raft.Apply(ctx, &cluster.AppendEvents{Events: []cluster.Event{cluster.NewEvent(a.BlockedType, a.Who, name, "", msg)}})
 		return "blocked: " + strings.Join(reasons, "; "), err
 	}
-	id, err := s.startEvacuation(ctx, st, name, er, pc, a.who, "", a.cause+why)
+	id, err := m.startEvacuation(ctx, st, name, er, pc, a.Who, "", a.Cause+why)
 	if err != nil {
 		return "", err
 	}
@@ -379,14 +366,15 @@ func leftVMs(st *cluster.State, host string) api.ExitPrecheck {
 	return out
 }
 
-func (s *Server) handleExitPrecheck(w http.ResponseWriter, r *http.Request) (any, error) {
-	name := r.PathValue("host")
-	st := s.node.FSM().State()
+// ExitPrecheck lists what left host for its maintenance, where each VM is
+// now, and whether the policy moves them back on exit.
+func (m *Service) ExitPrecheck(name string) (api.ExitPrecheck, error) {
+	st := m.d.State.State()
 	if st.Hosts[name] == nil {
-		return nil, httpapi.Errorf(http.StatusNotFound, "host", "host %q not found", name)
+		return api.ExitPrecheck{}, httpapi.Errorf(http.StatusNotFound, "host", "host %q not found", name)
 	}
 	out := leftVMs(st, name)
-	out.MigrateBackOnExit = s.Policy().Maintenance.MigrateBackOnExit
+	out.MigrateBackOnExit = m.d.Policy().Maintenance.MigrateBackOnExit
 	return out, nil
 }
 
@@ -413,19 +401,11 @@ func pick(field string, names []string, left []api.LeftVM, what string) ([]api.L
 	return out, nil
 }
 
-func (s *Server) disableMaintenance(r *http.Request, name string, req api.MaintenanceRequest) (any, error) {
-	id, err := s.exitMaintenance(r.Context(), name, req, httpapi.Actor(r), "")
-	if err != nil {
-		return nil, maintenanceError(err)
-	}
-	return httpapi.Accepted(api.OperationRef{Operation: id}), nil
-}
-
-// exitMaintenance starts host name's exit from maintenance as req asks (an
+// Exit starts host name's exit from maintenance as req asks (an
 // API request, or a rollout's step); a host already exiting gives its
 // operation. id names the operation ("": a new id). Errors are *httpapi.Error
 // (nothing changed) or the raft write's.
-func (s *Server) exitMaintenance(ctx context.Context, name string, req api.MaintenanceRequest, who, id string) (string, error) {
+func (m *Service) Exit(ctx context.Context, name string, req api.MaintenanceRequest, who, id string) (string, error) {
 	if req.Migrate != "" || req.TargetHost != "" || len(req.ShutdownVMs) > 0 {
 		field := "migrate"
 		if req.TargetHost != "" {
@@ -435,7 +415,7 @@ func (s *Server) exitMaintenance(ctx context.Context, name string, req api.Maint
 		}
 		return "", httpapi.BadField(field, "%s goes with status enable, not disable", field)
 	}
-	st := s.node.FSM().State()
+	st := m.d.State.State()
 	h := st.Hosts[name]
 	if h == nil {
 		return "", &httpapi.Error{Code: http.StatusNotFound, Field: "host", Msg: fmt.Sprintf("host %q not found", name)}
@@ -462,7 +442,7 @@ func (s *Server) exitMaintenance(ctx context.Context, name string, req api.Maint
 	if ferr != nil {
 		return "", ferr
 	}
-	if s.Policy().Maintenance.MigrateBackOnExit {
+	if m.d.Policy().Maintenance.MigrateBackOnExit {
 		liveBack, offBack = nil, nil
 		for _, l := range append(append([]api.LeftVM{}, left.LiveMigratedVMs...), left.OfflineMigratedVMs...) {
 			if l.PowerState == string(cluster.PoweredOn) {
@@ -473,7 +453,7 @@ func (s *Server) exitMaintenance(ctx context.Context, name string, req api.Maint
 		}
 	}
 	if id == "" {
-		id = newOpID()
+		id = m.d.NewOpID()
 	}
 	op := cluster.Operation{ID: id, Kind: cluster.OpExit, Host: name, Parent: left.Operation, TargetHost: name, Actor: who, Created: time.Now().UTC()}
 	add := func(l api.LeftVM, action string, power cluster.PowerState, field string) *httpapi.Error {
@@ -508,86 +488,82 @@ func (s *Server) exitMaintenance(ctx context.Context, name string, req api.Maint
 	ev := cluster.NewEvent("maintenance.exiting", op.Actor, name, "", fmt.Sprintf("host %s leaving maintenance: %d to power on, %d to live-migrate back, %d to offline-migrate back",
 		name, len(powerOn), len(liveBack), len(offBack)))
 	ev.Operation = op.ID
-	if _, err := s.node.Apply(ctx, &cluster.StartOperation{Op: op, Event: ev}); err != nil {
+	if _, err := m.d.Raft.Apply(ctx, &cluster.StartOperation{Op: op, Event: ev}); err != nil {
 		return "", err
 	}
 	return op.ID, nil
 }
 
-func (s *Server) handleOperations(w http.ResponseWriter, r *http.Request) (any, error) {
-	q := r.URL.Query()
-	host, state := q.Get("host"), q.Get("state")
-	if state != "" && !slices.Contains([]string{"running", "succeeded", "failed", "cancelled"}, state) {
-		return nil, httpapi.Errorf(http.StatusBadRequest, "state", "state %q is not one of running, succeeded, failed, cancelled", state)
-	}
-	st := s.node.FSM().State()
-	out := api.Operations{Operations: []api.Operation{}}
-	for _, op := range st.SortedOperations() {
-		if (host == "" || op.Host == host || op.TargetHost == host) && (state == "" || string(op.State) == state) {
-			out.Operations = append(out.Operations, api.NewOperation(op))
-		}
-	}
-	return out, nil
-}
-
-func (s *Server) handleOperation(w http.ResponseWriter, r *http.Request) (any, error) {
-	op := s.node.FSM().Operation(r.PathValue("id"))
-	if op == nil {
-		return nil, httpapi.Errorf(http.StatusNotFound, "operation", "operation %q not found", r.PathValue("id"))
-	}
-	return api.NewOperation(op), nil
-}
-
-func (s *Server) handleCancelOperation(w http.ResponseWriter, r *http.Request) (any, error) {
-	// Cancelling what is cancelled already (or stopping) answers as the
-	// first cancel did, and logs nothing more.
-	if op := s.node.FSM().Operation(r.PathValue("id")); op != nil && (op.Cancelled || op.State == cluster.OpCancelled) {
-		if err := httpapi.DecodeEmpty(r); err != nil {
-			return nil, err
-		}
-		return api.NewOperation(op), nil
-	}
-	return s.operationCommand(r, func(id string, ev cluster.Event) cluster.Command {
-		ev.Type, ev.Message = "operation.cancelled", "operation "+id+" cancelled: steps in flight finish, nothing new starts"
-		return &cluster.CancelOperation{Op: id, Time: ev.Time, Event: ev}
-	})
-}
-
-func (s *Server) handleRetryOperation(w http.ResponseWriter, r *http.Request) (any, error) {
-	return s.operationCommand(r, func(id string, ev cluster.Event) cluster.Command {
-		ev.Type, ev.Message = "operation.retried", "operation "+id+" retried: failed and cancelled steps start over"
-		return &cluster.RetryOperation{Op: id, Time: ev.Time, Event: ev}
-	})
-}
-
-func (s *Server) operationCommand(r *http.Request, build func(id string, ev cluster.Event) cluster.Command) (any, error) {
-	if err := httpapi.DecodeEmpty(r); err != nil {
-		return nil, err
-	}
-	id := r.PathValue("id")
-	op := s.node.FSM().Operation(id)
-	if op == nil {
-		return nil, httpapi.Errorf(http.StatusNotFound, "operation", "operation %q not found", id)
-	}
-	ev := cluster.NewEvent("", httpapi.Actor(r), op.Host, "", "")
-	ev.Operation = id
-	if _, err := s.node.Apply(r.Context(), build(id, ev)); err != nil {
-		return nil, httpapi.ApplyFailed(err)
-	}
-	return api.NewOperation(s.node.FSM().Operation(id)), nil
-}
-
 // failoverBlocker says why closing host would leave the cluster unable to
 // absorb the host failures the policy demands, or "".
-func (s *Server) failoverBlocker(st *cluster.State, host string) string {
-	doc := s.Policy()
+func (m *Service) failoverBlocker(st *cluster.State, host string) string {
+	doc := m.d.Policy()
 	min := doc.Failover.MinHostFailures
 	if min <= 0 {
 		return ""
 	}
-	after := failover.AfterMaintenance(st, host, s.placementOptions(doc, st, 0))
+	after := failover.AfterMaintenance(st, host, m.d.Options(doc, st, 0))
 	if after >= min {
 		return ""
 	}
 	return fmt.Sprintf("failover capacity would drop to %d host(s), below the policy minimum of %d (failover.min_host_failures)", after, min)
+}
+
+// Rollout enters and leaves maintenance for the rollout controller
+// (rollout.Maintenance) through the same functions as the API.
+type Rollout struct{ s *Service }
+
+// Rollout is m as the rollout controller uses it.
+func (m *Service) Rollout() Rollout { return Rollout{m} }
+
+// CanEnter says why host cannot enter maintenance now (an error), or what
+// only force overrides (a failover blocker), or "".
+
+func (r Rollout) CanEnter(st *cluster.State, host, migrate string, force bool) (string, error) {
+	er, ferr := evacuationRequest(st, host, api.MaintenanceRequest{Status: "enable", Migrate: migrate})
+	if ferr != nil {
+		return "", ferr
+	}
+	if pc := r.s.precheck(st, er); !pc.OK() {
+		var reasons []string
+		for _, b := range toAPIBlockers(pc.Blockers) {
+			if b.VM != "" {
+				reasons = append(reasons, b.VM+": "+b.Reason)
+			} else {
+				reasons = append(reasons, b.Reason)
+			}
+		}
+		return "", errors.New(strings.Join(reasons, "; "))
+	}
+	if b := r.s.failoverBlocker(st, host); b != "" && !force {
+		return b, nil
+	}
+	return "", nil
+}
+
+// Enter starts host's evacuation for a rollout step.
+func (r Rollout) Enter(ctx context.Context, host, migrate string, force bool, id, why string) error {
+	_, err := r.s.Enter(ctx, host, api.MaintenanceRequest{Status: "enable", Migrate: migrate, Force: force}, "rollout", id, why)
+	return err
+}
+
+// Exit starts host's exit for a rollout step; moveBack brings back the VMs
+// that left it, in the power state they had.
+func (r Rollout) Exit(ctx context.Context, host string, moveBack bool, id string) error {
+	req := api.MaintenanceRequest{Status: "disable"}
+	if moveBack {
+		left := leftVMs(r.s.d.State.State(), host)
+		for _, l := range left.LiveMigratedVMs {
+			if l.PowerState == string(cluster.PoweredOn) {
+				req.LiveMigrateBackVMs = append(req.LiveMigrateBackVMs, l.VM)
+			}
+		}
+		for _, l := range left.OfflineMigratedVMs {
+			if l.PowerState == string(cluster.PoweredOff) {
+				req.OfflineMigrateBackVMs = append(req.OfflineMigrateBackVMs, l.VM)
+			}
+		}
+	}
+	_, err := r.s.Exit(ctx, host, req, "rollout", id)
+	return err
 }
