@@ -57,14 +57,14 @@ func (s *Server) routes() http.Handler {
 	local("GET /v1/policy", h.GetPolicy)
 	rt.OnLeader("PUT /v1/policy", config.RoleAdmin, h.PutPolicy)
 	local("POST /v1/policy/validate", h.ValidatePolicy)
-	local("GET /v1/cluster", s.handleCluster)
+	local("GET /v1/cluster", h.Cluster)
 	// Read by the leader's autopilot and by followers checking readiness:
 	// no freshness check of its own.
-	rt.Self("GET /v1/cluster/self", config.RoleRead, httpapi.Wrap(s.handleServerStats))
-	rt.OnLeader("POST /v1/cluster/join", config.RoleAdmin, s.handleJoin)
-	rt.OnLeader("POST /v1/cluster/remove", config.RoleAdmin, s.handleRemoveServer)
+	rt.Self("GET /v1/cluster/self", config.RoleRead, httpapi.Wrap(h.ServerStats))
+	rt.OnLeader("POST /v1/cluster/join", config.RoleAdmin, h.Join)
+	rt.OnLeader("POST /v1/cluster/remove", config.RoleAdmin, h.RemoveServer)
 	// Leaving runs on the server that leaves; it asks the leader.
-	rt.Self("POST /v1/cluster/leave", config.RoleAdmin, httpapi.Wrap(s.handleLeave))
+	rt.Self("POST /v1/cluster/leave", config.RoleAdmin, httpapi.Wrap(h.Leave))
 	rt.Self("GET /healthz", config.RoleNone, httpapi.Wrap(h.Healthz))
 	rt.Self("GET /readyz", config.RoleNone, httpapi.Wrap(h.Readyz))
 	rt.Metrics(s.metrics.Handler(s.reg), s.cfg.API.MetricsOpen)
@@ -100,8 +100,11 @@ func (s *Server) handlers() *handlers.API {
 		Leases:           s.leases,
 		VerifyLeader:     func() error { return s.node.Raft().VerifyLeader().Error() },
 		Webhook:          s.webhook,
-		NodeName:         s.cfg.NodeName,
-		Metrics:          s.metrics,
-		Log:              s.log,
+		Servers: handlers.Servers{Raft: s.node, Members: s.members, Gossip: s.gossip.Members, Self: s.selfInfo, LeaderAPI: s.leaderAPI,
+			Discovered: s.discoveredList, PolicyStatus: s.policyStatus, LeaderClient: s.leaderClient,
+			Leave: func() { s.leftOnce.Do(func() { close(s.left) }) }, Stabilization: s.cfg.Raft.ServerStabilization},
+		NodeName: s.cfg.NodeName,
+		Metrics:  s.metrics,
+		Log:      s.log,
 	})
 }

@@ -127,6 +127,7 @@ type Deps struct {
 	VerifyLeader func() error
 	// Webhook takes Alertmanager's deliveries.
 	Webhook Webhook
+	Servers Servers
 	// NodeName is this server's name.
 	NodeName string
 	Metrics  *metrics.Metrics
