@@ -12,6 +12,7 @@ import (
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/drivers"
 	"github.com/herd-project/herd/policy"
+	"github.com/herd-project/herd/policy/placement"
 	"github.com/herd-project/herd/policy/plan"
 )
 
@@ -31,7 +32,7 @@ type opsController struct {
 	wake chan uint64
 
 	mu       sync.Mutex
-	ledger   *policy.Ledger
+	ledger   *placement.Ledger
 	inflight map[string]bool // op/vm
 	// waiting is when each step (op/vm) began waiting for the connection
 	// to its source host (sourceGate).
@@ -46,7 +47,7 @@ func newOpsController(s *Server) *opsController {
 		s:        s,
 		raft:     s.node,
 		wake:     make(chan uint64, 1),
-		ledger:   policy.NewLedger(),
+		ledger:   placement.NewLedger(),
 		inflight: map[string]bool{},
 		waiting:  map[string]time.Time{},
 	}
@@ -58,15 +59,15 @@ func (c *opsController) Name() string { return "operations" }
 
 // settings are the policy's maintenance section and the placement options
 // for automatic moves, as in force now.
-func (c *opsController) settings(st *cluster.State) (policy.MaintenancePolicy, policy.Limits, policy.Options) {
+func (c *opsController) settings(st *cluster.State) (policy.MaintenancePolicy, placement.Limits, placement.Options) {
 	doc := c.s.Policy()
 	m := doc.Maintenance
-	limits := policy.Limits{PerSource: m.PerSource, PerTarget: m.PerTarget, Cluster: m.Cluster}
+	limits := placement.Limits{PerSource: m.PerSource, PerTarget: m.PerTarget, Cluster: m.Cluster}
 	return m, limits, c.s.placementOptions(doc, st, limits.PerTarget)
 }
 
 // options are the placement options for automatic moves.
-func (c *opsController) options(st *cluster.State) policy.Options {
+func (c *opsController) options(st *cluster.State) placement.Options {
 	_, _, o := c.settings(st)
 	return o
 }
@@ -76,7 +77,7 @@ func (c *opsController) options(st *cluster.State) policy.Options {
 // running evacuations still have to run (several hosts entering
 // maintenance at once share one capacity), and the placement options of
 // automatic moves. Both are copies the caller may change.
-func (c *opsController) Planning(st *cluster.State) (*policy.Ledger, policy.Options) {
+func (c *opsController) Planning(st *cluster.State) (*placement.Ledger, placement.Options) {
 	l := c.Reservations()
 	usage := st.Usage()
 	opts := c.options(st)
@@ -94,8 +95,8 @@ func (c *opsController) Planning(st *cluster.State) (*policy.Ledger, policy.Opti
 			if _, moving := l.Move(vm.ID); moving {
 				continue
 			}
-			req := policy.EvacuationRequest{Host: vm.Host, TargetHost: op.TargetHost}
-			if pl := policy.NextTarget(st, usage, l, vm, req, nil, o); pl.Host != "" {
+			req := placement.EvacuationRequest{Host: vm.Host, TargetHost: op.TargetHost}
+			if pl := placement.NextTarget(st, usage, l, vm, req, nil, o); pl.Host != "" {
 				need := vm.MemoryBytes
 				if it.Action == cluster.ActionOfflineMigrate {
 					need = 0
@@ -108,7 +109,7 @@ func (c *opsController) Planning(st *cluster.State) (*policy.Ledger, policy.Opti
 }
 
 // Reservations is a copy of the steps in flight's reservations.
-func (c *opsController) Reservations() *policy.Ledger {
+func (c *opsController) Reservations() *placement.Ledger {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.ledger.Clone()
@@ -123,7 +124,7 @@ func (c *opsController) InFlight() int {
 
 func (c *opsController) Run(ctx context.Context) {
 	c.mu.Lock()
-	c.ledger, c.inflight, c.recovering, c.waiting = policy.NewLedger(), map[string]bool{}, 0, map[string]time.Time{}
+	c.ledger, c.inflight, c.recovering, c.waiting = placement.NewLedger(), map[string]bool{}, 0, map[string]time.Time{}
 	c.mu.Unlock()
 	c.resume(ctx)
 	tick := time.NewTicker(250 * time.Millisecond)
@@ -372,7 +373,7 @@ func (c *opsController) step(ctx context.Context) {
 // stepRecovery starts the pending recreations of one recovery, in order,
 // within recovery.concurrency. A recovery never gives up: a VM that found
 // no host is tried again after a backoff that doubles up to max_backoff.
-func (c *opsController) stepRecovery(ctx context.Context, st *cluster.State, usage map[string]cluster.HostUsage, op *cluster.Operation, now time.Time, r policy.RecoveryPolicy, o policy.Options) {
+func (c *opsController) stepRecovery(ctx context.Context, st *cluster.State, usage map[string]cluster.HostUsage, op *cluster.Operation, now time.Time, r policy.RecoveryPolicy, o placement.Options) {
 	// The failover hosts are kept for this: tried first.
 	o = plan.RecoveryOptions(o)
 	c.mu.Lock()
@@ -384,7 +385,7 @@ func (c *opsController) stepRecovery(ctx context.Context, st *cluster.State, usa
 			c.mu.Unlock()
 			return
 		}
-		act := c.decide(st, usage, op, it, now, policy.Limits{}, o)
+		act := c.decide(st, usage, op, it, now, placement.Limits{}, o)
 		c.mu.Unlock()
 		if !act(ctx) {
 			return
@@ -408,7 +409,7 @@ func (c *opsController) finishAtOnce(op *cluster.Operation, it cluster.OpItem, t
 
 // decide chooses how one pending step starts (c.mu held): its target is
 // reserved in the ledger at once, so the next decision counts it.
-func (c *opsController) decide(st *cluster.State, usage map[string]cluster.HostUsage, op *cluster.Operation, it cluster.OpItem, now time.Time, limits policy.Limits, o policy.Options) action {
+func (c *opsController) decide(st *cluster.State, usage map[string]cluster.HostUsage, op *cluster.Operation, it cluster.OpItem, now time.Time, limits placement.Limits, o placement.Options) action {
 	vm := st.VMs[it.VM]
 	if vm == nil {
 		return c.finishAtOnce(op, it, "", nil, "VM no longer exists; nothing to do")
@@ -465,16 +466,16 @@ func (c *opsController) decide(st *cluster.State, usage map[string]cluster.HostU
 		if op.TargetHost != "" || op.Kind == cluster.OpExit {
 			o.Reserved = nil
 		}
-		req := policy.EvacuationRequest{Host: vm.Host, TargetHost: op.TargetHost, Migrate: policy.MigrateMode(op.Migrate)}
-		var pl policy.Placement
+		req := placement.EvacuationRequest{Host: vm.Host, TargetHost: op.TargetHost, Migrate: placement.MigrateMode(op.Migrate)}
+		var pl placement.Placement
 		if it.Planned != "" && len(it.Tried) == 0 {
 			// A planned move goes where it was planned while that still fits.
-			pl = policy.PlaceOn(st, usage, c.ledger, vm, it.Planned, o)
+			pl = placement.PlaceOn(st, usage, c.ledger, vm, it.Planned, o)
 			if pl.Host == "" && !pl.Transient() {
-				pl = policy.NextTarget(st, usage, c.ledger, vm, req, it.Tried, o)
+				pl = placement.NextTarget(st, usage, c.ledger, vm, req, it.Tried, o)
 			}
 		} else {
-			pl = policy.NextTarget(st, usage, c.ledger, vm, req, it.Tried, o)
+			pl = placement.NextTarget(st, usage, c.ledger, vm, req, it.Tried, o)
 		}
 		if pl.Host == "" {
 			if pl.Transient() {

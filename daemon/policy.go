@@ -12,6 +12,7 @@ import (
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/daemon/handlers"
 	"github.com/herd-project/herd/policy"
+	"github.com/herd-project/herd/policy/placement"
 )
 
 // policyHolder caches the parsed policy in force and tracks this server's
@@ -29,7 +30,7 @@ type policyHolder struct {
 	lastOK     bool
 	lastReload time.Time
 
-	compiled      *policy.Compiled
+	compiled      *placement.Compiled
 	compiledDoc   *policy.Document
 	compiledIndex uint64
 }
@@ -207,8 +208,8 @@ func (s *Server) watchPolicyFile() {
 
 // placementOptions are the placement options the policy in force gives for
 // automatic moves on st.
-func (s *Server) placementOptions(doc *policy.Document, st *cluster.State, perTarget int) policy.Options {
-	o := policy.Options{
+func (s *Server) placementOptions(doc *policy.Document, st *cluster.State, perTarget int) placement.Options {
+	o := placement.Options{
 		MemoryReserve: doc.Placement.MemoryReserve,
 		MaxInFlightTo: perTarget,
 		Policy:        s.compiled(doc, st),
@@ -224,14 +225,14 @@ func (s *Server) placementOptions(doc *policy.Document, st *cluster.State, perTa
 
 // compiled caches the policy compiled against a state: compiling 40,000
 // VMs takes tens of milliseconds, and readers ask many times per index.
-func (s *Server) compiled(doc *policy.Document, st *cluster.State) *policy.Compiled {
+func (s *Server) compiled(doc *policy.Document, st *cluster.State) *placement.Compiled {
 	p := &s.policy
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.compiled != nil && p.compiledDoc == doc && p.compiledIndex == st.Index {
 		return p.compiled
 	}
-	p.compiled, p.compiledDoc, p.compiledIndex = policy.Compile(doc, st), doc, st.Index
+	p.compiled, p.compiledDoc, p.compiledIndex = placement.Compile(doc, st), doc, st.Index
 	return p.compiled
 }
 

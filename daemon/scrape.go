@@ -7,6 +7,7 @@ import (
 	"github.com/herd-project/herd/metrics"
 	"github.com/herd-project/herd/policy"
 	"github.com/herd-project/herd/policy/failover"
+	"github.com/herd-project/herd/policy/placement"
 )
 
 // failoverCache holds the failover capacity computed last and what it was
@@ -47,7 +48,7 @@ func (c *failoverCache) get(reserve float64, st *cluster.State, u *cluster.Usage
 	if !same {
 		// Only the memory reserve of the placement options counts here:
 		// no need to compile the policy against 40,000 VMs.
-		c.capacity = failover.CapacityOfUsage(st, u, policy.Options{MemoryReserve: reserve})
+		c.capacity = failover.CapacityOfUsage(st, u, placement.Options{MemoryReserve: reserve})
 		c.usage, c.changes, c.reserve = u, u.RunningChanges, reserve
 		c.hosts = make(map[string]failover.Host, len(st.Hosts))
 		for name, h := range st.Hosts {

@@ -10,8 +10,8 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/herd-project/herd/cluster"
-	"github.com/herd-project/herd/policy"
 	"github.com/herd-project/herd/policy/failover"
+	"github.com/herd-project/herd/policy/placement"
 )
 
 // The failover capacity the scrape shows is always that of the state it
@@ -78,7 +78,7 @@ func TestFailoverCacheIsTheStatesCapacity(t *testing.T) {
 		}
 		f.ReadWithUsage(func(st *cluster.State, u *cluster.Usage) {
 			got := c.get(reserve, st, u)
-			if want := failover.Capacity(st, policy.Options{MemoryReserve: reserve}); got != want {
+			if want := failover.Capacity(st, placement.Options{MemoryReserve: reserve}); got != want {
 				t.Fatalf("step %d: cached capacity %d, the state's %d", step, got, want)
 			}
 		})
@@ -113,7 +113,7 @@ func TestFailoverCacheAfterRestore(t *testing.T) {
 		if err := f.Restore(io.NopCloser(&buf)); err != nil {
 			t.Fatal(err)
 		}
-		if got, want := capacity(), failover.Capacity(st, policy.Options{}); got != want {
+		if got, want := capacity(), failover.Capacity(st, placement.Options{}); got != want {
 			t.Fatalf("restore %d: cached capacity %d, the state's %d", i, got, want)
 		}
 	}

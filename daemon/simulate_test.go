@@ -13,6 +13,7 @@ import (
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/internal/testutil"
 	"github.com/herd-project/herd/policy"
+	"github.com/herd-project/herd/policy/placement"
 	"github.com/herd-project/herd/policy/plan"
 )
 
@@ -102,7 +103,7 @@ func simulateThenCrash(t *testing.T, concurrency int) {
 	for i := 1; i <= len(starts); i++ {
 		simStarts = append(simStarts, starts[i])
 	}
-	if s := byName[pinned]; s.Blocked != policy.ReasonVMHostAffinity || !strings.Contains(s.Why, "stay-home") {
+	if s := byName[pinned]; s.Blocked != placement.ReasonVMHostAffinity || !strings.Contains(s.Why, "stay-home") {
 		t.Errorf("pinned VM in the simulation: %+v", s)
 	}
 	if s := byName[excluded]; s.Blocked != plan.BlockedExcluded || s.Action != cluster.ActionAwaitHost {

@@ -1,3 +1,9 @@
+// Package policy is Herd's policy document (policy.yaml): its types, the
+// defaults, the loader and the validation that names every bad field, the
+// maintenance windows, and the pure decisions read straight from it: the
+// health fusion, the storm count and a step's wait for its source host.
+// The planners that use it live below: placement, balancing, failover and
+// plan.
 package policy
 
 import "time"

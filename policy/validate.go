@@ -155,6 +155,13 @@ var ruleTypes = map[string]bool{
 	RuleVMAffinity: false, RuleVMAntiAffinity: false, RuleVMHostAffinity: true, RuleVMHostAntiAffinity: true,
 }
 
+// RuleTypeHosts reports whether a rule of type t names a host group, and
+// whether t is a rule type at all.
+func RuleTypeHosts(t string) (hosts, known bool) {
+	hosts, known = ruleTypes[t]
+	return hosts, known
+}
+
 func (c *checker) rules(rs []Rule, hosts, vms map[string]int) {
 	c.names("rules", len(rs), func(i int) string { return rs[i].Name })
 	for i, r := range rs {

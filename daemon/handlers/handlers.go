@@ -17,6 +17,7 @@ import (
 	"github.com/herd-project/herd/daemon/controller"
 	"github.com/herd-project/herd/metrics"
 	"github.com/herd-project/herd/policy"
+	"github.com/herd-project/herd/policy/placement"
 )
 
 // State is the replicated state as the handlers read it (cluster.FSM).
@@ -34,9 +35,9 @@ type Ledger interface {
 	// Planning is the ledger as it will be (steps in flight and the room
 	// running evacuations still need) and the automatic moves' placement
 	// options; both are copies.
-	Planning(st *cluster.State) (*policy.Ledger, policy.Options)
+	Planning(st *cluster.State) (*placement.Ledger, placement.Options)
 	// Reservations is a copy of the steps in flight's reservations.
-	Reservations() *policy.Ledger
+	Reservations() *placement.Ledger
 }
 
 // Maintenance enters and leaves maintenance: the entry points the rollout
@@ -102,10 +103,10 @@ type Deps struct {
 	// Policy is the policy in force.
 	Policy func() *policy.Document
 	// Compiled is the policy's rules compiled against st (cached).
-	Compiled func(doc *policy.Document, st *cluster.State) *policy.Compiled
+	Compiled func(doc *policy.Document, st *cluster.State) *placement.Compiled
 	// Options are the placement options the policy gives for automatic
 	// moves on st.
-	Options func(doc *policy.Document, st *cluster.State, perTarget int) policy.Options
+	Options func(doc *policy.Document, st *cluster.State, perTarget int) placement.Options
 	// FailoverCapacity is st's failover capacity under doc; u is st's
 	// usage, and the caller holds the FSM's read lock.
 	FailoverCapacity func(doc *policy.Document, st *cluster.State, u *cluster.Usage) int

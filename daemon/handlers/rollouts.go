@@ -12,11 +12,12 @@ import (
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/daemon/httpapi"
 	"github.com/herd-project/herd/policy"
+	"github.com/herd-project/herd/policy/placement"
 	"github.com/herd-project/herd/policy/plan"
 )
 
 // rolloutHosts resolves which hosts a request names, in the order given.
-func rolloutHosts(st *cluster.State, doc *policy.Document, comp *policy.Compiled, req api.RolloutRequest) ([]string, *httpapi.Error) {
+func rolloutHosts(st *cluster.State, doc *policy.Document, comp *placement.Compiled, req api.RolloutRequest) ([]string, *httpapi.Error) {
 	n := 0
 	for _, set := range []bool{len(req.Hosts) > 0, req.Group != "", req.All} {
 		if set {
@@ -67,7 +68,7 @@ func (a *API) rolloutRequest(st *cluster.State, req *api.RolloutRequest) (plan.R
 		req.Order = plan.OrderFewestVMs
 	}
 	if req.Migrate == "" {
-		req.Migrate = string(policy.MigrateAll)
+		req.Migrate = string(placement.MigrateAll)
 	}
 	if req.OnFailure == "" {
 		req.OnFailure = cluster.OnFailureStop
@@ -77,7 +78,7 @@ func (a *API) rolloutRequest(st *cluster.State, req *api.RolloutRequest) (plan.R
 		return plan.RolloutRequest{}, httpapi.BadField("parallel", "parallel must be 1 to 64, got %d", req.Parallel)
 	case !slices.Contains(plan.RolloutOrders, req.Order):
 		return plan.RolloutRequest{}, httpapi.BadField("order", "order %q is not one of %s", req.Order, strings.Join(plan.RolloutOrders, ", "))
-	case req.Migrate != string(policy.MigrateAll) && req.Migrate != string(policy.MigrateActiveOnly):
+	case req.Migrate != string(placement.MigrateAll) && req.Migrate != string(placement.MigrateActiveOnly):
 		return plan.RolloutRequest{}, httpapi.BadField("migrate", "migrate %q is not one of all, active-only (a rollout empties each host)", req.Migrate)
 	case req.OnFailure != cluster.OnFailureStop && req.OnFailure != cluster.OnFailureSkip:
 		return plan.RolloutRequest{}, httpapi.BadField("on_failure", "on_failure %q is not one of stop, skip", req.OnFailure)
@@ -98,9 +99,9 @@ func (a *API) rolloutRequest(st *cluster.State, req *api.RolloutRequest) (plan.R
 	if ferr != nil {
 		return plan.RolloutRequest{}, ferr
 	}
-	pr := plan.RolloutRequest{Hosts: hosts, Parallel: req.Parallel, Order: req.Order, Migrate: policy.MigrateMode(req.Migrate),
+	pr := plan.RolloutRequest{Hosts: hosts, Parallel: req.Parallel, Order: req.Order, Migrate: placement.MigrateMode(req.Migrate),
 		MinHostFailures: doc.Failover.MinHostFailures, History: migrationHistory(st),
-		Limits: policy.Limits{PerSource: doc.Maintenance.PerSource, PerTarget: doc.Maintenance.PerTarget, Cluster: doc.Maintenance.Cluster}}
+		Limits: placement.Limits{PerSource: doc.Maintenance.PerSource, PerTarget: doc.Maintenance.PerTarget, Cluster: doc.Maintenance.Cluster}}
 	return pr, nil
 }
 

@@ -10,7 +10,7 @@ import (
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/daemon/httpapi"
-	"github.com/herd-project/herd/policy"
+	"github.com/herd-project/herd/policy/placement"
 )
 
 func (a *API) VMs(w http.ResponseWriter, r *http.Request) (any, error) {
@@ -67,13 +67,13 @@ func (a *API) MigrateVM(w http.ResponseWriter, r *http.Request) (any, error) {
 	l, o := a.Ledger.Planning(st)
 	o.AllowNotAccepting, o.MaxInFlightTo = true, 0
 	usage := st.Usage()
-	var pl policy.Placement
+	var pl placement.Placement
 	if req.TargetHost != "" {
 		o.Reserved = nil // an operator's explicit target
-		pl = policy.PlaceOn(st, usage, l, vm, req.TargetHost, o)
+		pl = placement.PlaceOn(st, usage, l, vm, req.TargetHost, o)
 	} else {
 		o.AllowNotAccepting = false
-		pl = policy.Place(st, usage, l, vm, o)
+		pl = placement.Place(st, usage, l, vm, o)
 	}
 	if pl.Host == "" {
 		return nil, httpapi.Errorf(http.StatusConflict, "target_host", "VM %s cannot go there: %s", vm.Name, pl.Explain())
@@ -135,7 +135,7 @@ func findVMByRef(st *cluster.State, ref string) (*cluster.VM, *httpapi.Error) {
 
 // vmView is vm as the API shows it: its effective priority (its policy
 // groups' included) and its groups.
-func vmView(comp *policy.Compiled, vm *cluster.VM) api.VMView {
+func vmView(comp *placement.Compiled, vm *cluster.VM) api.VMView {
 	v := api.NewVMView(vm)
 	if comp != nil {
 		v.Priority, v.Groups = comp.Priority(vm), comp.GroupsOf(vm)

@@ -22,6 +22,7 @@ import (
 	"github.com/herd-project/herd/daemon/httpapi"
 	"github.com/herd-project/herd/policy"
 	"github.com/herd-project/herd/policy/failover"
+	"github.com/herd-project/herd/policy/placement"
 	"github.com/herd-project/herd/policy/plan"
 )
 
@@ -29,7 +30,7 @@ import (
 type Ledger interface {
 	// Planning is the ledger as it will be and the automatic moves'
 	// placement options; both are copies.
-	Planning(st *cluster.State) (*policy.Ledger, policy.Options)
+	Planning(st *cluster.State) (*placement.Ledger, placement.Options)
 }
 
 // Deps are what entering and leaving maintenance work with.
@@ -40,7 +41,7 @@ type Deps struct {
 	// Policy is the policy in force.
 	Policy func() *policy.Document
 	// Options are the placement options the policy gives for st.
-	Options func(doc *policy.Document, st *cluster.State, perTarget int) policy.Options
+	Options func(doc *policy.Document, st *cluster.State, perTarget int) placement.Options
 	// NewOpID names a new operation.
 	NewOpID func() string
 }
@@ -53,21 +54,21 @@ func New(d Deps) *Service { return &Service{d: d} }
 
 // evacuationRequest checks an enable body and turns it into the planner's
 // request.
-func evacuationRequest(st *cluster.State, host string, req api.MaintenanceRequest) (policy.EvacuationRequest, *httpapi.Error) {
+func evacuationRequest(st *cluster.State, host string, req api.MaintenanceRequest) (placement.EvacuationRequest, *httpapi.Error) {
 	for field, v := range map[string][]string{"poweron_vms": req.PowerOnVMs, "live_migrate_back_vms": req.LiveMigrateBackVMs,
 		"offline_migrate_back_vms": req.OfflineMigrateBackVMs} {
 		if len(v) > 0 {
-			return policy.EvacuationRequest{}, httpapi.BadField(field, "%s goes with status disable, not enable", field)
+			return placement.EvacuationRequest{}, httpapi.BadField(field, "%s goes with status disable, not enable", field)
 		}
 	}
-	mode := policy.MigrateMode(req.Migrate)
+	mode := placement.MigrateMode(req.Migrate)
 	if mode == "" {
-		mode = policy.MigrateNone
+		mode = placement.MigrateNone
 	}
 	if !mode.Valid() {
-		return policy.EvacuationRequest{}, httpapi.BadField("migrate", "migrate %q is not one of none, active-only, all", req.Migrate)
+		return placement.EvacuationRequest{}, httpapi.BadField("migrate", "migrate %q is not one of none, active-only, all", req.Migrate)
 	}
-	er := policy.EvacuationRequest{Host: host, Migrate: mode, TargetHost: req.TargetHost, ShutdownVMs: req.ShutdownVMs}
+	er := placement.EvacuationRequest{Host: host, Migrate: mode, TargetHost: req.TargetHost, ShutdownVMs: req.ShutdownVMs}
 	if err := er.Validate(); err != nil {
 		if fe, ok := err.(*policy.FieldError); ok {
 			return er, httpapi.BadField(fe.Field, "%s", fe.Msg)
@@ -77,13 +78,13 @@ func evacuationRequest(st *cluster.State, host string, req api.MaintenanceReques
 	if req.TargetHost != "" && st.Hosts[req.TargetHost] == nil {
 		return er, &httpapi.Error{Code: http.StatusNotFound, Field: "target_host", Msg: fmt.Sprintf("target host %q not found", req.TargetHost)}
 	}
-	if req.TargetHost != "" && mode == policy.MigrateNone {
+	if req.TargetHost != "" && mode == placement.MigrateNone {
 		return er, httpapi.BadField("target_host", "target_host needs migrate active-only or all")
 	}
 	return er, nil
 }
 
-func toAPIBlockers(bs []policy.Blocker) []api.Blocker {
+func toAPIBlockers(bs []placement.Blocker) []api.Blocker {
 	out := make([]api.Blocker, 0, len(bs))
 	for _, b := range bs {
 		vm := b.Name
@@ -95,12 +96,12 @@ func toAPIBlockers(bs []policy.Blocker) []api.Blocker {
 	return out
 }
 
-func (m *Service) precheck(st *cluster.State, er policy.EvacuationRequest) policy.Precheck {
+func (m *Service) precheck(st *cluster.State, er placement.EvacuationRequest) placement.Precheck {
 	l, o := m.d.Ledger.Planning(st)
 	if er.TargetHost != "" {
 		o.Reserved = nil // an operator's explicit target
 	}
-	return policy.PrecheckEvacuation(st, l, er, o)
+	return placement.PrecheckEvacuation(st, l, er, o)
 }
 
 // Precheck is what entering maintenance as req asks would do on host now:
@@ -114,7 +115,7 @@ func (m *Service) Precheck(name string, req api.MaintenanceRequest) (api.Prechec
 	}
 	pc := m.precheck(st, er)
 	if b := m.failoverBlocker(st, name); b != "" {
-		pc.Blockers = append(pc.Blockers, policy.Blocker{Reason: b + "; set force to enter anyway"})
+		pc.Blockers = append(pc.Blockers, placement.Blocker{Reason: b + "; set force to enter anyway"})
 	}
 	out := api.Precheck{Host: name, LiveMigrateVMs: toAPIItems(pc.LiveMigrate), OfflineMigrateVMs: toAPIItems(pc.OfflineMigrate),
 		ShutdownVMs: toAPIItems(pc.Shutdown), StayVMs: toAPIItems(pc.Stay), Blockers: toAPIBlockers(pc.Blockers)}
@@ -124,7 +125,7 @@ func (m *Service) Precheck(name string, req api.MaintenanceRequest) (api.Prechec
 	return out, nil
 }
 
-func toAPIItems(items []policy.Item) []api.PrecheckItem {
+func toAPIItems(items []placement.Item) []api.PrecheckItem {
 	out := make([]api.PrecheckItem, 0, len(items))
 	for _, it := range items {
 		out = append(out, api.PrecheckItem{VM: it.VM, Name: it.Name, Action: it.Action, Target: it.Target, MemoryBytes: it.MemoryBytes, Reason: it.Reason})
@@ -134,10 +135,10 @@ func toAPIItems(items []policy.Item) []api.PrecheckItem {
 
 // enableTarget finds the host of an enable (or precheck) request and
 // checks the request.
-func enableTarget(st *cluster.State, name string, req api.MaintenanceRequest) (*cluster.Host, policy.EvacuationRequest, error) {
+func enableTarget(st *cluster.State, name string, req api.MaintenanceRequest) (*cluster.Host, placement.EvacuationRequest, error) {
 	h := st.Hosts[name]
 	if h == nil {
-		return nil, policy.EvacuationRequest{}, httpapi.NotFound("host", "host %q not found", name)
+		return nil, placement.EvacuationRequest{}, httpapi.NotFound("host", "host %q not found", name)
 	}
 	er, ferr := evacuationRequest(st, name, req)
 	if ferr != nil {
@@ -202,7 +203,7 @@ func (m *Service) Enter(ctx context.Context, name string, req api.MaintenanceReq
 
 // sameEnable returns the operation already taking host into maintenance
 // the way er asks, or "".
-func (m *Service) sameEnable(host string, er policy.EvacuationRequest) string {
+func (m *Service) sameEnable(host string, er placement.EvacuationRequest) string {
 	var id string
 	m.d.State.Read(func(st *cluster.State) {
 		h := st.Hosts[host]
@@ -218,7 +219,7 @@ func (m *Service) sameEnable(host string, er policy.EvacuationRequest) string {
 
 // startEvacuation records an evacuation that passed its precheck; why, when
 // set, says what asked for it (in the event).
-func (m *Service) startEvacuation(ctx context.Context, st *cluster.State, name string, er policy.EvacuationRequest, pc policy.Precheck, who, id, why string) (string, error) {
+func (m *Service) startEvacuation(ctx context.Context, st *cluster.State, name string, er placement.EvacuationRequest, pc placement.Precheck, who, id, why string) (string, error) {
 	if id == "" {
 		id = m.d.NewOpID()
 	}
@@ -302,7 +303,7 @@ func (m *Service) Evacuate(ctx context.Context, name, why string, a Auto) (strin
 }
 
 // sameEvacuation reports whether a repeated enable asks for what op does.
-func sameEvacuation(st *cluster.State, op *cluster.Operation, er policy.EvacuationRequest) bool {
+func sameEvacuation(st *cluster.State, op *cluster.Operation, er placement.EvacuationRequest) bool {
 	if op.Kind != cluster.OpEvacuate || op.Migrate != string(er.Migrate) || op.TargetHost != er.TargetHost {
 		return false
 	}

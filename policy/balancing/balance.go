@@ -12,6 +12,7 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/policy"
+	"github.com/herd-project/herd/policy/placement"
 )
 
 // Input is what Compute plans from: a snapshot of the state, the
@@ -21,12 +22,12 @@ type Input struct {
 	State *cluster.State
 	// Ledger holds the moves in flight (nil for none). Compute plans on
 	// a copy and leaves it unchanged.
-	Ledger *policy.Ledger
+	Ledger *placement.Ledger
 	Policy policy.BalancingPolicy
 	// Options are the placement options. AllowNotAccepting and MaxInFlightTo
 	// are ignored: balancing is automatic placement, and a plan is a list of
 	// moves run over time, whose concurrency the migration gate limits.
-	Options policy.Options
+	Options placement.Options
 	// CPU is each host's CPU utilisation, 0 to 1, from Prometheus, read
 	// when the policy's metric is cpu. A host without a value makes the
 	// whole plan fall back to memory.

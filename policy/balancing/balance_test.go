@@ -7,6 +7,7 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/policy"
+	"github.com/herd-project/herd/policy/placement"
 )
 
 // even is an evenly-distributed memory policy.
@@ -58,7 +59,7 @@ func TestPlanBalanceMatchesBruteForce(t *testing.T) {
 			s := build(64, c.hosts...)
 			opt := bruteForceMoves(s, c.t, 5)
 			p := Compute(Input{State: s, Policy: even(c.t)})
-			checkPlan(t, s, nil, policy.Options{}, p)
+			checkPlan(t, s, nil, placement.Options{}, p)
 			if opt < 0 || len(p.Moves) != opt || p.After > c.t+balanceEps {
 				t.Fatalf("plan: %d moves, imbalance %.3f → %.3f (%s); optimum %d moves", len(p.Moves), p.Before, p.After, p.Reason, opt)
 			}
@@ -74,7 +75,7 @@ func TestPlanBalanceMatchesBruteForce(t *testing.T) {
 		}
 		th := []float64{0.02, 0.05, 0.1, 0.15}[r.IntN(4)]
 		p := Compute(Input{State: s, Policy: even(th)})
-		checkPlan(t, s, nil, policy.Options{}, p)
+		checkPlan(t, s, nil, placement.Options{}, p)
 		opt := bruteForceMoves(s, th, 5)
 		if opt < 0 {
 			continue
@@ -103,7 +104,7 @@ func TestPlanBalanceNeverMoreMovesThanGreedy(t *testing.T) {
 	for i := 0; i < 300; i++ {
 		s := randomCluster(r, 6+r.IntN(25), 20, 256, 32)
 		th := []float64{0.02, 0.05, 0.1, 0.15}[r.IntN(4)]
-		in := Input{State: s, Policy: even(th), Options: policy.Options{MemoryReserve: 0.05}}
+		in := Input{State: s, Policy: even(th), Options: placement.Options{MemoryReserve: 0.05}}
 		p, g := Compute(in), planBalanceGreedy(in)
 		checkPlan(t, s, nil, in.Options, p)
 		pr, gr := p.After <= th+balanceEps, g.After <= th+balanceEps
@@ -195,7 +196,7 @@ func TestPlanBalanceClosedHosts(t *testing.T) {
 	setHost(s, "h04", func(h *cluster.Host) { h.Health = cluster.HealthSuspect })
 	setHost(s, "h05", func(h *cluster.Host) { h.Connection = cluster.Disconnected })
 	setHost(s, "h06", func(h *cluster.Host) { h.Maintenance = cluster.MaintenanceError })
-	o := policy.Options{Exclude: map[string]bool{"h08": true}, AllowNotAccepting: true}
+	o := placement.Options{Exclude: map[string]bool{"h08": true}, AllowNotAccepting: true}
 	p := Compute(Input{State: s, Policy: even(0.1), Options: o})
 	checkPlan(t, s, nil, o, p)
 	if want := memImbalance(s, "h01", "h07"); p.Before != want {
@@ -217,7 +218,7 @@ func TestPlanBalanceUnmovableAndStoppedStay(t *testing.T) {
 	setVM(s, "vm002", func(vm *cluster.VM) { vm.Unmovable = "PCI passthrough" })
 	addVM(s, "stopped", "h01", 20, cluster.PoweredOff)
 	p := Compute(Input{State: s, Policy: even(0.05)})
-	checkPlan(t, s, nil, policy.Options{}, p)
+	checkPlan(t, s, nil, placement.Options{}, p)
 	// h01 keeps at least 70 GiB: the imbalance cannot drop below 70% - 35%.
 	if ids := moveIDs(p); strings.Join(ids, ",") != "vm003,vm004" {
 		t.Fatalf("moved %v, want only vm003 and vm004", ids)
@@ -239,11 +240,11 @@ func TestPlanBalanceUnmovableAndStoppedStay(t *testing.T) {
 // alone.
 func TestPlanBalanceLedger(t *testing.T) {
 	s := build(100, []int64{30, 20, 20, 10}, []int64{10}, []int64{10})
-	l := policy.NewLedger()
+	l := placement.NewLedger()
 	l.Reserve("vm001", "h01", "h02", 30*gib) // h01 → 50%, h02 → 40%
 	l.Reserve("other", "elsewhere", "h03", 85*gib)
 	p := Compute(Input{State: s, Ledger: l, Policy: even(0.05)})
-	checkPlan(t, s, l, policy.Options{}, p)
+	checkPlan(t, s, l, placement.Options{}, p)
 	// Counted as done: h01 50, h02 40, h03 10 (+85 reserved, not a VM
 	// here): h03 is furthest from the mean, below it.
 	if want := 100.0/300 - 0.1; abs(p.Before-want) > 1e-9 {
@@ -267,7 +268,7 @@ func TestPlanBalanceGroups(t *testing.T) {
 		setHost(s, n, func(h *cluster.Host) { h.Group = "g2" })
 	}
 	p := Compute(Input{State: s, Policy: even(0.05)})
-	checkPlan(t, s, nil, policy.Options{}, p)
+	checkPlan(t, s, nil, placement.Options{}, p)
 	if len(p.Moves) != 1 || p.Moves[0].From != "h01" || p.Moves[0].To != "h02" || p.After != 0 {
 		t.Fatalf("plan %+v", p)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/policy"
+	"github.com/herd-project/herd/policy/placement"
 )
 
 // BenchmarkPlanBalance plans evenly-distributed balancing of 2,000 hosts
@@ -76,7 +77,7 @@ func BenchmarkPlanBalance(b *testing.B) {
 // 2,000 moves.
 func BenchmarkPlanBalancePowerSaving(b *testing.B) {
 	s := unevenCluster(2000, 40000, 640, uniformSizes, 1)
-	in := Input{State: s, Options: policy.Options{MemoryReserve: 0.1},
+	in := Input{State: s, Options: placement.Options{MemoryReserve: 0.1},
 		Policy: policy.BalancingPolicy{Strategy: policy.BalancePowerSave, MaxMoves: 2000}}
 	var p Plan
 	b.ReportAllocs()

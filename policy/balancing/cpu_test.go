@@ -7,6 +7,7 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/policy"
+	"github.com/herd-project/herd/policy/placement"
 )
 
 // cpuCluster has three hosts of 100 GiB and 64 CPUs with 30 GiB used each:
@@ -29,7 +30,7 @@ func TestPlanBalanceCPU(t *testing.T) {
 		t.Fatalf("by memory the cluster is balanced, got %v", p.Moves)
 	}
 	p := Compute(Input{State: s, Policy: pol, CPU: cpu})
-	checkPlan(t, s, nil, policy.Options{}, p)
+	checkPlan(t, s, nil, placement.Options{}, p)
 	// Line 60%: h01 sheds 30% with the fewest VMs, least load first: the
 	// 4-vCPU VM (22.5%) and a 2-vCPU one (11.25%), not the 8-vCPU one.
 	if p.Metric != policy.BalanceByCPU || p.Reason != "" || math.Abs(p.Before-0.4) > 1e-9 {

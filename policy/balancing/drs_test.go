@@ -10,6 +10,7 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/policy"
+	"github.com/herd-project/herd/policy/placement"
 )
 
 // A VM with a weight-100 should affinity to its host is not moved for a
@@ -38,7 +39,7 @@ rules:
 `, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			in := Input{State: s, Policy: pol, Options: policy.Options{Policy: mustCompile(t, s, tc.rules)}}
+			in := Input{State: s, Policy: pol, Options: placement.Options{Policy: mustCompile(t, s, tc.rules)}}
 			p := Compute(in)
 			checkPlan(t, s, nil, in.Options, p)
 			if len(p.Moves) != tc.moves {
@@ -206,7 +207,7 @@ func TestBalanceFillsAnEmptyHostFirst(t *testing.T) {
 			s := build(100, tc.hosts...)
 			pol := even(0.1)
 			p := Compute(Input{State: s, Policy: pol})
-			checkPlan(t, s, nil, policy.Options{}, p)
+			checkPlan(t, s, nil, placement.Options{}, p)
 			if len(p.Moves) == 0 || p.After > pol.Threshold+balanceEps {
 				t.Fatalf("plan %+v: the empty host must be filled", p)
 			}
@@ -258,7 +259,7 @@ func TestPowerSavingHeadroomAndStoppedVMs(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			pol := policy.BalancingPolicy{Strategy: policy.BalancePowerSave, TargetUtilisation: tc.target}
 			p := Compute(Input{State: s, Policy: pol})
-			checkPlan(t, s, nil, policy.Options{}, p)
+			checkPlan(t, s, nil, placement.Options{}, p)
 			after := applyPlan(s, p)
 			u := after.Usage()
 			over := ""
@@ -305,7 +306,7 @@ rules:
   - {name: not-on-old, type: vm-host-anti-affinity, vm_group: off-old, host_group: old, enforcement: must}
   - {name: keep-apart, type: vm-anti-affinity, vm_group: apart, enforcement: must}
 `)
-	in := Input{State: s, Policy: even(0.5), Options: policy.Options{Policy: c}}
+	in := Input{State: s, Policy: even(0.5), Options: placement.Options{Policy: c}}
 	if got := MustViolations(s, nil, c); len(got) != 3 {
 		t.Fatalf("violations %+v, want vm001 on h01 and vm004, vm005 together on h02", got)
 	}
@@ -346,7 +347,7 @@ func TestBalanceDoesNotRefillItsSource(t *testing.T) {
 	pol := even(0.05)
 	pol.Metric = policy.BalanceByCPU
 	p := Compute(Input{State: s, Policy: pol, CPU: map[string]float64{"h01": 0.95, "h02": 0.1, "h03": 0.1}})
-	checkPlan(t, s, nil, policy.Options{}, p)
+	checkPlan(t, s, nil, placement.Options{}, p)
 	if len(p.Moves) == 0 {
 		t.Fatalf("no moves off the busy host: %s", p.Reason)
 	}

@@ -2,9 +2,10 @@ package balancing
 
 import (
 	"fmt"
-	"github.com/herd-project/herd/policy"
 	"math"
 	"slices"
+
+	"github.com/herd-project/herd/policy/placement"
 )
 
 // evenChoice is a single move the evenly-distributed planner falls back on.
@@ -228,7 +229,7 @@ func (b *balancer) evenMove(g *bGroup, src *bHost) (*evenChoice, string) {
 	case best != nil:
 		return best, ""
 	case refused != nil && !targets:
-		p := policy.PlaceOn(b.s, b.usage, b.ledger, refusedVM.vm, refused.name, b.o)
+		p := placement.PlaceOn(b.s, b.usage, b.ledger, refusedVM.vm, refused.name, b.o)
 		return nil, fmt.Sprintf("no less utilised host can take a VM of host %s at %s (%s: %s)",
 			src.name, percent(xa), refused.name, p.Explain())
 	}

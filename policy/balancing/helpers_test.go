@@ -6,10 +6,10 @@ import (
 	"sort"
 	"testing"
 
+	"github.com/herd-project/herd/policy/placement"
 	"github.com/herd-project/herd/policy/policytest"
 
 	"github.com/herd-project/herd/cluster"
-	"github.com/herd-project/herd/policy"
 )
 
 const gib = policytest.GiB
@@ -44,7 +44,7 @@ func applyPlan(s *cluster.State, p Plan) *cluster.State {
 // was moved to by no earlier move: each VM moves once), to another host of
 // its group that may take VMs, within every host's memory counting all the
 // plan's moves and l's as reserved and no source credited.
-func checkPlan(t testing.TB, s *cluster.State, l *policy.Ledger, o policy.Options, p Plan) {
+func checkPlan(t testing.TB, s *cluster.State, l *placement.Ledger, o placement.Options, p Plan) {
 	t.Helper()
 	usage := s.Usage()
 	reserved := map[string]int64{}
@@ -82,8 +82,8 @@ func checkPlan(t testing.TB, s *cluster.State, l *policy.Ledger, o policy.Option
 			continue // a stopped VM takes no memory
 		}
 		reserved[m.To] += vm.MemoryBytes
-		if used := usage[m.To].MemoryUsedBytes + reserved[m.To]; used > policy.Usable(dst, o.MemoryReserve) {
-			t.Fatalf("move %d: target %s overfilled: %d of %d usable", i, m.To, used, policy.Usable(dst, o.MemoryReserve))
+		if used := usage[m.To].MemoryUsedBytes + reserved[m.To]; used > placement.Usable(dst, o.MemoryReserve) {
+			t.Fatalf("move %d: target %s overfilled: %d of %d usable", i, m.To, used, placement.Usable(dst, o.MemoryReserve))
 		}
 	}
 }
@@ -223,14 +223,10 @@ func moveIDs(p Plan) []string {
 }
 
 // header opens every test policy.
-const header = "apiVersion: herd/v1\nkind: Policy\n"
+const header = policytest.Header
 
 // mustCompile compiles the policy of header+body against s.
-func mustCompile(t testing.TB, s *cluster.State, body string) *policy.Compiled {
+func mustCompile(t testing.TB, s *cluster.State, body string) *placement.Compiled {
 	t.Helper()
-	d, err := policy.Parse("test.yaml", []byte(header+body))
-	if err != nil {
-		t.Fatalf("policy: %v", err)
-	}
-	return policy.Compile(d, s)
+	return placement.Compile(policytest.MustParse(t, body), s)
 }

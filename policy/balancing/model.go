@@ -9,6 +9,7 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/policy"
+	"github.com/herd-project/herd/policy/placement"
 )
 
 // Roles a host takes in a plan.
@@ -24,7 +25,7 @@ type bVM struct {
 	load float64
 	// rules are its should rules (nil for none), whose weights every move
 	// counts (see shouldCost).
-	rules *policy.RuleView
+	rules *placement.RuleView
 }
 
 // bHost is a host that can take VMs, as the balancer sees it: capacity and
@@ -71,8 +72,8 @@ type bGroup struct {
 type balancer struct {
 	s      *cluster.State
 	usage  map[string]cluster.HostUsage
-	ledger *policy.Ledger
-	o      policy.Options
+	ledger *placement.Ledger
+	o      placement.Options
 	pol    policy.BalancingPolicy
 	metric string
 	note   string // a fallback to report
@@ -105,7 +106,7 @@ func newBalancer(in Input, metric string) *balancer {
 			}
 			continue
 		}
-		if h.MemoryBytes > 0 && policy.StaticallyFits(h, peer, &b.o) {
+		if h.MemoryBytes > 0 && placement.StaticallyFits(h, peer, &b.o) {
 			b.hosts[name] = &bHost{name: name, h: h}
 		}
 	}
@@ -147,7 +148,7 @@ func newBalancer(in Input, metric string) *balancer {
 			continue
 		}
 		bh.vms = append(bh.vms, bVM{vm: vm, load: b.vmLoad(vm, vm.Host, "", cpu),
-			rules: policy.NewRuleView(b.o.Policy, s, in.Ledger, vm, "")})
+			rules: placement.NewRuleView(b.o.Policy, s, in.Ledger, vm, "")})
 	}
 	b.projectInFlight(in.Ledger, cpu)
 	b.group(names)
@@ -224,7 +225,7 @@ func (b *balancer) vmLoad(vm *cluster.VM, host, fallback string, cpu map[string]
 // projectInFlight counts the moves of the ledger as done: their VMs' load
 // leaves the source and lands on the target. Hosts with moves in flight are
 // marked busy.
-func (b *balancer) projectInFlight(l *policy.Ledger, cpu map[string]float64) {
+func (b *balancer) projectInFlight(l *placement.Ledger, cpu map[string]float64) {
 	for _, m := range l.Moves() { // sum in a fixed order
 		vm := b.s.VMs[m.VM]
 		if vm == nil || vm.Power != cluster.PoweredOn || vm.Host != m.From {
@@ -274,7 +275,7 @@ func compareLoad(x, y bVM) int {
 	if c := cmp.Compare(y.load, x.load); c != 0 {
 		return c
 	}
-	return policy.CompareOrder(x.vm, y.vm)
+	return placement.CompareOrder(x.vm, y.vm)
 }
 
 // compareUtil orders hosts by utilisation, least first, then by name.
@@ -289,18 +290,18 @@ func compareUtil(x, y *bHost) int {
 // ledger, so that later placements see it, and in the model's loads,
 // keeping the group's hosts in utilisation order.
 func (b *balancer) reserve(v bVM, src, dst *bHost) {
-	b.ledger.Reserve(v.vm.ID, src.name, dst.name, policy.MemoryNeed(v.vm))
+	b.ledger.Reserve(v.vm.ID, src.name, dst.name, placement.MemoryNeed(v.vm))
 	b.shift(v.load, src, dst)
-	src.vcpus -= policy.CPUNeed(v.vm)
-	dst.vcpus += policy.CPUNeed(v.vm)
+	src.vcpus -= placement.CPUNeed(v.vm)
+	dst.vcpus += placement.CPUNeed(v.vm)
 }
 
 // unreserve undoes reserve.
 func (b *balancer) unreserve(v bVM, src, dst *bHost) {
 	b.ledger.Release(v.vm.ID)
 	b.shift(v.load, dst, src)
-	src.vcpus += policy.CPUNeed(v.vm)
-	dst.vcpus -= policy.CPUNeed(v.vm)
+	src.vcpus += placement.CPUNeed(v.vm)
+	dst.vcpus -= placement.CPUNeed(v.vm)
 }
 
 // shift moves load w from one host to another of the same group.
@@ -337,9 +338,9 @@ func (g *bGroup) insert(h *bHost) {
 // migration gate holds each move until its budget allows it. Hosts without
 // the free memory are turned away first, without allocating.
 func (b *balancer) fitsOn(v bVM, dst *bHost) bool {
-	if policy.FreeMemory(dst.h, b.usage, b.ledger, b.o) < policy.MemoryNeed(v.vm) {
+	if placement.FreeMemory(dst.h, b.usage, b.ledger, b.o) < placement.MemoryNeed(v.vm) {
 		return false
 	}
-	p := policy.PlaceOn(b.s, b.usage, b.ledger, v.vm, dst.name, b.o)
-	return p.Host != "" || p.Rejections[policy.ReasonDisruptionBudget] > 0
+	p := placement.PlaceOn(b.s, b.usage, b.ledger, v.vm, dst.name, b.o)
+	return p.Host != "" || p.Rejections[placement.ReasonDisruptionBudget] > 0
 }

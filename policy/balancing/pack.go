@@ -2,10 +2,11 @@ package balancing
 
 import (
 	"cmp"
-	"github.com/herd-project/herd/policy"
 	"math"
 	"slices"
 	"strings"
+
+	"github.com/herd-project/herd/policy/placement"
 )
 
 // roundHost is a host's scratch state during one packing round.
@@ -170,7 +171,7 @@ func (b *balancer) pack(bins []*bHost, it item, minGain float64) []*bHost {
 		x := bins[i]
 		mg := minGain + shouldCost(it.v, it.src, x)
 		bins = slices.Delete(bins, i, i+1)
-		b.ledger.Reserve(it.v.vm.ID, it.src.name, x.name, policy.MemoryNeed(it.v.vm))
+		b.ledger.Reserve(it.v.vm.ID, it.src.name, x.name, placement.MemoryNeed(it.v.vm))
 		x.rnd.plan += w
 		x.rnd.limit = math.Min(x.rnd.limit, (it.xa-mg)*x.cap)
 		it.src.rnd.packed = append(it.src.rnd.packed, packedMove{v: it.v, dst: x})
@@ -183,7 +184,7 @@ func (b *balancer) pack(bins []*bHost, it item, minGain float64) []*bHost {
 		if j := slices.Index(bins, x); j >= 0 {
 			bins = slices.Delete(bins, j, j+1)
 		}
-		b.ledger.Reserve(it.v.vm.ID, it.src.name, x.name, policy.MemoryNeed(it.v.vm))
+		b.ledger.Reserve(it.v.vm.ID, it.src.name, x.name, placement.MemoryNeed(it.v.vm))
 		x.rnd.plan += w
 		x.rnd.limit = math.Min(x.rnd.limit, (it.xa-minGain-shouldCost(it.v, it.src, x))*x.cap)
 		x.rnd.chained = true

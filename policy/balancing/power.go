@@ -9,6 +9,7 @@ import (
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/policy"
 	"github.com/herd-project/herd/policy/failover"
+	"github.com/herd-project/herd/policy/placement"
 )
 
 // packed is one tentative move of a host being emptied.
@@ -104,7 +105,7 @@ func (b *balancer) planPower(p *Plan, failoverMin int) {
 // it goes. When one does not fit it undoes the others and reports false.
 func (b *balancer) emptyHost(a *bHost) ([]packed, bool) {
 	order := slices.Clone(a.vms)
-	slices.SortFunc(order, func(x, y bVM) int { return policy.CompareOrder(x.vm, y.vm) })
+	slices.SortFunc(order, func(x, y bVM) int { return placement.CompareOrder(x.vm, y.vm) })
 	order = append(order, a.stopped...)
 	moves := make([]packed, 0, len(order))
 	for _, v := range order {

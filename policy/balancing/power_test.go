@@ -7,6 +7,7 @@ import (
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/policy"
 	"github.com/herd-project/herd/policy/failover"
+	"github.com/herd-project/herd/policy/placement"
 )
 
 // power is a power-saving policy.
@@ -36,7 +37,7 @@ func TestPlanPowerSavingEmptiesLightestHosts(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s := build(100, []int64{5, 5}, []int64{10, 10}, []int64{25, 25}, []int64{30, 30})
-			o := policy.Options{MemoryReserve: c.reserve}
+			o := placement.Options{MemoryReserve: c.reserve}
 			p := Compute(Input{State: s, Policy: power(0), Options: o})
 			checkPlan(t, s, nil, o, p)
 			if got := strings.Join(p.EmptyHosts, " "); got != c.empty || targetsOf(p) != c.moves {
@@ -65,7 +66,7 @@ func TestPlanPowerSavingKeepsAHostPerGroup(t *testing.T) {
 		setHost(s, n, func(h *cluster.Host) { h.Group = "g2" })
 	}
 	p := Compute(Input{State: s, Policy: power(0)})
-	checkPlan(t, s, nil, policy.Options{}, p)
+	checkPlan(t, s, nil, placement.Options{}, p)
 	if got := strings.Join(p.EmptyHosts, " "); got != "h01 h03" || targetsOf(p) != "h01>h02 h03>h04" {
 		t.Fatalf("empty %q, moves %q", got, targetsOf(p))
 	}
@@ -75,7 +76,7 @@ func TestPlanPowerSavingKeepsAHostPerGroup(t *testing.T) {
 // lose three; emptying one leaves two, emptying two would leave one.
 func TestPlanPowerSavingFailoverMin(t *testing.T) {
 	s := build(100, []int64{10, 10}, []int64{10, 10}, []int64{10, 10}, []int64{10, 10})
-	if k := failover.Capacity(s, policy.Options{}); k != 3 {
+	if k := failover.Capacity(s, placement.Options{}); k != 3 {
 		t.Fatalf("failover capacity %d, want 3", k)
 	}
 	for _, c := range []struct {
@@ -89,7 +90,7 @@ func TestPlanPowerSavingFailoverMin(t *testing.T) {
 		{4, "", "failover capacity 3 is already below the minimum 4: no host may be emptied"},
 	} {
 		p := Compute(Input{State: s, Policy: power(0), FailoverMin: c.min})
-		checkPlan(t, s, nil, policy.Options{}, p)
+		checkPlan(t, s, nil, placement.Options{}, p)
 		if got := strings.Join(p.EmptyHosts, " "); got != c.empty || p.Reason != c.reason {
 			t.Errorf("failover min %d: empty %q, reason %q; want %q, %q", c.min, got, p.Reason, c.empty, c.reason)
 		}
@@ -97,7 +98,7 @@ func TestPlanPowerSavingFailoverMin(t *testing.T) {
 		for _, h := range p.EmptyHosts { // powered off
 			setHost(after, h, func(h *cluster.Host) { h.Admin, h.Maintenance = cluster.InMaintenance, cluster.MaintenanceOn })
 		}
-		if k := failover.Capacity(after, policy.Options{}); k < c.min && c.empty != "" {
+		if k := failover.Capacity(after, placement.Options{}); k < c.min && c.empty != "" {
 			t.Errorf("failover min %d: capacity after the plan %d", c.min, k)
 		}
 	}
@@ -118,11 +119,11 @@ func TestPlanPowerSavingMaxMoves(t *testing.T) {
 func TestPlanPowerSavingSkipsPinnedAndBusyHosts(t *testing.T) {
 	s := build(100, []int64{5, 5}, []int64{10}, []int64{12}, []int64{30, 30}, []int64{})
 	setVM(s, "vm001", func(vm *cluster.VM) { vm.Unmovable = "local disk" })
-	l := policy.NewLedger()
+	l := placement.NewLedger()
 	l.Reserve("vm004", "h03", "h05", 12*gib) // h03 and h05 have moves in flight
 	addVM(s, "stopped", "h02", 50, cluster.PoweredOff)
 	p := Compute(Input{State: s, Ledger: l, Policy: power(0)})
-	checkPlan(t, s, l, policy.Options{}, p)
+	checkPlan(t, s, l, placement.Options{}, p)
 	// h01 has an unmovable VM, h03 and h05 moves in flight: only h02 is
 	// emptied, its stopped VM too (offline), onto the most utilised host.
 	if got := strings.Join(p.EmptyHosts, " "); got != "h02" || targetsOf(p) != "h02>h04 h02>h04" || !p.Moves[1].Offline {

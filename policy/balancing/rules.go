@@ -6,7 +6,7 @@ import (
 	"strings"
 
 	"github.com/herd-project/herd/cluster"
-	"github.com/herd-project/herd/policy"
+	"github.com/herd-project/herd/policy/placement"
 )
 
 // Violation is a VM whose current host breaks a must rule: a rule added or
@@ -25,7 +25,7 @@ type Violation struct {
 
 // MustViolations lists the VMs (not stale, not moving in l) whose current
 // host breaks one of c's must rules, in name order; nil without rules.
-func MustViolations(s *cluster.State, l *policy.Ledger, c *policy.Compiled) []Violation {
+func MustViolations(s *cluster.State, l *placement.Ledger, c *placement.Compiled) []Violation {
 	if !c.HasRules() {
 		return nil
 	}
@@ -45,7 +45,7 @@ func MustViolations(s *cluster.State, l *policy.Ledger, c *policy.Compiled) []Vi
 }
 
 // violation reports whether vm's host breaks a must rule, and which.
-func violation(s *cluster.State, l *policy.Ledger, c *policy.Compiled, vm *cluster.VM) (Violation, bool) {
+func violation(s *cluster.State, l *placement.Ledger, c *placement.Compiled, vm *cluster.VM) (Violation, bool) {
 	h := s.Hosts[vm.Host]
 	if h == nil {
 		return Violation{}, false
@@ -53,7 +53,7 @@ func violation(s *cluster.State, l *policy.Ledger, c *policy.Compiled, vm *clust
 	if _, moving := l.Move(vm.ID); moving {
 		return Violation{}, false
 	}
-	reason, rule := policy.NewRuleView(c, s, l, vm, "").Broken(h)
+	reason, rule := placement.NewRuleView(c, s, l, vm, "").Broken(h)
 	if reason == "" {
 		return Violation{}, false
 	}
@@ -76,7 +76,7 @@ func (b *balancer) fixViolations(p *Plan) {
 				continue // an earlier fix moved its partner
 			}
 		}
-		switch pl := policy.Place(b.s, b.usage, b.ledger, vm, b.o); {
+		switch pl := placement.Place(b.s, b.usage, b.ledger, vm, b.o); {
 		case vm.Unmovable != "":
 			v.Why = "cannot move: " + vm.Unmovable
 		case len(p.Moves) >= limit:
@@ -106,7 +106,7 @@ func (b *balancer) fixMove(p *Plan, vm *cluster.VM, to, rule string) {
 			src.vms = slices.Delete(src.vms, i, i+1)
 		}
 	}
-	b.ledger.Reserve(vm.ID, vm.Host, to, policy.MemoryNeed(vm))
+	b.ledger.Reserve(vm.ID, vm.Host, to, placement.MemoryNeed(vm))
 	switch {
 	case src != nil && dst != nil:
 		b.shift(load, src, dst)

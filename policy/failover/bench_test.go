@@ -3,7 +3,7 @@ package failover
 import (
 	"testing"
 
-	"github.com/herd-project/herd/policy"
+	"github.com/herd-project/herd/policy/placement"
 )
 
 // BenchmarkFailoverCapacity computes the failover capacity of 2,000 hosts of
@@ -11,7 +11,7 @@ import (
 // 100 ms/op.
 func BenchmarkFailoverCapacity(b *testing.B) {
 	s := unevenCluster(2000, 40000, 640, uniformSizes, 1)
-	o := policy.Options{MemoryReserve: 0.1}
+	o := placement.Options{MemoryReserve: 0.1}
 	var k int
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -24,7 +24,7 @@ func BenchmarkFailoverCapacity(b *testing.B) {
 // BenchmarkFailoverAfterMaintenance is the same with one host closed first.
 func BenchmarkFailoverAfterMaintenance(b *testing.B) {
 	s := unevenCluster(2000, 40000, 640, uniformSizes, 1)
-	o := policy.Options{MemoryReserve: 0.1}
+	o := placement.Options{MemoryReserve: 0.1}
 	var k int
 	b.ReportAllocs()
 	b.ResetTimer()

@@ -9,7 +9,7 @@ import (
 	"strings"
 
 	"github.com/herd-project/herd/cluster"
-	"github.com/herd-project/herd/policy"
+	"github.com/herd-project/herd/policy/placement"
 )
 
 // Capacity returns how many of the largest hosts the cluster can
@@ -27,13 +27,13 @@ import (
 // most free memory first, where it fits. The largest such k is found by
 // binary search, bounded first by comparing total memory, in
 // O(n log n) per step for n hosts and VMs.
-func Capacity(s *cluster.State, o policy.Options) int {
+func Capacity(s *cluster.State, o placement.Options) int {
 	return NewModel(s, o).Capacity()
 }
 
 // CapacityOfUsage is Capacity taking the running VMs from
 // u, the usage of s, instead of going over every VM of s.
-func CapacityOfUsage(s *cluster.State, u *cluster.Usage, o policy.Options) int {
+func CapacityOfUsage(s *cluster.State, u *cluster.Usage, o placement.Options) int {
 	return newModelOf(s, u, o).Capacity()
 }
 
@@ -44,7 +44,7 @@ func CapacityOfUsage(s *cluster.State, u *cluster.Usage, o policy.Options) int {
 // nor absorbing. It returns 0 when those VMs do not all fit, and the
 // current capacity when host is not one that can fail (unknown, already
 // closed, unhealthy).
-func AfterMaintenance(s *cluster.State, host string, o policy.Options) int {
+func AfterMaintenance(s *cluster.State, host string, o placement.Options) int {
 	m := NewModel(s, o)
 	i, ok := m.index[host]
 	if !ok {
@@ -103,13 +103,13 @@ func HostOf(h *cluster.Host) Host {
 }
 
 // NewModel builds the failover model of s.
-func NewModel(s *cluster.State, o policy.Options) *Model {
+func NewModel(s *cluster.State, o placement.Options) *Model {
 	return newModelOf(s, nil, o)
 }
 
 // newModelOf builds the failover model of s, with the running VMs of u
 // when it is not nil (u must be s's usage).
-func newModelOf(s *cluster.State, u *cluster.Usage, o policy.Options) *Model {
+func newModelOf(s *cluster.State, u *cluster.Usage, o placement.Options) *Model {
 	o = o.Resolved()
 	m := &Model{index: make(map[string]int, len(s.Hosts))}
 	groups := map[string]int{}
@@ -127,7 +127,7 @@ func newModelOf(s *cluster.State, u *cluster.Usage, o policy.Options) *Model {
 		}
 		m.index[name] = len(m.hosts)
 		m.hosts = append(m.hosts, foHost{
-			name: name, group: g, mem: h.MemoryBytes, free: policy.Usable(h, o.MemoryReserve),
+			name: name, group: g, mem: h.MemoryBytes, free: placement.Usable(h, o.MemoryReserve),
 			absorb: h.Admin == cluster.Available,
 		})
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/policy"
+	"github.com/herd-project/herd/policy/placement"
 )
 
 // each returns n hosts that each hold the VMs given, in GiB.
@@ -64,7 +65,7 @@ func TestFailoverCapacity(t *testing.T) {
 			if c.change != nil {
 				c.change(s)
 			}
-			if got := Capacity(s, policy.Options{MemoryReserve: c.reserve}); got != c.want {
+			if got := Capacity(s, placement.Options{MemoryReserve: c.reserve}); got != c.want {
 				t.Fatalf("capacity %d, want %d", got, c.want)
 			}
 		})
@@ -75,30 +76,30 @@ func TestFailoverCapacityPolicyReserve(t *testing.T) {
 	s := build(100, each(4, 10, 10, 10, 10, 10)...)
 	d := policy.Default()
 	d.Placement.MemoryReserve = 0.2
-	if got := Capacity(s, policy.Options{Policy: policy.Compile(d, s)}); got != 1 {
+	if got := Capacity(s, placement.Options{Policy: placement.Compile(d, s)}); got != 1 {
 		t.Fatalf("capacity %d with the policy's 20%% reserve, want 1", got)
 	}
 }
 
 func TestFailoverAfterMaintenance(t *testing.T) {
 	s := build(100, each(4, 10, 10, 10, 10, 10)...)
-	before := Capacity(s, policy.Options{})
+	before := Capacity(s, placement.Options{})
 	// h01's 50 GiB spread over three hosts (70, 70, 60): losing the most
 	// used puts 70 into 30 + 40 free; losing two cannot be absorbed.
-	after := AfterMaintenance(s, "h01", policy.Options{})
+	after := AfterMaintenance(s, "h01", placement.Options{})
 	if before != 2 || after != 1 {
 		t.Fatalf("capacity %d, after maintenance of h01 %d; want 2 and 1", before, after)
 	}
-	if got := AfterMaintenance(s, "nope", policy.Options{}); got != before {
+	if got := AfterMaintenance(s, "nope", placement.Options{}); got != before {
 		t.Fatalf("unknown host: %d, want %d", got, before)
 	}
 	setHost(s, "h02", func(h *cluster.Host) { h.Admin, h.Maintenance = cluster.InMaintenance, cluster.MaintenanceOn })
-	if got, want := AfterMaintenance(s, "h02", policy.Options{}), Capacity(s, policy.Options{}); got != want {
+	if got, want := AfterMaintenance(s, "h02", placement.Options{}), Capacity(s, placement.Options{}); got != want {
 		t.Fatalf("host already in maintenance: %d, want the current %d", got, want)
 	}
 	// The host's VMs do not fit on the others: nothing is left to fail over.
 	s = build(100, []int64{60}, []int64{50}, []int64{50})
-	if got := AfterMaintenance(s, "h01", policy.Options{}); got != 0 {
+	if got := AfterMaintenance(s, "h01", placement.Options{}); got != 0 {
 		t.Fatalf("evacuation does not fit: %d, want 0", got)
 	}
 }
@@ -123,7 +124,7 @@ func TestFailoverCapacityMatchesLinearScan(t *testing.T) {
 				addVM(s, fmt.Sprintf("vm%02d-%02d", h, v), name, 1+r.Int64N(24), cluster.PoweredOn)
 			}
 		}
-		o := policy.Options{MemoryReserve: 0.1 * float64(r.IntN(3))}
+		o := placement.Options{MemoryReserve: 0.1 * float64(r.IntN(3))}
 		m := NewModel(s, o)
 		order := m.order()
 		m.byFree = m.absorbersByFree()

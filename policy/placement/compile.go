@@ -1,12 +1,14 @@
-package policy
+package placement
 
 import (
+	"maps"
 	"path"
 	"slices"
 	"sort"
 	"strings"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/policy"
 )
 
 // Compiled is a policy resolved against one state: which hosts are in which
@@ -25,7 +27,7 @@ import (
 // every other member of the group is: rules between VMs suit groups of
 // tens or hundreds, not a pattern matching the whole inventory.
 type Compiled struct {
-	doc   *Document
+	doc   *policy.Document
 	index uint64
 
 	hostGroups []hostGroup
@@ -62,7 +64,7 @@ type label struct{ key, value string }
 // fewHosts is the longest host list compared name by name.
 const fewHosts = 8
 
-func newHostGroup(g HostGroup) hostGroup {
+func newHostGroup(g policy.HostGroup) hostGroup {
 	hg := hostGroup{name: g.Name}
 	if len(g.Hosts) <= fewHosts {
 		hg.few = g.Hosts
@@ -72,7 +74,7 @@ func newHostGroup(g HostGroup) hostGroup {
 			hg.hosts[h] = true
 		}
 	}
-	for _, k := range sortedKeys(g.Selector) {
+	for _, k := range slices.Sorted(maps.Keys(g.Selector)) {
 		hg.selector = append(hg.selector, label{k, g.Selector[k]})
 	}
 	return hg
@@ -116,7 +118,7 @@ type patternGroup struct {
 // compiledRule is a rule with its groups resolved; host is -1 for the rules
 // between VMs.
 type compiledRule struct {
-	Rule
+	policy.Rule
 	vm, host int32
 	must     bool
 }
@@ -124,9 +126,9 @@ type compiledRule struct {
 // Compile resolves the validated document d against s. A nil d is the
 // default policy. References to groups that d does not define (which
 // validation rejects) are ignored.
-func Compile(d *Document, s *cluster.State) *Compiled {
+func Compile(d *policy.Document, s *cluster.State) *Compiled {
 	if d == nil {
-		d = Default()
+		d = policy.Default()
 	}
 	c := &Compiled{doc: d, index: s.Index}
 	c.compileHosts(s)
@@ -137,15 +139,17 @@ func Compile(d *Document, s *cluster.State) *Compiled {
 		if !ok {
 			continue
 		}
-		cr := compiledRule{Rule: r, vm: int32(vi), host: -1, must: r.Enforcement == Must}
-		if ruleTypes[r.Type] {
+		cr := compiledRule{Rule: r, vm: int32(vi), host: -1, must: r.Enforcement == policy.Must}
+		hosts, known := policy.RuleTypeHosts(r.Type)
+		if !known {
+			continue
+		}
+		if hosts {
 			hi, ok := c.hostIdx[r.HostGroup]
 			if !ok {
 				continue
 			}
 			cr.host = int32(hi)
-		} else if _, known := ruleTypes[r.Type]; !known {
-			continue
 		}
 		c.groupRules[vi] = append(c.groupRules[vi], int32(len(c.rules)))
 		c.rules = append(c.rules, cr)

@@ -1,10 +1,11 @@
-package policy
+package placement
 
 import (
 	"fmt"
 	"testing"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/policy"
 )
 
 // labelRacks labels every host with rack r0…r9 by its position.
@@ -16,7 +17,7 @@ func labelRacks(s *cluster.State) {
 
 // benchPolicy is a policy of a few groups and rules over inventory names:
 // host groups by selector and by list, VM groups by pattern and by list.
-func benchPolicy(b testing.TB, hosts []string) *Document {
+func benchPolicy(b testing.TB, hosts []string) *policy.Document {
 	y := fmt.Sprintf(`apiVersion: herd/v1
 kind: Policy
 host_groups:
@@ -47,7 +48,7 @@ rules:
 disruption_budgets:
   - {vm_group: first, max_migrating: 3}
 `, hosts[1], hosts[2], hosts[3])
-	d, err := Parse("bench.yaml", []byte(y))
+	d, err := policy.Parse("bench.yaml", []byte(y))
 	if err != nil {
 		b.Fatal(err)
 	}

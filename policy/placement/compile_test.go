@@ -1,4 +1,4 @@
-package policy
+package placement
 
 import (
 	"fmt"
@@ -7,16 +7,14 @@ import (
 	"testing"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/policy"
+	"github.com/herd-project/herd/policy/policytest"
 )
 
 // mustCompile parses header+body and compiles it against s.
 func mustCompile(t testing.TB, s *cluster.State, body string) *Compiled {
 	t.Helper()
-	d, err := Parse("test.yaml", []byte(header+body))
-	if err != nil {
-		t.Fatalf("policy: %v", err)
-	}
-	return Compile(d, s)
+	return Compile(policytest.MustParse(t, body), s)
 }
 
 // setLabels sets the labels of host name.
@@ -119,13 +117,13 @@ func TestCompileGroups(t *testing.T) {
 	if c.Budget("web") != 2 || c.Budget("db") != 0 {
 		t.Errorf("Budget(web, db) = %d, %d; want 2, 0", c.Budget("web"), c.Budget("db"))
 	}
-	if got := c.BudgetsFor(vm); !reflect.DeepEqual(got, []DisruptionBudget{{VMGroup: "web", MaxMigrating: 2}}) {
+	if got := c.BudgetsFor(vm); !reflect.DeepEqual(got, []policy.DisruptionBudget{{VMGroup: "web", MaxMigrating: 2}}) {
 		t.Errorf("BudgetsFor(web-1) = %v", got)
 	}
-	if got, want := c.Options(), (Options{MemoryReserve: 0.05, CPUOvercommit: 3, Strategy: StrategyPack, Policy: c}); !reflect.DeepEqual(got, want) {
+	if got, want := c.Options(), (Options{MemoryReserve: 0.05, CPUOvercommit: 3, Strategy: policy.StrategyPack, Policy: c}); !reflect.DeepEqual(got, want) {
 		t.Errorf("Options() = %+v, want %+v", got, want)
 	}
-	if c.Index() != 42 || c.Document().Placement.Strategy != StrategyPack {
+	if c.Index() != 42 || c.Document().Placement.Strategy != policy.StrategyPack {
 		t.Errorf("Index() = %d, Document() strategy %q", c.Index(), c.Document().Placement.Strategy)
 	}
 }
@@ -157,14 +155,14 @@ func TestCompileFollowsChanges(t *testing.T) {
 // validated: rules and budgets naming unknown groups are left out.
 func TestCompileIgnoresBadReferences(t *testing.T) {
 	s := groupsState()
-	d := Default()
-	d.VMGroups = []VMGroup{{Name: "web", Pattern: "web-*"}}
-	d.Rules = []Rule{
-		{Name: "a", Type: RuleVMHostAffinity, VMGroup: "web", HostGroup: "gone", Enforcement: Must},
-		{Name: "b", Type: RuleVMAffinity, VMGroup: "gone", Enforcement: Must},
-		{Name: "c", Type: "sideways", VMGroup: "web", Enforcement: Must},
+	d := policy.Default()
+	d.VMGroups = []policy.VMGroup{{Name: "web", Pattern: "web-*"}}
+	d.Rules = []policy.Rule{
+		{Name: "a", Type: policy.RuleVMHostAffinity, VMGroup: "web", HostGroup: "gone", Enforcement: policy.Must},
+		{Name: "b", Type: policy.RuleVMAffinity, VMGroup: "gone", Enforcement: policy.Must},
+		{Name: "c", Type: "sideways", VMGroup: "web", Enforcement: policy.Must},
 	}
-	d.DisruptionBudgets = []DisruptionBudget{{VMGroup: "gone", MaxMigrating: 1}}
+	d.DisruptionBudgets = []policy.DisruptionBudget{{VMGroup: "gone", MaxMigrating: 1}}
 	c := Compile(d, s)
 	if r := c.RulesFor(s.VMs["web-1"]); len(r) != 0 {
 		t.Errorf("RulesFor = %v, want none", r)
@@ -172,7 +170,7 @@ func TestCompileIgnoresBadReferences(t *testing.T) {
 	if p := Place(s, s.Usage(), nil, s.VMs["web-1"], Options{Policy: c}); p.Host == "" {
 		t.Errorf("Place = %s", p.Explain())
 	}
-	if Compile(nil, s).Document().Placement.Strategy != StrategySpread {
+	if Compile(nil, s).Document().Placement.Strategy != policy.StrategySpread {
 		t.Error("Compile(nil) is not the default policy")
 	}
 }

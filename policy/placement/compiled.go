@@ -1,13 +1,14 @@
-package policy
+package placement
 
 import (
 	"slices"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/policy"
 )
 
 // Document returns the policy that c was compiled from.
-func (c *Compiled) Document() *Document { return c.doc }
+func (c *Compiled) Document() *policy.Document { return c.doc }
 
 // Index returns the raft index of the state c was compiled against: compile
 // again when the state has moved on and hosts or VMs changed.
@@ -68,13 +69,13 @@ func (c *Compiled) Priority(vm *cluster.VM) int {
 }
 
 // RulesFor returns the rules that constrain vm, in policy order.
-func (c *Compiled) RulesFor(vm *cluster.VM) []Rule {
+func (c *Compiled) RulesFor(vm *cluster.VM) []policy.Rule {
 	var idx []int32
 	for _, g := range c.groupsOf(vm) {
 		idx = append(idx, c.groupRules[g]...)
 	}
 	slices.Sort(idx)
-	out := make([]Rule, len(idx))
+	out := make([]policy.Rule, len(idx))
 	for i, ri := range idx {
 		out[i] = c.rules[ri].Rule
 	}
@@ -91,11 +92,11 @@ func (c *Compiled) Budget(group string) int {
 }
 
 // BudgetsFor returns the disruption budgets that cap vm's moves.
-func (c *Compiled) BudgetsFor(vm *cluster.VM) []DisruptionBudget {
-	var out []DisruptionBudget
+func (c *Compiled) BudgetsFor(vm *cluster.VM) []policy.DisruptionBudget {
+	var out []policy.DisruptionBudget
 	for _, g := range c.groupsOf(vm) {
 		if n := c.budgets[g]; n > 0 {
-			out = append(out, DisruptionBudget{VMGroup: c.vmGroups[g].name, MaxMigrating: n})
+			out = append(out, policy.DisruptionBudget{VMGroup: c.vmGroups[g].name, MaxMigrating: n})
 		}
 	}
 	return out

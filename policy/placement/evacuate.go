@@ -1,4 +1,4 @@
-package policy
+package placement
 
 import (
 	"cmp"
@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/policy"
 )
 
 // MigrateMode says which VMs leave a host entering maintenance.
@@ -45,13 +46,13 @@ type EvacuationRequest struct {
 // the hosts and VMs exist is for PrecheckEvacuation.
 func (r EvacuationRequest) Validate() error {
 	if r.Host == "" {
-		return &FieldError{Field: "host", Msg: "must not be empty"}
+		return &policy.FieldError{Field: "host", Msg: "must not be empty"}
 	}
 	if r.Migrate != "" && !r.Migrate.Valid() {
-		return &FieldError{Field: "migrate", Msg: fmt.Sprintf("must be none, active-only or all, got %q", r.Migrate)}
+		return &policy.FieldError{Field: "migrate", Msg: fmt.Sprintf("must be none, active-only or all, got %q", r.Migrate)}
 	}
 	if r.TargetHost == r.Host {
-		return &FieldError{Field: "target_host", Msg: fmt.Sprintf("%q is the host being evacuated", r.TargetHost)}
+		return &policy.FieldError{Field: "target_host", Msg: fmt.Sprintf("%q is the host being evacuated", r.TargetHost)}
 	}
 	return nil
 }

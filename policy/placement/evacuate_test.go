@@ -1,4 +1,4 @@
-package policy
+package placement
 
 import (
 	"errors"
@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/policy"
 )
 
 func TestOrder(t *testing.T) {
@@ -46,7 +47,7 @@ func TestMigrateModeAndRequestValidate(t *testing.T) {
 		{EvacuationRequest{Host: "h1", TargetHost: "h1"}, "target_host"},
 	} {
 		err := tc.r.Validate()
-		var fe *FieldError
+		var fe *policy.FieldError
 		if tc.field == "" && err != nil || tc.field != "" && (!errors.As(err, &fe) || fe.Field != tc.field) {
 			t.Errorf("Validate(%+v) = %v, want field %q", tc.r, err, tc.field)
 		}

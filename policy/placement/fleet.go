@@ -1,10 +1,11 @@
-package policy
+package placement
 
 import (
 	"fmt"
 	"strconv"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/policy"
 )
 
 // fleet is the set of hosts that may take VMs from one source host, for
@@ -30,7 +31,7 @@ type fleet struct {
 // host is the sole candidate.
 func newFleet(s *cluster.State, usage map[string]cluster.HostUsage, l *Ledger, src *cluster.Host, only string, o Options) *fleet {
 	o = o.Resolved()
-	f := &fleet{s: s, src: src, o: o, pack: o.Strategy == StrategyPack}
+	f := &fleet{s: s, src: src, o: o, pack: o.Strategy == policy.StrategyPack}
 	if o.Policy != nil {
 		f.plan = l.Clone()
 	}

@@ -1,4 +1,4 @@
-package policy
+package placement
 
 import (
 	"strings"
@@ -7,6 +7,9 @@ import (
 )
 
 const gib = policytest.GiB
+
+// header opens every test policy.
+const header = policytest.Header
 
 // The synthetic states of policytest, under the names the tests use.
 var (

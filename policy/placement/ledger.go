@@ -1,9 +1,11 @@
-// Package policy holds Herd's planners: pure functions of a snapshot of
-// cluster state that decide where VMs go (placement: feasibility filters,
-// then a scorer), how a host is evacuated for maintenance, and how fast that
-// can be done under the migration concurrency limits. Nothing here calls a
-// driver, raft, a clock or the network; controllers execute the plans.
-package policy
+// Package placement decides where VMs go: the policy compiled against a
+// state (groups, rules, budgets), feasibility filters then a scorer, the
+// ledger of moves in flight, the migration concurrency limits, and, built on
+// them, how a host is evacuated for maintenance and how fast that can be
+// done. Nothing here calls a driver, raft, a clock or the network: these are
+// pure functions of a snapshot of cluster state, and controllers execute
+// the plans.
+package placement
 
 import (
 	"slices"

@@ -1,6 +1,10 @@
-package policy
+package placement
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/herd-project/herd/policy"
+)
 
 // Limits caps concurrent migrations. The defaults are 2 leaving any host, 2
 // entering any host and 8 in the whole cluster. That is more conservative
@@ -30,7 +34,7 @@ func (l Limits) Validate() error {
 		v    int
 	}{{"per_source", l.PerSource}, {"per_target", l.PerTarget}, {"cluster", l.Cluster}} {
 		if f.v < 1 {
-			return &FieldError{Field: f.name, Msg: fmt.Sprintf("must be at least 1, got %d", f.v)}
+			return &policy.FieldError{Field: f.name, Msg: fmt.Sprintf("must be at least 1, got %d", f.v)}
 		}
 	}
 	return nil

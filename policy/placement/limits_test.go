@@ -1,8 +1,10 @@
-package policy
+package placement
 
 import (
 	"errors"
 	"testing"
+
+	"github.com/herd-project/herd/policy"
 )
 
 func TestLimitsValidate(t *testing.T) {
@@ -21,7 +23,7 @@ func TestLimitsValidate(t *testing.T) {
 		{Limits{2, 2, 0}, "cluster"},
 	} {
 		err := tc.l.Validate()
-		var fe *FieldError
+		var fe *policy.FieldError
 		if !errors.As(err, &fe) || fe.Field != tc.field {
 			t.Errorf("Validate(%+v) = %v, want an error on %s", tc.l, err, tc.field)
 		}

@@ -1,9 +1,10 @@
-package policy
+package placement
 
 import (
 	"fmt"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/policy"
 )
 
 // hostSet is a set of hosts of one state, by identity: hosts are immutable
@@ -153,7 +154,7 @@ func affinityInFlight(c *Compiled, s *cluster.State, l *Ledger, vm *cluster.VM, 
 	for _, g := range c.groupsOf(vm) {
 		for _, ri := range c.groupRules[g] {
 			r := &c.rules[ri]
-			if !r.must || r.Type != RuleVMAffinity {
+			if !r.must || r.Type != policy.RuleVMAffinity {
 				continue
 			}
 			for _, id := range c.vmGroups[g].members {

@@ -1,9 +1,10 @@
-package policy
+package placement
 
 import (
 	"fmt"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/policy"
 )
 
 // Reasons a host is rejected as a target, in the order the filters run: a
@@ -96,16 +97,16 @@ type Options struct {
 // Validate checks the options, naming the field at fault.
 func (o Options) Validate() error {
 	if !(o.MemoryReserve >= 0 && o.MemoryReserve < 1) {
-		return &FieldError{Field: "memory_reserve", Msg: fmt.Sprintf("must be at least 0 and below 1, got %v", o.MemoryReserve)}
+		return &policy.FieldError{Field: "memory_reserve", Msg: fmt.Sprintf("must be at least 0 and below 1, got %v", o.MemoryReserve)}
 	}
 	if !(o.CPUOvercommit >= 0) {
-		return &FieldError{Field: "cpu_overcommit", Msg: fmt.Sprintf("must be 0 (no limit) or more, got %v", o.CPUOvercommit)}
+		return &policy.FieldError{Field: "cpu_overcommit", Msg: fmt.Sprintf("must be 0 (no limit) or more, got %v", o.CPUOvercommit)}
 	}
-	if o.Strategy != "" && o.Strategy != StrategySpread && o.Strategy != StrategyPack {
-		return &FieldError{Field: "strategy", Msg: fmt.Sprintf("must be spread or pack, got %q", o.Strategy)}
+	if o.Strategy != "" && o.Strategy != policy.StrategySpread && o.Strategy != policy.StrategyPack {
+		return &policy.FieldError{Field: "strategy", Msg: fmt.Sprintf("must be spread or pack, got %q", o.Strategy)}
 	}
 	if o.MaxInFlightTo < 0 {
-		return &FieldError{Field: "max_in_flight_to", Msg: fmt.Sprintf("must not be negative, got %d", o.MaxInFlightTo)}
+		return &policy.FieldError{Field: "max_in_flight_to", Msg: fmt.Sprintf("must not be negative, got %d", o.MaxInFlightTo)}
 	}
 	return nil
 }
@@ -148,7 +149,7 @@ type placer struct {
 func newPlacer(s *cluster.State, usage map[string]cluster.HostUsage, l *Ledger, vm *cluster.VM, src *cluster.Host, o Options) *placer {
 	o = o.Resolved()
 	p := &placer{s: s, usage: usage, l: l, src: src, o: o, need: MemoryNeed(vm), cpus: CPUNeed(vm),
-		pack: o.Strategy == StrategyPack}
+		pack: o.Strategy == policy.StrategyPack}
 	p.cpuIn = inFlightCPUs(s, l, &p.o)
 	p.rules = NewRuleView(o.Policy, s, l, vm, "")
 	p.budget = p.rules.budgetSpent()

@@ -1,4 +1,4 @@
-package policy
+package placement
 
 import (
 	"errors"
@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/policy"
 )
 
 // TestPlaceFilters puts one 8 GiB VM from h01 into a two-host cluster whose
@@ -227,7 +228,7 @@ func TestOptionsValidate(t *testing.T) {
 		{Options{MaxInFlightTo: -1}, "max_in_flight_to"},
 	} {
 		err := tc.o.Validate()
-		var fe *FieldError
+		var fe *policy.FieldError
 		if tc.field == "" && err != nil || tc.field != "" && (!errors.As(err, &fe) || fe.Field != tc.field) {
 			t.Errorf("Validate(%+v) = %v, want field %q", tc.o, err, tc.field)
 		}

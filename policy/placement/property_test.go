@@ -1,4 +1,4 @@
-package policy
+package placement
 
 import (
 	"fmt"
@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/policy"
 )
 
 // randomCase is a small random cluster with moves in flight and a random
@@ -16,7 +17,7 @@ import (
 type randomCase struct {
 	s *cluster.State
 	l *Ledger
-	d *Document
+	d *policy.Document
 }
 
 func newRandomCase(r *rand.Rand) (randomCase, bool) {
@@ -46,30 +47,30 @@ func newRandomCase(r *rand.Rand) (randomCase, bool) {
 		vm := vms[r.IntN(len(vms))]
 		l.Reserve(vm.ID, vm.Host, names[r.IntN(len(names))], MemoryNeed(vm))
 	}
-	d := Default()
-	d.Placement.Strategy = []string{StrategySpread, StrategyPack}[r.IntN(2)]
+	d := policy.Default()
+	d.Placement.Strategy = []string{policy.StrategySpread, policy.StrategyPack}[r.IntN(2)]
 	d.Placement.CPUOvercommit = float64(r.IntN(3))
-	d.HostGroups = []HostGroup{{Name: "h0", Selector: map[string]string{"rack": "r0"}}, {Name: "h1", Hosts: pick(r, names)}}
-	d.VMGroups = []VMGroup{{Name: "g0", Pattern: "v*"}, {Name: "g1", VMs: pick(r, vmIDs(vms))}, {Name: "g2", Pattern: "w*"}}
-	types := []string{RuleVMAffinity, RuleVMAntiAffinity, RuleVMHostAffinity, RuleVMHostAntiAffinity}
+	d.HostGroups = []policy.HostGroup{{Name: "h0", Selector: map[string]string{"rack": "r0"}}, {Name: "h1", Hosts: pick(r, names)}}
+	d.VMGroups = []policy.VMGroup{{Name: "g0", Pattern: "v*"}, {Name: "g1", VMs: pick(r, vmIDs(vms))}, {Name: "g2", Pattern: "w*"}}
+	types := []string{policy.RuleVMAffinity, policy.RuleVMAntiAffinity, policy.RuleVMHostAffinity, policy.RuleVMHostAntiAffinity}
 	for i := 0; i < 1+r.IntN(4); i++ {
-		rule := Rule{Name: fmt.Sprint("r", i), Type: types[r.IntN(4)], VMGroup: fmt.Sprint("g", r.IntN(3)), Enforcement: Must}
-		if ruleTypes[rule.Type] {
+		rule := policy.Rule{Name: fmt.Sprint("r", i), Type: types[r.IntN(4)], VMGroup: fmt.Sprint("g", r.IntN(3)), Enforcement: policy.Must}
+		if hosts, _ := policy.RuleTypeHosts(rule.Type); hosts {
 			rule.HostGroup = fmt.Sprint("h", r.IntN(2))
 		}
 		if r.IntN(3) == 0 {
-			rule.Enforcement, rule.Weight = Should, 1+r.IntN(100)
+			rule.Enforcement, rule.Weight = policy.Should, 1+r.IntN(100)
 		}
 		d.Rules = append(d.Rules, rule)
 	}
 	if r.IntN(3) == 0 {
-		d.DisruptionBudgets = []DisruptionBudget{{VMGroup: "g0", MaxMigrating: 1 + r.IntN(2)}}
+		d.DisruptionBudgets = []policy.DisruptionBudget{{VMGroup: "g0", MaxMigrating: 1 + r.IntN(2)}}
 	}
 	y, err := d.YAML()
 	if err != nil {
 		panic(err)
 	}
-	if d, err = Parse("random.yaml", y); err != nil {
+	if d, err = policy.Parse("random.yaml", y); err != nil {
 		return randomCase{}, false // contradictory rules, say
 	}
 	return randomCase{s: s, l: l, d: d}, true
@@ -124,7 +125,7 @@ func (rc randomCase) broken(vm *cluster.VM, target string) string {
 	}
 	h := rc.s.Hosts[target]
 	for _, r := range rc.d.Rules {
-		if r.Enforcement != Must || !in(r.VMGroup, vm) {
+		if r.Enforcement != policy.Must || !in(r.VMGroup, vm) {
 			continue
 		}
 		counts := map[string]int{}
@@ -135,11 +136,11 @@ func (rc randomCase) broken(vm *cluster.VM, target string) string {
 			mv, moving := rc.l.Move(m.ID)
 			running := m.Power == cluster.PoweredOn
 			switch r.Type {
-			case RuleVMAntiAffinity:
+			case policy.RuleVMAntiAffinity:
 				if moving && (mv.To == target || running && mv.From == target) || !moving && running && m.Host == target {
 					return fmt.Sprintf("%s: %s is there", r.Name, m.ID)
 				}
-			case RuleVMAffinity:
+			case policy.RuleVMAffinity:
 				if moving {
 					counts[mv.To]++
 				} else if running && !closing(rc.s.Hosts[m.Host]) {
@@ -148,11 +149,11 @@ func (rc randomCase) broken(vm *cluster.VM, target string) string {
 			}
 		}
 		switch r.Type {
-		case RuleVMHostAffinity, RuleVMHostAntiAffinity:
-			if hostIn(r.HostGroup, h) != (r.Type == RuleVMHostAffinity) {
+		case policy.RuleVMHostAffinity, policy.RuleVMHostAntiAffinity:
+			if hostIn(r.HostGroup, h) != (r.Type == policy.RuleVMHostAffinity) {
 				return r.Name
 			}
-		case RuleVMAffinity:
+		case policy.RuleVMAffinity:
 			anchor, most := "", 0
 			for _, n := range slices.Sorted(maps.Keys(counts)) {
 				if counts[n] > most {

@@ -1,9 +1,10 @@
-package policy
+package placement
 
 import (
 	"fmt"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/policy"
 )
 
 // RuleView is the policy resolved for placing one VM: its must rules as
@@ -68,8 +69,8 @@ func NewRuleView(c *Compiled, s *cluster.State, l *Ledger, vm *cluster.VM, leavi
 				v.mustN++
 			}
 			switch r.Type {
-			case RuleVMHostAffinity, RuleVMHostAntiAffinity:
-				hr := hostRule{name: r.Name, anti: r.Type == RuleVMHostAntiAffinity, must: r.must, weight: r.Weight,
+			case policy.RuleVMHostAffinity, policy.RuleVMHostAntiAffinity:
+				hr := hostRule{name: r.Name, anti: r.Type == policy.RuleVMHostAntiAffinity, must: r.must, weight: r.Weight,
 					group: &c.hostGroups[r.host], idx: r.host}
 				if hg := hr.group; hg.hosts == nil && len(hg.selector) == 0 {
 					hr.listed = make([]*cluster.Host, 0, len(hg.few))
@@ -83,10 +84,10 @@ func NewRuleView(c *Compiled, s *cluster.State, l *Ledger, vm *cluster.VM, leavi
 				if !r.must {
 					v.hostWeight += r.Weight
 				}
-			case RuleVMAntiAffinity:
+			case policy.RuleVMAntiAffinity:
 				v.vms = append(v.vms, vmRule{name: r.Name, anti: true, must: r.must, weight: r.Weight,
 					occupied: c.occupied(g, s, l, vm.ID)})
-			case RuleVMAffinity:
+			case policy.RuleVMAffinity:
 				v.vms = append(v.vms, vmRule{name: r.Name, must: r.must, weight: r.Weight,
 					anchor: c.anchor(g, s, l, vm.ID, leaving)})
 			}

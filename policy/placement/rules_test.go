@@ -1,10 +1,11 @@
-package policy
+package placement
 
 import (
 	"maps"
 	"testing"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/policy"
 )
 
 // TestPlaceRules places one 8 GiB VM "vm" from h01 in a cluster of four
@@ -156,7 +157,7 @@ func TestPlaceRules(t *testing.T) {
 			},
 			want: "h04", rejects: map[string]int{ReasonSameHost: 1, ReasonInsufficientMemory: 1}},
 		{name: "options override the policy's strategy",
-			policy: "placement: {strategy: pack}\n", opts: Options{Strategy: StrategySpread},
+			policy: "placement: {strategy: pack}\n", opts: Options{Strategy: policy.StrategySpread},
 			setup: func(s *cluster.State, _ *Ledger) {
 				addVM(s, "x", "h02", 20, cluster.PoweredOn)
 				addVM(s, "y", "h03", 40, cluster.PoweredOn)

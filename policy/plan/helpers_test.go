@@ -4,7 +4,7 @@ import (
 	"testing"
 
 	"github.com/herd-project/herd/cluster"
-	"github.com/herd-project/herd/policy"
+	"github.com/herd-project/herd/policy/placement"
 	"github.com/herd-project/herd/policy/policytest"
 )
 
@@ -18,14 +18,10 @@ var (
 )
 
 // header opens every test policy.
-const header = "apiVersion: herd/v1\nkind: Policy\n"
+const header = policytest.Header
 
 // mustCompile compiles the policy of header+body against s.
-func mustCompile(t testing.TB, s *cluster.State, body string) *policy.Compiled {
+func mustCompile(t testing.TB, s *cluster.State, body string) *placement.Compiled {
 	t.Helper()
-	d, err := policy.Parse("test.yaml", []byte(header+body))
-	if err != nil {
-		t.Fatalf("policy: %v", err)
-	}
-	return policy.Compile(d, s)
+	return placement.Compile(policytest.MustParse(t, body), s)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/policy"
 	"github.com/herd-project/herd/policy/failover"
+	"github.com/herd-project/herd/policy/placement"
 )
 
 // The recovery of a fenced host, as the recovery controller builds it and
@@ -20,7 +21,7 @@ import (
 
 // RecoveryExcluded returns the VMs that recovery.exclude_vm_groups keep
 // from being recreated elsewhere: they wait for their host.
-func RecoveryExcluded(r policy.RecoveryPolicy, comp *policy.Compiled) map[string]bool {
+func RecoveryExcluded(r policy.RecoveryPolicy, comp *placement.Compiled) map[string]bool {
 	out := map[string]bool{}
 	if comp == nil {
 		return out
@@ -39,7 +40,7 @@ func RecoveryExcluded(r policy.RecoveryPolicy, comp *policy.Compiled) map[string
 // recreated and started, shut-off ones registered only, excluded ones wait
 // for their host — highest restart priority first, then VMs to start before
 // VMs to register, larger memory first, then by name.
-func RecoveryItems(vms []*cluster.VM, host string, comp *policy.Compiled, excluded map[string]bool) []cluster.OpItem {
+func RecoveryItems(vms []*cluster.VM, host string, comp *placement.Compiled, excluded map[string]bool) []cluster.OpItem {
 	var items []cluster.OpItem
 	for _, vm := range vms {
 		prio := vm.Priority
@@ -76,15 +77,15 @@ func RecoveryItems(vms []*cluster.VM, host string, comp *policy.Compiled, exclud
 // RecoveryOptions turns the placement options of automatic moves into
 // those of a recreation: the failover hosts (Reserved) are no longer kept
 // out but tried first, and no per-target limit applies.
-func RecoveryOptions(o policy.Options) policy.Options {
+func RecoveryOptions(o placement.Options) placement.Options {
 	o.MaxInFlightTo, o.Prefer, o.Reserved = 0, o.Reserved, nil
 	return o
 }
 
 // PlaceRecovered chooses the host a VM of a fenced host is recreated on,
 // preferably not one an earlier attempt tried; o are RecoveryOptions.
-func PlaceRecovered(st *cluster.State, usage map[string]cluster.HostUsage, l *policy.Ledger, vm *cluster.VM, tried []string, o policy.Options) policy.Placement {
-	return policy.NextTarget(st, usage, l, vm, policy.EvacuationRequest{Host: vm.Host}, tried, o)
+func PlaceRecovered(st *cluster.State, usage map[string]cluster.HostUsage, l *placement.Ledger, vm *cluster.VM, tried []string, o placement.Options) placement.Placement {
+	return placement.NextTarget(st, usage, l, vm, placement.EvacuationRequest{Host: vm.Host}, tried, o)
 }
 
 // RecoveryReserve is the memory a recreation holds on its target while it
@@ -126,7 +127,7 @@ type RecoveryStep struct {
 type RecoveryInput struct {
 	State *cluster.State
 	// Ledger holds the moves in flight now (nil: none); it is not changed.
-	Ledger *policy.Ledger
+	Ledger *placement.Ledger
 	// Failed are the hosts that fail, in the order their recoveries start.
 	// Hosts already fenced and being recovered belong in Recovering.
 	Failed []string
@@ -134,11 +135,11 @@ type RecoveryInput struct {
 	// here); it is not changed.
 	Usage *cluster.Usage
 	// Policy is the compiled policy (nil: no rules); Recovery its section.
-	Policy   *policy.Compiled
+	Policy   *placement.Compiled
 	Recovery policy.RecoveryPolicy
 	// Options are the placement options of automatic moves, as the
 	// operations controller has them; RecoveryOptions is applied here.
-	Options policy.Options
+	Options placement.Options
 }
 
 // RecoveryPlan is the recovery Herd would run if the failed hosts were
@@ -258,7 +259,7 @@ func Recovery(in RecoveryInput) RecoveryPlan {
 		u.count(&nv, 1)
 	}
 	order := 0
-	waits := map[*RecoveryStep]policy.Placement{}
+	waits := map[*RecoveryStep]placement.Placement{}
 	for len(pending) > 0 {
 		var left []*RecoveryStep
 		for i, s := range pending {
@@ -352,12 +353,12 @@ func (u *planUsage) count(vm *cluster.VM, sign int) {
 }
 
 // ruleReasons are the placement reasons that a must rule gives.
-var ruleReasons = map[string]bool{policy.ReasonVMHostAffinity: true, policy.ReasonVMHostAntiAffinity: true, policy.ReasonVMAffinity: true, policy.ReasonVMAntiAffinity: true}
+var ruleReasons = map[string]bool{placement.ReasonVMHostAffinity: true, placement.ReasonVMHostAntiAffinity: true, placement.ReasonVMAffinity: true, placement.ReasonVMAntiAffinity: true}
 
 // blockedBy names what keeps a placement from finding a host: a must rule
 // when one rejected any host (its name in Detail), no-capacity when hosts
 // were only short of memory or CPUs, else the most common reason.
-func blockedBy(pl policy.Placement) (string, string) {
+func blockedBy(pl placement.Placement) (string, string) {
 	why := strings.TrimPrefix(pl.Explain(), "no target: ")
 	rule, top, n := "", "", 0
 	for r, c := range pl.Rejections {
@@ -371,7 +372,7 @@ func blockedBy(pl policy.Placement) (string, string) {
 	switch {
 	case rule != "":
 		return rule, fmt.Sprintf("a must rule leaves no host (%s): it waits for its host or for room", why)
-	case pl.Rejections[policy.ReasonInsufficientMemory]+pl.Rejections[policy.ReasonCPUOvercommit] > 0 && top != policy.ReasonDisruptionBudget:
+	case pl.Rejections[placement.ReasonInsufficientMemory]+pl.Rejections[placement.ReasonCPUOvercommit] > 0 && top != placement.ReasonDisruptionBudget:
 		return BlockedNoCapacity, "no host has room (" + why + "): tried again after its backoff"
 	case top == "":
 		return BlockedNoCapacity, "no host to recreate it on"

@@ -10,6 +10,7 @@ import (
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/policy"
 	"github.com/herd-project/herd/policy/failover"
+	"github.com/herd-project/herd/policy/placement"
 )
 
 // recoverable gives a VM a stored definition, so that it can be recreated.
@@ -38,7 +39,7 @@ func planSummary(p RecoveryPlan) (started, blocked []string) {
 
 // failoverAfterPlan is the failover capacity of s with the plan carried
 // out: the failed hosts fenced, every started VM on its target.
-func failoverAfterPlan(s *cluster.State, p RecoveryPlan, o policy.Options) int {
+func failoverAfterPlan(s *cluster.State, p RecoveryPlan, o placement.Options) int {
 	after := FailHosts(s, p.Failed)
 	after.VMs = maps.Clone(s.VMs)
 	for _, st := range p.Steps {
@@ -63,7 +64,7 @@ func TestPlanRecoveryFailoverAfter(t *testing.T) {
 			recoverable(vm)
 		}
 		failed := []string{"h01", fmt.Sprintf("h%02d", 10+seed), fmt.Sprintf("h%02d", 30+seed)}
-		o := policy.Options{MemoryReserve: 0.1}
+		o := placement.Options{MemoryReserve: 0.1}
 		p := Recovery(RecoveryInput{State: s, Usage: s.CountUsage(), Failed: failed, Recovery: policy.Default().Recovery, Options: o})
 		if len(p.Steps) != 36 {
 			t.Fatalf("seed %d: %d steps", seed, len(p.Steps))
@@ -172,7 +173,7 @@ func TestPlanRecovery(t *testing.T) {
 			failed:  []string{"h01"},
 			started: []string{"vm-h01>h02"},
 			check: func(t *testing.T, s *cluster.State, p RecoveryPlan) {
-				if now := failover.Capacity(s, policy.Options{}); now != 2 || p.FailoverAfter != 1 {
+				if now := failover.Capacity(s, placement.Options{}); now != 2 || p.FailoverAfter != 1 {
 					t.Errorf("failover capacity %d before, %d after; want 2, 1", now, p.FailoverAfter)
 				}
 			},
@@ -207,8 +208,8 @@ func TestPlanRecovery(t *testing.T) {
 			s := newCluster(4, 64)
 			tc.build(s)
 			before := fmt.Sprint(len(s.VMs), s.Usage())
-			comp := policy.Compile(d, s)
-			p := Recovery(RecoveryInput{State: s, Failed: tc.failed, Policy: comp, Recovery: d.Recovery, Options: policy.Options{Policy: comp}})
+			comp := placement.Compile(d, s)
+			p := Recovery(RecoveryInput{State: s, Failed: tc.failed, Policy: comp, Recovery: d.Recovery, Options: placement.Options{Policy: comp}})
 			started, blocked := planSummary(p)
 			if !slices.Equal(started, tc.started) || !slices.Equal(blocked, tc.blocked) {
 				t.Errorf("started %v blocked %v\nwant    %v blocked %v", started, blocked, tc.started, tc.blocked)
@@ -216,7 +217,7 @@ func TestPlanRecovery(t *testing.T) {
 			if tc.check != nil {
 				tc.check(t, s, p)
 			}
-			if want := failoverAfterPlan(s, p, policy.Options{Policy: comp}); p.FailoverAfter != want {
+			if want := failoverAfterPlan(s, p, placement.Options{Policy: comp}); p.FailoverAfter != want {
 				t.Errorf("failover capacity after %d, the state after the plan has %d", p.FailoverAfter, want)
 			}
 			if after := fmt.Sprint(len(s.VMs), s.Usage()); after != before || s.Hosts["h01"].Health != cluster.HealthAlive {
@@ -238,13 +239,13 @@ func BenchmarkSimulateFailure3of2000(b *testing.B) {
 		b.Fatalf("inventory has %d VMs", n)
 	}
 	d := policy.Default()
-	comp := policy.Compile(d, s)
+	comp := placement.Compile(d, s)
 	failed := []string{"h0001", "h0500", "h1999"}
 	usage := s.CountUsage() // the daemon passes the usage the FSM keeps
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		p := Recovery(RecoveryInput{State: s, Usage: usage, Failed: failed, Policy: comp, Recovery: d.Recovery, Options: policy.Options{Policy: comp, MemoryReserve: 0.1}})
+		p := Recovery(RecoveryInput{State: s, Usage: usage, Failed: failed, Policy: comp, Recovery: d.Recovery, Options: placement.Options{Policy: comp, MemoryReserve: 0.1}})
 		if len(p.Steps) != 60 || p.Blocked != 0 {
 			b.Fatalf("plan: %d steps, %d blocked", len(p.Steps), p.Blocked)
 		}

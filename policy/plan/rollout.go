@@ -14,6 +14,7 @@ import (
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/policy"
 	"github.com/herd-project/herd/policy/failover"
+	"github.com/herd-project/herd/policy/placement"
 )
 
 // Rollout orders.
@@ -34,11 +35,11 @@ type RolloutRequest struct {
 	Parallel int
 	Order    string
 	// Migrate is the evacuation mode: active-only or all (default all).
-	Migrate policy.MigrateMode
+	Migrate placement.MigrateMode
 	// MinHostFailures is the policy's failover.min_host_failures.
 	MinHostFailures int
 	// Limits are the migration limits (for the duration estimate).
-	Limits policy.Limits
+	Limits placement.Limits
 	// History is what past migrations took.
 	History MigrationHistory
 }
@@ -139,11 +140,11 @@ func (p *RolloutPlan) OK() bool {
 // of earlier waves kept (VMs do not move back), the blockers per host, and
 // an estimated duration. Targets are estimates: an evacuation chooses each
 // target again as it moves the VM.
-func Rollout(s *cluster.State, req RolloutRequest, o policy.Options) RolloutPlan {
+func Rollout(s *cluster.State, req RolloutRequest, o placement.Options) RolloutPlan {
 	p := RolloutPlan{Waves: []RolloutWave{}, Hosts: []RolloutPlanHost{}, Blockers: []string{}}
 	mode := req.Migrate
 	if mode == "" {
-		mode = policy.MigrateAll
+		mode = placement.MigrateAll
 	}
 	p.MigrationSeconds, p.FromHistory = req.History.Mean()
 	p.FailoverCapacity = failover.Capacity(s, o)
@@ -171,7 +172,7 @@ func Rollout(s *cluster.State, req RolloutRequest, o policy.Options) RolloutPlan
 	}
 	limits := req.Limits
 	if limits.PerSource < 1 || limits.Cluster < 1 {
-		limits = policy.DefaultLimits()
+		limits = placement.DefaultLimits()
 	}
 	for wi, wave := range waves {
 		w := RolloutWave{Number: wi + 1, Hosts: wave, Ledger: []LedgerEntry{}}
@@ -213,7 +214,7 @@ func Rollout(s *cluster.State, req RolloutRequest, o policy.Options) RolloutPlan
 		for _, h := range slices.Sorted(maps.Keys(touched)) {
 			host := s.Hosts[h]
 			used := usage[h].MemoryUsedBytes
-			w.Ledger = append(w.Ledger, LedgerEntry{Host: h, UsedBytes: used, FreeBytes: policy.Usable(host, o.Resolved().MemoryReserve) - used})
+			w.Ledger = append(w.Ledger, LedgerEntry{Host: h, UsedBytes: used, FreeBytes: placement.Usable(host, o.Resolved().MemoryReserve) - used})
 		}
 		p.EstimatedSeconds += w.EstimatedSeconds
 		p.Waves = append(p.Waves, w)
@@ -227,14 +228,14 @@ func Rollout(s *cluster.State, req RolloutRequest, o policy.Options) RolloutPlan
 // samples among many hosts), from the host it is on in the model, with
 // every host of the wave excluded.
 func planHost(s *cluster.State, usage map[string]cluster.HostUsage, onHost map[string][]*cluster.VM,
-	name string, mode policy.MigrateMode, o policy.Options, touched map[string]bool) RolloutPlanHost {
+	name string, mode placement.MigrateMode, o placement.Options, touched map[string]bool) RolloutPlanHost {
 	ph := RolloutPlanHost{Host: name, VMs: []RolloutPlanVM{}, Blockers: []string{}}
 	src := s.Hosts[name]
 	if src == nil {
 		ph.Blockers = append(ph.Blockers, fmt.Sprintf("unknown host %q", name))
 		return ph
 	}
-	if why := policy.NotOperating(src); why != "" {
+	if why := placement.NotOperating(src); why != "" {
 		ph.Blockers = append(ph.Blockers, why)
 	}
 	switch {
@@ -244,13 +245,13 @@ func planHost(s *cluster.State, usage map[string]cluster.HostUsage, onHost map[s
 		ph.Blockers = append(ph.Blockers, "OFFLINE (declared dead): it needs recovery, not maintenance")
 	}
 	vms := slices.Clone(onHost[name])
-	policy.Order(vms)
+	placement.Order(vms)
 	var stay []*cluster.VM
 	for _, vm := range vms {
-		action, _ := policy.Decide(vm, mode, false)
+		action, _ := placement.Decide(vm, mode, false)
 		pv := RolloutPlanVM{VM: vm.ID, Name: vm.Name, Action: action, MemoryBytes: vm.MemoryBytes}
 		switch {
-		case action == policy.ActionStay:
+		case action == placement.ActionStay:
 			stay = append(stay, vm)
 			ph.VMs = append(ph.VMs, pv)
 			continue
@@ -271,10 +272,10 @@ func planHost(s *cluster.State, usage map[string]cluster.HostUsage, onHost map[s
 		}
 		// The plan places on capacity; moves in flight are the gate's,
 		// so the ledger is empty (and never nil: rules read it).
-		pl := policy.Place(s, usage, emptyLedger, here, o)
+		pl := placement.Place(s, usage, emptyLedger, here, o)
 		if pl.Host == "" {
 			why := pl.Explain()
-			if pl.Rejections[policy.ReasonInsufficientMemory] > 0 {
+			if pl.Rejections[placement.ReasonInsufficientMemory] > 0 {
 				why = "not enough capacity: " + why
 			}
 			ph.Blockers = append(ph.Blockers, fmt.Sprintf("VM %s: %s", vm.Name, why))
@@ -284,7 +285,7 @@ func planHost(s *cluster.State, usage map[string]cluster.HostUsage, onHost map[s
 		pv.Target = pl.Host
 		ph.VMs = append(ph.VMs, pv)
 		// Move it in the model: later hosts and waves see it there.
-		need := policy.MemoryNeed(vm)
+		need := placement.MemoryNeed(vm)
 		su, tu := usage[name], usage[pl.Host]
 		su.VMs--
 		tu.VMs++
@@ -306,7 +307,7 @@ func planHost(s *cluster.State, usage map[string]cluster.HostUsage, onHost map[s
 
 // emptyLedger is the ledger the plan places with: nothing in flight. It is
 // only read.
-var emptyLedger = policy.NewLedger()
+var emptyLedger = placement.NewLedger()
 
 // groupKey is a host's key for --order group or rack.
 func groupKey(h *cluster.Host, order string) string {

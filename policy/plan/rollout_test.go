@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/herd-project/herd/cluster"
-	"github.com/herd-project/herd/policy"
+	"github.com/herd-project/herd/policy/placement"
 )
 
 // TestPlanRolloutWavesAndLedger: 4 hosts of 64 GiB, in waves of 2; the VMs
@@ -23,7 +23,7 @@ func TestPlanRolloutWavesAndLedger(t *testing.T) {
 	addVM(s, "c2", "h03", 8, cluster.PoweredOn)
 	addVM(s, "d1", "h04", 2, cluster.PoweredOn)
 	p := Rollout(s, RolloutRequest{Hosts: []string{"h01", "h02", "h03", "h04"}, Parallel: 2, Order: OrderListed,
-		History: MigrationHistory{Count: 4, Seconds: 40}}, policy.Options{})
+		History: MigrationHistory{Count: 4, Seconds: 40}}, placement.Options{})
 	if !p.OK() || len(p.Waves) != 2 || p.Parallel != 2 {
 		t.Fatalf("plan: %+v", p)
 	}
@@ -44,7 +44,7 @@ func TestPlanRolloutWavesAndLedger(t *testing.T) {
 		}
 	}
 	// The stopped VM is offline-migrated with migrate all (the default).
-	if a2 := p.Hosts[0].VMs[1]; a2.Name != "a2" || a2.Action != policy.ActionOfflineMigrate {
+	if a2 := p.Hosts[0].VMs[1]; a2.Name != "a2" || a2.Action != placement.ActionOfflineMigrate {
 		t.Fatalf("a2: %+v", a2)
 	}
 	// Wave 2 hosts take VMs: some land on wave 1's hosts, which hold what
@@ -74,7 +74,7 @@ func TestPlanRolloutBlockers(t *testing.T) {
 	addVM(s, "big2", "h02", 30, cluster.PoweredOn)
 	setVM(s, "big2", func(vm *cluster.VM) { vm.Unmovable = "PCI passthrough" })
 	setHost(s, "h03", func(h *cluster.Host) { h.Maintenance = cluster.MaintenanceOn; h.Operation = "op-1" })
-	p := Rollout(s, RolloutRequest{Hosts: []string{"h01", "h02", "h03"}, Parallel: 1, Order: OrderListed}, policy.Options{})
+	p := Rollout(s, RolloutRequest{Hosts: []string{"h01", "h02", "h03"}, Parallel: 1, Order: OrderListed}, placement.Options{})
 	if p.OK() {
 		t.Fatal("plan with blockers is OK")
 	}
@@ -98,7 +98,7 @@ func TestPlanRolloutParallelCappedByFailover(t *testing.T) {
 		addVM(s, "v"+h, h, 24, cluster.PoweredOn)
 		_ = i
 	}
-	p := Rollout(s, RolloutRequest{Hosts: s.HostNames(), Parallel: 3, MinHostFailures: 1}, policy.Options{})
+	p := Rollout(s, RolloutRequest{Hosts: s.HostNames(), Parallel: 3, MinHostFailures: 1}, placement.Options{})
 	if p.FailoverCapacity < 2 {
 		t.Fatalf("failover capacity %d", p.FailoverCapacity)
 	}
@@ -110,7 +110,7 @@ func TestPlanRolloutParallelCappedByFailover(t *testing.T) {
 			t.Fatalf("wave %d has %d hosts", w.Number, len(w.Hosts))
 		}
 	}
-	p = Rollout(s, RolloutRequest{Hosts: s.HostNames(), Parallel: 1, MinHostFailures: p.FailoverCapacity}, policy.Options{})
+	p = Rollout(s, RolloutRequest{Hosts: s.HostNames(), Parallel: 1, MinHostFailures: p.FailoverCapacity}, placement.Options{})
 	if p.OK() || len(p.Blockers) != 1 {
 		t.Fatalf("min = capacity: blockers %v", p.Blockers)
 	}
@@ -125,11 +125,11 @@ func TestPlanRolloutBudgetsLengthenWaves(t *testing.T) {
 		addVM(s, id, "h01", 4, cluster.PoweredOn)
 	}
 	req := RolloutRequest{Hosts: []string{"h01"}, Parallel: 1, History: MigrationHistory{Count: 1, Seconds: 10}}
-	if p := Rollout(s, req, policy.Options{}); p.EstimatedSeconds != 20 {
+	if p := Rollout(s, req, placement.Options{}); p.EstimatedSeconds != 20 {
 		t.Fatalf("without a budget: %v s, want 20 (two at a time)", p.EstimatedSeconds)
 	}
 	c := mustCompile(t, s, "vm_groups:\n  - {name: db, pattern: \"db-*\"}\ndisruption_budgets:\n  - {vm_group: db, max_migrating: 1}\n")
-	p := Rollout(s, req, policy.Options{Policy: c})
+	p := Rollout(s, req, placement.Options{Policy: c})
 	if !p.OK() || p.EstimatedSeconds != 30 {
 		t.Fatalf("with max_migrating 1: %v s, want 30; blockers %v", p.EstimatedSeconds, p.Hosts[0].Blockers)
 	}
@@ -155,7 +155,7 @@ func TestPlanRolloutOrders(t *testing.T) {
 		{OrderListed, "h01,h02|h03,h04"},
 		{OrderRack, "h04,h02|h03,h01"},
 	} {
-		p := Rollout(s, RolloutRequest{Hosts: listed, Parallel: 2, Order: tc.order}, policy.Options{})
+		p := Rollout(s, RolloutRequest{Hosts: listed, Parallel: 2, Order: tc.order}, placement.Options{})
 		var ws []string
 		for _, w := range p.Waves {
 			ws = append(ws, strings.Join(w.Hosts, ","))
@@ -178,7 +178,7 @@ func BenchmarkPlanRollout(b *testing.B) {
 	b.ResetTimer()
 	cpu0 := cpuTime()
 	for i := 0; i < b.N; i++ {
-		p := Rollout(s, req, policy.Options{MemoryReserve: 0.1})
+		p := Rollout(s, req, placement.Options{MemoryReserve: 0.1})
 		if !p.OK() || len(p.Waves) != 500 {
 			b.Fatalf("plan: %d waves, blockers %v", len(p.Waves), p.Blockers)
 		}

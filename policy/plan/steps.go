@@ -5,13 +5,14 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/policy"
+	"github.com/herd-project/herd/policy/placement"
 )
 
 // EvacuationItems turns a precheck into operation steps, in evacuation order.
-func EvacuationItems(st *cluster.State, host string, pc policy.Precheck) []cluster.OpItem {
+func EvacuationItems(st *cluster.State, host string, pc placement.Precheck) []cluster.OpItem {
 	var vms []*cluster.VM
 	action := map[string]string{}
-	for _, list := range [][]policy.Item{pc.LiveMigrate, pc.OfflineMigrate, pc.Shutdown} {
+	for _, list := range [][]placement.Item{pc.LiveMigrate, pc.OfflineMigrate, pc.Shutdown} {
 		for _, it := range list {
 			if vm := st.VMs[it.VM]; vm != nil {
 				vms = append(vms, vm)
@@ -19,7 +20,7 @@ func EvacuationItems(st *cluster.State, host string, pc policy.Precheck) []clust
 			}
 		}
 	}
-	policy.Order(vms)
+	placement.Order(vms)
 	items := make([]cluster.OpItem, 0, len(vms))
 	for _, vm := range vms {
 		items = append(items, cluster.OpItem{VM: vm.ID, Name: vm.Name, Action: action[vm.ID], From: host, MemoryBytes: vm.MemoryBytes, Priority: vm.Priority})

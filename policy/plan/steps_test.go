@@ -7,6 +7,7 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/policy"
+	"github.com/herd-project/herd/policy/placement"
 )
 
 // TestDueRecoveries: the pending recreations tried in a round, in priority
@@ -68,13 +69,13 @@ func TestEvacuationItems(t *testing.T) {
 	st.VMs["big"] = &cluster.VM{ID: "big", Name: "big", Host: "h1", MemoryBytes: 8 << 30, Priority: 10}
 	st.VMs["small"] = &cluster.VM{ID: "small", Name: "small", Host: "h1", MemoryBytes: 1 << 30, Priority: 10}
 	st.VMs["off"] = &cluster.VM{ID: "off", Name: "off", Host: "h1", MemoryBytes: 2 << 30}
-	pc := policy.Precheck{
-		LiveMigrate:    []policy.Item{{VM: "small", Action: cluster.ActionLiveMigrate}, {VM: "big", Action: cluster.ActionLiveMigrate}, {VM: "gone", Action: cluster.ActionLiveMigrate}},
-		OfflineMigrate: []policy.Item{{VM: "off", Action: cluster.ActionOfflineMigrate}},
+	pc := placement.Precheck{
+		LiveMigrate:    []placement.Item{{VM: "small", Action: cluster.ActionLiveMigrate}, {VM: "big", Action: cluster.ActionLiveMigrate}, {VM: "gone", Action: cluster.ActionLiveMigrate}},
+		OfflineMigrate: []placement.Item{{VM: "off", Action: cluster.ActionOfflineMigrate}},
 	}
 	items := EvacuationItems(st, "h1", pc)
 	want := []*cluster.VM{st.VMs["small"], st.VMs["big"], st.VMs["off"]}
-	policy.Order(want)
+	placement.Order(want)
 	if len(items) != len(want) {
 		t.Fatalf("%d items, want %d: %+v", len(items), len(want), items)
 	}
@@ -87,40 +88,5 @@ func TestEvacuationItems(t *testing.T) {
 		if it.VM != vm.ID || it.Name != vm.Name || it.From != "h1" || it.Action != wantAction || it.MemoryBytes != vm.MemoryBytes || it.Priority != vm.Priority {
 			t.Errorf("item %d: %+v, want VM %s (%s) from h1", i, it, vm.ID, wantAction)
 		}
-	}
-}
-
-// TestWaitForSource: a migration step whose source host's connection is
-// down waits (not counted) until it is back, for at most the bound; a
-// host declared dead or fenced ends the wait at once, whatever its
-// connection.
-func TestWaitForSource(t *testing.T) {
-	bound := 2 * time.Minute
-	tests := []struct {
-		name   string
-		health cluster.Health
-		conn   cluster.Connection
-		waited time.Duration
-		want   SourceWait
-	}{
-		{"connected", cluster.HealthAlive, cluster.Connected, 0, SourceReady},
-		{"connected after a wait", cluster.HealthAlive, cluster.Connected, time.Minute, SourceReady},
-		{"suspect but connected", cluster.HealthSuspect, cluster.Connected, 0, SourceReady},
-		{"connection unknown", cluster.HealthUnknown, "", 0, SourceReady},
-		{"not responding", cluster.HealthAlive, cluster.NotResponding, 0, SourceWaiting},
-		{"disconnected", cluster.HealthAlive, cluster.Disconnected, time.Second, SourceWaiting},
-		{"not responding and suspect", cluster.HealthSuspect, cluster.NotResponding, time.Minute, SourceWaiting},
-		{"just inside the bound", cluster.HealthAlive, cluster.NotResponding, bound - time.Millisecond, SourceWaiting},
-		{"bound reached", cluster.HealthAlive, cluster.NotResponding, bound, SourceWaitOver},
-		{"dead", cluster.HealthDead, cluster.NotResponding, 0, SourceDown},
-		{"fenced", cluster.HealthFenced, cluster.Disconnected, time.Second, SourceDown},
-		{"dead though the connection is up", cluster.HealthDead, cluster.Connected, 0, SourceDown},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := WaitForSource(tt.health, tt.conn, tt.waited, bound); got != tt.want {
-				t.Errorf("WaitForSource(%s, %s, %s) = %s, want %s", tt.health, tt.conn, tt.waited, got, tt.want)
-			}
-		})
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/herd-project/herd/metrics"
 	"github.com/herd-project/herd/policy"
 	"github.com/herd-project/herd/policy/balancing"
+	"github.com/herd-project/herd/policy/placement"
 )
 
 // State is the replicated state as the balancer reads it (cluster.FSM).
@@ -36,7 +37,7 @@ type State interface {
 // Ledger holds the moves in flight (the operations controller).
 type Ledger interface {
 	// Reservations is a copy of the moves in flight's reservations.
-	Reservations() *policy.Ledger
+	Reservations() *placement.Ledger
 }
 
 // Clock is the time windows are read against.
@@ -51,9 +52,9 @@ type Deps struct {
 	// Policy is the policy in force.
 	Policy func() *policy.Document
 	// Options are the placement options the policy gives for st.
-	Options func(doc *policy.Document, st *cluster.State, perTarget int) policy.Options
+	Options func(doc *policy.Document, st *cluster.State, perTarget int) placement.Options
 	// Compiled is the policy's rules compiled against st.
-	Compiled func(doc *policy.Document, st *cluster.State) *policy.Compiled
+	Compiled func(doc *policy.Document, st *cluster.State) *placement.Compiled
 	// HostCPU asks Prometheus for each host's CPU utilisation (0 to 1).
 	HostCPU func(ctx context.Context, src *policy.PrometheusSource, st *cluster.State) (map[string]float64, error)
 	// Frozen are the hosts balancing leaves alone, and why.
@@ -280,7 +281,7 @@ func (b *Controller) Start(ctx context.Context, plan *api.BalancePlan, who strin
 	if len(plan.Moves) == 0 {
 		return "", &Refused{"nothing to move: " + plan.Reason}
 	}
-	op := cluster.Operation{ID: b.d.NewOpID(), Kind: cluster.OpBalance, Actor: who, Created: time.Now().UTC(), Migrate: string(policy.MigrateActiveOnly)}
+	op := cluster.Operation{ID: b.d.NewOpID(), Kind: cluster.OpBalance, Actor: who, Created: time.Now().UTC(), Migrate: string(placement.MigrateActiveOnly)}
 	for _, m := range plan.Moves {
 		vm := st.VMs[m.VM]
 		if vm == nil || vm.Host != m.From || b.d.Busy(st, vm.ID) != "" {
@@ -289,7 +290,7 @@ func (b *Controller) Start(ctx context.Context, plan *api.BalancePlan, who strin
 		action := cluster.ActionLiveMigrate
 		if m.Offline {
 			action = cluster.ActionOfflineMigrate
-			op.Migrate = string(policy.MigrateAll)
+			op.Migrate = string(placement.MigrateAll)
 		}
 		op.Items = append(op.Items, cluster.OpItem{VM: vm.ID, Name: vm.Name, Action: action, From: vm.Host,
 			MemoryBytes: vm.MemoryBytes, Priority: vm.Priority, Planned: m.To})

@@ -24,6 +24,7 @@ import (
 	"github.com/herd-project/herd/internal/ctxsleep"
 	"github.com/herd-project/herd/metrics"
 	"github.com/herd-project/herd/policy"
+	"github.com/herd-project/herd/policy/placement"
 	"github.com/herd-project/herd/policy/plan"
 )
 
@@ -48,7 +49,7 @@ type Deps struct {
 	// Policy is the policy in force.
 	Policy func() *policy.Document
 	// Compiled is the policy's rules compiled against st.
-	Compiled func(doc *policy.Document, st *cluster.State) *policy.Compiled
+	Compiled func(doc *policy.Document, st *cluster.State) *placement.Compiled
 	// DevFence powers off a dev simulator host (fencing type dev); it
 	// fails with ErrUnavailable outside dev mode.
 	DevFence func(host string) error
@@ -335,7 +336,7 @@ func (c *Controller) methodsFor(doc *policy.Document, host string) []policy.Fenc
 	if len(chain) == 0 {
 		chain = []policy.FenceMethod{{Name: "lease", Type: policy.FenceLease}}
 	}
-	var comp *policy.Compiled
+	var comp *placement.Compiled
 	var out []policy.FenceMethod
 	for _, m := range chain {
 		covers := len(m.Hosts) == 0 && m.HostGroup == ""
