@@ -11,6 +11,7 @@ import (
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/daemon/httpapi"
 	"github.com/herd-project/herd/policy"
+	"github.com/herd-project/herd/policy/placement"
 	"github.com/herd-project/herd/policy/policytest"
 )
 
@@ -34,8 +35,8 @@ func (f *fakeRaft) Apply(_ context.Context, cmd cluster.Command) (uint64, error)
 	return f.index, nil
 }
 
-func (f *fakeRaft) Planning(*cluster.State) (*policy.Ledger, policy.Options) {
-	return policy.NewLedger(), policy.Options{}
+func (f *fakeRaft) Planning(*cluster.State) (*placement.Ledger, placement.Options) {
+	return placement.NewLedger(), placement.Options{}
 }
 
 func newService(t *testing.T, st *cluster.State, edit func(*policy.Document)) (*Service, *fakeRaft) {
@@ -50,7 +51,7 @@ func newService(t *testing.T, st *cluster.State, edit func(*policy.Document)) (*
 	f := &fakeRaft{st: st}
 	n := 0
 	return New(Deps{State: f, Raft: f, Ledger: f, Policy: func() *policy.Document { return doc },
-		Options: func(*policy.Document, *cluster.State, int) policy.Options { return policy.Options{} },
+		Options: func(*policy.Document, *cluster.State, int) placement.Options { return placement.Options{} },
 		NewOpID: func() string { n++; return "op-" + strings.Repeat("x", n) }}), f
 }
 
