@@ -34,6 +34,11 @@ lint:
 	@out=$$($(GO) list -deps -f '{{.ImportPath}} {{join .Imports " "}}' ./cmd/herd | grep '^github.com/herd-project/' | \
 		grep -E '^[^ ]*test[a-z]* |^[^ ]*/internal/test| testing( |$$)' | cut -d' ' -f1); \
 	if [ -n "$$out" ]; then echo "herd links test code:"; echo "$$out"; exit 1; fi
+	@# The API's wire types are its own: daemon/api imports nothing of the
+	@# replicated state (cluster), the policy or the drivers, so a change to
+	@# them cannot change the public API unseen (daemon/wire converts).
+	@out=$$($(GO) list -deps ./daemon/api | grep -E '^github.com/herd-project/herd/(cluster|policy|drivers)(/|$$)'); \
+	if [ -n "$$out" ]; then echo "daemon/api imports the state:"; echo "$$out"; exit 1; fi
 
 # The Debian packages whose programs the tests run: libvirtd, virsh and QEMU
 # (libvirt fixture), prometheus, promtool and alertmanager, nft and ip (test

@@ -10,6 +10,7 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/agent"
+	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/daemon/config"
 	"github.com/herd-project/herd/drivers"
 	"github.com/herd-project/herd/drivers/vsphere"
@@ -104,7 +105,7 @@ func TestPartitionedHostSelfFencesBeforeRecovery(t *testing.T) {
 	t.Cleanup(func() {
 		if t.Failed() {
 			h, _ := c.Host(ctx, victim)
-			t.Logf("host: %+v", h.Host)
+			t.Logf("host: %+v", *h)
 			for _, e := range hostEvents(t, c, victim) {
 				t.Logf("event %s %s: %s", e.Time.Format("15:04:05.000"), e.Type, e.Message)
 			}
@@ -115,7 +116,7 @@ func TestPartitionedHostSelfFencesBeforeRecovery(t *testing.T) {
 	})
 	testutil.WaitFor(t, 30*time.Second, "host fenced", func() bool {
 		h, _ := c.Host(ctx, victim)
-		return h != nil && h.Health == cluster.HealthFenced
+		return h != nil && h.Health == api.HealthFenced
 	})
 	op := waitRecovery(t, c, victim)
 

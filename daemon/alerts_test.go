@@ -133,21 +133,21 @@ func TestAlertmanagerDownNeverBlocksMaintenance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if op := waitOp(t, c, ref.Operation, 30*time.Second); op.State != cluster.OpSucceeded {
-		t.Fatalf("evacuation with Alertmanager down: %+v", op.Operation)
+	if op := waitOp(t, c, ref.Operation, 30*time.Second); op.State != api.OpSucceeded {
+		t.Fatalf("evacuation with Alertmanager down: %+v", *op)
 	}
 	testutil.WaitFor(t, 10*time.Second, "errors counted", func() bool {
 		return counterValue(dev.amMetrics.Errors.WithLabelValues("list")) >= 1
 	})
 	testutil.WaitFor(t, 5*time.Second, "alertmanager.error event", func() bool {
-		return slices.ContainsFunc(queryEvents(t, c, api.EventQuery{}), func(e cluster.Event) bool { return e.Type == "alertmanager.error" })
+		return slices.ContainsFunc(queryEvents(t, c, api.EventQuery{}), func(e api.Event) bool { return e.Type == "alertmanager.error" })
 	})
 	am.Restart()
 	start := time.Now()
 	testutil.WaitFor(t, 45*time.Second, "a silence once Alertmanager is back", func() bool { return silenceOf(am, h) != nil })
 	t.Logf("silence made %s after Alertmanager came back", time.Since(start).Round(time.Millisecond))
 	testutil.WaitFor(t, 5*time.Second, "alertmanager.ok event", func() bool {
-		return slices.ContainsFunc(queryEvents(t, c, api.EventQuery{}), func(e cluster.Event) bool { return e.Type == "alertmanager.ok" })
+		return slices.ContainsFunc(queryEvents(t, c, api.EventQuery{}), func(e api.Event) bool { return e.Type == "alertmanager.ok" })
 	})
 }
 

@@ -35,7 +35,7 @@ func crowd(t *testing.T, dev *DevServer, c *api.Client, n int) {
 	vms, _ := c.VMs(ctx, "")
 	moved := 0
 	for _, vm := range vms {
-		if vm.Host != first && vm.Power == cluster.PoweredOn && moved < n {
+		if vm.Host != first && vm.Power == api.PoweredOn && moved < n {
 			if err := d.Migrate(ctx, vm.ID, first, "live"); err != nil {
 				t.Fatal(err)
 			}
@@ -104,8 +104,8 @@ func TestBalancerRecommendApplyAutomatic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if op := waitOp(t, c, ref.Operation, 30*time.Second); op.State != cluster.OpSucceeded || op.Done != len(plan.Moves) {
-		t.Fatalf("balance operation: %+v", op.Operation)
+	if op := waitOp(t, c, ref.Operation, 30*time.Second); op.State != api.OpSucceeded || op.Done != len(plan.Moves) {
+		t.Fatalf("balance operation: %+v", *op)
 	}
 	after, _ := c.BalancePlan(ctx)
 	if after.Before > plan.Threshold+1e-9 || len(after.Moves) != 0 {
@@ -131,7 +131,7 @@ func TestBalancerRecommendApplyAutomatic(t *testing.T) {
 		ops, _ := c.Operations(ctx, "")
 		n := 0
 		for _, o := range ops {
-			if o.Kind == cluster.OpBalance && o.State == cluster.OpSucceeded {
+			if o.Kind == api.OpBalance && o.State == api.OpSucceeded {
 				n++
 			}
 		}
@@ -157,7 +157,7 @@ func TestFailoverCapacityGuardsMaintenance(t *testing.T) {
 	if !errors.As(err, &se) || se.Code != 409 || se.Body.Field != "force" || !strings.Contains(fmt.Sprint(se.Body.Blockers), "failover capacity would drop to 0") {
 		t.Fatalf("maintenance below the failover minimum: %v", err)
 	}
-	if h, _ := c.Host(ctx, host); h.Maintenance != cluster.MaintenanceOff {
+	if h, _ := c.Host(ctx, host); h.Maintenance != api.MaintenanceOff {
 		t.Fatal("refused enable changed the host")
 	}
 	if _, err := c.Maintenance(ctx, host, api.MaintenanceRequest{Status: "enable", Migrate: "active-only", Force: true}); err != nil {

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/internal/testutil"
 	"github.com/herd-project/herd/policy"
@@ -36,7 +35,7 @@ func balanceOps(t *testing.T, c *api.Client) int {
 	}
 	n := 0
 	for _, o := range ops {
-		if o.Kind == cluster.OpBalance {
+		if o.Kind == api.OpBalance {
 			n++
 		}
 	}
@@ -44,8 +43,8 @@ func balanceOps(t *testing.T, c *api.Client) int {
 }
 
 // eventsOfType lists the logged events of one type.
-func eventsOfType(t testing.TB, c *api.Client, typ string) []cluster.Event {
-	var out []cluster.Event
+func eventsOfType(t testing.TB, c *api.Client, typ string) []api.Event {
+	var out []api.Event
 	for _, e := range queryEvents(t, c, api.EventQuery{}) {
 		if e.Type == typ {
 			out = append(out, e)

@@ -316,11 +316,11 @@ func TestLeaderKilledMidEvacuation(t *testing.T) {
 	survivor := tc.client((leader + 1) % 3)
 	op := waitOp(t, survivor, ref.Operation, 60*time.Second)
 	t.Logf("evacuation finished %s after the leader was killed", time.Since(start).Round(time.Millisecond))
-	if op.State != cluster.OpSucceeded || op.Done != len(vms) {
-		t.Fatalf("evacuation after leader loss: %+v", op.Operation)
+	if op.State != api.OpSucceeded || op.Done != len(vms) {
+		t.Fatalf("evacuation after leader loss: %+v", *op)
 	}
 	h, _ := survivor.Host(ctx, src)
-	if h.Maintenance != cluster.MaintenanceOn {
+	if h.Maintenance != api.MaintenanceOn {
 		t.Fatalf("host after evacuation: %+v", h)
 	}
 	if !hasEvent(opEvents(t, survivor, op.ID), "operation.resumed", "steps in flight: 1,") {

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/internal/testutil"
 	"github.com/herd-project/herd/policy"
@@ -33,7 +32,7 @@ func TestMaintenanceWithoutMigrationsIsNotEmpty(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := fmt.Sprintf("%d VMs still running", h.RunningVMs)
-	if got.Maintenance != cluster.MaintenanceOn || got.Empty || !strings.Contains(got.MaintenanceNote, want) {
+	if got.Maintenance != api.MaintenanceOn || got.Empty || !strings.Contains(got.MaintenanceNote, want) {
 		t.Fatalf("host view: maintenance %s empty %v note %q, want on, not empty, %q", got.Maintenance, got.Empty, got.MaintenanceNote, want)
 	}
 	for _, e := range queryEvents(t, c, api.EventQuery{Host: h.Name}) {
@@ -48,14 +47,14 @@ func TestMaintenanceWithoutMigrationsIsNotEmpty(t *testing.T) {
 	// An operator moves the running VMs away: the host is then empty.
 	vms, _ := c.VMs(ctx, h.Name)
 	for _, vm := range vms {
-		if vm.Power != cluster.PoweredOn {
+		if vm.Power != api.PoweredOn {
 			continue
 		}
 		ref, err := c.MigrateVM(ctx, vm.ID, api.MigrateRequest{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if op := waitOp(t, c, ref.Operation, 20*time.Second); op.State != cluster.OpSucceeded {
+		if op := waitOp(t, c, ref.Operation, 20*time.Second); op.State != api.OpSucceeded {
 			t.Fatalf("move of %s: %+v", vm.Name, op)
 		}
 	}
@@ -95,7 +94,7 @@ func TestPolicyChangeWakesBalancer(t *testing.T) {
 	testutil.WaitFor(t, 10*time.Second, "a balance operation right after the policy change", func() bool {
 		ops, _ := c.Operations(ctx, "")
 		for _, o := range ops {
-			if o.Kind == cluster.OpBalance {
+			if o.Kind == api.OpBalance {
 				return true
 			}
 		}
@@ -114,8 +113,8 @@ func TestEveryHostsEventsShowArrivals(t *testing.T) {
 		t.Fatal(err)
 	}
 	op := waitOp(t, c, ref.Operation, 30*time.Second)
-	if op.State != cluster.OpSucceeded || op.Done == 0 {
-		t.Fatalf("evacuation: %+v", op.Operation)
+	if op.State != api.OpSucceeded || op.Done == 0 {
+		t.Fatalf("evacuation: %+v", *op)
 	}
 	arrived := map[string]int{}
 	for _, it := range op.Items {
@@ -173,8 +172,8 @@ func TestReservedHostsGetNoPlacements(t *testing.T) {
 		t.Fatal(err)
 	}
 	op := waitOp(t, c, ref.Operation, 30*time.Second)
-	if op.State != cluster.OpSucceeded || op.Total == 0 {
-		t.Fatalf("evacuation: %+v", op.Operation)
+	if op.State != api.OpSucceeded || op.Total == 0 {
+		t.Fatalf("evacuation: %+v", *op)
 	}
 	for _, it := range op.Items {
 		if it.Target == spare {
@@ -190,8 +189,8 @@ func TestReservedHostsGetNoPlacements(t *testing.T) {
 	if err != nil {
 		t.Fatalf("explicit move to the reserved host: %v", err)
 	}
-	if op := waitOp(t, c, ref.Operation, 20*time.Second); op.State != cluster.OpSucceeded {
-		t.Fatalf("explicit move to the reserved host: %+v", op.Operation)
+	if op := waitOp(t, c, ref.Operation, 20*time.Second); op.State != api.OpSucceeded {
+		t.Fatalf("explicit move to the reserved host: %+v", *op)
 	}
 }
 
@@ -223,7 +222,7 @@ func TestNoBalancingDuringEvacuation(t *testing.T) {
 			}
 		}
 		for _, o := range ops {
-			if o.Kind != cluster.OpBalance {
+			if o.Kind != api.OpBalance {
 				continue
 			}
 			if evacEnd.IsZero() || o.Created.Before(evacEnd) {
@@ -264,7 +263,7 @@ func TestMustViolationReportedAndFixed(t *testing.T) {
 	vms, _ := c.VMs(ctx, "")
 	var vm api.VMView
 	for _, v := range vms {
-		if v.Power == cluster.PoweredOn {
+		if v.Power == api.PoweredOn {
 			vm = v
 			break
 		}
@@ -328,11 +327,11 @@ func TestReturningHostIsFilledFirst(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if op := waitOp(t, c, ref.Operation, 30*time.Second); op.State != cluster.OpSucceeded {
-			t.Fatalf("maintenance %s: %+v", status, op.Operation)
+		if op := waitOp(t, c, ref.Operation, 30*time.Second); op.State != api.OpSucceeded {
+			t.Fatalf("maintenance %s: %+v", status, *op)
 		}
 	}
-	if h, _ := c.Host(ctx, back); h.VMs != 0 || h.Admin != cluster.Available {
+	if h, _ := c.Host(ctx, back); h.VMs != 0 || h.Admin != api.Available {
 		t.Fatalf("returned host: %+v", h)
 	}
 	plan, err := c.BalancePlan(ctx)
@@ -346,8 +345,8 @@ func TestReturningHostIsFilledFirst(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if op := waitOp(t, c, ref.Operation, 30*time.Second); op.State != cluster.OpSucceeded {
-		t.Fatalf("balance: %+v", op.Operation)
+	if op := waitOp(t, c, ref.Operation, 30*time.Second); op.State != api.OpSucceeded {
+		t.Fatalf("balance: %+v", *op)
 	}
 	again, _ := c.BalancePlan(ctx)
 	for _, m := range again.Moves {

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/drivers"
 	"github.com/herd-project/herd/internal/testutil"
@@ -27,19 +26,19 @@ func TestHostHealthFromTheManager(t *testing.T) {
 	})
 	ctx := context.Background()
 	host := dev.Sim.HostNames()[0]
-	health := func() cluster.Health {
+	health := func() api.HostHealth {
 		h, err := c.Host(ctx, host)
 		if err != nil {
 			return ""
 		}
 		return h.Health
 	}
-	testutil.WaitFor(t, 10*time.Second, "hosts alive", func() bool { return health() == cluster.HealthAlive })
+	testutil.WaitFor(t, 10*time.Second, "hosts alive", func() bool { return health() == api.HealthAlive })
 
 	if err := dev.Sim.SetHostConnection(host, drivers.NotResponding); err != nil {
 		t.Fatal(err)
 	}
-	testutil.WaitFor(t, 15*time.Second, "host dead", func() bool { return health() == cluster.HealthDead })
+	testutil.WaitFor(t, 15*time.Second, "host dead", func() bool { return health() == api.HealthDead })
 	var seq []string
 	ev, _ := c.Events(ctx, api.EventQuery{Host: host})
 	for _, e := range ev.Events {
@@ -58,7 +57,7 @@ func TestHostHealthFromTheManager(t *testing.T) {
 	if err := dev.Sim.SetHostConnection(host, drivers.Connected); err != nil {
 		t.Fatal(err)
 	}
-	testutil.WaitFor(t, 15*time.Second, "host alive again", func() bool { return health() == cluster.HealthAlive })
+	testutil.WaitFor(t, 15*time.Second, "host alive again", func() bool { return health() == api.HealthAlive })
 	m := metricsText(t, dev.Server)
 	if !containsLine(m, `herd_host_health{host="`+host+`",state="alive"} 1`) {
 		t.Errorf("health metric:\n%s", grepLines(m, "herd_host_health"))
@@ -103,7 +102,7 @@ func TestPrometheusHealthSignals(t *testing.T) {
 	testutil.WaitFor(t, 40*time.Second, "the degraded host evacuated", func() bool {
 		ops, _ := c.Operations(ctx, sick)
 		for i := range ops {
-			if ops[i].Kind == cluster.OpEvacuate {
+			if ops[i].Kind == api.OpEvacuate {
 				op = &ops[i]
 				return true
 			}
@@ -117,15 +116,15 @@ func TestPrometheusHealthSignals(t *testing.T) {
 		t.Error("no event says why the host was evacuated")
 	}
 	waitOp(t, c, op.ID, 30*time.Second)
-	if h, _ := c.Host(ctx, sick); h.Maintenance != cluster.MaintenanceOn {
+	if h, _ := c.Host(ctx, sick); h.Maintenance != api.MaintenanceOn {
 		t.Errorf("degraded host maintenance %s, want on", h.Maintenance)
 	}
 	testutil.WaitFor(t, 20*time.Second, "down_query makes a host suspect", func() bool {
 		h, _ := c.Host(ctx, down)
-		return h != nil && h.Health == cluster.HealthSuspect
+		return h != nil && h.Health == api.HealthSuspect
 	})
 	time.Sleep(4 * time.Second) // past dead_after: the manager still answers
-	if h, _ := c.Host(ctx, down); h.Health != cluster.HealthSuspect {
+	if h, _ := c.Host(ctx, down); h.Health != api.HealthSuspect {
 		t.Errorf("host listed by down_query only is %s, want suspect", h.Health)
 	}
 	if !hasEvent(hostEvents(t, c, down), "host.health", "Prometheus down_query lists it") {

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/agent"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/daemon/controller/health"
@@ -78,7 +77,7 @@ func TestHeartbeatsStoppedHostDead(t *testing.T) {
 	waitHeartbeats(t, dev, host)
 	testutil.WaitFor(t, 15*time.Second, "host alive", func() bool {
 		h, _ := c.Host(ctx, host)
-		return h != nil && h.Health == cluster.HealthAlive
+		return h != nil && h.Health == api.HealthAlive
 	})
 	if err := dev.Sim.SetHostConnection(host, drivers.NotResponding); err != nil {
 		t.Fatal(err)
@@ -91,7 +90,7 @@ func TestHeartbeatsStoppedHostDead(t *testing.T) {
 	var dead *api.Host
 	testutil.WaitFor(t, within, "host dead", func() bool {
 		h, _ := c.Host(ctx, host)
-		if h != nil && (h.Health == cluster.HealthDead || h.Health == cluster.HealthFenced) {
+		if h != nil && (h.Health == api.HealthDead || h.Health == api.HealthFenced) {
 			dead = h
 			return true
 		}
@@ -118,7 +117,7 @@ func TestHeartbeatsKeepHostFromDeathWhileGossipCut(t *testing.T) {
 	waitHeartbeats(t, dev, host)
 	testutil.WaitFor(t, 15*time.Second, "host alive", func() bool {
 		h, _ := c.Host(ctx, host)
-		return h != nil && h.Health == cluster.HealthAlive
+		return h != nil && h.Health == api.HealthAlive
 	})
 	if err := dev.Sim.SetHostConnection(host, drivers.NotResponding); err != nil {
 		t.Fatal(err)
@@ -131,7 +130,7 @@ func TestHeartbeatsKeepHostFromDeathWhileGossipCut(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if h.Health == cluster.HealthDead || h.Health == cluster.HealthFenced {
+		if h.Health == api.HealthDead || h.Health == api.HealthFenced {
 			t.Fatalf("host %s %s after gossip was cut, its heartbeats arriving", h.Health, time.Since(start))
 		}
 		if gone.IsZero() && !gossipAlive(dev, a.name) {

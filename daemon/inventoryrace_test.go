@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/daemon/config"
 	"github.com/herd-project/herd/drivers"
@@ -61,7 +60,7 @@ func TestSlowInventoryRacingAMigrationNeverMovesTheVMBack(t *testing.T) {
 	var vm api.VMView
 	vms, _ := c.VMs(ctx, "")
 	for _, v := range vms {
-		if v.Power == cluster.PoweredOn {
+		if v.Power == api.PoweredOn {
 			vm = v
 			break
 		}
@@ -93,8 +92,8 @@ func TestSlowInventoryRacingAMigrationNeverMovesTheVMBack(t *testing.T) {
 			t.Fatalf("the held read already sees %s on %s", vm.Name, v.Host)
 		}
 	}
-	if op := waitOp(t, c, ref.Operation, 20*time.Second); op.State != cluster.OpSucceeded {
-		t.Fatalf("migration: %+v", op.Operation)
+	if op := waitOp(t, c, ref.Operation, 20*time.Second); op.State != api.OpSucceeded {
+		t.Fatalf("migration: %+v", *op)
 	}
 	finished := dev.Node().FSM().State().Index
 	close(held.release)

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/daemon/config"
 	"github.com/herd-project/herd/drivers/vsphere"
@@ -103,7 +102,7 @@ func TestShutdownKeepsAnsweredWrites(t *testing.T) {
 				default:
 				}
 				msg := fmt.Sprintf("w%d-%d", w, i)
-				if c.AppendEvent(context.Background(), cluster.Event{Type: "note", Message: msg}) == nil {
+				if c.AppendEvent(context.Background(), api.EventRequest{Type: "note", Message: msg}) == nil {
 					mu.Lock()
 					acked[msg] = true
 					mu.Unlock()

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/daemon/config"
 	"github.com/herd-project/herd/drivers"
@@ -41,8 +40,8 @@ func TestMaintenanceOnLibvirtHosts(t *testing.T) {
 		t.Fatal(err)
 	}
 	op := waitOp(t, c, ref.Operation, 90*time.Second)
-	if op.State != cluster.OpSucceeded || op.Done != 3 {
-		t.Fatalf("evacuation of a libvirt host: %+v", op.Operation)
+	if op.State != api.OpSucceeded || op.Done != 3 {
+		t.Fatalf("evacuation of a libvirt host: %+v", *op)
 	}
 	// libvirt itself says: nothing on the host, each VM running elsewhere.
 	if left := fx.DomainStates(t, hosts[0]); len(left) != 0 {
@@ -62,7 +61,7 @@ func TestMaintenanceOnLibvirtHosts(t *testing.T) {
 			t.Errorf("VM %s is defined on %d hosts, want exactly 1", id, n)
 		}
 	}
-	if h, _ := c.Host(ctx, hosts[0]); h.Maintenance != cluster.MaintenanceOn {
+	if h, _ := c.Host(ctx, hosts[0]); h.Maintenance != api.MaintenanceOn {
 		t.Fatalf("host after evacuation: %+v", h)
 	}
 }
@@ -92,7 +91,7 @@ func TestEvacuationTargetLost(t *testing.T) {
 		if err != nil || len(op.Items) == 0 {
 			return false
 		}
-		if it := op.Items[0]; it.State == cluster.ItemRunning && it.Target != "" {
+		if it := op.Items[0]; it.State == api.ItemRunning && it.Target != "" {
 			target = it.Target
 			return true
 		}
@@ -102,7 +101,7 @@ func TestEvacuationTargetLost(t *testing.T) {
 	fx.Kill(t, target)
 
 	op := waitOp(t, c, ref.Operation, 90*time.Second)
-	if op.State != cluster.OpSucceeded {
+	if op.State != api.OpSucceeded {
 		t.Fatalf("evacuation whose first target died: %s (%s), items %+v", op.State, op.Error, op.Items)
 	}
 	it := op.Items[0]
@@ -243,7 +242,7 @@ func TestCrashRecoveryOnLibvirtHosts(t *testing.T) {
 	ctx := context.Background()
 	testutil.WaitFor(t, 20*time.Second, "hosts alive", func() bool {
 		h, _ := c.Host(ctx, hosts[0])
-		return h != nil && h.Health == cluster.HealthAlive
+		return h != nil && h.Health == api.HealthAlive
 	})
 	// Autostart of a VM Herd recovers is turned off: the crashed host,
 	// booting, must not start a copy of a VM recreated elsewhere.
@@ -262,7 +261,7 @@ func TestCrashRecoveryOnLibvirtHosts(t *testing.T) {
 		op = recoveryOf(t, c, hosts[0])
 		return op != nil && op.State.Terminal()
 	})
-	if op.State != cluster.OpSucceeded {
+	if op.State != api.OpSucceeded {
 		t.Fatalf("recovery %s: %s", op.State, op.Error)
 	}
 	if h, _ := c.Host(ctx, hosts[0]); h.FencedBy != policy.FencePower {
@@ -314,9 +313,9 @@ func TestCrashRecoveryOnLibvirtHosts(t *testing.T) {
 	fx.Boot(t, hosts[0])
 	testutil.WaitFor(t, 60*time.Second, "returned host cleaned", func() bool {
 		h, _ := c.Host(ctx, hosts[0])
-		return h != nil && h.Health == cluster.HealthAlive && h.StaleCopies == 0 && len(fx.DomainStates(t, hosts[0])) == 0
+		return h != nil && h.Health == api.HealthAlive && h.StaleCopies == 0 && len(fx.DomainStates(t, hosts[0])) == 0
 	})
-	if h, _ := c.Host(ctx, hosts[0]); h.Admin != cluster.NotAccepting || h.StaleCopies != 0 {
+	if h, _ := c.Host(ctx, hosts[0]); h.Admin != api.NotAccepting || h.StaleCopies != 0 {
 		t.Errorf("returned host is %s with %d stale copies, want NOT_ACCEPTING and none", h.Admin, h.StaleCopies)
 	}
 	for _, v := range libvirtVMs(t, fx) {
@@ -469,7 +468,7 @@ func TestRecreationWhoseAnswerWasLost(t *testing.T) {
 	ctx := context.Background()
 	testutil.WaitFor(t, 20*time.Second, "hosts alive", func() bool {
 		h, _ := c.Host(ctx, hosts[0])
-		return h != nil && h.Health == cluster.HealthAlive
+		return h != nil && h.Health == api.HealthAlive
 	})
 	fx.Kill(t, hosts[0])
 	var op *api.Operation
@@ -477,7 +476,7 @@ func TestRecreationWhoseAnswerWasLost(t *testing.T) {
 		op = recoveryOf(t, c, hosts[0])
 		return op != nil && op.State.Terminal()
 	})
-	if op.State != cluster.OpSucceeded || op.Items[0].Attempts < 2 {
+	if op.State != api.OpSucceeded || op.Items[0].Attempts < 2 {
 		t.Fatalf("recovery %s after %d attempts: %s", op.State, op.Items[0].Attempts, op.Error)
 	}
 	var where []string

@@ -83,12 +83,12 @@ func driverVMs(t *testing.T, sim *vsphere.Simulator) map[string]drivers.VM {
 	return out
 }
 
-func opEvents(t *testing.T, c *api.Client, op string) []cluster.Event {
+func opEvents(t *testing.T, c *api.Client, op string) []api.Event {
 	t.Helper()
 	return queryEvents(t, c, api.EventQuery{Operation: op})
 }
 
-func queryEvents(t testing.TB, c *api.Client, q api.EventQuery) []cluster.Event {
+func queryEvents(t testing.TB, c *api.Client, q api.EventQuery) []api.Event {
 	t.Helper()
 	ev, err := c.Events(context.Background(), q)
 	if err != nil {
@@ -107,11 +107,11 @@ func TestEvacuationOrderSpreadAndLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	op := waitOp(t, c, ref.Operation, 30*time.Second)
-	if op.State != cluster.OpSucceeded || op.Done != len(before) {
+	if op.State != api.OpSucceeded || op.Done != len(before) {
 		t.Fatalf("evacuation: %+v", op)
 	}
 	h, _ := c.Host(ctx, src.Name)
-	if h.Maintenance != cluster.MaintenanceOn || h.Admin != cluster.InMaintenance {
+	if h.Maintenance != api.MaintenanceOn || h.Admin != api.InMaintenance {
 		t.Fatalf("host after evacuation: %+v", h)
 	}
 	// The hypervisor agrees: nothing is left on the host, and every VM kept
@@ -202,7 +202,7 @@ func TestMigrateModesAndShutdownList(t *testing.T) {
 	}
 	op := waitOp(t, c, ref.Operation, 10*time.Second)
 	h, _ := c.Host(ctx, hosts[0].Name)
-	if op.State != cluster.OpSucceeded || op.Total != 0 || h.Maintenance != cluster.MaintenanceOn || h.VMs != hosts[0].VMs {
+	if op.State != api.OpSucceeded || op.Total != 0 || h.Maintenance != api.MaintenanceOn || h.VMs != hosts[0].VMs {
 		t.Fatalf("migrate none: op %+v host %+v", op, h)
 	}
 
@@ -212,10 +212,10 @@ func TestMigrateModesAndShutdownList(t *testing.T) {
 	var shut api.VMView
 	var stopped int
 	for _, vm := range vms {
-		if vm.Power == cluster.PoweredOn && shut.ID == "" {
+		if vm.Power == api.PoweredOn && shut.ID == "" {
 			shut = vm
 		}
-		if vm.Power != cluster.PoweredOn {
+		if vm.Power != api.PoweredOn {
 			stopped++
 		}
 	}
@@ -224,7 +224,7 @@ func TestMigrateModesAndShutdownList(t *testing.T) {
 		t.Fatal(err)
 	}
 	op = waitOp(t, c, ref.Operation, 20*time.Second)
-	if op.State != cluster.OpSucceeded {
+	if op.State != api.OpSucceeded {
 		t.Fatalf("active-only: %+v", op)
 	}
 	actual := driverVMs(t, dev.Sim)
@@ -269,7 +269,7 @@ func TestMigrateModesAndShutdownList(t *testing.T) {
 	}
 	op = waitOp(t, c, ref.Operation, 20*time.Second)
 	h, _ = c.Host(ctx, hosts[1].Name)
-	if op.State != cluster.OpSucceeded || op.Total != 2 || h.Maintenance != cluster.MaintenanceOff || h.Admin != cluster.Available {
+	if op.State != api.OpSucceeded || op.Total != 2 || h.Maintenance != api.MaintenanceOff || h.Admin != api.Available {
 		t.Fatalf("exit: op %+v host %+v", op, h)
 	}
 	actual = driverVMs(t, dev.Sim)
@@ -304,7 +304,7 @@ func TestMigrateBackOnExitPolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if op := waitOp(t, c, ref.Operation, 20*time.Second); op.State != cluster.OpSucceeded || op.Total != len(vms) {
+	if op := waitOp(t, c, ref.Operation, 20*time.Second); op.State != api.OpSucceeded || op.Total != len(vms) {
 		t.Fatalf("exit with migrate back: %+v", op)
 	}
 	actual := driverVMs(t, dev.Sim)
@@ -343,7 +343,7 @@ func TestTargetHostAndBlockers(t *testing.T) {
 	if !errors.As(err, &se) || se.Code != 409 || len(se.Body.Blockers) == 0 || !strings.Contains(se.Body.Blockers[0].Reason, "MAINTENANCE") {
 		t.Fatalf("target in maintenance: %v", err)
 	}
-	if h, _ := c.Host(ctx, hosts[2].Name); h.Maintenance != cluster.MaintenanceOff {
+	if h, _ := c.Host(ctx, hosts[2].Name); h.Maintenance != api.MaintenanceOff {
 		t.Fatalf("refused enable changed the host: %+v", h)
 	}
 	// A host whose hypervisor does not answer needs recovery, not maintenance.
@@ -399,7 +399,7 @@ func TestRetriesElsewhereThenErrorThenRetry(t *testing.T) {
 	vms, _ := c.VMs(ctx, src.Name)
 	var victim api.VMView
 	for _, vm := range vms {
-		if vm.Power == cluster.PoweredOn {
+		if vm.Power == api.PoweredOn {
 			victim = vm
 			break
 		}
@@ -410,18 +410,18 @@ func TestRetriesElsewhereThenErrorThenRetry(t *testing.T) {
 		t.Fatal(err)
 	}
 	op := waitOp(t, c, ref.Operation, 30*time.Second)
-	if op.State != cluster.OpFailed || !strings.Contains(op.Error, victim.Name) || !strings.Contains(op.Error, "simulated vMotion failure") {
-		t.Fatalf("operation after a VM failed three times: %+v", op.Operation)
+	if op.State != api.OpFailed || !strings.Contains(op.Error, victim.Name) || !strings.Contains(op.Error, "simulated vMotion failure") {
+		t.Fatalf("operation after a VM failed three times: %+v", *op)
 	}
 	it := op.Items[op.Item(victim.ID)]
-	if it.State != cluster.ItemFailed || it.Attempts != cluster.MaxAttempts || len(it.Tried) != 3 {
+	if it.State != api.ItemFailed || it.Attempts != cluster.MaxAttempts || len(it.Tried) != 3 {
 		t.Fatalf("failed step: %+v", it)
 	}
 	if distinct(it.Tried) != 3 {
 		t.Errorf("retries did not go elsewhere: tried %v", it.Tried)
 	}
 	h, _ := c.Host(ctx, src.Name)
-	if h.Maintenance != cluster.MaintenanceError || h.Admin != cluster.InMaintenance {
+	if h.Maintenance != api.MaintenanceError || h.Admin != api.InMaintenance {
 		t.Fatalf("host after failure: %+v", h)
 	}
 	// Fixed, retried: the host reaches on without moving anything twice.
@@ -430,7 +430,7 @@ func TestRetriesElsewhereThenErrorThenRetry(t *testing.T) {
 		t.Fatal(err)
 	}
 	op = waitOp(t, c, ref.Operation, 20*time.Second)
-	if op.State != cluster.OpSucceeded {
+	if op.State != api.OpSucceeded {
 		t.Fatalf("retried: %+v", op)
 	}
 	for _, it := range op.Items {
@@ -438,7 +438,7 @@ func TestRetriesElsewhereThenErrorThenRetry(t *testing.T) {
 			t.Errorf("VM %s moved again on retry: %d attempts", it.Name, it.Attempts)
 		}
 	}
-	if h, _ := c.Host(ctx, src.Name); h.Maintenance != cluster.MaintenanceOn {
+	if h, _ := c.Host(ctx, src.Name); h.Maintenance != api.MaintenanceOn {
 		t.Fatalf("host after retry: %+v", h)
 	}
 }
@@ -474,16 +474,16 @@ func TestCancelAndNoProgressDeadline(t *testing.T) {
 		t.Fatalf("cancel while stopping: %+v %v", again, err)
 	}
 	op := waitOp(t, c, ref.Operation, 10*time.Second)
-	if op.State != cluster.OpCancelled || op.Done != 1 || op.Cancelled != op.Total-1 {
+	if op.State != api.OpCancelled || op.Done != 1 || op.Cancelled != op.Total-1 {
 		t.Fatalf("cancelled: in-flight should finish, nothing new start: %+v", op)
 	}
 	// A deliberate cancel is not an error: the host says cancelled and
 	// stays closed.
 	h, _ := c.Host(ctx, hosts[0].Name)
-	if h.Admin != cluster.InMaintenance || h.Maintenance != cluster.MaintenanceCancelled {
+	if h.Admin != api.InMaintenance || h.Maintenance != api.MaintenanceCancelled {
 		t.Fatalf("host after cancel: %+v, want maintenance cancelled and closed", h)
 	}
-	if again, err := c.CancelOperation(ctx, ref.Operation); err != nil || again.State != cluster.OpCancelled {
+	if again, err := c.CancelOperation(ctx, ref.Operation); err != nil || again.State != api.OpCancelled {
 		t.Fatalf("cancel after the end: %+v %v", again, err)
 	}
 	n := 0
@@ -511,10 +511,10 @@ func TestNoProgressFailsLoudly(t *testing.T) {
 		t.Fatal(err)
 	}
 	op := waitOp(t, c, ref.Operation, 20*time.Second)
-	if op.State != cluster.OpFailed || !strings.Contains(op.Error, "no VM finished") {
-		t.Fatalf("stalled evacuation: %+v", op.Operation)
+	if op.State != api.OpFailed || !strings.Contains(op.Error, "no VM finished") {
+		t.Fatalf("stalled evacuation: %+v", *op)
 	}
-	if h, _ := c.Host(ctx, src.Name); h.Maintenance != cluster.MaintenanceError {
+	if h, _ := c.Host(ctx, src.Name); h.Maintenance != api.MaintenanceError {
 		t.Fatalf("host: %+v", h)
 	}
 	found := false
@@ -541,10 +541,10 @@ func TestVMActionsDuringMaintenance(t *testing.T) {
 	onOpen, _ := c.VMs(ctx, open)
 	var running, stopped api.VMView
 	for _, vm := range onClosed {
-		if vm.Power == cluster.PoweredOn && running.ID == "" {
+		if vm.Power == api.PoweredOn && running.ID == "" {
 			running = vm
 		}
-		if vm.Power != cluster.PoweredOn && stopped.ID == "" {
+		if vm.Power != api.PoweredOn && stopped.ID == "" {
 			stopped = vm
 		}
 	}
@@ -563,7 +563,7 @@ func TestVMActionsDuringMaintenance(t *testing.T) {
 	if err != nil {
 		t.Fatalf("live migration off a host in maintenance: %v", err)
 	}
-	if op := waitOp(t, c, ref.Operation, 10*time.Second); op.State != cluster.OpSucceeded {
+	if op := waitOp(t, c, ref.Operation, 10*time.Second); op.State != api.OpSucceeded {
 		t.Fatalf("live migration: %+v", op)
 	}
 	if driverVMs(t, dev.Sim)[running.ID].Host != open {
@@ -639,7 +639,7 @@ func TestMaintenanceBadRequestsChangeNothing(t *testing.T) {
 			t.Fatalf("event outside the filter: %+v", e)
 		}
 	}
-	var entering *cluster.Event
+	var entering *api.Event
 	for i := range ev.Events {
 		if ev.Events[i].Type == "maintenance.entering" {
 			entering = &ev.Events[i]
@@ -706,7 +706,7 @@ func TestConcurrentEvacuationsShareOneLedger(t *testing.T) {
 				t.Fatalf("host %s holds %d GiB > usable %d GiB", h.Name, h.MemoryUsedBytes>>30, usable>>30)
 			}
 		}
-		if h, _ := c.Host(ctx, a); h.Maintenance == cluster.MaintenanceOn {
+		if h, _ := c.Host(ctx, a); h.Maintenance == api.MaintenanceOn {
 			return
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -760,7 +760,7 @@ func TestMoveToAHostHerdChose(t *testing.T) {
 	}
 	var vm api.VMView
 	for _, v := range vms {
-		if v.Power == cluster.PoweredOn {
+		if v.Power == api.PoweredOn {
 			vm = v
 			break
 		}
@@ -770,7 +770,7 @@ func TestMoveToAHostHerdChose(t *testing.T) {
 		t.Fatal(err)
 	}
 	op := waitOp(t, c, ref.Operation, 20*time.Second)
-	if op.State != cluster.OpSucceeded || op.TargetHost != "" || len(op.Items) != 1 {
+	if op.State != api.OpSucceeded || op.TargetHost != "" || len(op.Items) != 1 {
 		t.Fatalf("move: %s, target %q, items %+v", op.State, op.TargetHost, op.Items)
 	}
 	it := op.Items[0]

@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/internal/testutil"
 	"github.com/herd-project/herd/policy"
@@ -186,10 +185,10 @@ scrape_configs:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if op := waitOp(t, c, ref.Operation, 20*time.Second); op.State != cluster.OpFailed {
-		t.Fatalf("evacuation with every migration failing: %+v", op.Operation)
+	if op := waitOp(t, c, ref.Operation, 20*time.Second); op.State != api.OpFailed {
+		t.Fatalf("evacuation with every migration failing: %+v", *op)
 	}
-	if h, _ := c.Host(ctx, src.Name); h.Maintenance != cluster.MaintenanceError {
+	if h, _ := c.Host(ctx, src.Name); h.Maintenance != api.MaintenanceError {
 		t.Fatalf("host after the failed evacuation: %+v", h)
 	}
 	failedAt := time.Now()

@@ -86,7 +86,7 @@ func TestOpsControllerNeverHoldsItsLockAcrossACommit(t *testing.T) {
 	}
 	close(slow.release)
 	released = true
-	if op := waitOp(t, c, ref.Operation, 60*time.Second); op.State != cluster.OpSucceeded {
+	if op := waitOp(t, c, ref.Operation, 60*time.Second); op.State != api.OpSucceeded {
 		t.Fatalf("evacuation ended %s: %+v", op.State, op)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/daemon/handlers"
+	"github.com/herd-project/herd/daemon/wire"
 	"github.com/herd-project/herd/policy"
 	"github.com/herd-project/herd/policy/placement"
 )
@@ -143,7 +144,7 @@ func (s *Server) ReloadPolicy(ctx context.Context) error {
 }
 
 // applyPolicy puts doc in force, from the leader or through it.
-func (s *Server) applyPolicy(ctx context.Context, doc *policy.Document, source, actor string, ifVersion int) (*cluster.Policy, error) {
+func (s *Server) applyPolicy(ctx context.Context, doc *policy.Document, source, actor string, ifVersion int) (*api.PolicyInfo, error) {
 	y, err := doc.YAML()
 	if err != nil {
 		return nil, fmt.Errorf("encode policy: %w", err)
@@ -159,7 +160,7 @@ func (s *Server) applyPolicy(ctx context.Context, doc *policy.Document, source, 
 	if _, err := s.node.Apply(ctx, &cluster.SetPolicy{YAML: y, Hash: doc.Hash(), Source: source, IfVersion: ifVersion, Time: ev.Time, Event: ev}); err != nil {
 		return nil, err
 	}
-	return s.node.FSM().Policy(), nil
+	return wire.Policy(s.node.FSM().Policy()), nil
 }
 
 func shortHash(h string) string {
@@ -184,7 +185,7 @@ func (s *Server) recordEvent(ctx context.Context, e cluster.Event) {
 			// this server from anyone else: it takes a note only.
 			e = cluster.NewEvent(handlers.NoteType, "", e.Host, e.VM, e.Type+" ("+e.Actor+"): "+e.Message)
 		}
-		if err := c.AppendEvent(ctx, e); err != nil {
+		if err := c.AppendEvent(ctx, api.EventRequest{Type: e.Type, Host: e.Host, VM: e.VM, Message: e.Message, Actor: e.Actor}); err != nil {
 			s.log.Warn("record event through the leader", "err", err)
 		}
 	}

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/drivers"
 	"github.com/herd-project/herd/internal/testutil"
@@ -78,7 +77,7 @@ func benchCrash(b *testing.B, concurrency int, lease bool) {
 			return op != nil && op.State.Terminal()
 		})
 		b.StopTimer()
-		if op.State != cluster.OpSucceeded || len(op.Items) != 100 {
+		if op.State != api.OpSucceeded || len(op.Items) != 100 {
 			b.Fatalf("recovery %s with %d VMs: %s", op.State, len(op.Items), op.Error)
 		}
 		h, _ := c.Host(context.Background(), victim)

@@ -31,7 +31,7 @@ func TestVMsThatWaitForTheirHost(t *testing.T) {
 	}
 	var on []api.VMView
 	for _, v := range vms {
-		if v.Power == cluster.PoweredOn {
+		if v.Power == api.PoweredOn {
 			on = append(on, v)
 		}
 	}
@@ -74,22 +74,22 @@ func TestVMsThatWaitForTheirHost(t *testing.T) {
 		for _, it := range op.Items {
 			switch it.VM {
 			case pinned.ID:
-				if it.State != cluster.ItemPending || it.Attempts == 0 {
+				if it.State != api.ItemPending || it.Attempts == 0 {
 					return false
 				}
 			case kept.ID:
-				if it.State != cluster.ItemPending || it.Action != cluster.ActionAwaitHost {
+				if it.State != api.ItemPending || it.Action != api.ActionAwaitHost {
 					return false
 				}
 			default:
-				if it.State != cluster.ItemDone {
+				if it.State != api.ItemDone {
 					return false
 				}
 			}
 		}
 		return true
 	})
-	if op.State != cluster.OpRunning {
+	if op.State != api.OpRunning {
 		t.Fatalf("recovery is %s while two VMs wait", op.State)
 	}
 	if !hasEvent(queryEvents(t, c, api.EventQuery{VM: kept.ID}), "vm.awaiting_host", "waits for its host") {
@@ -106,7 +106,7 @@ func TestVMsThatWaitForTheirHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	op = waitOp(t, c, op.ID, 30*time.Second)
-	if op.State != cluster.OpSucceeded {
+	if op.State != api.OpSucceeded {
 		t.Fatalf("recovery %s: %s", op.State, op.Error)
 	}
 	for _, it := range op.Items {

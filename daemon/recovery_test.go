@@ -34,12 +34,12 @@ func baseName(name string) string {
 }
 
 // hostEvents returns a host's events.
-func hostEvents(t *testing.T, c *api.Client, host string) []cluster.Event {
+func hostEvents(t *testing.T, c *api.Client, host string) []api.Event {
 	t.Helper()
 	return queryEvents(t, c, api.EventQuery{Host: host})
 }
 
-func hasEvent(evs []cluster.Event, typ, substr string) bool {
+func hasEvent(evs []api.Event, typ, substr string) bool {
 	for _, e := range evs {
 		if e.Type == typ && strings.Contains(e.Message, substr) {
 			return true
@@ -56,7 +56,7 @@ func recoveryOf(t testing.TB, c *api.Client, host string) *api.Operation {
 		t.Fatal(err)
 	}
 	for i := range ops {
-		if ops[i].Kind == cluster.OpRecover {
+		if ops[i].Kind == api.OpRecover {
 			return &ops[i]
 		}
 	}
@@ -71,7 +71,7 @@ func waitRecovery(t *testing.T, c *api.Client, host string) *api.Operation {
 		op = recoveryOf(t, c, host)
 		return op != nil && op.State.Terminal()
 	})
-	if op.State != cluster.OpSucceeded {
+	if op.State != api.OpSucceeded {
 		t.Fatalf("recovery %s: %s", op.State, op.Error)
 	}
 	return op
@@ -135,7 +135,7 @@ func TestCrashRecoveryInDevMode(t *testing.T) {
 	}
 	var stopped string
 	for _, v := range vms {
-		if v.Power != cluster.PoweredOn {
+		if v.Power != api.PoweredOn {
 			stopped = v.Name
 		}
 	}
@@ -146,7 +146,7 @@ func TestCrashRecoveryInDevMode(t *testing.T) {
 			vs, _ := c.VMs(ctx, victim.Name)
 			for _, v := range vs {
 				if v.Name == stopped {
-					return v.Power == cluster.PoweredOff
+					return v.Power == api.PoweredOff
 				}
 			}
 			return false
@@ -208,7 +208,7 @@ func TestCrashRecoveryInDevMode(t *testing.T) {
 		t.Errorf("no fencing event in %v", evs)
 	}
 	h, _ := c.Host(ctx, victim.Name)
-	if h.Health != cluster.HealthFenced || h.Admin != cluster.Offline || h.FencedBy != policy.FenceDev {
+	if h.Health != api.HealthFenced || h.Admin != api.Offline || h.FencedBy != policy.FenceDev {
 		t.Errorf("victim after recovery: health %s admin %s fenced by %q", h.Health, h.Admin, h.FencedBy)
 	}
 
@@ -317,13 +317,13 @@ func TestCrashRecoveryInDevMode(t *testing.T) {
 	testutil.WaitFor(t, 20*time.Second, "host back and cleaned", func() bool {
 		h, _ := c.Host(ctx, victim.Name)
 		vs, _ := c.VMs(ctx, victim.Name)
-		return h != nil && h.Health == cluster.HealthAlive && len(vs) == 0 && h.StaleCopies == 0
+		return h != nil && h.Health == api.HealthAlive && len(vs) == 0 && h.StaleCopies == 0
 	})
 	testutil.WaitFor(t, 5*time.Second, "VM "+high+"'s story to tell its stale copy was destroyed", func() bool {
 		return hasEvent(queryEvents(t, c, api.EventQuery{VM: ids[high]}), "vm.stale_destroyed", victim.Name)
 	})
 	h, _ = c.Host(ctx, victim.Name)
-	if h.Admin != cluster.NotAccepting {
+	if h.Admin != api.NotAccepting {
 		t.Errorf("returned host is %s, want NOT_ACCEPTING", h.Admin)
 	}
 	for _, v := range driverVMs(t, dev.Sim) {
@@ -398,7 +398,7 @@ func TestFencingFailsThenOperatorConfirms(t *testing.T) {
 		return h != nil && h.FenceFailure != ""
 	})
 	h, _ := c.Host(ctx, victim.Name)
-	if h.Health != cluster.HealthDead || !strings.Contains(h.FenceFailure, "ipmi (power)") {
+	if h.Health != api.HealthDead || !strings.Contains(h.FenceFailure, "ipmi (power)") {
 		t.Errorf("after failed fencing: health %s, failure %q", h.Health, h.FenceFailure)
 	}
 	if !strings.HasPrefix(h.NotFenced, "fencing failed: ipmi (power)") {
@@ -439,7 +439,7 @@ func TestFencingFailsThenOperatorConfirms(t *testing.T) {
 		t.Errorf("fenced by %q, failure %q", h.FencedBy, h.FenceFailure)
 	}
 	for _, it := range op.Items {
-		if it.State != cluster.ItemDone || it.NewID == "" {
+		if it.State != api.ItemDone || it.NewID == "" {
 			t.Errorf("step %s: %s, new copy %q", it.Name, it.State, it.NewID)
 		}
 	}
@@ -495,7 +495,7 @@ func TestFencingStormGuard(t *testing.T) {
 	time.Sleep(2 * time.Second)
 	for _, h := range names[:2] {
 		host, _ := c.Host(ctx, h)
-		if host.Health != cluster.HealthDead {
+		if host.Health != api.HealthDead {
 			t.Errorf("host %s is %s, want dead and not fenced", h, host.Health)
 		}
 		if recoveryOf(t, c, h) != nil {
@@ -571,7 +571,7 @@ func TestRecoveryWithoutRoomKeepsTrying(t *testing.T) {
 	op := recoveryOf(t, c, victim.Name)
 	time.Sleep(1500 * time.Millisecond)
 	op, _ = c.Operation(ctx, op.ID)
-	if op.State != cluster.OpRunning {
+	if op.State != api.OpRunning {
 		t.Fatalf("recovery without room is %s; it must keep trying", op.State)
 	}
 	attempts := 0
@@ -591,7 +591,7 @@ func TestRecoveryWithoutRoomKeepsTrying(t *testing.T) {
 	if _, err := c.ApplyPolicy(ctx, y, "test"); err != nil {
 		t.Fatal(err)
 	}
-	if op = waitOp(t, c, op.ID, 30*time.Second); op.State != cluster.OpSucceeded {
+	if op = waitOp(t, c, op.ID, 30*time.Second); op.State != api.OpSucceeded {
 		t.Fatalf("recovery %s: %s", op.State, op.Error)
 	}
 }
@@ -606,7 +606,7 @@ func TestRecreatedCopyThatWouldNotStart(t *testing.T) {
 	vms, _ := c.VMs(ctx, victim.Name)
 	var name string
 	for _, v := range vms {
-		if v.Power == cluster.PoweredOn {
+		if v.Power == api.PoweredOn {
 			name = v.Name
 		}
 	}

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/drivers/vsphere"
 	"github.com/herd-project/herd/internal/testutil"
@@ -91,9 +90,9 @@ func rolloutLeaderKill(t *testing.T, hook string, killAt func(*api.Rollout, stri
 	}
 	evacuations := map[string]int{}
 	for _, op := range ops {
-		if op.Kind == cluster.OpEvacuate {
+		if op.Kind == api.OpEvacuate {
 			evacuations[op.Host]++
-			if op.State != cluster.OpSucceeded {
+			if op.State != api.OpSucceeded {
 				t.Errorf("evacuation %s of %s: %s", op.ID, op.Host, op.State)
 			}
 		}
@@ -105,7 +104,7 @@ func rolloutLeaderKill(t *testing.T, hook string, killAt func(*api.Rollout, stri
 	}
 	hs, _ := survivor.Hosts(ctx)
 	for _, h := range hs {
-		if h.Maintenance != cluster.MaintenanceOff || h.Admin != cluster.Available {
+		if h.Maintenance != api.MaintenanceOff || h.Admin != api.Available {
 			t.Errorf("host %s ends %s, maintenance %s", h.Name, h.Admin, h.Maintenance)
 		}
 	}

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/internal/testutil"
 	"github.com/herd-project/herd/policy"
@@ -93,7 +92,7 @@ func runningVMs(t *testing.T, c *api.Client) []string {
 	}
 	var out []string
 	for _, vm := range vms {
-		if vm.Power == cluster.PoweredOn {
+		if vm.Power == api.PoweredOn {
 			out = append(out, vm.ID)
 		}
 	}
@@ -115,7 +114,7 @@ func TestRolloutRebootsEveryDevHost(t *testing.T) {
 	var stopped int
 	vms, _ := c.VMs(ctx, "")
 	for _, vm := range vms {
-		if vm.Power != cluster.PoweredOn {
+		if vm.Power != api.PoweredOn {
 			stopped++
 		}
 	}
@@ -142,7 +141,7 @@ func TestRolloutRebootsEveryDevHost(t *testing.T) {
 			}
 			n := int32(0)
 			for _, h := range hs {
-				if h.Maintenance != cluster.MaintenanceOff {
+				if h.Maintenance != api.MaintenanceOff {
 					n++
 				}
 			}
@@ -182,7 +181,7 @@ func TestRolloutRebootsEveryDevHost(t *testing.T) {
 			return false
 		}
 		for _, h := range hs {
-			if h.Admin != cluster.Available || h.Maintenance != cluster.MaintenanceOff || h.Health != cluster.HealthAlive {
+			if h.Admin != api.Available || h.Maintenance != api.MaintenanceOff || h.Health != api.HealthAlive {
 				return false
 			}
 		}
@@ -208,7 +207,7 @@ func TestRolloutRebootsEveryDevHost(t *testing.T) {
 	}
 	ops, _ := c.Operations(ctx, "")
 	for _, op := range ops {
-		if op.Kind == cluster.OpRecover {
+		if op.Kind == api.OpRecover {
 			t.Errorf("recovery operation %s on %s", op.ID, op.Host)
 		}
 	}
@@ -274,7 +273,7 @@ func TestRolloutWaitPauseResumeCancel(t *testing.T) {
 	}
 	hs, _ := c.Hosts(ctx)
 	for _, h := range hs {
-		if h.Maintenance != cluster.MaintenanceOff {
+		if h.Maintenance != api.MaintenanceOff {
 			t.Errorf("host %s left in maintenance %s", h.Name, h.Maintenance)
 		}
 	}
@@ -383,7 +382,7 @@ func TestRolloutMoveBack(t *testing.T) {
 		if err != nil || len(after) != len(before) {
 			return false
 		}
-		power := map[string]cluster.PowerState{}
+		power := map[string]api.PowerState{}
 		for _, vm := range after {
 			power[vm.ID] = vm.Power
 		}

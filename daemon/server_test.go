@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/drivers/vsphere"
 	"github.com/herd-project/herd/internal/testutil"
@@ -85,7 +84,7 @@ func TestDevServerSyncsSimulatorInventory(t *testing.T) {
 	hosts := waitInventory(t, c, 3, 12)
 	names := dev.Sim.HostNames()
 	for _, h := range hosts {
-		if h.MemoryBytes <= 0 || h.CPUs <= 0 || h.Connection != cluster.Connected || h.Admin != cluster.Available || h.Driver != "dev" {
+		if h.MemoryBytes <= 0 || h.CPUs <= 0 || h.Connection != api.Connected || h.Admin != api.Available || h.Driver != "dev" {
 			t.Errorf("host %+v", h)
 		}
 	}
@@ -105,7 +104,7 @@ func TestDevServerSyncsSimulatorInventory(t *testing.T) {
 		if vm.Host != hosts[0].Name || vm.MemoryBytes <= 0 || vm.ID == "" {
 			t.Fatalf("vm %+v", vm)
 		}
-		if vm.Power == cluster.PoweredOn {
+		if vm.Power == api.PoweredOn {
 			used += vm.MemoryBytes
 		}
 	}
@@ -132,7 +131,7 @@ func TestDevServerSyncsSimulatorInventory(t *testing.T) {
 	defer d.Close()
 	var moved api.VMView
 	for _, vm := range vms {
-		if vm.Power == cluster.PoweredOn {
+		if vm.Power == api.PoweredOn {
 			moved = vm
 			break
 		}
@@ -206,7 +205,7 @@ func TestAPIErrors(t *testing.T) {
 
 	// A good one changes the host and is in the log with its actor.
 	got, err := c.SetHostStatus(ctx, h, api.StatusRequest{Status: "NOT_ACCEPTING", Reason: "firmware"})
-	if err != nil || got.Admin != cluster.NotAccepting || got.AdminReason != "firmware" {
+	if err != nil || got.Admin != api.NotAccepting || got.AdminReason != "firmware" {
 		t.Fatalf("set status: %+v %v", got, err)
 	}
 	ev, _ := c.Events(ctx, api.EventQuery{Host: h, Limit: 1})
@@ -217,7 +216,7 @@ func TestAPIErrors(t *testing.T) {
 	if _, err := c.SetHostStatus(ctx, h, api.StatusRequest{Status: "MAINTENANCE"}); err != nil {
 		t.Fatalf("MAINTENANCE through status: %v", err)
 	}
-	if hh, _ := c.Host(ctx, h); hh.Maintenance != cluster.MaintenanceOn || hh.Admin != cluster.InMaintenance || hh.VMs != hosts[0].VMs {
+	if hh, _ := c.Host(ctx, h); hh.Maintenance != api.MaintenanceOn || hh.Admin != api.InMaintenance || hh.VMs != hosts[0].VMs {
 		t.Fatalf("host after status MAINTENANCE: %+v", hh)
 	}
 	var se *api.StatusError

@@ -42,7 +42,7 @@ func simulateThenCrash(t *testing.T, concurrency int) {
 	var runningVMs []string
 	stopped := ""
 	for _, v := range vms {
-		if v.Power == cluster.PoweredOn {
+		if v.Power == api.PoweredOn {
 			runningVMs = append(runningVMs, v.Name)
 		} else {
 			stopped = v.Name
@@ -137,7 +137,7 @@ func simulateThenCrash(t *testing.T, concurrency int) {
 				if it.Error == "" {
 					return false // not tried yet
 				}
-			case it.State != cluster.ItemDone:
+			case it.State != api.ItemDone:
 				return false
 			}
 		}
@@ -149,7 +149,7 @@ func simulateThenCrash(t *testing.T, concurrency int) {
 	for _, it := range op.Items {
 		names[it.VM] = it.Name
 		realOrder = append(realOrder, it.Name)
-		if it.State != cluster.ItemDone {
+		if it.State != api.ItemDone {
 			realBlocked = append(realBlocked, it.Name)
 		}
 	}

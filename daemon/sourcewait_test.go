@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/daemon/config"
 	"github.com/herd-project/herd/drivers"
@@ -67,7 +66,7 @@ func TestEvacuationWaitsForItsSourceConnection(t *testing.T) {
 	}
 
 	op := waitOp(t, c, ref.Operation, 60*time.Second)
-	if op.State != cluster.OpSucceeded {
+	if op.State != api.OpSucceeded {
 		t.Fatalf("evacuation after a %s outage of its host's connection: %s (%s)", time.Since(outage).Round(time.Millisecond), op.State, op.Error)
 	}
 	events := opEvents(t, c, ref.Operation)
@@ -88,7 +87,7 @@ func TestEvacuationWaitsForItsSourceConnection(t *testing.T) {
 	}
 	seen := driverVMs(t, dev.Sim)
 	for _, it := range op.Items {
-		if it.State != cluster.ItemDone || it.Attempts != 1 {
+		if it.State != api.ItemDone || it.Attempts != 1 {
 			t.Errorf("VM %s: %s after %d attempts (source losses %d), want done after 1", it.Name, it.State, it.Attempts, it.SourceLosses)
 		}
 		if done[it.VM] != 1 {

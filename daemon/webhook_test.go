@@ -171,7 +171,7 @@ func TestAlertWebhookActions(t *testing.T) {
 			t.Fatalf("delivery %d: %d %+v", i, code, e)
 		}
 	}
-	if h, _ := c.Host(context.Background(), hosts[1]); h.Admin != cluster.NotAccepting {
+	if h, _ := c.Host(context.Background(), hosts[1]); h.Admin != api.NotAccepting {
 		t.Errorf("PSU alert: host %s is %s", hosts[1], h.Admin)
 	}
 	notes := 0
@@ -187,13 +187,13 @@ func TestAlertWebhookActions(t *testing.T) {
 	if code, _ := postHook(t, dev.APIAddr(), hookBody("4", psu)); code != 200 {
 		t.Fatal(code)
 	}
-	if h, _ := c.Host(context.Background(), hosts[1]); h.Admin != cluster.NotAccepting {
+	if h, _ := c.Host(context.Background(), hosts[1]); h.Admin != api.NotAccepting {
 		t.Errorf("a resolved alert undid NOT_ACCEPTING: %s", h.Admin)
 	}
 	if code, _ := postHook(t, dev.APIAddr(), hookBody("4", ecc(hosts[1], "firing"))); code != 200 {
 		t.Fatal(code)
 	}
-	if h, _ := c.Host(context.Background(), hosts[1]); h.Maintenance == cluster.MaintenanceOff {
+	if h, _ := c.Host(context.Background(), hosts[1]); h.Maintenance == api.MaintenanceOff {
 		t.Errorf("an evacuate alert left the NOT_ACCEPTING host %s out of maintenance", hosts[1])
 	}
 }
@@ -246,7 +246,7 @@ receivers:
 	h := hosts[0]
 	hv, _ := c.Host(ctx, h)
 	ops, _ := c.Operations(ctx, h)
-	if len(ops) != 1 || ops[0].Actor != "alertmanager" || ops[0].Kind != cluster.OpEvacuate || ops[0].Migrate != "active-only" {
+	if len(ops) != 1 || ops[0].Actor != "alertmanager" || ops[0].Kind != api.OpEvacuate || ops[0].Migrate != "active-only" {
 		t.Fatalf("operations of %s: %+v", h, ops)
 	}
 	waitOp(t, c, hv.Operation, 30*time.Second)
@@ -269,7 +269,7 @@ receivers:
 	if ops2, _ := c.Operations(ctx, h); len(ops2) != 1 {
 		t.Errorf("repeat or resolved notifications started operations: %+v", ops2)
 	}
-	if hv2, _ := c.Host(ctx, h); hv2.Maintenance != cluster.MaintenanceOn || hv2.Operation != hv.Operation {
+	if hv2, _ := c.Host(ctx, h); hv2.Maintenance != api.MaintenanceOn || hv2.Operation != hv.Operation {
 		t.Errorf("host after the resolved notification: %s %s", hv2.Maintenance, hv2.Operation)
 	}
 	// An alert for a host Herd does not know: 404, nothing changes.

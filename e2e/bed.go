@@ -23,7 +23,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/drivers"
 	"github.com/herd-project/herd/drivers/libvirt/libvirttest"
@@ -120,7 +119,7 @@ func NewBed(t *testing.T, hosts int) *Bed {
 			return false
 		}
 		for _, h := range hs {
-			if h.Health != cluster.HealthAlive || h.LeaseTTL == 0 {
+			if h.Health != api.HealthAlive || h.LeaseTTL == 0 {
 				return false
 			}
 		}

@@ -6,13 +6,13 @@ import (
 	"sort"
 	"time"
 
-	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/daemon/api"
 )
 
 // recoveryBreakdown splits a crash's recovery, from start, into when the
 // recovery operation started, when its first and last recreation started,
 // and the median and longest recreation (step.started to step.done).
-func recoveryBreakdown(evs []cluster.Event, start time.Time) map[string]time.Duration {
+func recoveryBreakdown(evs []api.Event, start time.Time) map[string]time.Duration {
 	out := map[string]time.Duration{}
 	began := map[string]time.Time{}
 	var steps []time.Duration

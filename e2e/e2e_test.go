@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/drivers"
 	"github.com/herd-project/herd/drivers/libvirt/libvirttest"
@@ -138,9 +137,9 @@ func writeReport(t *testing.T) {
 }
 
 // events returns the action log since t0.
-func events(t *testing.T, b *Bed, since time.Time, host string) []cluster.Event {
+func events(t *testing.T, b *Bed, since time.Time, host string) []api.Event {
 	t.Helper()
-	var out []cluster.Event
+	var out []api.Event
 	testutil.WaitFor(t, 20*time.Second, "the event log", func() bool {
 		ev, err := b.Client().Events(context.Background(), api.EventQuery{Since: since, Host: host, Limit: 20000})
 		if err != nil {
@@ -152,7 +151,7 @@ func events(t *testing.T, b *Bed, since time.Time, host string) []cluster.Event 
 	return out
 }
 
-func firstEvent(evs []cluster.Event, typ string) time.Time {
+func firstEvent(evs []api.Event, typ string) time.Time {
 	for _, e := range evs {
 		if e.Type == typ {
 			return e.Time
@@ -163,7 +162,7 @@ func firstEvent(evs []cluster.Event, typ string) time.Time {
 
 // noRecreationWithoutFencing is invariant 2: every recovery of a host
 // started after the host was fenced (by a method or an operator).
-func noRecreationWithoutFencing(t *testing.T, evs []cluster.Event) {
+func noRecreationWithoutFencing(t *testing.T, evs []api.Event) {
 	t.Helper()
 	fenced := map[string]time.Time{}
 	for _, e := range evs {
@@ -191,14 +190,14 @@ func waitRecovery(t *testing.T, b *Bed, host string, since time.Time, timeout ti
 		}
 		for i := range ops {
 			// An earlier scenario's recovery of the same host is not this one.
-			if ops[i].Kind == cluster.OpRecover && !ops[i].Created.Before(since) {
+			if ops[i].Kind == api.OpRecover && !ops[i].Created.Before(since) {
 				op = &ops[i]
 				return op.State.Terminal()
 			}
 		}
 		return false
 	})
-	if op.State != cluster.OpSucceeded {
+	if op.State != api.OpSucceeded {
 		t.Fatalf("recovery of %s: %s: %s", host, op.State, op.Error)
 	}
 	return op
@@ -297,7 +296,7 @@ func bringBack(t *testing.T, b *Bed, h *member, names []string) time.Duration {
 	ctx := context.Background()
 	testutil.WaitFor(t, 60*time.Second, h.name+" back, NOT_ACCEPTING, stale copies gone", func() bool {
 		hh, err := b.Client().Host(ctx, h.name)
-		if err != nil || hh.Health != cluster.HealthAlive || hh.Admin != cluster.NotAccepting || hh.StaleCopies != 0 {
+		if err != nil || hh.Health != api.HealthAlive || hh.Admin != api.NotAccepting || hh.StaleCopies != 0 {
 			return false
 		}
 		doms, ok := b.domainsOf(h, true)
@@ -317,7 +316,7 @@ func bringBack(t *testing.T, b *Bed, h *member, names []string) time.Duration {
 	}
 	testutil.WaitFor(t, 30*time.Second, h.name+" leased again", func() bool {
 		hh, err := b.Client().Host(ctx, h.name)
-		return err == nil && hh.LeaseTTL > 0 && hh.Health == cluster.HealthAlive
+		return err == nil && hh.LeaseTTL > 0 && hh.Health == api.HealthAlive
 	})
 	return back
 }
@@ -345,7 +344,7 @@ func startWriter(b *Bed, tag string) *writer {
 			}
 			msg := fmt.Sprintf("%s-%d", tag, i)
 			s := b.Servers[rand.IntN(len(b.Servers))]
-			if err := b.ClientOf(s).AppendEvent(context.Background(), cluster.Event{Type: "note", Message: msg}); err == nil {
+			if err := b.ClientOf(s).AppendEvent(context.Background(), api.EventRequest{Type: "note", Message: msg}); err == nil {
 				w.mu.Lock()
 				w.acked = append(w.acked, msg)
 				w.mu.Unlock()
@@ -397,12 +396,12 @@ func waitVMs(t *testing.T, b *Bed, host string, running, stopped []string) {
 		if err != nil {
 			return false
 		}
-		power := map[string]cluster.PowerState{}
+		power := map[string]api.PowerState{}
 		for _, v := range vms {
 			power[v.Name] = v.Power
 		}
 		for _, n := range running {
-			if power[n] != cluster.PoweredOn {
+			if power[n] != api.PoweredOn {
 				return false
 			}
 		}
@@ -452,7 +451,7 @@ func resumedOnce(t *testing.T, b *Bed, id string) *api.Operation {
 		op = o
 		return err == nil && o.State.Terminal()
 	})
-	if op.State != cluster.OpSucceeded {
+	if op.State != api.OpSucceeded {
 		t.Fatalf("evacuation %s: %s", op.State, op.Error)
 	}
 	done := map[string]int{}
@@ -657,7 +656,7 @@ func TestScenarios(t *testing.T) {
 				o, err := b.Client().Operation(ctx, ref.Operation)
 				cl, cerr := b.ClientOf(old).Cluster(ctx)
 				lead, lerr := b.Client().Cluster(ctx)
-				return err == nil && o.State == cluster.OpSucceeded && cerr == nil && lerr == nil &&
+				return err == nil && o.State == api.OpSucceeded && cerr == nil && lerr == nil &&
 					cl.Leader != "" && cl.Index+2 >= lead.Index
 			})
 			w.check(t)
@@ -681,10 +680,10 @@ func TestScenarios(t *testing.T) {
 				t.Errorf("a flapping link caused %s: %s", e.Type, e.Message)
 			}
 		}
-		if h, _ := b.Client().Host(ctx, h2.name); h.Health != cluster.HealthAlive {
+		if h, _ := b.Client().Host(ctx, h2.name); h.Health != api.HealthAlive {
 			testutil.WaitFor(t, 10*time.Second, h2.name+" alive", func() bool {
 				h, _ := b.Client().Host(ctx, h2.name)
-				return h != nil && h.Health == cluster.HealthAlive
+				return h != nil && h.Health == api.HealthAlive
 			})
 		}
 		w.check(t)
@@ -739,9 +738,9 @@ func TestScenarios(t *testing.T) {
 			for _, h := range []*member{h1, h2} {
 				ops, _ := b.Client().Operations(ctx, h.name)
 				for _, op := range ops {
-					if op.Kind == cluster.OpRecover && op.State == cluster.OpRunning {
+					if op.Kind == api.OpRecover && op.State == api.OpRunning {
 						for _, it := range op.Items {
-							if it.State == cluster.ItemPending && it.Error != "" {
+							if it.State == api.ItemPending && it.Error != "" {
 								items++
 							}
 						}
@@ -757,7 +756,7 @@ func TestScenarios(t *testing.T) {
 		for _, h := range []*member{h1, h2} {
 			testutil.WaitFor(t, 30*time.Second, "recovery of "+h.name+" running, blocked", func() bool {
 				ops, _ := b.Client().Operations(ctx, h.name)
-				return len(ops) > 0 && ops[0].Kind == cluster.OpRecover && ops[0].State == cluster.OpRunning && ops[0].Pending > 0
+				return len(ops) > 0 && ops[0].Kind == api.OpRecover && ops[0].State == api.OpRunning && ops[0].Pending > 0
 			})
 		}
 		// Room appears: both finish, the higher priority first.
@@ -799,7 +798,7 @@ func TestScenarios(t *testing.T) {
 	w.mu.Unlock()
 }
 
-func firstEventMsg(evs []cluster.Event, typ string) string {
+func firstEventMsg(evs []api.Event, typ string) string {
 	for _, e := range evs {
 		if e.Type == typ {
 			return e.Message
@@ -875,16 +874,16 @@ func TestCrashTiming(t *testing.T) {
 
 // migrating waits until the operation's step for VM name is under way
 // (a target chosen) and returns it.
-func migrating(t *testing.T, b *Bed, id, name string) cluster.OpItem {
+func migrating(t *testing.T, b *Bed, id, name string) api.OpItem {
 	t.Helper()
-	var found cluster.OpItem
+	var found api.OpItem
 	testutil.WaitFor(t, 60*time.Second, "the migration of "+name+" under way", func() bool {
 		op, err := b.Client().Operation(context.Background(), id)
 		if err != nil {
 			return false
 		}
 		for _, it := range op.Items {
-			if it.Name == name && it.State == cluster.ItemRunning && it.Target != "" {
+			if it.Name == name && it.State == api.ItemRunning && it.Target != "" {
 				found = it
 				return true
 			}
@@ -943,7 +942,7 @@ func crashDuringMigration(t *testing.T, b *Bed, w *watcher, end string) {
 	})
 	if end == "target" {
 		// The source kept the VM running; the move went to the other host.
-		if mv.State != cluster.OpSucceeded || len(mv.Items) != 1 || mv.Items[0].Target == victim.name {
+		if mv.State != api.OpSucceeded || len(mv.Items) != 1 || mv.Items[0].Target == victim.name {
 			t.Errorf("move of %s after its target died: %s %+v", name, mv.State, mv.Items)
 		}
 	}

@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/internal/testutil"
 )
@@ -151,7 +150,7 @@ func rolloutPowerCycle(t *testing.T, b *Bed, w *watcher) {
 		vms, err := c.VMs(ctx, "")
 		n := 0
 		for _, v := range vms {
-			if strings.HasPrefix(v.Name, "r") && v.Power == cluster.PoweredOn {
+			if strings.HasPrefix(v.Name, "r") && v.Power == api.PoweredOn {
 				n++
 			}
 		}
@@ -205,7 +204,7 @@ func rolloutPowerCycle(t *testing.T, b *Bed, w *watcher) {
 			return false
 		}
 		for _, h := range hs {
-			if h.Admin != cluster.Available || h.Maintenance != cluster.MaintenanceOff || h.Health != cluster.HealthAlive {
+			if h.Admin != api.Available || h.Maintenance != api.MaintenanceOff || h.Health != api.HealthAlive {
 				return false
 			}
 		}

@@ -26,7 +26,6 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 	"gopkg.in/yaml.v3"
 
-	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/daemon/daemontest"
@@ -95,7 +94,7 @@ func liveMetrics(t *testing.T) *live {
 		op, err := c.Operation(ctx, ref.Operation)
 		return err == nil && op.State.Terminal()
 	})
-	if op, _ := c.Operation(ctx, ref.Operation); op.State != cluster.OpSucceeded {
+	if op, _ := c.Operation(ctx, ref.Operation); op.State != api.OpSucceeded {
 		t.Fatalf("evacuation of %s: %+v", host, op)
 	}
 	resp, err := http.Get(dev.APIAddr() + "/metrics")

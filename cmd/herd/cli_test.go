@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/daemon/daemontest"
@@ -242,13 +241,13 @@ func TestCLIHostCrashAndRestore(t *testing.T) {
 	}
 	testutil.WaitFor(t, 30*time.Second, "host fenced and recovered", func() bool {
 		_, ops, _ := runCLI("op", "ls", addr)
-		return showHost().Health == cluster.HealthFenced && strings.Contains(ops, "recover") && strings.Contains(ops, "succeeded")
+		return showHost().Health == api.HealthFenced && strings.Contains(ops, "recover") && strings.Contains(ops, "succeeded")
 	})
 	if code, out, _ = runCLI("host", "restore", host, addr); code != 0 || !strings.Contains(out, "answers again") {
 		t.Fatalf("host restore: exit %d: %s", code, out)
 	}
 	testutil.WaitFor(t, 30*time.Second, "host back", func() bool {
 		h := showHost()
-		return h.Health == cluster.HealthAlive && h.Admin == cluster.NotAccepting
+		return h.Health == api.HealthAlive && h.Admin == api.NotAccepting
 	})
 }

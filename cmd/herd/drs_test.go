@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
 )
 
@@ -31,11 +30,11 @@ func TestPolicyDiffRemovalsFirst(t *testing.T) {
 // A balance operation has no host of its own: op show names the hosts of
 // its moves.
 func TestOpShowNamesBalanceHosts(t *testing.T) {
-	op := api.NewOperation(&cluster.Operation{ID: "op-1", Kind: cluster.OpBalance, Actor: "balancer", State: cluster.OpSucceeded,
-		Items: []cluster.OpItem{
-			{VM: "1", Name: "vm-1", From: "H1", Target: "H3", State: cluster.ItemDone, Action: cluster.ActionLiveMigrate},
-			{VM: "2", Name: "vm-2", From: "H2", Planned: "H3", State: cluster.ItemCancelled, Action: cluster.ActionLiveMigrate},
-		}})
+	op := api.Operation{ID: "op-1", Kind: api.OpBalance, Actor: "balancer", State: api.OpSucceeded,
+		Items: []api.OpItem{
+			{VM: "1", Name: "vm-1", From: "H1", Target: "H3", State: api.ItemDone, Action: api.ActionLiveMigrate},
+			{VM: "2", Name: "vm-2", From: "H2", Planned: "H3", State: api.ItemCancelled, Action: api.ActionLiveMigrate},
+		}, Total: 2, Done: 1, Cancelled: 1}
 	var out bytes.Buffer
 	if err := printOperation(&globals{stdout: &out, stderr: &out}, &op); err != nil {
 		t.Fatal(err)

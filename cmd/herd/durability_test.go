@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/internal/testutil"
 )
@@ -65,7 +64,7 @@ func TestKill9KeepsAcknowledgedWrites(t *testing.T) {
 				default:
 				}
 				msg := fmt.Sprintf("write w%d-%d", w, i)
-				err := c.AppendEvent(context.Background(), cluster.Event{Type: "note", Message: msg})
+				err := c.AppendEvent(context.Background(), api.EventRequest{Type: "note", Message: msg})
 				if err == nil {
 					mu.Lock()
 					acked[msg] = true

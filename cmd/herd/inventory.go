@@ -13,7 +13,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
 )
 
@@ -124,7 +123,7 @@ func printHost(g *globals, h *api.Host) error {
 // maintenanceWord is the maintenance state, with the VMs still running on a
 // host in maintenance: such a host is not empty, whatever its state.
 func maintenanceWord(h api.Host) string {
-	if h.Maintenance == cluster.MaintenanceOn && !h.Empty {
+	if h.Maintenance == api.MaintenanceOn && !h.Empty {
 		return fmt.Sprintf("%s (%d VMs running)", h.Maintenance, h.RunningVMs)
 	}
 	return string(h.Maintenance)

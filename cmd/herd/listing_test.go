@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
 )
 
@@ -14,12 +13,12 @@ import (
 // in a column of its own why a dead host is not fenced; host show lists
 // the stale copies and says they are destroyed when the host returns.
 func TestHostListingsTellWhy(t *testing.T) {
-	fenced := api.Host{Host: cluster.Host{Name: "h1", Admin: cluster.Offline, Health: cluster.HealthFenced}, StaleCopies: 2,
+	fenced := api.Host{Name: "h1", Admin: api.Offline, Health: api.HealthFenced, StaleCopies: 2,
 		Stale: []api.StaleCopyView{
-			{StaleCopy: cluster.StaleCopy{VM: "id-a", ID: "id-a", Name: "web", Host: "h1"}, VMHost: "h2", Power: "unknown"},
-			{StaleCopy: cluster.StaleCopy{VM: "id-b", ID: "id-b", Name: "db", Host: "h1"}, VMHost: "h3", Power: "unknown"},
+			{VM: "id-a", ID: "id-a", Name: "web", Host: "h1", VMHost: "h2", Power: "unknown"},
+			{VM: "id-b", ID: "id-b", Name: "db", Host: "h1", VMHost: "h3", Power: "unknown"},
 		}}
-	dead := api.Host{Host: cluster.Host{Name: "h4", Admin: cluster.Available, Health: cluster.HealthDead},
+	dead := api.Host{Name: "h4", Admin: api.Available, Health: api.HealthDead,
 		NotFenced: "storm guard: 2 of 3 hosts look dead (more than 50%)"}
 	var out bytes.Buffer
 	g := &globals{stdout: &out}
@@ -52,8 +51,8 @@ func TestHostListingsTellWhy(t *testing.T) {
 // effective one) and the VM's groups.
 func TestVMListingShowsGroups(t *testing.T) {
 	var out bytes.Buffer
-	vms := []api.VMView{{ID: "id-a", Name: "web", Host: "h1", Power: cluster.PoweredOn, Priority: 100, Groups: []string{"critical", "frontend"}},
-		{ID: "id-b", Name: "db", Host: "h2", Power: cluster.PoweredOff}}
+	vms := []api.VMView{{ID: "id-a", Name: "web", Host: "h1", Power: api.PoweredOn, Priority: 100, Groups: []string{"critical", "frontend"}},
+		{ID: "id-b", Name: "db", Host: "h2", Power: api.PoweredOff}}
 	if err := printVMs(&globals{stdout: &out}, vms); err != nil {
 		t.Fatal(err)
 	}
@@ -73,8 +72,8 @@ func TestVMListingShowsGroups(t *testing.T) {
 // of a host in maintenance and until when it runs.
 func TestHostShowTellsTheSilence(t *testing.T) {
 	ends := time.Date(2026, 3, 4, 5, 6, 7, 0, time.Local)
-	h := api.Host{Host: cluster.Host{Name: "h1", Admin: cluster.Available, Maintenance: cluster.MaintenanceOn},
-		Silence: &cluster.Silence{Host: "h1", ID: "5f1c", EndsAt: ends}}
+	h := api.Host{Name: "h1", Admin: api.Available, Maintenance: api.MaintenanceOn,
+		Silence: &api.Silence{Host: "h1", ID: "5f1c", EndsAt: ends}}
 	var out bytes.Buffer
 	if err := printHost(&globals{stdout: &out}, &h); err != nil {
 		t.Fatal(err)

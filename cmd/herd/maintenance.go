@@ -186,12 +186,12 @@ func waitOperation(c *api.Client, id string, stdout, stderr io.Writer) error {
 			if op.Error != "" {
 				fmt.Fprintf(stdout, "  %s\n", op.Error)
 			}
-			if op.Kind == cluster.OpEvacuate {
+			if op.Kind == api.OpEvacuate {
 				if h, err := c.Host(context.Background(), op.Host); err == nil {
 					fmt.Fprintf(stdout, "Host %s: maintenance %s%s\n", h.Name, h.Maintenance, reason(h.MaintenanceNote))
 				}
 			}
-			if op.State != cluster.OpSucceeded {
+			if op.State != api.OpSucceeded {
 				return exitErr(exitError)
 			}
 			return nil

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/internal/testutil"
 )
@@ -134,7 +133,7 @@ func TestJoinUnreachableServerChangesNothing(t *testing.T) {
 	if got := tc.servers(t, l); len(got) != 3 {
 		t.Fatalf("servers after a refused join: %+v", got)
 	}
-	if err := follower.AppendEvent(ctx, cluster.Event{Type: "note", Message: "still writable"}); err != nil {
+	if err := follower.AppendEvent(ctx, api.EventRequest{Type: "note", Message: "still writable"}); err != nil {
 		t.Fatalf("write after a refused join: %v", err)
 	}
 	// Not in dev mode: crash says so, rather than "no such endpoint".
@@ -179,7 +178,7 @@ func TestJoinUnreachableServerChangesNothing(t *testing.T) {
 				}
 			}
 		}
-		if err := tc.admin[l].AppendEvent(ctx, cluster.Event{Type: "note", Message: "writable while s8 is a non-voter"}); err != nil {
+		if err := tc.admin[l].AppendEvent(ctx, api.EventRequest{Type: "note", Message: "writable while s8 is a non-voter"}); err != nil {
 			t.Fatalf("write while a silent non-voter is in the configuration: %v", err)
 		}
 		return seen && !present
@@ -208,7 +207,7 @@ func readyz(addr string) int {
 	return resp.StatusCode
 }
 
-func selfStats(t *testing.T, c *api.Client) cluster.RaftStats {
+func selfStats(t *testing.T, c *api.Client) api.RaftStats {
 	t.Helper()
 	var out api.ServerStats
 	if err := c.Get(context.Background(), "/v1/cluster/self", nil, &out); err != nil {
@@ -226,13 +225,13 @@ func TestRestartedFollowerNotReadyUntilCaughtUp(t *testing.T) {
 	l := tc.leader(t)
 	f := (l + 1) % 3
 	for i := 0; i < 200; i++ {
-		if err := tc.admin[l].AppendEvent(ctx, cluster.Event{Type: "note", Message: fmt.Sprintf("before %d", i)}); err != nil {
+		if err := tc.admin[l].AppendEvent(ctx, api.EventRequest{Type: "note", Message: fmt.Sprintf("before %d", i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	tc.procs[f].kill9()
 	for i := 0; i < 200; i++ {
-		if err := tc.admin[l].AppendEvent(ctx, cluster.Event{Type: "note", Message: fmt.Sprintf("while down %d", i)}); err != nil {
+		if err := tc.admin[l].AppendEvent(ctx, api.EventRequest{Type: "note", Message: fmt.Sprintf("while down %d", i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -331,7 +330,7 @@ func TestJoiningServerPromotedOnceCaughtUp(t *testing.T) {
 	ctx := context.Background()
 	l := tc.leader(t)
 	for i := 0; i < 50; i++ {
-		if err := tc.admin[l].AppendEvent(ctx, cluster.Event{Type: "note", Message: fmt.Sprintf("before s4 %d", i)}); err != nil {
+		if err := tc.admin[l].AppendEvent(ctx, api.EventRequest{Type: "note", Message: fmt.Sprintf("before s4 %d", i)}); err != nil {
 			t.Fatal(err)
 		}
 	}

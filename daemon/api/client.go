@@ -14,8 +14,6 @@ import (
 	"os"
 	"strings"
 	"time"
-
-	"github.com/herd-project/herd/cluster"
 )
 
 // Client talks to a Herd server's API.
@@ -373,7 +371,7 @@ func (c *Client) Policy(ctx context.Context) ([]byte, PolicyInfo, error) {
 }
 
 // ApplyPolicy puts a policy (YAML) in force cluster-wide.
-func (c *Client) ApplyPolicy(ctx context.Context, yaml []byte, source string) (*cluster.Policy, error) {
+func (c *Client) ApplyPolicy(ctx context.Context, yaml []byte, source string) (*PolicyInfo, error) {
 	q := url.Values{}
 	if source != "" {
 		q.Set("source", source)
@@ -386,7 +384,7 @@ func (c *Client) ApplyPolicy(ctx context.Context, yaml []byte, source string) (*
 	if err := json.Unmarshal(data, &info); err != nil {
 		return nil, fmt.Errorf("PUT /v1/policy: decode answer: %w", err)
 	}
-	return &cluster.Policy{Version: info.Version, Hash: info.Hash, Source: info.Source, Updated: info.Updated}, nil
+	return &info, nil
 }
 
 // ValidatePolicy asks the server whether a policy is valid.
@@ -396,8 +394,8 @@ func (c *Client) ValidatePolicy(ctx context.Context, yaml []byte) error {
 }
 
 // AppendEvent writes a note into the action log.
-func (c *Client) AppendEvent(ctx context.Context, e cluster.Event) error {
-	return c.Do(ctx, http.MethodPost, "/v1/events", nil, EventRequest{Type: e.Type, Host: e.Host, VM: e.VM, Message: e.Message, Actor: e.Actor}, nil)
+func (c *Client) AppendEvent(ctx context.Context, e EventRequest) error {
+	return c.Do(ctx, http.MethodPost, "/v1/events", nil, e, nil)
 }
 
 // BalancePlan asks for the balancer's recommendations now.

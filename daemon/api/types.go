@@ -5,8 +5,6 @@ package api
 
 import (
 	"time"
-
-	"github.com/herd-project/herd/cluster"
 )
 
 // Error is the body of every error answer.
@@ -53,8 +51,42 @@ type Blocker struct {
 
 // Host is a host with what its VMs take.
 type Host struct {
-	cluster.Host
-	cluster.HostUsage
+	Name string `json:"name"`
+	// Driver is the name of the driver instance (from herd.yaml) that
+	// manages the host.
+	Driver string `json:"driver"`
+	// Group is the driver's own grouping (a vSphere cluster): VMs move only
+	// between hosts of one group.
+	Group       string            `json:"group,omitempty"`
+	Admin       AdminStatus       `json:"admin_status"`
+	AdminReason string            `json:"admin_reason,omitempty"`
+	Maintenance MaintenanceState  `json:"maintenance_state"`
+	Operation   string            `json:"operation,omitempty"`
+	Health      HostHealth        `json:"health"`
+	Connection  Connection        `json:"connection"`
+	MemoryBytes int64             `json:"memory_bytes"`
+	CPUs        int               `json:"cpus"`
+	CPUMHz      int64             `json:"cpu_mhz"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	// DownSince is when the host's health last turned dead (zero while it
+	// is not dead or fenced).
+	DownSince time.Time `json:"down_since,omitempty"`
+	// FencedBy is the fencing method that confirmed the host is off
+	// (power, lease, dev, operator) while its health is fenced.
+	FencedBy string `json:"fenced_by,omitempty"`
+	// FenceFailure says why no fencing method confirmed a dead host.
+	FenceFailure string `json:"fence_failure,omitempty"`
+	// LeaseTTL is set while the host's agent holds a lease.
+	LeaseTTL time.Duration `json:"lease_ttl,omitempty"`
+	// Seen is when inventory sync last changed the host's hardware facts.
+	Seen time.Time `json:"seen"`
+
+	// What the host's VMs take.
+	VMs             int   `json:"vms"`
+	RunningVMs      int   `json:"running_vms"`
+	MemoryUsedBytes int64 `json:"memory_used_bytes"` // of running VMs
+	VCPUsUsed       int   `json:"vcpus_used"`        // of running VMs
+
 	// Empty: no VM runs on the host (stopped VMs may still be registered,
 	// see vms). A host in maintenance is never called empty, or ready to
 	// power off, while one runs.
@@ -73,21 +105,34 @@ type Host struct {
 	// Silence is the Alertmanager silence Herd keeps for the host while it
 	// is in maintenance, as recorded when made or last extended (GET
 	// /v1/hosts/{host} only).
-	Silence *cluster.Silence `json:"silence,omitempty"`
+	Silence *Silence `json:"silence,omitempty"`
 }
 
-// NewHost is the view of h with its usage and the number of stale copies
-// it holds (whose power is unknown: the host is not empty with them).
-func NewHost(h *cluster.Host, u cluster.HostUsage, stale int) Host {
-	return Host{Host: *h, HostUsage: u, Empty: u.RunningVMs == 0 && stale == 0, StaleCopies: stale,
-		MaintenanceNote: cluster.MaintenanceNote(h.Name, h.Maintenance, u.RunningVMs, stale)}
+// Silence is the Alertmanager silence of a host in maintenance.
+type Silence struct {
+	Host string `json:"host"`
+	// ID is Alertmanager's id of the silence.
+	ID string `json:"id"`
+	// Operation is the maintenance operation the silence was made or last
+	// extended for ("" for an admin status MAINTENANCE set by hand).
+	Operation string    `json:"operation,omitempty"`
+	StartsAt  time.Time `json:"starts_at"`
+	EndsAt    time.Time `json:"ends_at"`
 }
 
 // StaleCopyView is one stale copy: the leftover of VM (its Herd id) on a
 // fenced host. Its power is unknown until the host answers; it is only
 // ever destroyed.
 type StaleCopyView struct {
-	cluster.StaleCopy
+	// VM is the Herd id of the VM it is a leftover of.
+	VM string `json:"vm"`
+	// ID is the driver's id of the leftover.
+	ID     string `json:"id"`
+	Name   string `json:"name"`
+	Host   string `json:"host"`
+	Driver string `json:"driver"`
+	// Since is when the VM was recreated elsewhere.
+	Since time.Time `json:"since"`
 	// VMHost is where the VM itself is now.
 	VMHost string `json:"vm_host,omitempty"`
 	Power  string `json:"power_state"`
@@ -105,13 +150,13 @@ type VMs struct {
 
 // VMView is a VM without its (possibly large) definition.
 type VMView struct {
-	ID          string             `json:"id"`
-	Name        string             `json:"name"`
-	Host        string             `json:"host"`
-	Driver      string             `json:"driver"`
-	MemoryBytes int64              `json:"memory_bytes"`
-	VCPUs       int                `json:"vcpus"`
-	Power       cluster.PowerState `json:"power_state"`
+	ID          string     `json:"id"`
+	Name        string     `json:"name"`
+	Host        string     `json:"host"`
+	Driver      string     `json:"driver"`
+	MemoryBytes int64      `json:"memory_bytes"`
+	VCPUs       int        `json:"vcpus"`
+	Power       PowerState `json:"power_state"`
 	// Priority is the effective availability priority: the highest of the
 	// VM's own and its policy groups' (what recovery and maintenance use).
 	Priority  int    `json:"priority"`
@@ -121,15 +166,25 @@ type VMView struct {
 	Groups []string `json:"groups,omitempty"`
 }
 
-// NewVMView drops the definition.
-func NewVMView(vm *cluster.VM) VMView {
-	return VMView{ID: vm.ID, Name: vm.Name, Host: vm.Host, Driver: vm.Driver, MemoryBytes: vm.MemoryBytes,
-		VCPUs: vm.VCPUs, Power: vm.Power, Priority: vm.Priority, Unmovable: vm.Unmovable, Autostart: vm.Autostart}
-}
-
 // Events is the answer of GET /v1/events.
 type Events struct {
-	Events []cluster.Event `json:"events"`
+	Events []Event `json:"events"`
+}
+
+// Event is one entry in the action log.
+type Event struct {
+	Seq       uint64    `json:"seq"`
+	Time      time.Time `json:"time"`
+	Type      string    `json:"type"`
+	Actor     string    `json:"actor"`
+	Host      string    `json:"host,omitempty"`
+	VM        string    `json:"vm,omitempty"`
+	Operation string    `json:"operation,omitempty"`
+	Message   string    `json:"message"`
+	// Target is, for an event about a VM moving or being recreated or
+	// registered elsewhere, the host it goes to (Host is where it comes
+	// from).
+	Target string `json:"target,omitempty"`
 }
 
 // Cluster is the answer of GET /v1/cluster.
@@ -147,7 +202,28 @@ type Cluster struct {
 	// Policy is the policy in force, and this server's own file.
 	Policy PolicyStatus `json:"policy"`
 	// Gossip lists the gossip pool as this server sees it.
-	Gossip []cluster.GossipMember `json:"gossip,omitempty"`
+	Gossip []GossipMember `json:"gossip,omitempty"`
+}
+
+// GossipMember is one gossip member as the answering server sees it.
+type GossipMember struct {
+	Name string `json:"name"`
+	Addr string `json:"addr"`
+	// State is "alive": memberlist lists only the members it has not
+	// declared dead or left.
+	State string     `json:"state"`
+	Meta  MemberMeta `json:"meta"`
+}
+
+// MemberMeta is what a gossip member says of itself.
+type MemberMeta struct {
+	Role string `json:"role"`
+	// Host is the hypervisor host an agent runs on.
+	Host string `json:"host,omitempty"`
+	// API is a server's API address.
+	API string `json:"api,omitempty"`
+	// Hypervisor is an agent's view of its local hypervisor (ok, down).
+	Hypervisor string `json:"hypervisor,omitempty"`
 }
 
 // PolicyStatus is the policy in force as one server sees it.
@@ -210,8 +286,21 @@ type ServerHealth struct {
 // ServerStats is GET /v1/cluster/self: this server's raft position (what
 // the leader's autopilot and a follower's readiness check read).
 type ServerStats struct {
-	ID   string            `json:"id"`
-	Raft cluster.RaftStats `json:"raft"`
+	ID   string    `json:"id"`
+	Raft RaftStats `json:"raft"`
+}
+
+// RaftStats is a server's raft position.
+type RaftStats struct {
+	State        string `json:"state"`
+	Term         uint64 `json:"term"`
+	LastLogIndex uint64 `json:"last_log_index"`
+	LastLogTerm  uint64 `json:"last_log_term"`
+	CommitIndex  uint64 `json:"commit_index"`
+	AppliedIndex uint64 `json:"applied_index"`
+	// LastContactMillis is how long ago a follower last heard from the
+	// leader: 0 on the leader, -1 on a server that never has.
+	LastContactMillis int64 `json:"last_contact_ms"`
 }
 
 // JoinRequest is the body of POST /v1/cluster/join.
@@ -323,7 +412,7 @@ type MigratePlan struct {
 	VM     string `json:"vm"`
 	Action string `json:"action"`
 	From   string `json:"from"`
-	Target string `json:"target"`
+	Target string `json:"target,omitempty"`
 	// Chosen: Herd chose the target (another host if that one fails).
 	Chosen bool `json:"chosen"`
 }
@@ -334,26 +423,70 @@ type MigrateResult struct {
 	MigratePlan
 }
 
-// Operation is an operation with totals.
+// Operation is an evacuation, an exit from maintenance, a migration, a
+// balancing run or a recovery, with every VM's step and the totals.
 type Operation struct {
-	cluster.Operation
-	Total     int `json:"total"`
-	Done      int `json:"done"`
-	Running   int `json:"running"`
-	Pending   int `json:"pending"`
-	Failed    int `json:"failed"`
+	ID   string `json:"id"`
+	Kind OpKind `json:"kind"`
+	Host string `json:"host,omitempty"`
+	// Parent is, for an exit, the evacuation it undoes.
+	Parent     string    `json:"parent,omitempty"`
+	State      OpState   `json:"state"`
+	Migrate    string    `json:"migrate,omitempty"`
+	TargetHost string    `json:"target_host,omitempty"`
+	Actor      string    `json:"actor"`
+	Created    time.Time `json:"created"`
+	Updated    time.Time `json:"updated"`
+	// Progress is when an item last finished (or the start).
+	Progress time.Time `json:"progress"`
+	Error    string    `json:"error,omitempty"`
+	// MaxAttempts per VM, fixed when the operation starts (0: the default).
+	MaxAttempts int `json:"max_attempts,omitempty"`
+	// Detected is, for a recovery, when the host's failure was first seen.
+	Detected time.Time `json:"detected,omitempty"`
+	Items    []OpItem  `json:"items"`
+
+	Total   int `json:"total"`
+	Done    int `json:"done"`
+	Running int `json:"running"`
+	Pending int `json:"pending"`
+	Failed  int `json:"failed"`
+	// Cancelled counts the cancelled items (whether the operation was
+	// cancelled is State, or Stopping while it runs).
 	Cancelled int `json:"cancelled"`
 	// Stopping: the operation was cancelled and its steps in flight are
 	// ending; nothing new starts.
 	Stopping bool `json:"stopping,omitempty"`
 }
 
-// NewOperation adds the totals.
-func NewOperation(op *cluster.Operation) Operation {
-	c := op.Counts()
-	return Operation{Operation: *op, Total: len(op.Items), Done: c[cluster.ItemDone], Running: c[cluster.ItemRunning],
-		Pending: c[cluster.ItemPending], Failed: c[cluster.ItemFailed], Cancelled: c[cluster.ItemCancelled],
-		Stopping: op.State == cluster.OpRunning && op.Cancelled}
+// OpItem is one VM's step in an operation.
+type OpItem struct {
+	VM          string `json:"vm"`
+	Name        string `json:"name"`
+	Action      string `json:"action"`
+	From        string `json:"from"`
+	MemoryBytes int64  `json:"memory_bytes"`
+	Priority    int    `json:"priority"`
+	// Planned is the target a planner chose ahead (balancing).
+	Planned string `json:"planned,omitempty"`
+	Target  string `json:"target,omitempty"`
+	// NewID is, for a recreated VM, the ID of the new copy.
+	NewID string `json:"new_id,omitempty"`
+	// WasRunning is, for a VM waiting for its host, whether it ran before
+	// the crash.
+	WasRunning bool      `json:"was_running,omitempty"`
+	State      ItemState `json:"state"`
+	Attempts   int       `json:"attempts"`
+	// TargetLosses counts the failures not counted as attempts because
+	// their target host was lost.
+	TargetLosses int `json:"target_losses,omitempty"`
+	// SourceLosses counts the failures not counted as attempts because the
+	// connection to the VM's host dropped.
+	SourceLosses int       `json:"source_losses,omitempty"`
+	Tried        []string  `json:"tried,omitempty"`
+	Error        string    `json:"error,omitempty"`
+	Started      time.Time `json:"started,omitempty"`
+	Finished     time.Time `json:"finished,omitempty"`
 }
 
 // Operations is the answer of GET /v1/operations.
@@ -432,4 +565,14 @@ type Lease struct {
 	// Armed: lease expiry fences this host.
 	Armed  bool   `json:"armed"`
 	Leader string `json:"leader"`
+}
+
+// Item returns the index of vm's item, or -1.
+func (o *Operation) Item(vm string) int {
+	for i := range o.Items {
+		if o.Items[i].VM == vm {
+			return i
+		}
+	}
+	return -1
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/herd-project/herd/daemon/config"
 	"github.com/herd-project/herd/daemon/httpapi"
 	"github.com/herd-project/herd/daemon/membership"
+	"github.com/herd-project/herd/daemon/wire"
 )
 
 // RaftNode is this server's raft node (cluster.Node).
@@ -60,7 +61,7 @@ func (a *API) Cluster(w http.ResponseWriter, r *http.Request) (any, error) {
 	st := a.State.State()
 	leader, _ := a.Servers.Raft.Leader()
 	out := api.Cluster{Self: a.Servers.Self(), Leader: leader, LeaderAPI: a.Servers.LeaderAPI(), Index: st.Index,
-		Hosts: len(st.Hosts), VMs: len(st.VMs), Discovered: a.Servers.Discovered(), Servers: []api.Server{}, Policy: a.Servers.PolicyStatus(), Gossip: a.Servers.Gossip()}
+		Hosts: len(st.Hosts), VMs: len(st.VMs), Discovered: a.Servers.Discovered(), Servers: []api.Server{}, Policy: a.Servers.PolicyStatus(), Gossip: wire.Gossip(a.Servers.Gossip())}
 	members, _ := a.Servers.Raft.Members()
 	health := a.Servers.Members.Health()
 	for _, m := range members {
@@ -163,5 +164,5 @@ func (a *API) RemoveServer(w http.ResponseWriter, r *http.Request) (any, error) 
 
 // ServerStats (GET /v1/cluster/self) is this server's raft position.
 func (a *API) ServerStats(w http.ResponseWriter, r *http.Request) (any, error) {
-	return api.ServerStats{ID: a.NodeName, Raft: a.Servers.Raft.Stats()}, nil
+	return api.ServerStats{ID: a.NodeName, Raft: wire.RaftStats(a.Servers.Raft.Stats())}, nil
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/daemon/config"
 	"github.com/herd-project/herd/daemon/httpapi"
+	"github.com/herd-project/herd/daemon/wire"
 )
 
 func (a *API) Events(w http.ResponseWriter, r *http.Request) (any, error) {
@@ -39,10 +40,7 @@ func (a *API) Events(w http.ResponseWriter, r *http.Request) (any, error) {
 	if ferr != nil {
 		return nil, ferr
 	}
-	if events == nil {
-		events = []cluster.Event{}
-	}
-	return api.Events{Events: events}, nil
+	return api.Events{Events: wire.Events(events)}, nil
 }
 
 // eventVM resolves the vm of an events query: an id, or the name of one

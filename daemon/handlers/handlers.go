@@ -111,7 +111,7 @@ type Deps struct {
 	// usage, and the caller holds the FSM's read lock.
 	FailoverCapacity func(doc *policy.Document, st *cluster.State, u *cluster.Usage) int
 	// ApplyPolicy puts doc in force, from the leader or through it.
-	ApplyPolicy func(ctx context.Context, doc *policy.Document, source, actor string, ifVersion int) (*cluster.Policy, error)
+	ApplyPolicy func(ctx context.Context, doc *policy.Document, source, actor string, ifVersion int) (*api.PolicyInfo, error)
 	Maintenance Maintenance
 	Balancer    Balancer
 	// Busy names the running operation a VM is a step of, or "".

@@ -8,6 +8,7 @@ import (
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/daemon/httpapi"
+	"github.com/herd-project/herd/daemon/wire"
 )
 
 func (a *API) Hosts(w http.ResponseWriter, r *http.Request) (any, error) {
@@ -85,7 +86,7 @@ func (a *API) HostStatus(w http.ResponseWriter, r *http.Request) (any, error) {
 		return nil, httpapi.ApplyFailed(err)
 	}
 	st = a.State.State()
-	return api.NewHost(st.Hosts[name], st.Usage()[name], len(st.StaleOn(name))), nil
+	return wire.Host(st.Hosts[name], st.Usage()[name], len(st.StaleOn(name))), nil
 }
 
 func reasonSuffix(r string) string {

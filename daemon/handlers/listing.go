@@ -6,6 +6,7 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
+	"github.com/herd-project/herd/daemon/wire"
 	"github.com/herd-project/herd/policy"
 )
 
@@ -35,23 +36,20 @@ func newListingWithUsage(doc *policy.Document, st *cluster.State, usage map[stri
 
 // host is h as the API shows it; detail lists its stale copies.
 func (l *listing) host(h *cluster.Host, detail bool) api.Host {
-	out := api.NewHost(h, l.usage[h.Name], len(l.stale[h.Name]))
+	out := wire.Host(h, l.usage[h.Name], len(l.stale[h.Name]))
 	out.NotFenced = l.notFenced(h)
 	if !detail {
 		return out
 	}
 	for _, c := range l.stale[h.Name] {
 		// Herd never acts on it but to destroy it, and never reads it.
-		v := api.StaleCopyView{StaleCopy: *c, Power: "unknown"}
+		var vmHost string
 		if vm := l.st.VMs[c.VM]; vm != nil {
-			v.VMHost = vm.Host
+			vmHost = vm.Host
 		}
-		out.Stale = append(out.Stale, v)
+		out.Stale = append(out.Stale, wire.StaleCopy(c, vmHost))
 	}
-	if sl := l.st.Silences[h.Name]; sl != nil {
-		c := *sl
-		out.Silence = &c
-	}
+	out.Silence = wire.Silence(l.st.Silences[h.Name])
 	return out
 }
 

@@ -7,6 +7,7 @@ import (
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/daemon/httpapi"
+	"github.com/herd-project/herd/daemon/wire"
 )
 
 func (a *API) Operations(w http.ResponseWriter, r *http.Request) (any, error) {
@@ -19,7 +20,7 @@ func (a *API) Operations(w http.ResponseWriter, r *http.Request) (any, error) {
 	out := api.Operations{Operations: []api.Operation{}}
 	for _, op := range st.SortedOperations() {
 		if (host == "" || op.Host == host || op.TargetHost == host) && (state == "" || string(op.State) == state) {
-			out.Operations = append(out.Operations, api.NewOperation(op))
+			out.Operations = append(out.Operations, wire.Operation(op))
 		}
 	}
 	return out, nil
@@ -30,7 +31,7 @@ func (a *API) Operation(w http.ResponseWriter, r *http.Request) (any, error) {
 	if op == nil {
 		return nil, httpapi.Errorf(http.StatusNotFound, "operation", "operation %q not found", r.PathValue("id"))
 	}
-	return api.NewOperation(op), nil
+	return wire.Operation(op), nil
 }
 
 func (a *API) CancelOperation(w http.ResponseWriter, r *http.Request) (any, error) {
@@ -40,7 +41,7 @@ func (a *API) CancelOperation(w http.ResponseWriter, r *http.Request) (any, erro
 		if err := httpapi.DecodeEmpty(r); err != nil {
 			return nil, err
 		}
-		return api.NewOperation(op), nil
+		return wire.Operation(op), nil
 	}
 	return a.operationCommand(r, func(id string, ev cluster.Event) cluster.Command {
 		ev.Type, ev.Message = "operation.cancelled", "operation "+id+" cancelled: steps in flight finish, nothing new starts"
@@ -69,5 +70,5 @@ func (a *API) operationCommand(r *http.Request, build func(id string, ev cluster
 	if _, err := a.Raft.Apply(r.Context(), build(id, ev)); err != nil {
 		return nil, httpapi.ApplyFailed(err)
 	}
-	return api.NewOperation(a.State.Operation(id)), nil
+	return wire.Operation(a.State.Operation(id)), nil
 }

@@ -112,5 +112,5 @@ func (a *API) PutPolicy(w http.ResponseWriter, r *http.Request) (any, error) {
 	if err != nil {
 		return nil, httpapi.ApplyFailed(err)
 	}
-	return api.PolicyInfo{Version: p.Version, Hash: p.Hash, Source: p.Source, Updated: p.Updated}, nil
+	return *p, nil
 }

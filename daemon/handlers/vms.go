@@ -10,6 +10,7 @@ import (
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/daemon/httpapi"
+	"github.com/herd-project/herd/daemon/wire"
 	"github.com/herd-project/herd/policy/placement"
 )
 
@@ -136,7 +137,7 @@ func findVMByRef(st *cluster.State, ref string) (*cluster.VM, *httpapi.Error) {
 // vmView is vm as the API shows it: its effective priority (its policy
 // groups' included) and its groups.
 func vmView(comp *placement.Compiled, vm *cluster.VM) api.VMView {
-	v := api.NewVMView(vm)
+	v := wire.VM(vm)
 	if comp != nil {
 		v.Priority, v.Groups = comp.Priority(vm), comp.GroupsOf(vm)
 	}

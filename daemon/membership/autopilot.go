@@ -83,7 +83,7 @@ type Controller struct {
 type serverProbe struct {
 	firstSeen time.Time
 	lastOK    time.Time
-	stats     cluster.RaftStats
+	stats     api.RaftStats
 	// noAddr: the server's API address is not registered (yet).
 	noAddr bool
 }
