@@ -42,11 +42,21 @@ type Table struct {
 // New is an empty table.
 func New() *Table { return &Table{renewed: map[string]time.Time{}} }
 
-// Reset starts a leadership term at now.
+// Reset starts a leadership term at now. Heartbeats received less than
+// api.HeartbeatLost before it are kept: raft makes a server leader (and
+// its API records the beats agents send it) a moment before its
+// controllers start and reset the table, and forgetting the agents'
+// first beats to the new leader would only hand them back to gossip.
 func (l *Table) Reset(now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.since, l.renewed, l.beats = now, map[string]time.Time{}, map[string]time.Time{}
+	beats := map[string]time.Time{}
+	for h, t := range l.beats {
+		if now.Sub(t) < api.HeartbeatLost {
+			beats[h] = t
+		}
+	}
+	l.since, l.renewed, l.beats = now, map[string]time.Time{}, beats
 }
 
 // Renew records a renewal of host's lease received at now.

@@ -34,7 +34,8 @@ func TestNewLeaderCountsLeasesFromItsTerm(t *testing.T) {
 }
 
 // TestHeartbeatsAreKnownOnlyInTheTerm: a heartbeat is known until the
-// next term, fresh for api.HeartbeatLost; an agent's start time survives
+// next term (unless it came less than api.HeartbeatLost before it), fresh
+// for api.HeartbeatLost; an agent's start time survives
 // a new term (it says when the agent restarted).
 func TestHeartbeatsAreKnownOnlyInTheTerm(t *testing.T) {
 	t0 := time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)
@@ -54,6 +55,13 @@ func TestHeartbeatsAreKnownOnlyInTheTerm(t *testing.T) {
 	l.Reset(t0.Add(time.Minute))
 	if known, _ := l.Heard("h1", t0.Add(time.Minute)); known {
 		t.Fatal("a heartbeat from an earlier term is known")
+	}
+	// A beat the server recorded as it became leader, just before its
+	// controllers reset the table, stays known (and fresh while it is).
+	l.Beat("h1", t0.Add(2*time.Minute))
+	l.Reset(t0.Add(2*time.Minute + api.HeartbeatEvery))
+	if known, fresh := l.Heard("h1", t0.Add(2*time.Minute+api.HeartbeatEvery)); !known || !fresh {
+		t.Fatalf("heard = %v, %v for a beat just before the term; want known and fresh", known, fresh)
 	}
 	if got := l.AgentStarted("h1"); !got.Equal(t0.Add(-time.Hour)) {
 		t.Fatalf("agent started = %s, want %s", got, t0.Add(-time.Hour))
