@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/daemon/controller/ops"
 	"github.com/herd-project/herd/daemon/controller/recovery"
 )
 
@@ -14,7 +15,7 @@ import (
 // would move VMs the operation just placed.
 func frozenHosts(st *cluster.State) map[string]string {
 	out := map[string]string{}
-	for _, op := range runningOps(st) {
+	for _, op := range ops.Running(st) {
 		if op.Kind != cluster.OpEvacuate && op.Kind != cluster.OpRecover || op.Kind == cluster.OpRecover && !recovery.PlacesVMs(op) {
 			continue
 		}

@@ -8,12 +8,13 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
+	"github.com/herd-project/herd/daemon/controller"
 )
 
 // slowStarts holds every StartItem at the raft write until released, as a
 // slow disk or a lagging follower would.
 type slowStarts struct {
-	next    applier
+	next    controller.Applier
 	held    chan struct{}
 	release chan struct{}
 	once    sync.Once
@@ -37,10 +38,12 @@ func (a *slowStarts) Apply(ctx context.Context, cmd cluster.Command) (uint64, er
 // evacuation completes once the writes go through.
 func TestOpsControllerNeverHoldsItsLockAcrossACommit(t *testing.T) {
 	slow := &slowStarts{held: make(chan struct{}), release: make(chan struct{})}
-	dev := startTestDevHook(t, DevOptions{Hosts: 3, VMs: 6}, testOptions(t), func(d *DevServer) {
-		slow.next = d.ops.raft
-		d.ops.raft = slow
-	})
+	opts := testOptions(t)
+	opts.WrapOpsRaft = func(next controller.Applier) controller.Applier {
+		slow.next = next
+		return slow
+	}
+	dev := startTestDevHook(t, DevOptions{Hosts: 3, VMs: 6}, opts, nil)
 	c, err := api.NewClient(dev.APIAddr(), "")
 	if err != nil {
 		t.Fatal(err)

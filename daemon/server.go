@@ -21,9 +21,11 @@ import (
 	"github.com/herd-project/herd/daemon/alertmanager"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/daemon/config"
+	"github.com/herd-project/herd/daemon/controller"
 	"github.com/herd-project/herd/daemon/controller/balance"
 	"github.com/herd-project/herd/daemon/controller/health"
 	"github.com/herd-project/herd/daemon/controller/inventory"
+	"github.com/herd-project/herd/daemon/controller/ops"
 	"github.com/herd-project/herd/daemon/controller/recovery"
 	"github.com/herd-project/herd/daemon/httpapi"
 	"github.com/herd-project/herd/daemon/lease"
@@ -74,7 +76,7 @@ type Server struct {
 	controlCtx context.CancelFunc
 	// controllers are started on the leader, in order.
 	controllers []Controller
-	ops         *opsController
+	ops         *ops.Controller
 	maint       *maintenance.Service
 	syncers     []*inventory.Controller
 	balancer    *balance.Controller
@@ -118,6 +120,9 @@ type Options struct {
 	// RaftLogStore wraps the raft log store when set (tests play a slow
 	// disk with it).
 	RaftLogStore func(raft.LogStore) raft.LogStore
+	// WrapOpsRaft wraps the operations controller's raft writes when set
+	// (tests hold a step's commit with it).
+	WrapOpsRaft func(controller.Applier) controller.Applier
 }
 
 // NewServer opens the raft node and the API listener. Nothing runs until Start.
@@ -190,13 +195,18 @@ func NewServer(cfg *config.Server, opts Options) (*Server, error) {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.gossip = &membership.Gossip{}
-	s.ops = newOpsController(s)
-	s.maint = maintenance.New(maintenance.Deps{State: node.FSM(), Raft: node, Ledger: s.ops, Policy: s.Policy, Options: s.placementOptions,
-		NewOpID: newOpID})
 	s.leases = lease.New()
-	s.metrics = metrics.New(s.reg, metrics.Sources{State: s.stateSample, Raft: s.raftSample, InFlight: s.ops.InFlight, Policy: s.policySample,
+	s.metrics = metrics.New(s.reg, metrics.Sources{State: s.stateSample, Raft: s.raftSample, InFlight: func() int { return s.ops.InFlight() }, Policy: s.policySample,
 		Gossip: s.gossip.States})
 	s.drivers = newDriverSet(cfg.Drivers, opts.DriverFactory, log)
+	var opsRaft controller.Applier = node
+	if opts.WrapOpsRaft != nil {
+		opsRaft = opts.WrapOpsRaft(opsRaft)
+	}
+	s.ops = ops.New(ops.Deps{State: node.FSM(), Raft: opsRaft, Drivers: s.drivers, Policy: s.Policy, Options: s.placementOptions,
+		Self: cfg.NodeName, InventoryTimeout: cfg.Inventory.Timeout, Metrics: s.metrics, Log: log})
+	s.maint = maintenance.New(maintenance.Deps{State: node.FSM(), Raft: node, Ledger: s.ops, Policy: s.Policy, Options: s.placementOptions,
+		NewOpID: newOpID})
 	syncDeps := inventory.Deps{State: node.FSM(), Raft: node, Drivers: s.drivers, Metrics: s.metrics, Log: log,
 		Interval: cfg.Inventory.SyncInterval, Timeout: cfg.Inventory.Timeout}
 	for _, dc := range cfg.Drivers {

@@ -4,13 +4,13 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/daemon/controller/controllertest"
 	"github.com/herd-project/herd/drivers"
 	"github.com/herd-project/herd/internal/testutil"
 	"github.com/herd-project/herd/metrics"
@@ -20,39 +20,26 @@ import (
 // fakeRaft is the state and raft of one host: SetHostHealth changes it,
 // and every command is kept.
 type fakeRaft struct {
-	mu   sync.Mutex
-	st   *cluster.State
+	controllertest.Store
 	cmds []cluster.Command
 }
 
-func (f *fakeRaft) Read(fn func(st *cluster.State)) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	fn(f.st)
-}
-
-func (f *fakeRaft) State() *cluster.State {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.st.Snapshot()
-}
-
 func (f *fakeRaft) Apply(_ context.Context, cmd cluster.Command) (uint64, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
 	f.cmds = append(f.cmds, cmd)
 	if c, ok := cmd.(*cluster.SetHostHealth); ok {
-		h := *f.st.Hosts[c.Host]
+		h := *f.St.Hosts[c.Host]
 		h.Health = c.Health
-		f.st.Hosts[c.Host] = &h
+		f.St.Hosts[c.Host] = &h
 	}
 	return uint64(len(f.cmds)), nil
 }
 
 // healths are the host healths written, in order.
 func (f *fakeRaft) healths() []cluster.Health {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
 	var out []cluster.Health
 	for _, c := range f.cmds {
 		if c, ok := c.(*cluster.SetHostHealth); ok {
@@ -86,7 +73,7 @@ func (noLeases) Heard(string, time.Time) (bool, bool)                    { retur
 func TestHostThatStopsAnsweringGoesSuspectThenDead(t *testing.T) {
 	st := cluster.NewState()
 	st.Hosts["h1"] = &cluster.Host{Name: "h1", Driver: "d", Health: cluster.HealthAlive, Connection: cluster.Connected}
-	raft := &fakeRaft{st: st}
+	raft := &fakeRaft{Store: controllertest.Store{St: st}}
 	doc := policy.Default()
 	doc.Health.SuspectAfter, doc.Health.DeadAfter = 200*time.Millisecond, 600*time.Millisecond
 	c := New(Deps{State: raft, Raft: raft, Drivers: oneDriver{}, Leases: noLeases{},

@@ -1,4 +1,11 @@
-package daemon
+// Package ops is the leader's operations controller: it runs the
+// operations recorded in raft (evacuations, exits, migrations, balance
+// runs, the recreations of recoveries) step by step, and it is the one
+// migration gate: every move goes through its ledger and limits. Each step
+// is decided under its lock and written to raft after the lock is
+// released, before it acts and after; a new leader checks the steps it
+// finds running against the hypervisor and never repeats a finished one.
+package ops
 
 import (
 	"context"
@@ -16,19 +23,14 @@ import (
 	"github.com/herd-project/herd/policy/plan"
 )
 
+// controllerActor names the controllers in events.
 const controllerActor = "herd"
 
-// applier writes commands to raft (the server's node).
-type applier interface {
-	Apply(ctx context.Context, cmd cluster.Command) (uint64, error)
-}
-
-// opsController runs operations (evacuations, exits, migrations) on the
+// Controller runs operations (evacuations, exits, migrations) on the
 // leader. It is the one migration gate: every move goes through its ledger
 // and limits. Each step is written to raft before it acts and after.
-type opsController struct {
-	s    *Server
-	raft applier
+type Controller struct {
+	d    Deps
 	wake chan uint64
 
 	mu       sync.Mutex
@@ -42,32 +44,36 @@ type opsController struct {
 	wg         sync.WaitGroup
 }
 
-func newOpsController(s *Server) *opsController {
-	c := &opsController{
-		s:        s,
-		raft:     s.node,
+// New is the operations controller; it wakes on every raft entry.
+func New(d Deps) *Controller {
+	if d.Clock == nil {
+		d.Clock = systemClock{}
+	}
+	c := &Controller{
+		d:        d,
 		wake:     make(chan uint64, 1),
 		ledger:   placement.NewLedger(),
 		inflight: map[string]bool{},
 		waiting:  map[string]time.Time{},
 	}
-	s.node.FSM().Watch(c.wake)
+	d.State.Watch(c.wake)
 	return c
 }
 
-func (c *opsController) Name() string { return "operations" }
+// Name names the controller in logs.
+func (c *Controller) Name() string { return "operations" }
 
 // settings are the policy's maintenance section and the placement options
 // for automatic moves, as in force now.
-func (c *opsController) settings(st *cluster.State) (policy.MaintenancePolicy, placement.Limits, placement.Options) {
-	doc := c.s.Policy()
+func (c *Controller) settings(st *cluster.State) (policy.MaintenancePolicy, placement.Limits, placement.Options) {
+	doc := c.d.Policy()
 	m := doc.Maintenance
 	limits := placement.Limits{PerSource: m.PerSource, PerTarget: m.PerTarget, Cluster: m.Cluster}
-	return m, limits, c.s.placementOptions(doc, st, limits.PerTarget)
+	return m, limits, c.d.Options(doc, st, limits.PerTarget)
 }
 
 // options are the placement options for automatic moves.
-func (c *opsController) options(st *cluster.State) placement.Options {
+func (c *Controller) options(st *cluster.State) placement.Options {
 	_, _, o := c.settings(st)
 	return o
 }
@@ -77,13 +83,13 @@ func (c *opsController) options(st *cluster.State) placement.Options {
 // running evacuations still have to run (several hosts entering
 // maintenance at once share one capacity), and the placement options of
 // automatic moves. Both are copies the caller may change.
-func (c *opsController) Planning(st *cluster.State) (*placement.Ledger, placement.Options) {
+func (c *Controller) Planning(st *cluster.State) (*placement.Ledger, placement.Options) {
 	l := c.Reservations()
 	usage := st.Usage()
 	opts := c.options(st)
 	o := opts
 	o.MaxInFlightTo = 0
-	for _, op := range runningOps(st) {
+	for _, op := range Running(st) {
 		for _, it := range op.Items {
 			if it.State != cluster.ItemPending || (it.Action != cluster.ActionLiveMigrate && it.Action != cluster.ActionOfflineMigrate) {
 				continue
@@ -109,20 +115,22 @@ func (c *opsController) Planning(st *cluster.State) (*placement.Ledger, placemen
 }
 
 // Reservations is a copy of the steps in flight's reservations.
-func (c *opsController) Reservations() *placement.Ledger {
+func (c *Controller) Reservations() *placement.Ledger {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.ledger.Clone()
 }
 
 // InFlight is how many steps are running now.
-func (c *opsController) InFlight() int {
+func (c *Controller) InFlight() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.inflight)
 }
 
-func (c *opsController) Run(ctx context.Context) {
+// Run runs the operations until ctx ends (leadership lost); the steps in
+// flight are left to the next leader, which checks them.
+func (c *Controller) Run(ctx context.Context) {
 	c.mu.Lock()
 	c.ledger, c.inflight, c.recovering, c.waiting = placement.NewLedger(), map[string]bool{}, 0, map[string]time.Time{}
 	c.mu.Unlock()
@@ -147,8 +155,8 @@ func key(op, vm string) string { return op + "/" + vm }
 // checked against the hypervisor. A step that finished is recorded as done;
 // one that did not is driven again toward the same target, so no VM goes
 // to two places.
-func (c *opsController) resume(ctx context.Context) {
-	st := c.s.node.FSM().State()
+func (c *Controller) resume(ctx context.Context) {
+	st := c.d.State.State()
 	invs := map[string]*drivers.Inventory{}
 	for _, op := range st.SortedOperations() {
 		if op.State != cluster.OpRunning {
@@ -161,7 +169,7 @@ func (c *opsController) resume(ctx context.Context) {
 			}
 		}
 		c.apply(ctx, &cluster.AppendEvents{Events: []cluster.Event{opEvent(op, "operation.resumed", "",
-			"leader %s took over %s operation %s on %s (steps in flight: %d, each checked against the hypervisor)", c.s.cfg.NodeName, op.Kind, op.ID, op.Host, inFlight)}})
+			"leader %s took over %s operation %s on %s (steps in flight: %d, each checked against the hypervisor)", c.d.Self, op.Kind, op.ID, op.Host, inFlight)}})
 		for _, it := range op.Items {
 			if it.State != cluster.ItemRunning {
 				continue
@@ -184,7 +192,7 @@ func (c *opsController) resume(ctx context.Context) {
 			}
 			if isRecovery(it.Action) {
 				if found := findRecreated(inv, st, vm, it.Target); found != nil {
-					c.s.log.Info("resumed recreation had finished", "op", op.ID, "vm", vm.Name, "copy", found.ID)
+					c.d.Log.Info("resumed recreation had finished", "op", op.ID, "vm", vm.Name, "copy", found.ID)
 					it.NewID = found.ID
 					if it.Action == cluster.ActionRecreate && found.Power != drivers.PoweredOn {
 						c.launch(ctx, op, it, vm) // defined but not started: drive it again
@@ -200,22 +208,22 @@ func (c *opsController) resume(ctx context.Context) {
 			case resumeGone:
 				c.finish(ctx, op, it, errors.New("VM no longer exists"), "")
 			case resumeDone:
-				c.s.log.Info("resumed step had finished", "op", op.ID, "vm", vm.Name, "action", it.Action)
+				c.d.Log.Info("resumed step had finished", "op", op.ID, "vm", vm.Name, "action", it.Action)
 				c.finish(ctx, op, it, nil, "found finished after a leader change")
 			default:
-				c.s.log.Info("resuming step", "op", op.ID, "vm", vm.Name, "action", it.Action, "target", it.Target)
+				c.d.Log.Info("resuming step", "op", op.ID, "vm", vm.Name, "action", it.Action, "target", it.Target)
 				c.launch(ctx, op, it, vm)
 			}
 		}
 	}
 }
 
-func (c *opsController) inventory(ctx context.Context, driver string) *drivers.Inventory {
-	d, err := c.s.drivers.Get(ctx, driver)
+func (c *Controller) inventory(ctx context.Context, driver string) *drivers.Inventory {
+	d, err := c.d.Drivers.Get(ctx, driver)
 	if err != nil {
 		return nil
 	}
-	tctx, cancel := context.WithTimeout(ctx, c.s.cfg.Inventory.Timeout)
+	tctx, cancel := context.WithTimeout(ctx, c.d.InventoryTimeout)
 	defer cancel()
 	inv, err := d.Inventory(tctx)
 	if err != nil {
@@ -294,13 +302,13 @@ func stepDone(it cluster.OpItem, vm *drivers.VM) bool {
 }
 
 // step starts whatever the limits allow now.
-func (c *opsController) step(ctx context.Context) {
+func (c *Controller) step(ctx context.Context) {
 	if ctx.Err() != nil {
 		return
 	}
 	// Most ticks find nothing running: look before copying the state.
 	running := false
-	c.s.node.FSM().Read(func(st *cluster.State) {
+	c.d.State.Read(func(st *cluster.State) {
 		for _, op := range st.Operations {
 			if op.State == cluster.OpRunning {
 				running = true
@@ -311,15 +319,15 @@ func (c *opsController) step(ctx context.Context) {
 	if !running {
 		return
 	}
-	st := c.s.node.FSM().State()
-	ops := runningOps(st)
+	st := c.d.State.State()
+	ops := Running(st)
 	if len(ops) == 0 {
 		return
 	}
 	usage := st.Usage()
-	now := time.Now().UTC()
+	now := c.now()
 	m, limits, opts := c.settings(st)
-	rec := c.s.Policy().Recovery
+	rec := c.d.Policy().Recovery
 	// Each step is decided under c.mu (the ledger, the steps in flight)
 	// and written to raft after it is released: a reader of the ledger or
 	// of InFlight (a precheck, /metrics) never waits for a commit.
@@ -373,7 +381,7 @@ func (c *opsController) step(ctx context.Context) {
 // stepRecovery starts the pending recreations of one recovery, in order,
 // within recovery.concurrency. A recovery never gives up: a VM that found
 // no host is tried again after a backoff that doubles up to max_backoff.
-func (c *opsController) stepRecovery(ctx context.Context, st *cluster.State, usage map[string]cluster.HostUsage, op *cluster.Operation, now time.Time, r policy.RecoveryPolicy, o placement.Options) {
+func (c *Controller) stepRecovery(ctx context.Context, st *cluster.State, usage map[string]cluster.HostUsage, op *cluster.Operation, now time.Time, r policy.RecoveryPolicy, o placement.Options) {
 	// The failover hosts are kept for this: tried first.
 	o = plan.RecoveryOptions(o)
 	c.mu.Lock()
@@ -403,13 +411,13 @@ func wait(context.Context) bool { return true }
 
 // finishAtOnce is the action of a step that needs no driver call: it is
 // done (err nil) or failed at once (counted as an attempt).
-func (c *opsController) finishAtOnce(op *cluster.Operation, it cluster.OpItem, target string, err error, note string) action {
+func (c *Controller) finishAtOnce(op *cluster.Operation, it cluster.OpItem, target string, err error, note string) action {
 	return func(ctx context.Context) bool { return c.startAndFinish(ctx, op, it, target, err, note) }
 }
 
 // decide chooses how one pending step starts (c.mu held): its target is
 // reserved in the ledger at once, so the next decision counts it.
-func (c *opsController) decide(st *cluster.State, usage map[string]cluster.HostUsage, op *cluster.Operation, it cluster.OpItem, now time.Time, limits placement.Limits, o placement.Options) action {
+func (c *Controller) decide(st *cluster.State, usage map[string]cluster.HostUsage, op *cluster.Operation, it cluster.OpItem, now time.Time, limits placement.Limits, o placement.Options) action {
 	vm := st.VMs[it.VM]
 	if vm == nil {
 		return c.finishAtOnce(op, it, "", nil, "VM no longer exists; nothing to do")
@@ -504,9 +512,9 @@ func (c *opsController) decide(st *cluster.State, usage map[string]cluster.HostU
 // startLocked reserves a step's target and marks it in flight (c.mu held);
 // its action records the start in raft and runs the driver call, or gives
 // the reservation back when the start could not be recorded.
-func (c *opsController) startLocked(op *cluster.Operation, it cluster.OpItem, vm *cluster.VM, start *cluster.StartItem) action {
+func (c *Controller) startLocked(op *cluster.Operation, it cluster.OpItem, vm *cluster.VM, start *cluster.StartItem) action {
 	c.reserveLocked(op, it, vm)
-	if sub, ok := c.raft.(submitter); ok && isRecovery(it.Action) {
+	if sub, ok := c.d.Raft.(submitter); ok && isRecovery(it.Action) {
 		return c.startAside(sub, op, it, vm, start)
 	}
 	return func(ctx context.Context) bool {
@@ -524,7 +532,7 @@ func (c *opsController) startLocked(op *cluster.Operation, it cluster.OpItem, vm
 // excludes it): it gets back the power state it had before the crash
 // there — as soon as that is safe: the host is alive and connected, and
 // the stale copies of other VMs on it are gone.
-func (c *opsController) backOnItsHost(st *cluster.State, op *cluster.Operation, it cluster.OpItem, vm *cluster.VM, h *cluster.Host) action {
+func (c *Controller) backOnItsHost(st *cluster.State, op *cluster.Operation, it cluster.OpItem, vm *cluster.VM, h *cluster.Host) action {
 	if h.Health != cluster.HealthAlive || h.Connection != cluster.Connected || len(st.StaleOn(h.Name)) > 0 {
 		return wait
 	}
@@ -539,7 +547,7 @@ func (c *opsController) backOnItsHost(st *cluster.State, op *cluster.Operation, 
 	if !wasRunning || vm.Power == cluster.PoweredOn {
 		return c.finishAtOnce(op, it, h.Name, nil, fmt.Sprintf("VM %s is on its host %s again, which returned, and is %s as before the crash: %s", vm.Name, h.Name, vm.Power, why))
 	}
-	now := time.Now().UTC()
+	now := c.now()
 	msg := fmt.Sprintf("power on VM %s on its host %s, which returned: it ran before the crash, and %s", vm.Name, h.Name, why)
 	start := &cluster.StartItem{Op: op.ID, VM: it.VM, Target: h.Name, Time: now, Event: opEvent(op, "step.started", vm.ID, "%s", msg)}
 	it.Target, it.Attempts = h.Name, it.Attempts+1
@@ -548,8 +556,8 @@ func (c *opsController) backOnItsHost(st *cluster.State, op *cluster.Operation, 
 
 // startAndFinish records a step that needs no driver call: it is done (err
 // nil) or failed at once (counted as an attempt).
-func (c *opsController) startAndFinish(ctx context.Context, op *cluster.Operation, it cluster.OpItem, target string, err error, note string) bool {
-	now := time.Now().UTC()
+func (c *Controller) startAndFinish(ctx context.Context, op *cluster.Operation, it cluster.OpItem, target string, err error, note string) bool {
+	now := c.now()
 	if !c.apply(ctx, &cluster.StartItem{Op: op.ID, VM: it.VM, Target: target, Time: now}) {
 		return false
 	}
@@ -567,7 +575,7 @@ func migrationKind(it cluster.OpItem) drivers.MigrationKind {
 
 // reserveLocked marks a step in flight and holds its target's capacity in
 // the ledger (c.mu held).
-func (c *opsController) reserveLocked(op *cluster.Operation, it cluster.OpItem, vm *cluster.VM) {
+func (c *Controller) reserveLocked(op *cluster.Operation, it cluster.OpItem, vm *cluster.VM) {
 	c.inflight[key(op.ID, it.VM)] = true
 	if isRecovery(it.Action) {
 		c.recovering++
@@ -585,7 +593,7 @@ func (c *opsController) reserveLocked(op *cluster.Operation, it cluster.OpItem, 
 }
 
 // release ends what reserveLocked began.
-func (c *opsController) release(op *cluster.Operation, it cluster.OpItem, vm *cluster.VM) {
+func (c *Controller) release(op *cluster.Operation, it cluster.OpItem, vm *cluster.VM) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.inflight, key(op.ID, it.VM))
@@ -596,7 +604,7 @@ func (c *opsController) release(op *cluster.Operation, it cluster.OpItem, vm *cl
 }
 
 // launch drives a step already recorded as running (a resumed one).
-func (c *opsController) launch(ctx context.Context, op *cluster.Operation, it cluster.OpItem, vm *cluster.VM) {
+func (c *Controller) launch(ctx context.Context, op *cluster.Operation, it cluster.OpItem, vm *cluster.VM) {
 	c.mu.Lock()
 	c.reserveLocked(op, it, vm)
 	c.mu.Unlock()
@@ -605,7 +613,7 @@ func (c *opsController) launch(ctx context.Context, op *cluster.Operation, it cl
 
 // run makes one step's driver call in the background; its reservation in
 // the ledger is held until the result is committed.
-func (c *opsController) run(ctx context.Context, op *cluster.Operation, it cluster.OpItem, vm *cluster.VM) {
+func (c *Controller) run(ctx context.Context, op *cluster.Operation, it cluster.OpItem, vm *cluster.VM) {
 	kind := migrationKind(it)
 	recovery := isRecovery(it.Action)
 	c.wg.Add(1)
@@ -623,15 +631,15 @@ func (c *opsController) run(ctx context.Context, op *cluster.Operation, it clust
 			if err != nil {
 				result = "error"
 			}
-			c.s.metrics.Recreations.WithLabelValues(result).Inc()
+			c.d.Metrics.Recreations.WithLabelValues(result).Inc()
 		case it.Target != "":
 			result := "ok"
 			if err != nil {
 				result = "error"
 			}
-			c.s.metrics.Migrations.WithLabelValues(string(kind), result).Inc()
+			c.d.Metrics.Migrations.WithLabelValues(string(kind), result).Inc()
 			if err == nil {
-				c.s.metrics.MigrationDuration.WithLabelValues(string(kind)).Observe(time.Since(start).Seconds())
+				c.d.Metrics.MigrationDuration.WithLabelValues(string(kind)).Observe(time.Since(start).Seconds())
 			}
 		}
 		if ctx.Err() == nil {
@@ -653,12 +661,12 @@ func (c *opsController) run(ctx context.Context, op *cluster.Operation, it clust
 }
 
 // drive makes the driver call for one step.
-func (c *opsController) drive(ctx context.Context, it *cluster.OpItem, vm *cluster.VM, kind drivers.MigrationKind) error {
-	d, err := c.s.drivers.Get(ctx, vm.Driver)
+func (c *Controller) drive(ctx context.Context, it *cluster.OpItem, vm *cluster.VM, kind drivers.MigrationKind) error {
+	d, err := c.d.Drivers.Get(ctx, vm.Driver)
 	if err != nil {
 		return err
 	}
-	m := c.s.Policy().Maintenance
+	m := c.d.Policy().Maintenance
 	switch it.Action {
 	case cluster.ActionRecreate, cluster.ActionRegister, cluster.ActionAwaitHost:
 		return c.recreate(ctx, d, it, vm)
@@ -708,16 +716,16 @@ func (e *targetLostError) Unwrap() error { return e.err }
 // targetLost reports whether a failed step's target host was lost: Herd no
 // longer sees it alive and connected, or its manager does not answer a
 // probe now (a crash shows there first: health takes suspect_after).
-func (c *opsController) targetLost(ctx context.Context, vm *cluster.VM, target string) bool {
+func (c *Controller) targetLost(ctx context.Context, vm *cluster.VM, target string) bool {
 	var h *cluster.Host
-	c.s.node.FSM().Read(func(st *cluster.State) { h = st.Hosts[target] })
+	c.d.State.Read(func(st *cluster.State) { h = st.Hosts[target] })
 	if h == nil {
 		return true
 	}
 	if h.Health == cluster.HealthSuspect || h.Health == cluster.HealthDead || h.Health == cluster.HealthFenced || h.Connection == cluster.Disconnected || h.Connection == cluster.NotResponding {
 		return true
 	}
-	d, err := c.s.drivers.Get(ctx, vm.Driver)
+	d, err := c.d.Drivers.Get(ctx, vm.Driver)
 	if err != nil {
 		return false
 	}
@@ -736,7 +744,7 @@ const recreateTimeout = 2 * time.Minute
 // recreate defines vm on the item's target from its stored definition and,
 // for a VM that ran, starts it. A step that already has its copy (NewID:
 // an attempt that could not start it, or a resumed step) only starts it.
-func (c *opsController) recreate(ctx context.Context, d drivers.Driver, it *cluster.OpItem, vm *cluster.VM) error {
+func (c *Controller) recreate(ctx context.Context, d drivers.Driver, it *cluster.OpItem, vm *cluster.VM) error {
 	tctx, cancel := context.WithTimeout(ctx, recreateTimeout)
 	defer cancel()
 	if it.Target == it.From && it.From != "" {
@@ -775,7 +783,7 @@ func (c *opsController) recreate(ctx context.Context, d drivers.Driver, it *clus
 // a cut link) can still have been made, and as the copy keeps the VM's id
 // it would be a second copy of the VM once this attempt defines one. The
 // fenced host's copy (the stale one) is never touched here.
-func (c *opsController) removeEarlierCopies(ctx context.Context, d drivers.Driver, it *cluster.OpItem, vm *cluster.VM) {
+func (c *Controller) removeEarlierCopies(ctx context.Context, d drivers.Driver, it *cluster.OpItem, vm *cluster.VM) {
 	for _, h := range it.Tried {
 		if h == it.Target || h == it.From || h == vm.Host {
 			continue
@@ -786,11 +794,11 @@ func (c *opsController) removeEarlierCopies(ctx context.Context, d drivers.Drive
 			continue
 		case err == nil:
 			msg := fmt.Sprintf("removed the copy of VM %s that an earlier attempt left on %s (its call failed, but the definition was made): the VM is recreated on %s, once", vm.Name, h, it.Target)
-			c.s.log.Info(msg, "vm", vm.ID)
+			c.d.Log.Info(msg, "vm", vm.ID)
 			c.apply(ctx, &cluster.AppendEvents{Events: []cluster.Event{cluster.NewEvent("vm.leftover_destroyed", controllerActor, h, vm.ID, msg)}})
 		case ctx.Err() == nil:
 			msg := fmt.Sprintf("could not check %s for a copy of VM %s an earlier attempt may have left there: %v", h, vm.Name, err)
-			c.s.log.Warn(msg, "vm", vm.ID)
+			c.d.Log.Warn(msg, "vm", vm.ID)
 			c.apply(ctx, &cluster.AppendEvents{Events: []cluster.Event{cluster.NewEvent("vm.leftover_unchecked", controllerActor, h, vm.ID, msg)}})
 		}
 	}
@@ -811,8 +819,8 @@ func powerOnAt(ctx context.Context, d drivers.Driver, id, host string) error {
 }
 
 // finish records how a step ended.
-func (c *opsController) finish(ctx context.Context, op *cluster.Operation, it cluster.OpItem, err error, note string) bool {
-	now := time.Now().UTC()
+func (c *Controller) finish(ctx context.Context, op *cluster.Operation, it cluster.OpItem, err error, note string) bool {
+	now := c.now()
 	fi := &cluster.FinishItem{Op: op.ID, VM: it.VM, OK: err == nil, NewID: it.NewID, Time: now}
 	if err == nil {
 		msg := fmt.Sprintf("%s VM %s done", it.Action, it.Name)
@@ -847,7 +855,7 @@ func (c *opsController) finish(ctx context.Context, op *cluster.Operation, it cl
 		}
 		fi.Event = stepEvent(op, it, it.From, it.Target, "step.failed", "%s VM %s failed (attempt %d of %d, %s): %v", it.Action, it.Name, it.Attempts, op.Attempts(), next, err)
 		if op.Kind == cluster.OpRecover {
-			wait := c.s.Policy().Recovery.Backoff(it.Attempts)
+			wait := c.d.Policy().Recovery.Backoff(it.Attempts)
 			fi.Event = stepEvent(op, it, it.From, it.Target, "recovery.blocked", "%s VM %s failed (attempt %d; tried again in %s — recovery never gives up): %v", it.Action, it.Name, it.Attempts, wait, err)
 		}
 	}
@@ -855,22 +863,22 @@ func (c *opsController) finish(ctx context.Context, op *cluster.Operation, it cl
 }
 
 // apply writes a command; on failure it logs and reports false.
-func (c *opsController) apply(ctx context.Context, cmd cluster.Command) bool {
-	_, err := c.raft.Apply(ctx, cmd)
+func (c *Controller) apply(ctx context.Context, cmd cluster.Command) bool {
+	_, err := c.d.Raft.Apply(ctx, cmd)
 	return c.applied(err)
 }
 
 // applied is apply's verdict on a write's result: false when it was not
 // recorded (leadership is probably gone), true when it was or when the
 // state machine refused it (logged).
-func (c *opsController) applied(err error) bool {
+func (c *Controller) applied(err error) bool {
 	if err != nil {
 		var ae *cluster.ApplyError
 		if errors.As(err, &ae) {
-			c.s.log.Warn("operation step refused", "err", err)
+			c.d.Log.Warn("operation step refused", "err", err)
 			return true
 		}
-		c.s.log.Warn("operation step not recorded", "err", err)
+		c.d.Log.Warn("operation step not recorded", "err", err)
 		return false
 	}
 	return true
@@ -897,7 +905,8 @@ func stepEvent(op *cluster.Operation, it cluster.OpItem, from, to, typ, format s
 	return e
 }
 
-func runningOps(st *cluster.State) []*cluster.Operation {
+// Running is the running operations, oldest first.
+func Running(st *cluster.State) []*cluster.Operation {
 	var out []*cluster.Operation
 	for _, op := range st.Operations {
 		if op.State == cluster.OpRunning {

@@ -1,4 +1,4 @@
-package daemon
+package ops
 
 import (
 	"context"
@@ -54,7 +54,7 @@ func (e *sourceLostError) Unwrap() error { return e.err }
 // sourceGate holds a migration step that has not started while the state
 // shows its source host not connected (c.mu held). It returns nil when the
 // step may start.
-func (c *opsController) sourceGate(st *cluster.State, op *cluster.Operation, it cluster.OpItem, vm *cluster.VM, now time.Time) action {
+func (c *Controller) sourceGate(st *cluster.State, op *cluster.Operation, it cluster.OpItem, vm *cluster.VM, now time.Time) action {
 	h := st.Hosts[vm.Host]
 	if h == nil {
 		return nil
@@ -65,7 +65,7 @@ func (c *opsController) sourceGate(st *cluster.State, op *cluster.Operation, it 
 	if waiting {
 		waited = now.Sub(since)
 	}
-	bound := c.s.Policy().Maintenance.MigrationTimeout
+	bound := c.d.Policy().Maintenance.MigrationTimeout
 	if policy.WaitForSource(h.Health, h.Connection, waited, bound) != policy.SourceWaiting {
 		delete(c.waiting, k)
 		return nil
@@ -85,7 +85,7 @@ func (c *opsController) sourceGate(st *cluster.State, op *cluster.Operation, it 
 // its source dropped (awaitSource), or its target was lost. It returns the
 // step's result — nil when the inventory shows the step done after all —
 // and a note for its event.
-func (c *opsController) afterFailure(ctx context.Context, op *cluster.Operation, it cluster.OpItem, vm *cluster.VM, err error) (error, string) {
+func (c *Controller) afterFailure(ctx context.Context, op *cluster.Operation, it cluster.OpItem, vm *cluster.VM, err error) (error, string) {
 	res, done := c.awaitSource(ctx, op, it, vm, err)
 	switch {
 	case done:
@@ -104,14 +104,14 @@ func (c *opsController) afterFailure(ctx context.Context, op *cluster.Operation,
 // returns err itself when the failure counts (the connection is up, the
 // host was declared dead, the wait ran out), a *sourceLostError when the
 // VM is still on its host, and done when the VM is on the target.
-func (c *opsController) awaitSource(ctx context.Context, op *cluster.Operation, it cluster.OpItem, vm *cluster.VM, err error) (res error, done bool) {
-	d, derr := c.s.drivers.Get(ctx, vm.Driver)
+func (c *Controller) awaitSource(ctx context.Context, op *cluster.Operation, it cluster.OpItem, vm *cluster.VM, err error) (res error, done bool) {
+	d, derr := c.d.Drivers.Get(ctx, vm.Driver)
 	if derr != nil {
 		return err, false
 	}
 	health := func() cluster.Health {
 		var hl cluster.Health
-		c.s.node.FSM().Read(func(st *cluster.State) {
+		c.d.State.Read(func(st *cluster.State) {
 			if h := st.Hosts[vm.Host]; h != nil {
 				hl = h.Health
 			}
@@ -127,13 +127,13 @@ func (c *opsController) awaitSource(ctx context.Context, op *cluster.Operation, 
 		}
 		return cluster.Connection(conn)
 	}
-	bound := c.s.Policy().Maintenance.MigrationTimeout
+	bound := c.d.Policy().Maintenance.MigrationTimeout
 	conn := probe()
 	if ctx.Err() != nil || policy.WaitForSource(health(), conn, 0, bound) != policy.SourceWaiting {
 		return err, false
 	}
 	start := time.Now()
-	c.s.log.Warn("migration failed while its source is not connected: waiting for the connection", "op", op.ID, "vm", vm.Name, "host", vm.Host, "connection", conn, "err", err)
+	c.d.Log.Warn("migration failed while its source is not connected: waiting for the connection", "op", op.ID, "vm", vm.Name, "host", vm.Host, "connection", conn, "err", err)
 	c.apply(ctx, &cluster.AppendEvents{Events: []cluster.Event{stepEvent(op, it, vm.Host, it.Target, "step.waiting",
 		"%s VM %s to %s failed while the connection to its host %s is %s: the attempt is not counted yet; the step waits for the connection (at most maintenance.migration_timeout, %s, or until %s is declared dead, when the attempt counts and the recovery rules apply), then the inventory tells whether the VM moved before it is tried again: %v",
 		it.Action, vm.Name, it.Target, vm.Host, conn, bound, vm.Host, err)}})

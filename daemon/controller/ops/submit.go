@@ -1,4 +1,4 @@
-package daemon
+package ops
 
 import (
 	"context"
@@ -20,7 +20,7 @@ type submitter interface {
 // step is in flight and its target reserved from the decision on, so the
 // next decision neither repeats nor forgets it; a start that is not
 // recorded gives both back.
-func (c *opsController) startAside(sub submitter, op *cluster.Operation, it cluster.OpItem, vm *cluster.VM, start *cluster.StartItem) action {
+func (c *Controller) startAside(sub submitter, op *cluster.Operation, it cluster.OpItem, vm *cluster.VM, start *cluster.StartItem) action {
 	return func(ctx context.Context) bool {
 		wait := sub.Submit(ctx, start)
 		c.wg.Add(1)
