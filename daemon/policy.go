@@ -12,6 +12,7 @@ import (
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/daemon/handlers"
 	"github.com/herd-project/herd/daemon/wire"
+	"github.com/herd-project/herd/internal/ctxsleep"
 	"github.com/herd-project/herd/policy"
 	"github.com/herd-project/herd/policy/placement"
 )
@@ -194,7 +195,7 @@ func (s *Server) recordEvent(ctx context.Context, e cluster.Event) {
 // watchPolicyFile reloads the policy file when it changes.
 func (s *Server) watchPolicyFile() {
 	for s.ctx.Err() == nil {
-		sleepCtx(s.ctx, 2*time.Second)
+		ctxsleep.Sleep(s.ctx, 2*time.Second)
 		fi, err := os.Stat(s.cfg.PolicyFile)
 		p := &s.policy
 		p.mu.Lock()
@@ -244,7 +245,7 @@ func (s *Server) policyLoop() {
 		if id, _ := s.node.Leader(); id != "" && s.leaderAPI() != "" {
 			break
 		}
-		sleepCtx(s.ctx, 200*time.Millisecond)
+		ctxsleep.Sleep(s.ctx, 200*time.Millisecond)
 	}
 	if s.ctx.Err() != nil {
 		return

@@ -69,9 +69,6 @@ type Server struct {
 	left     chan struct{}
 	leftOnce sync.Once
 
-	discoveredMu sync.Mutex
-	discovered   map[string]selfInfo
-
 	leaderMu   sync.Mutex
 	controlCtx context.CancelFunc
 	// controllers are started on the leader, in order.
@@ -81,6 +78,7 @@ type Server struct {
 	syncers     []*inventory.Controller
 	balancer    *balance.Controller
 	members     *membership.Controller
+	forming     *membership.Forming
 	catchUp     catchUp
 	leases      *lease.Table
 	// devFence powers off a simulator host (dev mode only; nil otherwise).
@@ -178,23 +176,25 @@ func NewServer(cfg *config.Server, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:        cfg,
-		log:        log,
-		node:       node,
-		reg:        prometheus.NewRegistry(),
-		listener:   ln,
-		apiAddr:    strings.TrimRight(apiAddr, "/"),
-		discovered: map[string]selfInfo{},
-		left:       make(chan struct{}),
-		tokens:     cfg.Tokens(),
-		tls:        bundle,
-		limiter:    httpapi.NewWriteLimiter(cfg.API.WriteRate, cfg.API.WriteBurst),
+		cfg:      cfg,
+		log:      log,
+		node:     node,
+		reg:      prometheus.NewRegistry(),
+		listener: ln,
+		apiAddr:  strings.TrimRight(apiAddr, "/"),
+		left:     make(chan struct{}),
+		tokens:   cfg.Tokens(),
+		tls:      bundle,
+		limiter:  httpapi.NewWriteLimiter(cfg.API.WriteRate, cfg.API.WriteBurst),
 	}
 	if bundle != nil {
 		s.transport = newTLSTransport(bundle.Client)
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.gossip = &membership.Gossip{}
+	s.forming = membership.NewForming(membership.FormDeps{Self: cfg.NodeName, APIAddr: s.apiAddr, Scheme: s.apiScheme(), Dev: cfg.Dev,
+		BootstrapExpect: cfg.Raft.BootstrapExpect, Join: cfg.Raft.Join, Node: node, State: node.FSM(), Client: s.apiClient, Gossip: s.gossip,
+		LeaderAPI: s.leaderAPI, Register: s.registerSelf, Log: log})
 	s.leases = lease.New()
 	s.metrics = metrics.New(s.reg, metrics.Sources{State: s.stateSample, Raft: s.raftSample, InFlight: func() int { return s.ops.InFlight() }, Policy: s.policySample,
 		Gossip: s.gossip.States})
@@ -265,7 +265,7 @@ func (s *Server) Start() error {
 		}
 	}()
 	go func() { defer s.wg.Done(); s.followLeadership() }()
-	go func() { defer s.wg.Done(); s.form() }()
+	go func() { defer s.wg.Done(); s.forming.Run(s.ctx) }()
 	go func() { defer s.wg.Done(); s.policyLoop() }()
 	s.log.Info("herd server started", "node", s.cfg.NodeName, "api", s.apiAddr, "raft", s.node.Addr())
 	return nil
