@@ -9,10 +9,14 @@ import (
 	"github.com/herd-project/herd/daemon/httpapi"
 )
 
+// BalancePlan is the balancing plan for the state now (GET /v1/balance/plan,
+// on the leader); it changes nothing.
 func (a *API) BalancePlan(w http.ResponseWriter, r *http.Request) (any, error) {
 	return a.Balancer.Plan(r.Context()), nil
 }
 
+// BalanceApply starts the balancing plan for the state now as one
+// operation (POST /v1/balance/apply).
 func (a *API) BalanceApply(w http.ResponseWriter, r *http.Request) (any, error) {
 	if err := httpapi.DecodeEmpty(r); err != nil {
 		return nil, err

@@ -13,6 +13,8 @@ import (
 	"github.com/herd-project/herd/daemon/wire"
 )
 
+// Events lists the action log, filtered by host, VM, operation, time and
+// count (GET /v1/events).
 func (a *API) Events(w http.ResponseWriter, r *http.Request) (any, error) {
 	q := r.URL.Query()
 	f := cluster.EventFilter{Host: q.Get("host"), VM: q.Get("vm"), Operation: q.Get("operation")}

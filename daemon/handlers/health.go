@@ -8,6 +8,7 @@ import (
 	"github.com/herd-project/herd/daemon/httpapi"
 )
 
+// Healthz says the process answers (GET /healthz).
 func (a *API) Healthz(w http.ResponseWriter, r *http.Request) (any, error) {
 	return api.Health{Status: "ok", Time: time.Now().UTC()}, nil
 }

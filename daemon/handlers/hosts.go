@@ -11,6 +11,7 @@ import (
 	"github.com/herd-project/herd/daemon/wire"
 )
 
+// Hosts lists every host with its usage (GET /v1/hosts).
 func (a *API) Hosts(w http.ResponseWriter, r *http.Request) (any, error) {
 	doc, now := a.Policy(), time.Now()
 	out := api.Hosts{Hosts: []api.Host{}}
@@ -27,6 +28,8 @@ func (a *API) Hosts(w http.ResponseWriter, r *http.Request) (any, error) {
 	return out, nil
 }
 
+// Host is one host with its stale copies and silence (GET
+// /v1/hosts/{host}).
 func (a *API) Host(w http.ResponseWriter, r *http.Request) (any, error) {
 	name := r.PathValue("host")
 	doc, now := a.Policy(), time.Now()
@@ -44,6 +47,8 @@ func (a *API) Host(w http.ResponseWriter, r *http.Request) (any, error) {
 	return out, nil
 }
 
+// HostStatus sets a host's admin status, or confirms it fenced (PUT
+// /v1/hosts/{host}/status).
 func (a *API) HostStatus(w http.ResponseWriter, r *http.Request) (any, error) {
 	name := r.PathValue("host")
 	var req api.StatusRequest

@@ -10,6 +10,7 @@ import (
 	"github.com/herd-project/herd/daemon/wire"
 )
 
+// Operations lists the operations, by host and state (GET /v1/operations).
 func (a *API) Operations(w http.ResponseWriter, r *http.Request) (any, error) {
 	q := r.URL.Query()
 	host, state := q.Get("host"), q.Get("state")
@@ -26,6 +27,7 @@ func (a *API) Operations(w http.ResponseWriter, r *http.Request) (any, error) {
 	return out, nil
 }
 
+// Operation is one operation with its steps (GET /v1/operations/{id}).
 func (a *API) Operation(w http.ResponseWriter, r *http.Request) (any, error) {
 	op := a.State.Operation(r.PathValue("id"))
 	if op == nil {
@@ -34,6 +36,8 @@ func (a *API) Operation(w http.ResponseWriter, r *http.Request) (any, error) {
 	return wire.Operation(op), nil
 }
 
+// CancelOperation stops an operation: steps in flight finish, nothing new
+// starts (POST /v1/operations/{id}/cancel).
 func (a *API) CancelOperation(w http.ResponseWriter, r *http.Request) (any, error) {
 	// Cancelling what is cancelled already (or stopping) answers as the
 	// first cancel did, and logs nothing more.
@@ -49,6 +53,8 @@ func (a *API) CancelOperation(w http.ResponseWriter, r *http.Request) (any, erro
 	})
 }
 
+// RetryOperation starts an operation's failed and cancelled steps over
+// (POST /v1/operations/{id}/retry).
 func (a *API) RetryOperation(w http.ResponseWriter, r *http.Request) (any, error) {
 	return a.operationCommand(r, func(id string, ev cluster.Event) cluster.Command {
 		ev.Type, ev.Message = "operation.retried", "operation "+id+" retried: failed and cancelled steps start over"

@@ -14,6 +14,8 @@ import (
 	"github.com/herd-project/herd/policy/yamlfile"
 )
 
+// GetPolicy is the policy in force, as YAML, with its version and hash
+// in headers (GET /v1/policy).
 func (a *API) GetPolicy(w http.ResponseWriter, r *http.Request) (any, error) {
 	st := a.State.State()
 	var body []byte
@@ -77,6 +79,8 @@ func policyErrors(err error) *httpapi.Error {
 	return body
 }
 
+// ValidatePolicy checks a policy without applying it (POST
+// /v1/policy/validate).
 func (a *API) ValidatePolicy(w http.ResponseWriter, r *http.Request) (any, error) {
 	doc, err := readPolicyBody(r)
 	if err != nil {
@@ -85,6 +89,8 @@ func (a *API) ValidatePolicy(w http.ResponseWriter, r *http.Request) (any, error
 	return api.PolicyInfo{Hash: doc.Hash()}, nil
 }
 
+// PutPolicy puts a policy in force (PUT /v1/policy); with If-Match, only
+// while the policy in force is at that version.
 func (a *API) PutPolicy(w http.ResponseWriter, r *http.Request) (any, error) {
 	ifVersion := 0
 	if v := r.Header.Get("If-Match"); v != "" {

@@ -168,6 +168,8 @@ func (a *API) readRolloutPlan(r *http.Request) (api.RolloutRequest, plan.Rollout
 	return req, a.planRollout(st, pr), nil
 }
 
+// RolloutPlan plans a rollout without starting it (POST
+// /v1/rollouts/plan, on the leader).
 func (a *API) RolloutPlan(w http.ResponseWriter, r *http.Request) (any, error) {
 	_, plan, err := a.readRolloutPlan(r)
 	if err != nil {
@@ -182,6 +184,8 @@ func newRolloutID() string {
 	return "ro-" + hex.EncodeToString(b)
 }
 
+// RolloutStart records a rollout that the rollout controller then runs
+// (POST /v1/rollouts).
 func (a *API) RolloutStart(w http.ResponseWriter, r *http.Request) (any, error) {
 	req, plan, err := a.readRolloutPlan(r)
 	if err != nil {
@@ -247,6 +251,7 @@ func (a *API) apiRollout(id string) api.Rollout {
 	return out
 }
 
+// Rollouts lists the rollouts (GET /v1/rollouts).
 func (a *API) Rollouts(w http.ResponseWriter, r *http.Request) (any, error) {
 	out := api.Rollouts{Rollouts: []api.Rollout{}}
 	a.State.Read(func(st *cluster.State) {
@@ -257,6 +262,7 @@ func (a *API) Rollouts(w http.ResponseWriter, r *http.Request) (any, error) {
 	return out, nil
 }
 
+// Rollout is one rollout with each host's phase (GET /v1/rollouts/{id}).
 func (a *API) Rollout(w http.ResponseWriter, r *http.Request) (any, error) {
 	id := r.PathValue("id")
 	var found bool
@@ -267,6 +273,8 @@ func (a *API) Rollout(w http.ResponseWriter, r *http.Request) (any, error) {
 	return a.apiRollout(id), nil
 }
 
+// RolloutControl pauses, resumes or cancels a rollout (POST
+// /v1/rollouts/{id}/pause|resume|cancel).
 func (a *API) RolloutControl(action string) httpapi.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) (any, error) {
 		if err := httpapi.DecodeEmpty(r); err != nil {
@@ -284,6 +292,8 @@ func (a *API) RolloutControl(action string) httpapi.HandlerFunc {
 	}
 }
 
+// RolloutContinue says a host's work in a rollout is done (POST
+// /v1/rollouts/{id}/continue).
 func (a *API) RolloutContinue(w http.ResponseWriter, r *http.Request) (any, error) {
 	var req api.ContinueRequest
 	if err := httpapi.DecodeBody(r, &req); err != nil {

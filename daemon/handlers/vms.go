@@ -14,6 +14,8 @@ import (
 	"github.com/herd-project/herd/policy/placement"
 )
 
+// VMs lists the VMs, or one host's, with their effective priority and
+// groups (GET /v1/vms).
 func (a *API) VMs(w http.ResponseWriter, r *http.Request) (any, error) {
 	host := r.URL.Query().Get("host")
 	st := a.State.State()
@@ -34,6 +36,8 @@ func (a *API) VMs(w http.ResponseWriter, r *http.Request) (any, error) {
 	return out, nil
 }
 
+// MigrateVM moves a VM to the host named or to one Herd chooses (POST
+// /v1/vms/{vm}/migrate); dry_run only plans it.
 func (a *API) MigrateVM(w http.ResponseWriter, r *http.Request) (any, error) {
 	var req api.MigrateRequest
 	if err := httpapi.DecodeBody(r, &req); err != nil {
