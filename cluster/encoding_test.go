@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/herd-project/herd/cluster/vmdef"
 )
 
 // writeSizes records the size of every Write.
@@ -21,7 +23,7 @@ func TestWriteStateStreams(t *testing.T) {
 	d := &InventoryDiff{Driver: "dc", UpsertHosts: []Host{{Name: "h"}}}
 	for i := 0; i < 4000; i++ {
 		raw := strings.Repeat(fmt.Sprintf("<disk file='/images/vm-%d-%d.qcow2'/>", i, i*7), 60)
-		d.UpsertVMs = append(d.UpsertVMs, VM{ID: fmt.Sprintf("v%d", i), Host: "h", Definition: NewDefinition([]byte(raw))})
+		d.UpsertVMs = append(d.UpsertVMs, VM{ID: fmt.Sprintf("v%d", i), Host: "h", Definition: vmdef.New([]byte(raw))})
 	}
 	s.Apply(d, 1)
 	w := &writeSizes{}

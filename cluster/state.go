@@ -1,6 +1,7 @@
 // Package cluster holds Herd's replicated state: the types every node agrees
 // on, the typed commands that change them, the raft FSM that applies those
-// commands, and the raft node that replicates them.
+// commands, and the encoding of log entries and snapshots. The raft node
+// that replicates them is cluster/raftnode; gossip is cluster/gossip.
 //
 // Values stored in State are immutable once stored: Apply replaces a *Host or
 // *VM with a new value and never changes one in place, so a shallow copy of the
@@ -10,6 +11,8 @@ package cluster
 import (
 	"sort"
 	"time"
+
+	"github.com/herd-project/herd/cluster/vmdef"
 )
 
 // AdminStatus is set by people or policy and says whether a host takes VMs.
@@ -138,7 +141,7 @@ type VM struct {
 	Autostart bool `json:"autostart,omitempty"`
 	// Definition is what the driver needs to recreate the VM elsewhere;
 	// opaque to Herd, stored compressed and shared between VMs.
-	Definition Definition `json:"definition,omitempty,omitzero"`
+	Definition vmdef.Definition `json:"definition,omitempty,omitzero"`
 	// RecreatedFrom is the ID the VM had before a recovery gave it a new
 	// one; empty when it kept its identity (every driver keeps it now).
 	RecreatedFrom string `json:"recreated_from,omitempty"`

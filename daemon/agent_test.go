@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/cluster/gossip"
 	"github.com/herd-project/herd/daemon/agent"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/daemon/config"
@@ -184,7 +184,7 @@ func TestAgentRejoinsAfterLongPartition(t *testing.T) {
 	cut.Store(true)
 	testutil.WaitFor(t, 15*time.Second, "the agent declared dead by the server", func() bool { return !agentAlive() })
 	testutil.WaitFor(t, 15*time.Second, "the server declared dead by the agent", func() bool {
-		return !cluster.OtherServerAlive(a.Gossip().Members(), a.name)
+		return !gossip.OtherServerAlive(a.Gossip().Members(), a.name)
 	})
 	time.Sleep(4 * time.Second) // past GossipToTheDeadTime on both sides
 	cut.Store(false)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/cluster/raftnode"
 	"github.com/herd-project/herd/daemon/alertmanager"
 	"github.com/herd-project/herd/daemon/maintenance"
 	"github.com/herd-project/herd/metrics"
@@ -12,7 +13,7 @@ import (
 
 // nodeStore gives the Alertmanager controllers the raft node through the
 // narrow interface they use.
-type nodeStore struct{ n *cluster.Node }
+type nodeStore struct{ n *raftnode.Node }
 
 func (s nodeStore) Read(fn func(st *cluster.State)) { s.n.FSM().Read(fn) }
 

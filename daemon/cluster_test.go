@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/cluster/gossip"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/daemon/config"
 	"github.com/herd-project/herd/drivers"
@@ -171,7 +172,7 @@ func TestThreeServersFormForwardAndFailOver(t *testing.T) {
 				return false
 			}
 			for _, m := range cl.Gossip {
-				if m.State != "alive" || m.Meta.Role != cluster.RoleServer || m.Meta.API == "" {
+				if m.State != "alive" || m.Meta.Role != gossip.RoleServer || m.Meta.API == "" {
 					return false
 				}
 			}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/cluster/raftnode"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/daemon/handlers"
 	"github.com/herd-project/herd/daemon/wire"
@@ -153,7 +154,7 @@ func (s *Server) applyPolicy(ctx context.Context, doc *policy.Document, source, 
 	if !s.node.IsLeader() {
 		c := s.leaderClient()
 		if c == nil {
-			return nil, fmt.Errorf("apply policy: %w", cluster.ErrNotLeader)
+			return nil, fmt.Errorf("apply policy: %w", raftnode.ErrNotLeader)
 		}
 		return c.ApplyPolicy(ctx, y, source)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/cluster/clustertest"
+	"github.com/herd-project/herd/cluster/raftnode"
 	"github.com/herd-project/herd/daemon/config"
 	"github.com/herd-project/herd/internal/testutil"
 )
@@ -99,7 +100,7 @@ func replaceInventory(b *testing.B, s *Server, st *cluster.State) {
 	for _, vm := range st.SortedVMs() {
 		d.UpsertVMs = append(d.UpsertVMs, *vm)
 	}
-	for _, part := range d.Split(cluster.MaxInventoryEntryBytes) {
+	for _, part := range raftnode.SplitInventory(d, raftnode.MaxInventoryEntryBytes) {
 		if _, err := s.Node().Apply(context.Background(), part); err != nil {
 			b.Fatal(err)
 		}

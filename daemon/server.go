@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/cluster/raftnode"
 	"github.com/herd-project/herd/daemon/alertmanager"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/daemon/config"
@@ -43,7 +44,7 @@ type DriverFactory func(ctx context.Context, dc config.Driver, log *slog.Logger)
 type Server struct {
 	cfg     *config.Server
 	log     *slog.Logger
-	node    *cluster.Node
+	node    *raftnode.Node
 	reg     *prometheus.Registry
 	metrics *metrics.Metrics
 	drivers *driverSet
@@ -158,7 +159,7 @@ func NewServer(cfg *config.Server, opts Options) (*Server, error) {
 	if bundle != nil {
 		raftTLS = bundle.Raft
 	}
-	node, err := cluster.Open(cluster.NodeConfig{
+	node, err := raftnode.Open(raftnode.Config{
 		ID:                 cfg.NodeName,
 		DataDir:            cfg.DataDir,
 		Bind:               cfg.Raft.Listen,
@@ -275,7 +276,7 @@ func (s *Server) Start() error {
 func (s *Server) APIAddr() string { return s.apiAddr }
 
 // Node is the server's raft node.
-func (s *Server) Node() *cluster.Node { return s.node }
+func (s *Server) Node() *raftnode.Node { return s.node }
 
 // Registry is the server's metrics registry.
 func (s *Server) Registry() *prometheus.Registry { return s.reg }

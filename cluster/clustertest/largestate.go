@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/cluster/vmdef"
 )
 
 // LargeState builds a synthetic inventory: hosts with vms VMs in all, each
@@ -41,11 +42,11 @@ func LargeStateDef(hosts, vms, defBytes int) *cluster.State {
 			Host: fmt.Sprintf("host-%05d", i%hosts), MemoryBytes: int64(1+i%16) << 30, VCPUs: 1 + i%8, Power: cluster.PoweredOn}
 		switch {
 		case defBytes == SmallDefinitionBytes:
-			vm.Definition = cluster.NewDefinition(small)
+			vm.Definition = vmdef.New(small)
 		case i%4 == 3:
-			vm.Definition = cluster.NewDefinition(VSphereDefinition(vm, defBytes))
+			vm.Definition = vmdef.New(VSphereDefinition(vm, defBytes))
 		default:
-			vm.Definition = cluster.NewDefinition(LibvirtDomainXML(vm, defBytes))
+			vm.Definition = vmdef.New(LibvirtDomainXML(vm, defBytes))
 		}
 		d.UpsertVMs = append(d.UpsertVMs, vm)
 	}

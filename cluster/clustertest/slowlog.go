@@ -14,7 +14,7 @@ type SlowLogStore struct {
 	Delay time.Duration
 }
 
-// SlowLogs returns a wrapper for cluster.NodeConfig.WrapLogStore (or the
+// SlowLogs returns a wrapper for raftnode.Config.WrapLogStore (or the
 // server's Options.RaftLogStore) that slows every log write by delay.
 func SlowLogs(delay time.Duration) func(raft.LogStore) raft.LogStore {
 	return func(s raft.LogStore) raft.LogStore { return &SlowLogStore{LogStore: s, Delay: delay} }

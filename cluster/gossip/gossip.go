@@ -1,4 +1,7 @@
-package cluster
+// Package gossip is the gossip membership of servers and host agents
+// (hashicorp/memberlist): members and their metadata, the keyring, the
+// network profiles, suspicion counts, and keeping a server joined.
+package gossip
 
 import (
 	"encoding/base64"
@@ -16,6 +19,8 @@ import (
 
 	metrics "github.com/hashicorp/go-metrics"
 	"github.com/hashicorp/memberlist"
+
+	"github.com/herd-project/herd/internal/logbridge"
 )
 
 // Roles of gossip members.
@@ -35,8 +40,8 @@ type MemberMeta struct {
 	Hypervisor string `json:"hypervisor,omitempty"`
 }
 
-// GossipMember is one member as this node sees it.
-type GossipMember struct {
+// Member is one member as this node sees it.
+type Member struct {
 	Name string `json:"name"`
 	Addr string `json:"addr"`
 	// State is "alive": memberlist lists only the members it has not
@@ -45,8 +50,8 @@ type GossipMember struct {
 	Meta  MemberMeta `json:"meta"`
 }
 
-// GossipConfig configures one gossip member.
-type GossipConfig struct {
+// Config configures one gossip member.
+type Config struct {
 	Name string
 	// Bind is host:port to listen on (TCP and UDP); Advertise what others
 	// reach (Bind when empty; a port of 0 takes what the listener got).
@@ -56,7 +61,7 @@ type GossipConfig struct {
 	Keys [][]byte
 	Meta MemberMeta
 	// Profile names memberlist's timings: ProfileLAN (the default) or
-	// ProfileLocal; see GossipProfiles.
+	// ProfileLocal; see Profiles.
 	Profile string
 	// Fast shortens probe and gossip intervals (loopback tests).
 	Fast bool
@@ -128,8 +133,8 @@ const (
 	ProfileLocal = "local"
 )
 
-// GossipProfiles are the profiles Profile may name.
-var GossipProfiles = []string{ProfileLAN, ProfileLocal}
+// Profiles are the profiles Profile may name.
+var Profiles = []string{ProfileLAN, ProfileLocal}
 
 // memberlistConfig is memberlist's configuration for a profile ("" is
 // ProfileLAN).
@@ -140,11 +145,11 @@ func memberlistConfig(profile string) (*memberlist.Config, error) {
 	case ProfileLocal:
 		return memberlist.DefaultLocalConfig(), nil
 	}
-	return nil, fmt.Errorf("gossip profile %q: want one of %s", profile, strings.Join(GossipProfiles, ", "))
+	return nil, fmt.Errorf("gossip profile %q: want one of %s", profile, strings.Join(Profiles, ", "))
 }
 
-// StartGossip creates the member and starts listening; Join connects it.
-func StartGossip(cfg GossipConfig) (*Gossip, error) {
+// Start creates the member and starts listening; Join connects it.
+func Start(cfg Config) (*Gossip, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -181,7 +186,7 @@ func StartGossip(cfg GossipConfig) (*Gossip, error) {
 		mc.Keyring = kr
 		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
 	}
-	mc.Logger = StdLogger(cfg.Logger, "memberlist")
+	mc.Logger = logbridge.StdLogger(cfg.Logger, "memberlist")
 	meta, err := json.Marshal(cfg.Meta)
 	if err != nil {
 		return nil, err
@@ -271,14 +276,14 @@ func (g *Gossip) SetMeta(m MemberMeta) error {
 func (g *Gossip) Changes() <-chan struct{} { return g.events }
 
 // Members lists every member this node knows, by name.
-func (g *Gossip) Members() []GossipMember {
+func (g *Gossip) Members() []Member {
 	g.mu.Lock()
 	down := g.down
 	g.mu.Unlock()
 	if down {
 		return nil // a member that left has no view of the pool
 	}
-	var out []GossipMember
+	var out []Member
 	for _, n := range g.ml.Members() {
 		out = append(out, toMember(n))
 	}
@@ -286,8 +291,8 @@ func (g *Gossip) Members() []GossipMember {
 	return out
 }
 
-func toMember(n *memberlist.Node) GossipMember {
-	m := GossipMember{Name: n.Name, Addr: net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))}
+func toMember(n *memberlist.Node) Member {
+	m := Member{Name: n.Name, Addr: net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))}
 	m.State = "alive" // n.State is always StateAlive: see suspicionSink
 	_ = json.Unmarshal(n.Meta, &m.Meta)
 	return m

@@ -1,4 +1,4 @@
-package cluster
+package gossip
 
 import (
 	"bytes"
@@ -18,7 +18,7 @@ import (
 
 func startMember(t *testing.T, name string, keys [][]byte, meta MemberMeta) *Gossip {
 	t.Helper()
-	g, err := StartGossip(GossipConfig{Name: name, Bind: "127.0.0.1:0", Keys: keys, Meta: meta, Fast: true, Logger: testutil.Logger(t)})
+	g, err := Start(Config{Name: name, Bind: "127.0.0.1:0", Keys: keys, Meta: meta, Fast: true, Logger: testutil.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +45,7 @@ func TestGossipEncryptedPool(t *testing.T) {
 		t.Fatal(err)
 	}
 	testutil.WaitFor(t, 5*time.Second, "two alive members", func() bool { return aliveCount(s1) == 2 })
-	var seen GossipMember
+	var seen Member
 	for _, m := range s1.Members() {
 		if m.Name == "agent-h1" {
 			seen = m
@@ -124,7 +124,7 @@ func TestGossipProbesAndLoss(t *testing.T) {
 	probes := 0
 	var lossy atomic.Bool
 	var suspicions atomic.Int64
-	a, err := StartGossip(GossipConfig{Name: "a", Bind: "127.0.0.1:0", Fast: true, Logger: testutil.Logger(t),
+	a, err := Start(Config{Name: "a", Bind: "127.0.0.1:0", Fast: true, Logger: testutil.Logger(t),
 		OnProbe: func(rtt time.Duration) {
 			mu.Lock()
 			probes++
@@ -135,7 +135,7 @@ func TestGossipProbesAndLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.Shutdown()
-	b, err := StartGossip(GossipConfig{Name: "b", Bind: "127.0.0.1:0", Fast: true, Logger: testutil.Logger(t), Drop: lossy.Load})
+	b, err := Start(Config{Name: "b", Bind: "127.0.0.1:0", Fast: true, Logger: testutil.Logger(t), Drop: lossy.Load})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,8 +192,8 @@ func TestGossipProfiles(t *testing.T) {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErrSubstring) {
 					t.Fatalf("err %v, want %q", err, tt.wantErrSubstring)
 				}
-				if _, err := StartGossip(GossipConfig{Name: "x", Bind: "127.0.0.1:0", Profile: tt.profile}); err == nil {
-					t.Fatal("StartGossip accepted an unknown profile")
+				if _, err := Start(Config{Name: "x", Bind: "127.0.0.1:0", Profile: tt.profile}); err == nil {
+					t.Fatal("Start accepted an unknown profile")
 				}
 				return
 			}
@@ -212,14 +212,14 @@ func TestGossipProfiles(t *testing.T) {
 // members on loopback take to declare a seventh dead after it stops
 // without leaving (a crash): the agent half of detecting a crashed host.
 func BenchmarkGossipDeathDetection(b *testing.B) {
-	for _, profile := range GossipProfiles {
+	for _, profile := range Profiles {
 		b.Run(profile, func(b *testing.B) {
 			var total time.Duration
 			for range b.N {
 				b.StopTimer()
 				var pool []*Gossip
 				for i := range 7 {
-					g, err := StartGossip(GossipConfig{Name: fmt.Sprintf("m%d", i), Bind: "127.0.0.1:0", Profile: profile, Logger: slog.New(slog.DiscardHandler)})
+					g, err := Start(Config{Name: fmt.Sprintf("m%d", i), Bind: "127.0.0.1:0", Profile: profile, Logger: slog.New(slog.DiscardHandler)})
 					if err != nil {
 						b.Fatal(err)
 					}

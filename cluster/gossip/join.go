@@ -1,4 +1,4 @@
-package cluster
+package gossip
 
 import (
 	"context"
@@ -44,7 +44,7 @@ func (g *Gossip) KeepJoined(ctx context.Context, join []string, log *slog.Logger
 }
 
 // OtherServerAlive reports whether members has a server other than self.
-func OtherServerAlive(members []GossipMember, self string) bool {
+func OtherServerAlive(members []Member, self string) bool {
 	for _, m := range members {
 		if m.Name != self && m.Meta.Role == RoleServer && m.State == "alive" {
 			return true

@@ -1,10 +1,11 @@
-package cluster
+package raftnode
 
 import (
 	"fmt"
 	"testing"
 	"time"
 
+	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/internal/testutil"
 )
 
@@ -12,8 +13,8 @@ import (
 // benchmarks (exported for its external test files).
 
 // NodeConfigForTest is a node config with short timeouts for in-process clusters.
-func NodeConfigForTest(t testing.TB, id, dir string) NodeConfig {
-	return NodeConfig{
+func NodeConfigForTest(t testing.TB, id, dir string) Config {
+	return Config{
 		ID:                 id,
 		DataDir:            dir,
 		Bind:               testutil.FreePort(t),
@@ -62,4 +63,13 @@ func StartTestCluster(t testing.TB, dirs []string) []*Node {
 		}
 	}
 	return nodes
+}
+
+// hostDiff is an inventory of hosts names for driver.
+func hostDiff(driver string, names ...string) *cluster.InventoryDiff {
+	d := &cluster.InventoryDiff{Driver: driver}
+	for _, n := range names {
+		d.UpsertHosts = append(d.UpsertHosts, cluster.Host{Name: n, MemoryBytes: 64 << 30, CPUs: 16, Connection: cluster.Connected})
+	}
+	return d
 }

@@ -1,4 +1,8 @@
-package cluster
+// Package raftnode runs the raft node that replicates cluster's state
+// (hashicorp/raft, raft-boltdb, file snapshots): opening and bootstrapping
+// it, the transport (TCP, or mutual TLS), applies and barriers, membership,
+// and the cutting of a large inventory into entries followers take whole.
+package raftnode
 
 import (
 	"context"
@@ -14,13 +18,16 @@ import (
 
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/internal/logbridge"
 )
 
 // ErrNotLeader is returned by writes on a server that is not the leader.
 var ErrNotLeader = errors.New("not the raft leader")
 
-// NodeConfig configures one raft voter.
-type NodeConfig struct {
+// Config configures one raft voter.
+type Config struct {
 	// ID is the server's unique name in the cluster.
 	ID string
 	// DataDir holds the raft log, stable store and snapshots.
@@ -48,9 +55,9 @@ type NodeConfig struct {
 
 // Node is one raft voter with Herd's FSM.
 type Node struct {
-	cfg       NodeConfig
+	cfg       Config
 	raft      *raft.Raft
-	fsm       *FSM
+	fsm       *cluster.FSM
 	transport *raft.NetworkTransport
 	store     *raftboltdb.BoltStore
 	snaps     *raft.FileSnapshotStore
@@ -60,7 +67,7 @@ type Node struct {
 // Open starts a raft node over the data dir, recovering whatever state it
 // holds. A fresh node is not part of any cluster until Bootstrap or a
 // leader's AddVoter.
-func Open(cfg NodeConfig) (*Node, error) {
+func Open(cfg Config) (*Node, error) {
 	if cfg.ID == "" {
 		return nil, errors.New("open raft node: empty node id")
 	}
@@ -81,7 +88,7 @@ func Open(cfg NodeConfig) (*Node, error) {
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.ID)
-	rc.Logger = HCLogger(log, "raft")
+	rc.Logger = logbridge.HCLogger(log, "raft")
 	if cfg.HeartbeatTimeout > 0 {
 		rc.HeartbeatTimeout = cfg.HeartbeatTimeout
 	}
@@ -99,7 +106,7 @@ func Open(cfg NodeConfig) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open raft log %s: %w", rdir, err)
 	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(rdir, 2, HCLogger(log, "snapshot"))
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(rdir, 2, logbridge.HCLogger(log, "snapshot"))
 	if err != nil {
 		store.Close()
 		return nil, fmt.Errorf("open snapshot store %s: %w", rdir, err)
@@ -119,7 +126,7 @@ func Open(cfg NodeConfig) (*Node, error) {
 		store.Close()
 		return nil, err
 	}
-	fsm := NewFSM(log)
+	fsm := cluster.NewFSM(log)
 	var logs raft.LogStore = store
 	if cfg.WrapLogStore != nil {
 		logs = cfg.WrapLogStore(store)
@@ -134,9 +141,9 @@ func Open(cfg NodeConfig) (*Node, error) {
 }
 
 // openTransport listens for raft: over mutual TLS when configured.
-func openTransport(cfg NodeConfig, advertise net.Addr, log *slog.Logger) (*raft.NetworkTransport, error) {
+func openTransport(cfg Config, advertise net.Addr, log *slog.Logger) (*raft.NetworkTransport, error) {
 	if cfg.TLS == nil {
-		t, err := raft.NewTCPTransportWithLogger(cfg.Bind, advertise, 3, 10*time.Second, HCLogger(log, "raft-net"))
+		t, err := raft.NewTCPTransportWithLogger(cfg.Bind, advertise, 3, 10*time.Second, logbridge.HCLogger(log, "raft-net"))
 		if err != nil {
 			return nil, fmt.Errorf("raft listen on %s: %w", cfg.Bind, err)
 		}
@@ -147,7 +154,7 @@ func openTransport(cfg NodeConfig, advertise net.Addr, log *slog.Logger) (*raft.
 		return nil, err
 	}
 	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream: layer, MaxPool: 3, Timeout: 10 * time.Second, Logger: HCLogger(log, "raft-net"),
+		Stream: layer, MaxPool: 3, Timeout: 10 * time.Second, Logger: logbridge.HCLogger(log, "raft-net"),
 	}), nil
 }
 
@@ -158,7 +165,7 @@ func (n *Node) ID() string { return n.cfg.ID }
 func (n *Node) Addr() string { return string(n.transport.LocalAddr()) }
 
 // FSM gives read access to the replicated state.
-func (n *Node) FSM() *FSM { return n.fsm }
+func (n *Node) FSM() *cluster.FSM { return n.fsm }
 
 // Raft exposes the underlying raft for statistics.
 func (n *Node) Raft() *raft.Raft { return n.raft }
@@ -203,7 +210,7 @@ func (n *Node) LeaderCh() <-chan bool { return n.raft.LeaderCh() }
 // Apply commits cmd and applies it. It returns the index the command was
 // committed at, or the state machine's refusal as an *ApplyError. Only the
 // leader can apply; others return ErrNotLeader.
-func (n *Node) Apply(ctx context.Context, cmd Command) (uint64, error) {
+func (n *Node) Apply(ctx context.Context, cmd cluster.Command) (uint64, error) {
 	return n.Submit(ctx, cmd)()
 }
 
@@ -212,8 +219,8 @@ func (n *Node) Apply(ctx context.Context, cmd Command) (uint64, error) {
 // Apply's results. Commands submitted one after another are committed in
 // that order, so a caller can start several without waiting for each
 // commit in turn.
-func (n *Node) Submit(ctx context.Context, cmd Command) (wait func() (uint64, error)) {
-	b, err := Encode(cmd)
+func (n *Node) Submit(ctx context.Context, cmd cluster.Command) (wait func() (uint64, error)) {
+	b, err := cluster.Encode(cmd)
 	if err != nil {
 		return func() (uint64, error) { return 0, err }
 	}
@@ -263,8 +270,8 @@ func notLeader(err error) error {
 	return err
 }
 
-// RaftStats is where this server's raft stands.
-type RaftStats struct {
+// Stats is where this server's raft stands.
+type Stats struct {
 	State        string `json:"state"`
 	Term         uint64 `json:"term"`
 	LastLogIndex uint64 `json:"last_log_index"`
@@ -277,13 +284,13 @@ type RaftStats struct {
 }
 
 // Stats reads this server's raft position.
-func (n *Node) Stats() RaftStats {
+func (n *Node) Stats() Stats {
 	st := n.raft.Stats()
 	num := func(k string) uint64 {
 		v, _ := strconv.ParseUint(st[k], 10, 64)
 		return v
 	}
-	out := RaftStats{State: n.raft.State().String(), Term: num("term"), LastLogIndex: num("last_log_index"),
+	out := Stats{State: n.raft.State().String(), Term: num("term"), LastLogIndex: num("last_log_index"),
 		LastLogTerm: num("last_log_term"), CommitIndex: n.raft.CommitIndex(), AppliedIndex: n.raft.AppliedIndex()}
 	if n.raft.State() != raft.Leader {
 		out.LastContactMillis = -1

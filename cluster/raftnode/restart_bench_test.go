@@ -1,4 +1,4 @@
-package cluster_test
+package raftnode_test
 
 import (
 	"bufio"
@@ -16,6 +16,7 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/cluster/clustertest"
+	"github.com/herd-project/herd/cluster/raftnode"
 	"github.com/herd-project/herd/internal/testutil"
 )
 
@@ -37,14 +38,14 @@ func BenchmarkLargeStateRestart(b *testing.B) {
 
 func benchLargeStateRestart(b *testing.B, defBytes int) {
 	dir := b.TempDir()
-	n, err := cluster.Open(cluster.NodeConfigForTest(b, "s1", dir))
+	n, err := raftnode.Open(raftnode.NodeConfigForTest(b, "s1", dir))
 	if err != nil {
 		b.Fatal(err)
 	}
 	if err := n.Bootstrap(map[string]string{"s1": n.Addr()}); err != nil {
 		b.Fatal(err)
 	}
-	cluster.WaitLeader(b, 5*time.Second, n)
+	raftnode.WaitLeader(b, 5*time.Second, n)
 	st := clustertest.LargeStateDef(2000, 40000, defBytes)
 	var defTotal int
 	for _, vm := range st.VMs {
@@ -106,9 +107,9 @@ func benchLargeStateRestart(b *testing.B, defBytes int) {
 
 // applyInventory commits a first inventory as the inventory sync does, in
 // bounded parts, and returns the size of the largest raft entry it took.
-func applyInventory(n *cluster.Node, diff *cluster.InventoryDiff) (int, error) {
+func applyInventory(n *raftnode.Node, diff *cluster.InventoryDiff) (int, error) {
 	largest := 0
-	for _, part := range diff.Split(cluster.MaxInventoryEntryBytes) {
+	for _, part := range raftnode.SplitInventory(diff, raftnode.MaxInventoryEntryBytes) {
 		b, err := cluster.Encode(part)
 		if err != nil {
 			return 0, err
@@ -130,15 +131,15 @@ func TestRestartHelper(t *testing.T) {
 		t.Skip("run by BenchmarkLargeStateRestart")
 	}
 	start := time.Now()
-	cfg := cluster.NodeConfigForTest(t, "s1", dir)
+	cfg := raftnode.NodeConfigForTest(t, "s1", dir)
 	cfg.Bind = os.Getenv("HERD_RESTART_ADDR")
 	cfg.Logger = testutil.Logger(t)
-	n, err := cluster.Open(cfg)
+	n, err := raftnode.Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer n.Shutdown()
-	cluster.WaitLeader(t, 30*time.Second, n)
+	raftnode.WaitLeader(t, 30*time.Second, n)
 	if err := n.Barrier(30 * time.Second); err != nil {
 		t.Fatal(err)
 	}

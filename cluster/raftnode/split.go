@@ -1,4 +1,6 @@
-package cluster
+package raftnode
+
+import "github.com/herd-project/herd/cluster"
 
 // MaxInventoryEntryBytes bounds the raft entries an inventory is written
 // in: a first inventory of tens of thousands of VMs is written as many
@@ -6,22 +8,22 @@ package cluster
 // every follower must take whole.
 const MaxInventoryEntryBytes = 2 << 20
 
-// Split returns d as diffs of at most about max encoded bytes each, to be
+// SplitInventory returns d as diffs of at most about max encoded bytes each, to be
 // applied in order: upserted hosts first (so that VMs find their hosts),
 // then upserted VMs, removed VMs and removed hosts. An event goes with the
 // VM it names (so that a VM the state machine keeps from an older read
 // keeps its events out too), else with the host it names; other events
 // (a summary) come after everything. A diff that fits is returned as it is. Every diff carries d's
 // other fields (driver, read index).
-func (d *InventoryDiff) Split(max int) []*InventoryDiff {
-	if d.estimate() <= max {
-		return []*InventoryDiff{d}
+func SplitInventory(d *cluster.InventoryDiff, max int) []*cluster.InventoryDiff {
+	if estimate(d) <= max {
+		return []*cluster.InventoryDiff{d}
 	}
-	out := []*InventoryDiff{d.part()}
+	out := []*cluster.InventoryDiff{part(d)}
 	sizes := []int{0}
-	add := func(n int) *InventoryDiff {
+	add := func(n int) *cluster.InventoryDiff {
 		if last := len(out) - 1; sizes[last] > 0 && sizes[last]+n > max {
-			out, sizes = append(out, d.part()), append(sizes, 0)
+			out, sizes = append(out, part(d)), append(sizes, 0)
 		}
 		sizes[len(out)-1] += n
 		return out[len(out)-1]
@@ -49,7 +51,7 @@ func (d *InventoryDiff) Split(max int) []*InventoryDiff {
 	}
 	// Events of a VM or host go with it (a few: a large inventory's events
 	// are summarised); the others after everything, in more parts if need be.
-	var rest []Event
+	var rest []cluster.Event
 	for _, e := range d.Events {
 		i, ok := vmPart[e.VM]
 		if !ok || e.VM == "" {
@@ -71,14 +73,14 @@ func (d *InventoryDiff) Split(max int) []*InventoryDiff {
 }
 
 // part is d without its hosts, VMs and events.
-func (d *InventoryDiff) part() *InventoryDiff {
+func part(d *cluster.InventoryDiff) *cluster.InventoryDiff {
 	p := *d
 	p.UpsertHosts, p.RemoveHosts, p.UpsertVMs, p.RemoveVMs, p.Events = nil, nil, nil, nil, nil
 	return &p
 }
 
 // estimate is about (never much below) d's encoded size.
-func (d *InventoryDiff) estimate() int {
+func estimate(d *cluster.InventoryDiff) int {
 	n := 64
 	for i := range d.UpsertHosts {
 		n += hostBytes(&d.UpsertHosts[i])
@@ -101,7 +103,7 @@ func (d *InventoryDiff) estimate() int {
 // The estimates below count each field's name and value, and a margin
 // for fields added since.
 
-func hostBytes(h *Host) int {
+func hostBytes(h *cluster.Host) int {
 	n := 512 + len(h.Name) + len(h.Driver) + len(h.Group) + len(h.AdminReason) + len(h.Operation) + len(h.FencedBy) + len(h.FenceFailure)
 	for k, v := range h.Labels {
 		n += len(k) + len(v) + 10
@@ -109,10 +111,10 @@ func hostBytes(h *Host) int {
 	return n
 }
 
-func vmBytes(vm *VM) int {
+func vmBytes(vm *cluster.VM) int {
 	return 384 + len(vm.ID) + len(vm.Name) + len(vm.Host) + len(vm.Driver) + len(vm.Unmovable) + len(vm.RecreatedFrom) + vm.Definition.StoredLen() + 48
 }
 
-func eventBytes(e *Event) int {
+func eventBytes(e *cluster.Event) int {
 	return 160 + len(e.Type) + len(e.Actor) + len(e.Host) + len(e.VM) + len(e.Operation) + len(e.Message)
 }

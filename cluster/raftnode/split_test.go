@@ -1,4 +1,4 @@
-package cluster
+package raftnode
 
 import (
 	"fmt"
@@ -7,23 +7,26 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/cluster/vmdef"
 )
 
 // A first inventory of thousands of VMs is written as bounded entries that,
 // applied in order, give the state one entry gave.
 func TestInventorySplitBoundsEntries(t *testing.T) {
-	d := &InventoryDiff{Driver: "dc"}
+	d := &cluster.InventoryDiff{Driver: "dc"}
 	for i := 0; i < 50; i++ {
-		d.UpsertHosts = append(d.UpsertHosts, Host{Name: fmt.Sprintf("h%02d", i), MemoryBytes: 1 << 40, CPUs: 64, Labels: map[string]string{"rack": "r1"}})
+		d.UpsertHosts = append(d.UpsertHosts, cluster.Host{Name: fmt.Sprintf("h%02d", i), MemoryBytes: 1 << 40, CPUs: 64, Labels: map[string]string{"rack": "r1"}})
 	}
 	for i := 0; i < 3000; i++ {
 		def := fmt.Sprintf("<domain><name>vm-%d</name><uuid>%08x-1</uuid>%s</domain>", i, i*7919, strings.Repeat(fmt.Sprintf("<disk file='/var/lib/%d/%d.qcow2'/>", i, i*31), 40))
-		d.UpsertVMs = append(d.UpsertVMs, VM{ID: fmt.Sprintf("v%05d", i), Name: fmt.Sprintf("vm-%d", i), Host: fmt.Sprintf("h%02d", i%50),
-			MemoryBytes: 1 << 30, VCPUs: 2, Power: PoweredOn, Definition: NewDefinition([]byte(def))})
+		d.UpsertVMs = append(d.UpsertVMs, cluster.VM{ID: fmt.Sprintf("v%05d", i), Name: fmt.Sprintf("vm-%d", i), Host: fmt.Sprintf("h%02d", i%50),
+			MemoryBytes: 1 << 30, VCPUs: 2, Power: cluster.PoweredOn, Definition: vmdef.New([]byte(def))})
 	}
 	d.RemoveVMs = []string{"gone-1", "gone-2"}
 	d.RemoveHosts = []string{"h-old"}
-	d.Events = []Event{
+	d.Events = []cluster.Event{
 		{Time: time.Unix(1, 0).UTC(), Type: "inventory.host_added", Actor: "inventory-sync", Host: "h07", Message: "h07 added"},
 		{Time: time.Unix(1, 0).UTC(), Type: "inventory.vm_added", Actor: "inventory-sync", Host: "h01", VM: "v02951", Message: "vm-2951 added"},
 		{Time: time.Unix(1, 0).UTC(), Type: "inventory.synced", Actor: "inventory-sync", Message: "3000 VMs"},
@@ -31,27 +34,27 @@ func TestInventorySplitBoundsEntries(t *testing.T) {
 	// Events that name no VM or host of the diff: after everything, and
 	// bounded like the rest.
 	for i := 0; i < 2000; i++ {
-		d.Events = append(d.Events, Event{Time: time.Unix(2, 0).UTC(), Type: "note", Actor: "token:ops", Host: "elsewhere", VM: "x", Message: strings.Repeat("n", 40)})
+		d.Events = append(d.Events, cluster.Event{Time: time.Unix(2, 0).UTC(), Type: "note", Actor: "token:ops", Host: "elsewhere", VM: "x", Message: strings.Repeat("n", 40)})
 	}
 
-	whole, err := Encode(d)
+	whole, err := cluster.Encode(d)
 	if err != nil {
 		t.Fatal(err)
 	}
 	const max = 64 << 10
-	parts := d.Split(max)
+	parts := SplitInventory(d, max)
 	if len(parts) < len(whole)/max {
 		t.Fatalf("%d parts for %d bytes", len(parts), len(whole))
 	}
-	one, split := NewState(), NewState()
-	one.Hosts["h-old"] = &Host{Name: "h-old", Driver: "dc"}
-	split.Hosts["h-old"] = &Host{Name: "h-old", Driver: "dc"}
+	one, split := cluster.NewState(), cluster.NewState()
+	one.Hosts["h-old"] = &cluster.Host{Name: "h-old", Driver: "dc"}
+	split.Hosts["h-old"] = &cluster.Host{Name: "h-old", Driver: "dc"}
 	if err := one.Apply(d, 2); err != nil {
 		t.Fatal(err)
 	}
 	lastItems := -1 // the part with the last item (the removed host)
 	for i, p := range parts {
-		b, err := Encode(p)
+		b, err := cluster.Encode(p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -88,12 +91,12 @@ func TestInventorySplitBoundsEntries(t *testing.T) {
 	if !reflect.DeepEqual(one, split) {
 		t.Fatal("the parts applied in order give another state than the whole diff")
 	}
-	if small := (&InventoryDiff{Driver: "dc", RemoveVMs: []string{"x"}}); len(small.Split(max)) != 1 || small.Split(max)[0] != small {
+	if small := (&cluster.InventoryDiff{Driver: "dc", RemoveVMs: []string{"x"}}); len(SplitInventory(small, max)) != 1 || SplitInventory(small, max)[0] != small {
 		t.Error("a diff that fits is not written as it is")
 	}
 }
 
-func containsVM(d *InventoryDiff, id string) bool {
+func containsVM(d *cluster.InventoryDiff, id string) bool {
 	for _, vm := range d.UpsertVMs {
 		if vm.ID == id {
 			return true
@@ -102,7 +105,7 @@ func containsVM(d *InventoryDiff, id string) bool {
 	return slices.Contains(d.RemoveVMs, id)
 }
 
-func containsHost(d *InventoryDiff, name string) bool {
+func containsHost(d *cluster.InventoryDiff, name string) bool {
 	for _, h := range d.UpsertHosts {
 		if h.Name == name {
 			return true
@@ -115,16 +118,16 @@ func containsHost(d *InventoryDiff, name string) bool {
 // what the step recorded, and its events stay out, in whichever part of a
 // split inventory it comes.
 func TestInventorySplitKeepsNewerSteps(t *testing.T) {
-	s := NewState()
-	s.Hosts["a"], s.Hosts["b"] = &Host{Name: "a", Driver: "dc"}, &Host{Name: "b", Driver: "dc"}
-	s.VMs["v0001"] = &VM{ID: "v0001", Name: "moved", Host: "b", Driver: "dc", Power: PoweredOn, StepIndex: 10}
-	d := &InventoryDiff{Driver: "dc", ReadIndex: 5}
+	s := cluster.NewState()
+	s.Hosts["a"], s.Hosts["b"] = &cluster.Host{Name: "a", Driver: "dc"}, &cluster.Host{Name: "b", Driver: "dc"}
+	s.VMs["v0001"] = &cluster.VM{ID: "v0001", Name: "moved", Host: "b", Driver: "dc", Power: cluster.PoweredOn, StepIndex: 10}
+	d := &cluster.InventoryDiff{Driver: "dc", ReadIndex: 5}
 	for i := 0; i < 400; i++ {
-		d.UpsertVMs = append(d.UpsertVMs, VM{ID: fmt.Sprintf("v%04d", i), Name: fmt.Sprintf("vm-%d", i), Host: "a", Power: PoweredOn,
-			Definition: NewDefinition([]byte(strings.Repeat(fmt.Sprintf("<disk n='%d'/>", i), 30)))})
+		d.UpsertVMs = append(d.UpsertVMs, cluster.VM{ID: fmt.Sprintf("v%04d", i), Name: fmt.Sprintf("vm-%d", i), Host: "a", Power: cluster.PoweredOn,
+			Definition: vmdef.New([]byte(strings.Repeat(fmt.Sprintf("<disk n='%d'/>", i), 30)))})
 	}
-	d.Events = []Event{{Time: time.Unix(1, 0).UTC(), Type: "inventory.vm_moved", Actor: "inventory-sync", Host: "a", VM: "v0001", Message: "moved is now on a (was b)"}}
-	parts := d.Split(8 << 10)
+	d.Events = []cluster.Event{{Time: time.Unix(1, 0).UTC(), Type: "inventory.vm_moved", Actor: "inventory-sync", Host: "a", VM: "v0001", Message: "moved is now on a (was b)"}}
+	parts := SplitInventory(d, 8<<10)
 	if len(parts) < 3 {
 		t.Fatalf("%d parts", len(parts))
 	}
@@ -146,7 +149,7 @@ func TestInventorySplitKeepsNewerSteps(t *testing.T) {
 // would carry all of it.
 func TestInventorySplitKnowsEveryList(t *testing.T) {
 	placed := map[string]bool{"UpsertHosts": true, "RemoveHosts": true, "UpsertVMs": true, "RemoveVMs": true, "Events": true}
-	typ := reflect.TypeOf(InventoryDiff{})
+	typ := reflect.TypeOf(cluster.InventoryDiff{})
 	for i := 0; i < typ.NumField(); i++ {
 		f := typ.Field(i)
 		switch f.Type.Kind() {

@@ -1,4 +1,4 @@
-package cluster
+package raftnode
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/internal/testpki"
 	"github.com/herd-project/herd/internal/testutil"
 )
@@ -48,7 +49,7 @@ func TestRaftOverMutualTLS(t *testing.T) {
 	}
 	leader := WaitLeader(t, 15*time.Second, nodes...)
 	ctx := context.Background()
-	if _, err := leader.Apply(ctx, &SetEventRetention{Max: 500}); err != nil {
+	if _, err := leader.Apply(ctx, &cluster.SetEventRetention{Max: 500}); err != nil {
 		t.Fatalf("apply over TLS: %v", err)
 	}
 	for _, n := range nodes {
@@ -71,7 +72,7 @@ func TestRaftOverMutualTLS(t *testing.T) {
 	if err := leader.AddVoter("s4", rogue.Addr()); err != nil {
 		t.Logf("add voter s4: %v", err)
 	}
-	if _, err := leader.Apply(ctx, &SetEventRetention{Max: 600}); err != nil {
+	if _, err := leader.Apply(ctx, &cluster.SetEventRetention{Max: 600}); err != nil {
 		t.Fatalf("apply with a rogue member: %v", err)
 	}
 	time.Sleep(2 * time.Second)

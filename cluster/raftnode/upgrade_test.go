@@ -1,4 +1,4 @@
-package cluster
+package raftnode
 
 import (
 	"bytes"
@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/herd-project/herd/cluster"
 )
 
 // TestRestoreJSONEraDataDir opens a data dir written by the servers that
@@ -14,6 +16,9 @@ import (
 // at index 9 and five log entries after it, written by commit 4bc09bb) and
 // carries on: the state is the one those servers had, new commands apply,
 // and after a snapshot in today's encoding and a restart it is still there.
+// snapshotMagic starts every snapshot written in msgpack (cluster's encoding.go).
+const snapshotMagic = "herd-state/msgpack/1\n"
+
 func TestRestoreJSONEraDataDir(t *testing.T) {
 	dir := t.TempDir()
 	if err := os.CopyFS(dir, os.DirFS("testdata/jsonera")); err != nil {
@@ -44,7 +49,7 @@ func TestRestoreJSONEraDataDir(t *testing.T) {
 		vmB = "4210aaaa-0000-0000-0000-000000000002"
 		vmD = "0c5d2d3e-8c2b-4f5e-9b61-2d1f0c6a7e04"
 	)
-	check := func(n *Node, extra int, admin AdminStatus, reason string) {
+	check := func(n *Node, extra int, admin cluster.AdminStatus, reason string) {
 		t.Helper()
 		st := n.FSM().State()
 		if len(st.Hosts) != 3 || len(st.VMs) != 3 {
@@ -53,7 +58,7 @@ func TestRestoreJSONEraDataDir(t *testing.T) {
 		if h := st.Hosts["kvm-c"]; h.Admin != admin || h.AdminReason != reason {
 			t.Errorf("kvm-c: %s %q, want %s %q", h.Admin, h.AdminReason, admin, reason)
 		}
-		if h := st.Hosts["kvm-a"]; h.Health != HealthAlive || h.LeaseTTL != 15*time.Second || h.Labels["rack"] != "r1" {
+		if h := st.Hosts["kvm-a"]; h.Health != cluster.HealthAlive || h.LeaseTTL != 15*time.Second || h.Labels["rack"] != "r1" {
 			t.Errorf("kvm-a (from log entries after the snapshot): health %s, lease %s, labels %v", h.Health, h.LeaseTTL, h.Labels)
 		}
 		if st.VMs[vmD] != nil {
@@ -66,11 +71,11 @@ func TestRestoreJSONEraDataDir(t *testing.T) {
 		if !bytes.Equal(definitionBytes(t, a), wantXML) || !bytes.Equal(definitionBytes(t, b), wantVSphere) {
 			t.Error("definitions differ from those the JSON-era servers stored")
 		}
-		if b.Host != "kvm-a" || a.Power != PoweredOn || !a.Autostart {
+		if b.Host != "kvm-a" || a.Power != cluster.PoweredOn || !a.Autostart {
 			t.Errorf("db-1 on %s (want kvm-a), web-1 %s autostart %v", b.Host, a.Power, a.Autostart)
 		}
 		op := st.Operations["op-1"]
-		if op == nil || op.State != OpSucceeded || op.Items[0].State != ItemDone {
+		if op == nil || op.State != cluster.OpSucceeded || op.Items[0].State != cluster.ItemDone {
 			t.Errorf("operation op-1: %+v", op)
 		}
 		if st.Policy == nil || string(st.Policy.YAML) != "apiVersion: herd/v1\nkind: Policy\n" {
@@ -84,9 +89,9 @@ func TestRestoreJSONEraDataDir(t *testing.T) {
 		}
 	}
 	n := open()
-	check(n, 0, NotAccepting, "disk replacement")
+	check(n, 0, cluster.NotAccepting, "disk replacement")
 	// Carry on: a command in today's encoding, a snapshot, a restart.
-	if _, err := n.Apply(context.Background(), &SetHostStatus{Host: "kvm-c", Status: Available, Event: NewEvent("host.status", "token:ops", "kvm-c", "", "kvm-c is AVAILABLE")}); err != nil {
+	if _, err := n.Apply(context.Background(), &cluster.SetHostStatus{Host: "kvm-c", Status: cluster.Available, Event: cluster.NewEvent("host.status", "token:ops", "kvm-c", "", "kvm-c is AVAILABLE")}); err != nil {
 		t.Fatal(err)
 	}
 	if err := n.Snapshot(); err != nil {
@@ -95,7 +100,7 @@ func TestRestoreJSONEraDataDir(t *testing.T) {
 	n.Shutdown()
 	n = open()
 	defer n.Shutdown()
-	check(n, 1, Available, "")
+	check(n, 1, cluster.Available, "")
 	snaps, _ := filepath.Glob(filepath.Join(dir, "raft", "snapshots", "*", "state.bin"))
 	var newest []byte
 	for _, f := range snaps {
@@ -109,7 +114,7 @@ func TestRestoreJSONEraDataDir(t *testing.T) {
 }
 
 // definitionBytes is vm's definition as the driver gave it.
-func definitionBytes(t *testing.T, vm *VM) []byte {
+func definitionBytes(t *testing.T, vm *cluster.VM) []byte {
 	t.Helper()
 	b, err := vm.Definition.Bytes()
 	if err != nil {

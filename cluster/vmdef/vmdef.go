@@ -1,4 +1,7 @@
-package cluster
+// Package vmdef is a VM's definition as the replicated state stores it:
+// opaque to Herd, zstd-compressed and content-addressed, so that identical
+// definitions share one copy.
+package vmdef
 
 import (
 	"bytes"
@@ -34,16 +37,16 @@ type defBlob struct {
 
 var (
 	defEncoder, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
-	defDecoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(MaxDefinitionBytes))
+	defDecoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(MaxBytes))
 )
 
-// MaxDefinitionBytes bounds a definition: a larger one is refused when
+// MaxBytes bounds a definition: a larger one is refused when
 // decoded (drivers store none that large).
-const MaxDefinitionBytes = 16 << 20
+const MaxBytes = 16 << 20
 
-// NewDefinition compresses raw (which may be reused afterwards). Empty raw
+// New compresses raw (which may be reused afterwards). Empty raw
 // gives the empty Definition.
-func NewDefinition(raw []byte) Definition {
+func New(raw []byte) Definition {
 	if len(raw) == 0 {
 		return Definition{}
 	}
@@ -125,7 +128,7 @@ func (d *Definition) UnmarshalBinary(p []byte) error {
 	var b defBlob
 	copy(b.sum[:], p[1:1+sha256.Size])
 	n, k := binary.Uvarint(p[1+sha256.Size:])
-	if k <= 0 || n == 0 || n > MaxDefinitionBytes {
+	if k <= 0 || n == 0 || n > MaxBytes {
 		return errors.New("definition: bad length")
 	}
 	b.n = int(n)
@@ -165,6 +168,6 @@ func (d *Definition) UnmarshalJSON(p []byte) error {
 	if err != nil {
 		return fmt.Errorf("definition: %w", err)
 	}
-	*d = NewDefinition(raw)
+	*d = New(raw)
 	return nil
 }

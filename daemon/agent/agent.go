@@ -18,7 +18,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/cluster/gossip"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/daemon/config"
 	"github.com/herd-project/herd/drivers"
@@ -60,7 +60,7 @@ type Agent struct {
 	hv   drivers.Driver
 	tls  *tls.Config
 
-	gossip *cluster.Gossip
+	gossip *gossip.Gossip
 
 	mu sync.Mutex
 	// ttl is the lease the agent holds itself to; zero until the servers
@@ -127,13 +127,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	var keys [][]byte
 	if a.cfg.Gossip.KeyringFile != "" {
-		k, err := cluster.ReadKeyring(a.cfg.Gossip.KeyringFile)
+		k, err := gossip.ReadKeyring(a.cfg.Gossip.KeyringFile)
 		if err != nil {
 			return err
 		}
 		keys = k
 	}
-	g, err := cluster.StartGossip(cluster.GossipConfig{Name: a.cfg.NodeName, Bind: a.cfg.Gossip.Listen, Advertise: a.cfg.Gossip.Advertise,
+	g, err := gossip.Start(gossip.Config{Name: a.cfg.NodeName, Bind: a.cfg.Gossip.Listen, Advertise: a.cfg.Gossip.Advertise,
 		Keys: keys, Meta: a.meta("ok"), Profile: a.cfg.Gossip.Profile, Fast: a.opts.GossipFast, Drop: a.opts.GossipDrop, Logger: a.log})
 	if err != nil {
 		return fmt.Errorf("agent gossip: %w", err)
@@ -156,10 +156,10 @@ func (a *Agent) Run(ctx context.Context) error {
 }
 
 // Gossip is the agent's gossip member: nil until Run started it.
-func (a *Agent) Gossip() *cluster.Gossip { return a.gossip }
+func (a *Agent) Gossip() *gossip.Gossip { return a.gossip }
 
-func (a *Agent) meta(hv string) cluster.MemberMeta {
-	return cluster.MemberMeta{Role: cluster.RoleAgent, Host: a.cfg.Host, Hypervisor: hv}
+func (a *Agent) meta(hv string) gossip.MemberMeta {
+	return gossip.MemberMeta{Role: gossip.RoleAgent, Host: a.cfg.Host, Hypervisor: hv}
 }
 
 func (a *Agent) notify(state string) {
@@ -197,7 +197,7 @@ func (a *Agent) stop() {
 }
 
 // joinLoop joins gossip through the configured members, and again after a
-// partition that left it with no server alive (cluster.Gossip.KeepJoined).
+// partition that left it with no server alive (gossip.Gossip.KeepJoined).
 func (a *Agent) joinLoop(ctx context.Context) {
 	if len(a.cfg.Gossip.Join) == 0 {
 		return
@@ -287,7 +287,7 @@ func (a *Agent) serverAddrs() []string {
 	a.mu.Unlock()
 	if a.gossip != nil {
 		for _, m := range a.gossip.Members() {
-			if m.Meta.Role == cluster.RoleServer && m.State == "alive" && m.Meta.API != "" && m.Name == preferred {
+			if m.Meta.Role == gossip.RoleServer && m.State == "alive" && m.Meta.API != "" && m.Name == preferred {
 				add(m.Meta.API)
 			}
 		}
@@ -297,7 +297,7 @@ func (a *Agent) serverAddrs() []string {
 	}
 	if a.gossip != nil {
 		for _, m := range a.gossip.Members() {
-			if m.Meta.Role == cluster.RoleServer && m.State == "alive" && m.Meta.API != "" {
+			if m.Meta.Role == gossip.RoleServer && m.State == "alive" && m.Meta.API != "" {
 				add(m.Meta.API)
 			}
 		}

@@ -15,7 +15,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/cluster/gossip"
 	"github.com/herd-project/herd/policy/yamlfile"
 )
 
@@ -158,15 +158,15 @@ func (g Gossip) validateAddrs(p *problems) {
 			p.add(fmt.Sprintf("gossip.join[%d]", i), "%q is not host:port", j)
 		}
 	}
-	if g.Profile != "" && !slices.Contains(cluster.GossipProfiles, g.Profile) {
-		p.add("gossip.profile", "%q is not a profile: want one of %s", g.Profile, strings.Join(cluster.GossipProfiles, ", "))
+	if g.Profile != "" && !slices.Contains(gossip.Profiles, g.Profile) {
+		p.add("gossip.profile", "%q is not a profile: want one of %s", g.Profile, strings.Join(gossip.Profiles, ", "))
 	}
 }
 
 // validateKeyring checks the keyring file, or says why it is needed.
 func (g Gossip) validateKeyring(p *problems, required bool, why string) {
 	if g.KeyringFile != "" {
-		if _, err := cluster.ReadKeyring(g.KeyringFile); err != nil {
+		if _, err := gossip.ReadKeyring(g.KeyringFile); err != nil {
 			p.add("gossip.keyring_file", "%v", err)
 		}
 	} else if required {

@@ -4,7 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 
-	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/cluster/raftnode"
 	"github.com/herd-project/herd/daemon/api"
 )
 
@@ -42,7 +42,7 @@ func (t TLS) Load() (*TLSBundle, error) {
 	if t.VerifyClients {
 		apiCfg.ClientAuth = tls.RequireAndVerifyClientCert
 	}
-	raftCfg, err := cluster.MutualTLS(cert, pool)
+	raftCfg, err := raftnode.MutualTLS(cert, pool)
 	if err != nil {
 		return nil, &tlsFileError{key: "tls.cert_file", err: err}
 	}

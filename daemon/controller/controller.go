@@ -20,7 +20,7 @@ type State interface {
 	State() *cluster.State
 }
 
-// Applier writes commands to raft (cluster.Node).
+// Applier writes commands to raft (raftnode.Node).
 type Applier interface {
 	Apply(ctx context.Context, cmd cluster.Command) (uint64, error)
 }

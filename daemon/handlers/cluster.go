@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/cluster/gossip"
+	"github.com/herd-project/herd/cluster/raftnode"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/daemon/config"
 	"github.com/herd-project/herd/daemon/httpapi"
@@ -15,12 +17,12 @@ import (
 	"github.com/herd-project/herd/daemon/wire"
 )
 
-// RaftNode is this server's raft node (cluster.Node).
+// RaftNode is this server's raft node (raftnode.Node).
 type RaftNode interface {
 	IsLeader() bool
 	Leader() (id, addr string)
-	Members() ([]cluster.Member, error)
-	Stats() cluster.RaftStats
+	Members() ([]raftnode.Member, error)
+	Stats() raftnode.Stats
 }
 
 // Membership changes the raft configuration safely
@@ -38,7 +40,7 @@ type Servers struct {
 	Raft    RaftNode
 	Members Membership
 	// Gossip lists the gossip pool's members.
-	Gossip func() []cluster.GossipMember
+	Gossip func() []gossip.Member
 	// Self is this server's name and addresses.
 	Self func() api.Self
 	// LeaderAPI is the leader's API base URL, "" when unknown.

@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/cluster/raftnode"
 	"github.com/herd-project/herd/daemon/api"
 )
 
@@ -72,7 +73,7 @@ func ApplyFailed(err error) *Error {
 	switch {
 	case errors.As(err, &ae):
 		return &Error{Code: ae.Code, Field: ae.Field, Msg: ae.Msg}
-	case errors.Is(err, cluster.ErrNotLeader):
+	case errors.Is(err, raftnode.ErrNotLeader):
 		return Unavailable("%v", err)
 	default:
 		return Unavailable("not committed: %v", err)

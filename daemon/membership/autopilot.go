@@ -16,7 +16,9 @@ import (
 	autopilot "github.com/hashicorp/raft-autopilot"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/cluster/raftnode"
 	"github.com/herd-project/herd/daemon/api"
+	"github.com/herd-project/herd/internal/logbridge"
 )
 
 // Membership follows Consul's autopilot (hashicorp/raft-autopilot): a
@@ -35,11 +37,11 @@ const (
 	serverProbeEvery = time.Second
 )
 
-// Node is the server's raft node as membership changes it (cluster.Node).
+// Node is the server's raft node as membership changes it (raftnode.Node).
 type Node interface {
 	Apply(ctx context.Context, cmd cluster.Command) (uint64, error)
-	Members() ([]cluster.Member, error)
-	Stats() cluster.RaftStats
+	Members() ([]raftnode.Member, error)
+	Stats() raftnode.Stats
 	AddVoter(id, addr string) error
 	AddNonvoter(id, addr string) error
 	RemoveServer(id string) error
@@ -97,7 +99,7 @@ func (m *Controller) Name() string { return "membership" }
 // Run runs autopilot and probes the servers until ctx ends.
 func (m *Controller) Run(ctx context.Context) {
 	ap := autopilot.New(m.d.Raft, m,
-		autopilot.WithLogger(cluster.HCLogger(m.d.Log, "autopilot")),
+		autopilot.WithLogger(logbridge.HCLogger(m.d.Log, "autopilot")),
 		autopilot.WithPromoter(&keepVoters{}),
 		autopilot.WithUpdateInterval(serverProbeEvery),
 		autopilot.WithReconcileInterval(2*time.Second))
@@ -337,7 +339,7 @@ func (*keepVoters) FilterFailedServerRemovals(_ *autopilot.Config, _ *autopilot.
 // stopped answering the leader's probes, or never answered them for a few
 // seconds; without the leader's probes (autopilot not running) nothing is
 // blocked.
-func (m *Controller) removalBlocker(members []cluster.Member, id string) string {
+func (m *Controller) removalBlocker(members []raftnode.Member, id string) string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.ap == nil {

@@ -10,12 +10,13 @@ import (
 	autopilot "github.com/hashicorp/raft-autopilot"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/cluster/raftnode"
 	"github.com/herd-project/herd/internal/testutil"
 )
 
 // fakeNode is a raft configuration and a log of what was applied.
 type fakeNode struct {
-	members []cluster.Member
+	members []raftnode.Member
 	applied []cluster.Command
 	removed []string
 }
@@ -24,10 +25,10 @@ func (f *fakeNode) Apply(_ context.Context, cmd cluster.Command) (uint64, error)
 	f.applied = append(f.applied, cmd)
 	return uint64(len(f.applied)), nil
 }
-func (f *fakeNode) Members() ([]cluster.Member, error) { return f.members, nil }
-func (f *fakeNode) Stats() cluster.RaftStats           { return cluster.RaftStats{} }
-func (f *fakeNode) AddVoter(id, addr string) error     { return errors.New("not in this test") }
-func (f *fakeNode) AddNonvoter(id, addr string) error  { return errors.New("not in this test") }
+func (f *fakeNode) Members() ([]raftnode.Member, error) { return f.members, nil }
+func (f *fakeNode) Stats() raftnode.Stats               { return raftnode.Stats{} }
+func (f *fakeNode) AddVoter(id, addr string) error      { return errors.New("not in this test") }
+func (f *fakeNode) AddNonvoter(id, addr string) error   { return errors.New("not in this test") }
 func (f *fakeNode) RemoveServer(id string) error {
 	f.removed = append(f.removed, id)
 	return nil
@@ -40,10 +41,10 @@ func (f *fakeNode) RemoveServer(id string) error {
 // removal that keeps a majority is recorded, then made.
 func TestRemoveKeepsAnAnsweringMajority(t *testing.T) {
 	now := time.Now()
-	three := []cluster.Member{{ID: "a", Voter: true}, {ID: "b", Voter: true}, {ID: "c", Voter: true}}
+	three := []raftnode.Member{{ID: "a", Voter: true}, {ID: "b", Voter: true}, {ID: "c", Voter: true}}
 	for _, tc := range []struct {
 		name    string
-		members []cluster.Member
+		members []raftnode.Member
 		down    []string // servers that stopped answering the probes
 		remove  string
 		code    int // 0: removed
@@ -52,7 +53,7 @@ func TestRemoveKeepsAnAnsweringMajority(t *testing.T) {
 		{"removing an answering server while another is down", three, []string{"c"}, "b", http.StatusConflict},
 		{"all answer", three, nil, "b", 0},
 		{"unknown server", three, nil, "x", http.StatusNotFound},
-		{"the only server", []cluster.Member{{ID: "a", Voter: true}}, nil, "a", http.StatusConflict},
+		{"the only server", []raftnode.Member{{ID: "a", Voter: true}}, nil, "a", http.StatusConflict},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			node := &fakeNode{members: tc.members}

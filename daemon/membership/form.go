@@ -9,17 +9,19 @@ import (
 	"time"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/cluster/gossip"
+	"github.com/herd-project/herd/cluster/raftnode"
 	"github.com/herd-project/herd/daemon/api"
 	"github.com/herd-project/herd/daemon/config"
 	"github.com/herd-project/herd/internal/ctxsleep"
 )
 
 // FormNode is the server's raft node as forming a cluster uses it
-// (cluster.Node).
+// (raftnode.Node).
 type FormNode interface {
 	HasState() (bool, error)
 	Bootstrap(servers map[string]string) error
-	Members() ([]cluster.Member, error)
+	Members() ([]raftnode.Member, error)
 	Addr() string
 	IsLeader() bool
 }
@@ -119,7 +121,7 @@ func (f *Forming) joinClients() []*api.Client {
 		add(j, f.d.Scheme)
 	}
 	for _, m := range f.d.Gossip.Members() {
-		if m.Meta.Role == cluster.RoleServer && m.State == "alive" && m.Name != f.d.Self && m.Meta.API != "" {
+		if m.Meta.Role == gossip.RoleServer && m.State == "alive" && m.Name != f.d.Self && m.Meta.API != "" {
 			add(m.Meta.API, f.d.Scheme)
 		}
 	}

@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/cluster/gossip"
 	"github.com/herd-project/herd/daemon/config"
 	"github.com/herd-project/herd/metrics"
 )
@@ -15,27 +15,27 @@ import (
 // Gossip is a server's place in the gossip pool. Without gossip.listen
 // there is no pool: it lists no members.
 type Gossip struct {
-	pool *cluster.Gossip
+	pool *gossip.Gossip
 }
 
 // Start joins the server to the gossip pool when g.Listen is set: it
 // announces its role and API address, and retries the join list until a
 // member answers — and again whenever it sees no other server alive
-// (cluster.Gossip.KeepJoined) — until ctx ends; wg counts that loop.
+// (gossip.Gossip.KeepJoined) — until ctx ends; wg counts that loop.
 func (gs *Gossip) Start(ctx context.Context, wg *sync.WaitGroup, g config.Gossip, name, apiAddr string, m *metrics.Metrics, log *slog.Logger) error {
 	if g.Listen == "" {
 		return nil
 	}
 	var keys [][]byte
 	if g.KeyringFile != "" {
-		k, err := cluster.ReadKeyring(g.KeyringFile)
+		k, err := gossip.ReadKeyring(g.KeyringFile)
 		if err != nil {
 			return err
 		}
 		keys = k
 	}
-	pool, err := cluster.StartGossip(cluster.GossipConfig{Name: name, Bind: g.Listen, Advertise: g.Advertise, Keys: keys, Profile: g.Profile,
-		Meta: cluster.MemberMeta{Role: cluster.RoleServer, API: apiAddr}, Logger: log,
+	pool, err := gossip.Start(gossip.Config{Name: name, Bind: g.Listen, Advertise: g.Advertise, Keys: keys, Profile: g.Profile,
+		Meta: gossip.MemberMeta{Role: gossip.RoleServer, API: apiAddr}, Logger: log,
 		OnProbe:   func(rtt time.Duration) { m.GossipProbeRTT.Observe(rtt.Seconds()) },
 		OnSuspect: m.GossipSuspicions.Inc})
 	if err != nil {
@@ -54,7 +54,7 @@ func (gs *Gossip) Start(ctx context.Context, wg *sync.WaitGroup, g config.Gossip
 }
 
 // Members lists the pool as this server sees it (nil without gossip).
-func (gs *Gossip) Members() []cluster.GossipMember {
+func (gs *Gossip) Members() []gossip.Member {
 	if gs.pool == nil {
 		return nil
 	}

@@ -8,6 +8,8 @@ package wire
 
 import (
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/cluster/gossip"
+	"github.com/herd-project/herd/cluster/raftnode"
 	"github.com/herd-project/herd/daemon/api"
 )
 
@@ -86,7 +88,7 @@ func Events(events []cluster.Event) []api.Event {
 }
 
 // Gossip converts the gossip pool as this server sees it; nil for none.
-func Gossip(members []cluster.GossipMember) []api.GossipMember {
+func Gossip(members []gossip.Member) []api.GossipMember {
 	if members == nil {
 		return nil
 	}
@@ -98,7 +100,7 @@ func Gossip(members []cluster.GossipMember) []api.GossipMember {
 	return out
 }
 
-func RaftStats(r cluster.RaftStats) api.RaftStats {
+func RaftStats(r raftnode.Stats) api.RaftStats {
 	return api.RaftStats{State: r.State, Term: r.Term, LastLogIndex: r.LastLogIndex, LastLogTerm: r.LastLogTerm,
 		CommitIndex: r.CommitIndex, AppliedIndex: r.AppliedIndex, LastContactMillis: r.LastContactMillis}
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/cluster/gossip"
+	"github.com/herd-project/herd/cluster/raftnode"
 	"github.com/herd-project/herd/daemon/api"
 )
 
@@ -26,8 +28,8 @@ type wireFixture struct {
 	vm      cluster.VM
 	op      cluster.Operation
 	event   cluster.Event
-	member  cluster.GossipMember
-	raft    cluster.RaftStats
+	member  gossip.Member
+	raft    raftnode.Stats
 }
 
 func newWireFixture() wireFixture {
@@ -58,9 +60,9 @@ func newWireFixture() wireFixture {
 			}},
 		event: cluster.Event{Seq: 7, Time: at(12), Type: "vm.migrated", Actor: "admin", Host: "h1", VM: "vm-1",
 			Operation: "op-1", Message: "moved", Target: "h2"},
-		member: cluster.GossipMember{Name: "agent-h1", Addr: "10.0.0.1:7946", State: "alive",
-			Meta: cluster.MemberMeta{Role: "agent", Host: "h1", API: "https://10.0.0.1:8443", Hypervisor: "ok"}},
-		raft: cluster.RaftStats{State: "Follower", Term: 3, LastLogIndex: 100, LastLogTerm: 3, CommitIndex: 99,
+		member: gossip.Member{Name: "agent-h1", Addr: "10.0.0.1:7946", State: "alive",
+			Meta: gossip.MemberMeta{Role: "agent", Host: "h1", API: "https://10.0.0.1:8443", Hypervisor: "ok"}},
+		raft: raftnode.Stats{State: "Follower", Term: 3, LastLogIndex: 100, LastLogTerm: 3, CommitIndex: 99,
 			AppliedIndex: 98, LastContactMillis: 12},
 	}
 }
@@ -84,7 +86,7 @@ func wireValues(f wireFixture) map[string]any {
 		"operation_ended":   Operation(&ended),
 		"operation_zero":    Operation(&cluster.Operation{}),
 		"events":            api.Events{Events: Events([]cluster.Event{f.event, {}})},
-		"cluster_gossip":    api.Cluster{Gossip: Gossip([]cluster.GossipMember{f.member, {}})},
+		"cluster_gossip":    api.Cluster{Gossip: Gossip([]gossip.Member{f.member, {}})},
 		"server_stats":      api.ServerStats{ID: "s1", Raft: RaftStats(f.raft)},
 		"server_stats_zero": api.ServerStats{},
 	}
@@ -253,8 +255,8 @@ func TestWireCarriesEveryField(t *testing.T) {
 		}},
 		{state: reflect.TypeFor[cluster.OpItem](), wire: reflect.TypeFor[api.OpItem](), tags: true},
 		{state: reflect.TypeFor[cluster.Event](), wire: reflect.TypeFor[api.Event](), tags: true},
-		{state: reflect.TypeFor[cluster.GossipMember](), wire: reflect.TypeFor[api.GossipMember](), tags: true},
-		{state: reflect.TypeFor[cluster.RaftStats](), wire: reflect.TypeFor[api.RaftStats](), tags: true},
+		{state: reflect.TypeFor[gossip.Member](), wire: reflect.TypeFor[api.GossipMember](), tags: true},
+		{state: reflect.TypeFor[raftnode.Stats](), wire: reflect.TypeFor[api.RaftStats](), tags: true},
 		// PolicyInfo always had omitempty of its own.
 		{state: reflect.TypeFor[cluster.Policy](), wire: reflect.TypeFor[api.PolicyInfo](), left: map[string]string{
 			"yaml": "GET /v1/policy answers the policy itself as YAML",

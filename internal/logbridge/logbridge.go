@@ -1,4 +1,6 @@
-package cluster
+// Package logbridge hands log/slog to the hashicorp libraries: an hclog
+// logger for raft and a standard library logger for memberlist.
+package logbridge
 
 import (
 	"context"

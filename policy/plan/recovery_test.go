@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/cluster/vmdef"
 	"github.com/herd-project/herd/policy"
 	"github.com/herd-project/herd/policy/failover"
 	"github.com/herd-project/herd/policy/placement"
@@ -15,7 +16,7 @@ import (
 
 // recoverable gives a VM a stored definition, so that it can be recreated.
 func recoverable(vm *cluster.VM) *cluster.VM {
-	vm.Definition = cluster.NewDefinition([]byte("<domain><name>" + vm.Name + "</name></domain>"))
+	vm.Definition = vmdef.New([]byte("<domain><name>" + vm.Name + "</name></domain>"))
 	return vm
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/cluster/gossip"
 	"github.com/herd-project/herd/daemon/controller"
 	"github.com/herd-project/herd/internal/ctxsleep"
 	"github.com/herd-project/herd/metrics"
@@ -36,7 +37,7 @@ type Deps struct {
 	// Policy is the policy in force.
 	Policy func() *policy.Document
 	// Gossip lists the gossip pool as this server sees it.
-	Gossip func() []cluster.GossipMember
+	Gossip func() []gossip.Member
 	// HostQuery runs a Prometheus query, its value by host.
 	HostQuery func(ctx context.Context, src *policy.PrometheusSource, name, query string, st *cluster.State) (map[string]float64, error)
 	// Evacuate sends a degraded host into maintenance.
@@ -231,9 +232,9 @@ func (c *Controller) round(ctx context.Context, tracks map[string]policy.HealthT
 		}
 	})
 	p := c.d.Policy().Health
-	agents := map[string]cluster.GossipMember{}
+	agents := map[string]gossip.Member{}
 	for _, m := range c.d.Gossip() {
-		if m.Meta.Role == cluster.RoleAgent && m.Meta.Host != "" {
+		if m.Meta.Role == gossip.RoleAgent && m.Meta.Host != "" {
 			agents[m.Meta.Host] = m
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/cluster/gossip"
 	"github.com/herd-project/herd/daemon/controller/controllertest"
 	"github.com/herd-project/herd/drivers"
 	"github.com/herd-project/herd/internal/testutil"
@@ -77,7 +78,7 @@ func TestHostThatStopsAnsweringGoesSuspectThenDead(t *testing.T) {
 	doc := policy.Default()
 	doc.Health.SuspectAfter, doc.Health.DeadAfter = 200*time.Millisecond, 600*time.Millisecond
 	c := New(Deps{State: raft, Raft: raft, Drivers: oneDriver{}, Leases: noLeases{},
-		Policy: func() *policy.Document { return doc }, Gossip: func() []cluster.GossipMember { return nil },
+		Policy: func() *policy.Document { return doc }, Gossip: func() []gossip.Member { return nil },
 		Evacuate: func(context.Context, string, string) error { t.Error("evacuated"); return nil },
 		Metrics:  metrics.New(prometheus.NewRegistry(), metrics.Sources{}), Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	ctx, cancel := context.WithCancel(context.Background())

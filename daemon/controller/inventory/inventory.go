@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/cluster/raftnode"
+	"github.com/herd-project/herd/cluster/vmdef"
 	"github.com/herd-project/herd/daemon/controller"
 	"github.com/herd-project/herd/drivers"
 	"github.com/herd-project/herd/internal/ctxsleep"
@@ -127,7 +129,7 @@ func (c *Controller) sync(ctx context.Context) (*Result, error) {
 	}
 	// A large inventory goes in bounded entries; one that fails part way
 	// leaves the parts before it written, and the next round writes the rest.
-	for _, part := range diff.Split(cluster.MaxInventoryEntryBytes) {
+	for _, part := range raftnode.SplitInventory(diff, raftnode.MaxInventoryEntryBytes) {
 		if _, err := c.d.Raft.Apply(ctx, part); err != nil {
 			return nil, fmt.Errorf("write inventory of %s: %w", driver, err)
 		}
@@ -215,7 +217,7 @@ func Diff(driver string, st *cluster.State, inv *drivers.Inventory, now time.Tim
 		if sameDef {
 			nv.Definition = old.Definition
 		} else {
-			nv.Definition = cluster.NewDefinition(v.Definition)
+			nv.Definition = vmdef.New(v.Definition)
 		}
 		d.UpsertVMs = append(d.UpsertVMs, nv)
 	}

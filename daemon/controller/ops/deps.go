@@ -29,7 +29,7 @@ func (systemClock) Now() time.Time { return time.Now() }
 type Deps struct {
 	State State
 	// Raft writes the steps. When it can also hand a command to raft
-	// without waiting for its commit (cluster.Node's Submit), the
+	// without waiting for its commit (raftnode.Node's Submit), the
 	// recreations of a recovery start side by side (submit.go).
 	Raft    controller.Applier
 	Drivers controller.Drivers

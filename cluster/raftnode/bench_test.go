@@ -1,4 +1,4 @@
-package cluster
+package raftnode
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/herd-project/herd/cluster"
 )
 
 // BenchmarkApply3Nodes measures committing state commands on a three-node
@@ -24,8 +26,8 @@ func BenchmarkApply3Nodes(b *testing.B) {
 	if _, err := leader.Apply(ctx, hostDiff("dc", "h")); err != nil {
 		b.Fatal(err)
 	}
-	cmd := func(i int) Command {
-		return &SetHostStatus{Host: "h", Status: NotAccepting, Reason: strconv.Itoa(i), Event: NewEvent("host.status", "bench", "h", "", "x")}
+	cmd := func(i int) cluster.Command {
+		return &cluster.SetHostStatus{Host: "h", Status: cluster.NotAccepting, Reason: strconv.Itoa(i), Event: cluster.NewEvent("host.status", "bench", "h", "", "x")}
 	}
 
 	b.Run("sequential", func(b *testing.B) {
