@@ -22,6 +22,7 @@ dev: build
 dev-cluster: build
 	./bin/herd dev-cluster
 
+MAX_PACKAGE_LINES ?= 3000
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt: not formatted:"; echo "$$out"; exit 1; fi
@@ -39,6 +40,13 @@ lint:
 	@# them cannot change the public API unseen (daemon/wire converts).
 	@out=$$($(GO) list -deps ./daemon/api | grep -E '^github.com/herd-project/herd/(cluster|policy|drivers)(/|$$)'); \
 	if [ -n "$$out" ]; then echo "daemon/api imports the state:"; echo "$$out"; exit 1; fi
+	@# No package of ours is over $(MAX_PACKAGE_LINES) lines of non-test code
+	@# (its .go files but the _test.go ones): a part that outgrows that gets a
+	@# package of its own, with its arrows in docs/design.md.
+	@out=$$($(GO) list -f '{{.Dir}}' ./... | while read -r d; do \
+		n=$$(find "$$d" -maxdepth 1 -name '*.go' ! -name '*_test.go' -exec cat {} + | wc -l); \
+		if [ "$$n" -gt $(MAX_PACKAGE_LINES) ]; then echo "$${d#$(CURDIR)/}: $$n lines"; fi; done); \
+	if [ -n "$$out" ]; then echo "packages over $(MAX_PACKAGE_LINES) lines of non-test code:"; echo "$$out"; exit 1; fi
 
 # The Debian packages whose programs the tests run: libvirtd, virsh and QEMU
 # (libvirt fixture), prometheus, promtool and alertmanager, nft and ip (test
