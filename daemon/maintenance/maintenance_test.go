@@ -9,37 +9,22 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/daemon/api"
+	"github.com/herd-project/herd/daemon/controller/controllertest"
 	"github.com/herd-project/herd/daemon/httpapi"
 	"github.com/herd-project/herd/policy"
 	"github.com/herd-project/herd/policy/placement"
 	"github.com/herd-project/herd/policy/policytest"
 )
 
-// fakeRaft is a state that commands change at once, as a one-server raft
-// would: the service's State, Raft and Ledger without a raft node.
-type fakeRaft struct {
-	st    *cluster.State
-	index uint64
-	cmds  []cluster.Command
-}
+// fakeRaft is a one-server fake raft and an empty ledger: the service's
+// State, Raft and Ledger without a raft node.
+type fakeRaft struct{ *controllertest.Raft }
 
-func (f *fakeRaft) Read(fn func(st *cluster.State)) { fn(f.st) }
-func (f *fakeRaft) State() *cluster.State           { return f.st.Snapshot() }
-
-func (f *fakeRaft) Apply(_ context.Context, cmd cluster.Command) (uint64, error) {
-	if err := f.st.Apply(cmd, f.index+1); err != nil {
-		return 0, err
-	}
-	f.index++
-	f.cmds = append(f.cmds, cmd)
-	return f.index, nil
-}
-
-func (f *fakeRaft) Planning(*cluster.State) (*placement.Ledger, placement.Options) {
+func (f fakeRaft) Planning(*cluster.State) (*placement.Ledger, placement.Options) {
 	return placement.NewLedger(), placement.Options{}
 }
 
-func newService(t *testing.T, st *cluster.State, edit func(*policy.Document)) (*Service, *fakeRaft) {
+func newService(t *testing.T, st *cluster.State, edit func(*policy.Document)) (*Service, fakeRaft) {
 	t.Helper()
 	doc, err := policy.Parse("test", []byte("apiVersion: herd/v1\nkind: Policy\n"))
 	if err != nil {
@@ -48,7 +33,7 @@ func newService(t *testing.T, st *cluster.State, edit func(*policy.Document)) (*
 	if edit != nil {
 		edit(doc)
 	}
-	f := &fakeRaft{st: st}
+	f := fakeRaft{controllertest.NewRaft(st)}
 	n := 0
 	return New(Deps{State: f, Raft: f, Ledger: f, Policy: func() *policy.Document { return doc },
 		Options: func(*policy.Document, *cluster.State, int) placement.Options { return placement.Options{} },
@@ -101,8 +86,8 @@ func TestRefusalsNameTheFieldAndChangeNothing(t *testing.T) {
 			if !errors.As(err, &he) || he.Code != tt.code || he.Field != tt.field {
 				t.Fatalf("err = %#v, want code %d field %q", err, tt.code, tt.field)
 			}
-			if len(f.cmds) != 0 {
-				t.Fatalf("a refused request wrote %d commands", len(f.cmds))
+			if f.Applied() != 0 {
+				t.Fatalf("a refused request wrote %d commands", f.Applied())
 			}
 		})
 	}
@@ -118,14 +103,14 @@ func TestEnterIsIdempotentAndExitBringsBack(t *testing.T) {
 	m, f := newService(t, threeHosts(), nil)
 	req := api.MaintenanceRequest{Status: "enable", Migrate: "all"}
 	id, err := m.Enter(ctx, "h01", req, "test", "op-enter", "")
-	if err != nil || id != "op-enter" || len(f.cmds) != 1 {
-		t.Fatalf("Enter = %q, %v with %d commands; want op-enter, one command", id, err, len(f.cmds))
+	if err != nil || id != "op-enter" || f.Applied() != 1 {
+		t.Fatalf("Enter = %q, %v with %d commands; want op-enter, one command", id, err, f.Applied())
 	}
-	if got := f.st.Hosts["h01"].Maintenance; got != cluster.MaintenanceEntering {
+	if got := f.St.Hosts["h01"].Maintenance; got != cluster.MaintenanceEntering {
 		t.Fatalf("maintenance = %s, want entering", got)
 	}
-	if again, err := m.Enter(ctx, "h01", req, "test", "", ""); err != nil || again != id || len(f.cmds) != 1 {
-		t.Fatalf("repeated Enter = %q, %v with %d commands; want %s and nothing written", again, err, len(f.cmds), id)
+	if again, err := m.Enter(ctx, "h01", req, "test", "", ""); err != nil || again != id || f.Applied() != 1 {
+		t.Fatalf("repeated Enter = %q, %v with %d commands; want %s and nothing written", again, err, f.Applied(), id)
 	}
 	var he *httpapi.Error
 	if _, err := m.Enter(ctx, "h01", api.MaintenanceRequest{Status: "enable", Migrate: "none"}, "test", "", ""); !errors.As(err, &he) || he.Code != http.StatusConflict {
@@ -133,18 +118,18 @@ func TestEnterIsIdempotentAndExitBringsBack(t *testing.T) {
 	}
 
 	// The evacuation ends: the running VM went to h02, the stopped one to h03.
-	op := f.st.Operations[id]
+	op := f.St.Operations[id]
 	targets := map[string]string{"a": "h02", "b": "h03"}
 	for _, it := range op.Items {
 		if _, err := f.Apply(ctx, &cluster.StartItem{Op: id, VM: it.VM, Target: targets[it.VM]}); err != nil {
 			t.Fatal(err)
 		}
-		policytest.SetVM(f.st, it.VM, func(vm *cluster.VM) { vm.Host = targets[it.VM] })
+		policytest.SetVM(f.St, it.VM, func(vm *cluster.VM) { vm.Host = targets[it.VM] })
 		if _, err := f.Apply(ctx, &cluster.FinishItem{Op: id, VM: it.VM, OK: true}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if got := f.st.Hosts["h01"].Maintenance; got != cluster.MaintenanceOn {
+	if got := f.St.Hosts["h01"].Maintenance; got != cluster.MaintenanceOn {
 		t.Fatalf("maintenance = %s after the evacuation, want on", got)
 	}
 	left, err := m.ExitPrecheck("h01")
@@ -154,7 +139,7 @@ func TestEnterIsIdempotentAndExitBringsBack(t *testing.T) {
 	if err := m.Rollout().Exit(ctx, "h01", true, "op-exit"); err != nil {
 		t.Fatal(err)
 	}
-	exit := f.st.Operations["op-exit"]
+	exit := f.St.Operations["op-exit"]
 	if exit == nil || exit.Parent != id || len(exit.Items) != 2 {
 		t.Fatalf("exit operation = %+v, want two moves back with parent %s", exit, id)
 	}
@@ -185,7 +170,7 @@ func TestRolloutCanEnter(t *testing.T) {
 	if b, err := m.Rollout().CanEnter(f.State(), "h01", "all", true); err != nil || b != "" {
 		t.Fatalf("forced CanEnter = %q, %v; want nothing in the way", b, err)
 	}
-	if len(f.cmds) != 0 {
-		t.Fatalf("CanEnter wrote %d commands", len(f.cmds))
+	if f.Applied() != 0 {
+		t.Fatalf("CanEnter wrote %d commands", f.Applied())
 	}
 }
