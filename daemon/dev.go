@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/herd-project/herd/daemon/config"
+	"github.com/herd-project/herd/daemon/policysource"
 	"github.com/herd-project/herd/drivers"
 	"github.com/herd-project/herd/drivers/vsphere"
 	"github.com/herd-project/herd/policy"
@@ -152,7 +153,7 @@ Stop with Ctrl-C.
 // writeDevPolicy writes the default policy, changed by edit, where dev mode
 // reads its policy file.
 func writeDevPolicy(path string, edit func(*policy.Document)) error {
-	doc := defaultPolicy()
+	doc := policysource.Default()
 	// On a laptop a crash should be seen in seconds, and fenced by the
 	// simulator's power switch (then an agent's lease, if one runs).
 	doc.Health = policy.HealthPolicy{SuspectAfter: time.Second, DeadAfter: 3 * time.Second, AliveAfter: 3 * time.Second}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/herd-project/herd/daemon/api"
+	"github.com/herd-project/herd/daemon/policysource"
 	"github.com/herd-project/herd/drivers/vsphere"
 	"github.com/herd-project/herd/internal/testutil"
 	"github.com/herd-project/herd/policy"
@@ -19,7 +20,7 @@ import (
 
 func policyYAML(t *testing.T, edit func(*policy.Document)) []byte {
 	t.Helper()
-	doc := defaultPolicy()
+	doc := policysource.Default()
 	edit(doc)
 	y, err := doc.YAML()
 	if err != nil {

@@ -28,12 +28,15 @@ import (
 	"github.com/herd-project/herd/daemon/controller/inventory"
 	"github.com/herd-project/herd/daemon/controller/ops"
 	"github.com/herd-project/herd/daemon/controller/recovery"
+	"github.com/herd-project/herd/daemon/handlers"
 	"github.com/herd-project/herd/daemon/httpapi"
 	"github.com/herd-project/herd/daemon/lease"
 	"github.com/herd-project/herd/daemon/maintenance"
 	"github.com/herd-project/herd/daemon/membership"
+	"github.com/herd-project/herd/daemon/policysource"
 	"github.com/herd-project/herd/drivers"
 	"github.com/herd-project/herd/metrics"
+	"github.com/herd-project/herd/policy"
 )
 
 // DriverFactory opens a driver from its config. Tests and dev mode may
@@ -90,7 +93,7 @@ type Server struct {
 
 	failover failoverCache
 	gossip   *membership.Gossip
-	policy   policyHolder
+	policy   *policysource.Source
 	// clock is the time windows are read against (tests set it).
 	clock clock
 
@@ -199,14 +202,16 @@ func NewServer(cfg *config.Server, opts Options) (*Server, error) {
 	s.leases = lease.New()
 	s.metrics = metrics.New(s.reg, metrics.Sources{State: s.stateSample, Raft: s.raftSample, InFlight: func() int { return s.ops.InFlight() }, Policy: s.policySample,
 		Gossip: s.gossip.States})
+	s.policy = policysource.New(policysource.Deps{File: cfg.PolicyFile, Self: cfg.NodeName, Node: node, InForce: node.FSM().Policy,
+		LeaderClient: s.leaderClient, LeaderAPI: s.leaderAPI, Record: s.recordEvent, Metrics: s.metrics, Log: log})
 	s.drivers = newDriverSet(cfg.Drivers, opts.DriverFactory, log)
 	var opsRaft controller.Applier = node
 	if opts.WrapOpsRaft != nil {
 		opsRaft = opts.WrapOpsRaft(opsRaft)
 	}
-	s.ops = ops.New(ops.Deps{State: node.FSM(), Raft: opsRaft, Drivers: s.drivers, Policy: s.Policy, Options: s.placementOptions,
+	s.ops = ops.New(ops.Deps{State: node.FSM(), Raft: opsRaft, Drivers: s.drivers, Policy: s.Policy, Options: s.policy.Options,
 		Self: cfg.NodeName, InventoryTimeout: cfg.Inventory.Timeout, Metrics: s.metrics, Log: log})
-	s.maint = maintenance.New(maintenance.Deps{State: node.FSM(), Raft: node, Ledger: s.ops, Policy: s.Policy, Options: s.placementOptions,
+	s.maint = maintenance.New(maintenance.Deps{State: node.FSM(), Raft: node, Ledger: s.ops, Policy: s.Policy, Options: s.policy.Options,
 		NewOpID: newOpID})
 	syncDeps := inventory.Deps{State: node.FSM(), Raft: node, Drivers: s.drivers, Metrics: s.metrics, Log: log,
 		Interval: cfg.Inventory.SyncInterval, Timeout: cfg.Inventory.Timeout}
@@ -216,14 +221,14 @@ func NewServer(cfg *config.Server, opts Options) (*Server, error) {
 		s.controllers = append(s.controllers, sc)
 	}
 	s.balancer = balance.New(balance.Deps{State: node.FSM(), Raft: node, Ledger: s.ops, Clock: &s.clock, Policy: s.Policy,
-		Options: s.placementOptions, Compiled: s.compiled, HostCPU: s.hostCPU, Frozen: frozenHosts, Busy: vmBusy, NewOpID: newOpID,
+		Options: s.policy.Options, Compiled: s.policy.Compiled, HostCPU: s.hostCPU, Frozen: frozenHosts, Busy: vmBusy, NewOpID: newOpID,
 		Record: s.recordEvent, Metrics: s.metrics, Log: log})
 	s.members = membership.New(membership.Deps{Self: cfg.NodeName, Node: node, Raft: node.Raft(), State: node.FSM(), Client: s.apiClient,
 		ServerStabilization: cfg.Raft.ServerStabilization, DeadServerTimeout: cfg.Raft.DeadServerTimeout, Done: s.ctx, Log: log})
 	healthCtl := health.New(health.Deps{State: node.FSM(), Raft: node, Drivers: s.drivers, Leases: s.leases, Policy: s.Policy,
 		Gossip: s.gossip.Members, HostQuery: s.hostQuery, Evacuate: s.maint.EvacuateDegraded, Metrics: s.metrics, Log: log})
 	recoveryCtl := recovery.New(recovery.Deps{State: node.FSM(), Raft: node, Drivers: s.drivers, Leases: s.leases, Policy: s.Policy,
-		Compiled: s.compiled, DevFence: s.fenceDevHost, NewOpID: newOpID, Metrics: s.metrics, Log: log})
+		Compiled: s.policy.Compiled, DevFence: s.fenceDevHost, NewOpID: newOpID, Metrics: s.metrics, Log: log})
 	s.controllers = append(s.controllers, s.members, s.ops, s.balancer, healthCtl, recoveryCtl)
 	s.controllers = append(s.controllers, s.newSilencer())
 	s.controllers = append(s.controllers, newRolloutController(s))
@@ -267,7 +272,7 @@ func (s *Server) Start() error {
 	}()
 	go func() { defer s.wg.Done(); s.followLeadership() }()
 	go func() { defer s.wg.Done(); s.forming.Run(s.ctx) }()
-	go func() { defer s.wg.Done(); s.policyLoop() }()
+	go func() { defer s.wg.Done(); s.policy.Run(s.ctx) }()
 	s.log.Info("herd server started", "node", s.cfg.NodeName, "api", s.apiAddr, "raft", s.node.Addr())
 	return nil
 }
@@ -437,7 +442,7 @@ func (s *Server) raftSample() metrics.RaftSample {
 }
 
 func (s *Server) policySample() metrics.PolicySample {
-	ps := s.policyStatus()
+	ps := s.policy.Status()
 	out := metrics.PolicySample{Version: ps.Version, Drift: ps.Drift, LastReloadOK: ps.ReloadOK}
 	if !ps.LastReload.IsZero() {
 		out.LastReloadTime = float64(ps.LastReload.UnixNano()) / 1e9
@@ -503,4 +508,34 @@ func (s *Server) fenceDevHost(host string) error {
 		return fmt.Errorf("dev fencing works in herd server -dev only: %w", recovery.ErrUnavailable)
 	}
 	return s.devFence(host)
+}
+
+// Policy returns the policy in force (defaults before any is applied).
+func (s *Server) Policy() *policy.Document { return s.policy.Policy() }
+
+// ReloadPolicy reads this server's policy file again. A valid file that
+// differs from the policy in force is applied cluster-wide (through the
+// leader); an invalid one is refused, the policy in force stays, and an
+// event and a metric say why.
+func (s *Server) ReloadPolicy(ctx context.Context) error { return s.policy.Reload(ctx) }
+
+// recordEvent writes an event, through the leader when needed; failures
+// are only logged.
+func (s *Server) recordEvent(ctx context.Context, e cluster.Event) {
+	if s.node.IsLeader() {
+		if _, err := s.node.Apply(ctx, &cluster.AppendEvents{Events: []cluster.Event{e}}); err != nil {
+			s.log.Warn("record event", "err", err)
+		}
+		return
+	}
+	if c := s.leaderClient(); c != nil {
+		if s.cfg.ServerToken() == "" {
+			// Without the servers' internal token the leader cannot tell
+			// this server from anyone else: it takes a note only.
+			e = cluster.NewEvent(handlers.NoteType, "", e.Host, e.VM, e.Type+" ("+e.Actor+"): "+e.Message)
+		}
+		if err := c.AppendEvent(ctx, api.EventRequest{Type: e.Type, Host: e.Host, VM: e.VM, Message: e.Message, Actor: e.Actor}); err != nil {
+			s.log.Warn("record event through the leader", "err", err)
+		}
+	}
 }

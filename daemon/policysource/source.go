@@ -1,9 +1,15 @@
-package daemon
+// Package policysource is the policy as a server holds it: the policy
+// in force (parsed once per version, defaults before any), this server's
+// own policy file (its hash for drift, how its last reload went, a reload
+// whenever it changes), putting a policy in force through the leader, and
+// the placement options and compiled rules the policy gives.
+package policysource
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"sync"
 	"time"
@@ -11,16 +17,46 @@ import (
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/cluster/raftnode"
 	"github.com/herd-project/herd/daemon/api"
-	"github.com/herd-project/herd/daemon/handlers"
 	"github.com/herd-project/herd/daemon/wire"
 	"github.com/herd-project/herd/internal/ctxsleep"
+	"github.com/herd-project/herd/metrics"
 	"github.com/herd-project/herd/policy"
 	"github.com/herd-project/herd/policy/placement"
 )
 
-// policyHolder caches the parsed policy in force and tracks this server's
+// Node is the server's raft node as the policy source uses it
+// (cluster.Node).
+type Node interface {
+	IsLeader() bool
+	Leader() (id, addr string)
+	Apply(ctx context.Context, cmd cluster.Command) (uint64, error)
+}
+
+// Deps are what the policy source works with.
+type Deps struct {
+	// File is this server's policy file ("" without one); Self its node
+	// name.
+	File string
+	Self string
+	Node Node
+	// InForce is the policy the cluster has in force, nil before any
+	// (cluster.FSM).
+	InForce func() *cluster.Policy
+	// LeaderClient is an API client for the leader, nil when there is none;
+	// LeaderAPI the leader's API address, "" when unknown.
+	LeaderClient func() *api.Client
+	LeaderAPI    func() string
+	// Record writes an event, through the leader when needed.
+	Record  func(ctx context.Context, e cluster.Event)
+	Metrics *metrics.Metrics
+	Log     *slog.Logger
+}
+
+// Source caches the parsed policy in force and tracks this server's
 // own policy file: its hash (for drift) and how its last reload went.
-type policyHolder struct {
+type Source struct {
+	d Deps
+
 	mu       sync.Mutex
 	version  int
 	doc      *policy.Document
@@ -38,8 +74,11 @@ type policyHolder struct {
 	compiledIndex uint64
 }
 
-// defaultPolicy is the policy in force before any is applied.
-func defaultPolicy() *policy.Document {
+// New is a server's policy source.
+func New(d Deps) *Source { return &Source{d: d} }
+
+// Default is the policy in force before any is applied.
+func Default() *policy.Document {
 	d, err := policy.Parse("default", []byte("apiVersion: herd/v1\nkind: Policy\n"))
 	if err != nil {
 		panic(fmt.Sprintf("the default policy does not validate: %v", err))
@@ -48,13 +87,12 @@ func defaultPolicy() *policy.Document {
 }
 
 // Policy returns the policy in force (defaults before any is applied).
-func (s *Server) Policy() *policy.Document {
-	inForce := s.node.FSM().Policy()
-	p := &s.policy
+func (p *Source) Policy() *policy.Document {
+	inForce := p.d.InForce()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.defaults == nil {
-		p.defaults = defaultPolicy()
+		p.defaults = Default()
 	}
 	if inForce == nil {
 		return p.defaults
@@ -66,7 +104,7 @@ func (s *Server) Policy() *policy.Document {
 	if err != nil {
 		// Validated before it was committed; a newer server's syntax an
 		// older one cannot read keeps the last good one.
-		s.log.Error("policy in force does not parse here", "version", inForce.Version, "err", err)
+		p.d.Log.Error("policy in force does not parse here", "version", inForce.Version, "err", err)
 		if p.doc != nil {
 			return p.doc
 		}
@@ -76,17 +114,17 @@ func (s *Server) Policy() *policy.Document {
 	return doc
 }
 
-func (s *Server) policyStatus() api.PolicyStatus {
-	inForce := s.node.FSM().Policy()
-	p := &s.policy
+// Status is the policy in force and this server's file, for the API.
+func (p *Source) Status() api.PolicyStatus {
+	inForce := p.d.InForce()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	ps := api.PolicyStatus{File: s.cfg.PolicyFile, FileHash: p.fileHash, LastReload: p.lastReload, ReloadOK: p.lastOK, ReloadErr: p.lastErr}
+	ps := api.PolicyStatus{File: p.d.File, FileHash: p.fileHash, LastReload: p.lastReload, ReloadOK: p.lastOK, ReloadErr: p.lastErr}
 	if inForce != nil {
 		ps.Version, ps.Hash = inForce.Version, inForce.Hash
 	} else {
 		if p.defaults == nil {
-			p.defaults = defaultPolicy()
+			p.defaults = Default()
 		}
 		ps.Hash = p.defaults.Hash()
 	}
@@ -98,26 +136,25 @@ func (s *Server) policyStatus() api.PolicyStatus {
 var errNoPolicyFile = errors.New("no policy file")
 
 // readPolicyFile reads and validates this server's policy file.
-func (s *Server) readPolicyFile() (*policy.Document, error) {
-	if s.cfg.PolicyFile == "" {
+func (p *Source) readPolicyFile() (*policy.Document, error) {
+	if p.d.File == "" {
 		return nil, errNoPolicyFile
 	}
-	if _, err := os.Stat(s.cfg.PolicyFile); errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(p.d.File); errors.Is(err, os.ErrNotExist) {
 		return nil, errNoPolicyFile
 	}
-	return policy.LoadFile(s.cfg.PolicyFile)
+	return policy.LoadFile(p.d.File)
 }
 
-// ReloadPolicy reads this server's policy file again. A valid file that
+// Reload reads this server's policy file again. A valid file that
 // differs from the policy in force is applied cluster-wide (through the
 // leader); an invalid one is refused, the policy in force stays, and an
 // event and a metric say why.
-func (s *Server) ReloadPolicy(ctx context.Context) error {
-	doc, err := s.readPolicyFile()
-	p := &s.policy
+func (p *Source) Reload(ctx context.Context) error {
+	doc, err := p.readPolicyFile()
 	p.mu.Lock()
 	p.lastReload = time.Now().UTC()
-	if fi, serr := os.Stat(s.cfg.PolicyFile); serr == nil {
+	if fi, serr := os.Stat(p.d.File); serr == nil {
 		p.fileMod, p.fileSize = fi.ModTime(), fi.Size()
 	}
 	if err != nil {
@@ -129,40 +166,40 @@ func (s *Server) ReloadPolicy(ctx context.Context) error {
 		if errors.Is(err, errNoPolicyFile) {
 			return nil
 		}
-		s.metrics.PolicyReloads.WithLabelValues("error").Inc()
-		s.log.Error("policy file refused; the policy in force stays", "file", s.cfg.PolicyFile, "err", err)
-		s.recordEvent(ctx, cluster.NewEvent("policy.reload_failed", "server:"+s.cfg.NodeName, "", "",
-			fmt.Sprintf("server %s refused its policy file %s; the policy in force stays: %v", s.cfg.NodeName, s.cfg.PolicyFile, err)))
+		p.d.Metrics.PolicyReloads.WithLabelValues("error").Inc()
+		p.d.Log.Error("policy file refused; the policy in force stays", "file", p.d.File, "err", err)
+		p.d.Record(ctx, cluster.NewEvent("policy.reload_failed", "server:"+p.d.Self, "", "",
+			fmt.Sprintf("server %s refused its policy file %s; the policy in force stays: %v", p.d.Self, p.d.File, err)))
 		return err
 	}
 	p.fileHash, p.lastOK, p.lastErr = doc.Hash(), true, ""
 	p.mu.Unlock()
-	s.metrics.PolicyReloads.WithLabelValues("ok").Inc()
-	if inForce := s.node.FSM().Policy(); inForce != nil && inForce.Hash == doc.Hash() {
+	p.d.Metrics.PolicyReloads.WithLabelValues("ok").Inc()
+	if inForce := p.d.InForce(); inForce != nil && inForce.Hash == doc.Hash() {
 		return nil
 	}
-	_, err = s.applyPolicy(ctx, doc, "file "+s.cfg.PolicyFile+" on "+s.cfg.NodeName, "server:"+s.cfg.NodeName, 0)
+	_, err = p.Apply(ctx, doc, "file "+p.d.File+" on "+p.d.Self, "server:"+p.d.Self, 0)
 	return err
 }
 
-// applyPolicy puts doc in force, from the leader or through it.
-func (s *Server) applyPolicy(ctx context.Context, doc *policy.Document, source, actor string, ifVersion int) (*api.PolicyInfo, error) {
+// Apply puts doc in force, from the leader or through it.
+func (p *Source) Apply(ctx context.Context, doc *policy.Document, source, actor string, ifVersion int) (*api.PolicyInfo, error) {
 	y, err := doc.YAML()
 	if err != nil {
 		return nil, fmt.Errorf("encode policy: %w", err)
 	}
-	if !s.node.IsLeader() {
-		c := s.leaderClient()
+	if !p.d.Node.IsLeader() {
+		c := p.d.LeaderClient()
 		if c == nil {
 			return nil, fmt.Errorf("apply policy: %w", raftnode.ErrNotLeader)
 		}
 		return c.ApplyPolicy(ctx, y, source)
 	}
 	ev := cluster.NewEvent("policy.applied", actor, "", "", fmt.Sprintf("policy %s applied from %s", shortHash(doc.Hash()), source))
-	if _, err := s.node.Apply(ctx, &cluster.SetPolicy{YAML: y, Hash: doc.Hash(), Source: source, IfVersion: ifVersion, Time: ev.Time, Event: ev}); err != nil {
+	if _, err := p.d.Node.Apply(ctx, &cluster.SetPolicy{YAML: y, Hash: doc.Hash(), Source: source, IfVersion: ifVersion, Time: ev.Time, Event: ev}); err != nil {
 		return nil, err
 	}
-	return wire.Policy(s.node.FSM().Policy()), nil
+	return wire.Policy(p.d.InForce()), nil
 }
 
 func shortHash(h string) string {
@@ -172,50 +209,28 @@ func shortHash(h string) string {
 	return h
 }
 
-// recordEvent writes an event, through the leader when needed; failures
-// are only logged.
-func (s *Server) recordEvent(ctx context.Context, e cluster.Event) {
-	if s.node.IsLeader() {
-		if _, err := s.node.Apply(ctx, &cluster.AppendEvents{Events: []cluster.Event{e}}); err != nil {
-			s.log.Warn("record event", "err", err)
-		}
-		return
-	}
-	if c := s.leaderClient(); c != nil {
-		if s.cfg.ServerToken() == "" {
-			// Without the servers' internal token the leader cannot tell
-			// this server from anyone else: it takes a note only.
-			e = cluster.NewEvent(handlers.NoteType, "", e.Host, e.VM, e.Type+" ("+e.Actor+"): "+e.Message)
-		}
-		if err := c.AppendEvent(ctx, api.EventRequest{Type: e.Type, Host: e.Host, VM: e.VM, Message: e.Message, Actor: e.Actor}); err != nil {
-			s.log.Warn("record event through the leader", "err", err)
-		}
-	}
-}
-
 // watchPolicyFile reloads the policy file when it changes.
-func (s *Server) watchPolicyFile() {
-	for s.ctx.Err() == nil {
-		ctxsleep.Sleep(s.ctx, 2*time.Second)
-		fi, err := os.Stat(s.cfg.PolicyFile)
-		p := &s.policy
+func (p *Source) watchPolicyFile(ctx context.Context) {
+	for ctx.Err() == nil {
+		ctxsleep.Sleep(ctx, 2*time.Second)
+		fi, err := os.Stat(p.d.File)
 		p.mu.Lock()
 		changed := err == nil && (!fi.ModTime().Equal(p.fileMod) || fi.Size() != p.fileSize)
 		p.mu.Unlock()
 		if changed {
-			s.log.Info("policy file changed; reloading", "file", s.cfg.PolicyFile)
-			_ = s.ReloadPolicy(s.ctx)
+			p.d.Log.Info("policy file changed; reloading", "file", p.d.File)
+			_ = p.Reload(ctx)
 		}
 	}
 }
 
-// placementOptions are the placement options the policy in force gives for
-// automatic moves on st.
-func (s *Server) placementOptions(doc *policy.Document, st *cluster.State, perTarget int) placement.Options {
+// Options are the placement options doc gives for automatic moves on st,
+// with perTarget the limit of moves in flight to one host.
+func (p *Source) Options(doc *policy.Document, st *cluster.State, perTarget int) placement.Options {
 	o := placement.Options{
 		MemoryReserve: doc.Placement.MemoryReserve,
 		MaxInFlightTo: perTarget,
-		Policy:        s.compiled(doc, st),
+		Policy:        p.Compiled(doc, st),
 	}
 	if g := doc.Recovery.ReservedHostGroup; g != "" && o.Policy != nil {
 		o.Reserved = map[string]bool{}
@@ -226,10 +241,9 @@ func (s *Server) placementOptions(doc *policy.Document, st *cluster.State, perTa
 	return o
 }
 
-// compiled caches the policy compiled against a state: compiling 40,000
-// VMs takes tens of milliseconds, and readers ask many times per index.
-func (s *Server) compiled(doc *policy.Document, st *cluster.State) *placement.Compiled {
-	p := &s.policy
+// Compiled is doc compiled against st, cached: compiling 40,000 VMs
+// takes tens of milliseconds, and readers ask many times per index.
+func (p *Source) Compiled(doc *policy.Document, st *cluster.State) *placement.Compiled {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.compiled != nil && p.compiledDoc == doc && p.compiledIndex == st.Index {
@@ -239,32 +253,31 @@ func (s *Server) compiled(doc *policy.Document, st *cluster.State) *placement.Co
 	return p.compiled
 }
 
-// policyLoop reads this server's policy file once a leader is known (to
-// report drift) and then reloads it whenever it changes.
-func (s *Server) policyLoop() {
-	for s.ctx.Err() == nil {
-		if id, _ := s.node.Leader(); id != "" && s.leaderAPI() != "" {
+// Run reads this server's policy file once a leader is known (to report
+// drift) and then reloads it whenever it changes, until ctx ends.
+func (p *Source) Run(ctx context.Context) {
+	for ctx.Err() == nil {
+		if id, _ := p.d.Node.Leader(); id != "" && p.d.LeaderAPI() != "" {
 			break
 		}
-		ctxsleep.Sleep(s.ctx, 200*time.Millisecond)
+		ctxsleep.Sleep(ctx, 200*time.Millisecond)
 	}
-	if s.ctx.Err() != nil {
+	if ctx.Err() != nil {
 		return
 	}
 	// Only a leader, on state it knows is current, puts a file in force
 	// unasked (when no policy is yet): a follower's state may lag, and a
 	// server restarted with an old file must not roll the policy back.
-	s.notePolicyFile()
-	s.watchPolicyFile()
+	p.notePolicyFile()
+	p.watchPolicyFile(ctx)
 }
 
 // notePolicyFile records the file's hash (for drift) without applying it.
-func (s *Server) notePolicyFile() {
-	doc, err := s.readPolicyFile()
-	p := &s.policy
+func (p *Source) notePolicyFile() {
+	doc, err := p.readPolicyFile()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if fi, serr := os.Stat(s.cfg.PolicyFile); serr == nil {
+	if fi, serr := os.Stat(p.d.File); serr == nil {
 		p.fileMod, p.fileSize = fi.ModTime(), fi.Size()
 	}
 	p.lastReload = time.Now().UTC()
