@@ -8,6 +8,7 @@ import (
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/policy"
 	"github.com/herd-project/herd/policy/placement"
+	"github.com/herd-project/herd/policy/policytest"
 )
 
 // even is an evenly-distributed memory policy.
@@ -19,7 +20,7 @@ func even(threshold float64) policy.BalancingPolicy {
 // in one move, where the biggest VM would overshoot and take two.
 func TestPlanBalanceBestMatchNotBiggest(t *testing.T) {
 	// 100 GiB hosts; mean 32.5%, line 52.5%: h01 must shed 17.5 GiB.
-	s := build(100, []int64{40, 25, 5}, []int64{20}, []int64{20}, []int64{20})
+	s := policytest.Build(100, []int64{40, 25, 5}, []int64{20}, []int64{20}, []int64{20})
 	in := Input{State: s, Policy: even(0.2)}
 	p := Compute(in)
 	checkPlan(t, s, nil, in.Options, p)
@@ -56,7 +57,7 @@ func TestPlanBalanceMatchesBruteForce(t *testing.T) {
 		{"two-sources", 0.1, [][]int64{{20, 12, 9}, {21, 15}, {4}, {}}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			s := build(64, c.hosts...)
+			s := policytest.Build(64, c.hosts...)
 			opt := bruteForceMoves(s, c.t, 5)
 			p := Compute(Input{State: s, Policy: even(c.t)})
 			checkPlan(t, s, nil, placement.Options{}, p)
@@ -130,7 +131,7 @@ func TestPlanBalanceNeverMoreMovesThanGreedy(t *testing.T) {
 }
 
 func TestPlanBalanceBalanced(t *testing.T) {
-	s := build(100, []int64{30, 10}, []int64{20, 15}, []int64{35})
+	s := policytest.Build(100, []int64{30, 10}, []int64{20, 15}, []int64{35})
 	p := Compute(Input{State: s, Policy: even(0.1)})
 	if len(p.Moves) != 0 || !strings.HasPrefix(p.Reason, "balanced: imbalance 0.033 within threshold 0.100") {
 		t.Fatalf("moves %v, reason %q", p.Moves, p.Reason)
@@ -149,7 +150,7 @@ func TestPlanBalanceMinGain(t *testing.T) {
 		}
 		return out
 	}
-	s := build(100, sizes(15), sizes(10))
+	s := policytest.Build(100, sizes(15), sizes(10))
 	pol := even(0.02)
 	pol.MinGain = 0.05
 	p := Compute(Input{State: s, Policy: pol})
@@ -169,7 +170,7 @@ func TestPlanBalanceMinGain(t *testing.T) {
 }
 
 func TestPlanBalanceMaxMoves(t *testing.T) {
-	s := build(100, []int64{10, 10, 10, 10, 10, 10, 10, 10, 10}, []int64{}, []int64{}, []int64{})
+	s := policytest.Build(100, []int64{10, 10, 10, 10, 10, 10, 10, 10, 10}, []int64{}, []int64{}, []int64{})
 	for _, c := range []struct {
 		max, want int
 		reason    string
@@ -190,12 +191,12 @@ func TestPlanBalanceMaxMoves(t *testing.T) {
 // TestPlanBalanceClosedHosts: hosts that cannot take VMs are never targets
 // nor sources, and their load is not measured.
 func TestPlanBalanceClosedHosts(t *testing.T) {
-	s := build(100, []int64{30, 30, 20}, []int64{50, 40}, []int64{}, []int64{}, []int64{}, []int64{}, []int64{10}, []int64{})
-	setHost(s, "h02", func(h *cluster.Host) { h.Admin, h.Maintenance = cluster.InMaintenance, cluster.MaintenanceEntering })
-	setHost(s, "h03", func(h *cluster.Host) { h.Admin = cluster.NotAccepting })
-	setHost(s, "h04", func(h *cluster.Host) { h.Health = cluster.HealthSuspect })
-	setHost(s, "h05", func(h *cluster.Host) { h.Connection = cluster.Disconnected })
-	setHost(s, "h06", func(h *cluster.Host) { h.Maintenance = cluster.MaintenanceError })
+	s := policytest.Build(100, []int64{30, 30, 20}, []int64{50, 40}, []int64{}, []int64{}, []int64{}, []int64{}, []int64{10}, []int64{})
+	policytest.SetHost(s, "h02", func(h *cluster.Host) { h.Admin, h.Maintenance = cluster.InMaintenance, cluster.MaintenanceEntering })
+	policytest.SetHost(s, "h03", func(h *cluster.Host) { h.Admin = cluster.NotAccepting })
+	policytest.SetHost(s, "h04", func(h *cluster.Host) { h.Health = cluster.HealthSuspect })
+	policytest.SetHost(s, "h05", func(h *cluster.Host) { h.Connection = cluster.Disconnected })
+	policytest.SetHost(s, "h06", func(h *cluster.Host) { h.Maintenance = cluster.MaintenanceError })
 	o := placement.Options{Exclude: map[string]bool{"h08": true}, AllowNotAccepting: true}
 	p := Compute(Input{State: s, Policy: even(0.1), Options: o})
 	checkPlan(t, s, nil, o, p)
@@ -213,10 +214,10 @@ func TestPlanBalanceClosedHosts(t *testing.T) {
 }
 
 func TestPlanBalanceUnmovableAndStoppedStay(t *testing.T) {
-	s := build(100, []int64{40, 30, 10, 5}, []int64{10}, []int64{10})
-	setVM(s, "vm001", func(vm *cluster.VM) { vm.Unmovable = "pinned to local disk" })
-	setVM(s, "vm002", func(vm *cluster.VM) { vm.Unmovable = "PCI passthrough" })
-	addVM(s, "stopped", "h01", 20, cluster.PoweredOff)
+	s := policytest.Build(100, []int64{40, 30, 10, 5}, []int64{10}, []int64{10})
+	policytest.SetVM(s, "vm001", func(vm *cluster.VM) { vm.Unmovable = "pinned to local disk" })
+	policytest.SetVM(s, "vm002", func(vm *cluster.VM) { vm.Unmovable = "PCI passthrough" })
+	policytest.AddVM(s, "stopped", "h01", 20, cluster.PoweredOff)
 	p := Compute(Input{State: s, Policy: even(0.05)})
 	checkPlan(t, s, nil, placement.Options{}, p)
 	// h01 keeps at least 70 GiB: the imbalance cannot drop below 70% - 35%.
@@ -227,8 +228,8 @@ func TestPlanBalanceUnmovableAndStoppedStay(t *testing.T) {
 		t.Fatalf("reason %q", p.Reason)
 	}
 
-	setVM(s, "vm003", func(vm *cluster.VM) { vm.Unmovable = "pinned" })
-	setVM(s, "vm004", func(vm *cluster.VM) { vm.Unmovable = "pinned" })
+	policytest.SetVM(s, "vm003", func(vm *cluster.VM) { vm.Unmovable = "pinned" })
+	policytest.SetVM(s, "vm004", func(vm *cluster.VM) { vm.Unmovable = "pinned" })
 	if p := Compute(Input{State: s, Policy: even(0.05)}); len(p.Moves) != 0 ||
 		!strings.HasPrefix(p.Reason, "no gain: host h01 at 85.0% has no running VM that may move") {
 		t.Fatalf("all pinned: moves %v, reason %q", p.Moves, p.Reason)
@@ -239,10 +240,10 @@ func TestPlanBalanceUnmovableAndStoppedStay(t *testing.T) {
 // again, and reserve memory on their targets; the caller's ledger is left
 // alone.
 func TestPlanBalanceLedger(t *testing.T) {
-	s := build(100, []int64{30, 20, 20, 10}, []int64{10}, []int64{10})
+	s := policytest.Build(100, []int64{30, 20, 20, 10}, []int64{10}, []int64{10})
 	l := placement.NewLedger()
-	l.Reserve("vm001", "h01", "h02", 30*gib) // h01 → 50%, h02 → 40%
-	l.Reserve("other", "elsewhere", "h03", 85*gib)
+	l.Reserve("vm001", "h01", "h02", 30*policytest.GiB) // h01 → 50%, h02 → 40%
+	l.Reserve("other", "elsewhere", "h03", 85*policytest.GiB)
 	p := Compute(Input{State: s, Ledger: l, Policy: even(0.05)})
 	checkPlan(t, s, l, placement.Options{}, p)
 	// Counted as done: h01 50, h02 40, h03 10 (+85 reserved, not a VM
@@ -255,7 +256,7 @@ func TestPlanBalanceLedger(t *testing.T) {
 			t.Fatalf("move %+v: vm001 is moving; h03 has no memory left", m)
 		}
 	}
-	if l.Total() != 2 || l.Reserved("h02") != 30*gib {
+	if l.Total() != 2 || l.Reserved("h02") != 30*policytest.GiB {
 		t.Fatalf("the caller's ledger changed: %d moves", l.Total())
 	}
 }
@@ -263,9 +264,9 @@ func TestPlanBalanceLedger(t *testing.T) {
 // TestPlanBalanceGroups: VMs never leave their driver group, and each group
 // is measured against its own mean.
 func TestPlanBalanceGroups(t *testing.T) {
-	s := build(100, []int64{30, 30}, []int64{}, []int64{10, 10, 10}, []int64{20, 10})
+	s := policytest.Build(100, []int64{30, 30}, []int64{}, []int64{10, 10, 10}, []int64{20, 10})
 	for _, n := range []string{"h03", "h04"} {
-		setHost(s, n, func(h *cluster.Host) { h.Group = "g2" })
+		policytest.SetHost(s, n, func(h *cluster.Host) { h.Group = "g2" })
 	}
 	p := Compute(Input{State: s, Policy: even(0.05)})
 	checkPlan(t, s, nil, placement.Options{}, p)
@@ -275,7 +276,7 @@ func TestPlanBalanceGroups(t *testing.T) {
 }
 
 func TestPlanBalanceBadPolicy(t *testing.T) {
-	s := build(100, []int64{10})
+	s := policytest.Build(100, []int64{10})
 	for _, c := range []struct {
 		pol  policy.BalancingPolicy
 		want string
@@ -290,8 +291,8 @@ func TestPlanBalanceBadPolicy(t *testing.T) {
 	if p := Compute(Input{}); p.Reason != "no state to plan from" {
 		t.Errorf("nil state: %q", p.Reason)
 	}
-	s = build(100, []int64{10})
-	setHost(s, "h01", func(h *cluster.Host) { h.Admin = cluster.Offline })
+	s = policytest.Build(100, []int64{10})
+	policytest.SetHost(s, "h01", func(h *cluster.Host) { h.Admin = cluster.Offline })
 	if p := Compute(Input{State: s, Policy: even(0.1)}); p.Reason != "no hosts can take VMs" {
 		t.Errorf("no hosts: %q", p.Reason)
 	}

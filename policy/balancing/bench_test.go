@@ -8,6 +8,7 @@ import (
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/policy"
 	"github.com/herd-project/herd/policy/placement"
+	"github.com/herd-project/herd/policy/policytest"
 )
 
 // BenchmarkPlanBalance plans evenly-distributed balancing of 2,000 hosts
@@ -35,11 +36,11 @@ func BenchmarkPlanBalance(b *testing.B) {
 		hostGiB int64
 		size    func(*rand.Rand) int64
 	}{
-		{"uniform-1-32GiB", 640, uniformSizes},
-		{"mixed-2-64GiB", 512, mixedSizes},
+		{"uniform-1-32GiB", 640, policytest.UniformSizes},
+		{"mixed-2-64GiB", 512, policytest.MixedSizes},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			s := unevenCluster(2000, 40000, c.hostGiB, c.size, 1)
+			s := policytest.UnevenCluster(2000, 40000, c.hostGiB, c.size, 1)
 			in := Input{State: s, Policy: policy.BalancingPolicy{
 				Strategy: policy.BalanceEven, Threshold: 0.05, MinGain: 0.001, MaxMoves: 20000,
 			}}
@@ -76,7 +77,7 @@ func BenchmarkPlanBalance(b *testing.B) {
 // GiB with 40,000 VMs of 1–32 GiB, a 10% memory reserve and a budget of
 // 2,000 moves.
 func BenchmarkPlanBalancePowerSaving(b *testing.B) {
-	s := unevenCluster(2000, 40000, 640, uniformSizes, 1)
+	s := policytest.UnevenCluster(2000, 40000, 640, policytest.UniformSizes, 1)
 	in := Input{State: s, Options: placement.Options{MemoryReserve: 0.1},
 		Policy: policy.BalancingPolicy{Strategy: policy.BalancePowerSave, MaxMoves: 2000}}
 	var p Plan
@@ -120,7 +121,7 @@ func BenchmarkBalanceDriftDay(b *testing.B) {
 			var d *driftSim
 			cv := 0.0
 			for i := 0; i < b.N; i++ {
-				s := unevenCluster(20, 300, 256, uniformSizes, 1)
+				s := policytest.UnevenCluster(20, 300, 256, policytest.UniformSizes, 1)
 				pol := policy.BalancingPolicy{Strategy: policy.BalanceEven, Metric: policy.BalanceByMemory, Threshold: 0.05, MinGain: 0.01,
 					MaxMoves: 10, Hold: c.hold}
 				d = newDriftSim(s, pol, 1)

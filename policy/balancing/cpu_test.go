@@ -8,6 +8,7 @@ import (
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/policy"
 	"github.com/herd-project/herd/policy/placement"
+	"github.com/herd-project/herd/policy/policytest"
 )
 
 // cpuCluster has three hosts of 100 GiB and 64 CPUs with 30 GiB used each:
@@ -15,9 +16,9 @@ import (
 // VMs have 8, 4, 2 and 2 vCPUs, so they take 45%, 22.5%, 11.25% and 11.25%
 // of its CPUs.
 func cpuCluster() (*cluster.State, map[string]float64) {
-	s := build(100, []int64{12, 6, 6, 6}, []int64{30}, []int64{30})
+	s := policytest.Build(100, []int64{12, 6, 6, 6}, []int64{30}, []int64{30})
 	for id, vcpus := range map[string]int{"vm001": 8, "vm002": 4, "vm003": 2, "vm004": 2, "vm005": 4, "vm006": 4} {
-		setVM(s, id, func(vm *cluster.VM) { vm.VCPUs = vcpus })
+		policytest.SetVM(s, id, func(vm *cluster.VM) { vm.VCPUs = vcpus })
 	}
 	return s, map[string]float64{"h01": 0.9, "h02": 0.3, "h03": 0.3}
 }
@@ -64,16 +65,16 @@ func TestPlanBalanceCPUFallsBackToMemory(t *testing.T) {
 		}
 	}
 	// A host with data but no CPUs cannot be measured either.
-	setHost(s, "h02", func(h *cluster.Host) { h.CPUs = 0 })
+	policytest.SetHost(s, "h02", func(h *cluster.Host) { h.CPUs = 0 })
 	if p := Compute(Input{State: s, Policy: pol, CPU: cpu}); p.Metric != policy.BalanceByMemory ||
 		!strings.HasPrefix(p.Reason, "no cpu data for host h02") {
 		t.Errorf("no CPUs: metric %s, reason %q", p.Metric, p.Reason)
 	}
 	// Data for hosts that cannot take VMs is not needed.
 	s, cpu = cpuCluster()
-	addVM(s, "x", "h04", 1, cluster.PoweredOn)
+	policytest.AddVM(s, "x", "h04", 1, cluster.PoweredOn)
 	s.Hosts["h04"] = &cluster.Host{Name: "h04", Driver: "vc", Group: "g1", Admin: cluster.InMaintenance,
-		Maintenance: cluster.MaintenanceOn, Health: cluster.HealthAlive, Connection: cluster.Connected, MemoryBytes: 100 * gib, CPUs: 64}
+		Maintenance: cluster.MaintenanceOn, Health: cluster.HealthAlive, Connection: cluster.Connected, MemoryBytes: 100 * policytest.GiB, CPUs: 64}
 	if p := Compute(Input{State: s, Policy: pol, CPU: cpu}); p.Metric != policy.BalanceByCPU || len(p.Moves) != 2 {
 		t.Errorf("closed host without data: metric %s, %d moves, reason %q", p.Metric, len(p.Moves), p.Reason)
 	}

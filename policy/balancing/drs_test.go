@@ -11,16 +11,17 @@ import (
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/policy"
 	"github.com/herd-project/herd/policy/placement"
+	"github.com/herd-project/herd/policy/policytest"
 )
 
 // A VM with a weight-100 should affinity to its host is not moved for a
 // gain of 0.016; without the rule it is.
 func TestBalanceKeepsShouldRules(t *testing.T) {
-	s := newCluster(3, 100)
-	addVMBytes(s, "stay", "h01", 16*gib/10, cluster.PoweredOn)
-	addVM(s, "big", "h01", 30, cluster.PoweredOn)
-	addVM(s, "b2", "h02", 28, cluster.PoweredOn)
-	addVMBytes(s, "b3", "h03", 284*gib/10, cluster.PoweredOn)
+	s := policytest.NewCluster(3, 100)
+	policytest.AddVMBytes(s, "stay", "h01", 16*policytest.GiB/10, cluster.PoweredOn)
+	policytest.AddVM(s, "big", "h01", 30, cluster.PoweredOn)
+	policytest.AddVM(s, "b2", "h02", 28, cluster.PoweredOn)
+	policytest.AddVMBytes(s, "b3", "h03", 284*policytest.GiB/10, cluster.PoweredOn)
 	pol := policy.BalancingPolicy{Strategy: policy.BalanceEven, Metric: policy.BalanceByMemory, Threshold: 0.01, MinGain: 0.01}
 	for _, tc := range []struct {
 		name, rules string
@@ -83,7 +84,7 @@ func (d *driftSim) drift(n int) {
 	slices.Sort(ids)
 	for range n {
 		id := ids[d.rng.IntN(len(ids))]
-		setVM(d.s, id, func(vm *cluster.VM) {
+		policytest.SetVM(d.s, id, func(vm *cluster.VM) {
 			switch d.rng.IntN(4) {
 			case 0:
 				if vm.Power == cluster.PoweredOn {
@@ -93,7 +94,7 @@ func (d *driftSim) drift(n int) {
 				}
 			default:
 				f := 0.75 + d.rng.Float64()/2
-				vm.MemoryBytes = max(gib/2, int64(float64(vm.MemoryBytes)*f))
+				vm.MemoryBytes = max(policytest.GiB/2, int64(float64(vm.MemoryBytes)*f))
 			}
 		})
 	}
@@ -118,7 +119,7 @@ func (d *driftSim) round(t testing.TB, interval time.Duration) Plan {
 		}
 		d.left[m.VM][m.From] = d.now
 		d.moved[m.VM] = d.now
-		setVM(d.s, m.VM, func(vm *cluster.VM) { vm.Host = m.To })
+		policytest.SetVM(d.s, m.VM, func(vm *cluster.VM) { vm.Host = m.To })
 	}
 	d.moves += len(p.Moves)
 	return p
@@ -141,7 +142,7 @@ func TestBalanceNoPingPongOnDriftingInventory(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			pongs := 0
 			for seed := uint64(1); seed <= 5; seed++ {
-				s := inventory(6, 10, 10, 256, seed)
+				s := policytest.Inventory(6, 10, 10, 256, seed)
 				pol := policy.BalancingPolicy{Strategy: policy.BalanceEven, Metric: policy.BalanceByMemory, Threshold: 0.05, MinGain: 0.01, MaxMoves: 10, Hold: tc.hold}
 				d := newDriftSim(s, pol, seed)
 				for range 20 {
@@ -163,7 +164,7 @@ func TestBalanceNoPingPongOnDriftingInventory(t *testing.T) {
 // No balancing where an evacuation or recovery works: frozen hosts are
 // neither sources nor targets, and the plan says why.
 func TestBalanceFrozenHostsAndHeldVMs(t *testing.T) {
-	s := build(100, []int64{40, 25, 5}, []int64{20}, []int64{20}, []int64{20})
+	s := policytest.Build(100, []int64{40, 25, 5}, []int64{20}, []int64{20}, []int64{20})
 	pol := even(0.05)
 	pol.Hold = 10 * time.Minute
 	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
@@ -204,7 +205,7 @@ func TestBalanceFillsAnEmptyHostFirst(t *testing.T) {
 		{"two empty hosts", [][]int64{{24, 16, 16, 8}, {16, 12, 8, 4, 4}, {20, 8, 8}, {}, {}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := build(100, tc.hosts...)
+			s := policytest.Build(100, tc.hosts...)
 			pol := even(0.1)
 			p := Compute(Input{State: s, Policy: pol})
 			checkPlan(t, s, nil, placement.Options{}, p)
@@ -238,16 +239,16 @@ func TestBalanceFillsAnEmptyHostFirst(t *testing.T) {
 // and vCPUs per CPU), moves stopped VMs offline, and never lists a host as
 // emptied (to power off) while a VM is registered on it.
 func TestPowerSavingHeadroomAndStoppedVMs(t *testing.T) {
-	s := newCluster(6, 256)
+	s := policytest.NewCluster(6, 256)
 	r := rand.New(rand.NewPCG(20, 20))
 	for i := range 60 {
-		vm := addVM(s, fmt.Sprintf("vm%03d", i), s.HostNames()[i%6], 2+r.Int64N(12), cluster.PoweredOn)
+		vm := policytest.AddVM(s, fmt.Sprintf("vm%03d", i), s.HostNames()[i%6], 2+r.Int64N(12), cluster.PoweredOn)
 		vm.VCPUs = 1 + r.IntN(4)
 		if i%10 == 3 {
 			vm.Power = cluster.PoweredOff
 		}
 	}
-	addVM(s, "pinned-stopped", "h06", 4, cluster.PoweredOff).Unmovable = "local disk"
+	policytest.AddVM(s, "pinned-stopped", "h06", 4, cluster.PoweredOff).Unmovable = "local disk"
 	for _, tc := range []struct {
 		name   string
 		target float64
@@ -264,8 +265,8 @@ func TestPowerSavingHeadroomAndStoppedVMs(t *testing.T) {
 			u := after.Usage()
 			over := ""
 			for _, h := range after.HostNames() {
-				if mem, cpus := u[h].MemoryUsedBytes, u[h].VCPUsUsed; float64(mem) > 0.8*256*float64(gib) || float64(cpus) > 0.8*64 {
-					over = fmt.Sprintf("%s at %d GiB and %d vCPUs", h, mem/gib, cpus)
+				if mem, cpus := u[h].MemoryUsedBytes, u[h].VCPUsUsed; float64(mem) > 0.8*256*float64(policytest.GiB) || float64(cpus) > 0.8*64 {
+					over = fmt.Sprintf("%s at %d GiB and %d vCPUs", h, mem/policytest.GiB, cpus)
 				}
 			}
 			if tc.within && over != "" {
@@ -299,7 +300,7 @@ func TestPowerSavingHeadroomAndStoppedVMs(t *testing.T) {
 // any balancing move: a vm-host anti-affinity added after placement, and
 // two VMs of a must anti-affinity group on one host.
 func TestBalanceFixesMustViolationsFirst(t *testing.T) {
-	s := build(100, []int64{10, 10, 10}, []int64{10, 10}, []int64{5}, []int64{5})
+	s := policytest.Build(100, []int64{10, 10, 10}, []int64{10, 10}, []int64{5}, []int64{5})
 	c := mustCompile(t, s, `host_groups: [{name: old, hosts: [h01]}]
 vm_groups: [{name: off-old, vms: [vm001]}, {name: apart, vms: [vm004, vm005]}]
 rules:
@@ -324,7 +325,7 @@ rules:
 		t.Fatalf("after the plan: %+v", left)
 	}
 	// A balancing plan with violations puts the fixes first.
-	crowded := build(100, []int64{40, 30, 10}, []int64{10, 10}, []int64{5}, []int64{5})
+	crowded := policytest.Build(100, []int64{40, 30, 10}, []int64{10, 10}, []int64{5}, []int64{5})
 	in.State, in.Options.Policy, in.Policy = crowded, mustCompile(t, crowded, `host_groups: [{name: old, hosts: [h01]}]
 vm_groups: [{name: off-old, vms: [vm003]}]
 rules:
@@ -340,9 +341,9 @@ rules:
 // A host that sheds VMs in a plan is not refilled by the same plan when
 // it falls a little below the mean (the CPU shares of its VMs are coarse).
 func TestBalanceDoesNotRefillItsSource(t *testing.T) {
-	s := build(256, []int64{4, 4, 4}, []int64{4, 4, 4}, []int64{4, 4, 4})
+	s := policytest.Build(256, []int64{4, 4, 4}, []int64{4, 4, 4}, []int64{4, 4, 4})
 	for id := range s.VMs {
-		setVM(s, id, func(vm *cluster.VM) { vm.VCPUs = 2 })
+		policytest.SetVM(s, id, func(vm *cluster.VM) { vm.VCPUs = 2 })
 	}
 	pol := even(0.05)
 	pol.Metric = policy.BalanceByCPU

@@ -6,6 +6,7 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/policy"
+	"github.com/herd-project/herd/policy/policytest"
 )
 
 // planBalanceGreedy is the simple plan alone (see planGreedy): the
@@ -24,7 +25,7 @@ func planBalanceGreedy(in Input) Plan {
 // running VMs (0 to maxVMs) of 1 to maxGiB, skewed so that the first hosts
 // are the fullest; VMs do not overfill a host.
 func randomCluster(r *rand.Rand, hosts, maxVMs int, hostGiB, maxGiB int64) *cluster.State {
-	s := newCluster(hosts, hostGiB)
+	s := policytest.NewCluster(hosts, hostGiB)
 	n := 0
 	for i, name := range s.HostNames() {
 		count := r.IntN(maxVMs+1) * (hosts - i) / hosts
@@ -39,7 +40,7 @@ func randomCluster(r *rand.Rand, hosts, maxVMs int, hostGiB, maxGiB int64) *clus
 			}
 			used += size
 			n++
-			vm := addVM(s, fmt.Sprintf("vm%03d", n), name, size, cluster.PoweredOn)
+			vm := policytest.AddVM(s, fmt.Sprintf("vm%03d", n), name, size, cluster.PoweredOn)
 			vm.VCPUs = 1 + r.IntN(8)
 		}
 	}

@@ -6,26 +6,9 @@ import (
 	"sort"
 	"testing"
 
+	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/policy/placement"
 	"github.com/herd-project/herd/policy/policytest"
-
-	"github.com/herd-project/herd/cluster"
-)
-
-const gib = policytest.GiB
-
-// The synthetic states of policytest, under the names the tests use.
-var (
-	newCluster    = policytest.NewCluster
-	setHost       = policytest.SetHost
-	addVMBytes    = policytest.AddVMBytes
-	addVM         = policytest.AddVM
-	setVM         = policytest.SetVM
-	inventory     = policytest.Inventory
-	unevenCluster = policytest.UnevenCluster
-	uniformSizes  = policytest.UniformSizes
-	mixedSizes    = policytest.MixedSizes
-	build         = policytest.Build
 )
 
 // applyPlan returns s with the plan's moves done.

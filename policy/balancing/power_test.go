@@ -8,6 +8,7 @@ import (
 	"github.com/herd-project/herd/policy"
 	"github.com/herd-project/herd/policy/failover"
 	"github.com/herd-project/herd/policy/placement"
+	"github.com/herd-project/herd/policy/policytest"
 )
 
 // power is a power-saving policy.
@@ -36,7 +37,7 @@ func TestPlanPowerSavingEmptiesLightestHosts(t *testing.T) {
 		{"reserve 20%", 0.2, "h01 h02", "h01>h04 h01>h04 h02>h04 h02>h03"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			s := build(100, []int64{5, 5}, []int64{10, 10}, []int64{25, 25}, []int64{30, 30})
+			s := policytest.Build(100, []int64{5, 5}, []int64{10, 10}, []int64{25, 25}, []int64{30, 30})
 			o := placement.Options{MemoryReserve: c.reserve}
 			p := Compute(Input{State: s, Policy: power(0), Options: o})
 			checkPlan(t, s, nil, o, p)
@@ -61,9 +62,9 @@ func TestPlanPowerSavingEmptiesLightestHosts(t *testing.T) {
 }
 
 func TestPlanPowerSavingKeepsAHostPerGroup(t *testing.T) {
-	s := build(100, []int64{5}, []int64{10}, []int64{5}, []int64{10})
+	s := policytest.Build(100, []int64{5}, []int64{10}, []int64{5}, []int64{10})
 	for _, n := range []string{"h03", "h04"} {
-		setHost(s, n, func(h *cluster.Host) { h.Group = "g2" })
+		policytest.SetHost(s, n, func(h *cluster.Host) { h.Group = "g2" })
 	}
 	p := Compute(Input{State: s, Policy: power(0)})
 	checkPlan(t, s, nil, placement.Options{}, p)
@@ -75,7 +76,7 @@ func TestPlanPowerSavingKeepsAHostPerGroup(t *testing.T) {
 // TestPlanPowerSavingFailoverMin: four hosts of 100 GiB with 20 GiB each can
 // lose three; emptying one leaves two, emptying two would leave one.
 func TestPlanPowerSavingFailoverMin(t *testing.T) {
-	s := build(100, []int64{10, 10}, []int64{10, 10}, []int64{10, 10}, []int64{10, 10})
+	s := policytest.Build(100, []int64{10, 10}, []int64{10, 10}, []int64{10, 10}, []int64{10, 10})
 	if k := failover.Capacity(s, placement.Options{}); k != 3 {
 		t.Fatalf("failover capacity %d, want 3", k)
 	}
@@ -96,7 +97,7 @@ func TestPlanPowerSavingFailoverMin(t *testing.T) {
 		}
 		after := applyPlan(s, p)
 		for _, h := range p.EmptyHosts { // powered off
-			setHost(after, h, func(h *cluster.Host) { h.Admin, h.Maintenance = cluster.InMaintenance, cluster.MaintenanceOn })
+			policytest.SetHost(after, h, func(h *cluster.Host) { h.Admin, h.Maintenance = cluster.InMaintenance, cluster.MaintenanceOn })
 		}
 		if k := failover.Capacity(after, placement.Options{}); k < c.min && c.empty != "" {
 			t.Errorf("failover min %d: capacity after the plan %d", c.min, k)
@@ -105,7 +106,7 @@ func TestPlanPowerSavingFailoverMin(t *testing.T) {
 }
 
 func TestPlanPowerSavingMaxMoves(t *testing.T) {
-	s := build(100, []int64{5, 5}, []int64{10, 10}, []int64{25, 25}, []int64{30, 30})
+	s := policytest.Build(100, []int64{5, 5}, []int64{10, 10}, []int64{25, 25}, []int64{30, 30})
 	p := Compute(Input{State: s, Policy: power(3)})
 	if got := strings.Join(p.EmptyHosts, " "); got != "h01" || len(p.Moves) != 2 {
 		t.Fatalf("max_moves 3: empty %q, %d moves", got, len(p.Moves))
@@ -117,11 +118,11 @@ func TestPlanPowerSavingMaxMoves(t *testing.T) {
 }
 
 func TestPlanPowerSavingSkipsPinnedAndBusyHosts(t *testing.T) {
-	s := build(100, []int64{5, 5}, []int64{10}, []int64{12}, []int64{30, 30}, []int64{})
-	setVM(s, "vm001", func(vm *cluster.VM) { vm.Unmovable = "local disk" })
+	s := policytest.Build(100, []int64{5, 5}, []int64{10}, []int64{12}, []int64{30, 30}, []int64{})
+	policytest.SetVM(s, "vm001", func(vm *cluster.VM) { vm.Unmovable = "local disk" })
 	l := placement.NewLedger()
-	l.Reserve("vm004", "h03", "h05", 12*gib) // h03 and h05 have moves in flight
-	addVM(s, "stopped", "h02", 50, cluster.PoweredOff)
+	l.Reserve("vm004", "h03", "h05", 12*policytest.GiB) // h03 and h05 have moves in flight
+	policytest.AddVM(s, "stopped", "h02", 50, cluster.PoweredOff)
 	p := Compute(Input{State: s, Ledger: l, Policy: power(0)})
 	checkPlan(t, s, l, placement.Options{}, p)
 	// h01 has an unmovable VM, h03 and h05 moves in flight: only h02 is
@@ -130,7 +131,7 @@ func TestPlanPowerSavingSkipsPinnedAndBusyHosts(t *testing.T) {
 		t.Fatalf("empty %q, moves %q", got, targetsOf(p))
 	}
 
-	s = build(100, []int64{50}, []int64{60})
+	s = policytest.Build(100, []int64{50}, []int64{60})
 	p = Compute(Input{State: s, Policy: power(0)})
 	if len(p.EmptyHosts) != 0 || !strings.HasPrefix(p.Reason, "no host can be emptied") {
 		t.Fatalf("nothing fits: empty %v, reason %q", p.EmptyHosts, p.Reason)
@@ -138,7 +139,7 @@ func TestPlanPowerSavingSkipsPinnedAndBusyHosts(t *testing.T) {
 }
 
 func TestPlanPowerSavingListsEmptyHosts(t *testing.T) {
-	s := build(100, []int64{}, []int64{40}, []int64{30})
+	s := policytest.Build(100, []int64{}, []int64{40}, []int64{30})
 	p := Compute(Input{State: s, Policy: power(0)})
 	// h01 is already empty: listed without moves; then h03 goes to h02.
 	if got := strings.Join(p.EmptyHosts, " "); got != "h01 h03" || targetsOf(p) != "h03>h02" {

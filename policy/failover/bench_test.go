@@ -4,13 +4,14 @@ import (
 	"testing"
 
 	"github.com/herd-project/herd/policy/placement"
+	"github.com/herd-project/herd/policy/policytest"
 )
 
 // BenchmarkFailoverCapacity computes the failover capacity of 2,000 hosts of
 // 640 GiB holding 40,000 VMs of 1–32 GiB with uneven load. Target: under
 // 100 ms/op.
 func BenchmarkFailoverCapacity(b *testing.B) {
-	s := unevenCluster(2000, 40000, 640, uniformSizes, 1)
+	s := policytest.UnevenCluster(2000, 40000, 640, policytest.UniformSizes, 1)
 	o := placement.Options{MemoryReserve: 0.1}
 	var k int
 	b.ReportAllocs()
@@ -23,7 +24,7 @@ func BenchmarkFailoverCapacity(b *testing.B) {
 
 // BenchmarkFailoverAfterMaintenance is the same with one host closed first.
 func BenchmarkFailoverAfterMaintenance(b *testing.B) {
-	s := unevenCluster(2000, 40000, 640, uniformSizes, 1)
+	s := policytest.UnevenCluster(2000, 40000, 640, policytest.UniformSizes, 1)
 	o := placement.Options{MemoryReserve: 0.1}
 	var k int
 	b.ReportAllocs()

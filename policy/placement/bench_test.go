@@ -5,17 +5,18 @@ import (
 	"time"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/policy/policytest"
 )
 
 // BenchmarkPlace10000Hosts places one running VM among 10,000 hosts holding
 // 20 VMs each, with 100 moves in flight. Target: under 1 ms/op.
 func BenchmarkPlace10000Hosts(b *testing.B) {
-	s := inventory(10000, 20, 20, 1024, 1)
+	s := policytest.Inventory(10000, 20, 20, 1024, 1)
 	usage := s.Usage()
 	l := NewLedger()
 	names := s.HostNames()
 	for i := 0; i < 100; i++ {
-		l.Reserve("moving"+names[i], names[i], names[(i*97+5)%len(names)], 8*gib)
+		l.Reserve("moving"+names[i], names[i], names[(i*97+5)%len(names)], 8*policytest.GiB)
 	}
 	vm := s.VMsOn(names[0])[0]
 	o := Options{MemoryReserve: 0.1, MaxInFlightTo: 2}
@@ -31,7 +32,7 @@ func BenchmarkPlace10000Hosts(b *testing.B) {
 // BenchmarkPrecheck500VMs prechecks a host of 500 VMs in an inventory of
 // 2,000 hosts and 40,000 VMs. Target: under 20 ms/op.
 func BenchmarkPrecheck500VMs(b *testing.B) {
-	s := inventory(2000, 20, 500, 1024, 2)
+	s := policytest.Inventory(2000, 20, 500, 1024, 2)
 	if n := len(s.VMs); n < 40000 {
 		b.Fatalf("inventory has %d VMs", n)
 	}
@@ -61,10 +62,10 @@ func BenchmarkMakespan(b *testing.B) {
 		{"wide-300vms-40hosts", 40, 300, Limits{PerSource: 16, PerTarget: 2, Cluster: 16}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			s := inventory(bc.hosts, 5, bc.vms, 4096, 3)
+			s := policytest.Inventory(bc.hosts, 5, bc.vms, 4096, 3)
 			req := EvacuationRequest{Host: "h01", Migrate: MigrateAll}
 			d := func(vm *cluster.VM) time.Duration {
-				return 5*time.Second + time.Duration(float64(vm.MemoryBytes)/float64(gib)*float64(time.Second))
+				return 5*time.Second + time.Duration(float64(vm.MemoryBytes)/float64(policytest.GiB)*float64(time.Second))
 			}
 			var ratio float64
 			b.ResetTimer()

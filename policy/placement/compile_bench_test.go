@@ -6,12 +6,13 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/policy"
+	"github.com/herd-project/herd/policy/policytest"
 )
 
 // labelRacks labels every host with rack r0…r9 by its position.
 func labelRacks(s *cluster.State) {
 	for i, n := range s.HostNames() {
-		setHost(s, n, func(h *cluster.Host) { h.Labels = map[string]string{"rack": fmt.Sprintf("r%d", i%10)} })
+		policytest.SetHost(s, n, func(h *cluster.Host) { h.Labels = map[string]string{"rack": fmt.Sprintf("r%d", i%10)} })
 	}
 }
 
@@ -58,7 +59,7 @@ disruption_budgets:
 // BenchmarkCompile compiles a policy of a few groups and rules against
 // 2,000 hosts and about 40,000 VMs. Target: well under 100 ms/op.
 func BenchmarkCompile(b *testing.B) {
-	s := inventory(2000, 20, 20, 1024, 2)
+	s := policytest.Inventory(2000, 20, 20, 1024, 2)
 	labelRacks(s)
 	d := benchPolicy(b, s.HostNames())
 	b.ReportAllocs()
@@ -76,16 +77,16 @@ func BenchmarkCompile(b *testing.B) {
 // should host-affinity, a budget, and a CPU overcommit limit. Target: under
 // 1 ms/op.
 func BenchmarkPlace10000HostsRules(b *testing.B) {
-	s := inventory(10000, 20, 20, 1024, 1)
+	s := policytest.Inventory(10000, 20, 20, 1024, 1)
 	labelRacks(s)
 	names := s.HostNames()
 	c := Compile(benchPolicy(b, names), s)
 	usage := s.Usage()
 	l := NewLedger()
 	for i := 0; i < 100; i++ {
-		l.Reserve("moving"+names[i], names[i], names[(i*97+5)%len(names)], 8*gib)
+		l.Reserve("moving"+names[i], names[i], names[(i*97+5)%len(names)], 8*policytest.GiB)
 	}
-	l.Reserve("vm000003", names[0], names[7], 8*gib)
+	l.Reserve("vm000003", names[0], names[7], 8*policytest.GiB)
 	vm := s.VMs["vm000001"]
 	for _, bc := range []struct {
 		name   string

@@ -19,7 +19,7 @@ func mustCompile(t testing.TB, s *cluster.State, body string) *Compiled {
 
 // setLabels sets the labels of host name.
 func setLabels(s *cluster.State, name string, kv ...string) {
-	setHost(s, name, func(h *cluster.Host) {
+	policytest.SetHost(s, name, func(h *cluster.Host) {
 		h.Labels = map[string]string{}
 		for i := 0; i+1 < len(kv); i += 2 {
 			h.Labels[kv[i]] = kv[i+1]
@@ -52,14 +52,14 @@ placement:
 // groupsState has hosts h01…h06 with labels and VMs named to hit every
 // kind of match.
 func groupsState() *cluster.State {
-	s := newCluster(6, 64)
+	s := policytest.NewCluster(6, 64)
 	setLabels(s, "h01", "rack", "a")
 	setLabels(s, "h02", "rack", "a", "disk", "ssd")
 	setLabels(s, "h03", "rack", "b")
 	setLabels(s, "h04", "rack", "a", "disk", "hdd")
 	for _, v := range [][2]string{{"web-1", "web-1"}, {"web-12", "web-12"}, {"uuid-db1", "db-1"}, {"db-2", "db-2"},
 		{"x", "x/web-3"}, {"other", "other"}} {
-		vm := addVM(s, v[0], "h01", 1, cluster.PoweredOn)
+		vm := policytest.AddVM(s, v[0], "h01", 1, cluster.PoweredOn)
 		vm.Name = v[1]
 	}
 	s.VMs["web-12"].Priority = 20
@@ -145,7 +145,7 @@ func TestCompileFollowsChanges(t *testing.T) {
 	if !c.InHostGroup(s.Hosts["h07"], "rack-a") || c.InHostGroup(s.Hosts["h07"], "nope") {
 		t.Error("InHostGroup of a new host")
 	}
-	vm := addVM(s, "web-9", "h01", 1, cluster.PoweredOn)
+	vm := policytest.AddVM(s, "web-9", "h01", 1, cluster.PoweredOn)
 	if got := c.GroupsOf(vm); !reflect.DeepEqual(got, []string{"web", "short"}) {
 		t.Errorf("GroupsOf(new VM) = %v, want [web short]", got)
 	}

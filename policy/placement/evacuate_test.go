@@ -8,17 +8,18 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/policy"
+	"github.com/herd-project/herd/policy/policytest"
 )
 
 func TestOrder(t *testing.T) {
 	vms := []*cluster.VM{
-		{ID: "1", Name: "small", MemoryBytes: 2 * gib, Priority: 9},
-		{ID: "2", Name: "b", MemoryBytes: 8 * gib},
-		{ID: "3", Name: "a", MemoryBytes: 8 * gib},
-		{ID: "4", Name: "z", MemoryBytes: 8 * gib, Priority: 1},
-		{ID: "6", Name: "a", MemoryBytes: 8 * gib},
-		{ID: "5", Name: "a", MemoryBytes: 8 * gib},
-		{ID: "7", Name: "big", MemoryBytes: 32 * gib},
+		{ID: "1", Name: "small", MemoryBytes: 2 * policytest.GiB, Priority: 9},
+		{ID: "2", Name: "b", MemoryBytes: 8 * policytest.GiB},
+		{ID: "3", Name: "a", MemoryBytes: 8 * policytest.GiB},
+		{ID: "4", Name: "z", MemoryBytes: 8 * policytest.GiB, Priority: 1},
+		{ID: "6", Name: "a", MemoryBytes: 8 * policytest.GiB},
+		{ID: "5", Name: "a", MemoryBytes: 8 * policytest.GiB},
+		{ID: "7", Name: "big", MemoryBytes: 32 * policytest.GiB},
 	}
 	Order(vms)
 	var got []string
@@ -57,12 +58,12 @@ func TestMigrateModeAndRequestValidate(t *testing.T) {
 // modeCluster has h01 with run1 (8 GiB), run2 (4), off1 (2, stopped) and
 // sus1 (1, suspended, named "suspended-one"), and two empty hosts.
 func modeCluster() *cluster.State {
-	s := newCluster(3, 64)
-	addVM(s, "run1", "h01", 8, cluster.PoweredOn)
-	addVM(s, "run2", "h01", 4, cluster.PoweredOn)
-	addVM(s, "off1", "h01", 2, cluster.PoweredOff)
-	addVM(s, "sus1", "h01", 1, cluster.Suspended)
-	setVM(s, "sus1", func(vm *cluster.VM) { vm.Name = "suspended-one" })
+	s := policytest.NewCluster(3, 64)
+	policytest.AddVM(s, "run1", "h01", 8, cluster.PoweredOn)
+	policytest.AddVM(s, "run2", "h01", 4, cluster.PoweredOn)
+	policytest.AddVM(s, "off1", "h01", 2, cluster.PoweredOff)
+	policytest.AddVM(s, "sus1", "h01", 1, cluster.Suspended)
+	policytest.SetVM(s, "sus1", func(vm *cluster.VM) { vm.Name = "suspended-one" })
 	return s
 }
 
@@ -130,7 +131,7 @@ func TestPrecheckUnmovableAndUnknownPower(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := modeCluster()
-			addVM(s, "pin", "h01", 16, tc.power).Unmovable = "pinned to local GPU"
+			policytest.AddVM(s, "pin", "h01", 16, tc.power).Unmovable = "pinned to local GPU"
 			if tc.power == "paused" {
 				s.VMs["pin"].Unmovable = ""
 			}
@@ -156,11 +157,11 @@ func TestPrecheckUnmovableAndUnknownPower(t *testing.T) {
 // 64 GiB targets hold six 20 GiB VMs, the seventh is blocked, and a small VM
 // after it still fits in what is left.
 func TestPrecheckCapacity(t *testing.T) {
-	s := newCluster(3, 64)
+	s := policytest.NewCluster(3, 64)
 	for _, id := range []string{"a", "b", "c", "d", "e", "f", "g"} {
-		addVM(s, id, "h01", 20, cluster.PoweredOn)
+		policytest.AddVM(s, id, "h01", 20, cluster.PoweredOn)
 	}
-	addVM(s, "small", "h01", 4, cluster.PoweredOn)
+	policytest.AddVM(s, "small", "h01", 4, cluster.PoweredOn)
 	p := PrecheckEvacuation(s, nil, EvacuationRequest{Host: "h01", Migrate: MigrateActiveOnly}, Options{})
 	if got := ids(p.LiveMigrate); got != "a,b,c,d,e,f,small" {
 		t.Errorf("live = %s", got)
@@ -178,11 +179,11 @@ func TestPrecheckCapacity(t *testing.T) {
 // with one ledger the second precheck sees what the first reserved, so no
 // target is overcommitted; without it, both would plan the same room.
 func TestPrecheckSharedLedger(t *testing.T) {
-	s := newCluster(4, 64)
+	s := policytest.NewCluster(4, 64)
 	for _, h := range []string{"h01", "h02"} {
-		setHost(s, h, func(h *cluster.Host) { h.Admin, h.Maintenance = cluster.InMaintenance, cluster.MaintenanceEntering })
+		policytest.SetHost(s, h, func(h *cluster.Host) { h.Admin, h.Maintenance = cluster.InMaintenance, cluster.MaintenanceEntering })
 		for _, n := range []string{"a", "b", "c", "d"} {
-			addVM(s, h+n, h, 20, cluster.PoweredOn)
+			policytest.AddVM(s, h+n, h, 20, cluster.PoweredOn)
 		}
 	}
 	l := NewLedger()
@@ -205,7 +206,7 @@ func TestPrecheckSharedLedger(t *testing.T) {
 		l.Reserve(it.VM, "h02", it.Target, it.MemoryBytes)
 	}
 	for _, h := range []string{"h03", "h04"} {
-		if r := l.Reserved(h); r > 64*gib {
+		if r := l.Reserved(h); r > 64*policytest.GiB {
 			t.Errorf("%s overcommitted: %s reserved", h, formatBytes(r))
 		}
 	}

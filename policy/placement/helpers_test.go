@@ -6,19 +6,8 @@ import (
 	"github.com/herd-project/herd/policy/policytest"
 )
 
-const gib = policytest.GiB
-
 // header opens every test policy.
 const header = policytest.Header
-
-// The synthetic states of policytest, under the names the tests use.
-var (
-	newCluster = policytest.NewCluster
-	setHost    = policytest.SetHost
-	addVM      = policytest.AddVM
-	setVM      = policytest.SetVM
-	inventory  = policytest.Inventory
-)
 
 // ids lists the VM ids of items.
 func ids(items []Item) string {

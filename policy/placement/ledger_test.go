@@ -1,11 +1,15 @@
 package placement
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/herd-project/herd/policy/policytest"
+)
 
 func TestLedger(t *testing.T) {
 	l := NewLedger()
-	l.Reserve("a", "h1", "h2", 4*gib)
-	l.Reserve("b", "h1", "h2", 2*gib)
+	l.Reserve("a", "h1", "h2", 4*policytest.GiB)
+	l.Reserve("b", "h1", "h2", 2*policytest.GiB)
 	l.Reserve("c", "h3", "h2", 0) // offline migration: no memory, still in flight
 	l.Reserve("d", "h1", "h4", -5)
 	check := func(step, host string, reserved int64, to, from int) {
@@ -20,7 +24,7 @@ func TestLedger(t *testing.T) {
 			t.Errorf("%s: InFlightFrom(%s) = %d, want %d", step, host, got, from)
 		}
 	}
-	check("reserve", "h2", 6*gib, 3, 0)
+	check("reserve", "h2", 6*policytest.GiB, 3, 0)
 	check("reserve", "h1", 0, 0, 3)
 	check("reserve", "h4", 0, 1, 0)
 	if l.Total() != 4 {
@@ -28,13 +32,13 @@ func TestLedger(t *testing.T) {
 	}
 
 	clone := l.Clone()
-	l.Reserve("a", "h1", "h3", 4*gib) // replaces a's move
-	check("replace", "h2", 2*gib, 2, 0)
-	check("replace", "h3", 4*gib, 1, 1)
-	if m, ok := l.Move("a"); !ok || m.To != "h3" || m.Bytes != 4*gib {
+	l.Reserve("a", "h1", "h3", 4*policytest.GiB) // replaces a's move
+	check("replace", "h2", 2*policytest.GiB, 2, 0)
+	check("replace", "h3", 4*policytest.GiB, 1, 1)
+	if m, ok := l.Move("a"); !ok || m.To != "h3" || m.Bytes != 4*policytest.GiB {
 		t.Errorf("Move(a) = %+v, %v", m, ok)
 	}
-	if clone.Reserved("h2") != 6*gib || clone.Reserved("h3") != 0 {
+	if clone.Reserved("h2") != 6*policytest.GiB || clone.Reserved("h3") != 0 {
 		t.Errorf("clone changed with the original: h2 %d h3 %d", clone.Reserved("h2"), clone.Reserved("h3"))
 	}
 
@@ -54,8 +58,8 @@ func TestLedger(t *testing.T) {
 		t.Error("clone of nil ledger is not empty")
 	}
 	var zero Ledger
-	zero.Reserve("a", "h1", "h2", gib)
-	if zero.Reserved("h2") != gib {
+	zero.Reserve("a", "h1", "h2", policytest.GiB)
+	if zero.Reserved("h2") != policytest.GiB {
 		t.Error("zero Ledger does not reserve")
 	}
 }

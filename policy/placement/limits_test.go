@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/herd-project/herd/policy"
+	"github.com/herd-project/herd/policy/policytest"
 )
 
 func TestLimitsValidate(t *testing.T) {
@@ -50,7 +51,7 @@ func TestLimitsAllow(t *testing.T) {
 			t.Fatalf("step %d: Allow(%s→%s) = %v, want %v", i, st.from, st.to, got, st.want)
 		}
 		if got {
-			l.Reserve(string(rune('0'+i)), st.from, st.to, gib)
+			l.Reserve(string(rune('0'+i)), st.from, st.to, policytest.GiB)
 		}
 	}
 	l.Release("0")

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/policy/policytest"
 )
 
 const precheckPolicy = `host_groups:
@@ -25,13 +26,13 @@ disruption_budgets:
 // that must stay apart, an ml VM that must run on h04 and two web VMs that
 // must stay together; web-3 of the same group runs on h05.
 func precheckState() *cluster.State {
-	s := newCluster(5, 64)
+	s := policytest.NewCluster(5, 64)
 	for _, v := range []struct {
 		id   string
 		host string
 		gib  int64
 	}{{"db-1", "h01", 16}, {"db-2", "h01", 16}, {"ml-1", "h01", 8}, {"web-1", "h01", 4}, {"web-2", "h01", 4}, {"web-3", "h05", 4}} {
-		addVM(s, v.id, v.host, v.gib, cluster.PoweredOn)
+		policytest.AddVM(s, v.id, v.host, v.gib, cluster.PoweredOn)
 	}
 	return s
 }
@@ -71,19 +72,19 @@ func TestPrecheckRuleBlockers(t *testing.T) {
 		want   []Blocker
 	}{
 		{name: "an affinity member is migrating elsewhere",
-			setup: func(_ *cluster.State, l *Ledger) { l.Reserve("web-3", "h05", "h02", 4*gib) },
+			setup: func(_ *cluster.State, l *Ledger) { l.Reserve("web-3", "h05", "h02", 4*policytest.GiB) },
 			want: []Blocker{
 				{VM: "web-1", Name: "web-1", Reason: `must vm-affinity rule "web-together": web-3, of the same vm group "web", is migrating from h05 to h02; evacuate once it has arrived`},
 				{VM: "web-2", Name: "web-2", Reason: `must vm-affinity rule "web-together": web-3, of the same vm group "web", is migrating from h05 to h02; evacuate once it has arrived`},
 			}},
 		{name: "an affinity member leaving the same host does not block",
-			setup: func(_ *cluster.State, l *Ledger) { l.Reserve("web-1", "h01", "h05", 4*gib) }},
+			setup: func(_ *cluster.State, l *Ledger) { l.Reserve("web-1", "h01", "h05", 4*policytest.GiB) }},
 		{name: "a should affinity does not block",
-			setup:  func(_ *cluster.State, l *Ledger) { l.Reserve("web-3", "h05", "h02", 4*gib) },
+			setup:  func(_ *cluster.State, l *Ledger) { l.Reserve("web-3", "h05", "h02", 4*policytest.GiB) },
 			policy: "vm_groups:\n  - {name: web, pattern: web-*}\nrules:\n  - {name: web-together, type: vm-affinity, vm_group: web, enforcement: should}\n"},
 		{name: "no host keeps the must rules",
 			setup: func(s *cluster.State, _ *Ledger) {
-				setHost(s, "h04", func(h *cluster.Host) { h.Maintenance = cluster.MaintenanceOn })
+				policytest.SetHost(s, "h04", func(h *cluster.Host) { h.Maintenance = cluster.MaintenanceOn })
 			},
 			want: []Blocker{{VM: "ml-1", Name: "ml-1", Reason: `no target: 3 hosts vm-host-affinity (rule "ml-on-gpu"), 1 host maintenance, 1 host same-host`}}},
 		{name: "an explicit target breaks a must rule",
@@ -125,7 +126,7 @@ func TestPrecheckRuleBlockers(t *testing.T) {
 // budget waits (Transient) and goes once a member arrives.
 func TestNextTargetWaitsForBudget(t *testing.T) {
 	s := precheckState()
-	setHost(s, "h01", func(h *cluster.Host) { h.Maintenance = cluster.MaintenanceEntering })
+	policytest.SetHost(s, "h01", func(h *cluster.Host) { h.Maintenance = cluster.MaintenanceEntering })
 	o := Options{Policy: mustCompile(t, s, precheckPolicy), MaxInFlightTo: 2}
 	l := NewLedger()
 	usage := s.Usage()
@@ -134,13 +135,13 @@ func TestNextTargetWaitsForBudget(t *testing.T) {
 	if first.Host != "h05" {
 		t.Fatalf("web-1: %s, want h05 (with web-3)", first.Explain())
 	}
-	l.Reserve("web-1", "h01", first.Host, 4*gib)
+	l.Reserve("web-1", "h01", first.Host, 4*policytest.GiB)
 	p := NextTarget(s, usage, l, s.VMs["web-2"], req, nil, o)
 	if p.Host != "" || !p.Transient() || p.Rejections[ReasonDisruptionBudget] == 0 {
 		t.Fatalf("web-2 while web-1 moves: %+v, want a transient disruption-budget rejection", p)
 	}
 	l.Release("web-1")
-	setVM(s, "web-1", func(vm *cluster.VM) { vm.Host = "h05" })
+	policytest.SetVM(s, "web-1", func(vm *cluster.VM) { vm.Host = "h05" })
 	if p := NextTarget(s, s.Usage(), l, s.VMs["web-2"], req, nil, o); p.Host != "h05" {
 		t.Fatalf("web-2 after web-1 arrived: %s, want h05", p.Explain())
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/policy"
+	"github.com/herd-project/herd/policy/policytest"
 )
 
 // TestPlaceFilters puts one 8 GiB VM from h01 into a two-host cluster whose
@@ -41,37 +42,37 @@ func TestPlaceFilters(t *testing.T) {
 		{name: "disconnected", host: func(h *cluster.Host) { h.Connection = cluster.Disconnected }, reason: ReasonDisconnected},
 		{name: "not responding", host: func(h *cluster.Host) { h.Connection = cluster.NotResponding }, reason: ReasonDisconnected},
 		{name: "full of running VMs", setup: func(s *cluster.State, _ *Ledger, _ *Options) {
-			addVM(s, "big", "h02", 60, cluster.PoweredOn)
+			policytest.AddVM(s, "big", "h02", 60, cluster.PoweredOn)
 		}, reason: ReasonInsufficientMemory},
 		{name: "exact fit", setup: func(s *cluster.State, _ *Ledger, _ *Options) {
-			addVM(s, "big", "h02", 56, cluster.PoweredOn)
+			policytest.AddVM(s, "big", "h02", 56, cluster.PoweredOn)
 		}},
 		{name: "stopped VMs take no memory", setup: func(s *cluster.State, _ *Ledger, _ *Options) {
-			addVM(s, "big", "h02", 60, cluster.PoweredOff)
+			policytest.AddVM(s, "big", "h02", 60, cluster.PoweredOff)
 		}},
 		{name: "reserved by moves in flight", setup: func(_ *cluster.State, l *Ledger, _ *Options) {
-			l.Reserve("other", "h03", "h02", 57*gib)
+			l.Reserve("other", "h03", "h02", 57*policytest.GiB)
 		}, reason: ReasonInsufficientMemory},
 		{name: "memory reserve", setup: func(s *cluster.State, _ *Ledger, o *Options) {
-			addVM(s, "mid", "h02", 41, cluster.PoweredOn)
+			policytest.AddVM(s, "mid", "h02", 41, cluster.PoweredOn)
 			o.MemoryReserve = 0.25 // 48 usable, 41 used
 		}, reason: ReasonInsufficientMemory},
 		{name: "stopped VM needs no free memory", power: cluster.PoweredOff, setup: func(s *cluster.State, _ *Ledger, _ *Options) {
-			addVM(s, "big", "h02", 64, cluster.PoweredOn)
+			policytest.AddVM(s, "big", "h02", 64, cluster.PoweredOn)
 		}},
 		{name: "stopped VM still needs a feasible host", power: cluster.PoweredOff,
 			host: func(h *cluster.Host) { h.Maintenance = cluster.MaintenanceOn }, reason: ReasonMaintenance},
 		{name: "target busy", setup: func(_ *cluster.State, l *Ledger, o *Options) {
-			l.Reserve("other", "h03", "h02", gib)
+			l.Reserve("other", "h03", "h02", policytest.GiB)
 			o.MaxInFlightTo = 1
 		}, reason: ReasonTargetBusy},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newCluster(2, 64)
+			s := policytest.NewCluster(2, 64)
 			l := NewLedger()
 			var o Options
 			if tc.host != nil {
-				setHost(s, "h02", tc.host)
+				policytest.SetHost(s, "h02", tc.host)
 			}
 			if tc.setup != nil {
 				tc.setup(s, l, &o)
@@ -80,7 +81,7 @@ func TestPlaceFilters(t *testing.T) {
 			if power == "" {
 				power = cluster.PoweredOn
 			}
-			vm := addVM(s, "vm", "h01", 8, power)
+			vm := policytest.AddVM(s, "vm", "h01", 8, power)
 			p := Place(s, s.Usage(), l, vm, o)
 			if p.Rejections[ReasonSameHost] != 1 {
 				t.Errorf("source not rejected as same-host: %v", p.Rejections)
@@ -109,8 +110,8 @@ func TestPlaceFilters(t *testing.T) {
 }
 
 func TestPlaceUnknownHosts(t *testing.T) {
-	s := newCluster(2, 64)
-	vm := &cluster.VM{ID: "x", Name: "x", Host: "gone", Power: cluster.PoweredOn, MemoryBytes: gib}
+	s := policytest.NewCluster(2, 64)
+	vm := &cluster.VM{ID: "x", Name: "x", Host: "gone", Power: cluster.PoweredOn, MemoryBytes: policytest.GiB}
 	if p := Place(s, s.Usage(), nil, vm, Options{}); p.Host != "" || p.Rejections[ReasonUnknownHost] != 1 {
 		t.Errorf("Place from unknown host = %+v", p)
 	}
@@ -129,37 +130,37 @@ func TestPlaceScore(t *testing.T) {
 	}{
 		{name: "ties go to the first name", want: "h02"},
 		{name: "most free share wins", setup: func(s *cluster.State, _ *Ledger, _ *Options) {
-			addVM(s, "a", "h02", 16, cluster.PoweredOn)
-			addVM(s, "b", "h03", 8, cluster.PoweredOn)
-			addVM(s, "c", "h04", 16, cluster.PoweredOn)
+			policytest.AddVM(s, "a", "h02", 16, cluster.PoweredOn)
+			policytest.AddVM(s, "b", "h03", 8, cluster.PoweredOn)
+			policytest.AddVM(s, "c", "h04", 16, cluster.PoweredOn)
 		}, want: "h03"},
 		{name: "share, not bytes", setup: func(s *cluster.State, _ *Ledger, _ *Options) {
-			setHost(s, "h02", func(h *cluster.Host) { h.MemoryBytes = 256 * gib }) // 96 free of 256
-			addVM(s, "a", "h02", 160, cluster.PoweredOn)
-			addVM(s, "b", "h03", 16, cluster.PoweredOn) // 48 of 64
-			addVM(s, "c", "h04", 16, cluster.PoweredOn)
+			policytest.SetHost(s, "h02", func(h *cluster.Host) { h.MemoryBytes = 256 * policytest.GiB }) // 96 free of 256
+			policytest.AddVM(s, "a", "h02", 160, cluster.PoweredOn)
+			policytest.AddVM(s, "b", "h03", 16, cluster.PoweredOn) // 48 of 64
+			policytest.AddVM(s, "c", "h04", 16, cluster.PoweredOn)
 		}, want: "h03"},
 		{name: "reservations count", setup: func(_ *cluster.State, l *Ledger, _ *Options) {
-			l.Reserve("m1", "h09", "h02", 8*gib)
-			l.Reserve("m2", "h09", "h03", 8*gib)
+			l.Reserve("m1", "h09", "h02", 8*policytest.GiB)
+			l.Reserve("m2", "h09", "h03", 8*policytest.GiB)
 		}, want: "h04"},
 		{name: "equal share: fewer moves in", setup: func(s *cluster.State, l *Ledger, _ *Options) {
 			l.Reserve("m1", "h09", "h02", 0)
 			l.Reserve("m2", "h09", "h03", 0)
 		}, want: "h04"},
 		{name: "preferred wins", setup: func(s *cluster.State, _ *Ledger, o *Options) {
-			addVM(s, "a", "h03", 40, cluster.PoweredOn)
+			policytest.AddVM(s, "a", "h03", 40, cluster.PoweredOn)
 			o.Prefer = map[string]bool{"h03": true}
 		}, want: "h03"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newCluster(4, 64)
+			s := policytest.NewCluster(4, 64)
 			l := NewLedger()
 			var o Options
 			if tc.setup != nil {
 				tc.setup(s, l, &o)
 			}
-			vm := addVM(s, "vm", "h01", 4, cluster.PoweredOn)
+			vm := policytest.AddVM(s, "vm", "h01", 4, cluster.PoweredOn)
 			for i := 0; i < 20; i++ { // map order must not matter
 				if p := Place(s, s.Usage(), l, vm, o); p.Host != tc.want {
 					t.Fatalf("Place = %q, want %q", p.Host, tc.want)
@@ -171,9 +172,9 @@ func TestPlaceScore(t *testing.T) {
 
 // TestPlaceSpread places 10 equal VMs on 5 equal hosts, reserving each move.
 func TestPlaceSpread(t *testing.T) {
-	s := newCluster(6, 64)
+	s := policytest.NewCluster(6, 64)
 	for i := 0; i < 10; i++ {
-		addVM(s, "vm"+string(rune('a'+i)), "h01", 4, cluster.PoweredOn)
+		policytest.AddVM(s, "vm"+string(rune('a'+i)), "h01", 4, cluster.PoweredOn)
 	}
 	usage, l := s.Usage(), NewLedger()
 	got := map[string]int{}
@@ -236,12 +237,12 @@ func TestOptionsValidate(t *testing.T) {
 }
 
 func TestFreeMemory(t *testing.T) {
-	s := newCluster(2, 64)
-	addVM(s, "a", "h02", 16, cluster.PoweredOn)
-	addVM(s, "b", "h02", 16, cluster.PoweredOff)
+	s := policytest.NewCluster(2, 64)
+	policytest.AddVM(s, "a", "h02", 16, cluster.PoweredOn)
+	policytest.AddVM(s, "b", "h02", 16, cluster.PoweredOff)
 	l := NewLedger()
-	l.Reserve("c", "h01", "h02", 8*gib)
-	if got := FreeMemory(s.Hosts["h02"], s.Usage(), l, Options{MemoryReserve: 0.25}); got != 24*gib {
+	l.Reserve("c", "h01", "h02", 8*policytest.GiB)
+	if got := FreeMemory(s.Hosts["h02"], s.Usage(), l, Options{MemoryReserve: 0.25}); got != 24*policytest.GiB {
 		t.Errorf("FreeMemory = %s, want 24 GiB", formatBytes(got))
 	}
 }
@@ -252,11 +253,11 @@ func TestFreeMemory(t *testing.T) {
 func TestPlaceMatchesFullScan(t *testing.T) {
 	r := rand.New(rand.NewPCG(9, 9))
 	for round := 0; round < 300; round++ {
-		s := inventory(30, 1+r.IntN(4), 3, 64, uint64(round))
+		s := policytest.Inventory(30, 1+r.IntN(4), 3, 64, uint64(round))
 		names := s.HostNames()
 		for _, n := range names[1:] {
-			setHost(s, n, func(h *cluster.Host) {
-				h.MemoryBytes = (32 + r.Int64N(4)*32) * gib
+			policytest.SetHost(s, n, func(h *cluster.Host) {
+				h.MemoryBytes = (32 + r.Int64N(4)*32) * policytest.GiB
 				switch r.IntN(12) {
 				case 0:
 					h.Admin = cluster.NotAccepting
@@ -269,7 +270,7 @@ func TestPlaceMatchesFullScan(t *testing.T) {
 		}
 		l := NewLedger()
 		for i := 0; i < r.IntN(40); i++ {
-			l.Reserve(fmt.Sprint("m", i), names[r.IntN(len(names))], names[r.IntN(len(names))], r.Int64N(24)*gib)
+			l.Reserve(fmt.Sprint("m", i), names[r.IntN(len(names))], names[r.IntN(len(names))], r.Int64N(24)*policytest.GiB)
 		}
 		o := Options{MaxInFlightTo: r.IntN(3), AllowNotAccepting: r.IntN(2) == 0,
 			Exclude: map[string]bool{names[r.IntN(len(names))]: true}}

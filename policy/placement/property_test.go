@@ -10,6 +10,7 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/policy"
+	"github.com/herd-project/herd/policy/policytest"
 )
 
 // randomCase is a small random cluster with moves in flight and a random
@@ -21,12 +22,12 @@ type randomCase struct {
 }
 
 func newRandomCase(r *rand.Rand) (randomCase, bool) {
-	s := newCluster(3+r.IntN(5), 32)
+	s := policytest.NewCluster(3+r.IntN(5), 32)
 	names := s.HostNames()
 	for _, n := range names {
-		setHost(s, n, func(h *cluster.Host) {
+		policytest.SetHost(s, n, func(h *cluster.Host) {
 			h.Labels = map[string]string{"rack": fmt.Sprint("r", r.IntN(2))}
-			h.MemoryBytes = (16 + 16*r.Int64N(3)) * gib
+			h.MemoryBytes = (16 + 16*r.Int64N(3)) * policytest.GiB
 			h.CPUs = 4 + r.IntN(12)
 			if r.IntN(8) == 0 {
 				h.Maintenance = cluster.MaintenanceEntering
@@ -38,7 +39,7 @@ func newRandomCase(r *rand.Rand) (randomCase, bool) {
 		if r.IntN(5) == 0 {
 			power = cluster.PoweredOff
 		}
-		vm := addVM(s, fmt.Sprintf("%c%d", "vw"[r.IntN(2)], i), names[r.IntN(len(names))], 1+r.Int64N(6), power)
+		vm := policytest.AddVM(s, fmt.Sprintf("%c%d", "vw"[r.IntN(2)], i), names[r.IntN(len(names))], 1+r.Int64N(6), power)
 		vm.VCPUs = 1 + r.IntN(4)
 	}
 	l := NewLedger()
@@ -250,7 +251,7 @@ func TestPlaceMatchesFleetWithRules(t *testing.T) {
 		for _, vm := range rc.s.SortedVMs() {
 			// The fleet treats its source as leaving; so does Place for a
 			// host entering maintenance.
-			setHost(rc.s, vm.Host, func(h *cluster.Host) { h.Maintenance = cluster.MaintenanceEntering })
+			policytest.SetHost(rc.s, vm.Host, func(h *cluster.Host) { h.Maintenance = cluster.MaintenanceEntering })
 			usage := rc.s.Usage()
 			got := Place(rc.s, usage, rc.l, vm, o)
 			f := newFleet(rc.s, usage, rc.l, rc.s.Hosts[vm.Host], "", o)

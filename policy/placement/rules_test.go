@@ -6,6 +6,7 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/policy"
+	"github.com/herd-project/herd/policy/policytest"
 )
 
 // TestPlaceRules places one 8 GiB VM "vm" from h01 in a cluster of four
@@ -41,82 +42,82 @@ func TestPlaceRules(t *testing.T) {
 		{name: "must anti-affinity: running and moving members count, stopped ones not",
 			policy: vmGroup + "rules:\n  - {name: apart, type: vm-anti-affinity, vm_group: v, enforcement: must}\n",
 			setup: func(s *cluster.State, l *Ledger) {
-				addVM(s, "a", "h02", 1, cluster.PoweredOn)
-				addVM(s, "b", "h03", 1, cluster.PoweredOff)
-				addVM(s, "c", "h01", 1, cluster.PoweredOn)
-				l.Reserve("c", "h01", "h04", gib)
+				policytest.AddVM(s, "a", "h02", 1, cluster.PoweredOn)
+				policytest.AddVM(s, "b", "h03", 1, cluster.PoweredOff)
+				policytest.AddVM(s, "c", "h01", 1, cluster.PoweredOn)
+				l.Reserve("c", "h01", "h04", policytest.GiB)
 			},
 			want: "h03", rejects: map[string]int{ReasonSameHost: 1, ReasonVMAntiAffinity: 2},
 			on: map[string]string{"h02": ReasonVMAntiAffinity, "h03": "", "h04": ReasonVMAntiAffinity}},
 		{name: "must affinity: the host with most members",
 			policy: vmGroup + "rules:\n  - {name: together, type: vm-affinity, vm_group: v, enforcement: must}\n",
 			setup: func(s *cluster.State, _ *Ledger) {
-				addVM(s, "a", "h03", 1, cluster.PoweredOn)
-				addVM(s, "b", "h03", 1, cluster.PoweredOn)
-				addVM(s, "c", "h02", 1, cluster.PoweredOn)
+				policytest.AddVM(s, "a", "h03", 1, cluster.PoweredOn)
+				policytest.AddVM(s, "b", "h03", 1, cluster.PoweredOn)
+				policytest.AddVM(s, "c", "h02", 1, cluster.PoweredOn)
 			},
 			want: "h03", rejects: map[string]int{ReasonSameHost: 1, ReasonVMAffinity: 2},
 			on: map[string]string{"h02": ReasonVMAffinity, "h03": ""}},
 		{name: "must affinity: moving members count where they go",
 			policy: vmGroup + "rules:\n  - {name: together, type: vm-affinity, vm_group: v, enforcement: must}\n",
 			setup: func(s *cluster.State, l *Ledger) {
-				addVM(s, "a", "h02", 1, cluster.PoweredOn)
-				addVM(s, "b", "h02", 1, cluster.PoweredOn)
-				addVM(s, "c", "h03", 1, cluster.PoweredOn)
-				l.Reserve("a", "h02", "h04", gib)
-				l.Reserve("b", "h02", "h04", gib)
+				policytest.AddVM(s, "a", "h02", 1, cluster.PoweredOn)
+				policytest.AddVM(s, "b", "h02", 1, cluster.PoweredOn)
+				policytest.AddVM(s, "c", "h03", 1, cluster.PoweredOn)
+				l.Reserve("a", "h02", "h04", policytest.GiB)
+				l.Reserve("b", "h02", "h04", policytest.GiB)
 			},
 			want: "h04", on: map[string]string{"h02": ReasonVMAffinity, "h03": ReasonVMAffinity, "h04": ""}},
 		{name: "must affinity: the group is with it",
 			policy:  vmGroup + "rules:\n  - {name: together, type: vm-affinity, vm_group: v, enforcement: must}\n",
-			setup:   func(s *cluster.State, _ *Ledger) { addVM(s, "a", "h01", 1, cluster.PoweredOn) },
+			setup:   func(s *cluster.State, _ *Ledger) { policytest.AddVM(s, "a", "h01", 1, cluster.PoweredOn) },
 			explain: `no target: 3 hosts vm-affinity (rule "together"), 1 host same-host`,
 			on:      map[string]string{"h02": ReasonVMAffinity}},
 		{name: "must affinity: members on a host being emptied do not anchor",
 			policy: vmGroup + "rules:\n  - {name: together, type: vm-affinity, vm_group: v, enforcement: must}\n",
 			setup: func(s *cluster.State, _ *Ledger) {
-				addVM(s, "a", "h01", 1, cluster.PoweredOn)
-				setHost(s, "h01", func(h *cluster.Host) { h.Maintenance = cluster.MaintenanceEntering })
+				policytest.AddVM(s, "a", "h01", 1, cluster.PoweredOn)
+				policytest.SetHost(s, "h01", func(h *cluster.Host) { h.Maintenance = cluster.MaintenanceEntering })
 			},
 			want: "h02", rejects: map[string]int{ReasonSameHost: 1}},
 		{name: "should host affinity beats spread",
 			policy: "host_groups:\n  - {name: g, hosts: [h04]}\n" + vmGroup +
 				"rules:\n  - {name: in-g, type: vm-host-affinity, vm_group: v, host_group: g, enforcement: should}\n",
-			setup: func(s *cluster.State, _ *Ledger) { addVM(s, "x", "h04", 40, cluster.PoweredOn) },
+			setup: func(s *cluster.State, _ *Ledger) { policytest.AddVM(s, "x", "h04", 40, cluster.PoweredOn) },
 			want:  "h04", on: map[string]string{"h02": "", "h04": ""}},
 		{name: "should rules add up: heavier host affinity wins",
 			policy: "host_groups:\n  - {name: g, hosts: [h02]}\n" + vmGroup + `rules:
   - {name: in-g, type: vm-host-affinity, vm_group: v, host_group: g, enforcement: should, weight: 50}
   - {name: apart, type: vm-anti-affinity, vm_group: v, enforcement: should, weight: 10}
 `,
-			setup: func(s *cluster.State, _ *Ledger) { addVM(s, "a", "h02", 1, cluster.PoweredOn) },
+			setup: func(s *cluster.State, _ *Ledger) { policytest.AddVM(s, "a", "h02", 1, cluster.PoweredOn) },
 			want:  "h02"},
 		{name: "should rules add up: heavier anti-affinity wins",
 			policy: "host_groups:\n  - {name: g, hosts: [h02]}\n" + vmGroup + `rules:
   - {name: in-g, type: vm-host-affinity, vm_group: v, host_group: g, enforcement: should, weight: 10}
   - {name: apart, type: vm-anti-affinity, vm_group: v, enforcement: should, weight: 50}
 `,
-			setup: func(s *cluster.State, _ *Ledger) { addVM(s, "a", "h02", 1, cluster.PoweredOn) },
+			setup: func(s *cluster.State, _ *Ledger) { policytest.AddVM(s, "a", "h02", 1, cluster.PoweredOn) },
 			want:  "h03"},
 		{name: "must beats should",
 			policy: "host_groups:\n  - {name: g, hosts: [h02]}\n" + vmGroup + `rules:
   - {name: in-g, type: vm-host-affinity, vm_group: v, host_group: g, enforcement: should, weight: 100}
   - {name: apart, type: vm-anti-affinity, vm_group: v, enforcement: must}
 `,
-			setup: func(s *cluster.State, _ *Ledger) { addVM(s, "a", "h02", 1, cluster.PoweredOn) },
+			setup: func(s *cluster.State, _ *Ledger) { policytest.AddVM(s, "a", "h02", 1, cluster.PoweredOn) },
 			want:  "h03", on: map[string]string{"h02": ReasonVMAntiAffinity}},
 		{name: "cpu overcommit: running and moving vCPUs count",
 			policy: "placement: {cpu_overcommit: 0.5}\n", // 32 vCPUs on 64 CPUs
 			setup: func(s *cluster.State, l *Ledger) {
 				for i := 0; i < 16; i++ {
-					addVM(s, "r2-"+string(rune('a'+i)), "h02", 1, cluster.PoweredOn) // 2 vCPUs each: full
-					addVM(s, "s4-"+string(rune('a'+i)), "h04", 1, cluster.PoweredOff)
+					policytest.AddVM(s, "r2-"+string(rune('a'+i)), "h02", 1, cluster.PoweredOn) // 2 vCPUs each: full
+					policytest.AddVM(s, "s4-"+string(rune('a'+i)), "h04", 1, cluster.PoweredOff)
 				}
 				for i := 0; i < 15; i++ {
-					addVM(s, "r3-"+string(rune('a'+i)), "h03", 1, cluster.PoweredOn)
+					policytest.AddVM(s, "r3-"+string(rune('a'+i)), "h03", 1, cluster.PoweredOn)
 				}
-				addVM(s, "mv", "h04", 1, cluster.PoweredOn)
-				l.Reserve("mv", "h04", "h03", gib)
+				policytest.AddVM(s, "mv", "h04", 1, cluster.PoweredOn)
+				l.Reserve("mv", "h04", "h03", policytest.GiB)
 			},
 			want: "h04", rejects: map[string]int{ReasonSameHost: 1, ReasonCPUOvercommit: 2},
 			on: map[string]string{"h02": ReasonCPUOvercommit, "h03": ReasonCPUOvercommit, "h04": ""}},
@@ -126,51 +127,51 @@ func TestPlaceRules(t *testing.T) {
 		{name: "disruption budget spent",
 			policy: vmGroup + "disruption_budgets:\n  - {vm_group: v, max_migrating: 2}\n",
 			setup: func(s *cluster.State, l *Ledger) {
-				addVM(s, "a", "h02", 1, cluster.PoweredOn)
-				addVM(s, "b", "h02", 1, cluster.PoweredOn)
-				l.Reserve("a", "h02", "h03", gib)
-				l.Reserve("b", "h02", "h04", gib)
+				policytest.AddVM(s, "a", "h02", 1, cluster.PoweredOn)
+				policytest.AddVM(s, "b", "h02", 1, cluster.PoweredOn)
+				l.Reserve("a", "h02", "h03", policytest.GiB)
+				l.Reserve("b", "h02", "h04", policytest.GiB)
 			},
 			explain: `no target: 3 hosts disruption-budget (vm group "v" has 2 of 2 migrating), 1 host same-host`,
 			on:      map[string]string{"h02": ReasonDisruptionBudget}},
 		{name: "disruption budget not spent",
 			policy: vmGroup + "disruption_budgets:\n  - {vm_group: v, max_migrating: 2}\n",
 			setup: func(s *cluster.State, l *Ledger) {
-				addVM(s, "a", "h02", 1, cluster.PoweredOn)
-				l.Reserve("a", "h02", "h03", gib)
-				l.Reserve("other", "h02", "h03", gib)
+				policytest.AddVM(s, "a", "h02", 1, cluster.PoweredOn)
+				l.Reserve("a", "h02", "h03", policytest.GiB)
+				l.Reserve("other", "h02", "h03", policytest.GiB)
 			},
 			want: "h04"},
 		{name: "pack: least free share after placing",
 			policy: "placement: {strategy: pack}\n",
 			setup: func(s *cluster.State, _ *Ledger) {
-				addVM(s, "x", "h02", 20, cluster.PoweredOn)
-				addVM(s, "y", "h03", 40, cluster.PoweredOn)
+				policytest.AddVM(s, "x", "h02", 20, cluster.PoweredOn)
+				policytest.AddVM(s, "y", "h03", 40, cluster.PoweredOn)
 			},
 			want: "h03"},
 		{name: "pack counts reservations and skips hosts that do not fit",
 			policy: "placement: {strategy: pack}\n",
 			setup: func(s *cluster.State, l *Ledger) {
-				addVM(s, "x", "h02", 20, cluster.PoweredOn)
-				addVM(s, "y", "h03", 60, cluster.PoweredOn)
-				l.Reserve("z", "h01", "h04", 30*gib)
+				policytest.AddVM(s, "x", "h02", 20, cluster.PoweredOn)
+				policytest.AddVM(s, "y", "h03", 60, cluster.PoweredOn)
+				l.Reserve("z", "h01", "h04", 30*policytest.GiB)
 			},
 			want: "h04", rejects: map[string]int{ReasonSameHost: 1, ReasonInsufficientMemory: 1}},
 		{name: "options override the policy's strategy",
 			policy: "placement: {strategy: pack}\n", opts: Options{Strategy: policy.StrategySpread},
 			setup: func(s *cluster.State, _ *Ledger) {
-				addVM(s, "x", "h02", 20, cluster.PoweredOn)
-				addVM(s, "y", "h03", 40, cluster.PoweredOn)
+				policytest.AddVM(s, "x", "h02", 20, cluster.PoweredOn)
+				policytest.AddVM(s, "y", "h03", 40, cluster.PoweredOn)
 			},
 			want: "h04"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newCluster(4, 64)
+			s := policytest.NewCluster(4, 64)
 			l := NewLedger()
 			if tc.setup != nil {
 				tc.setup(s, l)
 			}
-			vm := addVM(s, "vm", "h01", 8, cluster.PoweredOn)
+			vm := policytest.AddVM(s, "vm", "h01", 8, cluster.PoweredOn)
 			o := tc.opts
 			o.Policy = mustCompile(t, s, tc.policy)
 			for i := 0; i < 10; i++ { // map order must not matter

@@ -6,19 +6,20 @@ import (
 	"time"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/policy/policytest"
 )
 
 // perGiB is a migration time proportional to memory, plus a fixed overhead.
 func perGiB(per, overhead time.Duration) func(vm *cluster.VM) time.Duration {
 	return func(vm *cluster.VM) time.Duration {
-		return overhead + time.Duration(float64(vm.MemoryBytes)/float64(gib)*float64(per))
+		return overhead + time.Duration(float64(vm.MemoryBytes)/float64(policytest.GiB)*float64(per))
 	}
 }
 
 func TestSimulateSmall(t *testing.T) {
-	s := newCluster(3, 64)
+	s := policytest.NewCluster(3, 64)
 	for id, g := range map[string]int64{"a": 4, "b": 3, "c": 3, "d": 2} {
-		addVM(s, id, "h01", g, cluster.PoweredOn)
+		policytest.AddVM(s, id, "h01", g, cluster.PoweredOn)
 	}
 	// Two slots, largest first: a(4) and b(3) start; c starts at 3 and d at
 	// 4, both ending at 6.
@@ -59,7 +60,7 @@ func TestSimulateRatio(t *testing.T) {
 			if tc.target != "" {
 				hostGiB = 16384
 			}
-			s := inventory(tc.hosts, 5, tc.vms, hostGiB, 42)
+			s := policytest.Inventory(tc.hosts, 5, tc.vms, hostGiB, 42)
 			per, over := time.Second, time.Duration(tc.overheadSec)*time.Second
 			req := EvacuationRequest{Host: "h01", Migrate: MigrateAll, TargetHost: tc.target}
 			ms, lb, err := SimulateEvacuation(s, req, tc.limits, Options{}, perGiB(per, over))
@@ -83,9 +84,9 @@ func TestSimulateRatio(t *testing.T) {
 }
 
 func TestSimulateErrors(t *testing.T) {
-	s := newCluster(3, 64)
-	addVM(s, "a", "h01", 8, cluster.PoweredOn)
-	addVM(s, "pinned", "h01", 8, cluster.PoweredOn).Unmovable = "local disk"
+	s := policytest.NewCluster(3, 64)
+	policytest.AddVM(s, "a", "h01", 8, cluster.PoweredOn)
+	policytest.AddVM(s, "pinned", "h01", 8, cluster.PoweredOn).Unmovable = "local disk"
 	req := EvacuationRequest{Host: "h01", Migrate: MigrateAll}
 	d := perGiB(time.Second, 0)
 	for _, tc := range []struct {

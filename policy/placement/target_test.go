@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/herd-project/herd/cluster"
+	"github.com/herd-project/herd/policy/policytest"
 )
 
 func TestPrecheckTargetHost(t *testing.T) {
@@ -47,15 +48,15 @@ func TestPrecheckTargetHost(t *testing.T) {
 			block: []string{`target_host "h01" cannot take VMs: it is the host being evacuated`, `target_host "h01" cannot take VMs`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newCluster(3, 64)
+			s := policytest.NewCluster(3, 64)
 			for i, g := range tc.sizes {
-				addVM(s, string(rune('a'+i)), "h01", g, cluster.PoweredOn)
+				policytest.AddVM(s, string(rune('a'+i)), "h01", g, cluster.PoweredOn)
 			}
 			if tc.stopped > 0 {
-				addVM(s, "stopped", "h01", tc.stopped, cluster.PoweredOff)
+				policytest.AddVM(s, "stopped", "h01", tc.stopped, cluster.PoweredOff)
 			}
 			if tc.change != nil {
-				setHost(s, tc.target, tc.change)
+				policytest.SetHost(s, tc.target, tc.change)
 			}
 			p := PrecheckEvacuation(s, nil, EvacuationRequest{Host: "h01", Migrate: MigrateAll, TargetHost: tc.target}, Options{})
 			if len(p.LiveMigrate) != tc.live {
@@ -92,7 +93,7 @@ func TestPrecheckSourceNotOperating(t *testing.T) {
 		{cluster.NotResponding, cluster.HealthSuspect, true},
 	} {
 		s := modeCluster()
-		setHost(s, "h01", func(h *cluster.Host) { h.Connection, h.Health = tc.conn, tc.health })
+		policytest.SetHost(s, "h01", func(h *cluster.Host) { h.Connection, h.Health = tc.conn, tc.health })
 		p := PrecheckEvacuation(s, nil, EvacuationRequest{Host: "h01", Migrate: MigrateActiveOnly}, Options{})
 		blocked := len(p.Blockers) == 1 && p.Blockers[0].VM == "" &&
 			strings.HasPrefix(p.Blockers[0].Reason, "host hypervisor not operating: connection "+string(tc.conn)) &&
@@ -114,8 +115,8 @@ func TestPrecheckSourceNotOperating(t *testing.T) {
 // target gets more than it has free.
 func TestPrecheckListsEveryVMOnce(t *testing.T) {
 	for _, mode := range []MigrateMode{MigrateNone, MigrateActiveOnly, MigrateAll} {
-		s := inventory(12, 10, 120, 512, 7)
-		setVM(s, "vm000003", func(vm *cluster.VM) { vm.Unmovable = "local disk" })
+		s := policytest.Inventory(12, 10, 120, 512, 7)
+		policytest.SetVM(s, "vm000003", func(vm *cluster.VM) { vm.Unmovable = "local disk" })
 		p := PrecheckEvacuation(s, nil, EvacuationRequest{Host: "h01", Migrate: mode, ShutdownVMs: []string{"vm000010"}}, Options{MemoryReserve: 0.1})
 		seen := map[string]int{}
 		for _, list := range [][]Item{p.LiveMigrate, p.OfflineMigrate, p.Shutdown, p.Stay} {
@@ -147,10 +148,10 @@ func TestPrecheckListsEveryVMOnce(t *testing.T) {
 }
 
 func TestNextTarget(t *testing.T) {
-	s := newCluster(4, 64)
-	addVM(s, "load3", "h03", 8, cluster.PoweredOn)
-	addVM(s, "load4", "h04", 16, cluster.PoweredOn)
-	vm := addVM(s, "vm", "h01", 8, cluster.PoweredOn)
+	s := policytest.NewCluster(4, 64)
+	policytest.AddVM(s, "load3", "h03", 8, cluster.PoweredOn)
+	policytest.AddVM(s, "load4", "h04", 16, cluster.PoweredOn)
+	vm := policytest.AddVM(s, "vm", "h01", 8, cluster.PoweredOn)
 	req := EvacuationRequest{Host: "h01", Migrate: MigrateActiveOnly}
 	for _, tc := range []struct {
 		name  string
@@ -168,7 +169,7 @@ func TestNextTarget(t *testing.T) {
 		{name: "fall back past excluded", tried: []string{"h02", "h03"}, o: Options{Exclude: map[string]bool{"h04": true}}, want: "h02"},
 		{name: "target host even if tried", req: func(r *EvacuationRequest) { r.TargetHost = "h04" }, tried: []string{"h04"}, want: "h04"},
 		{name: "target host without room", req: func(r *EvacuationRequest) { r.TargetHost = "h04" },
-			ledg: func(l *Ledger) { l.Reserve("x", "h02", "h04", 41*gib) }},
+			ledg: func(l *Ledger) { l.Reserve("x", "h02", "h04", 41*policytest.GiB) }},
 		{name: "others busy: fall back to a tried host", tried: []string{"h02"}, o: Options{MaxInFlightTo: 1},
 			ledg: func(l *Ledger) { l.Reserve("x", "h09", "h03", 0); l.Reserve("y", "h09", "h04", 0) }, want: "h02"},
 		{name: "all busy: wait", tried: []string{"h02"}, o: Options{MaxInFlightTo: 1},

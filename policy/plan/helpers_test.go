@@ -8,15 +8,6 @@ import (
 	"github.com/herd-project/herd/policy/policytest"
 )
 
-// The synthetic states of policytest, under the names the tests use.
-var (
-	newCluster = policytest.NewCluster
-	setHost    = policytest.SetHost
-	addVM      = policytest.AddVM
-	setVM      = policytest.SetVM
-	inventory  = policytest.Inventory
-)
-
 // header opens every test policy.
 const header = policytest.Header
 

@@ -12,6 +12,7 @@ import (
 	"github.com/herd-project/herd/policy"
 	"github.com/herd-project/herd/policy/failover"
 	"github.com/herd-project/herd/policy/placement"
+	"github.com/herd-project/herd/policy/policytest"
 )
 
 // recoverable gives a VM a stored definition, so that it can be recreated.
@@ -60,7 +61,7 @@ func failoverAfterPlan(s *cluster.State, p RecoveryPlan, o placement.Options) in
 // plan counts from the usage it carries along is that of the state after.
 func TestPlanRecoveryFailoverAfter(t *testing.T) {
 	for seed := uint64(1); seed <= 5; seed++ {
-		s := inventory(60, 12, 12, 256, seed)
+		s := policytest.Inventory(60, 12, 12, 256, seed)
 		for _, vm := range s.VMs {
 			recoverable(vm)
 		}
@@ -97,15 +98,15 @@ func TestPlanRecovery(t *testing.T) {
 				"rules:\n  - {name: e-on-first, type: vm-host-affinity, vm_group: pinned, host_group: first, enforcement: must}\n" +
 				"recovery:\n  exclude_vm_groups: [keep]\n",
 			build: func(s *cluster.State) {
-				recoverable(addVM(s, "a", "h01", 8, on))
-				recoverable(addVM(s, "b", "h01", 16, on))
-				recoverable(addVM(s, "c", "h01", 4, off))
-				recoverable(addVM(s, "d", "h01", 2, on))
-				recoverable(addVM(s, "e", "h01", 2, on))
-				recoverable(addVM(s, "f", "h01", 100, on))
-				addVM(s, "g", "h01", 2, on) // no definition stored
-				addVM(s, "busy2", "h02", 40, on)
-				addVM(s, "busy3", "h03", 20, on)
+				recoverable(policytest.AddVM(s, "a", "h01", 8, on))
+				recoverable(policytest.AddVM(s, "b", "h01", 16, on))
+				recoverable(policytest.AddVM(s, "c", "h01", 4, off))
+				recoverable(policytest.AddVM(s, "d", "h01", 2, on))
+				recoverable(policytest.AddVM(s, "e", "h01", 2, on))
+				recoverable(policytest.AddVM(s, "f", "h01", 100, on))
+				policytest.AddVM(s, "g", "h01", 2, on) // no definition stored
+				policytest.AddVM(s, "busy2", "h02", 40, on)
+				policytest.AddVM(s, "busy3", "h03", 20, on)
 			},
 			failed:  []string{"h01"},
 			started: []string{"b>h04", "a>h04", "c>h03"},
@@ -144,10 +145,10 @@ func TestPlanRecovery(t *testing.T) {
 			name:   "anti-affinity sees the recreation in flight before it",
 			policy: "vm_groups:\n  - {name: pair, vms: [x, y]}\nrules:\n  - {name: apart, type: vm-anti-affinity, vm_group: pair, enforcement: must}\n",
 			build: func(s *cluster.State) {
-				recoverable(addVM(s, "x", "h01", 8, on)).Priority = 1
-				recoverable(addVM(s, "y", "h01", 4, on))
-				addVM(s, "busy3", "h03", 4, on)
-				addVM(s, "busy4", "h04", 60, on)
+				recoverable(policytest.AddVM(s, "x", "h01", 8, on)).Priority = 1
+				recoverable(policytest.AddVM(s, "y", "h01", 4, on))
+				policytest.AddVM(s, "busy3", "h03", 4, on)
+				policytest.AddVM(s, "busy4", "h04", 60, on)
 			},
 			failed:  []string{"h01"},
 			started: []string{"x>h02", "y>h03"},
@@ -155,10 +156,10 @@ func TestPlanRecovery(t *testing.T) {
 		{
 			name: "two hosts: the first one's VMs first, the second's find what is left",
 			build: func(s *cluster.State) {
-				recoverable(addVM(s, "p1", "h01", 40, on))
-				recoverable(addVM(s, "q1", "h02", 40, on))
-				recoverable(addVM(s, "q2", "h02", 40, on)).Priority = 9
-				recoverable(addVM(s, "q3", "h02", 40, on))
+				recoverable(policytest.AddVM(s, "p1", "h01", 40, on))
+				recoverable(policytest.AddVM(s, "q1", "h02", 40, on))
+				recoverable(policytest.AddVM(s, "q2", "h02", 40, on)).Priority = 9
+				recoverable(policytest.AddVM(s, "q3", "h02", 40, on))
 			},
 			failed:  []string{"h01", "h02"},
 			started: []string{"p1>h03", "q2>h04"},
@@ -168,7 +169,7 @@ func TestPlanRecovery(t *testing.T) {
 			name: "failover capacity before and after",
 			build: func(s *cluster.State) {
 				for _, h := range []string{"h01", "h02", "h03", "h04"} {
-					recoverable(addVM(s, "vm-"+h, h, 30, on))
+					recoverable(policytest.AddVM(s, "vm-"+h, h, 30, on))
 				}
 			},
 			failed:  []string{"h01"},
@@ -183,9 +184,9 @@ func TestPlanRecovery(t *testing.T) {
 			name:   "a disruption budget passes a step over until a recreation ends",
 			policy: "vm_groups:\n  - {name: web, vms: [w1, w2]}\ndisruption_budgets:\n  - {vm_group: web, max_migrating: 1}\n",
 			build: func(s *cluster.State) {
-				recoverable(addVM(s, "w1", "h01", 8, on)).Priority = 2
-				recoverable(addVM(s, "w2", "h01", 8, on)).Priority = 2
-				recoverable(addVM(s, "z", "h01", 8, on))
+				recoverable(policytest.AddVM(s, "w1", "h01", 8, on)).Priority = 2
+				recoverable(policytest.AddVM(s, "w2", "h01", 8, on)).Priority = 2
+				recoverable(policytest.AddVM(s, "z", "h01", 8, on))
 			},
 			failed:  []string{"h01"},
 			started: []string{"w1>h02", "z>h03", "w2>h04"},
@@ -194,8 +195,8 @@ func TestPlanRecovery(t *testing.T) {
 			name:   "one at a time: each placed with the ones before landed",
 			policy: "recovery:\n  concurrency: 1\n",
 			build: func(s *cluster.State) {
-				recoverable(addVM(s, "m1", "h01", 8, on))
-				recoverable(addVM(s, "m2", "h01", 4, on))
+				recoverable(policytest.AddVM(s, "m1", "h01", 8, on))
+				recoverable(policytest.AddVM(s, "m2", "h01", 4, on))
 			},
 			failed:  []string{"h01"},
 			started: []string{"m1>h02", "m2>h03"},
@@ -206,7 +207,7 @@ func TestPlanRecovery(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			s := newCluster(4, 64)
+			s := policytest.NewCluster(4, 64)
 			tc.build(s)
 			before := fmt.Sprint(len(s.VMs), s.Usage())
 			comp := placement.Compile(d, s)
@@ -232,7 +233,7 @@ func TestPlanRecovery(t *testing.T) {
 // VMs each in 2,000 hosts and 40,000 VMs, with the failover capacity
 // after. Target: under 100 ms/op.
 func BenchmarkSimulateFailure3of2000(b *testing.B) {
-	s := inventory(2000, 20, 20, 1024, 4)
+	s := policytest.Inventory(2000, 20, 20, 1024, 4)
 	for _, vm := range s.VMs {
 		recoverable(vm)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/herd-project/herd/cluster"
 	"github.com/herd-project/herd/policy/placement"
+	"github.com/herd-project/herd/policy/policytest"
 )
 
 // TestPlanRolloutWavesAndLedger: 4 hosts of 64 GiB, in waves of 2; the VMs
@@ -15,13 +16,13 @@ import (
 // may use the first wave's hosts (now back, emptied) but never a host out
 // in the same wave.
 func TestPlanRolloutWavesAndLedger(t *testing.T) {
-	s := newCluster(4, 64)
-	addVM(s, "a1", "h01", 8, cluster.PoweredOn)
-	addVM(s, "a2", "h01", 4, cluster.PoweredOff)
-	addVM(s, "b1", "h02", 16, cluster.PoweredOn)
-	addVM(s, "c1", "h03", 8, cluster.PoweredOn)
-	addVM(s, "c2", "h03", 8, cluster.PoweredOn)
-	addVM(s, "d1", "h04", 2, cluster.PoweredOn)
+	s := policytest.NewCluster(4, 64)
+	policytest.AddVM(s, "a1", "h01", 8, cluster.PoweredOn)
+	policytest.AddVM(s, "a2", "h01", 4, cluster.PoweredOff)
+	policytest.AddVM(s, "b1", "h02", 16, cluster.PoweredOn)
+	policytest.AddVM(s, "c1", "h03", 8, cluster.PoweredOn)
+	policytest.AddVM(s, "c2", "h03", 8, cluster.PoweredOn)
+	policytest.AddVM(s, "d1", "h04", 2, cluster.PoweredOn)
 	p := Rollout(s, RolloutRequest{Hosts: []string{"h01", "h02", "h03", "h04"}, Parallel: 2, Order: OrderListed,
 		History: MigrationHistory{Count: 4, Seconds: 40}}, placement.Options{})
 	if !p.OK() || len(p.Waves) != 2 || p.Parallel != 2 {
@@ -69,11 +70,11 @@ func TestPlanRolloutWavesAndLedger(t *testing.T) {
 }
 
 func TestPlanRolloutBlockers(t *testing.T) {
-	s := newCluster(3, 32)
-	addVM(s, "big", "h01", 30, cluster.PoweredOn)
-	addVM(s, "big2", "h02", 30, cluster.PoweredOn)
-	setVM(s, "big2", func(vm *cluster.VM) { vm.Unmovable = "PCI passthrough" })
-	setHost(s, "h03", func(h *cluster.Host) { h.Maintenance = cluster.MaintenanceOn; h.Operation = "op-1" })
+	s := policytest.NewCluster(3, 32)
+	policytest.AddVM(s, "big", "h01", 30, cluster.PoweredOn)
+	policytest.AddVM(s, "big2", "h02", 30, cluster.PoweredOn)
+	policytest.SetVM(s, "big2", func(vm *cluster.VM) { vm.Unmovable = "PCI passthrough" })
+	policytest.SetHost(s, "h03", func(h *cluster.Host) { h.Maintenance = cluster.MaintenanceOn; h.Operation = "op-1" })
 	p := Rollout(s, RolloutRequest{Hosts: []string{"h01", "h02", "h03"}, Parallel: 1, Order: OrderListed}, placement.Options{})
 	if p.OK() {
 		t.Fatal("plan with blockers is OK")
@@ -93,9 +94,9 @@ func TestPlanRolloutBlockers(t *testing.T) {
 // absorb two failures; with min_host_failures 1, at most one host may be
 // out at a time even if 3 are asked.
 func TestPlanRolloutParallelCappedByFailover(t *testing.T) {
-	s := newCluster(5, 64)
+	s := policytest.NewCluster(5, 64)
 	for i, h := range s.HostNames() {
-		addVM(s, "v"+h, h, 24, cluster.PoweredOn)
+		policytest.AddVM(s, "v"+h, h, 24, cluster.PoweredOn)
 		_ = i
 	}
 	p := Rollout(s, RolloutRequest{Hosts: s.HostNames(), Parallel: 3, MinHostFailures: 1}, placement.Options{})
@@ -120,9 +121,9 @@ func TestPlanRolloutParallelCappedByFailover(t *testing.T) {
 // time for the db group makes a wave that moves three db VMs take three
 // migrations' time, where per_source alone would allow two at once.
 func TestPlanRolloutBudgetsLengthenWaves(t *testing.T) {
-	s := newCluster(3, 64)
+	s := policytest.NewCluster(3, 64)
 	for _, id := range []string{"db-1", "db-2", "db-3"} {
-		addVM(s, id, "h01", 4, cluster.PoweredOn)
+		policytest.AddVM(s, id, "h01", 4, cluster.PoweredOn)
 	}
 	req := RolloutRequest{Hosts: []string{"h01"}, Parallel: 1, History: MigrationHistory{Count: 1, Seconds: 10}}
 	if p := Rollout(s, req, placement.Options{}); p.EstimatedSeconds != 20 {
@@ -136,15 +137,15 @@ func TestPlanRolloutBudgetsLengthenWaves(t *testing.T) {
 }
 
 func TestPlanRolloutOrders(t *testing.T) {
-	s := newCluster(4, 64)
-	addVM(s, "x1", "h01", 1, cluster.PoweredOn)
-	addVM(s, "x2", "h01", 1, cluster.PoweredOn)
-	addVM(s, "y1", "h02", 1, cluster.PoweredOn)
+	s := policytest.NewCluster(4, 64)
+	policytest.AddVM(s, "x1", "h01", 1, cluster.PoweredOn)
+	policytest.AddVM(s, "x2", "h01", 1, cluster.PoweredOn)
+	policytest.AddVM(s, "y1", "h02", 1, cluster.PoweredOn)
 	for _, h := range []string{"h01", "h03"} {
-		setHost(s, h, func(h *cluster.Host) { h.Labels = map[string]string{"rack": "b"} })
+		policytest.SetHost(s, h, func(h *cluster.Host) { h.Labels = map[string]string{"rack": "b"} })
 	}
 	for _, h := range []string{"h02", "h04"} {
-		setHost(s, h, func(h *cluster.Host) { h.Labels = map[string]string{"rack": "a"} })
+		policytest.SetHost(s, h, func(h *cluster.Host) { h.Labels = map[string]string{"rack": "a"} })
 	}
 	listed := []string{"h01", "h02", "h03", "h04"}
 	for _, tc := range []struct {
@@ -169,7 +170,7 @@ func TestPlanRolloutOrders(t *testing.T) {
 // BenchmarkPlanRollout plans a rollout of 2,000 hosts and 40,000 VMs in
 // waves of 4. Target: under 2 s/op.
 func BenchmarkPlanRollout(b *testing.B) {
-	s := inventory(2000, 20, 20, 1024, 3)
+	s := policytest.Inventory(2000, 20, 20, 1024, 3)
 	if len(s.VMs) < 40000 {
 		b.Fatalf("inventory has %d VMs", len(s.VMs))
 	}
