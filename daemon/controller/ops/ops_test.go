@@ -182,13 +182,25 @@ func busiest(st *cluster.State) string {
 	return best
 }
 
+// stop ends a controller's Run (leadership lost) and waits for it, a
+// bounded time: a controller stuck on its own lock fails the test.
+func stop(t *testing.T, cancel context.CancelFunc, done <-chan struct{}) {
+	t.Helper()
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Error("the controller did not stop within 30s of losing leadership")
+	}
+}
+
 // run runs c as a leader until op ends, and returns op as it ended.
 func run(t *testing.T, c *Controller, raft *fakeRaft, op string) *cluster.Operation {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); c.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	defer stop(t, cancel, done)
 	var end *cluster.Operation
 	testutil.WaitFor(t, 60*time.Second, "operation "+op+" ends", func() bool {
 		end = raft.State().Operations[op]
@@ -319,7 +331,7 @@ func TestNeverHoldsItsLockAcrossACommit(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); c.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	defer stop(t, cancel, done)
 	released := false
 	defer func() {
 		if !released {
