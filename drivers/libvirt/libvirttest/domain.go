@@ -19,8 +19,8 @@ import (
 )
 
 // VMSpec describes a fixture domain: diskless, no network, firmware only
-// (SeaBIOS finds nothing to boot and waits), so it runs for ever on a few
-// MiB of host memory.
+// (qboot, where QEMU ships it, finds nothing to boot and halts; SeaBIOS
+// otherwise, which waits), so it runs for ever on a few MiB of host memory.
 type VMSpec struct {
 	Name string
 	// MemoryMiB is the guest's memory; 0 means 64.
@@ -42,7 +42,7 @@ const fixtureDomainXML = `<domain type='%s'%s>
   <name>%s</name>%s
   <memory unit='MiB'>%d</memory>
   <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <os><type arch='x86_64' machine='pc'>hvm</type>%s</os>
   <features><acpi/></features>
   <on_crash>destroy</on_crash>
   <devices>
@@ -74,7 +74,11 @@ func (f *Fixture) DomainXML(t testing.TB, spec VMSpec) string {
 	if spec.Devices != "" {
 		devices = "\n    " + strings.TrimSpace(spec.Devices)
 	}
-	return fmt.Sprintf(fixtureDomainXML, f.virtType, ns, spec.Name, uuid, spec.MemoryMiB, f.emulator, devices, extra)
+	loader := ""
+	if f.firmware != "" {
+		loader = "<loader readonly='yes' type='rom'>" + f.firmware + "</loader>"
+	}
+	return fmt.Sprintf(fixtureDomainXML, f.virtType, ns, spec.Name, uuid, spec.MemoryMiB, loader, f.emulator, devices, extra)
 }
 
 // fillFile writes a file of mib MiB of random data for the generic loader.
