@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"fmt"
 	"sort"
 	"time"
 
@@ -43,6 +44,26 @@ func recoveryBreakdown(evs []api.Event, start time.Time) map[string]time.Duratio
 	if len(steps) > 0 {
 		sort.Slice(steps, func(i, j int) bool { return steps[i] < steps[j] })
 		out["step_median"], out["step_max"] = steps[len(steps)/2], steps[len(steps)-1]
+	}
+	return out
+}
+
+// recoverySteps lists each recreation of a crash's recovery, from start:
+// when it started, when it was done, and what the done event says.
+func recoverySteps(evs []api.Event, start time.Time) []string {
+	began := map[string]time.Time{}
+	var out []string
+	for _, e := range evs {
+		switch e.Type {
+		case "step.started":
+			if _, ok := began[e.VM]; !ok {
+				began[e.VM] = e.Time
+			}
+		case "step.done":
+			if b, ok := began[e.VM]; ok {
+				out = append(out, fmt.Sprintf("+%.2fs → +%.2fs (%.2fs) %s", b.Sub(start).Seconds(), e.Time.Sub(start).Seconds(), e.Time.Sub(b).Seconds(), e.Message))
+			}
+		}
 	}
 	return out
 }

@@ -838,18 +838,24 @@ func TestCrashTiming(t *testing.T) {
 				b.Define(h.name, names[len(names)-1], true)
 			}
 			waitVMs(t, b, h.name, names, nil)
+			cpu0 := sampleCPU()
 			start := time.Now()
 			defer dumpEvents(t, b, start)
 			b.PowerOff(h)
 			op := waitRecovery(t, b, h.name, start, 90*time.Second)
+			spent := cpuSpent(cpu0, sampleCPU())
 			evs := events(t, b, start, h.name)
 			timings := map[string]time.Duration{"fenced": firstEvent(evs, "host.fenced").Sub(start), "recovered": op.Updated.Sub(start)}
+			maps.Copy(timings, spent)
 			for _, e := range evs {
 				if e.Type == "host.health" && strings.Contains(e.Message, " is dead ") {
 					timings["detection"] = e.Time.Sub(start)
 				}
 			}
 			maps.Copy(timings, recoveryBreakdown(evs, start))
+			for _, s := range recoverySteps(evs, start) {
+				t.Logf("recreation %s", s)
+			}
 			runningOnce(t, b, h.name, names, nil)
 			if !t.Failed() {
 				totals = append(totals, timings["recovered"])
