@@ -55,6 +55,8 @@ type Bed struct {
 	fx      *libvirttest.Fixture
 	Servers []*member
 	Hosts   []*member
+	// libvirts lists the hosts' domains.
+	libvirts lister
 }
 
 // run runs a command and fails the test on error.
@@ -181,6 +183,7 @@ func (b *Bed) Close() {
 		b.Stop(m)
 		killNS(m.ns)
 	}
+	b.libvirts.close()
 	cleanupNetworks()
 	b.keepLogs()
 }
@@ -583,38 +586,29 @@ func (b *Bed) Domains(all bool) map[string]map[string]drivers.PowerState {
 	return out
 }
 
-// domainsOf lists a host's domains with virsh over TCP (false when its
-// libvirtd does not answer).
+// domainsOf lists a host's domains as its libvirtd reports them over TCP
+// (false when it does not answer).
 func (b *Bed) domainsOf(h *member, all bool) (map[string]drivers.PowerState, bool) {
 	timeout := 2 * time.Second // the watcher's sample
 	if all {
 		timeout = 15 * time.Second // a scenario's check: a busy host answers slowly
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	list := func(args ...string) ([]string, bool) {
-		out, err := exec.CommandContext(ctx, "virsh", append([]string{"-c", "qemu+tcp://" + h.ip + ":16509/system", "list", "--name"}, args...)...).Output()
-		return strings.Fields(string(out)), err == nil
-	}
-	states := map[string]drivers.PowerState{}
+	deadline := time.Now().Add(timeout)
+	addr := h.ip + ":16509"
+	var everything []string
 	if all {
-		names, ok := list("--all")
+		names, ok := b.libvirts.list(addr, true, deadline)
 		if !ok {
 			return nil, false
 		}
-		for _, n := range names {
-			states[n] = drivers.PoweredOff
-		}
+		everything = names
 	}
 	// Running only: an incoming migration's paused copy is not running.
-	names, ok := list("--state-running")
+	running, ok := b.libvirts.list(addr, false, deadline)
 	if !ok {
 		return nil, false
 	}
-	for _, n := range names {
-		states[n] = drivers.PoweredOn
-	}
-	return states, true
+	return domainStates(everything, running), true
 }
 
 // Logs is the tail of every member's log, for failures.
