@@ -511,16 +511,18 @@ func (c *Controller) decide(st *cluster.State, usage map[string]cluster.HostUsag
 
 // startLocked reserves a step's target and marks it in flight (c.mu held);
 // its action records the start in raft and runs the driver call, or gives
-// the reservation back when the start could not be recorded.
+// the reservation back when the start was not recorded: not committed, or
+// refused by the state machine (the operation was cancelled meanwhile) —
+// nothing acts on a step raft does not show as started.
 func (c *Controller) startLocked(op *cluster.Operation, it cluster.OpItem, vm *cluster.VM, start *cluster.StartItem) action {
 	c.reserveLocked(op, it, vm)
 	if sub, ok := c.d.Raft.(submitter); ok && isRecovery(it.Action) {
 		return c.startAside(sub, op, it, vm, start)
 	}
 	return func(ctx context.Context) bool {
-		if !c.apply(ctx, start) {
+		if _, err := c.d.Raft.Apply(ctx, start); err != nil {
 			c.release(op, it, vm)
-			return false
+			return c.applied(err)
 		}
 		c.run(ctx, op, it, vm)
 		return true

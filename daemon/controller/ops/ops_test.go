@@ -361,3 +361,46 @@ func TestNeverHoldsItsLockAcrossACommit(t *testing.T) {
 		return end.State == cluster.OpSucceeded
 	})
 }
+
+// TestRefusedStartIsNotDriven: an operation cancelled while a step's
+// start waits for its raft write refuses the start, and the step's VM is
+// not moved: nothing acts on a step that raft did not record as started.
+func TestRefusedStartIsNotDriven(t *testing.T) {
+	c, raft, d := setup(t)
+	held, release := make(chan *cluster.StartItem, 1), make(chan struct{})
+	var once sync.Once
+	raft.hold = func(ctx context.Context, cmd cluster.Command) error {
+		if si, ok := cmd.(*cluster.StartItem); ok {
+			once.Do(func() { held <- si })
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return nil
+	}
+	op := evacuate(t, c, raft, busiest(raft.State()))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); c.Run(ctx) }()
+	defer stop(t, cancel, done)
+	var first *cluster.StartItem
+	select {
+	case first = <-held:
+	case <-time.After(20 * time.Second):
+		close(release)
+		t.Fatal("no step started")
+	}
+	if _, err := raft.Apply(context.Background(), &cluster.CancelOperation{Op: op.ID, Time: time.Now().UTC()}); err != nil {
+		close(release)
+		t.Fatal(err)
+	}
+	close(release)
+	testutil.WaitFor(t, 30*time.Second, "the cancelled operation ends, no step in flight", func() bool {
+		return raft.State().Operations[op.ID].State.Terminal() && c.InFlight() == 0
+	})
+	if n := d.migrations(first.VM); n != 0 {
+		t.Fatalf("VM %s migrated %d times though its start was refused", first.VM, n)
+	}
+}

@@ -19,14 +19,15 @@ type submitter interface {
 // hosts) start side by side instead of one raft commit after another. The
 // step is in flight and its target reserved from the decision on, so the
 // next decision neither repeats nor forgets it; a start that is not
-// recorded gives both back.
+// recorded (not committed, or refused) gives both back and acts on nothing.
 func (c *Controller) startAside(sub submitter, op *cluster.Operation, it cluster.OpItem, vm *cluster.VM, start *cluster.StartItem) action {
 	return func(ctx context.Context) bool {
 		wait := sub.Submit(ctx, start)
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
-			if _, err := wait(); !c.applied(err) {
+			if _, err := wait(); err != nil {
+				c.applied(err) // logs it
 				c.release(op, it, vm)
 				return
 			}
