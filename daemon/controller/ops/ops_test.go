@@ -182,31 +182,74 @@ func busiest(st *cluster.State) string {
 	return best
 }
 
-// stop ends a controller's Run (leadership lost) and waits for it, a
+// lead runs c as the leader until the returned stop is called, or the
+// test ends. stop ends its Run (leadership lost) and waits for it, a
 // bounded time: a controller stuck on its own lock fails the test.
-func stop(t *testing.T, cancel context.CancelFunc, done <-chan struct{}) {
+func lead(t *testing.T, c *Controller) (stop func()) {
 	t.Helper()
-	cancel()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		t.Error("the controller did not stop within 30s of losing leadership")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); c.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+				t.Error("the controller did not stop within 30s of losing leadership")
+			}
+		})
 	}
+	t.Cleanup(stop)
+	return stop
 }
 
 // run runs c as a leader until op ends, and returns op as it ended.
 func run(t *testing.T, c *Controller, raft *fakeRaft, op string) *cluster.Operation {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); c.Run(ctx) }()
-	defer stop(t, cancel, done)
+	stop := lead(t, c)
+	defer stop()
 	var end *cluster.Operation
 	testutil.WaitFor(t, 60*time.Second, "operation "+op+" ends", func() bool {
 		end = raft.State().Operations[op]
 		return end != nil && end.State.Terminal()
 	})
 	return end
+}
+
+// holdStarts holds every StartItem at its raft write until release is
+// called (a slow commit, a lagging follower); first gets the first start
+// held. The test's end releases them.
+func (f *fakeRaft) holdStarts(t *testing.T) (first <-chan *cluster.StartItem, release func()) {
+	held, released := make(chan *cluster.StartItem, 1), make(chan struct{})
+	var once, releaseOnce sync.Once
+	f.hold = func(ctx context.Context, cmd cluster.Command) error {
+		if si, ok := cmd.(*cluster.StartItem); ok {
+			once.Do(func() { held <- si })
+			select {
+			case <-released:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return nil
+	}
+	release = func() { releaseOnce.Do(func() { close(released) }) }
+	t.Cleanup(release)
+	return held, release
+}
+
+// firstStart waits for the first start held.
+func firstStart(t *testing.T, first <-chan *cluster.StartItem) *cluster.StartItem {
+	t.Helper()
+	select {
+	case si := <-first:
+		return si
+	case <-time.After(20 * time.Second):
+		t.Fatal("no step started")
+		return nil
+	}
 }
 
 // TestEachStepIsAppliedOnce: an evacuation run against a fake raft and
@@ -314,35 +357,10 @@ func TestNewLeaderResumesWithoutRepeating(t *testing.T) {
 // the writes go through.
 func TestNeverHoldsItsLockAcrossACommit(t *testing.T) {
 	c, raft, _ := setup(t)
-	held, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	raft.hold = func(ctx context.Context, cmd cluster.Command) error {
-		if _, ok := cmd.(*cluster.StartItem); ok {
-			once.Do(func() { close(held) })
-			select {
-			case <-release:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		return nil
-	}
+	first, release := raft.holdStarts(t)
 	op := evacuate(t, c, raft, busiest(raft.State()))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); c.Run(ctx) }()
-	defer stop(t, cancel, done)
-	released := false
-	defer func() {
-		if !released {
-			close(release)
-		}
-	}()
-	select {
-	case <-held:
-	case <-time.After(20 * time.Second):
-		t.Fatal("no step started")
-	}
+	lead(t, c)
+	firstStart(t, first)
 	answered := make(chan struct{})
 	go func() {
 		c.InFlight()
@@ -354,8 +372,7 @@ func TestNeverHoldsItsLockAcrossACommit(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the in-flight count and a precheck's planning waited for a step's raft write")
 	}
-	close(release)
-	released = true
+	release()
 	testutil.WaitFor(t, 60*time.Second, "the evacuation succeeds", func() bool {
 		end := raft.State().Operations[op.ID]
 		return end.State == cluster.OpSucceeded
@@ -367,36 +384,14 @@ func TestNeverHoldsItsLockAcrossACommit(t *testing.T) {
 // not moved: nothing acts on a step that raft did not record as started.
 func TestRefusedStartIsNotDriven(t *testing.T) {
 	c, raft, d := setup(t)
-	held, release := make(chan *cluster.StartItem, 1), make(chan struct{})
-	var once sync.Once
-	raft.hold = func(ctx context.Context, cmd cluster.Command) error {
-		if si, ok := cmd.(*cluster.StartItem); ok {
-			once.Do(func() { held <- si })
-			select {
-			case <-release:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		return nil
-	}
+	held, release := raft.holdStarts(t)
 	op := evacuate(t, c, raft, busiest(raft.State()))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); c.Run(ctx) }()
-	defer stop(t, cancel, done)
-	var first *cluster.StartItem
-	select {
-	case first = <-held:
-	case <-time.After(20 * time.Second):
-		close(release)
-		t.Fatal("no step started")
-	}
+	lead(t, c)
+	first := firstStart(t, held)
 	if _, err := raft.Apply(context.Background(), &cluster.CancelOperation{Op: op.ID, Time: time.Now().UTC()}); err != nil {
-		close(release)
 		t.Fatal(err)
 	}
-	close(release)
+	release()
 	testutil.WaitFor(t, 30*time.Second, "the cancelled operation ends, no step in flight", func() bool {
 		return raft.State().Operations[op.ID].State.Terminal() && c.InFlight() == 0
 	})
