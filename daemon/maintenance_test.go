@@ -615,15 +615,7 @@ func TestMaintenanceBadRequestsChangeNothing(t *testing.T) {
 	}
 	before := dev.Node().FSM().State()
 	checkErrorAnswers(t, c.Base, tests)
-	after := dev.Node().FSM().State()
-	if len(after.Operations) != 0 {
-		t.Fatalf("refused requests started operations: %v", after.Operations)
-	}
-	for name, hb := range before.Hosts {
-		if ha := after.Hosts[name]; ha.Maintenance != hb.Maintenance || ha.Admin != hb.Admin {
-			t.Fatalf("refused requests changed host %s", name)
-		}
-	}
+	checkRequestsChangedNothing(t, before, dev.Node().FSM().State())
 	// The action log answers by time.
 	mark := time.Now().UTC()
 	time.Sleep(1100 * time.Millisecond) // RFC 3339 has whole seconds
