@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"testing"
 	"time"
 )
 
@@ -94,4 +95,21 @@ func cpuSpent(from, to cpuSample) map[string]time.Duration {
 	}
 	out["cpu_other"] = max(out["cpu_busy"]-bed, 0)
 	return out
+}
+
+// waitEvery is testutil.WaitFor polling every interval: for waits whose
+// result carries its own time, so that polling sooner only takes CPU from
+// what is measured.
+func waitEvery(t *testing.T, timeout, interval time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(interval)
+	}
 }

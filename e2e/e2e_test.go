@@ -183,7 +183,11 @@ func noRecreationWithoutFencing(t *testing.T, evs []api.Event) {
 func waitRecovery(t *testing.T, b *Bed, host string, since time.Time, timeout time.Duration) *api.Operation {
 	t.Helper()
 	var op *api.Operation
-	testutil.WaitFor(t, timeout, "recovery of "+host, func() bool {
+	// A recovery's times are the servers' own (the operation's update, the
+	// events), not when this notices them: asking ten times a second, not a
+	// hundred (each time the leader and then its operations), leaves the
+	// CPU to the recovery it measures.
+	waitEvery(t, timeout, 100*time.Millisecond, "recovery of "+host, func() bool {
 		ops, err := b.Client().Operations(context.Background(), host)
 		if err != nil {
 			return false
