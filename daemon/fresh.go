@@ -51,8 +51,17 @@ func (s *Server) freshness() (knownLeader bool, lastContact time.Duration, stale
 	}
 	r := s.node.Raft()
 	if s.node.IsLeader() {
-		if a, c := r.AppliedIndex(), r.CommitIndex(); a < c {
-			return true, 0, fmt.Sprintf("catching up: applied %d of %d", a, c)
+		// A new leader is current once it has applied everything its
+		// predecessors committed (the barrier its controllers wait for).
+		// After that, an entry committed and not yet applied is this
+		// leader's own write in flight, not a state out of date: /readyz
+		// must not drop the leader for every write.
+		a, c := r.AppliedIndex(), r.CommitIndex()
+		if !s.leaderCurrent.Load() {
+			return true, 0, fmt.Sprintf("catching up: a new leader applies what was committed before it (applied %d of %d)", a, c)
+		}
+		if c > a+maxApplyLag {
+			return true, 0, fmt.Sprintf("applying: %d committed entries not applied yet", c-a)
 		}
 		return true, 0, ""
 	}

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -84,7 +85,10 @@ type Server struct {
 	members     *membership.Controller
 	forming     *membership.Forming
 	catchUp     catchUp
-	leases      *lease.Table
+	// leaderCurrent: this server leads and has applied what was committed
+	// before its term (its barrier passed); reads and /readyz are current.
+	leaderCurrent atomic.Bool
+	leases        *lease.Table
 	// devFence powers off a simulator host (dev mode only; nil otherwise).
 	devFence func(host string) error
 	// devCrash makes a simulator host stop answering (true) or answer
@@ -347,6 +351,7 @@ func (s *Server) startControllers() {
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
 	s.controlCtx = cancel
+	s.leaderCurrent.Store(false)
 	s.leases.Reset(time.Now())
 	s.ctrlWG.Add(1)
 	go func() {
@@ -356,6 +361,7 @@ func (s *Server) startControllers() {
 			s.log.Warn("leader barrier failed; giving up leadership duties", "err", err)
 			return
 		}
+		s.leaderCurrent.Store(true)
 		if err := s.registerSelf(ctx); err != nil {
 			s.log.Warn("register server", "err", err)
 		}
@@ -385,6 +391,7 @@ func (s *Server) stopControllers() {
 		s.log.Info("leadership lost: stopping controllers")
 		s.controlCtx()
 		s.controlCtx = nil
+		s.leaderCurrent.Store(false)
 	}
 }
 
