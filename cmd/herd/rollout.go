@@ -189,6 +189,10 @@ func printRolloutPlan(g *globals, p *api.RolloutPlan) error {
 	return nil
 }
 
+// rolloutCancelledError is what a rollout's error says once it was
+// cancelled.
+const rolloutCancelledError = "cancelled"
+
 func printRollout(g *globals, r *api.Rollout) error {
 	fmt.Fprintf(g.stdout, "Rollout %s: %s (parallel %d, order %s, on failure %s, migrate %s", r.ID, r.State, r.Parallel, r.Order, r.OnFailure, r.Migrate)
 	if r.Hook != "" {
@@ -201,7 +205,13 @@ func printRollout(g *globals, r *api.Rollout) error {
 	if r.Note != "" {
 		fmt.Fprintln(g.stdout, "Waiting: "+esc(r.Note))
 	}
-	if r.Error != "" {
+	switch {
+	case r.Error == rolloutCancelledError && r.State == "cancelled":
+		// A cancel is the operator's choice, not an error.
+		fmt.Fprintln(g.stdout, "Cancelled: no host started after the cancel; the hosts that had not started are skipped.")
+	case r.Error == rolloutCancelledError:
+		fmt.Fprintln(g.stdout, "Cancelling: no other host starts; the rollout ends once the hosts out now are back.")
+	case r.Error != "":
 		fmt.Fprintln(g.stdout, "Error: "+esc(r.Error))
 	}
 	var rows [][]string

@@ -61,4 +61,8 @@ func TestCLIRollout(t *testing.T) {
 		_, out, _ := runCLI("rollout", "show", id, addr)
 		return strings.Contains(out, ": cancelled") && strings.Contains(out, "skipped")
 	})
+	// A cancel is the operator's own choice: shown as such, not as an error.
+	if _, out, _ = runCLI("rollout", "show", id, addr); strings.Contains(out, "Error") || !strings.Contains(out, "Cancelled: ") {
+		t.Fatalf("rollout show of a cancelled rollout:\n%s", out)
+	}
 }
